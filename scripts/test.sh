@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Run every test: provision the host, then format check, lints, tests, doc tests, benches.
+#
+#   scripts/test.sh [extra args for cargo test]
+#
+# Tests that need Redis or Docker fail (instead of skipping) when their service is missing.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/provision.sh
+
+export DWR_REQUIRE_SERVICES=1
+export DWR_TEST_IMAGE=dwr-test/busybox:latest
+
+step() { echo "test: $*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test (all targets)"
+cargo test --workspace --all-targets "$@"
+
+step "cargo test (doc tests)"
+cargo test --workspace --doc "$@"
+
+step "cargo bench --no-run"
+cargo bench --workspace --no-run
+
+step "all passed"
