@@ -1,0 +1,385 @@
+//! A job, its states and the legal transitions between them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ExecutorId, JobId};
+use crate::spec::JobSpec;
+use crate::time::Timestamp;
+
+/// Reason recorded on the jobs of an executor whose heartbeat expired.
+pub const REASON_EXECUTOR_LOST: &str = "executor lost";
+/// Reason recorded on a job stopped for running past its max runtime.
+pub const REASON_TIMED_OUT: &str = "timed out";
+/// Reason recorded on a job aborted by a user.
+pub const REASON_ABORTED: &str = "aborted by user";
+
+/// The state of a job. Lowercase on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for room.
+    Pending,
+    /// Given to an executor that has not started it yet.
+    Assigned,
+    /// Its container is running.
+    Running,
+    /// Exited with code 0.
+    Succeeded,
+    /// Exited non-zero, was OOM-killed, could not start, timed out or lost its executor.
+    Failed,
+    /// Aborted on request.
+    Aborted,
+}
+
+impl JobState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [JobState; 6] = [
+        JobState::Pending,
+        JobState::Assigned,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Aborted,
+    ];
+
+    /// True for succeeded, failed and aborted.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Aborted
+        )
+    }
+
+    /// True while the job holds resources on an executor.
+    pub fn holds_resources(self) -> bool {
+        matches!(self, JobState::Assigned | JobState::Running)
+    }
+
+    /// Whether the lifecycle allows going from `self` to `next`.
+    pub fn can_become(self, next: JobState) -> bool {
+        use JobState::*;
+        matches!(
+            (self, next),
+            (Pending, Assigned)
+                | (Pending, Failed)
+                | (Pending, Aborted)
+                | (Assigned, Running)
+                | (Assigned, Failed)
+                | (Assigned, Aborted)
+                | (Running, Succeeded)
+                | (Running, Failed)
+                | (Running, Aborted)
+        )
+    }
+
+    /// The lowercase wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Assigned => "assigned",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Aborted => "aborted",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A state name that is not one of the six.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job status {value:?}: expected one of pending, assigned, running, succeeded, failed, aborted")]
+pub struct UnknownJobState {
+    /// The text given.
+    pub value: String,
+}
+
+impl FromStr for JobState {
+    type Err = UnknownJobState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownJobState {
+                value: s.chars().take(64).collect(),
+            })
+    }
+}
+
+/// Why an abort was requested: a user, or the scheduler enforcing the max runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AbortCause {
+    /// A user asked (`DELETE /jobs/{id}`); the job ends `aborted`.
+    User,
+    /// The job ran past its max runtime; it ends `failed` with reason "timed out".
+    TimedOut,
+}
+
+impl AbortCause {
+    /// The terminal state and reason a job stopped for this cause ends with.
+    pub fn outcome(self) -> Outcome {
+        match self {
+            AbortCause::User => Outcome::aborted(REASON_ABORTED),
+            AbortCause::TimedOut => Outcome::failed(REASON_TIMED_OUT),
+        }
+    }
+}
+
+/// How a job ended: the terminal state with its exit code and reason.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// succeeded, failed or aborted.
+    pub state: JobState,
+    /// The container's exit code, when it ran.
+    pub exit_code: Option<i64>,
+    /// Why it ended, in words.
+    pub reason: Option<String>,
+    /// Whether the kernel OOM-killed the container.
+    pub oom_killed: bool,
+}
+
+impl Outcome {
+    /// The outcome of a container that exited with `code` (0 succeeds).
+    pub fn exited(code: i64, oom_killed: bool) -> Self {
+        let (state, reason) = match (code, oom_killed) {
+            (_, true) => (
+                JobState::Failed,
+                Some("out of memory (OOM killed)".to_owned()),
+            ),
+            (0, false) => (JobState::Succeeded, None),
+            (c, false) => (JobState::Failed, Some(format!("exited with code {c}"))),
+        };
+        Self {
+            state,
+            exit_code: Some(code),
+            reason,
+            oom_killed,
+        }
+    }
+
+    /// A failure for `reason`, without an exit code.
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            state: JobState::Failed,
+            exit_code: None,
+            reason: Some(reason.into()),
+            oom_killed: false,
+        }
+    }
+
+    /// An abort for `reason`.
+    pub fn aborted(reason: impl Into<String>) -> Self {
+        Self {
+            state: JobState::Aborted,
+            exit_code: None,
+            reason: Some(reason.into()),
+            oom_killed: false,
+        }
+    }
+
+    /// The same outcome carrying an exit code.
+    pub fn with_exit_code(mut self, code: Option<i64>) -> Self {
+        self.exit_code = code;
+        self
+    }
+}
+
+/// A job as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// What it asked for.
+    pub spec: JobSpec,
+    /// Where it is in its lifecycle.
+    pub state: JobState,
+    /// The executor it was assigned to, once assigned.
+    pub executor: Option<ExecutorId>,
+    /// That executor's IP.
+    pub executor_ip: Option<String>,
+    /// UUIDs of the GPU devices it holds.
+    pub gpu_ids: Vec<String>,
+    /// The container's exit code.
+    pub exit_code: Option<i64>,
+    /// Why it ended (or why it is stuck).
+    pub reason: Option<String>,
+    /// Whether the container was OOM-killed.
+    pub oom_killed: bool,
+    /// An abort was requested and not yet carried out.
+    pub abort_requested: Option<AbortCause>,
+    /// Submission time.
+    pub created_at: Timestamp,
+    /// Time of the last change.
+    pub updated_at: Timestamp,
+    /// Time it was assigned.
+    pub assigned_at: Option<Timestamp>,
+    /// Time its container started.
+    pub started_at: Option<Timestamp>,
+    /// Time it reached a terminal state.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl Job {
+    /// A new pending job.
+    pub fn new(id: JobId, spec: JobSpec, now: Timestamp) -> Self {
+        Self {
+            id,
+            spec,
+            state: JobState::Pending,
+            executor: None,
+            executor_ip: None,
+            gpu_ids: Vec::new(),
+            exit_code: None,
+            reason: None,
+            oom_killed: false,
+            abort_requested: None,
+            created_at: now,
+            updated_at: now,
+            assigned_at: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// When the job entered its current state.
+    pub fn status_date(&self) -> Timestamp {
+        match self.state {
+            JobState::Pending => self.created_at,
+            JobState::Assigned => self.assigned_at.unwrap_or(self.updated_at),
+            JobState::Running => self.started_at.unwrap_or(self.updated_at),
+            _ => self.finished_at.unwrap_or(self.updated_at),
+        }
+    }
+
+    /// Moves to `next`, stamping the time; refuses transitions the lifecycle forbids.
+    pub fn transition(&mut self, next: JobState, now: Timestamp) -> Result<(), IllegalTransition> {
+        if !self.state.can_become(next) {
+            return Err(IllegalTransition {
+                job: self.id,
+                from: self.state,
+                to: next,
+            });
+        }
+        self.state = next;
+        self.updated_at = now;
+        match next {
+            JobState::Assigned => self.assigned_at = Some(now),
+            JobState::Running => self.started_at = Some(now),
+            _ if next.is_terminal() => self.finished_at = Some(now),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Moves to the terminal state of `outcome` and records its details.
+    pub fn finish(&mut self, outcome: &Outcome, now: Timestamp) -> Result<(), IllegalTransition> {
+        if !outcome.state.is_terminal() {
+            return Err(IllegalTransition {
+                job: self.id,
+                from: self.state,
+                to: outcome.state,
+            });
+        }
+        self.transition(outcome.state, now)?;
+        self.exit_code = outcome.exit_code;
+        self.reason = outcome.reason.clone();
+        self.oom_killed = outcome.oom_killed;
+        self.abort_requested = None;
+        Ok(())
+    }
+}
+
+/// A transition the lifecycle forbids.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("job {job} cannot go from {from} to {to}")]
+pub struct IllegalTransition {
+    /// The job.
+    pub job: JobId,
+    /// Its state.
+    pub from: JobState,
+    /// The state refused.
+    pub to: JobState,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> Job {
+        let spec = JobSpec::new("img", vec!["true".into()], 100, 64);
+        Job::new(JobId::new(), spec, Timestamp(10))
+    }
+
+    #[test]
+    fn the_happy_path_stamps_each_transition() {
+        let mut j = job();
+        j.transition(JobState::Assigned, Timestamp(20)).unwrap();
+        j.transition(JobState::Running, Timestamp(30)).unwrap();
+        j.finish(&Outcome::exited(0, false), Timestamp(40)).unwrap();
+        assert_eq!(j.state, JobState::Succeeded);
+        assert_eq!(
+            (j.assigned_at, j.started_at, j.finished_at),
+            (
+                Some(Timestamp(20)),
+                Some(Timestamp(30)),
+                Some(Timestamp(40))
+            )
+        );
+        assert_eq!(j.status_date(), Timestamp(40));
+        assert_eq!(j.exit_code, Some(0));
+    }
+
+    #[test]
+    fn illegal_transitions_are_refused() {
+        for from in JobState::ALL {
+            for to in JobState::ALL {
+                let legal = from.can_become(to);
+                if from.is_terminal() || to == JobState::Pending || from == to {
+                    assert!(!legal, "{from} -> {to}");
+                }
+            }
+        }
+        let mut j = job();
+        assert!(j.transition(JobState::Running, Timestamp(1)).is_err());
+        j.finish(&Outcome::aborted("x"), Timestamp(2)).unwrap();
+        let err = j
+            .finish(&Outcome::exited(0, false), Timestamp(3))
+            .unwrap_err();
+        assert_eq!((err.from, err.to), (JobState::Aborted, JobState::Succeeded));
+        assert_eq!(
+            j.finished_at,
+            Some(Timestamp(2)),
+            "a refused transition changes nothing"
+        );
+    }
+
+    #[test]
+    fn outcomes_of_exits() {
+        assert_eq!(Outcome::exited(0, false).state, JobState::Succeeded);
+        assert_eq!(Outcome::exited(3, false).state, JobState::Failed);
+        let oom = Outcome::exited(137, true);
+        assert_eq!((oom.state, oom.oom_killed), (JobState::Failed, true));
+        assert_eq!(
+            AbortCause::TimedOut.outcome().reason.as_deref(),
+            Some(REASON_TIMED_OUT)
+        );
+    }
+
+    #[test]
+    fn states_parse_and_print_lowercase() {
+        for s in JobState::ALL {
+            assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
+        }
+        assert!("Running".parse::<JobState>().is_err());
+    }
+}

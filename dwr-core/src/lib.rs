@@ -1,0 +1,34 @@
+//! dwr-core: the model, the traits and the logic of dwr, with no I/O of its own.
+//!
+//! * The model: [`JobSpec`] (validated here), [`Job`] and its [`JobState`] machine,
+//!   [`Executor`] and the [`Resources`] arithmetic.
+//! * The traits every adapter implements: [`JobStore`], [`ContainerRuntime`], [`GpuProbe`]
+//!   (plus [`HostProbe`]) and the pure [`Placement`].
+//! * The logic written against them: the scheduler and the executor agent.
+//! * Real in-memory and fake implementations that tests, benchmarks and the embedded mode
+//!   share.
+
+pub mod error;
+pub mod executor;
+pub mod ids;
+pub mod job;
+pub mod probe;
+pub mod resources;
+pub mod runtime;
+pub mod spec;
+pub mod store;
+pub mod time;
+
+pub use error::{BoxError, Rejection, RuntimeError, StoreError};
+pub use executor::{Executor, ExecutorRegistration, GpuDevice, HostUsage};
+pub use ids::{ExecutorId, JobId, MalformedJobId};
+pub use job::{AbortCause, IllegalTransition, Job, JobState, Outcome, UnknownJobState};
+pub use probe::{GpuProbe, HostProbe};
+pub use resources::{Dimension, Resources};
+pub use runtime::{
+    ContainerId, ContainerRuntime, ContainerSpec, ContainerUsage, ExitStatus, LogLine, LogSource,
+    OwnedContainer, ProgressSink,
+};
+pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, VolumeMount};
+pub use store::{AbortRequested, Assignment, ExecutorEvent, Finished, JobQuery, JobStore};
+pub use time::Timestamp;

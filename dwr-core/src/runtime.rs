@@ -1,0 +1,148 @@
+//! The [`ContainerRuntime`] trait: what an executor needs from a container engine.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Debug};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::error::RuntimeError;
+use crate::ids::{ExecutorId, JobId};
+use crate::spec::VolumeMount;
+
+/// Label carrying the job id on every container dwr starts.
+pub const LABEL_JOB_ID: &str = "dwr.job_id";
+/// Label carrying the executor id on every container dwr starts.
+pub const LABEL_EXECUTOR: &str = "dwr.executor";
+
+/// The engine's id of a container.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ContainerId(pub String);
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything needed to create and start a job's container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    /// The job.
+    pub job: JobId,
+    /// The executor starting it (goes into the labels).
+    pub executor: ExecutorId,
+    /// The executor's IP (goes into `EXECUTOR_IP`).
+    pub executor_ip: String,
+    /// Image reference.
+    pub image: String,
+    /// Command and arguments.
+    pub command: Vec<String>,
+    /// The job's own environment; the runtime adds `JOB_ID` and `EXECUTOR_IP`.
+    pub env: BTreeMap<String, String>,
+    /// CPU limit in millicores.
+    pub cpu_millis: u64,
+    /// Memory limit in MiB (swap equal to it: no swap beyond the limit).
+    pub memory_mib: u64,
+    /// UUIDs of the GPU devices to expose, exactly these.
+    pub gpu_ids: Vec<String>,
+    /// Host volumes (checked against the runtime's allow-list).
+    pub volumes: Vec<VolumeMount>,
+}
+
+/// Which output stream a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSource {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line of container output, without its newline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// stdout or stderr.
+    pub source: LogSource,
+    /// The text.
+    pub text: String,
+}
+
+/// How a container ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code (137 after SIGKILL).
+    pub code: i64,
+    /// Whether the kernel OOM-killed it, as the engine reports (not guessed from 137).
+    pub oom_killed: bool,
+}
+
+/// Observed usage of a running container.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerUsage {
+    /// CPU use in percent of one core (200 = two cores busy).
+    pub cpu_percent: f64,
+    /// Memory in use, bytes.
+    pub memory_bytes: u64,
+}
+
+/// A container labelled as belonging to an executor, found by [`ContainerRuntime::list_owned`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedContainer {
+    /// The container.
+    pub id: ContainerId,
+    /// The job from its label.
+    pub job: JobId,
+    /// Whether it is still running.
+    pub running: bool,
+}
+
+/// Where pull progress lines go (into the job's log).
+pub type ProgressSink = UnboundedSender<String>;
+
+/// A container engine as an executor uses it.
+///
+/// # Contract
+///
+/// * `ensure_image` pulls only when the image is missing locally, sending progress lines
+///   to `progress`; an image that cannot be had is `ImageUnavailable`, a pull without
+///   progress for too long is `PullStalled`.
+/// * `start` creates and starts in one call with every limit of the spec applied, labels
+///   `dwr.job_id` and `dwr.executor`, never privileged. If the start fails, the created
+///   container is removed before the error returns.
+/// * `logs` streams stdout and stderr lines, in order per stream, from the start of the
+///   container, ending when the container exits.
+/// * `wait` returns when the container has exited (at once if it already has).
+/// * `stop` sends SIGTERM, waits up to `grace`, then kills; stopping an exited container
+///   is not an error. `remove` of a missing container is not an error (idempotent).
+#[async_trait]
+pub trait ContainerRuntime: Debug + Send + Sync + 'static {
+    /// Makes sure `image` is present locally, pulling it if missing.
+    async fn ensure_image(&self, image: &str, progress: ProgressSink) -> Result<(), RuntimeError>;
+
+    /// Creates and starts the container of a job.
+    async fn start(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError>;
+
+    /// The container's output lines, following until it exits.
+    fn logs(&self, id: &ContainerId) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
+
+    /// One usage sample.
+    async fn usage(&self, id: &ContainerId) -> Result<ContainerUsage, RuntimeError>;
+
+    /// Waits for the container to exit.
+    async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, RuntimeError>;
+
+    /// Stops with a grace period, then kills.
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Removes the container (idempotent).
+    async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError>;
+
+    /// Containers labelled as `executor`'s, running or not.
+    async fn list_owned(&self, executor: &ExecutorId) -> Result<Vec<OwnedContainer>, RuntimeError>;
+}

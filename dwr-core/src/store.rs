@@ -1,0 +1,216 @@
+//! The [`JobStore`] trait: the single source of truth for jobs, executors and logs.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+use crate::executor::{Executor, ExecutorRegistration, HostUsage};
+use crate::ids::{ExecutorId, JobId};
+use crate::job::{AbortCause, Job, JobState, Outcome};
+use crate::time::Timestamp;
+
+/// A proposed assignment: the scheduler proposes, the store checks and commits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The job.
+    pub job: JobId,
+    /// The executor chosen.
+    pub executor: ExecutorId,
+    /// UUIDs of the GPU devices chosen on that executor (as many as the job asks for).
+    pub gpu_ids: Vec<String>,
+}
+
+/// Something an executor must react to, delivered through its queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecutorEvent {
+    /// A job was assigned to it.
+    Assigned(JobId),
+    /// An abort of one of its jobs was requested.
+    Abort(JobId, AbortCause),
+}
+
+/// Which jobs to list, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobQuery {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Skip this many (paging).
+    pub offset: usize,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Default for JobQuery {
+    fn default() -> Self {
+        Self {
+            state: None,
+            offset: 0,
+            limit: 100,
+        }
+    }
+}
+
+/// What [`JobStore::finish`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finished {
+    /// The job after the call.
+    pub job: Job,
+    /// True when this call moved the job to its terminal state (and released what it held);
+    /// false when the job was already terminal and nothing changed.
+    pub changed: bool,
+}
+
+/// What [`JobStore::request_abort`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AbortRequested {
+    /// The job was pending and is now aborted: nothing to stop.
+    AbortedAtOnce(Job),
+    /// The job is assigned or running: its executor was told and will stop it.
+    Signalled(Job),
+}
+
+/// The single source of truth for jobs, executors and logs.
+///
+/// # Contract
+///
+/// * **Atomic transitions.** `submit`, `commit_assignment`, `mark_running`, `finish`,
+///   `request_abort` and `expire_executor` each apply completely or not at all, and no two
+///   interleave on the same job or executor. Two schedulers racing on one store can never
+///   over-allocate an executor, hand out a GPU twice, or assign a job twice: the store
+///   re-checks everything at commit time; the caller only proposes.
+/// * **Release once.** The resources of a job (CPU, memory, the named GPU devices) are
+///   released exactly once, by whichever terminal transition comes first (`finish`,
+///   `request_abort` of a pending job, or `expire_executor`); later ones change nothing.
+/// * **Idempotence.** `finish` of a terminal job returns `changed: false`;
+///   `register_executor` of a live executor keeps its allocations; `expire_executor` of an
+///   executor that is gone or heartbeated since returns no jobs; `append_logs` is not
+///   idempotent (lines are appended).
+/// * **Heartbeats never touch allocations.**
+/// * **Wake-ups.** `next_event` and `wait_for_work` and `wait_logs` return as soon as there is
+///   something to see; their `wait` argument bounds the wait, it is not a poll interval.
+#[async_trait]
+pub trait JobStore: Debug + Send + Sync + 'static {
+    /// Stores a new pending job and wakes schedulers. `JobExists` if the id is taken.
+    async fn submit(&self, job: Job) -> Result<(), StoreError>;
+
+    /// The job with this id, or `JobNotFound`.
+    async fn job(&self, id: JobId) -> Result<Job, StoreError>;
+
+    /// Jobs matching `query`, newest first.
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
+
+    /// Up to `limit` pending jobs in arrival order (oldest first).
+    async fn pending_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+
+    /// Job counts per state (every state present, zero where none).
+    async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;
+
+    /// Atomically checks that the job is pending, the executor registered and alive
+    /// (heartbeat within `ttl` of `now`), the room free and the named GPUs free on that
+    /// executor and as many as requested; then records the assignment, allocates, and
+    /// queues an [`ExecutorEvent::Assigned`] for the executor. `Rejected` otherwise, with
+    /// nothing changed.
+    async fn commit_assignment(
+        &self,
+        assignment: &Assignment,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Job, StoreError>;
+
+    /// Assigned → running, only by the executor the job is assigned to.
+    async fn mark_running(
+        &self,
+        id: JobId,
+        executor: &ExecutorId,
+        now: Timestamp,
+    ) -> Result<Job, StoreError>;
+
+    /// Moves the job to the terminal state of `outcome` from pending, assigned or running,
+    /// releasing what it held, once, and waking schedulers and log followers. Idempotent.
+    async fn finish(
+        &self,
+        id: JobId,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<Finished, StoreError>;
+
+    /// Aborts a pending job at once; for an assigned or running job records the request and
+    /// queues an [`ExecutorEvent::Abort`] for its executor. `AlreadyTerminal` for a finished
+    /// job.
+    async fn request_abort(
+        &self,
+        id: JobId,
+        cause: AbortCause,
+        now: Timestamp,
+    ) -> Result<AbortRequested, StoreError>;
+
+    /// Registers an executor, or refreshes the registration of a live one (keeping its
+    /// allocations and jobs), and wakes schedulers.
+    async fn register_executor(
+        &self,
+        registration: &ExecutorRegistration,
+        now: Timestamp,
+    ) -> Result<Executor, StoreError>;
+
+    /// Refreshes liveness and observed usage. `ExecutorNotFound` if the executor is not
+    /// registered (it expired): the agent then registers again.
+    async fn heartbeat(
+        &self,
+        id: &ExecutorId,
+        usage: &HostUsage,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The executor with this id, or `ExecutorNotFound`.
+    async fn executor(&self, id: &ExecutorId) -> Result<Executor, StoreError>;
+
+    /// Every registered executor, ordered by id.
+    async fn executors(&self) -> Result<Vec<Executor>, StoreError>;
+
+    /// Removes an executor whose last heartbeat is older than `stale_before` (or any
+    /// executor, when `stale_before` is `None`: a clean shutdown), failing its assigned and
+    /// running jobs with `reason` and releasing their resources. Returns the jobs failed;
+    /// empty when the executor is gone or has heartbeated since.
+    async fn expire_executor(
+        &self,
+        id: &ExecutorId,
+        stale_before: Option<Timestamp>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, StoreError>;
+
+    /// The next event for `executor`, waiting up to `wait` for one. Events are delivered
+    /// once (a queue, not a broadcast).
+    async fn next_event(
+        &self,
+        executor: &ExecutorId,
+        wait: Duration,
+    ) -> Result<Option<ExecutorEvent>, StoreError>;
+
+    /// Returns when a job was submitted or finished or an executor registered since the
+    /// last call, or after `wait`.
+    async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError>;
+
+    /// Appends lines to the job's log in one operation.
+    async fn append_logs(&self, id: JobId, lines: &[String]) -> Result<(), StoreError>;
+
+    /// The job's log lines from index `from` on (oldest first).
+    async fn logs(&self, id: JobId, from: usize) -> Result<Vec<String>, StoreError>;
+
+    /// Like [`logs`](Self::logs) but waits up to `wait` for lines past `from` to appear;
+    /// returns early (maybe empty) when the job becomes terminal.
+    async fn wait_logs(
+        &self,
+        id: JobId,
+        from: usize,
+        wait: Duration,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Deletes terminal jobs (and their logs) that finished before `finished_before`.
+    /// Returns how many were deleted.
+    async fn purge_finished(&self, finished_before: Timestamp) -> Result<u64, StoreError>;
+}
