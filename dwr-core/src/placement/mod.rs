@@ -10,7 +10,7 @@ mod first_fit;
 mod spread;
 mod view;
 
-pub use explain::{Explanation, Exhausted, Filtered};
+pub use explain::{Exhausted, Explanation, Filtered};
 pub use first_fit::FirstFit;
 pub use spread::Spread;
 pub use view::{ClusterView, ExecutorView};
@@ -41,3 +41,6 @@ pub trait Placement: Debug + Send + Sync + 'static {
     /// Chooses an executor for `spec`, or explains why none fits.
     fn place(&self, spec: &JobSpec, cluster: &ClusterView) -> Result<Choice, Explanation>;
 }
+
+#[cfg(test)]
+mod tests;

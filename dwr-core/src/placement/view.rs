@@ -1,0 +1,213 @@
+//! The view of the cluster that placement works on: each executor's free room, once per pass.
+
+use std::time::Duration;
+
+use crate::executor::{Executor, GpuDevice};
+use crate::ids::ExecutorId;
+use crate::resources::{Dimension, Resources};
+use crate::spec::{GpuModel, JobSpec};
+use crate::time::Timestamp;
+
+/// One executor as placement sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorView {
+    /// Its id.
+    pub id: ExecutorId,
+    /// Its IP.
+    pub ip: String,
+    /// Total capacity.
+    pub capacity: Resources,
+    /// Capacity minus allocations (and minus what this pass reserved).
+    pub free: Resources,
+    /// Every GPU device it has.
+    pub gpus: Vec<GpuDevice>,
+    /// The devices not held by any job, in index order.
+    pub free_gpus: Vec<GpuDevice>,
+    /// Its region.
+    pub region: Option<String>,
+    /// Its datacenter.
+    pub datacenter: Option<String>,
+    /// Whether its heartbeat is within the TTL.
+    pub alive: bool,
+}
+
+/// Why an executor cannot take a job, as [`ExecutorView::verdict`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// It takes the job now.
+    Fits,
+    /// Its heartbeat expired.
+    Dead,
+    /// Not in an eligible region.
+    Region,
+    /// Not in an eligible datacenter.
+    Datacenter,
+    /// No GPU of the wanted model.
+    GpuModel,
+    /// Its total capacity is too small on this dimension: it never fits.
+    TooSmall(Dimension),
+    /// It has no room left now on this dimension.
+    Exhausted(Dimension),
+}
+
+impl ExecutorView {
+    /// The view of a stored executor at `now`, alive when heartbeated within `ttl`.
+    pub fn from_executor(executor: &Executor, now: Timestamp, ttl: Duration) -> Self {
+        let reg = &executor.registration;
+        Self {
+            id: reg.id.clone(),
+            ip: reg.ip.clone(),
+            capacity: reg.capacity,
+            free: executor.free(),
+            gpus: reg.gpus.clone(),
+            free_gpus: executor.free_gpus(),
+            region: reg.region.clone(),
+            datacenter: reg.datacenter.clone(),
+            alive: executor.is_alive(now, ttl),
+        }
+    }
+
+    /// Fraction of its capacity allocated, the largest over CPU, memory and GPUs (0..=1).
+    pub fn load(&self) -> f64 {
+        fn frac(used: u64, total: u64) -> f64 {
+            if total == 0 {
+                0.0
+            } else {
+                used as f64 / total as f64
+            }
+        }
+        let used = self.capacity.saturating_sub(&self.free);
+        frac(used.cpu_millis, self.capacity.cpu_millis)
+            .max(frac(used.memory_mib, self.capacity.memory_mib))
+            .max(frac(u64::from(used.gpus), u64::from(self.capacity.gpus)))
+    }
+
+    /// The first `count` free devices that satisfy `model`, by index.
+    pub fn pick_gpus(&self, model: Option<&GpuModel>, count: u32) -> Option<Vec<String>> {
+        if count == 0 {
+            return Some(Vec::new());
+        }
+        let model = model?;
+        let picked: Vec<String> = self
+            .free_gpus
+            .iter()
+            .filter(|g| model.matches(&g.model))
+            .take(count as usize)
+            .map(|g| g.uuid.clone())
+            .collect();
+        (picked.len() == count as usize).then_some(picked)
+    }
+
+    /// Whether and why this executor can take `spec` now.
+    pub(crate) fn verdict(&self, spec: &JobSpec) -> Verdict {
+        if !self.alive {
+            return Verdict::Dead;
+        }
+        if !eligible(&spec.eligible_regions, self.region.as_deref()) {
+            return Verdict::Region;
+        }
+        if !eligible(&spec.eligible_datacenters, self.datacenter.as_deref()) {
+            return Verdict::Datacenter;
+        }
+        let want = spec.resources();
+        let (total_gpus, free_gpus) = match (&spec.gpu.model, want.gpus) {
+            (_, 0) => (0, 0),
+            (None, _) => return Verdict::GpuModel,
+            (Some(model), _) => {
+                let total = self.gpus.iter().filter(|g| model.matches(&g.model)).count();
+                if total == 0 {
+                    return Verdict::GpuModel;
+                }
+                let free = self
+                    .free_gpus
+                    .iter()
+                    .filter(|g| model.matches(&g.model))
+                    .count();
+                (total as u32, free as u32)
+            }
+        };
+        let total = Resources {
+            gpus: total_gpus,
+            ..self.capacity
+        };
+        if let Some(dim) = want.first_short_dimension(&total) {
+            return Verdict::TooSmall(dim);
+        }
+        let free = Resources {
+            gpus: free_gpus,
+            ..self.free
+        };
+        match want.first_short_dimension(&free) {
+            Some(dim) => Verdict::Exhausted(dim),
+            None => Verdict::Fits,
+        }
+    }
+}
+
+fn eligible(allowed: &[String], mine: Option<&str>) -> bool {
+    allowed.is_empty() || mine.is_some_and(|m| allowed.iter().any(|a| a == m))
+}
+
+/// The executors of one scheduling pass, in a deterministic order (by id).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    executors: Vec<ExecutorView>,
+}
+
+impl ClusterView {
+    /// A view of these executors, sorted by id.
+    pub fn new(mut executors: Vec<ExecutorView>) -> Self {
+        executors.sort_by(|a, b| a.id.cmp(&b.id));
+        Self { executors }
+    }
+
+    /// The view of stored executors at `now`.
+    pub fn from_executors(executors: &[Executor], now: Timestamp, ttl: Duration) -> Self {
+        Self::new(
+            executors
+                .iter()
+                .map(|e| ExecutorView::from_executor(e, now, ttl))
+                .collect(),
+        )
+    }
+
+    /// The executors, by id.
+    pub fn executors(&self) -> &[ExecutorView] {
+        &self.executors
+    }
+
+    /// The number of executors.
+    pub fn len(&self) -> usize {
+        self.executors.len()
+    }
+
+    /// True when there are no executors.
+    pub fn is_empty(&self) -> bool {
+        self.executors.is_empty()
+    }
+
+    /// How many are alive.
+    pub fn alive(&self) -> usize {
+        self.executors.iter().filter(|e| e.alive).count()
+    }
+
+    /// Takes `resources` and the devices `gpu_ids` off executor `index`'s free room, so later
+    /// decisions of the pass see them taken. False (and nothing changed) when they are not free.
+    pub fn reserve(&mut self, index: usize, resources: &Resources, gpu_ids: &[String]) -> bool {
+        let Some(exec) = self.executors.get_mut(index) else {
+            return false;
+        };
+        let Some(free) = exec.free.checked_sub(resources) else {
+            return false;
+        };
+        if !gpu_ids
+            .iter()
+            .all(|id| exec.free_gpus.iter().any(|g| &g.uuid == id))
+        {
+            return false;
+        }
+        exec.free = free;
+        exec.free_gpus.retain(|g| !gpu_ids.contains(&g.uuid));
+        true
+    }
+}
