@@ -12,6 +12,7 @@ pub mod error;
 pub mod executor;
 pub mod ids;
 pub mod job;
+pub mod placement;
 pub mod probe;
 pub mod resources;
 pub mod runtime;
@@ -23,6 +24,7 @@ pub use error::{BoxError, Rejection, RuntimeError, StoreError};
 pub use executor::{Executor, ExecutorRegistration, GpuDevice, HostUsage};
 pub use ids::{ExecutorId, JobId, MalformedJobId};
 pub use job::{AbortCause, IllegalTransition, Job, JobState, Outcome, UnknownJobState};
+pub use placement::{ClusterView, Explanation, FirstFit, Placement, Spread};
 pub use probe::{GpuProbe, HostProbe};
 pub use resources::{Dimension, Resources};
 pub use runtime::{
