@@ -1,0 +1,5 @@
+//! dwr-server: the pieces of the `dwr` binary as a library: the HTTP API, the JSON wire
+//! types, configuration and the services (`scheduler`, `executor`, `dev`).
+
+pub mod client;
+pub mod wire;

@@ -1,0 +1,2 @@
+//! The `dwr` binary (under construction): see the `dwr_server` library.
+fn main() {}
