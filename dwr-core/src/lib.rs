@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod executor;
+pub mod fake;
 pub mod ids;
 pub mod job;
 pub mod memory;
@@ -23,6 +24,7 @@ pub mod time;
 
 pub use error::{BoxError, Rejection, RuntimeError, StoreError};
 pub use executor::{Executor, ExecutorRegistration, GpuDevice, HostUsage};
+pub use fake::{FakeBehaviour, FakeGpuProbe, FakeHostProbe, FakeRuntime};
 pub use ids::{ExecutorId, JobId, MalformedJobId};
 pub use job::{AbortCause, IllegalTransition, Job, JobState, Outcome, UnknownJobState};
 pub use memory::InMemoryJobStore;
