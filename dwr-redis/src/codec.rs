@@ -1,0 +1,328 @@
+//! Conversions between dwr-core values and what Redis stores or the scripts answer: the job
+//! hash, the executor snapshot, executor events and script status replies.
+
+use std::collections::{BTreeMap, HashMap};
+
+use dwr_core::{
+    AbortCause, Executor, ExecutorEvent, ExecutorId, ExecutorRegistration, HostUsage, Job, JobId,
+    JobState, Resources, StoreError, Timestamp,
+};
+use redis::Value;
+
+use crate::error::corrupt;
+
+/// The fields of a job hash, as field/value pairs (optional fields only when set).
+pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, StoreError> {
+    let spec = serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt {
+        what: format!("spec of job {}", job.id),
+        source: Box::new(e),
+    })?;
+    let mut f = vec![
+        ("id", job.id.to_string()),
+        ("spec", spec),
+        ("state", job.state.as_str().to_owned()),
+        ("cpu", job.spec.cpu_millis.to_string()),
+        ("mem", job.spec.memory_mib.to_string()),
+        ("ngpu", job.spec.gpu.count.to_string()),
+        ("gpu_ids", json_strings(&job.gpu_ids)),
+        ("oom", if job.oom_killed { "1" } else { "0" }.to_owned()),
+        ("created_at", job.created_at.millis().to_string()),
+        ("updated_at", job.updated_at.millis().to_string()),
+    ];
+    let mut opt = |name: &'static str, value: Option<String>| {
+        if let Some(v) = value {
+            f.push((name, v));
+        }
+    };
+    opt("executor", job.executor.as_ref().map(|e| e.to_string()));
+    opt("executor_ip", job.executor_ip.clone());
+    opt("exit_code", job.exit_code.map(|c| c.to_string()));
+    opt("reason", job.reason.clone());
+    opt(
+        "abort",
+        job.abort_requested.map(|c| abort_cause_str(c).to_owned()),
+    );
+    opt(
+        "assigned_at",
+        job.assigned_at.map(|t| t.millis().to_string()),
+    );
+    opt("started_at", job.started_at.map(|t| t.millis().to_string()));
+    opt(
+        "finished_at",
+        job.finished_at.map(|t| t.millis().to_string()),
+    );
+    Ok(f)
+}
+
+/// A JSON array of strings (what the scripts decode with cjson, read-only).
+pub(crate) fn json_strings(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The wire name of an abort cause.
+pub(crate) fn abort_cause_str(cause: AbortCause) -> &'static str {
+    match cause {
+        AbortCause::User => "user",
+        AbortCause::TimedOut => "timed_out",
+    }
+}
+
+fn parse_abort_cause(text: &str) -> Option<AbortCause> {
+    match text {
+        "user" => Some(AbortCause::User),
+        "timed_out" => Some(AbortCause::TimedOut),
+        _ => None,
+    }
+}
+
+/// A job read back from its hash.
+pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreError> {
+    let what = || format!("job {}", map.get("id").map(String::as_str).unwrap_or("?"));
+    let req = |name: &str| {
+        map.get(name)
+            .ok_or_else(|| corrupt(what(), format!("field {name} missing")))
+    };
+    let int = |name: &str| -> Result<Option<i64>, StoreError> {
+        map.get(name)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| corrupt(what(), format!("field {name} is not an integer")))
+            })
+            .transpose()
+    };
+    let ts = |name: &str| int(name).map(|v| v.map(Timestamp));
+    let id: JobId = req("id")?
+        .parse()
+        .map_err(|e: dwr_core::MalformedJobId| corrupt(what(), e.to_string()))?;
+    let spec = serde_json::from_str(req("spec")?).map_err(|e| StoreError::Corrupt {
+        what: what(),
+        source: Box::new(e),
+    })?;
+    let state: JobState = req("state")?
+        .parse()
+        .map_err(|e: dwr_core::UnknownJobState| corrupt(what(), e.to_string()))?;
+    let gpu_ids: Vec<String> = match map.get("gpu_ids") {
+        Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+            what: what(),
+            source: Box::new(e),
+        })?,
+        None => Vec::new(),
+    };
+    let created_at = ts("created_at")?.ok_or_else(|| corrupt(what(), "created_at missing"))?;
+    Ok(Job {
+        id,
+        spec,
+        state,
+        executor: map.get("executor").map(|e| ExecutorId::new(e.as_str())),
+        executor_ip: map.get("executor_ip").filter(|s| !s.is_empty()).cloned(),
+        gpu_ids,
+        exit_code: int("exit_code")?,
+        reason: map.get("reason").cloned(),
+        oom_killed: map.get("oom").is_some_and(|v| v == "1"),
+        abort_requested: map.get("abort").and_then(|c| parse_abort_cause(c)),
+        created_at,
+        updated_at: ts("updated_at")?.unwrap_or(created_at),
+        assigned_at: ts("assigned_at")?,
+        started_at: ts("started_at")?,
+        finished_at: ts("finished_at")?,
+    })
+}
+
+/// A flat `HGETALL` answer as a map.
+pub(crate) fn flat_map(value: &Value, what: &str) -> Result<HashMap<String, String>, StoreError> {
+    let items = strings(value, what)?;
+    if items.len() % 2 != 0 {
+        return Err(corrupt(what, "odd number of hash items"));
+    }
+    let mut map = HashMap::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        map.insert(k, v);
+    }
+    Ok(map)
+}
+
+/// An array of strings.
+pub(crate) fn strings(value: &Value, what: &str) -> Result<Vec<String>, StoreError> {
+    redis::from_redis_value(value).map_err(|e| StoreError::Corrupt {
+        what: what.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+/// The items of an array answer.
+pub(crate) fn array<'a>(value: &'a Value, what: &str) -> Result<&'a [Value], StoreError> {
+    match value {
+        Value::Array(items) => Ok(items),
+        Value::Nil => Ok(&[]),
+        other => Err(corrupt(what, format!("expected an array, got {other:?}"))),
+    }
+}
+
+/// A script's `{status, payload...}` answer split into the status and the rest.
+pub(crate) fn status_reply<'a>(
+    value: &'a Value,
+    script: &str,
+) -> Result<(String, &'a [Value]), StoreError> {
+    let items = array(value, script)?;
+    let (first, rest) = items
+        .split_first()
+        .ok_or_else(|| corrupt(script, "empty reply"))?;
+    let status: String = redis::from_redis_value(first).map_err(|e| StoreError::Corrupt {
+        what: script.to_owned(),
+        source: Box::new(e),
+    })?;
+    Ok((status, rest))
+}
+
+/// The `i`-th payload item as a string.
+pub(crate) fn text_at(rest: &[Value], i: usize, script: &str) -> Result<String, StoreError> {
+    rest.get(i)
+        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .ok_or_else(|| corrupt(script, format!("payload item {i} missing")))
+}
+
+/// The job hash in a script's payload.
+pub(crate) fn job_at(rest: &[Value], script: &str) -> Result<Job, StoreError> {
+    let value = rest
+        .first()
+        .ok_or_else(|| corrupt(script, "job missing from reply"))?;
+    job_from_map(&flat_map(value, script)?)
+}
+
+/// A job state named by a script.
+pub(crate) fn state_at(rest: &[Value], script: &str) -> Result<JobState, StoreError> {
+    text_at(rest, 0, script)?
+        .parse()
+        .map_err(|e: dwr_core::UnknownJobState| corrupt(script, e.to_string()))
+}
+
+/// An executor from its `{hash, gpu holders, job ids}` snapshot.
+pub(crate) fn executor_from(value: &Value) -> Result<Executor, StoreError> {
+    let parts = array(value, "executor snapshot")?;
+    let [hash, holders, jobs] = parts else {
+        return Err(corrupt("executor snapshot", "expected three parts"));
+    };
+    let map = flat_map(hash, "executor hash")?;
+    let what = format!(
+        "executor {}",
+        map.get("id").map(String::as_str).unwrap_or("?")
+    );
+    let registration: ExecutorRegistration = serde_json::from_str(
+        map.get("reg")
+            .ok_or_else(|| corrupt(&what, "registration missing"))?,
+    )
+    .map_err(|e| StoreError::Corrupt {
+        what: what.clone(),
+        source: Box::new(e),
+    })?;
+    let num = |name: &str| -> Result<i64, StoreError> {
+        map.get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| corrupt(&what, format!("field {name} missing or not an integer")))
+    };
+    let allocated = Resources::new(
+        num("cpu_alloc")?.max(0) as u64,
+        num("mem_alloc")?.max(0) as u64,
+        num("gpu_alloc")?.clamp(0, i64::from(u32::MAX)) as u32,
+    );
+    let usage: HostUsage = match map.get("usage") {
+        Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+            what: what.clone(),
+            source: Box::new(e),
+        })?,
+        None => HostUsage::default(),
+    };
+    let mut gpu_holders = BTreeMap::new();
+    for (uuid, job) in flat_map(holders, &what)? {
+        let job: JobId = job
+            .parse()
+            .map_err(|e: dwr_core::MalformedJobId| corrupt(&what, e.to_string()))?;
+        gpu_holders.insert(uuid, job);
+    }
+    let mut job_ids = strings(jobs, &what)?
+        .iter()
+        .map(|j| j.parse())
+        .collect::<Result<Vec<JobId>, _>>()
+        .map_err(|e| corrupt(&what, e.to_string()))?;
+    job_ids.sort();
+    Ok(Executor {
+        registration,
+        allocated,
+        gpu_holders,
+        jobs: job_ids,
+        registered_at: Timestamp(num("registered_at")?),
+        last_heartbeat: Timestamp(num("last_heartbeat")?),
+        usage,
+    })
+}
+
+/// An executor event as the scripts queue it: `assigned <job>` or `abort <job> <cause>`.
+pub(crate) fn parse_event(text: &str) -> Result<ExecutorEvent, StoreError> {
+    let bad = || corrupt("executor event", format!("unreadable event {text:?}"));
+    let mut parts = text.split(' ');
+    let kind = parts.next().ok_or_else(bad)?;
+    let job: JobId = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    match (kind, parts.next(), parts.next()) {
+        ("assigned", None, None) => Ok(ExecutorEvent::Assigned(job)),
+        ("abort", Some(cause), None) => Ok(ExecutorEvent::Abort(
+            job,
+            parse_abort_cause(cause).ok_or_else(bad)?,
+        )),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dwr_core::{GpuModel, JobSpec, Outcome};
+
+    #[test]
+    fn a_job_survives_the_hash() {
+        let spec = JobSpec::new("img", vec![], 1500, 512).with_gpus(2, GpuModel::Any);
+        let mut job = Job::new(JobId::new(), spec, Timestamp(1_700_000_000_123));
+        job.transition(JobState::Assigned, Timestamp(1_700_000_000_200))
+            .unwrap();
+        job.executor = Some(ExecutorId::new("e-1"));
+        job.executor_ip = Some("10.0.0.1".into());
+        job.gpu_ids = vec!["GPU-a".into(), "GPU-b".into()];
+        job.abort_requested = Some(AbortCause::TimedOut);
+        let map: HashMap<String, String> = job_fields(&job)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(job_from_map(&map).unwrap(), job);
+
+        job.finish(&Outcome::exited(3, false), Timestamp(1_700_000_001_000))
+            .unwrap();
+        let map: HashMap<String, String> = job_fields(&job)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(job_from_map(&map).unwrap(), job);
+    }
+
+    #[test]
+    fn events_parse_and_garbage_is_refused() {
+        let id = JobId::new();
+        assert_eq!(
+            parse_event(&format!("assigned {id}")).unwrap(),
+            ExecutorEvent::Assigned(id)
+        );
+        assert_eq!(
+            parse_event(&format!("abort {id} timed_out")).unwrap(),
+            ExecutorEvent::Abort(id, AbortCause::TimedOut)
+        );
+        for bad in [
+            "",
+            "assigned",
+            "assigned nope",
+            &format!("abort {id} later"),
+        ] {
+            assert!(parse_event(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! [`RedisConfig`]: where Redis is, how to reconnect, and the key and log settings.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::keys::DEFAULT_PREFIX;
+
+/// Default cap on the lines kept per job log.
+pub const DEFAULT_LOG_MAX_LINES: usize = 100_000;
+/// Default time a terminal job's log is kept (7 days).
+pub const DEFAULT_LOG_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How to reach Redis and how the store lays out its data.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// Host name or address (`REDIS_HOST`, default `localhost`).
+    pub host: String,
+    /// Port (`REDIS_PORT`, default 6379).
+    pub port: u16,
+    /// Password (`REDIS_PASSWORD`), if any.
+    pub password: Option<String>,
+    /// Database number (`REDIS_DB`, default 0).
+    pub db: i64,
+    /// A full `redis://` or `rediss://` URL (`REDIS_URL`); wins over the four fields above.
+    pub url: Option<String>,
+    /// Prefix of every key but the job logs (default `dwr:`).
+    pub key_prefix: String,
+    /// Lines kept per job log; older lines are trimmed (0 = no cap).
+    pub log_max_lines: usize,
+    /// How long a job's log is kept once the job is terminal (zero = forever).
+    pub log_ttl: Duration,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for one command's answer (non-blocking commands).
+    pub response_timeout: Duration,
+    /// Reconnect attempts per outage before an operation fails (each failed operation
+    /// starts a new round).
+    pub reconnect_retries: usize,
+    /// Longest pause between reconnect attempts.
+    pub reconnect_max_delay: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            host: "localhost".to_owned(),
+            port: 6379,
+            password: None,
+            db: 0,
+            url: None,
+            key_prefix: DEFAULT_PREFIX.to_owned(),
+            log_max_lines: DEFAULT_LOG_MAX_LINES,
+            log_ttl: DEFAULT_LOG_TTL,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(10),
+            reconnect_retries: 6,
+            reconnect_max_delay: Duration::from_secs(2),
+        }
+    }
+}
+
+// The password stays out of logs.
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .field("url", &self.url.as_ref().map(|u| redact_url(u)))
+            .field("key_prefix", &self.key_prefix)
+            .field("log_max_lines", &self.log_max_lines)
+            .field("log_ttl", &self.log_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisConfig {
+    /// The defaults, overridden by `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`,
+    /// `REDIS_PASSWORD` and `REDIS_DB` where set (an empty variable counts as unset).
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) with the variables read through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut config = Self::default();
+        if let Some(host) = get("REDIS_HOST") {
+            config.host = host.trim().to_owned();
+        }
+        if let Some(port) = get("REDIS_PORT") {
+            config.port = port.trim().parse().map_err(|_| Error::InvalidConfig {
+                field: "REDIS_PORT",
+                reason: format!("{port:?} is not a port number"),
+            })?;
+        }
+        config.password = get("REDIS_PASSWORD");
+        if let Some(db) = get("REDIS_DB") {
+            config.db =
+                db.trim()
+                    .parse()
+                    .ok()
+                    .filter(|d| *d >= 0)
+                    .ok_or_else(|| Error::InvalidConfig {
+                        field: "REDIS_DB",
+                        reason: format!("{db:?} is not a database number"),
+                    })?;
+        }
+        if let Some(url) = get("REDIS_URL") {
+            config.url = Some(url.trim().to_owned());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the URL scheme and the key prefix.
+    pub fn validate(&self) -> Result<(), Error> {
+        if let Some(url) = &self.url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(Error::InvalidConfig {
+                    field: "REDIS_URL",
+                    reason: format!("{} must start with redis:// or rediss://", redact_url(url)),
+                });
+            }
+        }
+        if self.host.is_empty() {
+            return Err(Error::InvalidConfig {
+                field: "REDIS_HOST",
+                reason: "empty".to_owned(),
+            });
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.starts_with("job_logs:") {
+            return Err(Error::InvalidConfig {
+                field: "key_prefix",
+                reason: "must be non-empty and must not start with job_logs:".to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The connection URL: `url` when set, else one built from host, port, password, db.
+    pub fn connection_url(&self) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        let auth = match &self.password {
+            Some(p) => format!(":{}@", percent_encode(p)),
+            None => String::new(),
+        };
+        let host = if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("redis://{auth}{host}:{}/{}", self.port, self.db)
+    }
+
+    /// The URL with any password replaced, for messages.
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.connection_url())
+    }
+}
+
+/// Percent-encodes everything but unreserved URL characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `scheme://user:secret@host…` → `scheme://user:***@host…`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rsplit_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split_once(':').map(|(u, _)| u).unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(vars: &[(&str, &str)]) -> Result<RedisConfig, Error> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        RedisConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_original_system() {
+        let c = from(&[]).unwrap();
+        assert_eq!(c.connection_url(), "redis://localhost:6379/0");
+        assert_eq!(c.key_prefix, "dwr:");
+    }
+
+    #[test]
+    fn host_port_password_db_build_a_url() {
+        let c = from(&[
+            ("REDIS_HOST", "10.0.0.5"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_PASSWORD", "p@ss word"),
+            ("REDIS_DB", "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.connection_url(), "redis://:p%40ss%20word@10.0.0.5:6380/3");
+        assert_eq!(c.redacted_url(), "redis://:***@10.0.0.5:6380/3");
+        assert!(!format!("{c:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn url_wins_and_tls_is_accepted() {
+        let c = from(&[
+            ("REDIS_HOST", "ignored"),
+            ("REDIS_URL", "rediss://u:pw@cache.example:6390/1"),
+        ])
+        .unwrap();
+        assert_eq!(c.connection_url(), "rediss://u:pw@cache.example:6390/1");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (vars, field) in [
+            (vec![("REDIS_PORT", "eighty")], "REDIS_PORT"),
+            (vec![("REDIS_DB", "-1")], "REDIS_DB"),
+            (vec![("REDIS_URL", "http://x")], "REDIS_URL"),
+        ] {
+            match from(&vars) {
+                Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{vars:?}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,528 @@
+//! The [`JobStore`] implementation of [`RedisJobStore`]: each transition is one script call,
+//! whose status reply is decoded into the typed result or [`StoreError`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dwr_core::{
+    AbortCause, AbortRequested, Assignment, Dimension, Executor, ExecutorEvent, ExecutorId,
+    ExecutorRegistration, Finished, HostUsage, Job, JobId, JobQuery, JobState, JobStore, Outcome,
+    Rejection, StoreError, Timestamp,
+};
+use redis::AsyncCommands;
+
+use crate::codec::{
+    abort_cause_str, array, executor_from, job_at, job_fields, job_from_map, json_strings,
+    parse_event, state_at, status_reply, strings, text_at,
+};
+use crate::error::{corrupt, store_error};
+use crate::store::RedisJobStore;
+
+/// Jobs deleted per `purge` script call (bounds the time one call blocks Redis).
+const PURGE_BATCH: usize = 500;
+/// Extra time allowed past a blocking pop's own timeout before the connection is
+/// considered dead.
+const BLOCK_GRACE: Duration = Duration::from_secs(5);
+
+fn unexpected(script: &str, status: &str) -> StoreError {
+    corrupt(script, format!("unexpected status {status:?}"))
+}
+
+fn timed_out(operation: &'static str) -> StoreError {
+    StoreError::Unavailable {
+        operation,
+        source: Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from Redis in time",
+        )),
+    }
+}
+
+impl RedisJobStore {
+    fn log_ttl_secs(&self) -> String {
+        self.inner.config.log_ttl.as_secs().to_string()
+    }
+
+    /// Lines from absolute line `from` on, with the job's state (`None`: no such job).
+    async fn read_logs(
+        &self,
+        id: JobId,
+        from: usize,
+    ) -> Result<(Option<JobState>, Vec<String>), StoreError> {
+        let script = &self.inner.scripts.read_logs;
+        let reply = self
+            .eval("logs", script, vec![id.to_string(), from.to_string()])
+            .await?;
+        let parts = array(&reply, "read_logs")?;
+        let state = text_at(parts, 0, "read_logs")?;
+        let lines = match parts.get(1) {
+            Some(v) => strings(v, "read_logs")?,
+            None => Vec::new(),
+        };
+        if state.is_empty() {
+            return Ok((None, lines));
+        }
+        let state = state
+            .parse()
+            .map_err(|e: dwr_core::UnknownJobState| corrupt("read_logs", e.to_string()))?;
+        Ok((Some(state), lines))
+    }
+
+    async fn list(
+        &self,
+        index: &str,
+        offset: usize,
+        limit: usize,
+        order: &str,
+    ) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let script = &self.inner.scripts.list_jobs;
+        let args = vec![
+            index.to_owned(),
+            offset.to_string(),
+            limit.to_string(),
+            order.to_owned(),
+        ];
+        let reply = self.eval("jobs", script, args).await?;
+        array(&reply, "list_jobs")?
+            .iter()
+            .map(|hash| job_from_map(&crate::codec::flat_map(hash, "list_jobs")?))
+            .collect()
+    }
+
+    async fn executor_snapshots(
+        &self,
+        id: Option<&ExecutorId>,
+    ) -> Result<Vec<Executor>, StoreError> {
+        let script = &self.inner.scripts.executors;
+        let arg = id.map(|i| i.to_string()).unwrap_or_default();
+        let reply = self.eval("executors", script, vec![arg]).await?;
+        array(&reply, "executors")?
+            .iter()
+            .map(executor_from)
+            .collect()
+    }
+}
+
+#[async_trait]
+impl JobStore for RedisJobStore {
+    async fn submit(&self, job: Job) -> Result<(), StoreError> {
+        if job.state != JobState::Pending {
+            return Err(StoreError::InvalidTransition {
+                id: job.id,
+                state: job.state,
+                action: "submit",
+            });
+        }
+        let mut args = vec![job.id.to_string(), job.state.as_str().to_owned()];
+        for (field, value) in job_fields(&job)? {
+            args.push(field.to_owned());
+            args.push(value);
+        }
+        let reply = self
+            .eval("submit", &self.inner.scripts.submit, args)
+            .await?;
+        match status_reply(&reply, "submit")?.0.as_str() {
+            "ok" => Ok(()),
+            "job_exists" => Err(StoreError::JobExists { id: job.id }),
+            other => Err(unexpected("submit", other)),
+        }
+    }
+
+    async fn job(&self, id: JobId) -> Result<Job, StoreError> {
+        let mut conn = self.conn();
+        let map: HashMap<String, String> = conn
+            .hgetall(self.inner.keys.job(id))
+            .await
+            .map_err(|e| store_error("job", e))?;
+        if map.is_empty() {
+            return Err(StoreError::JobNotFound { id });
+        }
+        job_from_map(&map)
+    }
+
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let index = query.state.map(JobState::as_str).unwrap_or("all");
+        self.list(index, query.offset, query.limit, "rev").await
+    }
+
+    async fn pending_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.list(JobState::Pending.as_str(), 0, limit, "fwd").await
+    }
+
+    async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
+        let mut pipe = redis::pipe();
+        for state in JobState::ALL {
+            pipe.zcard(self.inner.keys.jobs_in(state));
+        }
+        let counts: Vec<u64> = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("counts", e))?;
+        Ok(JobState::ALL.into_iter().zip(counts).collect())
+    }
+
+    async fn commit_assignment(
+        &self,
+        assignment: &Assignment,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Job, StoreError> {
+        let mut args = vec![
+            assignment.job.to_string(),
+            assignment.executor.to_string(),
+            now.millis().to_string(),
+            ttl.as_millis().min(i64::MAX as u128).to_string(),
+            json_strings(&assignment.gpu_ids),
+        ];
+        args.extend(assignment.gpu_ids.iter().cloned());
+        let script = &self.inner.scripts.commit_assignment;
+        let reply = self.eval("commit_assignment", script, args).await?;
+        let (status, rest) = status_reply(&reply, "commit_assignment")?;
+        let reject = |reason: Rejection| StoreError::Rejected {
+            job: assignment.job,
+            executor: assignment.executor.clone(),
+            reason,
+        };
+        let name = "commit_assignment";
+        match status.as_str() {
+            "ok" => job_at(rest, name),
+            "job_not_found" => Err(StoreError::JobNotFound { id: assignment.job }),
+            "not_pending" => Err(reject(Rejection::JobNotPending {
+                state: state_at(rest, name)?,
+            })),
+            "executor_gone" => Err(reject(Rejection::ExecutorGone)),
+            "executor_not_alive" => Err(reject(Rejection::ExecutorNotAlive)),
+            "no_room" => {
+                let dimension = match text_at(rest, 0, name)?.as_str() {
+                    "cpu" => Dimension::Cpu,
+                    "memory" => Dimension::Memory,
+                    "gpu" => Dimension::Gpu,
+                    other => return Err(unexpected(name, other)),
+                };
+                Err(reject(Rejection::NoRoom { dimension }))
+            }
+            "gpu_unavailable" => Err(reject(Rejection::GpuUnavailable {
+                uuid: text_at(rest, 0, name)?,
+            })),
+            "gpu_count_mismatch" => {
+                let given = text_at(rest, 0, name)?.parse().unwrap_or(usize::MAX);
+                let wanted = text_at(rest, 1, name)?.parse().unwrap_or(u32::MAX);
+                Err(reject(Rejection::GpuCountMismatch { given, wanted }))
+            }
+            other => Err(unexpected(name, other)),
+        }
+    }
+
+    async fn mark_running(
+        &self,
+        id: JobId,
+        executor: &ExecutorId,
+        now: Timestamp,
+    ) -> Result<Job, StoreError> {
+        let args = vec![
+            id.to_string(),
+            executor.to_string(),
+            now.millis().to_string(),
+        ];
+        let script = &self.inner.scripts.mark_running;
+        let reply = self.eval("mark_running", script, args).await?;
+        let (status, rest) = status_reply(&reply, "mark_running")?;
+        match status.as_str() {
+            "ok" => job_at(rest, "mark_running"),
+            "job_not_found" => Err(StoreError::JobNotFound { id }),
+            "terminal" => Err(StoreError::AlreadyTerminal {
+                id,
+                state: state_at(rest, "mark_running")?,
+            }),
+            "invalid" => Err(StoreError::InvalidTransition {
+                id,
+                state: state_at(rest, "mark_running")?,
+                action: "mark running",
+            }),
+            other => Err(unexpected("mark_running", other)),
+        }
+    }
+
+    async fn finish(
+        &self,
+        id: JobId,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<Finished, StoreError> {
+        let args = vec![
+            id.to_string(),
+            outcome.state.as_str().to_owned(),
+            outcome.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            outcome.reason.clone().unwrap_or_default(),
+            if outcome.oom_killed { "1" } else { "0" }.to_owned(),
+            now.millis().to_string(),
+            self.log_ttl_secs(),
+        ];
+        let reply = self
+            .eval("finish", &self.inner.scripts.finish, args)
+            .await?;
+        let (status, rest) = status_reply(&reply, "finish")?;
+        match status.as_str() {
+            "ok" => Ok(Finished {
+                job: job_at(rest, "finish")?,
+                changed: true,
+            }),
+            "unchanged" => Ok(Finished {
+                job: job_at(rest, "finish")?,
+                changed: false,
+            }),
+            "job_not_found" => Err(StoreError::JobNotFound { id }),
+            "invalid" => Err(StoreError::InvalidTransition {
+                id,
+                state: state_at(rest, "finish")?,
+                action: "finish",
+            }),
+            other => Err(unexpected("finish", other)),
+        }
+    }
+
+    async fn request_abort(
+        &self,
+        id: JobId,
+        cause: AbortCause,
+        now: Timestamp,
+    ) -> Result<AbortRequested, StoreError> {
+        let outcome = cause.outcome();
+        let args = vec![
+            id.to_string(),
+            abort_cause_str(cause).to_owned(),
+            outcome.state.as_str().to_owned(),
+            outcome.reason.unwrap_or_default(),
+            now.millis().to_string(),
+            self.log_ttl_secs(),
+        ];
+        let script = &self.inner.scripts.request_abort;
+        let reply = self.eval("request_abort", script, args).await?;
+        let (status, rest) = status_reply(&reply, "request_abort")?;
+        match status.as_str() {
+            "aborted" => Ok(AbortRequested::AbortedAtOnce(job_at(
+                rest,
+                "request_abort",
+            )?)),
+            "signalled" => Ok(AbortRequested::Signalled(job_at(rest, "request_abort")?)),
+            "job_not_found" => Err(StoreError::JobNotFound { id }),
+            "terminal" => Err(StoreError::AlreadyTerminal {
+                id,
+                state: state_at(rest, "request_abort")?,
+            }),
+            other => Err(unexpected("request_abort", other)),
+        }
+    }
+
+    async fn register_executor(
+        &self,
+        registration: &ExecutorRegistration,
+        now: Timestamp,
+    ) -> Result<Executor, StoreError> {
+        let reg = serde_json::to_string(registration).map_err(|e| StoreError::Corrupt {
+            what: format!("registration of executor {}", registration.id),
+            source: Box::new(e),
+        })?;
+        let mut args = vec![
+            registration.id.to_string(),
+            reg,
+            registration.ip.clone(),
+            registration.capacity.cpu_millis.to_string(),
+            registration.capacity.memory_mib.to_string(),
+            registration.capacity.gpus.to_string(),
+            now.millis().to_string(),
+        ];
+        args.extend(registration.gpus.iter().map(|g| g.uuid.clone()));
+        let script = &self.inner.scripts.register_executor;
+        let reply = self.eval("register_executor", script, args).await?;
+        let (status, rest) = status_reply(&reply, "register_executor")?;
+        match (status.as_str(), rest.first()) {
+            ("ok", Some(snapshot)) => executor_from(snapshot),
+            (other, _) => Err(unexpected("register_executor", other)),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &ExecutorId,
+        usage: &HostUsage,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let usage = serde_json::to_string(usage).map_err(|e| StoreError::Corrupt {
+            what: format!("usage of executor {id}"),
+            source: Box::new(e),
+        })?;
+        let args = vec![id.to_string(), now.millis().to_string(), usage];
+        let script = &self.inner.scripts.heartbeat;
+        let reply = self.eval("heartbeat", script, args).await?;
+        match status_reply(&reply, "heartbeat")?.0.as_str() {
+            "ok" => Ok(()),
+            "executor_not_found" => Err(StoreError::ExecutorNotFound { id: id.clone() }),
+            other => Err(unexpected("heartbeat", other)),
+        }
+    }
+
+    async fn executor(&self, id: &ExecutorId) -> Result<Executor, StoreError> {
+        self.executor_snapshots(Some(id))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::ExecutorNotFound { id: id.clone() })
+    }
+
+    async fn executors(&self) -> Result<Vec<Executor>, StoreError> {
+        self.executor_snapshots(None).await
+    }
+
+    async fn expire_executor(
+        &self,
+        id: &ExecutorId,
+        stale_before: Option<Timestamp>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, StoreError> {
+        let args = vec![
+            id.to_string(),
+            stale_before
+                .map(|t| t.millis().to_string())
+                .unwrap_or_default(),
+            reason.to_owned(),
+            now.millis().to_string(),
+            self.log_ttl_secs(),
+        ];
+        let script = &self.inner.scripts.expire_executor;
+        let reply = self.eval("expire_executor", script, args).await?;
+        let (status, rest) = status_reply(&reply, "expire_executor")?;
+        if status != "ok" {
+            return Err(unexpected("expire_executor", &status));
+        }
+        rest.iter()
+            .map(|v| {
+                let text: String = redis::from_redis_value(v)
+                    .map_err(|e| corrupt("expire_executor", e.to_string()))?;
+                text.parse().map_err(|e: dwr_core::MalformedJobId| {
+                    corrupt("expire_executor", e.to_string())
+                })
+            })
+            .collect()
+    }
+
+    async fn next_event(
+        &self,
+        executor: &ExecutorId,
+        wait: Duration,
+    ) -> Result<Option<ExecutorEvent>, StoreError> {
+        let key = self.inner.keys.executor_events(executor);
+        let popped: Option<String> = if wait.is_zero() {
+            self.conn()
+                .lpop(&key, None)
+                .await
+                .map_err(|e| store_error("next_event", e))?
+        } else {
+            let pool = &self.inner.blocking;
+            let mut conn = pool
+                .take()
+                .await
+                .map_err(|e| store_error("next_event", e))?;
+            // BLPOP takes seconds with millisecond resolution; 0 would mean "forever".
+            let secs = format!("{:.3}", wait.as_secs_f64().max(0.001));
+            let mut blpop = redis::cmd("BLPOP");
+            blpop.arg(&key).arg(secs);
+            let pop = blpop.query_async::<Option<(String, String)>>(&mut conn);
+            match tokio::time::timeout(wait + BLOCK_GRACE, pop).await {
+                Ok(Ok(reply)) => {
+                    pool.give_back(conn);
+                    reply.map(|(_, event)| event)
+                }
+                Ok(Err(e)) => return Err(store_error("next_event", e)),
+                Err(_) => return Err(timed_out("next_event")),
+            }
+        };
+        popped.map(|text| parse_event(&text)).transpose()
+    }
+
+    async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError> {
+        self.inner.wake.wait(wait).await;
+        Ok(())
+    }
+
+    async fn append_logs(&self, id: JobId, lines: &[String]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut args = Vec::with_capacity(lines.len() + 3);
+        args.push(id.to_string());
+        args.push(self.inner.config.log_max_lines.to_string());
+        args.push(self.log_ttl_secs());
+        args.extend(lines.iter().cloned());
+        let script = &self.inner.scripts.append_logs;
+        let reply = self.eval("append_logs", script, args).await?;
+        match status_reply(&reply, "append_logs")?.0.as_str() {
+            "ok" => Ok(()),
+            "job_not_found" => Err(StoreError::JobNotFound { id }),
+            other => Err(unexpected("append_logs", other)),
+        }
+    }
+
+    async fn logs(&self, id: JobId, from: usize) -> Result<Vec<String>, StoreError> {
+        match self.read_logs(id, from).await? {
+            (None, _) => Err(StoreError::JobNotFound { id }),
+            (Some(_), lines) => Ok(lines),
+        }
+    }
+
+    async fn wait_logs(
+        &self,
+        id: JobId,
+        from: usize,
+        wait: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let (state, lines) = self.read_logs(id, from).await?;
+        let state = state.ok_or(StoreError::JobNotFound { id })?;
+        if !lines.is_empty() || state.is_terminal() || wait.is_zero() {
+            return Ok(lines);
+        }
+        // Subscribe first, then read again, so a line appended in between is not missed.
+        // Pub/sub (not a per-job list) because any number of followers may watch one job.
+        let subscribe = async {
+            let mut pubsub = self.inner.client.get_async_pubsub().await?;
+            pubsub.subscribe(self.inner.keys.log_channel(id)).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let pubsub = match tokio::time::timeout(self.inner.config.connect_timeout, subscribe).await
+        {
+            Ok(Ok(pubsub)) => pubsub,
+            Ok(Err(e)) => return Err(store_error("wait_logs", e)),
+            Err(_) => return Err(timed_out("wait_logs")),
+        };
+        let (state, lines) = self.read_logs(id, from).await?;
+        if !lines.is_empty() || state.map_or(true, JobState::is_terminal) {
+            return Ok(lines);
+        }
+        let mut messages = pubsub.into_on_message();
+        let _ = tokio::time::timeout(wait, futures::StreamExt::next(&mut messages)).await;
+        drop(messages);
+        Ok(self.read_logs(id, from).await?.1)
+    }
+
+    async fn purge_finished(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        loop {
+            let args = vec![
+                finished_before.millis().to_string(),
+                PURGE_BATCH.to_string(),
+            ];
+            let script = &self.inner.scripts.purge;
+            let reply = self.eval("purge_finished", script, args).await?;
+            let deleted: u64 = redis::from_redis_value(&reply)
+                .map_err(|e| corrupt("purge_finished", e.to_string()))?;
+            total += deleted;
+            if deleted < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+}

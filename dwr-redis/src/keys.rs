@@ -1,0 +1,161 @@
+//! Every Redis key and channel name dwr uses, in one place (documented in the crate docs).
+//!
+//! Rust code builds names through [`Keys`]; the Lua scripts get the same names from
+//! [`lua_prelude`], which is generated from the constants below, so a name is spelled once.
+
+use dwr_core::{ExecutorId, JobId, JobState};
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "dwr:";
+
+/// `job_logs:{job_id}`: the log list of a job. Deliberately *not* prefixed, so that
+/// `LRANGE job_logs:<id> 0 -1` works as the original system documented.
+pub const LOGS: &str = "job_logs:";
+
+// Suffixes appended to the configured prefix.
+const JOB: &str = "job:";
+const JOBS_BY_STATE: &str = "jobs:";
+const JOBS_ALL: &str = "jobs:all";
+const JOBS_FINISHED: &str = "jobs:finished";
+const SEQ: &str = "seq";
+const EXECUTORS: &str = "executors";
+const EXECUTOR: &str = "executor:";
+const EXECUTOR_JOBS: &str = "executor_jobs:";
+const EXECUTOR_GPUS: &str = "executor_gpus:";
+const EXECUTOR_EVENTS: &str = "executor_events:";
+const LOG_TOTAL: &str = "log_total:";
+const WAKE_CHANNEL: &str = "wake";
+const LOG_CHANNEL: &str = "log_events:";
+
+/// Key names under one prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    /// Names under `prefix` (e.g. `dwr:`).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn k(&self, suffix: &str) -> String {
+        format!("{}{}", self.prefix, suffix)
+    }
+
+    /// Hash of one job.
+    pub fn job(&self, id: JobId) -> String {
+        format!("{}{JOB}{id}", self.prefix)
+    }
+
+    /// Sorted set of the jobs in `state`, scored by arrival sequence.
+    pub fn jobs_in(&self, state: JobState) -> String {
+        format!("{}{JOBS_BY_STATE}{}", self.prefix, state.as_str())
+    }
+
+    /// Sorted set of every job, scored by arrival sequence.
+    pub fn jobs_all(&self) -> String {
+        self.k(JOBS_ALL)
+    }
+
+    /// Sorted set of terminal jobs, scored by finish time (ms).
+    pub fn jobs_finished(&self) -> String {
+        self.k(JOBS_FINISHED)
+    }
+
+    /// Set of registered executor ids.
+    pub fn executors(&self) -> String {
+        self.k(EXECUTORS)
+    }
+
+    /// Hash of one executor (registration, totals, allocations, liveness).
+    pub fn executor(&self, id: &ExecutorId) -> String {
+        format!("{}{EXECUTOR}{id}", self.prefix)
+    }
+
+    /// List of events (assignments, aborts) for one executor.
+    pub fn executor_events(&self, id: &ExecutorId) -> String {
+        format!("{}{EXECUTOR_EVENTS}{id}", self.prefix)
+    }
+
+    /// The log list of a job (unprefixed).
+    pub fn logs(&self, id: JobId) -> String {
+        format!("{LOGS}{id}")
+    }
+
+    /// Pub/sub channel announcing work for schedulers.
+    pub fn wake_channel(&self) -> String {
+        self.k(WAKE_CHANNEL)
+    }
+
+    /// Pub/sub channel announcing new log lines (or the end) of a job.
+    pub fn log_channel(&self, id: JobId) -> String {
+        format!("{}{LOG_CHANNEL}{id}", self.prefix)
+    }
+}
+
+/// Lua definitions of every key name, prepended to each script. The prefix is `ARGV[1]`
+/// of every script call.
+pub(crate) fn lua_prelude() -> String {
+    let fns: [(&str, &str, bool); 9] = [
+        ("k_job", JOB, true),
+        ("k_state", JOBS_BY_STATE, true),
+        ("k_exec", EXECUTOR, true),
+        ("k_exec_jobs", EXECUTOR_JOBS, true),
+        ("k_exec_gpus", EXECUTOR_GPUS, true),
+        ("k_events", EXECUTOR_EVENTS, true),
+        ("k_log_total", LOG_TOTAL, true),
+        ("ch_logs", LOG_CHANNEL, true),
+        ("k_logs", LOGS, false),
+    ];
+    let mut out = String::from("local P = ARGV[1]\n");
+    for (name, suffix, prefixed) in fns {
+        let head = if prefixed { "P .. " } else { "" };
+        out.push_str(&format!(
+            "local function {name}(id) return {head}'{suffix}' .. id end\n"
+        ));
+    }
+    for (name, suffix) in [
+        ("K_ALL", JOBS_ALL),
+        ("K_FINISHED", JOBS_FINISHED),
+        ("K_SEQ", SEQ),
+        ("K_EXECUTORS", EXECUTORS),
+        ("CH_WAKE", WAKE_CHANNEL),
+    ] {
+        out.push_str(&format!("local {name} = P .. '{suffix}'\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_except_logs() {
+        let keys = Keys::new("t1:");
+        let id: JobId = "6f1c1d4e-8d3b-4c55-9d0e-0a3c2b1f9e77".parse().unwrap();
+        assert_eq!(keys.job(id), format!("t1:job:{id}"));
+        assert_eq!(keys.jobs_in(JobState::Pending), "t1:jobs:pending");
+        assert_eq!(keys.logs(id), format!("job_logs:{id}"));
+        assert_eq!(
+            keys.executor_events(&ExecutorId::new("e1")),
+            "t1:executor_events:e1"
+        );
+    }
+
+    #[test]
+    fn the_lua_prelude_defines_the_same_names() {
+        let lua = lua_prelude();
+        assert!(lua.contains("local function k_job(id) return P .. 'job:' .. id end"));
+        assert!(lua.contains("local function k_logs(id) return 'job_logs:' .. id end"));
+        assert!(lua.contains("local K_ALL = P .. 'jobs:all'"));
+    }
+}

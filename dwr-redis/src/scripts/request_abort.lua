@@ -1,0 +1,16 @@
+-- request_abort.lua: aborts a pending job at once, or signals the executor of an assigned or
+-- running one. ARGV: prefix, job id, cause, terminal state of the cause, reason, now (ms),
+-- log TTL (s).
+local id, cause, to, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local jk = k_job(id)
+local j = redis.call('HMGET', jk, 'state', 'executor')
+local state = j[1]
+if not state then return { 'job_not_found' } end
+if TERMINAL[state] then return { 'terminal', state } end
+if state == 'pending' then
+  finish_job(id, state, to, '', reason, '0', now, ARGV[7])
+  return { 'aborted', redis.call('HGETALL', jk) }
+end
+redis.call('HSET', jk, 'abort', cause, 'updated_at', now)
+redis.call('RPUSH', k_events(j[2]), 'abort ' .. id .. ' ' .. cause)
+return { 'signalled', redis.call('HGETALL', jk) }

@@ -1,0 +1,149 @@
+//! [`RedisJobStore`]: the connection, the scripts, and the helpers the
+//! [`JobStore`](dwr_core::JobStore) implementation (in `job_store.rs`) is built from.
+
+use std::fmt;
+use std::sync::Arc;
+
+use dwr_core::StoreError;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script, Value};
+
+use crate::config::RedisConfig;
+use crate::error::{store_error, Error};
+use crate::keys::Keys;
+use crate::scripts::Scripts;
+use crate::wait::{BlockingPool, WakeListener};
+
+/// A [`JobStore`](dwr_core::JobStore) over Redis: every transition is one Lua script, so
+/// any number of schedulers and executors can share one Redis.
+///
+/// Cloning is cheap and shares the connections.
+#[derive(Clone)]
+pub struct RedisJobStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: RedisConfig,
+    pub keys: Keys,
+    pub client: Client,
+    /// Shared multiplexed connection for every non-blocking command; reconnects by itself.
+    pub conn: ConnectionManager,
+    pub scripts: Scripts,
+    /// Dedicated connections for `BLPOP` (a blocking command would stall `conn`).
+    pub blocking: BlockingPool,
+    /// Pub/sub subscription that wakes `wait_for_work`.
+    pub wake: WakeListener,
+}
+
+impl fmt::Debug for RedisJobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisJobStore")
+            .field("url", &self.inner.config.redacted_url())
+            .field("key_prefix", &self.inner.keys.prefix())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisJobStore {
+    /// Connects to Redis and loads the scripts.
+    pub async fn connect(config: RedisConfig) -> Result<Self, Error> {
+        config.validate()?;
+        let url = config.redacted_url();
+        let client = Client::open(config.connection_url()).map_err(|source| Error::InvalidUrl {
+            url: url.clone(),
+            source,
+        })?;
+        let max_delay_ms = config.reconnect_max_delay.as_millis().max(1) as u64;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_exponent_base(2)
+            .set_factor(50)
+            .set_max_delay(max_delay_ms)
+            .set_number_of_retries(config.reconnect_retries)
+            .set_connection_timeout(config.connect_timeout)
+            .set_response_timeout(config.response_timeout);
+        let conn = client
+            .get_connection_manager_with_config(manager_config)
+            .await
+            .map_err(|source| Error::Connect {
+                url: url.clone(),
+                source,
+            })?;
+        let scripts = Scripts::new();
+        let mut load = conn.clone();
+        for (_, script) in scripts.all() {
+            script
+                .prepare_invoke()
+                .load_async(&mut load)
+                .await
+                .map_err(|source| Error::Connect {
+                    url: url.clone(),
+                    source,
+                })?;
+        }
+        let keys = Keys::new(config.key_prefix.clone());
+        let blocking = BlockingPool::new(client.clone(), config.connect_timeout);
+        let wake = WakeListener::new(
+            client.clone(),
+            keys.wake_channel(),
+            config.reconnect_max_delay,
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                keys,
+                client,
+                conn,
+                scripts,
+                blocking,
+                wake,
+            }),
+        })
+    }
+
+    /// The configuration it was connected with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// The key names it uses.
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    /// Checks the allocation invariants of every executor inside Redis (atomically): each
+    /// allocation equals the sum of its jobs' requests and stays within capacity, each held
+    /// GPU is a device of the executor held by one of its jobs, each assigned or running job
+    /// is held by its executor. Returns one line per violation; empty when all hold.
+    pub async fn check_invariants(&self) -> Result<Vec<String>, StoreError> {
+        let scripts = &self.inner.scripts;
+        let reply = self
+            .eval("check_invariants", &scripts.check_invariants, Vec::new())
+            .await?;
+        crate::codec::strings(&reply, "check_invariants")
+    }
+
+    /// Runs `script` with the key prefix as `ARGV[1]` followed by `args`.
+    pub(crate) async fn eval(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        args: Vec<String>,
+    ) -> Result<Value, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(self.inner.keys.prefix());
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.inner.conn.clone();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| store_error(operation, e))
+    }
+
+    /// The shared connection.
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.inner.conn.clone()
+    }
+}

@@ -1,0 +1,160 @@
+//! Waiting without polling: dedicated connections for blocking pops, and the pub/sub
+//! listener that wakes schedulers.
+//!
+//! Blocking commands (`BLPOP`) never go through the shared multiplexed connection: a
+//! blocked command there would hold up every command queued behind it. Each waiter takes a
+//! dedicated connection from a small pool and gives it back when the pop answered.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisResult};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Idle dedicated connections kept for reuse.
+const POOL_IDLE_MAX: usize = 8;
+
+/// A small pool of dedicated connections for blocking commands.
+pub(crate) struct BlockingPool {
+    client: Client,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<MultiplexedConnection>>,
+}
+
+impl BlockingPool {
+    pub fn new(client: Client, connect_timeout: Duration) -> Self {
+        Self {
+            client,
+            connect_timeout,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An idle connection, or a new one. No response timeout: the caller bounds the wait.
+    pub async fn take(&self) -> RedisResult<MultiplexedConnection> {
+        let idle = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
+        match idle {
+            Some(conn) => Ok(conn),
+            None => {
+                let config =
+                    AsyncConnectionConfig::new().set_connection_timeout(self.connect_timeout);
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            }
+        }
+    }
+
+    /// Gives back a connection whose last command answered (never one that failed or was
+    /// abandoned mid-command: it might still deliver a popped element to nobody).
+    pub fn give_back(&self, conn: MultiplexedConnection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < POOL_IDLE_MAX {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+/// Wakes `wait_for_work`: a task subscribed to the wake channel bumps a version on every
+/// message, and on every (re)subscription (messages may have been missed while it was
+/// disconnected, so it errs on the side of waking).
+///
+/// Pub/sub rather than a list: every scheduler must wake (a list token wakes only one).
+/// The version makes "since the last call" hold per store handle even when the message
+/// arrived while the scheduler was busy.
+pub(crate) struct WakeListener {
+    client: Client,
+    channel: String,
+    max_delay: Duration,
+    state: Mutex<Option<(watch::Receiver<u64>, JoinHandle<()>)>>,
+    /// The version the last `wait_for_work` saw.
+    pub seen: AtomicU64,
+}
+
+impl WakeListener {
+    pub fn new(client: Client, channel: String, max_delay: Duration) -> Self {
+        Self {
+            client,
+            channel,
+            max_delay,
+            state: Mutex::new(None),
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    /// A receiver of the wake version, starting the listener on first use.
+    pub fn receiver(&self) -> watch::Receiver<u64> {
+        let mut state = match self.state.lock() {
+            Ok(state) => state,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some((rx, _)) = state.as_ref() {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(0u64);
+        let task = tokio::spawn(listen(
+            self.client.clone(),
+            self.channel.clone(),
+            self.max_delay,
+            tx,
+        ));
+        *state = Some((rx.clone(), task));
+        rx
+    }
+
+    /// Waits until the version differs from the one the previous call saw, or `wait`.
+    pub async fn wait(&self, wait: Duration) {
+        let mut rx = self.receiver();
+        let current = *rx.borrow_and_update();
+        if current != self.seen.load(Ordering::Acquire) {
+            self.seen.store(current, Ordering::Release);
+            return;
+        }
+        let _ = tokio::time::timeout(wait, rx.changed()).await;
+        self.seen.store(*rx.borrow_and_update(), Ordering::Release);
+    }
+}
+
+impl Drop for WakeListener {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.state.lock() {
+            if let Some((_, task)) = state.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+async fn listen(client: Client, channel: String, max_delay: Duration, tx: watch::Sender<u64>) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match subscribe(&client, &channel).await {
+            Ok(pubsub) => {
+                delay = Duration::from_millis(50);
+                tx.send_modify(|v| *v = v.wrapping_add(1));
+                let mut messages = pubsub.into_on_message();
+                while messages.next().await.is_some() {
+                    tx.send_modify(|v| *v = v.wrapping_add(1));
+                }
+                tracing::debug!(%channel, "wake subscription lost; resubscribing");
+            }
+            Err(err) => tracing::debug!(%channel, error = %err, "wake subscription failed"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(max_delay.max(Duration::from_millis(50)));
+    }
+}
+
+async fn subscribe(client: &Client, channel: &str) -> RedisResult<redis::aio::PubSub> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
+}
