@@ -191,6 +191,14 @@ impl ClusterView {
         self.executors.iter().filter(|e| e.alive).count()
     }
 
+    /// Treats executor `index` as full for the rest of the pass (its data proved stale).
+    pub fn set_aside(&mut self, index: usize) {
+        if let Some(exec) = self.executors.get_mut(index) {
+            exec.free = Resources::ZERO;
+            exec.free_gpus.clear();
+        }
+    }
+
     /// Takes `resources` and the devices `gpu_ids` off executor `index`'s free room, so later
     /// decisions of the pass see them taken. False (and nothing changed) when they are not free.
     pub fn reserve(&mut self, index: usize, resources: &Resources, gpu_ids: &[String]) -> bool {

@@ -1,0 +1,409 @@
+//! The scheduler: places pending jobs on executors through the store, and keeps the
+//! cluster tidy (lost executors, allocation timeouts, max runtimes).
+//!
+//! A pass reads the pending jobs oldest first, builds a [`ClusterView`] once, asks the
+//! [`Placement`] for each job and commits each choice through
+//! [`JobStore::commit_assignment`]. The store re-checks everything, so several schedulers
+//! may share one store: a rejected commit only means someone else took the room, and the
+//! pass goes on. Jobs that do not fit stay pending and do not block smaller ones.
+
+mod config;
+mod metrics;
+
+pub use config::SchedulerConfig;
+pub use metrics::SchedulerMetrics;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
+
+use crate::error::StoreError;
+use crate::ids::{ExecutorId, JobId};
+use crate::job::{AbortCause, Job, JobState, Outcome, REASON_EXECUTOR_LOST};
+use crate::placement::{ClusterView, Explanation, Placement};
+use crate::spec::{JobSpec, SpecError};
+use crate::store::{AbortRequested, Assignment, JobQuery, JobStore};
+use crate::time::Timestamp;
+
+/// One job placed by a pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The job.
+    pub job: JobId,
+    /// Where it went.
+    pub executor: ExecutorId,
+    /// That executor's IP.
+    pub executor_ip: String,
+    /// The GPU devices it got.
+    pub gpu_ids: Vec<String>,
+}
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Jobs assigned.
+    pub assignments: Vec<Placed>,
+    /// Executors removed because their heartbeat expired.
+    pub expired_executors: Vec<ExecutorId>,
+    /// Jobs failed because they waited past their allocation timeout or are infeasible.
+    pub failed: Vec<JobId>,
+    /// Running jobs asked to stop for running past their max runtime.
+    pub timed_out: Vec<JobId>,
+    /// Jobs still pending after the pass (among those considered).
+    pub pending: usize,
+    /// Commits the store refused because the view was stale.
+    pub rejected: usize,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// The spec is invalid; nothing was stored.
+    #[error(transparent)]
+    Invalid(#[from] SpecError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The scheduler. Cheap to clone: clones share one state.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn JobStore>,
+    placement: Arc<dyn Placement>,
+    config: SchedulerConfig,
+    wake: Notify,
+    /// Serialises passes of this process; other processes are kept honest by the store.
+    pass_lock: tokio::sync::Mutex<()>,
+    /// Why each job of the last pass is still pending. A std mutex: held briefly, never
+    /// across an await.
+    pending_reasons: Mutex<HashMap<JobId, Explanation>>,
+    metrics: Mutex<SchedulerMetrics>,
+}
+
+impl Scheduler {
+    /// A scheduler over `store`, placing with `placement`.
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        placement: Arc<dyn Placement>,
+        config: SchedulerConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                placement,
+                config,
+                wake: Notify::new(),
+                pass_lock: tokio::sync::Mutex::new(()),
+                pending_reasons: Mutex::new(HashMap::new()),
+                metrics: Mutex::new(SchedulerMetrics::default()),
+            }),
+        }
+    }
+
+    /// The store it schedules over.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.inner.store
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.inner.config
+    }
+
+    /// The placement strategy's name.
+    pub fn placement_name(&self) -> &'static str {
+        self.inner.placement.name()
+    }
+
+    /// Validates `spec`, stores it as a new pending job and wakes the scheduling loop.
+    /// An invalid spec changes nothing.
+    pub async fn submit(&self, spec: JobSpec) -> Result<Job, SubmitError> {
+        spec.validate()?;
+        let job = Job::new(JobId::new(), spec, Timestamp::now());
+        self.inner.store.submit(job.clone()).await?;
+        self.trigger();
+        Ok(job)
+    }
+
+    /// Aborts a job: a pending job at once, an assigned or running one through its executor.
+    pub async fn abort(&self, id: JobId) -> Result<AbortRequested, StoreError> {
+        let outcome = self
+            .inner
+            .store
+            .request_abort(id, AbortCause::User, Timestamp::now())
+            .await?;
+        if matches!(outcome, AbortRequested::AbortedAtOnce(_)) {
+            self.forget_reason(id);
+        }
+        Ok(outcome)
+    }
+
+    /// Wakes the background loop for a pass now.
+    pub fn trigger(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Why a pending job is still pending, as of the last pass.
+    pub fn pending_reason(&self, id: JobId) -> Option<Explanation> {
+        lock(&self.inner.pending_reasons).get(&id).cloned()
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> SchedulerMetrics {
+        lock(&self.inner.metrics).clone()
+    }
+
+    /// Runs one full pass now, housekeeping included.
+    pub async fn run_pass(&self) -> Result<PassReport, StoreError> {
+        self.run_pass_at(Timestamp::now(), true).await
+    }
+
+    /// Runs one pass as of `now`. With `housekeeping`, also expires lost executors and
+    /// stops jobs past their max runtime.
+    pub async fn run_pass_at(
+        &self,
+        now: Timestamp,
+        housekeeping: bool,
+    ) -> Result<PassReport, StoreError> {
+        let _serial = self.inner.pass_lock.lock().await;
+        let started = Instant::now();
+        let mut report = PassReport::default();
+        let result = self.pass(now, housekeeping, &mut report).await;
+        let mut m = lock(&self.inner.metrics);
+        m.passes += 1;
+        m.last_pass_seconds = started.elapsed().as_secs_f64();
+        m.pass_seconds_total += m.last_pass_seconds;
+        m.placements += report.assignments.len() as u64;
+        result.map(|()| report)
+    }
+
+    async fn pass(
+        &self,
+        now: Timestamp,
+        housekeeping: bool,
+        report: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let ttl = self.inner.config.executor_ttl;
+        let mut executors = store.executors().await?;
+        // Lost executors are expired on every pass: it costs nothing beyond the read above,
+        // and their jobs should fail as soon as the TTL says so.
+        let stale_before = now.minus(ttl);
+        let mut expired = Vec::new();
+        for exec in executors.iter().filter(|e| !e.is_alive(now, ttl)) {
+            let failed = store
+                .expire_executor(exec.id(), Some(stale_before), REASON_EXECUTOR_LOST, now)
+                .await?;
+            info!(executor = %exec.id(), jobs = failed.len(), "executor lost: heartbeat expired");
+            expired.push(exec.id().clone());
+        }
+        executors.retain(|e| !expired.contains(e.id()));
+        report.expired_executors = expired;
+        if housekeeping {
+            self.stop_overdue(now, report).await?;
+        }
+
+        let mut view = ClusterView::from_executors(&executors, now, ttl);
+        lock(&self.inner.metrics).executors_alive = view.alive() as u64;
+        let pending = store
+            .pending_jobs(self.inner.config.max_jobs_per_pass)
+            .await?;
+        let mut reasons = HashMap::new();
+        for job in pending {
+            match self.place_one(&job, &mut view, now, report).await? {
+                Some(why) => {
+                    reasons.insert(job.id, why);
+                }
+                None => continue,
+            }
+        }
+        report.pending = reasons.len();
+        *lock(&self.inner.pending_reasons) = reasons;
+        Ok(())
+    }
+
+    /// Places, fails or leaves pending one job; returns why it is still pending.
+    async fn place_one(
+        &self,
+        job: &Job,
+        view: &mut ClusterView,
+        now: Timestamp,
+        report: &mut PassReport,
+    ) -> Result<Option<Explanation>, StoreError> {
+        let store = &self.inner.store;
+        let waited = now.since(job.created_at);
+        match self.inner.placement.place(&job.spec, view) {
+            Ok(choice) => {
+                let exec = &view.executors()[choice.executor];
+                let assignment = Assignment {
+                    job: job.id,
+                    executor: exec.id.clone(),
+                    gpu_ids: choice.gpu_ids.clone(),
+                };
+                let ip = exec.ip.clone();
+                match store
+                    .commit_assignment(&assignment, self.inner.config.executor_ttl, now)
+                    .await
+                {
+                    Ok(_) => {
+                        view.reserve(choice.executor, &job.spec.resources(), &choice.gpu_ids);
+                        debug!(job = %job.id, executor = %assignment.executor, "assigned");
+                        report.assignments.push(Placed {
+                            job: job.id,
+                            executor: assignment.executor,
+                            executor_ip: ip,
+                            gpu_ids: assignment.gpu_ids,
+                        });
+                        Ok(None)
+                    }
+                    Err(StoreError::Rejected { reason, .. }) => {
+                        // Someone else took the room (or the job): our view of that
+                        // executor is stale. Take it out of this pass; the next pass
+                        // starts from fresh data.
+                        debug!(job = %job.id, %reason, "assignment rejected; view was stale");
+                        view.set_aside(choice.executor);
+                        report.rejected += 1;
+                        lock(&self.inner.metrics).count_failure("rejected");
+                        self.trigger();
+                        Ok(Some(Explanation::of(&job.spec, view)))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Err(why) => {
+                lock(&self.inner.metrics).count_failure(why.metric_reason());
+                let infeasible_for_long = why.infeasible
+                    && self
+                        .inner
+                        .config
+                        .infeasible_grace
+                        .is_some_and(|grace| waited >= grace);
+                let timed_out = waited > job.spec.allocation_timeout;
+                if !(infeasible_for_long || timed_out) {
+                    return Ok(Some(why));
+                }
+                let reason = if infeasible_for_long {
+                    why.to_string()
+                } else {
+                    format!(
+                        "allocation timeout: not placed within {} s: {why}",
+                        job.spec.allocation_timeout.as_secs()
+                    )
+                };
+                let done = store.finish(job.id, &Outcome::failed(&reason), now).await?;
+                if done.changed {
+                    info!(job = %job.id, %reason, "job failed before placement");
+                    report.failed.push(job.id);
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Asks the executors of running jobs past their max runtime to stop them.
+    async fn stop_overdue(
+        &self,
+        now: Timestamp,
+        report: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        const PAGE: usize = 1000;
+        let store = &self.inner.store;
+        let mut offset = 0;
+        loop {
+            let page = store
+                .jobs(&JobQuery {
+                    state: Some(JobState::Running),
+                    offset,
+                    limit: PAGE,
+                })
+                .await?;
+            for job in &page {
+                let overdue = job
+                    .started_at
+                    .is_some_and(|t| now.since(t) > job.spec.max_runtime);
+                if overdue && job.abort_requested.is_none() {
+                    match store.request_abort(job.id, AbortCause::TimedOut, now).await {
+                        Ok(_) => {
+                            warn!(job = %job.id, "job ran past its max runtime; stopping it");
+                            report.timed_out.push(job.id);
+                        }
+                        // It finished meanwhile: nothing to stop.
+                        Err(StoreError::AlreadyTerminal { .. }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            if page.len() < PAGE {
+                return Ok(());
+            }
+            offset += PAGE;
+        }
+    }
+
+    /// Runs passes until `shutdown` resolves: on every wake-up from the store (a submit, a
+    /// finish, an executor joining), on [`trigger`](Self::trigger), and at least every tick
+    /// (with housekeeping). Store errors are logged and retried after a short pause.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StoreError> {
+        tokio::pin!(shutdown);
+        let tick = self.inner.config.tick;
+        let mut next_housekeeping = tokio::time::Instant::now();
+        loop {
+            let now_instant = tokio::time::Instant::now();
+            let housekeeping = now_instant >= next_housekeeping;
+            if housekeeping {
+                next_housekeeping = now_instant + tick;
+            }
+            match self.run_pass_at(Timestamp::now(), housekeeping).await {
+                Ok(report) if !report.assignments.is_empty() || !report.failed.is_empty() => {
+                    debug!(
+                        assigned = report.assignments.len(),
+                        failed = report.failed.len(),
+                        pending = report.pending,
+                        "pass"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "scheduling pass failed; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => return Ok(()),
+                        () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+            }
+            let until_tick =
+                next_housekeeping.saturating_duration_since(tokio::time::Instant::now());
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = self.inner.wake.notified() => {}
+                r = self.inner.store.wait_for_work(until_tick) => {
+                    if let Err(e) = r {
+                        warn!(error = %e, "waiting for work failed");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn forget_reason(&self, id: JobId) {
+        lock(&self.inner.pending_reasons).remove(&id);
+    }
+}
+
+/// Locks a std mutex, recovering the data from a panicked holder (the data are counters
+/// and explanations: always consistent).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,323 @@
+//! Scheduler tests over the in-memory store: placement, wake-ups, timeouts, lost executors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dwr_core::placement::FirstFit;
+use dwr_core::{
+    AbortCause, ExecutorEvent, ExecutorId, ExecutorRegistration, GpuDevice, GpuModel, HostUsage,
+    InMemoryJobStore, JobSpec, JobState, JobStore, Outcome, Scheduler, SchedulerConfig,
+    SubmitError, Timestamp,
+};
+
+const TTL: Duration = Duration::from_secs(90);
+
+fn spec(cpu: u64, mem: u64) -> JobSpec {
+    JobSpec::new("img", vec!["true".into()], cpu, mem)
+}
+
+fn scheduler(store: &Arc<InMemoryJobStore>, config: SchedulerConfig) -> Scheduler {
+    Scheduler::new(store.clone(), Arc::new(FirstFit), config)
+}
+
+async fn executor(store: &InMemoryJobStore, id: &str, cpu: u64, mem: u64, gpus: &[&str]) {
+    let devices = gpus
+        .iter()
+        .enumerate()
+        .map(|(i, model)| GpuDevice {
+            index: i as u32,
+            uuid: format!("GPU-{id}-{i}"),
+            model: (*model).into(),
+            memory_mib: 1024,
+        })
+        .collect();
+    let reg = ExecutorRegistration::new(
+        ExecutorId::new(id),
+        format!("10.0.0.{}", id.len()),
+        cpu,
+        mem,
+        devices,
+    );
+    store
+        .register_executor(&reg, Timestamp::now())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_spec_is_refused_and_nothing_is_stored() {
+    let store = Arc::new(InMemoryJobStore::new());
+    let s = scheduler(&store, SchedulerConfig::default());
+    let err = s.submit(spec(0, 100)).await.unwrap_err();
+    assert!(
+        matches!(err, SubmitError::Invalid(ref e) if e.field() == "cpu"),
+        "{err}"
+    );
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.values().sum::<u64>(), 0);
+}
+
+#[tokio::test]
+async fn a_pass_places_jobs_first_fit_and_explains_the_rest() {
+    let store = Arc::new(InMemoryJobStore::new());
+    executor(&store, "a", 2000, 2048, &[]).await;
+    executor(&store, "b", 2000, 2048, &[]).await;
+    let s = scheduler(&store, SchedulerConfig::default());
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(s.submit(spec(1000, 512)).await.unwrap().id);
+    }
+    let report = s.run_pass().await.unwrap();
+    let placed: Vec<_> = report
+        .assignments
+        .iter()
+        .map(|p| p.executor.as_str())
+        .collect();
+    assert_eq!(placed, ["a", "a", "b", "b"], "first fit fills a before b");
+    assert_eq!(report.pending, 1);
+    let why = s
+        .pending_reason(ids[4])
+        .expect("the fifth job is explained");
+    assert!(!why.infeasible);
+    assert_eq!(why.exhausted.cpu, 2);
+    assert_eq!(store.job(ids[4]).await.unwrap().state, JobState::Pending);
+    let a = store.executor(&ExecutorId::new("a")).await.unwrap();
+    assert_eq!(a.allocated.cpu_millis, 2000);
+    assert_eq!(s.metrics().placements, 4);
+
+    // Finishing one frees room; the next pass places the waiting job.
+    store
+        .mark_running(ids[0], &ExecutorId::new("a"), Timestamp::now())
+        .await
+        .unwrap();
+    store
+        .finish(ids[0], &Outcome::exited(0, false), Timestamp::now())
+        .await
+        .unwrap();
+    let report = s.run_pass().await.unwrap();
+    assert_eq!(report.assignments.len(), 1);
+    assert_eq!(report.assignments[0].job, ids[4]);
+    assert!(s.pending_reason(ids[4]).is_none());
+}
+
+#[tokio::test]
+async fn a_small_job_is_not_blocked_by_a_big_one_ahead_of_it() {
+    let store = Arc::new(InMemoryJobStore::new());
+    executor(&store, "a", 2000, 2048, &[]).await;
+    let s = scheduler(
+        &store,
+        SchedulerConfig {
+            infeasible_grace: None,
+            ..Default::default()
+        },
+    );
+    let big = s.submit(spec(4000, 512)).await.unwrap().id;
+    let small = s.submit(spec(500, 512)).await.unwrap().id;
+    let report = s.run_pass().await.unwrap();
+    assert_eq!(report.assignments.len(), 1);
+    assert_eq!(report.assignments[0].job, small);
+    assert!(
+        s.pending_reason(big).unwrap().infeasible,
+        "too big for any executor"
+    );
+}
+
+#[tokio::test]
+async fn gpu_devices_are_assigned_by_uuid_and_model() {
+    let store = Arc::new(InMemoryJobStore::new());
+    executor(&store, "a", 8000, 8192, &["NVIDIA A10"]).await;
+    executor(&store, "b", 8000, 8192, &["NVIDIA H200", "NVIDIA H200"]).await;
+    let s = scheduler(&store, SchedulerConfig::default());
+    let h200 = s
+        .submit(spec(100, 100).with_gpus(1, GpuModel::parse("H200")))
+        .await
+        .unwrap()
+        .id;
+    let any = s
+        .submit(spec(100, 100).with_gpus(1, GpuModel::Any))
+        .await
+        .unwrap()
+        .id;
+    s.run_pass().await.unwrap();
+    assert_eq!(store.job(h200).await.unwrap().gpu_ids, ["GPU-b-0"]);
+    assert_eq!(store.job(any).await.unwrap().gpu_ids, ["GPU-a-0"]);
+}
+
+#[tokio::test]
+async fn an_infeasible_gpu_job_fails_fast_saying_no_executor_has_gpus() {
+    let store = Arc::new(InMemoryJobStore::new());
+    executor(&store, "a", 8000, 8192, &[]).await;
+    let s = scheduler(&store, SchedulerConfig::default());
+    let id = s
+        .submit(spec(100, 100).with_gpus(1, GpuModel::Any))
+        .await
+        .unwrap()
+        .id;
+    let report = s.run_pass().await.unwrap();
+    assert_eq!(report.failed, [id]);
+    let job = store.job(id).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert!(job.reason.unwrap().contains("no executor has GPUs"));
+}
+
+#[tokio::test]
+async fn a_job_that_waits_past_its_allocation_timeout_fails_with_the_reason() {
+    let store = Arc::new(InMemoryJobStore::new());
+    executor(&store, "a", 1000, 1024, &[]).await;
+    let s = scheduler(&store, SchedulerConfig::default());
+    let filler = s.submit(spec(1000, 100)).await.unwrap().id;
+    let waiting = s.submit(spec(1000, 100)).await.unwrap().id;
+    s.run_pass().await.unwrap();
+    assert_eq!(store.job(filler).await.unwrap().state, JobState::Assigned);
+    // Keep the executor alive at the future instant, then look from 301 s ahead.
+    let later = Timestamp::now().plus(Duration::from_secs(301));
+    store
+        .heartbeat(&ExecutorId::new("a"), &HostUsage::default(), later)
+        .await
+        .unwrap();
+    let report = s.run_pass_at(later, false).await.unwrap();
+    assert_eq!(report.failed, [waiting]);
+    let job = store.job(waiting).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    let reason = job.reason.unwrap();
+    assert!(reason.starts_with("allocation timeout"), "{reason}");
+    assert!(reason.contains("full on cpu"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_lost_executor_fails_its_jobs_and_frees_its_room() {
+    let store = Arc::new(InMemoryJobStore::new());
+    executor(&store, "a", 1000, 1024, &[]).await;
+    let s = scheduler(&store, SchedulerConfig::default());
+    let id = s.submit(spec(1000, 100)).await.unwrap().id;
+    s.run_pass().await.unwrap();
+    let later = Timestamp::now().plus(TTL + Duration::from_secs(1));
+    let report = s.run_pass_at(later, false).await.unwrap();
+    assert_eq!(report.expired_executors, [ExecutorId::new("a")]);
+    let job = store.job(id).await.unwrap();
+    assert_eq!(
+        (job.state, job.reason.as_deref()),
+        (JobState::Failed, Some("executor lost"))
+    );
+    assert!(store.executors().await.unwrap().is_empty());
+    // A new executor then gets new work.
+    executor(&store, "b", 1000, 1024, &[]).await;
+    let next = s.submit(spec(1000, 100)).await.unwrap().id;
+    s.run_pass().await.unwrap();
+    assert_eq!(
+        store.job(next).await.unwrap().executor,
+        Some(ExecutorId::new("b"))
+    );
+}
+
+#[tokio::test]
+async fn a_job_past_its_max_runtime_is_asked_to_stop_as_timed_out() {
+    let store = Arc::new(InMemoryJobStore::new());
+    executor(&store, "a", 1000, 1024, &[]).await;
+    let s = scheduler(&store, SchedulerConfig::default());
+    let mut sp = spec(100, 100);
+    sp.max_runtime = Duration::from_secs(60);
+    let id = s.submit(sp).await.unwrap().id;
+    s.run_pass().await.unwrap();
+    let exec = ExecutorId::new("a");
+    store
+        .mark_running(id, &exec, Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.next_event(&exec, Duration::ZERO).await.unwrap(),
+        Some(ExecutorEvent::Assigned(id))
+    );
+    let later = Timestamp::now().plus(Duration::from_secs(61));
+    store
+        .heartbeat(&exec, &HostUsage::default(), later)
+        .await
+        .unwrap();
+    let report = s.run_pass_at(later, true).await.unwrap();
+    assert_eq!(report.timed_out, [id]);
+    assert_eq!(
+        store.next_event(&exec, Duration::ZERO).await.unwrap(),
+        Some(ExecutorEvent::Abort(id, AbortCause::TimedOut))
+    );
+    // Asked once, not on every pass.
+    assert!(s
+        .run_pass_at(later, true)
+        .await
+        .unwrap()
+        .timed_out
+        .is_empty());
+}
+
+#[tokio::test]
+async fn two_schedulers_racing_never_over_allocate() {
+    let store = Arc::new(InMemoryJobStore::new());
+    for i in 0..3 {
+        executor(&store, &format!("e{i}"), 4000, 4096, &["G"]).await;
+    }
+    let (s1, s2) = (
+        scheduler(&store, SchedulerConfig::default()),
+        scheduler(&store, SchedulerConfig::default()),
+    );
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let sp = if i % 5 == 0 {
+            spec(1000, 512).with_gpus(1, GpuModel::Any)
+        } else {
+            spec(500, 256)
+        };
+        ids.push(s1.submit(sp).await.unwrap().id);
+    }
+    let (r1, r2) = tokio::join!(s1.run_pass(), s2.run_pass());
+    let placed = r1.unwrap().assignments.len() + r2.unwrap().assignments.len();
+    let mut assigned = 0;
+    for id in &ids {
+        if store.job(*id).await.unwrap().state == JobState::Assigned {
+            assigned += 1;
+        }
+    }
+    assert_eq!(
+        placed, assigned,
+        "each committed assignment is one assigned job"
+    );
+    for e in store.executors().await.unwrap() {
+        assert!(
+            e.allocated.fits_in(&e.capacity()),
+            "{} over-allocated: {:?}",
+            e.id(),
+            e.allocated
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_loop_places_a_submitted_job_without_waiting_for_the_tick() {
+    let store = Arc::new(InMemoryJobStore::new());
+    executor(&store, "a", 1000, 1024, &[]).await;
+    let s = scheduler(
+        &store,
+        SchedulerConfig {
+            tick: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.run(async {
+                stop_rx.await.ok();
+            })
+            .await
+        })
+    };
+    // Let the first pass run and the loop go to sleep on its hour-long tick.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let id = s.submit(spec(100, 100)).await.unwrap().id;
+    let event = store
+        .next_event(&ExecutorId::new("a"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(event, Some(ExecutorEvent::Assigned(id)));
+    stop_tx.send(()).unwrap();
+    runner.await.unwrap().unwrap();
+}
