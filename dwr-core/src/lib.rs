@@ -18,6 +18,7 @@ pub mod placement;
 pub mod probe;
 pub mod resources;
 pub mod runtime;
+pub mod scheduler;
 pub mod spec;
 pub mod store;
 pub mod time;
@@ -35,6 +36,7 @@ pub use runtime::{
     ContainerId, ContainerRuntime, ContainerSpec, ContainerUsage, ExitStatus, LogLine, LogSource,
     OwnedContainer, ProgressSink,
 };
+pub use scheduler::{PassReport, Placed, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError};
 pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, VolumeMount};
 pub use store::{AbortRequested, Assignment, ExecutorEvent, Finished, JobQuery, JobStore};
 pub use time::Timestamp;
