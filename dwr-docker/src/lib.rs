@@ -1,0 +1,71 @@
+//! dwr-docker: the executor host's adapters — containers through Docker, GPUs through NVML,
+//! CPU and memory through sysinfo.
+//!
+//! * [`DockerRuntime`] implements [`dwr_core::ContainerRuntime`] over a Docker engine
+//!   (bollard). It connects through `DOCKER_HOST` or the default socket and negotiates the API
+//!   version, so older engines (Docker 20.10, API 1.41) work. Every job container gets:
+//!   - `NanoCpus` from the CPU request, `Memory` and `MemorySwap` equal (no swap beyond the
+//!     limit), a pids limit ([`DockerConfig::pids_limit`], 4096 by default), never privileged,
+//!     the configured network mode;
+//!   - env `JOB_ID`, `EXECUTOR_IP` and the job's own variables; the job cannot override
+//!     `JOB_ID`, `EXECUTOR_IP` or `NVIDIA_VISIBLE_DEVICES` (its values are dropped with a
+//!     warning), so a job cannot pose as another or widen its GPUs;
+//!   - labels `dwr.job_id` and `dwr.executor` (filter `docker ps` by them), name
+//!     `dwr-<job id>`;
+//!   - for GPU jobs, one device request (driver `nvidia`, capabilities `[["gpu"]]`) naming
+//!     exactly the assigned UUIDs, and `NVIDIA_VISIBLE_DEVICES` set to the same list; a job
+//!     without GPUs gets `NVIDIA_VISIBLE_DEVICES=void`, which overrides CUDA base images'
+//!     `all`;
+//!   - host volumes only when the canonical host path lies under an entry of
+//!     [`DockerConfig::volume_allowlist`] (empty by default: every host mount is refused with
+//!     `RuntimeError::VolumeRefused`). The canonical path is what gets mounted.
+//!
+//!   Images are pulled only when missing; a pull that goes [`DockerConfig::pull_stall_timeout`]
+//!   without a message fails with `PullStalled`. Output is streamed as lines per stream.
+//!   `wait` reads the exit code and `OOMKilled` from the engine's state.
+//! * [`NvmlGpuProbe`] implements [`dwr_core::GpuProbe`]: NVML is loaded at run time, and a host
+//!   without the NVIDIA driver has no GPUs (one log line says so), never an error.
+//! * [`SysinfoHostProbe`] implements [`dwr_core::HostProbe`]: cores × 1000 millicores, total
+//!   memory, and usage for heartbeats.
+//!
+//! `cargo run -p dwr-docker --example probe` prints what the probes see on a host.
+//!
+//! # Configuration
+//!
+//! [`DockerConfig::from_env`] reads `DOCKER_HOST`, `DWR_DOCKER_NETWORK` (default `default`:
+//! the engine's own), `DWR_VOLUME_ALLOWLIST` (`:`-separated absolute paths),
+//! `DWR_PIDS_LIMIT` (`0`: none), `DWR_PULL_STALL_TIMEOUT_SECS` (120),
+//! `DWR_STOP_GRACE_SECS` (10) and `DWR_DOCKER_TIMEOUT_SECS` (120).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use dwr_docker::{DockerConfig, DockerRuntime};
+//! let runtime = DockerRuntime::connect(DockerConfig::from_env()?).await?;
+//! println!("{:?}", runtime.engine_version().await?);
+//! # Ok(()) }
+//! ```
+//!
+//! # Probe output on a GPU machine
+//!
+//! Not yet recorded: the output of `cargo run -p dwr-docker --example probe` on a host with an
+//! NVIDIA GPU and driver has not been captured yet.
+
+mod config;
+mod create;
+mod error;
+mod gpu;
+mod host;
+mod image;
+mod logs;
+mod runtime;
+mod stats;
+
+pub use config::{
+    DockerConfig, DEFAULT_SOCKET, ENV_DOCKER_HOST, ENV_NETWORK, ENV_PIDS_LIMIT,
+    ENV_PULL_STALL_TIMEOUT, ENV_REQUEST_TIMEOUT, ENV_STOP_GRACE, ENV_VOLUME_ALLOWLIST,
+};
+pub use create::{NO_GPUS, RESERVED_ENV};
+pub use error::Error;
+pub use gpu::NvmlGpuProbe;
+pub use host::SysinfoHostProbe;
+pub use runtime::{DockerRuntime, EngineVersion};

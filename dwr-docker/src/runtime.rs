@@ -1,0 +1,403 @@
+//! [`DockerRuntime`]: the [`ContainerRuntime`] over a Docker engine, through bollard.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::container::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogOutput, LogsOptions,
+    RemoveContainerOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
+    WaitContainerOptions,
+};
+use bollard::errors::Error as BollardError;
+use bollard::image::CreateImageOptions;
+use bollard::{Docker, API_DEFAULT_VERSION};
+use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
+use dwr_core::{
+    ContainerId, ContainerRuntime, ContainerSpec, ContainerUsage, ExecutorId, ExitStatus, JobId,
+    LogLine, LogSource, OwnedContainer, ProgressSink, RuntimeError,
+};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use crate::config::DockerConfig;
+use crate::create::{container_config, container_name};
+use crate::image::{follow_pull, pull_reference};
+use crate::logs::LineSplitter;
+use crate::stats::usage_of;
+
+/// A Docker engine as a [`ContainerRuntime`].
+///
+/// Cheap to clone (the connection is shared). The API version is negotiated at connect time,
+/// so engines older than bollard's default version (Docker 20.10 speaks 1.41) work.
+#[derive(Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+    config: DockerConfig,
+    endpoint: String,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime")
+            .field("endpoint", &self.endpoint)
+            .field("api_version", &self.docker.client_version().to_string())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// What [`DockerRuntime::engine_version`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineVersion {
+    /// The engine's version, e.g. `20.10.24+dfsg1`.
+    pub version: String,
+    /// The API version spoken after negotiation.
+    pub api_version: String,
+}
+
+impl DockerRuntime {
+    /// Connects to the engine `config` names and negotiates the API version. An engine that
+    /// does not answer is `Unreachable` naming the socket or URL.
+    pub async fn connect(config: DockerConfig) -> Result<Self, RuntimeError> {
+        let endpoint = config.endpoint().to_owned();
+        let timeout = config.request_timeout.as_secs().max(1);
+        let unreachable = |source: BollardError| RuntimeError::Unreachable {
+            endpoint: endpoint.clone(),
+            source: Box::new(source),
+        };
+        let docker = if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+            Docker::connect_with_http(&endpoint, timeout, API_DEFAULT_VERSION)
+        } else if endpoint.starts_with("unix://") || endpoint.starts_with('/') {
+            Docker::connect_with_socket(&endpoint, timeout, API_DEFAULT_VERSION)
+        } else {
+            Err(BollardError::UnsupportedURISchemeError {
+                uri: endpoint.clone(),
+            })
+        }
+        .map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        tracing::debug!(%endpoint, api = %docker.client_version(), "connected to the Docker engine");
+        Ok(Self {
+            docker,
+            config,
+            endpoint,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DockerConfig {
+        &self.config
+    }
+
+    /// The engine endpoint (socket path or URL).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The engine's version and the negotiated API version.
+    pub async fn engine_version(&self) -> Result<EngineVersion, RuntimeError> {
+        let v = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| self.error("version", e))?;
+        Ok(EngineVersion {
+            version: v.version.unwrap_or_default(),
+            api_version: self.docker.client_version().to_string(),
+        })
+    }
+
+    /// Maps a bollard error: connection failures are `Unreachable`, everything else `Engine`.
+    fn error(&self, operation: &'static str, e: BollardError) -> RuntimeError {
+        map_error(&self.endpoint, operation, e)
+    }
+
+    /// Like [`error`](Self::error), with 404 as `ContainerNotFound`.
+    fn container_error(
+        &self,
+        id: &ContainerId,
+        operation: &'static str,
+        e: BollardError,
+    ) -> RuntimeError {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            } => RuntimeError::ContainerNotFound { id: id.0.clone() },
+            e => self.error(operation, e),
+        }
+    }
+
+    async fn pull(&self, image: &str, progress: &ProgressSink) -> Result<(), RuntimeError> {
+        let reference = pull_reference(image);
+        tracing::info!(%image, %reference, "pulling image");
+        let _ = progress.send(format!("pull: pulling {reference}"));
+        let options = CreateImageOptions {
+            from_image: reference.as_str(),
+            ..Default::default()
+        };
+        let stream = self.docker.create_image(Some(options), None, None);
+        follow_pull(
+            image,
+            stream,
+            self.config.pull_stall_timeout,
+            progress,
+            |e| self.error("pull", e),
+        )
+        .await
+    }
+
+    async fn remove_quietly(&self, id: &str, job: JobId) {
+        if let Err(e) = self.remove(&ContainerId(id.to_owned())).await {
+            tracing::warn!(%job, container = %id, error = %e, "could not remove a container that failed to start");
+        }
+    }
+}
+
+/// Maps a bollard error for `operation` against `endpoint`.
+fn map_error(endpoint: &str, operation: &'static str, e: BollardError) -> RuntimeError {
+    match e {
+        BollardError::SocketNotFoundError(_)
+        | BollardError::HyperLegacyError { .. }
+        | BollardError::IOError { .. } => RuntimeError::Unreachable {
+            endpoint: endpoint.to_owned(),
+            source: Box::new(e),
+        },
+        e => RuntimeError::Engine {
+            operation,
+            source: Box::new(e),
+        },
+    }
+}
+
+fn is_status(e: &BollardError, code: u16) -> bool {
+    matches!(e, BollardError::DockerResponseServerError { status_code, .. } if *status_code == code)
+}
+
+#[async_trait]
+impl ContainerRuntime for DockerRuntime {
+    async fn ensure_image(&self, image: &str, progress: ProgressSink) -> Result<(), RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => return Err(self.error("inspect image", e)),
+        }
+        self.pull(image, &progress).await?;
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_status(&e, 404) => Err(RuntimeError::ImageUnavailable {
+                image: image.to_owned(),
+                reason: "the pull ended but the image is still missing".to_owned(),
+            }),
+            Err(e) => Err(self.error("inspect image", e)),
+        }
+    }
+
+    async fn start(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
+        let config = container_config(spec, &self.config)?;
+        let name = container_name(spec);
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: name.as_str(),
+                    platform: None,
+                }),
+                config,
+            )
+            .await
+            .map_err(|e| match map_error(&self.endpoint, "create container", e) {
+                RuntimeError::Engine { source, .. } => RuntimeError::CreateFailed {
+                    job: spec.job,
+                    source,
+                },
+                other => other,
+            })?;
+        for warning in &created.warnings {
+            tracing::warn!(job = %spec.job, %warning, "engine warning on create");
+        }
+        if let Err(e) = self
+            .docker
+            .start_container(&created.id, None::<StartContainerOptions<String>>)
+            .await
+        {
+            self.remove_quietly(&created.id, spec.job).await;
+            return Err(match map_error(&self.endpoint, "start container", e) {
+                RuntimeError::Engine { source, .. } => RuntimeError::StartFailed {
+                    job: spec.job,
+                    source,
+                },
+                other => other,
+            });
+        }
+        tracing::debug!(job = %spec.job, container = %created.id, %name, "container started");
+        Ok(ContainerId(created.id))
+    }
+
+    fn logs(&self, id: &ContainerId) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
+        let options = LogsOptions::<String> {
+            follow: true,
+            stdout: true,
+            stderr: true,
+            since: 0,
+            until: 0,
+            timestamps: false,
+            tail: "all".to_owned(),
+        };
+        let chunks = self.docker.logs(&id.0, Some(options));
+        let runtime = self.clone();
+        let id = id.clone();
+        let mut splitter = LineSplitter::default();
+        let mut done = false;
+        // Chunks become lines; the partial lines left are flushed when the output ends.
+        chunks
+            .map(Some)
+            .chain(futures::stream::iter([None]))
+            .flat_map(move |chunk| {
+                let items: Vec<Result<LogLine, RuntimeError>> = match chunk {
+                    _ if done => Vec::new(),
+                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
+                        splitter
+                            .push(LogSource::Stdout, &message)
+                            .into_iter()
+                            .map(Ok)
+                            .collect()
+                    }
+                    Some(Ok(LogOutput::StdErr { message })) => splitter
+                        .push(LogSource::Stderr, &message)
+                        .into_iter()
+                        .map(Ok)
+                        .collect(),
+                    Some(Ok(LogOutput::StdIn { .. })) => Vec::new(),
+                    Some(Err(e)) => {
+                        done = true;
+                        let mut items: Vec<_> = splitter.finish().into_iter().map(Ok).collect();
+                        items.push(Err(runtime.container_error(&id, "logs", e)));
+                        items
+                    }
+                    None => splitter.finish().into_iter().map(Ok).collect(),
+                };
+                futures::stream::iter(items)
+            })
+            .boxed()
+    }
+
+    async fn usage(&self, id: &ContainerId) -> Result<ContainerUsage, RuntimeError> {
+        let options = StatsOptions {
+            stream: false,
+            one_shot: false,
+        };
+        let mut stream = self.docker.stats(&id.0, Some(options));
+        match stream.next().await {
+            Some(Ok(stats)) => Ok(usage_of(&stats)),
+            Some(Err(e)) => Err(self.container_error(id, "stats", e)),
+            None => Err(RuntimeError::Engine {
+                operation: "stats",
+                source: "the engine sent no sample".into(),
+            }),
+        }
+    }
+
+    async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, RuntimeError> {
+        loop {
+            let options = WaitContainerOptions {
+                condition: "not-running",
+            };
+            let mut stream = self.docker.wait_container(&id.0, Some(options));
+            match stream.next().await {
+                // bollard reports a non-zero exit as an error; the code is read below either way.
+                Some(Ok(_)) | Some(Err(BollardError::DockerContainerWaitError { .. })) | None => {}
+                // The request timeout covers the response head, which some engine versions
+                // send only when the container exits: check the state and wait again.
+                Some(Err(BollardError::RequestTimeoutError)) => {}
+                Some(Err(e)) => return Err(self.container_error(id, "wait", e)),
+            }
+            let inspect = self
+                .docker
+                .inspect_container(&id.0, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| self.container_error(id, "inspect container", e))?;
+            let state = inspect.state.unwrap_or_default();
+            if state.running == Some(true) {
+                // Not exited after all (a dropped connection): never spin on the engine.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            return Ok(ExitStatus {
+                code: state.exit_code.unwrap_or(-1),
+                oom_killed: state.oom_killed.unwrap_or(false),
+            });
+        }
+    }
+
+    async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
+        // Round up: a grace of 500 ms must not become an immediate kill.
+        let secs = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        let t = i64::try_from(secs).unwrap_or(i64::MAX);
+        // The engine answers only once the container has stopped: allow the grace and more.
+        let docker = self
+            .docker
+            .clone()
+            .with_timeout(self.config.request_timeout + Duration::from_secs(secs));
+        match docker
+            .stop_container(&id.0, Some(StopContainerOptions { t }))
+            .await
+        {
+            // 304 (already stopped) is a success for bollard.
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.container_error(id, "stop container", e)),
+        }
+    }
+
+    async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: true,
+            link: false,
+        };
+        match self.docker.remove_container(&id.0, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_status(&e, 404) => Ok(()),
+            // Someone else is removing it already.
+            Err(e) if is_status(&e, 409) && e.to_string().contains("in progress") => Ok(()),
+            Err(e) => Err(self.error("remove container", e)),
+        }
+    }
+
+    async fn list_owned(&self, executor: &ExecutorId) -> Result<Vec<OwnedContainer>, RuntimeError> {
+        let filters = HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{LABEL_EXECUTOR}={executor}")],
+        )]);
+        let options = ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.error("list containers", e))?;
+        let mut owned = Vec::with_capacity(containers.len());
+        for c in containers {
+            let id = c.id.unwrap_or_default();
+            let job = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_JOB_ID))
+                .and_then(|j| j.parse::<JobId>().ok());
+            match job {
+                Some(job) => owned.push(OwnedContainer {
+                    id: ContainerId(id),
+                    job,
+                    running: c.state.as_deref() == Some("running"),
+                }),
+                None => {
+                    tracing::warn!(container = %id, %executor, "owned container without a valid {LABEL_JOB_ID} label; skipped")
+                }
+            }
+        }
+        Ok(owned)
+    }
+}
