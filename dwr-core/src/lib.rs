@@ -8,6 +8,8 @@
 //! * Real in-memory and fake implementations that tests, benchmarks and the embedded mode
 //!   share.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod error;
 pub mod executor;
 pub mod fake;

@@ -1,0 +1,327 @@
+//! The [`JobStore`] conformance suite: written once, run unchanged by every store.
+//!
+//! Each check is a `pub async fn(Arc<dyn JobStore>)` that panics (assertion failure) when the
+//! store breaks the contract; it is given a fresh, empty store and uses only the trait, so
+//! the in-memory store and the Redis store run exactly the same code.
+//!
+//! Two ways to run it:
+//!
+//! * [`run_all`] runs every check in turn, each on a store built by `make`;
+//! * [`job_store_conformance!`](crate::job_store_conformance) expands to one
+//!   `#[tokio::test]` per check, so a failure names the check:
+//!
+//! ```ignore
+//! async fn make_store() -> Arc<dyn JobStore> { Arc::new(InMemoryJobStore::new()) }
+//! dwr_core::job_store_conformance!(make_store);
+//! ```
+//!
+//! Waits are liveness bounds (a wake-up must come within seconds while the store was asked
+//! to wait a minute), never timing measurements.
+//!
+//! What the suite pins down beyond the trait docs:
+//! * `mark_running` of a terminal job is `AlreadyTerminal`; from another state, or by an
+//!   executor the job is not assigned to, `InvalidTransition`.
+//! * `finish` with an outcome the lifecycle forbids (pending → succeeded, a non-terminal
+//!   outcome) is `InvalidTransition` and changes nothing.
+//! * `commit_assignment` of an unknown job is `JobNotFound`; of an unknown executor,
+//!   `Rejected(ExecutorGone)`; a GPU named twice in one assignment is `GpuUnavailable`.
+//! * Liveness: an executor whose last heartbeat is older than `stale_before` is stale; one
+//!   whose heartbeat equals it is not.
+
+mod assign;
+mod executors;
+mod jobs;
+mod lifecycle;
+mod logs;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use assign::{
+    a_job_is_never_assigned_twice, commit_assignment_records_and_allocates,
+    commit_rejects_a_dead_executor, commit_rejects_a_gpu_count_mismatch,
+    commit_rejects_a_job_not_pending, commit_rejects_an_unknown_executor,
+    commit_rejects_no_room_per_dimension, commit_rejects_unavailable_gpus,
+    concurrent_commits_never_over_allocate,
+};
+pub use executors::{
+    events_are_delivered_once, executors_are_listed_by_id, expire_executor_fails_its_jobs,
+    expire_executor_ignores_fresh_and_unknown, heartbeat_keeps_allocations,
+    next_event_wakes_on_commit_from_another_task, reregister_keeps_allocations,
+    wait_for_work_wakes_on_changes,
+};
+pub use jobs::{
+    counts_cover_every_state, jobs_are_listed_newest_first_with_paging,
+    pending_jobs_in_arrival_order, purge_finished_deletes_old_terminal_jobs,
+    submit_get_and_duplicate, unknown_ids_are_not_found,
+};
+pub use lifecycle::{
+    abort_then_finish_releases_once, finish_after_expire_changes_nothing,
+    finish_follows_the_lifecycle, finish_releases_once, mark_running_only_by_its_executor,
+    request_abort_by_state,
+};
+pub use logs::{logs_append_and_read_from_offset, wait_logs_wakes_on_append_and_on_finish};
+
+use crate::error::{Rejection, StoreError};
+use crate::executor::{Executor, ExecutorRegistration, GpuDevice};
+use crate::ids::{ExecutorId, JobId};
+use crate::job::Job;
+use crate::spec::{GpuModel, JobSpec};
+use crate::store::{Assignment, JobStore};
+use crate::time::Timestamp;
+
+/// The one list of checks, handed to `$crate::__job_store_check!` in a mode.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __job_store_for_each_check {
+    ($mode:ident $($arg:tt)*) => {
+        $crate::__job_store_check! { $mode ($($arg)*) [
+            submit_get_and_duplicate,
+            unknown_ids_are_not_found,
+            jobs_are_listed_newest_first_with_paging,
+            pending_jobs_in_arrival_order,
+            counts_cover_every_state,
+            purge_finished_deletes_old_terminal_jobs,
+            commit_assignment_records_and_allocates,
+            commit_rejects_a_job_not_pending,
+            commit_rejects_an_unknown_executor,
+            commit_rejects_a_dead_executor,
+            commit_rejects_no_room_per_dimension,
+            commit_rejects_unavailable_gpus,
+            commit_rejects_a_gpu_count_mismatch,
+            a_job_is_never_assigned_twice,
+            concurrent_commits_never_over_allocate,
+            mark_running_only_by_its_executor,
+            finish_follows_the_lifecycle,
+            finish_releases_once,
+            finish_after_expire_changes_nothing,
+            abort_then_finish_releases_once,
+            request_abort_by_state,
+            events_are_delivered_once,
+            next_event_wakes_on_commit_from_another_task,
+            heartbeat_keeps_allocations,
+            reregister_keeps_allocations,
+            executors_are_listed_by_id,
+            expire_executor_fails_its_jobs,
+            expire_executor_ignores_fresh_and_unknown,
+            wait_for_work_wakes_on_changes,
+            logs_append_and_read_from_offset,
+            wait_logs_wakes_on_append_and_on_finish,
+        ] }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __job_store_check {
+    (tests ($make:expr) [$($check:ident),* $(,)?]) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let store: ::std::sync::Arc<dyn $crate::JobStore> = ($make)().await;
+                $crate::conformance::$check(store).await;
+            }
+        )*
+    };
+    (run ($make:expr) [$($check:ident),* $(,)?]) => {
+        $(
+            $crate::conformance::$check(($make)().await).await;
+        )*
+    };
+}
+
+/// Expands to one `#[tokio::test]` per conformance check (multi-threaded runtime), each
+/// on a fresh store from `$make`: an `async fn() -> Arc<dyn JobStore>` or a closure
+/// returning such a future. The calling crate needs `tokio` with `macros` and
+/// `rt-multi-thread`.
+#[macro_export]
+macro_rules! job_store_conformance {
+    ($make:expr) => {
+        $crate::__job_store_for_each_check!(tests $make);
+    };
+}
+
+/// Runs every check, each on a fresh empty store built by `make`. Panics at the first
+/// check the store fails.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn JobStore>>,
+{
+    crate::__job_store_for_each_check!(run make);
+}
+
+// ----- shared fixtures -------------------------------------------------------------------
+
+/// The liveness TTL the checks commit with.
+pub(crate) const TTL: Duration = Duration::from_secs(30);
+/// How long a check asks a store to wait when it expects a wake-up long before.
+pub(crate) const LONG_WAIT: Duration = Duration::from_secs(60);
+/// The liveness bound on such a wake-up.
+pub(crate) const WAKE_BOUND: Duration = Duration::from_secs(10);
+
+/// `ms` milliseconds after a fixed instant (2023-11-14).
+pub(crate) fn at(ms: i64) -> Timestamp {
+    Timestamp(1_700_000_000_000 + ms)
+}
+
+/// A CPU/memory job spec.
+pub(crate) fn spec(cpu_millis: u64, memory_mib: u64) -> JobSpec {
+    JobSpec::new(
+        "dwr-test/busybox:latest",
+        vec!["true".into()],
+        cpu_millis,
+        memory_mib,
+    )
+}
+
+/// A spec asking for `gpus` devices of any model.
+pub(crate) fn gpu_spec(cpu_millis: u64, memory_mib: u64, gpus: u32) -> JobSpec {
+    spec(cpu_millis, memory_mib).with_gpus(gpus, GpuModel::Any)
+}
+
+/// Submits a new pending job created at `created`.
+pub(crate) async fn submit(store: &Arc<dyn JobStore>, spec: JobSpec, created: Timestamp) -> JobId {
+    let id = JobId::new();
+    store
+        .submit(Job::new(id, spec, created))
+        .await
+        .unwrap_or_else(|e| panic!("submit of {id} failed: {e}"));
+    id
+}
+
+/// A GPU device with this UUID.
+pub(crate) fn device(index: u32, uuid: &str) -> GpuDevice {
+    GpuDevice {
+        index,
+        uuid: uuid.to_owned(),
+        model: "NVIDIA H200".to_owned(),
+        memory_mib: 143_771,
+    }
+}
+
+/// A registration of `id` at IP `10.0.0.<n>`-like text with these GPUs.
+pub(crate) fn registration(
+    id: &str,
+    cpu_millis: u64,
+    memory_mib: u64,
+    gpus: &[&str],
+) -> ExecutorRegistration {
+    let devices = gpus
+        .iter()
+        .enumerate()
+        .map(|(i, uuid)| device(i as u32, uuid))
+        .collect();
+    ExecutorRegistration::new(
+        ExecutorId::new(id),
+        format!("ip-of-{id}"),
+        cpu_millis,
+        memory_mib,
+        devices,
+    )
+}
+
+/// Registers an executor at `now`.
+pub(crate) async fn register(
+    store: &Arc<dyn JobStore>,
+    id: &str,
+    cpu_millis: u64,
+    memory_mib: u64,
+    gpus: &[&str],
+    now: Timestamp,
+) -> ExecutorId {
+    let reg = registration(id, cpu_millis, memory_mib, gpus);
+    store
+        .register_executor(&reg, now)
+        .await
+        .unwrap_or_else(|e| panic!("register of {id} failed: {e}"));
+    reg.id
+}
+
+/// An assignment of `job` to `executor` naming `gpus`.
+pub(crate) fn assignment(job: JobId, executor: &ExecutorId, gpus: &[&str]) -> Assignment {
+    Assignment {
+        job,
+        executor: executor.clone(),
+        gpu_ids: gpus.iter().map(|g| (*g).to_owned()).collect(),
+    }
+}
+
+/// Commits an assignment that must succeed, and takes its `Assigned` event off the queue.
+pub(crate) async fn assign(
+    store: &Arc<dyn JobStore>,
+    job: JobId,
+    executor: &ExecutorId,
+    gpus: &[&str],
+    now: Timestamp,
+) -> Job {
+    let committed = store
+        .commit_assignment(&assignment(job, executor, gpus), TTL, now)
+        .await
+        .unwrap_or_else(|e| panic!("commit of {job} to {executor} failed: {e}"));
+    drain_events(store, executor).await;
+    committed
+}
+
+/// Takes every queued event of `executor` off its queue.
+pub(crate) async fn drain_events(store: &Arc<dyn JobStore>, executor: &ExecutorId) {
+    while store
+        .next_event(executor, Duration::ZERO)
+        .await
+        .expect("next_event")
+        .is_some()
+    {}
+}
+
+/// The job, which must exist.
+pub(crate) async fn job(store: &Arc<dyn JobStore>, id: JobId) -> Job {
+    store
+        .job(id)
+        .await
+        .unwrap_or_else(|e| panic!("job {id}: {e}"))
+}
+
+/// The executor, which must be registered.
+pub(crate) async fn executor(store: &Arc<dyn JobStore>, id: &ExecutorId) -> Executor {
+    store
+        .executor(id)
+        .await
+        .unwrap_or_else(|e| panic!("executor {id}: {e}"))
+}
+
+/// Asserts `result` is `Rejected` for `job` on `executor` with a reason `check` accepts.
+pub(crate) fn assert_rejected<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
+    what: &str,
+    check: impl Fn(&Rejection) -> bool,
+) {
+    match result {
+        Err(StoreError::Rejected { reason, .. }) if check(&reason) => {}
+        other => panic!("{what}: expected a matching rejection, got {other:?}"),
+    }
+}
+
+/// Asserts that a refused commit of `job` to `exec` changed nothing visible: the job, the
+/// executor (when registered) and its event queue are as before.
+pub(crate) async fn assert_unchanged(
+    store: &Arc<dyn JobStore>,
+    what: &str,
+    before_job: &Job,
+    before_executor: Option<&Executor>,
+) {
+    assert_eq!(
+        &job(store, before_job.id).await,
+        before_job,
+        "{what}: the job changed"
+    );
+    if let Some(before) = before_executor {
+        let now = executor(store, before.id()).await;
+        assert_eq!(&now, before, "{what}: the executor changed");
+        let event = store
+            .next_event(before.id(), Duration::ZERO)
+            .await
+            .expect("next_event");
+        assert_eq!(event, None, "{what}: an event was queued");
+    }
+}

@@ -1,0 +1,406 @@
+//! Conformance checks of `commit_assignment`: what it records, and every rejection.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{
+    assert_rejected, assert_unchanged, assign, assignment, at, executor, gpu_spec, job, register,
+    spec, submit, TTL,
+};
+use crate::error::{Rejection, StoreError};
+use crate::ids::{ExecutorId, JobId};
+use crate::job::JobState;
+use crate::resources::{Dimension, Resources};
+use crate::store::{ExecutorEvent, JobQuery, JobStore};
+
+/// A commit records executor, IP, GPUs and time on the job, allocates on the executor, and
+/// queues `Assigned` for it.
+pub async fn commit_assignment_records_and_allocates(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 8192, &["GPU-a0", "GPU-a1"], at(0)).await;
+    let id = submit(&store, gpu_spec(1500, 2048, 1), at(1)).await;
+    let committed = store
+        .commit_assignment(&assignment(id, &exec, &["GPU-a1"]), TTL, at(5))
+        .await
+        .expect("commit");
+    assert_eq!(committed.state, JobState::Assigned);
+    assert_eq!(committed.executor.as_ref(), Some(&exec));
+    assert_eq!(committed.executor_ip.as_deref(), Some("ip-of-e1"));
+    assert_eq!(committed.gpu_ids, vec!["GPU-a1".to_owned()]);
+    assert_eq!(committed.assigned_at, Some(at(5)));
+    assert_eq!(committed.updated_at, at(5));
+    assert_eq!(committed.created_at, at(1));
+    assert_eq!(
+        job(&store, id).await,
+        committed,
+        "the stored job is the returned one"
+    );
+
+    let e = executor(&store, &exec).await;
+    assert_eq!(e.allocated, Resources::new(1500, 2048, 1));
+    assert_eq!(e.gpu_holders, BTreeMap::from([("GPU-a1".to_owned(), id)]));
+    assert_eq!(e.jobs, vec![id]);
+    assert_eq!(e.free(), Resources::new(2500, 6144, 1));
+    let event = store
+        .next_event(&exec, Duration::ZERO)
+        .await
+        .expect("next_event");
+    assert_eq!(event, Some(ExecutorEvent::Assigned(id)));
+    assert!(store.pending_jobs(10).await.expect("pending").is_empty());
+    let assigned = store
+        .jobs(&JobQuery {
+            state: Some(JobState::Assigned),
+            ..JobQuery::default()
+        })
+        .await
+        .expect("jobs");
+    assert_eq!(assigned, vec![committed]);
+}
+
+/// A job that is no longer pending is rejected with its state; nothing changes.
+pub async fn commit_rejects_a_job_not_pending(store: Arc<dyn JobStore>) {
+    let e1 = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    let e2 = register(&store, "e2", 4000, 4096, &[], at(0)).await;
+    let id = submit(&store, spec(1000, 1024), at(0)).await;
+    assign(&store, id, &e1, &[], at(1)).await;
+    let before = (job(&store, id).await, executor(&store, &e2).await);
+    let r = store
+        .commit_assignment(&assignment(id, &e2, &[]), TTL, at(2))
+        .await;
+    assert_rejected(r, "assigned job", |r| {
+        *r == Rejection::JobNotPending {
+            state: JobState::Assigned,
+        }
+    });
+    assert_unchanged(&store, "assigned job", &before.0, Some(&before.1)).await;
+
+    let aborted = submit(&store, spec(1000, 1024), at(0)).await;
+    store
+        .request_abort(aborted, crate::job::AbortCause::User, at(3))
+        .await
+        .expect("abort");
+    let before_job = job(&store, aborted).await;
+    let r = store
+        .commit_assignment(&assignment(aborted, &e2, &[]), TTL, at(4))
+        .await;
+    assert_rejected(r, "aborted job", |r| {
+        *r == Rejection::JobNotPending {
+            state: JobState::Aborted,
+        }
+    });
+    assert_unchanged(&store, "aborted job", &before_job, Some(&before.1)).await;
+}
+
+/// An executor never registered, or expired, is `ExecutorGone`; nothing changes.
+pub async fn commit_rejects_an_unknown_executor(store: Arc<dyn JobStore>) {
+    let id = submit(&store, spec(1000, 1024), at(0)).await;
+    let before = job(&store, id).await;
+    let r = store
+        .commit_assignment(&assignment(id, &ExecutorId::new("ghost"), &[]), TTL, at(1))
+        .await;
+    assert_rejected(r, "never registered", |r| *r == Rejection::ExecutorGone);
+    assert_unchanged(&store, "never registered", &before, None).await;
+
+    let gone = register(&store, "gone", 4000, 4096, &[], at(0)).await;
+    store
+        .expire_executor(&gone, None, "shut down", at(1))
+        .await
+        .expect("expire");
+    let r = store
+        .commit_assignment(&assignment(id, &gone, &[]), TTL, at(2))
+        .await;
+    assert_rejected(r, "expired", |r| *r == Rejection::ExecutorGone);
+    assert_unchanged(&store, "expired", &before, None).await;
+    assert!(matches!(
+        store.executor(&gone).await,
+        Err(StoreError::ExecutorNotFound { .. })
+    ));
+}
+
+/// An executor whose heartbeat is older than the TTL is `ExecutorNotAlive`; nothing changes.
+pub async fn commit_rejects_a_dead_executor(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    let id = submit(&store, spec(1000, 1024), at(0)).await;
+    let before = (job(&store, id).await, executor(&store, &exec).await);
+    let late = at(0).plus(TTL + Duration::from_secs(1));
+    let r = store
+        .commit_assignment(&assignment(id, &exec, &[]), TTL, late)
+        .await;
+    assert_rejected(r, "stale heartbeat", |r| *r == Rejection::ExecutorNotAlive);
+    assert_unchanged(&store, "stale heartbeat", &before.0, Some(&before.1)).await;
+
+    // A heartbeat brings it back.
+    store
+        .heartbeat(&exec, &Default::default(), late)
+        .await
+        .expect("heartbeat");
+    assign(&store, id, &exec, &[], late).await;
+}
+
+/// No room on CPU, on memory (by capacity or because of other jobs) or on GPU count is
+/// `NoRoom` naming the dimension; nothing changes. For the GPU dimension a store may report
+/// instead the device that is not free (`GpuUnavailable`).
+pub async fn commit_rejects_no_room_per_dimension(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 2000, 2048, &["GPU-a0"], at(0)).await;
+    let cases = [
+        (spec(2001, 100), Dimension::Cpu, "cpu over capacity"),
+        (spec(100, 2049), Dimension::Memory, "memory over capacity"),
+    ];
+    for (job_spec, dimension, what) in cases {
+        let id = submit(&store, job_spec, at(0)).await;
+        let before = (job(&store, id).await, executor(&store, &exec).await);
+        let r = store
+            .commit_assignment(&assignment(id, &exec, &[]), TTL, at(1))
+            .await;
+        assert_rejected(r, what, |r| *r == Rejection::NoRoom { dimension });
+        assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
+    }
+
+    // Room taken by other jobs: 1500 of 2000 mCPU, 1024 of 2048 MiB, the one GPU.
+    let holder = submit(&store, gpu_spec(1500, 1024, 1), at(0)).await;
+    assign(&store, holder, &exec, &["GPU-a0"], at(1)).await;
+    let cases = [
+        (spec(501, 100), Dimension::Cpu, "cpu taken"),
+        (spec(100, 1025), Dimension::Memory, "memory taken"),
+    ];
+    for (job_spec, dimension, what) in cases {
+        let id = submit(&store, job_spec, at(0)).await;
+        let before = (job(&store, id).await, executor(&store, &exec).await);
+        let r = store
+            .commit_assignment(&assignment(id, &exec, &[]), TTL, at(2))
+            .await;
+        assert_rejected(r, what, |r| *r == Rejection::NoRoom { dimension });
+        assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
+    }
+    let id = submit(&store, gpu_spec(100, 100, 1), at(0)).await;
+    let before = (job(&store, id).await, executor(&store, &exec).await);
+    let r = store
+        .commit_assignment(&assignment(id, &exec, &["GPU-a0"]), TTL, at(2))
+        .await;
+    assert_rejected(r, "gpu taken", |r| {
+        *r == Rejection::NoRoom {
+            dimension: Dimension::Gpu,
+        } || *r
+            == Rejection::GpuUnavailable {
+                uuid: "GPU-a0".into(),
+            }
+    });
+    assert_unchanged(&store, "gpu taken", &before.0, Some(&before.1)).await;
+
+    // Exactly full is fine.
+    let fits = submit(&store, spec(500, 1024), at(0)).await;
+    assign(&store, fits, &exec, &[], at(3)).await;
+    assert_eq!(
+        executor(&store, &exec).await.allocated,
+        Resources::new(2000, 2048, 1)
+    );
+}
+
+/// A GPU held by another job, not on the executor, or named twice is `GpuUnavailable`
+/// naming it; nothing changes.
+pub async fn commit_rejects_unavailable_gpus(store: Arc<dyn JobStore>) {
+    let e1 = register(
+        &store,
+        "e1",
+        8000,
+        8192,
+        &["GPU-a0", "GPU-a1", "GPU-a2"],
+        at(0),
+    )
+    .await;
+    register(&store, "e2", 8000, 8192, &["GPU-b0"], at(0)).await;
+    let holder = submit(&store, gpu_spec(100, 100, 1), at(0)).await;
+    assign(&store, holder, &e1, &["GPU-a0"], at(1)).await;
+
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["GPU-a0", "GPU-a1"], "GPU-a0", "held by another job"),
+        (&["GPU-a1", "GPU-zz"], "GPU-zz", "not on any executor"),
+        (&["GPU-b0", "GPU-a1"], "GPU-b0", "on another executor"),
+        (&["GPU-a1", "GPU-a1"], "GPU-a1", "named twice"),
+    ];
+    for (gpus, bad, what) in cases {
+        let id = submit(&store, gpu_spec(100, 100, 2), at(0)).await;
+        let before = (job(&store, id).await, executor(&store, &e1).await);
+        let r = store
+            .commit_assignment(&assignment(id, &e1, gpus), TTL, at(2))
+            .await;
+        assert_rejected(r, what, |r| {
+            *r == Rejection::GpuUnavailable {
+                uuid: (*bad).to_owned(),
+            }
+        });
+        assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
+    }
+    let id = submit(&store, gpu_spec(100, 100, 2), at(0)).await;
+    assign(&store, id, &e1, &["GPU-a2", "GPU-a1"], at(3)).await;
+    let e = executor(&store, &e1).await;
+    assert_eq!(e.gpu_holders.len(), 3);
+    assert_eq!(e.gpu_holders["GPU-a1"], id);
+    assert_eq!(e.gpu_holders["GPU-a0"], holder);
+}
+
+/// Naming more or fewer GPUs than the job asks for is `GpuCountMismatch`; nothing changes.
+pub async fn commit_rejects_a_gpu_count_mismatch(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 8000, 8192, &["GPU-a0", "GPU-a1"], at(0)).await;
+    let cases: [(u32, &[&str], &str); 3] = [
+        (2, &["GPU-a0"], "too few"),
+        (1, &["GPU-a0", "GPU-a1"], "too many"),
+        (0, &["GPU-a0"], "none wanted"),
+    ];
+    for (wanted, gpus, what) in cases {
+        let job_spec = if wanted == 0 {
+            spec(100, 100)
+        } else {
+            gpu_spec(100, 100, wanted)
+        };
+        let id = submit(&store, job_spec, at(0)).await;
+        let before = (job(&store, id).await, executor(&store, &exec).await);
+        let r = store
+            .commit_assignment(&assignment(id, &exec, gpus), TTL, at(1))
+            .await;
+        assert_rejected(r, what, |r| {
+            *r == Rejection::GpuCountMismatch {
+                given: gpus.len(),
+                wanted,
+            }
+        });
+        assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
+    }
+}
+
+/// Tasks racing to commit one job to different executors: exactly one wins, and only the
+/// winner holds anything.
+pub async fn a_job_is_never_assigned_twice(store: Arc<dyn JobStore>) {
+    let mut execs = Vec::new();
+    for i in 0..4 {
+        execs.push(register(&store, &format!("e{i}"), 8000, 8192, &[], at(0)).await);
+    }
+    for round in 0..5 {
+        let id = submit(&store, spec(1000, 1000), at(round)).await;
+        let tasks: Vec<_> = execs
+            .iter()
+            .map(|e| {
+                let store = store.clone();
+                let a = assignment(id, e, &[]);
+                tokio::spawn(async move { store.commit_assignment(&a, TTL, at(1)).await })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for (task, e) in tasks.into_iter().zip(&execs) {
+            match task.await.expect("task") {
+                Ok(j) => winners.push((j, e.clone())),
+                Err(StoreError::Rejected {
+                    reason: Rejection::JobNotPending { .. },
+                    ..
+                }) => {}
+                Err(other) => panic!("round {round}: unexpected error {other}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one commit wins");
+        let (won, winner) = &winners[0];
+        assert_eq!(won.executor.as_ref(), Some(winner));
+        for e in &execs {
+            let holds = executor(&store, e).await.jobs.contains(&id);
+            assert_eq!(holds, e == winner, "round {round}: {e} holds the job");
+        }
+    }
+    let total: u64 = {
+        let mut sum = 0;
+        for e in &execs {
+            sum += executor(&store, e).await.allocated.cpu_millis;
+        }
+        sum
+    };
+    assert_eq!(total, 5 * 1000, "five jobs allocated once each");
+}
+
+/// Tasks racing to place many jobs on few executors: no executor is ever over-allocated,
+/// no GPU is held twice, no job is assigned twice, and the books balance.
+pub async fn concurrent_commits_never_over_allocate(store: Arc<dyn JobStore>) {
+    let execs = [
+        register(&store, "e0", 3000, 3000, &["GPU-0a", "GPU-0b"], at(0)).await,
+        register(&store, "e1", 2000, 4000, &["GPU-1a"], at(0)).await,
+    ];
+    let gpus: [&[&str]; 2] = [&["GPU-0a", "GPU-0b"], &["GPU-1a"]];
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let job_spec = if i % 3 == 0 {
+            gpu_spec(500, 500, 1)
+        } else {
+            spec(700, 900)
+        };
+        ids.push(submit(&store, job_spec, at(i)).await);
+    }
+    let ids = Arc::new(ids);
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            let ids = ids.clone();
+            let execs = execs.clone();
+            tokio::spawn(async move {
+                let mut won = Vec::new();
+                // Each task walks the jobs from a different start and tries every executor
+                // and every GPU on it.
+                for k in 0..ids.len() {
+                    let id = ids[(k + t * 5) % ids.len()];
+                    for (e, devices) in execs.iter().zip(gpus) {
+                        let wants_gpu = store.job(id).await.expect("job").spec.gpu.count > 0;
+                        let choices: Vec<&[&str]> = if wants_gpu {
+                            devices.chunks(1).collect()
+                        } else {
+                            vec![&[]]
+                        };
+                        for g in choices {
+                            match store
+                                .commit_assignment(&assignment(id, e, g), TTL, at(1))
+                                .await
+                            {
+                                Ok(_) => won.push(id),
+                                Err(StoreError::Rejected { .. }) => {}
+                                Err(other) => panic!("unexpected error {other}"),
+                            }
+                        }
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        won.extend(task.await.expect("task"));
+    }
+    let unique: HashSet<JobId> = won.iter().copied().collect();
+    assert_eq!(unique.len(), won.len(), "a job was committed twice");
+
+    let mut assigned_total = Resources::ZERO;
+    for e in &execs {
+        let ex = executor(&store, e).await;
+        assert!(
+            ex.allocated.fits_in(&ex.capacity()),
+            "{e} over-allocated: {:?} of {:?}",
+            ex.allocated,
+            ex.capacity()
+        );
+        let mut expected = Resources::ZERO;
+        for j in &ex.jobs {
+            let jb = job(&store, *j).await;
+            assert_eq!(jb.executor.as_ref(), Some(e));
+            expected = expected.checked_add(&jb.spec.resources()).expect("sum");
+            for g in &jb.gpu_ids {
+                assert_eq!(ex.gpu_holders.get(g), Some(j), "holder of {g}");
+            }
+        }
+        assert_eq!(
+            ex.allocated, expected,
+            "{e}: allocation equals its jobs' sum"
+        );
+        assert_eq!(ex.gpu_holders.len() as u32, ex.allocated.gpus);
+        assigned_total = assigned_total.checked_add(&expected).expect("sum");
+    }
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts[&JobState::Assigned], won.len() as u64);
+    assert_eq!(counts[&JobState::Pending], (ids.len() - won.len()) as u64);
+    assert!(!won.is_empty(), "something was placed");
+    assert!(assigned_total.cpu_millis <= 5000);
+}

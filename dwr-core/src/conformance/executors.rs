@@ -1,0 +1,320 @@
+//! Conformance checks of executors: events, heartbeats, registration, expiry, and the
+//! schedulers' wake-ups.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{
+    assign, assignment, at, executor, gpu_spec, job, register, registration, spec, submit,
+    LONG_WAIT, TTL, WAKE_BOUND,
+};
+use crate::error::StoreError;
+use crate::executor::HostUsage;
+use crate::ids::ExecutorId;
+use crate::job::{AbortCause, JobState, Outcome};
+use crate::resources::Resources;
+use crate::store::{ExecutorEvent, JobStore};
+
+/// Events queue per executor in order and are delivered once; one executor never sees
+/// another's.
+pub async fn events_are_delivered_once(store: Arc<dyn JobStore>) {
+    let e1 = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    let e2 = register(&store, "e2", 4000, 4096, &[], at(0)).await;
+    let a = submit(&store, spec(100, 100), at(0)).await;
+    let b = submit(&store, spec(100, 100), at(0)).await;
+    let c = submit(&store, spec(100, 100), at(0)).await;
+    for (id, e) in [(a, &e1), (b, &e1), (c, &e2)] {
+        store
+            .commit_assignment(&assignment(id, e, &[]), TTL, at(1))
+            .await
+            .expect("commit");
+    }
+    store
+        .request_abort(a, AbortCause::User, at(2))
+        .await
+        .expect("abort");
+    let next = |e: &ExecutorId| {
+        let store = store.clone();
+        let e = e.clone();
+        async move {
+            store
+                .next_event(&e, Duration::ZERO)
+                .await
+                .expect("next_event")
+        }
+    };
+    assert_eq!(next(&e1).await, Some(ExecutorEvent::Assigned(a)));
+    assert_eq!(next(&e1).await, Some(ExecutorEvent::Assigned(b)));
+    assert_eq!(
+        next(&e1).await,
+        Some(ExecutorEvent::Abort(a, AbortCause::User))
+    );
+    assert_eq!(next(&e1).await, None, "delivered once");
+    assert_eq!(next(&e2).await, Some(ExecutorEvent::Assigned(c)));
+    assert_eq!(next(&e2).await, None);
+    assert_eq!(next(&ExecutorId::new("ghost")).await, None);
+}
+
+/// `next_event` blocked in one task returns the event another task queues, long before
+/// its wait is over.
+pub async fn next_event_wakes_on_commit_from_another_task(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    for round in 0..3 {
+        let id = submit(&store, spec(100, 100), at(round)).await;
+        let committer = {
+            let store = store.clone();
+            let exec = exec.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                store
+                    .commit_assignment(&assignment(id, &exec, &[]), TTL, at(1))
+                    .await
+            })
+        };
+        let event = tokio::time::timeout(WAKE_BOUND, store.next_event(&exec, LONG_WAIT))
+            .await
+            .expect("next_event did not wake on a queued event")
+            .expect("next_event");
+        assert_eq!(event, Some(ExecutorEvent::Assigned(id)), "round {round}");
+        committer.await.expect("task").expect("commit");
+    }
+    // A short wait with nothing queued returns None.
+    let none = store
+        .next_event(&exec, Duration::from_millis(20))
+        .await
+        .expect("next_event");
+    assert_eq!(none, None);
+}
+
+/// A heartbeat refreshes liveness and usage and never touches allocations.
+pub async fn heartbeat_keeps_allocations(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 4096, &["GPU-a0"], at(0)).await;
+    let id = submit(&store, gpu_spec(1000, 1024, 1), at(0)).await;
+    assign(&store, id, &exec, &["GPU-a0"], at(1)).await;
+    let before = executor(&store, &exec).await;
+    let usage = HostUsage {
+        cpu_percent: 42.5,
+        memory_used_mib: 3000,
+    };
+    store
+        .heartbeat(&exec, &usage, at(10_000))
+        .await
+        .expect("heartbeat");
+    let after = executor(&store, &exec).await;
+    assert_eq!(after.last_heartbeat, at(10_000));
+    assert_eq!(after.usage, usage);
+    assert_eq!(after.allocated, before.allocated);
+    assert_eq!(after.gpu_holders, before.gpu_holders);
+    assert_eq!(after.jobs, before.jobs);
+    assert_eq!(after.registration, before.registration);
+    // Alive within the TTL of the heartbeat, long after the TTL of the registration.
+    let other = submit(&store, spec(100, 100), at(0)).await;
+    let later = at(10_000).plus(TTL - Duration::from_secs(1));
+    assign(&store, other, &exec, &[], later).await;
+}
+
+/// Registering again (an agent restart) updates the registration and liveness and keeps
+/// allocations, GPU holders and jobs.
+pub async fn reregister_keeps_allocations(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 4096, &["GPU-a0", "GPU-a1"], at(0)).await;
+    let id = submit(&store, gpu_spec(1000, 1024, 1), at(0)).await;
+    assign(&store, id, &exec, &["GPU-a1"], at(1)).await;
+    let mut again = registration("e1", 8000, 4096, &["GPU-a0", "GPU-a1"]);
+    again.ip = "10.1.2.3".into();
+    again.region = Some("eu-west".into());
+    let back = store
+        .register_executor(&again, at(50))
+        .await
+        .expect("register");
+    assert_eq!(back.registration, again);
+    assert_eq!(back.last_heartbeat, at(50));
+    assert_eq!(back.allocated, Resources::new(1000, 1024, 1));
+    assert_eq!(
+        back.gpu_holders,
+        BTreeMap::from([("GPU-a1".to_owned(), id)])
+    );
+    assert_eq!(back.jobs, vec![id]);
+    assert_eq!(executor(&store, &exec).await, back);
+    assert_eq!(store.executors().await.expect("executors").len(), 1);
+
+    store
+        .finish(id, &Outcome::failed("x"), at(60))
+        .await
+        .expect("finish");
+    let e = executor(&store, &exec).await;
+    assert_eq!(e.allocated, Resources::ZERO);
+    assert!(e.gpu_holders.is_empty() && e.jobs.is_empty());
+}
+
+/// `executors` lists every registered executor ordered by id.
+pub async fn executors_are_listed_by_id(store: Arc<dyn JobStore>) {
+    assert!(store.executors().await.expect("executors").is_empty());
+    for id in ["c", "a", "b"] {
+        register(&store, id, 1000, 1000, &[], at(0)).await;
+    }
+    let listed: Vec<String> = store
+        .executors()
+        .await
+        .expect("executors")
+        .iter()
+        .map(|e| e.id().as_str().to_owned())
+        .collect();
+    assert_eq!(listed, ["a", "b", "c"]);
+}
+
+/// Expiring a stale executor fails its assigned and running jobs with the reason, frees
+/// everything, removes it, and leaves its finished jobs alone.
+pub async fn expire_executor_fails_its_jobs(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 8000, 8192, &["GPU-a0", "GPU-a1"], at(0)).await;
+    let done = submit(&store, spec(100, 100), at(0)).await;
+    assign(&store, done, &exec, &[], at(1)).await;
+    store.mark_running(done, &exec, at(2)).await.expect("run");
+    store
+        .finish(done, &Outcome::exited(0, false), at(3))
+        .await
+        .expect("finish");
+    let assigned = submit(&store, gpu_spec(1000, 1000, 1), at(0)).await;
+    let running = submit(&store, gpu_spec(1000, 1000, 1), at(0)).await;
+    assign(&store, assigned, &exec, &["GPU-a0"], at(4)).await;
+    assign(&store, running, &exec, &["GPU-a1"], at(4)).await;
+    store
+        .mark_running(running, &exec, at(5))
+        .await
+        .expect("run");
+    store
+        .heartbeat(&exec, &HostUsage::default(), at(1_000))
+        .await
+        .expect("heartbeat");
+
+    let none = store
+        .expire_executor(&exec, Some(at(1_000)), "executor lost", at(2_000))
+        .await
+        .expect("expire");
+    assert!(
+        none.is_empty(),
+        "a heartbeat at the cut is not older than it"
+    );
+    let failed: HashSet<_> = store
+        .expire_executor(&exec, Some(at(1_001)), "executor lost", at(2_000))
+        .await
+        .expect("expire")
+        .into_iter()
+        .collect();
+    assert_eq!(failed, HashSet::from([assigned, running]));
+    for id in [assigned, running] {
+        let j = job(&store, id).await;
+        assert_eq!(j.state, JobState::Failed);
+        assert_eq!(j.reason.as_deref(), Some("executor lost"));
+        assert_eq!(j.finished_at, Some(at(2_000)));
+    }
+    assert_eq!(job(&store, done).await.state, JobState::Succeeded);
+    assert!(matches!(
+        store.executor(&exec).await,
+        Err(StoreError::ExecutorNotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .heartbeat(&exec, &HostUsage::default(), at(2_001))
+            .await,
+        Err(StoreError::ExecutorNotFound { .. })
+    ));
+    let again = store
+        .expire_executor(&exec, None, "executor lost", at(3_000))
+        .await
+        .expect("expire");
+    assert!(again.is_empty(), "expiring twice fails nothing");
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts[&JobState::Failed], 2);
+    assert_eq!(counts[&JobState::Assigned] + counts[&JobState::Running], 0);
+
+    let back = register(&store, "e1", 8000, 8192, &["GPU-a0", "GPU-a1"], at(4_000)).await;
+    let e = executor(&store, &back).await;
+    assert_eq!(e.allocated, Resources::ZERO, "everything was freed");
+    assert!(e.gpu_holders.is_empty() && e.jobs.is_empty());
+}
+
+/// Expiry ignores an executor that heartbeated after the cut and an unknown one; `None`
+/// (a clean shutdown) removes a fresh executor.
+pub async fn expire_executor_ignores_fresh_and_unknown(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 4096, &[], at(5_000)).await;
+    let id = submit(&store, spec(1000, 1000), at(0)).await;
+    assign(&store, id, &exec, &[], at(5_001)).await;
+    let before = executor(&store, &exec).await;
+    let failed = store
+        .expire_executor(&exec, Some(at(4_000)), "executor lost", at(6_000))
+        .await
+        .expect("expire");
+    assert!(failed.is_empty());
+    assert_eq!(
+        executor(&store, &exec).await,
+        before,
+        "a fresh executor is kept"
+    );
+    assert_eq!(job(&store, id).await.state, JobState::Assigned);
+
+    let unknown = store
+        .expire_executor(&ExecutorId::new("ghost"), None, "executor lost", at(6_000))
+        .await
+        .expect("expire unknown");
+    assert!(unknown.is_empty());
+
+    let failed = store
+        .expire_executor(&exec, None, "executor shut down", at(7_000))
+        .await
+        .expect("expire");
+    assert_eq!(failed, vec![id]);
+    assert_eq!(
+        job(&store, id).await.reason.as_deref(),
+        Some("executor shut down")
+    );
+    assert!(store.executors().await.expect("executors").is_empty());
+}
+
+/// `wait_for_work` returns soon after a submit, a finish, an abort of a pending job or a
+/// registration — whether that happens while it waits or between two calls.
+pub async fn wait_for_work_wakes_on_changes(store: Arc<dyn JobStore>) {
+    // Whatever happened before may have left a wake-up: take it.
+    store.wait_for_work(Duration::ZERO).await.expect("wait");
+    let bounded = |what: &'static str| {
+        let store = store.clone();
+        async move {
+            tokio::time::timeout(WAKE_BOUND, store.wait_for_work(LONG_WAIT))
+                .await
+                .unwrap_or_else(|_| panic!("wait_for_work did not wake on {what}"))
+                .expect("wait_for_work");
+        }
+    };
+
+    // While it waits.
+    let submitter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            submit(&store, spec(100, 100), at(0)).await
+        })
+    };
+    bounded("a submit while waiting").await;
+    let first = submitter.await.expect("task");
+
+    // Between calls (each time after taking any wake-up left over).
+    store.wait_for_work(Duration::ZERO).await.expect("wait");
+    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    bounded("a registration before the call").await;
+    assign(&store, first, &exec, &[], at(1)).await;
+    store.wait_for_work(Duration::ZERO).await.expect("wait");
+    store
+        .finish(first, &Outcome::failed("x"), at(2))
+        .await
+        .expect("finish");
+    bounded("a finish before the call").await;
+    store.wait_for_work(Duration::ZERO).await.expect("wait");
+    let pending = submit(&store, spec(100, 100), at(3)).await;
+    bounded("a submit before the call").await;
+    store.wait_for_work(Duration::ZERO).await.expect("wait");
+    store
+        .request_abort(pending, AbortCause::User, at(4))
+        .await
+        .expect("abort");
+    bounded("an abort of a pending job before the call").await;
+}

@@ -1,0 +1,315 @@
+//! Conformance checks of submitting, reading, listing, counting and purging jobs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{assign, at, job, register, spec, submit};
+use crate::error::StoreError;
+use crate::executor::HostUsage;
+use crate::ids::{ExecutorId, JobId};
+use crate::job::{AbortCause, Job, JobState, Outcome};
+use crate::store::{Assignment, JobQuery, JobStore};
+
+fn ids(jobs: &[Job]) -> Vec<JobId> {
+    jobs.iter().map(|j| j.id).collect()
+}
+
+fn query(state: Option<JobState>, offset: usize, limit: usize) -> JobQuery {
+    JobQuery {
+        state,
+        offset,
+        limit,
+    }
+}
+
+/// A submitted job reads back equal; a second submit of the same id is `JobExists` and
+/// leaves the first untouched.
+pub async fn submit_get_and_duplicate(store: Arc<dyn JobStore>) {
+    let mut original = Job::new(JobId::new(), spec(500, 256), at(0));
+    original.spec.env.insert("KEY".into(), "value".into());
+    store.submit(original.clone()).await.expect("submit");
+    assert_eq!(job(&store, original.id).await, original, "read back");
+
+    let mut other = Job::new(original.id, spec(1000, 512), at(5));
+    other.spec.image = "other".into();
+    match store.submit(other).await {
+        Err(StoreError::JobExists { id }) => assert_eq!(id, original.id),
+        r => panic!("duplicate submit: expected JobExists, got {r:?}"),
+    }
+    assert_eq!(
+        job(&store, original.id).await,
+        original,
+        "duplicate changed it"
+    );
+    assert_eq!(store.pending_jobs(10).await.expect("pending").len(), 1);
+}
+
+/// Every operation on an unknown job is `JobNotFound` naming it; on an unknown executor,
+/// `ExecutorNotFound` (or a rejection for a commit).
+pub async fn unknown_ids_are_not_found(store: Arc<dyn JobStore>) {
+    let id = JobId::new();
+    let ghost = ExecutorId::new("ghost");
+    let not_found = |r: Result<(), StoreError>, what: &str| match r {
+        Err(StoreError::JobNotFound { id: got }) => assert_eq!(got, id, "{what}"),
+        other => panic!("{what}: expected JobNotFound, got {other:?}"),
+    };
+    not_found(store.job(id).await.map(drop), "job");
+    not_found(
+        store.mark_running(id, &ghost, at(0)).await.map(drop),
+        "mark_running",
+    );
+    not_found(
+        store
+            .finish(id, &Outcome::exited(0, false), at(0))
+            .await
+            .map(drop),
+        "finish",
+    );
+    not_found(
+        store
+            .request_abort(id, AbortCause::User, at(0))
+            .await
+            .map(drop),
+        "request_abort",
+    );
+    not_found(store.append_logs(id, &["x".into()]).await, "append_logs");
+    not_found(store.logs(id, 0).await.map(drop), "logs");
+    not_found(
+        store.wait_logs(id, 0, Duration::ZERO).await.map(drop),
+        "wait_logs",
+    );
+    let exec = register(&store, "e1", 1000, 1024, &[], at(0)).await;
+    let commit = Assignment {
+        job: id,
+        executor: exec,
+        gpu_ids: vec![],
+    };
+    not_found(
+        store
+            .commit_assignment(&commit, super::TTL, at(0))
+            .await
+            .map(drop),
+        "commit_assignment",
+    );
+
+    match store.executor(&ghost).await {
+        Err(StoreError::ExecutorNotFound { id }) => assert_eq!(id, ghost),
+        r => panic!("executor: expected ExecutorNotFound, got {r:?}"),
+    }
+    match store.heartbeat(&ghost, &HostUsage::default(), at(0)).await {
+        Err(StoreError::ExecutorNotFound { id }) => assert_eq!(id, ghost),
+        r => panic!("heartbeat: expected ExecutorNotFound, got {r:?}"),
+    }
+}
+
+/// `jobs` lists newest first, filters by state, and pages with offset and limit.
+pub async fn jobs_are_listed_newest_first_with_paging(store: Arc<dyn JobStore>) {
+    assert!(store
+        .jobs(&JobQuery::default())
+        .await
+        .expect("jobs")
+        .is_empty());
+    let mut submitted = Vec::new();
+    for i in 0..5 {
+        submitted.push(submit(&store, spec(100, 64), at(i)).await);
+    }
+    let [j1, j2, j3, j4, j5] = submitted[..] else {
+        unreachable!()
+    };
+    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    assign(&store, j2, &exec, &[], at(10)).await;
+
+    let list = |q: JobQuery| {
+        let store = store.clone();
+        async move { ids(&store.jobs(&q).await.expect("jobs")) }
+    };
+    assert_eq!(
+        list(JobQuery::default()).await,
+        vec![j5, j4, j3, j2, j1],
+        "all"
+    );
+    assert_eq!(list(query(None, 1, 2)).await, vec![j4, j3], "page 2 of 2");
+    assert_eq!(list(query(None, 4, 10)).await, vec![j1], "last page");
+    assert_eq!(
+        list(query(None, 5, 10)).await,
+        Vec::<JobId>::new(),
+        "past the end"
+    );
+    assert_eq!(
+        list(query(None, 0, 0)).await,
+        Vec::<JobId>::new(),
+        "limit 0"
+    );
+    let pending = Some(JobState::Pending);
+    assert_eq!(
+        list(query(pending, 0, 10)).await,
+        vec![j5, j4, j3, j1],
+        "pending"
+    );
+    assert_eq!(
+        list(query(pending, 1, 2)).await,
+        vec![j4, j3],
+        "pending page"
+    );
+    assert_eq!(
+        list(query(Some(JobState::Assigned), 0, 10)).await,
+        vec![j2],
+        "assigned"
+    );
+    assert_eq!(
+        list(query(Some(JobState::Running), 0, 10)).await,
+        Vec::<JobId>::new(),
+        "running"
+    );
+    let full = store
+        .jobs(&query(Some(JobState::Assigned), 0, 1))
+        .await
+        .expect("jobs");
+    assert_eq!(full[0].state, JobState::Assigned, "listed jobs are whole");
+    assert_eq!(full[0].executor.as_ref(), Some(&exec));
+}
+
+/// `pending_jobs` returns pending jobs oldest first, up to the limit, skipping the others.
+pub async fn pending_jobs_in_arrival_order(store: Arc<dyn JobStore>) {
+    let mut submitted = Vec::new();
+    for i in 0..5 {
+        submitted.push(submit(&store, spec(100, 64), at(i)).await);
+    }
+    let pending = |limit: usize| {
+        let store = store.clone();
+        async move { ids(&store.pending_jobs(limit).await.expect("pending_jobs")) }
+    };
+    assert_eq!(pending(10).await, submitted, "all, oldest first");
+    assert_eq!(pending(2).await, submitted[..2].to_vec(), "limit");
+    assert_eq!(pending(0).await, Vec::<JobId>::new(), "limit 0");
+
+    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    assign(&store, submitted[0], &exec, &[], at(10)).await;
+    store
+        .request_abort(submitted[2], AbortCause::User, at(11))
+        .await
+        .expect("abort");
+    let later = submit(&store, spec(100, 64), at(20)).await;
+    assert_eq!(
+        pending(10).await,
+        vec![submitted[1], submitted[3], submitted[4], later],
+        "assigned and aborted jobs leave the queue, new ones join its end"
+    );
+    let all_pending = store.pending_jobs(10).await.expect("pending_jobs");
+    assert!(all_pending.iter().all(|j| j.state == JobState::Pending));
+}
+
+/// `counts` has every state, zero where none, and follows each transition.
+pub async fn counts_cover_every_state(store: Arc<dyn JobStore>) {
+    let expect = |pending, assigned, running, succeeded, failed, aborted| {
+        BTreeMap::from([
+            (JobState::Pending, pending),
+            (JobState::Assigned, assigned),
+            (JobState::Running, running),
+            (JobState::Succeeded, succeeded),
+            (JobState::Failed, failed),
+            (JobState::Aborted, aborted),
+        ])
+    };
+    assert_eq!(
+        store.counts().await.expect("counts"),
+        expect(0, 0, 0, 0, 0, 0)
+    );
+    let mut jobs = Vec::new();
+    for i in 0..6 {
+        jobs.push(submit(&store, spec(100, 64), at(i)).await);
+    }
+    assert_eq!(
+        store.counts().await.expect("counts"),
+        expect(6, 0, 0, 0, 0, 0)
+    );
+    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    for &j in &jobs[..4] {
+        assign(&store, j, &exec, &[], at(10)).await;
+    }
+    for &j in &jobs[..3] {
+        store.mark_running(j, &exec, at(11)).await.expect("running");
+    }
+    store
+        .finish(jobs[0], &Outcome::exited(0, false), at(12))
+        .await
+        .expect("finish");
+    store
+        .finish(jobs[1], &Outcome::exited(2, false), at(12))
+        .await
+        .expect("finish");
+    store
+        .request_abort(jobs[5], AbortCause::User, at(12))
+        .await
+        .expect("abort");
+    assert_eq!(
+        store.counts().await.expect("counts"),
+        expect(1, 1, 1, 1, 1, 1)
+    );
+}
+
+/// `purge_finished` deletes terminal jobs finished strictly before the cut, with their logs,
+/// and nothing else.
+pub async fn purge_finished_deletes_old_terminal_jobs(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    let old = submit(&store, spec(100, 64), at(0)).await;
+    let recent = submit(&store, spec(100, 64), at(0)).await;
+    let pending = submit(&store, spec(100, 64), at(0)).await;
+    let running = submit(&store, spec(100, 64), at(0)).await;
+    store
+        .append_logs(old, &["old line".into()])
+        .await
+        .expect("logs");
+    store
+        .append_logs(recent, &["recent line".into()])
+        .await
+        .expect("logs");
+    assign(&store, running, &exec, &[], at(1)).await;
+    store
+        .mark_running(running, &exec, at(2))
+        .await
+        .expect("running");
+    store
+        .finish(old, &Outcome::failed("gave up"), at(1_000))
+        .await
+        .expect("finish");
+    store
+        .finish(recent, &Outcome::failed("gave up"), at(3_000))
+        .await
+        .expect("finish");
+
+    assert_eq!(
+        store.purge_finished(at(1_000)).await.expect("purge"),
+        0,
+        "cut is strict"
+    );
+    assert_eq!(store.purge_finished(at(2_000)).await.expect("purge"), 1);
+    assert!(
+        matches!(store.job(old).await, Err(StoreError::JobNotFound { .. })),
+        "purged job still readable"
+    );
+    assert!(
+        matches!(
+            store.logs(old, 0).await,
+            Err(StoreError::JobNotFound { .. })
+        ),
+        "purged job's logs still readable"
+    );
+    for id in [recent, pending, running] {
+        job(&store, id).await;
+    }
+    assert_eq!(
+        store.logs(recent, 0).await.expect("logs"),
+        vec!["recent line".to_owned()]
+    );
+    let listed = ids(&store.jobs(&JobQuery::default()).await.expect("jobs"));
+    assert!(!listed.contains(&old), "purged job still listed");
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts[&JobState::Failed], 1, "counts after purge");
+    assert_eq!(
+        store.purge_finished(at(2_000)).await.expect("purge"),
+        0,
+        "purge twice"
+    );
+}

@@ -1,0 +1,260 @@
+//! The JobStore conformance suite and in-memory-specific tests, run against
+//! [`InMemoryJobStore`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dwr_core::memory::DEFAULT_LOG_CAP;
+use dwr_core::{
+    Assignment, ExecutorRegistration, GpuDevice, GpuModel, InMemoryJobStore, Job, JobId, JobSpec,
+    JobState, JobStore, Outcome, Rejection, Resources, StoreError, Timestamp,
+};
+
+async fn make_store() -> Arc<dyn JobStore> {
+    Arc::new(InMemoryJobStore::new())
+}
+
+dwr_core::job_store_conformance!(make_store);
+
+/// The one-call form runs too (and keeps `run_all` compiling against the list).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_passes() {
+    dwr_core::conformance::run_all(make_store).await;
+}
+
+fn now() -> Timestamp {
+    Timestamp(1_700_000_000_000)
+}
+
+fn lines(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("line {i}")).collect()
+}
+
+async fn submit(store: &InMemoryJobStore, spec: JobSpec) -> JobId {
+    let id = JobId::new();
+    store.submit(Job::new(id, spec, now())).await.unwrap();
+    id
+}
+
+#[tokio::test]
+async fn the_log_cap_drops_the_oldest_lines_and_keeps_offsets_absolute() {
+    let store = InMemoryJobStore::with_log_cap(5);
+    assert_eq!(store.log_cap(), 5);
+    assert_eq!(InMemoryJobStore::new().log_cap(), DEFAULT_LOG_CAP);
+    let id = submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
+    store.append_logs(id, &lines(0..3)).await.unwrap();
+    store.append_logs(id, &lines(3..8)).await.unwrap();
+    assert_eq!(
+        store.logs(id, 0).await.unwrap(),
+        lines(3..8),
+        "oldest dropped"
+    );
+    assert_eq!(store.logs(id, 3).await.unwrap(), lines(3..8));
+    assert_eq!(
+        store.logs(id, 6).await.unwrap(),
+        lines(6..8),
+        "absolute offsets"
+    );
+    assert!(store.logs(id, 8).await.unwrap().is_empty());
+    // One append larger than the cap keeps its last lines.
+    store.append_logs(id, &lines(8..20)).await.unwrap();
+    assert_eq!(store.logs(id, 0).await.unwrap(), lines(15..20));
+    assert_eq!(store.logs(id, 17).await.unwrap(), lines(17..20));
+    // A follower past the kept lines still waits for new ones.
+    let woke = store
+        .wait_logs(id, 20, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert!(woke.is_empty());
+    assert_eq!(
+        store.wait_logs(id, 19, Duration::ZERO).await.unwrap(),
+        lines(19..20)
+    );
+
+    let none = InMemoryJobStore::with_log_cap(0);
+    let id = submit(&none, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
+    none.append_logs(id, &lines(0..3)).await.unwrap();
+    assert!(none.logs(id, 0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn only_pending_jobs_can_be_submitted() {
+    let store = InMemoryJobStore::new();
+    let mut job = Job::new(
+        JobId::new(),
+        JobSpec::new("i", vec!["c".into()], 1, 1),
+        now(),
+    );
+    job.state = JobState::Running;
+    match store.submit(job.clone()).await {
+        Err(StoreError::InvalidTransition { id, state, .. }) => {
+            assert_eq!((id, state), (job.id, JobState::Running))
+        }
+        other => panic!("expected InvalidTransition, got {other:?}"),
+    }
+    assert!(matches!(
+        store.job(job.id).await,
+        Err(StoreError::JobNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn debug_shows_sizes_without_blocking() {
+    let store = InMemoryJobStore::new();
+    submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
+    let text = format!("{store:?}");
+    assert!(text.contains("jobs: 1"), "{text}");
+}
+
+/// 8 tasks race to assign 200 jobs (some with GPUs) on 3 executors, each task trying every
+/// executor and every free GPU it sees, while jobs finish and free room. The store must
+/// never over-allocate, never hand a GPU to two jobs, never assign a job twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_schedulers_never_over_allocate_or_double_assign() {
+    let store = Arc::new(InMemoryJobStore::new());
+    let gpu = |e: usize, i: u32| GpuDevice {
+        index: i,
+        uuid: format!("GPU-{e}-{i}"),
+        model: "NVIDIA A100".into(),
+        memory_mib: 81_920,
+    };
+    let mut execs = Vec::new();
+    for e in 0..3 {
+        let gpus = (0..e as u32).map(|i| gpu(e, i)).collect();
+        let reg = ExecutorRegistration::new(
+            format!("e{e}").as_str().into(),
+            format!("10.0.0.{e}"),
+            4000 + 2000 * e as u64,
+            8192,
+            gpus,
+        );
+        store.register_executor(&reg, now()).await.unwrap();
+        execs.push(reg);
+    }
+    let mut ids = Vec::new();
+    for i in 0..200u64 {
+        let mut spec = JobSpec::new(
+            "i",
+            vec!["c".into()],
+            250 + (i % 7) * 250,
+            512 + (i % 5) * 512,
+        );
+        if i % 10 == 0 {
+            spec = spec.with_gpus(1 + (i % 20 == 0) as u32, GpuModel::Any);
+        }
+        ids.push(submit(&store, spec).await);
+    }
+    let ids = Arc::new(ids);
+    let execs = Arc::new(execs);
+
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            let ids = ids.clone();
+            let execs = execs.clone();
+            tokio::spawn(async move {
+                let mut won = Vec::new();
+                for round in 0..3 {
+                    for k in 0..ids.len() {
+                        let id = ids[(k * 7 + t * 25 + round) % ids.len()];
+                        let wanted = store.job(id).await.unwrap().spec.gpu.count as usize;
+                        for reg in execs.iter() {
+                            let free: Vec<String> = store
+                                .executor(&reg.id)
+                                .await
+                                .unwrap()
+                                .free_gpus()
+                                .into_iter()
+                                .map(|g| g.uuid)
+                                .take(wanted)
+                                .collect();
+                            if free.len() < wanted {
+                                continue;
+                            }
+                            let a = Assignment {
+                                job: id,
+                                executor: reg.id.clone(),
+                                gpu_ids: free,
+                            };
+                            match store
+                                .commit_assignment(&a, Duration::from_secs(30), now())
+                                .await
+                            {
+                                Ok(job) => {
+                                    won.push(id);
+                                    // Some jobs finish at once, making room for others.
+                                    if (k + t) % 3 == 0 {
+                                        let f = store
+                                            .finish(job.id, &Outcome::failed("x"), now())
+                                            .await
+                                            .unwrap();
+                                        assert!(f.changed);
+                                    }
+                                }
+                                Err(StoreError::Rejected { reason, .. }) => {
+                                    assert!(
+                                        !matches!(reason, Rejection::GpuCountMismatch { .. }),
+                                        "{reason}"
+                                    );
+                                }
+                                Err(other) => panic!("unexpected {other}"),
+                            }
+                        }
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for task in tasks {
+        won.extend(task.await.unwrap());
+    }
+    let unique: HashSet<_> = won.iter().copied().collect();
+    assert_eq!(unique.len(), won.len(), "a job was assigned twice");
+    assert!(
+        won.len() >= 20,
+        "the race placed a fair number of jobs: {}",
+        won.len()
+    );
+
+    let mut held_gpus = HashSet::new();
+    for reg in execs.iter() {
+        let ex = store.executor(&reg.id).await.unwrap();
+        assert!(
+            ex.allocated.fits_in(&ex.capacity()),
+            "{} over-allocated",
+            reg.id
+        );
+        let mut sum = Resources::ZERO;
+        for id in &ex.jobs {
+            let job = store.job(*id).await.unwrap();
+            assert!(job.state.holds_resources());
+            assert_eq!(job.executor.as_ref(), Some(&reg.id));
+            sum = sum.checked_add(&job.spec.resources()).unwrap();
+            for g in &job.gpu_ids {
+                assert!(held_gpus.insert(g.clone()), "GPU {g} held twice");
+                assert_eq!(ex.gpu_holders.get(g), Some(id));
+            }
+        }
+        assert_eq!(ex.allocated, sum, "{}: books balance", reg.id);
+        assert_eq!(ex.gpu_holders.len() as u32, ex.allocated.gpus);
+    }
+
+    // Finish everything: the cluster goes back to idle with nothing held.
+    for id in ids.iter() {
+        store
+            .finish(*id, &Outcome::failed("done"), now())
+            .await
+            .unwrap();
+    }
+    for reg in execs.iter() {
+        let ex = store.executor(&reg.id).await.unwrap();
+        assert_eq!(ex.allocated, Resources::ZERO);
+        assert!(ex.gpu_holders.is_empty() && ex.jobs.is_empty());
+    }
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.values().sum::<u64>(), 200);
+    assert_eq!(counts[&JobState::Failed], 200);
+}
