@@ -1,0 +1,260 @@
+//! `dwr jobs`, `dwr job ID` and `dwr abort ID`, and how a job is shown to people.
+
+use std::str::FromStr;
+
+use dwr_core::JobId;
+
+use super::args::{format_mib, trim_number};
+use super::table::{key_values, Table, NONE};
+use super::{Api, ClientError, JobsArgs};
+use crate::wire::JobView;
+
+/// The longest command shown in the jobs table; `dwr job ID` shows it in full.
+const COMMAND_WIDTH: usize = 40;
+
+/// Checks a job id before it goes into a URL: a malformed one is the user's typo, said here.
+pub fn parse_id(text: &str) -> Result<JobId, ClientError> {
+    JobId::from_str(text.trim()).map_err(|e| ClientError::InvalidArgument {
+        argument: "ID",
+        reason: e.to_string(),
+    })
+}
+
+/// `GET /jobs/{id}`.
+pub async fn fetch(api: &Api, id: JobId) -> Result<JobView, ClientError> {
+    api.get(&format!("/jobs/{id}")).await?.decode()
+}
+
+/// `dwr jobs`: the table of jobs, or the server's JSON array.
+pub async fn list(api: &Api, args: &JobsArgs, json: bool) -> Result<String, ClientError> {
+    let mut path = format!("/jobs?limit={}", args.limit);
+    if let Some(status) = args.status {
+        path.push_str(&format!("&status_filter={status}"));
+    }
+    let body = api.get(&path).await?;
+    if json {
+        return Ok(body.pretty()? + "\n");
+    }
+    let jobs: Vec<JobView> = body.decode()?;
+    if jobs.is_empty() {
+        return Ok(match args.status {
+            Some(status) => format!("no {status} jobs\n"),
+            None => "no jobs\n".to_owned(),
+        });
+    }
+    Ok(jobs_table(&jobs).to_string())
+}
+
+/// `dwr job ID`: one job in detail, or its JSON.
+pub async fn show(api: &Api, id: &str, json: bool) -> Result<String, ClientError> {
+    let id = parse_id(id)?;
+    let body = api.get(&format!("/jobs/{id}")).await?;
+    if json {
+        return Ok(body.pretty()? + "\n");
+    }
+    Ok(job_detail(&body.decode()?))
+}
+
+/// `dwr abort ID`: asks the server to abort the job.
+pub async fn abort(api: &Api, id: &str, json: bool) -> Result<String, ClientError> {
+    let id = parse_id(id)?;
+    let body = api.delete(&format!("/jobs/{id}")).await?;
+    if json {
+        return Ok(body.pretty()? + "\n");
+    }
+    // The answer is the job as it stands; a running job ends `aborted` once its executor has
+    // stopped the container.
+    Ok(match body.decode::<JobView>() {
+        Ok(job) if job.status.is_terminal() => format!("job {id} {}\n", job.status),
+        Ok(job) => format!("abort of job {id} requested (status {})\n", job.status),
+        Err(_) => format!("abort of job {id} requested\n"),
+    })
+}
+
+/// The jobs table: one line per job.
+pub fn jobs_table(jobs: &[JobView]) -> Table {
+    let mut table = Table::new([
+        "JOB ID", "STATUS", "IMAGE", "COMMAND", "CPUS", "MEMORY", "GPUS", "EXECUTOR", "CREATED",
+        "EXIT",
+    ])
+    .right_align(&[4, 5, 6, 9]);
+    for job in jobs {
+        table.push([
+            job.job_id.clone(),
+            job.status.to_string(),
+            job.docker_image.clone(),
+            shorten(&job.command.join(" "), COMMAND_WIDTH),
+            trim_number(job.cpu_cores),
+            format_mib(memory_mib(job)),
+            gpus(job),
+            job.executor_ip.clone().unwrap_or_default(),
+            job.created_at.clone(),
+            job.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+        ]);
+    }
+    table
+}
+
+/// One job as `key: value` lines; empty fields are left out.
+pub fn job_detail(job: &JobView) -> String {
+    let mut pairs: Vec<(&str, String)> = vec![
+        ("job id", job.job_id.clone()),
+        ("status", job.status.to_string()),
+    ];
+    let mut opt = |key: &'static str, value: Option<String>| {
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            pairs.push((key, v));
+        }
+    };
+    opt("pending reason", job.pending_reason.clone());
+    opt("reason", job.reason.clone());
+    opt("exit code", job.exit_code.map(|c| c.to_string()));
+    opt("oom killed", job.oom_killed.then(|| "yes".to_owned()));
+    opt("abort", job.abort_requested.then(|| "requested".to_owned()));
+    opt("image", Some(job.docker_image.clone()));
+    opt("command", Some(quote_command(&job.command)));
+    opt("cpus", Some(trim_number(job.cpu_cores)));
+    opt("memory", Some(format_mib(memory_mib(job))));
+    opt("gpus", Some(gpus(job)).filter(|g| g != NONE));
+    opt("gpu ids", Some(job.gpu_ids.join(", ")));
+    opt("executor ip", job.executor_ip.clone());
+    opt("executor id", job.executor_id.clone());
+    opt("regions", Some(job.eligible_regions.join(", ")));
+    opt("datacenters", Some(job.eligible_datacenters.join(", ")));
+    opt("volumes", Some(job.volumes.join(", ")));
+    opt(
+        "env",
+        Some(
+            job.env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    );
+    opt(
+        "alloc timeout",
+        Some(format!("{}s", job.allocation_timeout)).filter(|_| job.allocation_timeout > 0),
+    );
+    opt(
+        "max runtime",
+        Some(format!("{}s", job.max_runtime_seconds)).filter(|_| job.max_runtime_seconds > 0),
+    );
+    opt("created", Some(job.created_at.clone()));
+    opt("assigned", job.assigned_at.clone());
+    opt("started", job.started_at.clone());
+    opt("finished", job.finished_at.clone());
+    key_values(&pairs)
+}
+
+/// The job's memory in MiB (`memory_mb` when the server sent it, else from `memory_gb`).
+fn memory_mib(job: &JobView) -> f64 {
+    if job.memory_mb > 0 {
+        job.memory_mb as f64
+    } else {
+        job.memory_gb * crate::wire::MIB_PER_GB
+    }
+}
+
+/// `2 x A100`, `1 x any`, or `-` for none.
+fn gpus(job: &JobView) -> String {
+    if job.gpu_count == 0 {
+        return NONE.to_owned();
+    }
+    match &job.gpu_type {
+        Some(model) => format!("{} x {model}", job.gpu_count),
+        None => job.gpu_count.to_string(),
+    }
+}
+
+/// The command as a shell would need it typed: words with blanks or quotes are quoted.
+fn quote_command(command: &[String]) -> String {
+    command
+        .iter()
+        .map(|word| {
+            if !word.is_empty()
+                && !word
+                    .chars()
+                    .any(|c| c.is_whitespace() || "'\"\\$`!*?;&|<>()".contains(c))
+            {
+                word.clone()
+            } else {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `text` cut to `width` characters, ending in `…` when cut.
+fn shorten(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_owned()
+    } else {
+        let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dwr_core::{Job, JobSpec, Timestamp};
+
+    fn view(command: &[&str]) -> JobView {
+        let mut spec = JobSpec::new(
+            "dwr-test/busybox:latest",
+            command.iter().map(|s| s.to_string()).collect(),
+            1500,
+            512,
+        );
+        spec.env.insert("A".into(), "1".into());
+        let job = Job::new(JobId::new(), spec, Timestamp(0));
+        JobView::from_job(&job, Some("no executors registered".into()))
+    }
+
+    #[test]
+    fn the_jobs_table_shows_ids_and_units() {
+        let a = view(&["echo", "hi"]);
+        let b = view(&["sh", "-c", &"x".repeat(100)]);
+        let text = jobs_table(&[a.clone(), b.clone()]).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("JOB ID"), "{text}");
+        assert!(lines[1].starts_with(&a.job_id), "{text}");
+        assert!(lines[2].starts_with(&b.job_id), "{text}");
+        assert!(
+            lines[1].contains("pending") && lines[1].contains("512m"),
+            "{text}"
+        );
+        assert!(lines[1].contains("1.5"), "{text}");
+        assert!(lines[2].contains('…'), "long commands are cut: {text}");
+        // Columns line up: STATUS starts at the same offset on every line.
+        let col = lines[0].find("STATUS").unwrap();
+        assert_eq!(lines[1].find("pending"), Some(col), "{text}");
+    }
+
+    #[test]
+    fn the_detail_view_says_why_a_job_is_pending() {
+        let text = job_detail(&view(&["sh", "-c", "echo a b"]));
+        assert!(
+            text.contains("pending reason:  no executors registered"),
+            "{text}"
+        );
+        assert!(text.contains("command:         sh -c 'echo a b'"), "{text}");
+        assert!(text.contains("env:             A=1"), "{text}");
+        assert!(
+            !text.contains("exit code"),
+            "empty fields are left out: {text}"
+        );
+    }
+
+    #[test]
+    fn ids_are_checked_before_any_request() {
+        let err = parse_id("not-a-uuid").unwrap_err();
+        assert!(err.to_string().contains("not-a-uuid"), "{err}");
+        assert_eq!(err.exit_code(), 2);
+        assert!(parse_id(" 67e55044-10b1-426f-9247-bb680e5fe0c8 ").is_ok());
+    }
+}

@@ -1,0 +1,248 @@
+//! `dwr submit IMAGE [options] -- COMMAND [ARGS...]`: build the request, submit it, and
+//! optionally wait for the job or follow its logs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dwr_core::VolumeMount;
+
+use super::args::{parse_cpus, parse_duration, parse_env, parse_memory_mib};
+use super::logs::{exit_code_of, final_note, follow_to_end, watch, StatusReporter};
+use super::{Api, ClientError};
+use crate::wire::{JobRequest, JobView};
+
+/// Arguments of `dwr submit`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SubmitArgs {
+    /// Docker image to run, e.g. `dwr-test/busybox:latest`.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// CPU cores (fractions allowed: 0.5).
+    #[arg(long, value_name = "N", default_value = "1", value_parser = parse_cpus)]
+    pub cpus: f64,
+    /// Memory with a unit: 512m, 1g, 1.5g (binary: 1g = 1024m).
+    #[arg(long, value_name = "SIZE", default_value = "1g", value_parser = parse_memory_mib)]
+    pub memory: u64,
+    /// GPU devices (with no --gpu-type, any model).
+    #[arg(long, value_name = "N")]
+    pub gpus: Option<u32>,
+    /// GPU model rule: `any` or a model name such as A100 (one GPU unless --gpus says more).
+    #[arg(long, value_name = "any|MODEL")]
+    pub gpu_type: Option<String>,
+    /// Environment variable for the container (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    /// A region the job may run in (repeatable; none: any).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// A datacenter the job may run in (repeatable; none: any).
+    #[arg(long = "datacenter", value_name = "DC")]
+    pub datacenters: Vec<String>,
+    /// Host path to mount (repeatable): /host:/container[:ro|rw]; executors refuse mounts
+    /// outside their allow-list.
+    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]", value_parser = parse_volume)]
+    pub volumes: Vec<String>,
+    /// How long the job may wait for room before it fails: seconds, or 90s, 5m, 1h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub allocation_timeout: Option<Duration>,
+    /// How long the job may run before it is stopped and failed: seconds, or 30m, 2h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_runtime: Option<Duration>,
+    /// Wait until the job ends; exit with its exit code (1 if it failed without one).
+    #[arg(long)]
+    pub wait: bool,
+    /// Stream the job's logs until it ends (saying why while it is pending); implies --wait.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// The command and its arguments, after `--` (not run through a shell).
+    #[arg(value_name = "COMMAND", required = true, last = true, num_args = 1..)]
+    pub command: Vec<String>,
+}
+
+/// Checks `host:container[:ro|rw]` here, so a typo is refused before anything is sent.
+fn parse_volume(text: &str) -> Result<String, String> {
+    text.parse::<VolumeMount>()
+        .map(|_| text.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+impl SubmitArgs {
+    /// The `POST /jobs` body these arguments describe.
+    pub fn to_request(&self) -> JobRequest {
+        let env: BTreeMap<String, String> = self.env.iter().cloned().collect();
+        let some_vec = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        JobRequest {
+            docker_image: self.image.clone(),
+            command: self.command.clone(),
+            cpu_cores: self.cpus,
+            memory_gb: None,
+            memory_mb: Some(self.memory),
+            gpu_type: self.gpu_type.clone(),
+            gpu_count: self.gpus,
+            allocation_timeout: self.allocation_timeout.map(|d| d.as_secs()),
+            eligible_regions: some_vec(&self.regions),
+            eligible_datacenters: some_vec(&self.datacenters),
+            volumes: some_vec(&self.volumes),
+            env: (!env.is_empty()).then_some(env),
+            max_runtime_seconds: self.max_runtime.map(|d| d.as_secs()),
+        }
+    }
+}
+
+/// Submits the job; prints its id (or its JSON); with `--wait`/`--follow` stays until it ends
+/// and returns its exit code.
+pub async fn run(api: &Api, args: &SubmitArgs, json: bool) -> Result<i32, ClientError> {
+    let body = api.post("/jobs", &args.to_request()).await?;
+    let job: JobView = body.decode()?;
+    let id = super::jobs::parse_id(&job.job_id).map_err(|_| ClientError::BadResponse {
+        url: body.url.clone(),
+        reason: format!("job_id {:?} is not a UUID", job.job_id),
+    })?;
+    if !(args.wait || args.follow) {
+        let text = if json {
+            body.pretty()? + "\n"
+        } else {
+            format!("{id}\n")
+        };
+        super::print(&text)?;
+        return Ok(0);
+    }
+    // Waiting: stdout gets the id first (people) or only the final job (scripts, --json).
+    if !json {
+        super::print(&format!("{id}\n"))?;
+    }
+    let done = if args.follow {
+        follow_to_end(api, id, json).await?
+    } else {
+        watch(api, id, &mut StatusReporter::default()).await?
+    };
+    if json {
+        let text = serde_json::to_string_pretty(&done).map_err(|e| ClientError::BadResponse {
+            url: body.url.clone(),
+            reason: e.to_string(),
+        })?;
+        super::print(&(text + "\n"))?;
+    } else {
+        eprintln!("{}", final_note(&done));
+    }
+    Ok(exit_code_of(&done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ClientCommand, ClientOptions};
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: ClientCommand,
+        #[command(flatten)]
+        options: ClientOptions,
+    }
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("dwr").chain(line.split_whitespace()))
+    }
+
+    fn submit(line: &str) -> SubmitArgs {
+        match parse(line)
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .command
+        {
+            ClientCommand::Submit(args) => *args,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_full_submit_line_becomes_the_request() {
+        let args = submit(
+            "submit img:1 --cpus 0.5 --memory 1.5g --gpus 2 --gpu-type A100 -e A=1 \
+             --env B=x=y --region eu --region us --datacenter dc1 -v /data:/in:ro \
+             --allocation-timeout 5m --max-runtime 90 --wait -- sh -c echo --not-a-flag",
+        );
+        let r = args.to_request();
+        assert_eq!(r.docker_image, "img:1");
+        assert_eq!(r.command, ["sh", "-c", "echo", "--not-a-flag"]);
+        assert_eq!(
+            (r.cpu_cores, r.memory_mb, r.memory_gb),
+            (0.5, Some(1536), None)
+        );
+        assert_eq!(
+            (r.gpu_count, r.gpu_type.as_deref()),
+            (Some(2), Some("A100"))
+        );
+        let env = r.env.clone().unwrap();
+        assert_eq!((env["A"].as_str(), env["B"].as_str()), ("1", "x=y"));
+        assert_eq!(r.eligible_regions, Some(vec!["eu".into(), "us".into()]));
+        assert_eq!(r.eligible_datacenters, Some(vec!["dc1".into()]));
+        assert_eq!(r.volumes, Some(vec!["/data:/in:ro".into()]));
+        assert_eq!(
+            (r.allocation_timeout, r.max_runtime_seconds),
+            (Some(300), Some(90))
+        );
+        assert!(args.wait && !args.follow);
+        // What the server will make of it: a valid spec.
+        let spec = r.into_spec().expect("the server accepts it");
+        assert_eq!(
+            (spec.cpu_millis, spec.memory_mib, spec.gpu.count),
+            (500, 1536, 2)
+        );
+    }
+
+    #[test]
+    fn defaults_are_one_cpu_and_one_gigabyte() {
+        let r = submit("submit img -- true").to_request();
+        assert_eq!((r.cpu_cores, r.memory_mb), (1.0, Some(1024)));
+        assert_eq!((r.gpu_count, &r.gpu_type, &r.env), (None, &None, &None));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!((r.eligible_regions, r.volumes), (None, None));
+        assert!(
+            json.get("gpu_type").is_none(),
+            "unset fields are left out: {json}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (line, names) in [
+            ("submit img --memory 2 -- true", "--memory"),
+            ("submit img --memory 1x -- true", "1x"),
+            ("submit img --cpus 0 -- true", "--cpus"),
+            ("submit img --env NOPE -- true", "NOPE"),
+            ("submit img -v rel:/x -- true", "rel:/x"),
+            ("submit img --allocation-timeout 5w -- true", "5w"),
+            ("submit img --gpus many -- true", "--gpus"),
+            ("submit img", "COMMAND"),
+            ("jobs --limit 0", "--limit"),
+            ("jobs --limit 5000", "5000"),
+            ("jobs --status done", "done"),
+        ] {
+            let err = parse(line).expect_err(line).to_string();
+            assert!(err.contains(names), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn options_are_global_and_follow_implies_waiting() {
+        let cli = parse("jobs --status RUNNING --limit 5 --json --url http://127.0.0.1:9").unwrap();
+        assert!(cli.options.json);
+        assert_eq!(cli.options.url, "http://127.0.0.1:9");
+        match cli.command {
+            ClientCommand::Jobs(a) => {
+                assert_eq!((a.status, a.limit), (Some(dwr_core::JobState::Running), 5))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(submit("submit -f img -- true").follow);
+        match parse("logs -f 67e55044-10b1-426f-9247-bb680e5fe0c8")
+            .unwrap()
+            .command
+        {
+            ClientCommand::Logs { follow, .. } => assert!(follow),
+            other => panic!("{other:?}"),
+        }
+    }
+}
