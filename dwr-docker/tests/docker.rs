@@ -1,0 +1,571 @@
+//! DockerRuntime against a real Docker engine: limits, logs, exit status, abort, images,
+//! volumes, labels and reconciliation.
+//!
+//! The image comes from `DWR_TEST_IMAGE` (default `dwr-test/busybox:latest`, built offline by
+//! `scripts/provision.sh`). Without a reachable engine the tests skip with a note, unless
+//! `DWR_REQUIRE_SERVICES=1`, where they fail. Every test runs under its own executor id, and
+//! a guard removes every container of that executor even when the test fails.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bollard::container::InspectContainerOptions;
+use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
+use dwr_core::{
+    ContainerId, ContainerRuntime, ContainerSpec, ExecutorId, ExitStatus, JobId, LogLine,
+    LogSource, RuntimeError, VolumeMount,
+};
+use dwr_docker::{DockerConfig, DockerRuntime};
+use futures::StreamExt;
+use tokio::sync::mpsc::unbounded_channel;
+
+/// How long any single container test may take before it counts as hung.
+const TEST_BOUND: Duration = Duration::from_secs(60);
+
+fn test_image() -> String {
+    std::env::var("DWR_TEST_IMAGE").unwrap_or_else(|_| "dwr-test/busybox:latest".to_owned())
+}
+
+fn services_required() -> bool {
+    std::env::var("DWR_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
+/// A runtime under a fresh executor id, with cleanup of that executor's containers.
+struct Harness {
+    runtime: DockerRuntime,
+    executor: ExecutorId,
+    image: String,
+}
+
+impl Harness {
+    /// Connects with `config`, or returns `None` (after a note) when Docker is missing and
+    /// services are not required.
+    async fn new(config: DockerConfig) -> Option<Self> {
+        let runtime = match DockerRuntime::connect(config).await {
+            Ok(r) => r,
+            Err(e) if !services_required() => {
+                eprintln!("note: skipping: Docker engine unreachable ({}); set DWR_REQUIRE_SERVICES=1 to fail instead", e.job_reason());
+                return None;
+            }
+            Err(e) => panic!(
+                "Docker engine required (DWR_REQUIRE_SERVICES=1): {}",
+                e.job_reason()
+            ),
+        };
+        let image = test_image();
+        let (tx, _rx) = unbounded_channel();
+        if let Err(e) = runtime.ensure_image(&image, tx).await {
+            if !services_required() {
+                eprintln!(
+                    "note: skipping: test image {image} missing ({}); run scripts/provision.sh",
+                    e.job_reason()
+                );
+                return None;
+            }
+            panic!("test image {image} required: {}", e.job_reason());
+        }
+        Some(Self {
+            runtime,
+            executor: ExecutorId::new(format!("test-{}", uuid::Uuid::new_v4())),
+            image,
+        })
+    }
+
+    async fn default() -> Option<Self> {
+        Self::new(DockerConfig::from_env().expect("docker config from env")).await
+    }
+
+    fn spec(&self, command: &[&str]) -> ContainerSpec {
+        ContainerSpec {
+            job: JobId::new(),
+            executor: self.executor.clone(),
+            executor_ip: "127.0.0.1".to_owned(),
+            image: self.image.clone(),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::new(),
+            cpu_millis: 1000,
+            memory_mib: 64,
+            gpu_ids: Vec::new(),
+            volumes: Vec::new(),
+        }
+    }
+
+    /// Starts `spec`, waits for the exit, then reads the whole output; removes the container.
+    async fn run(&self, spec: &ContainerSpec) -> (ExitStatus, Vec<LogLine>) {
+        let id = self.runtime.start(spec).await.expect("start");
+        let logs = tokio::spawn(collect_logs(self.runtime.clone(), id.clone()));
+        let status = tokio::time::timeout(TEST_BOUND, self.runtime.wait(&id))
+            .await
+            .expect("container exits in time")
+            .expect("wait");
+        let lines = tokio::time::timeout(TEST_BOUND, logs)
+            .await
+            .expect("log stream ends after exit")
+            .expect("log task");
+        self.runtime.remove(&id).await.expect("remove");
+        (status, lines)
+    }
+
+    /// Removes what is left and checks that nothing of this executor remains.
+    async fn finish(self) {
+        for c in self.runtime.list_owned(&self.executor).await.expect("list") {
+            self.runtime.remove(&c.id).await.expect("remove");
+        }
+        let left = self.runtime.list_owned(&self.executor).await.expect("list");
+        assert!(left.is_empty(), "containers left behind: {left:?}");
+    }
+}
+
+impl Drop for Harness {
+    /// The safety net for a failed test: force-remove every container of this executor.
+    fn drop(&mut self) {
+        let runtime = self.runtime.clone();
+        let executor = self.executor.clone();
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            rt.block_on(async move {
+                if let Ok(owned) = runtime.list_owned(&executor).await {
+                    for c in owned {
+                        let _ = runtime.remove(&c.id).await;
+                    }
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn collect_logs(runtime: DockerRuntime, id: ContainerId) -> Vec<LogLine> {
+    let mut stream = runtime.logs(&id);
+    let mut lines = Vec::new();
+    while let Some(line) = stream.next().await {
+        lines.push(line.expect("log line"));
+    }
+    lines
+}
+
+fn texts(lines: &[LogLine], source: LogSource) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.source == source)
+        .map(|l| l.text.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn exit_code_propagates() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    let (status, _) = h.run(&h.spec(&["sh", "-c", "echo bye; exit 3"])).await;
+    assert_eq!(
+        status,
+        ExitStatus {
+            code: 3,
+            oom_killed: false
+        }
+    );
+    let (status, _) = h.run(&h.spec(&["true"])).await;
+    assert_eq!(
+        status,
+        ExitStatus {
+            code: 0,
+            oom_killed: false
+        }
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_lines_arrive_in_order() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    let script = "for i in $(seq 1 50); do echo out$i; echo err$i >&2; done; printf partial";
+    let (status, lines) = h.run(&h.spec(&["sh", "-c", script])).await;
+    assert_eq!(status.code, 0);
+    let mut want_out: Vec<String> = (1..=50).map(|i| format!("out{i}")).collect();
+    want_out.push("partial".to_owned());
+    let want_err: Vec<String> = (1..=50).map(|i| format!("err{i}")).collect();
+    assert_eq!(texts(&lines, LogSource::Stdout), want_out);
+    assert_eq!(texts(&lines, LogSource::Stderr), want_err);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn logs_stream_while_the_container_runs() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    let spec = h.spec(&["sh", "-c", "echo first; sleep 600"]);
+    let id = h.runtime.start(&spec).await.expect("start");
+    let mut stream = h.runtime.logs(&id);
+    let first = tokio::time::timeout(Duration::from_secs(20), stream.next())
+        .await
+        .expect("a line arrives while the container still runs")
+        .expect("stream open")
+        .expect("line");
+    assert_eq!(first.text, "first");
+    h.runtime.remove(&id).await.expect("remove");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_job_over_its_memory_limit_is_oom_killed() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    let mut spec = h.spec(&["sh", "-c", "head -c 100m /dev/zero | tail"]);
+    spec.memory_mib = 16;
+    let (status, _) = h.run(&spec).await;
+    assert!(status.oom_killed, "{status:?}");
+    assert_eq!(status.code, 137);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn limits_are_visible_inside_the_container() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    // cgroup v2 has cpu.max ("quota period") and memory.max; v1 has separate files.
+    let script = r#"
+        if [ -f /sys/fs/cgroup/cpu.max ]; then
+            echo "cpu $(cat /sys/fs/cgroup/cpu.max)"
+            echo "mem $(cat /sys/fs/cgroup/memory.max)"
+            echo "pids $(cat /sys/fs/cgroup/pids.max)"
+        else
+            echo "cpu $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)"
+            echo "mem $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)"
+            echo "pids $(cat /sys/fs/cgroup/pids/pids.max)"
+        fi"#;
+    let mut spec = h.spec(&["sh", "-c", script]);
+    spec.cpu_millis = 500;
+    spec.memory_mib = 48;
+    let (status, lines) = h.run(&spec).await;
+    assert_eq!(status.code, 0, "{lines:?}");
+    let out = texts(&lines, LogSource::Stdout);
+    let field = |name: &str| -> Vec<String> {
+        let line = out
+            .iter()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} line in {out:?}"));
+        line.split_whitespace().skip(1).map(str::to_owned).collect()
+    };
+    let cpu = field("cpu");
+    let quota: f64 = cpu[0].parse().expect("quota");
+    let period: f64 = cpu[1].parse().expect("period");
+    assert_eq!(quota / period, 0.5, "cpu quota {cpu:?}");
+    assert_eq!(field("mem"), vec![(48u64 * 1024 * 1024).to_string()]);
+    assert_eq!(field("pids"), vec!["4096".to_owned()]);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn abort_of_a_process_ignoring_sigterm_ends_within_the_grace() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    // sleep as PID 1 has no SIGTERM handler, and PID 1 ignores unhandled signals: only the
+    // SIGKILL after the grace period ends it.
+    let id = h
+        .runtime
+        .start(&h.spec(&["sleep", "600"]))
+        .await
+        .expect("start");
+    let began = Instant::now();
+    h.runtime
+        .stop(&id, Duration::from_secs(2))
+        .await
+        .expect("stop");
+    let took = began.elapsed();
+    assert!(took < Duration::from_secs(3), "stop took {took:?}");
+    let status = tokio::time::timeout(Duration::from_secs(5), h.runtime.wait(&id))
+        .await
+        .expect("wait returns at once after the stop")
+        .expect("wait");
+    assert_eq!(
+        status,
+        ExitStatus {
+            code: 137,
+            oom_killed: false
+        }
+    );
+    // Stopping an exited container is not an error; removing twice is not either.
+    h.runtime
+        .stop(&id, Duration::from_secs(2))
+        .await
+        .expect("second stop");
+    h.runtime.remove(&id).await.expect("remove");
+    h.runtime.remove(&id).await.expect("second remove");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_missing_image_fails_clearly_without_hanging() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    let image = format!("dwr-test/missing-{}:v1", uuid::Uuid::new_v4().simple());
+    let (tx, mut rx) = unbounded_channel();
+    let result = tokio::time::timeout(Duration::from_secs(30), h.runtime.ensure_image(&image, tx))
+        .await
+        .expect("a pull from an unreachable registry fails in time");
+    match result {
+        Err(RuntimeError::ImageUnavailable {
+            image: named,
+            reason,
+        }) => {
+            assert_eq!(named, image);
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected ImageUnavailable, got {other:?}"),
+    }
+    let first = rx.recv().await.expect("the pull announced itself");
+    assert!(first.contains(&image), "{first}");
+
+    // A present image is not pulled: no progress at all.
+    let (tx, mut rx) = unbounded_channel();
+    h.runtime
+        .ensure_image(&h.image, tx)
+        .await
+        .expect("present image");
+    assert_eq!(rx.recv().await, None);
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn volumes_are_mounted_only_under_the_allowlist() {
+    let allowed = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(allowed.path().join("hello.txt"), "hello from the host\n").unwrap();
+    let config = DockerConfig {
+        volume_allowlist: vec![allowed.path().to_owned()],
+        ..DockerConfig::from_env().expect("config")
+    };
+    let Some(h) = Harness::new(config).await else {
+        return;
+    };
+    let volume = |host: &std::path::Path| VolumeMount {
+        host_path: host.to_string_lossy().into_owned(),
+        container_path: "/data".to_owned(),
+        read_only: true,
+    };
+
+    let mut spec = h.spec(&["cat", "/data/hello.txt"]);
+    spec.volumes = vec![volume(outside.path())];
+    match h.runtime.start(&spec).await {
+        Err(RuntimeError::VolumeRefused { host_path }) => {
+            assert_eq!(host_path, outside.path().to_string_lossy())
+        }
+        other => panic!("expected VolumeRefused, got {other:?}"),
+    }
+    assert!(
+        h.runtime.list_owned(&h.executor).await.unwrap().is_empty(),
+        "refused job created a container"
+    );
+
+    spec.job = JobId::new();
+    spec.volumes = vec![volume(allowed.path())];
+    let (status, lines) = h.run(&spec).await;
+    assert_eq!(status.code, 0, "{lines:?}");
+    assert_eq!(
+        texts(&lines, LogSource::Stdout),
+        vec!["hello from the host"]
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn env_labels_and_limits_are_set_on_the_container() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    let mut spec = h.spec(&[
+        "sh",
+        "-c",
+        "echo $JOB_ID; echo $EXECUTOR_IP; echo $FOO; echo $NVIDIA_VISIBLE_DEVICES; sleep 600",
+    ]);
+    spec.executor_ip = "192.0.2.9".to_owned();
+    spec.env.insert("FOO".to_owned(), "bar baz".to_owned());
+    spec.env.insert("JOB_ID".to_owned(), "forged".to_owned());
+    spec.cpu_millis = 1500;
+    let id = h.runtime.start(&spec).await.expect("start");
+
+    let docker = bollard::Docker::connect_with_local_defaults()
+        .expect("docker")
+        .negotiate_version()
+        .await
+        .expect("negotiate");
+    let inspect = docker
+        .inspect_container(&id.0, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect");
+    assert_eq!(
+        inspect.name.as_deref(),
+        Some(format!("/dwr-{}", spec.job).as_str())
+    );
+    let labels = inspect
+        .config
+        .as_ref()
+        .and_then(|c| c.labels.clone())
+        .expect("labels");
+    assert_eq!(labels[LABEL_JOB_ID], spec.job.to_string());
+    assert_eq!(labels[LABEL_EXECUTOR], h.executor.to_string());
+    let host = inspect.host_config.expect("host config");
+    assert_eq!(host.privileged, Some(false));
+    assert_eq!(host.nano_cpus, Some(1_500_000_000));
+    assert_eq!(host.memory, Some(64 * 1024 * 1024));
+    assert_eq!(host.memory_swap, Some(64 * 1024 * 1024));
+    assert_eq!(host.pids_limit, Some(4096));
+
+    let mut stream = h.runtime.logs(&id);
+    let mut out = Vec::new();
+    while out.len() < 4 {
+        let line = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("env lines in time")
+            .expect("stream open")
+            .expect("line");
+        out.push(line.text);
+    }
+    assert_eq!(
+        out,
+        vec![
+            spec.job.to_string(),
+            "192.0.2.9".to_owned(),
+            "bar baz".to_owned(),
+            "void".to_owned()
+        ]
+    );
+    h.runtime.remove(&id).await.expect("remove");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn list_owned_finds_exactly_one_executors_containers() {
+    let Some(x) = Harness::default().await else {
+        return;
+    };
+    let Some(y) = Harness::default().await else {
+        return;
+    };
+    let x1 = x.spec(&["sleep", "600"]);
+    let x2 = x.spec(&["true"]);
+    let y1 = y.spec(&["sleep", "600"]);
+    let x1_id = x.runtime.start(&x1).await.expect("start x1");
+    let x2_id = x.runtime.start(&x2).await.expect("start x2");
+    y.runtime.start(&y1).await.expect("start y1");
+    x.runtime.wait(&x2_id).await.expect("x2 exits");
+
+    let mut owned = x.runtime.list_owned(&x.executor).await.expect("list x");
+    owned.sort_by_key(|c| c.job != x1.job);
+    assert_eq!(owned.len(), 2, "{owned:?}");
+    assert_eq!(
+        (owned[0].job, &owned[0].id, owned[0].running),
+        (x1.job, &x1_id, true)
+    );
+    assert_eq!(
+        (owned[1].job, &owned[1].id, owned[1].running),
+        (x2.job, &x2_id, false)
+    );
+    let owned_y = y.runtime.list_owned(&y.executor).await.expect("list y");
+    assert_eq!(owned_y.len(), 1);
+    assert_eq!(owned_y[0].job, y1.job);
+    x.finish().await;
+    y.finish().await;
+}
+
+#[tokio::test]
+async fn usage_samples_a_busy_container() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    let id = h
+        .runtime
+        .start(&h.spec(&["sh", "-c", "yes > /dev/null"]))
+        .await
+        .expect("start");
+    let usage = tokio::time::timeout(Duration::from_secs(30), h.runtime.usage(&id))
+        .await
+        .expect("a sample in time")
+        .expect("usage");
+    assert!(usage.cpu_percent > 1.0, "{usage:?}");
+    assert!(usage.memory_bytes > 0, "{usage:?}");
+    h.runtime.remove(&id).await.expect("remove");
+    let err = h.runtime.usage(&id).await.unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::ContainerNotFound { .. }),
+        "{err:?}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_start_failure_is_clear_and_leaves_no_container() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    let spec = h.spec(&["/nonexistent"]);
+    match h.runtime.start(&spec).await {
+        Err(e @ RuntimeError::StartFailed { .. }) => {
+            let reason = e.job_reason();
+            assert!(
+                reason.contains(&spec.job.to_string()) && reason.contains("/nonexistent"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected StartFailed, got {other:?}"),
+    }
+    assert!(h.runtime.list_owned(&h.executor).await.unwrap().is_empty());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn operations_on_a_missing_container_are_typed() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    let id = ContainerId("dwr-no-such-container".to_owned());
+    h.runtime
+        .remove(&id)
+        .await
+        .expect("remove of a missing container is idempotent");
+    let err = h.runtime.wait(&id).await.unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::ContainerNotFound { .. }),
+        "{err:?}"
+    );
+    let err = h
+        .runtime
+        .stop(&id, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RuntimeError::ContainerNotFound { .. }),
+        "{err:?}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_names_its_endpoint() {
+    let config = DockerConfig {
+        docker_host: Some("unix:///nonexistent/dwr-docker.sock".to_owned()),
+        ..DockerConfig::default()
+    };
+    let err = DockerRuntime::connect(config).await.unwrap_err();
+    match &err {
+        RuntimeError::Unreachable { endpoint, .. } => {
+            assert_eq!(endpoint, "unix:///nonexistent/dwr-docker.sock")
+        }
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+    assert!(
+        err.to_string().contains("/nonexistent/dwr-docker.sock"),
+        "{err}"
+    );
+}
