@@ -502,10 +502,17 @@ impl JobStore for RedisJobStore {
         if !lines.is_empty() || state.map_or(true, JobState::is_terminal) {
             return Ok(lines);
         }
+        let deadline = tokio::time::Instant::now() + wait;
         let mut messages = pubsub.into_on_message();
-        let _ = tokio::time::timeout(wait, futures::StreamExt::next(&mut messages)).await;
-        drop(messages);
-        Ok(self.read_logs(id, from).await?.1)
+        loop {
+            let next = futures::StreamExt::next(&mut messages);
+            let woke = matches!(tokio::time::timeout_at(deadline, next).await, Ok(Some(_)));
+            let (state, lines) = self.read_logs(id, from).await?;
+            // A message about lines before `from` wakes us without news: wait on.
+            if !woke || !lines.is_empty() || state.map_or(true, JobState::is_terminal) {
+                return Ok(lines);
+            }
+        }
     }
 
     async fn purge_finished(&self, finished_before: Timestamp) -> Result<u64, StoreError> {

@@ -34,9 +34,10 @@ local function release(id)
   if redis.call('SREM', k_exec_jobs(ex), id) == 0 then return end
   local j = redis.call('HMGET', jk, 'cpu', 'mem', 'ngpu', 'gpu_ids')
   local xk = k_exec(ex)
-  redis.call('HINCRBY', xk, 'cpu_alloc', -tonumber(j[1]))
-  redis.call('HINCRBY', xk, 'mem_alloc', -tonumber(j[2]))
-  redis.call('HINCRBY', xk, 'gpu_alloc', -tonumber(j[3]))
+  -- "0 - n", not "-n": Lua formats -0 as "-0", which HINCRBY refuses.
+  redis.call('HINCRBY', xk, 'cpu_alloc', 0 - tonumber(j[1]))
+  redis.call('HINCRBY', xk, 'mem_alloc', 0 - tonumber(j[2]))
+  redis.call('HINCRBY', xk, 'gpu_alloc', 0 - tonumber(j[3]))
   if j[4] then
     local gk = k_exec_gpus(ex)
     for _, uuid in ipairs(cjson.decode(j[4])) do

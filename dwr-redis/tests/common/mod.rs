@@ -1,0 +1,166 @@
+//! Test support: a private `redis-server` on a free loopback port, killed on drop, and a
+//! store connected to it under a fresh key prefix.
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use dwr_redis::{RedisConfig, RedisJobStore};
+
+/// A redis-server process owned by one test.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+}
+
+/// Whether the environment demands real services (then a missing one fails the test).
+pub fn services_required() -> bool {
+    std::env::var("DWR_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+impl RedisServer {
+    /// Starts a server without persistence, or returns `None` (with a note) when
+    /// `redis-server` is missing and services are not required.
+    pub fn start() -> Option<Self> {
+        Self::start_with(&["--save", "", "--appendonly", "no"])
+    }
+
+    /// Starts a server with extra arguments (in its own temp directory).
+    pub fn start_with(extra: &[&str]) -> Option<Self> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            assert!(
+                !services_required(),
+                "redis-server is not installed but DWR_REQUIRE_SERVICES=1 (run scripts/provision.sh)"
+            );
+            eprintln!("note: redis-server not installed; skipping this Redis test");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let mut server = Self {
+            child: None,
+            port,
+            dir,
+            args: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        server.launch();
+        Some(server)
+    }
+
+    fn launch(&mut self) {
+        // redis-server runs under a small shell that kills it (SIGKILL) as soon as its stdin
+        // closes: when this handle drops, or when the test process exits in any way, so no
+        // server outlives the tests (even one held in a `static`).
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"redis-server "$@" & p=$!; read _; kill -9 $p; wait $p"#)
+            .arg("sh")
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--bind")
+            .arg("127.0.0.1")
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if ping(self.port) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server on port {} did not answer PING", self.port);
+    }
+
+    /// Kills the server at once (SIGKILL), as a crash would, and waits until it is gone.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and directory (AOF is replayed).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.launch();
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its data directory.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// A config for this server under a fresh key prefix.
+    pub fn config(&self) -> RedisConfig {
+        static N: AtomicU32 = AtomicU32::new(0);
+        RedisConfig {
+            host: "127.0.0.1".to_owned(),
+            port: self.port,
+            key_prefix: format!("t{}:", N.fetch_add(1, Ordering::Relaxed)),
+            ..RedisConfig::default()
+        }
+    }
+
+    /// A store connected to this server under a fresh key prefix.
+    pub async fn store(&self) -> RedisJobStore {
+        RedisJobStore::connect(self.config())
+            .await
+            .expect("connect to the test redis-server")
+    }
+
+    /// A synchronous connection for inspecting the server.
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .and_then(|c| c.get_connection())
+            .expect("inspection connection")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect((Ipv4Addr::LOCALHOST, port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
