@@ -1,0 +1,392 @@
+//! Property test: random interleavings of submits, scheduling passes, heartbeats, starts,
+//! exits, aborts and executor deaths against the in-memory store never break the
+//! invariants of the cluster.
+//!
+//! The simulation drives the store and the scheduler directly, step by step, with a
+//! simulated clock, so every run is deterministic and proptest can shrink a failure to
+//! the shortest sequence of operations.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dwr_core::placement::FirstFit;
+use dwr_core::{
+    AbortCause, ExecutorEvent, ExecutorId, ExecutorRegistration, GpuDevice, GpuModel, HostUsage,
+    InMemoryJobStore, Job, JobId, JobQuery, JobSpec, JobState, JobStore, Outcome, Resources,
+    Scheduler, SchedulerConfig, StoreError, Timestamp,
+};
+use proptest::prelude::*;
+
+const TTL: Duration = Duration::from_secs(90);
+const MODELS: [&str; 2] = ["NVIDIA H200", "NVIDIA A10"];
+
+#[derive(Clone, Debug)]
+enum Op {
+    Submit {
+        cpu: u64,
+        mem: u64,
+        gpus: u32,
+        model: Option<usize>,
+    },
+    Pass,
+    Advance {
+        secs: u64,
+    },
+    Heartbeat {
+        exec: usize,
+    },
+    /// The executor takes its next event: starts an assigned job, or stops an aborted one.
+    Step {
+        exec: usize,
+    },
+    Exit {
+        job: usize,
+        code: i64,
+        oom: bool,
+    },
+    Abort {
+        job: usize,
+    },
+    /// The executor dies: it never heartbeats or steps again.
+    Kill {
+        exec: usize,
+    },
+    Join,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (1u64..=4, 1u64..=4, 0u32..=2, proptest::option::of(0usize..MODELS.len()))
+            .prop_map(|(c, m, g, model)| Op::Submit { cpu: c * 500, mem: m * 512, gpus: g, model }),
+        3 => Just(Op::Pass),
+        1 => (1u64..=120).prop_map(|secs| Op::Advance { secs }),
+        2 => (0usize..8).prop_map(|exec| Op::Heartbeat { exec }),
+        4 => (0usize..8).prop_map(|exec| Op::Step { exec }),
+        3 => (0usize..64, -1i64..=2, any::<bool>()).prop_map(|(job, code, oom)| Op::Exit { job, code, oom }),
+        1 => (0usize..64).prop_map(|job| Op::Abort { job }),
+        1 => (0usize..8).prop_map(|exec| Op::Kill { exec }),
+        1 => Just(Op::Join),
+    ]
+}
+
+struct Sim {
+    store: Arc<InMemoryJobStore>,
+    scheduler: Scheduler,
+    now: Timestamp,
+    executors: Vec<(ExecutorId, bool)>,
+    jobs: Vec<JobId>,
+    assigned_events: HashMap<JobId, usize>,
+    terminal: HashMap<JobId, JobState>,
+}
+
+impl Sim {
+    async fn new(executors: usize) -> Self {
+        let store = Arc::new(InMemoryJobStore::new());
+        let scheduler = Scheduler::new(
+            store.clone(),
+            Arc::new(FirstFit),
+            SchedulerConfig {
+                executor_ttl: TTL,
+                ..SchedulerConfig::default()
+            },
+        );
+        let mut sim = Sim {
+            store,
+            scheduler,
+            now: Timestamp(1_700_000_000_000),
+            executors: Vec::new(),
+            jobs: Vec::new(),
+            assigned_events: HashMap::new(),
+            terminal: HashMap::new(),
+        };
+        for _ in 0..executors {
+            sim.join().await;
+        }
+        sim
+    }
+
+    async fn join(&mut self) {
+        let n = self.executors.len();
+        let id = ExecutorId::new(format!("exec-{n:02}"));
+        let gpus = (0..(n % 3) as u32)
+            .map(|i| GpuDevice {
+                index: i,
+                uuid: format!("GPU-{n}-{i}"),
+                model: MODELS[(n + i as usize) % MODELS.len()].into(),
+                memory_mib: 1024,
+            })
+            .collect();
+        let reg = ExecutorRegistration::new(id.clone(), format!("10.0.0.{n}"), 4000, 4096, gpus);
+        self.store.register_executor(&reg, self.now).await.unwrap();
+        self.executors.push((id, true));
+    }
+
+    fn live(&self, i: usize) -> Option<ExecutorId> {
+        let (id, alive) = self.executors.get(i % self.executors.len().max(1))?;
+        alive.then(|| id.clone())
+    }
+
+    fn job(&self, i: usize) -> Option<JobId> {
+        (!self.jobs.is_empty()).then(|| self.jobs[i % self.jobs.len()])
+    }
+
+    async fn apply(&mut self, op: &Op) {
+        let store = self.store.clone();
+        match *op {
+            Op::Submit {
+                cpu,
+                mem,
+                gpus,
+                model,
+            } => {
+                let mut spec = JobSpec::new("img", vec!["run".into()], cpu, mem);
+                if gpus > 0 {
+                    let rule = model.map_or(GpuModel::Any, |m| GpuModel::parse(MODELS[m]));
+                    spec = spec.with_gpus(gpus, rule);
+                }
+                let job = Job::new(JobId::new(), spec, self.now);
+                store.submit(job.clone()).await.unwrap();
+                self.jobs.push(job.id);
+            }
+            Op::Pass => {
+                self.scheduler.run_pass_at(self.now, true).await.unwrap();
+            }
+            Op::Advance { secs } => self.now = self.now.plus(Duration::from_secs(secs)),
+            Op::Heartbeat { exec } => {
+                if let Some(id) = self.live(exec) {
+                    match store.heartbeat(&id, &HostUsage::default(), self.now).await {
+                        Ok(()) => {}
+                        // Expired while it was slow: it registers again, as the agent does.
+                        Err(StoreError::ExecutorNotFound { .. }) => {
+                            let n = exec % self.executors.len();
+                            let reg = ExecutorRegistration::new(
+                                id,
+                                format!("10.0.0.{n}"),
+                                4000,
+                                4096,
+                                vec![],
+                            );
+                            store.register_executor(&reg, self.now).await.unwrap();
+                        }
+                        Err(e) => panic!("heartbeat: {e}"),
+                    }
+                }
+            }
+            Op::Step { exec } => {
+                if let Some(id) = self.live(exec) {
+                    self.step(&id).await;
+                }
+            }
+            Op::Exit { job, code, oom } => {
+                // Pick among the running jobs, so exits happen often enough to matter.
+                let query = JobQuery {
+                    state: Some(JobState::Running),
+                    offset: 0,
+                    limit: 1000,
+                };
+                let running = store.jobs(&query).await.unwrap();
+                if !running.is_empty() {
+                    let id = running[job % running.len()].id;
+                    store
+                        .finish(id, &Outcome::exited(code, oom), self.now)
+                        .await
+                        .unwrap();
+                }
+            }
+            Op::Abort { job } => {
+                if let Some(id) = self.job(job) {
+                    match store.request_abort(id, AbortCause::User, self.now).await {
+                        Ok(_) | Err(StoreError::AlreadyTerminal { .. }) => {}
+                        Err(e) => panic!("abort: {e}"),
+                    }
+                }
+            }
+            Op::Kill { exec } => {
+                if !self.executors.is_empty() {
+                    let n = exec % self.executors.len();
+                    self.executors[n].1 = false;
+                }
+            }
+            Op::Join => {
+                if self.executors.len() < 8 {
+                    self.join().await;
+                }
+            }
+        }
+    }
+
+    /// What an agent does with one event.
+    async fn step(&mut self, id: &ExecutorId) {
+        let Some(event) = self.store.next_event(id, Duration::ZERO).await.unwrap() else {
+            return;
+        };
+        match event {
+            ExecutorEvent::Assigned(job) => {
+                *self.assigned_events.entry(job).or_default() += 1;
+                // The job may have been aborted or expired meanwhile: then this is refused.
+                let _ = self.store.mark_running(job, id, self.now).await;
+            }
+            ExecutorEvent::Abort(job, cause) => {
+                self.store
+                    .finish(job, &cause.outcome(), self.now)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Checks every invariant against the store's state.
+    async fn check(&mut self) {
+        let store = &self.store;
+        let mut held: BTreeMap<ExecutorId, Resources> = BTreeMap::new();
+        let mut gpu_owner: HashMap<String, JobId> = HashMap::new();
+        let mut jobs = HashMap::new();
+        for id in &self.jobs {
+            let job = store.job(*id).await.unwrap();
+            if let Some(first) = self.terminal.get(id) {
+                assert_eq!(job.state, *first, "job {id} left its terminal state");
+            } else if job.state.is_terminal() {
+                self.terminal.insert(*id, job.state);
+            }
+            assert!(
+                self.assigned_events.get(id).copied().unwrap_or(0) <= 1,
+                "job {id} assigned twice"
+            );
+            if job.state.holds_resources() {
+                let exec = job
+                    .executor
+                    .clone()
+                    .expect("an assigned job names its executor");
+                let total = held.entry(exec).or_default();
+                *total = total.checked_add(&job.spec.resources()).unwrap();
+                assert_eq!(job.gpu_ids.len(), job.spec.gpu.count as usize);
+                for gpu in &job.gpu_ids {
+                    assert!(
+                        gpu_owner.insert(gpu.clone(), *id).is_none(),
+                        "GPU {gpu} held by two jobs"
+                    );
+                }
+            }
+            jobs.insert(*id, job);
+        }
+        let executors = store.executors().await.unwrap();
+        let registered: HashSet<_> = executors.iter().map(|e| e.id().clone()).collect();
+        for exec in &executors {
+            let expected = held.get(exec.id()).copied().unwrap_or_default();
+            assert_eq!(
+                exec.allocated,
+                expected,
+                "{}: allocation differs from its jobs",
+                exec.id()
+            );
+            assert!(
+                exec.allocated.fits_in(&exec.capacity()),
+                "{} over-allocated",
+                exec.id()
+            );
+            for (gpu, holder) in &exec.gpu_holders {
+                assert_eq!(
+                    gpu_owner.get(gpu),
+                    Some(holder),
+                    "{gpu} held by a job that does not hold it"
+                );
+            }
+            for job in &exec.jobs {
+                let j = &jobs[job];
+                assert!(j.state.holds_resources() && j.executor.as_ref() == Some(exec.id()));
+            }
+        }
+        for (exec, _) in held {
+            assert!(
+                registered.contains(&exec),
+                "a job holds room on unregistered {exec}"
+            );
+        }
+    }
+
+    /// Ends every job and checks that an idle cluster has everything free.
+    async fn drain(&mut self) {
+        for id in self.jobs.clone() {
+            match self
+                .store
+                .request_abort(id, AbortCause::User, self.now)
+                .await
+            {
+                Ok(_) | Err(StoreError::AlreadyTerminal { .. }) => {}
+                Err(e) => panic!("abort: {e}"),
+            }
+        }
+        for (id, _) in self
+            .executors
+            .clone()
+            .into_iter()
+            .filter(|(_, alive)| *alive)
+        {
+            self.store
+                .heartbeat(&id, &HostUsage::default(), self.now)
+                .await
+                .ok();
+            while self
+                .store
+                .next_event(&id, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_some()
+            {}
+        }
+        // Live executors stop what they were told; dead ones expire.
+        for id in self.jobs.clone() {
+            let job = self.store.job(id).await.unwrap();
+            if let (Some(cause), Some(exec)) = (job.abort_requested, job.executor) {
+                if self.executors.iter().any(|(e, alive)| *alive && *e == exec) {
+                    self.store
+                        .finish(id, &cause.outcome(), self.now)
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        self.now = self.now.plus(TTL + Duration::from_secs(1));
+        self.scheduler.run_pass_at(self.now, true).await.unwrap();
+        self.check().await;
+        for id in &self.jobs {
+            let job = self.store.job(*id).await.unwrap();
+            assert!(
+                job.state.is_terminal(),
+                "job {id} is {} after the drain",
+                job.state
+            );
+        }
+        assert_eq!(
+            self.terminal.len(),
+            self.jobs.len(),
+            "every job reached exactly one terminal state"
+        );
+        for exec in self.store.executors().await.unwrap() {
+            assert!(
+                exec.allocated.is_zero() && exec.gpu_holders.is_empty() && exec.jobs.is_empty()
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_interleavings_keep_the_invariants(
+        executors in 1usize..5,
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut sim = Sim::new(executors).await;
+            for op in &ops {
+                sim.apply(op).await;
+                sim.check().await;
+            }
+            sim.drain().await;
+        });
+    }
+}
