@@ -49,6 +49,11 @@ impl NvmlGpuProbe {
         Self { nvml: Err(why) }
     }
 
+    /// The NVIDIA driver's version, when NVML is loaded.
+    pub fn driver_version(&self) -> Option<String> {
+        self.nvml.as_ref().ok()?.sys_driver_version().ok()
+    }
+
     /// Why NVML is not available, or `None` when it is loaded.
     pub fn unavailable_reason(&self) -> Option<&str> {
         self.nvml.as_ref().err().map(String::as_str)

@@ -569,3 +569,30 @@ async fn an_unreachable_engine_names_its_endpoint() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn gpu_device_requests_reach_the_engine() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    if std::path::Path::new("/dev/nvidiactl").exists() {
+        eprintln!("note: this host has NVIDIA devices; the refusal below cannot be observed");
+        h.finish().await;
+        return;
+    }
+    // Without the NVIDIA runtime the engine refuses the device request at create or start:
+    // the error names the driver, and no container is left.
+    let mut spec = h.spec(&["true"]);
+    spec.gpu_ids = vec!["GPU-00000000-0000-0000-0000-000000000000".to_owned()];
+    let err = h.runtime.start(&spec).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RuntimeError::CreateFailed { .. } | RuntimeError::StartFailed { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(err.job_reason().contains("nvidia"), "{}", err.job_reason());
+    assert!(h.runtime.list_owned(&h.executor).await.unwrap().is_empty());
+    h.finish().await;
+}
