@@ -1,0 +1,165 @@
+//! Routes of the cluster: `POST /schedule`, `POST /cleanup`, `GET /executors`, `GET /stats`.
+
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use dwr_core::Timestamp;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiError, AppState};
+use crate::wire::{
+    AssignmentView, CleanupResponse, ClusterStats, ErrorBody, ExecutorView, ExecutorsResponse,
+    QueueStats, ScheduleResponse, SchedulerStats, StatsResponse,
+};
+
+/// Default age, minutes, of the finished jobs `POST /cleanup` deletes.
+pub const DEFAULT_CLEANUP_MINUTES: u64 = 60;
+/// Largest `timeout_minutes` accepted (one year).
+pub const MAX_CLEANUP_MINUTES: u64 = 365 * 24 * 60;
+
+/// Runs one scheduling pass now (with housekeeping) and says what it assigned.
+#[utoipa::path(
+    post, path = "/schedule", tag = "cluster",
+    responses(
+        (status = 200, description = "What the pass did", body = ScheduleResponse),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn schedule(
+    State(state): State<AppState>,
+) -> Result<Json<ScheduleResponse>, ApiError> {
+    let report = state.scheduler.run_pass().await?;
+    let assignments: Vec<AssignmentView> = report
+        .assignments
+        .iter()
+        .map(|p| AssignmentView {
+            job_id: p.job.to_string(),
+            executor_ip: p.executor_ip.clone(),
+            executor_id: p.executor.to_string(),
+            gpu_ids: p.gpu_ids.clone(),
+        })
+        .collect();
+    Ok(Json(ScheduleResponse {
+        scheduled_jobs: assignments.len(),
+        assignments,
+        failed_jobs: report.failed.iter().map(ToString::to_string).collect(),
+        timed_out_jobs: report.timed_out.iter().map(ToString::to_string).collect(),
+        expired_executors: report
+            .expired_executors
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        pending_jobs: report.pending,
+    }))
+}
+
+/// Query of `POST /cleanup`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct CleanupParams {
+    /// Delete finished jobs older than this many minutes (default 60).
+    #[param(value_type = Option<u64>)]
+    timeout_minutes: Option<String>,
+}
+
+/// Expires lost executors and timed-out pending jobs (a housekeeping pass), then deletes
+/// finished jobs (and their logs) that finished more than `timeout_minutes` ago.
+#[utoipa::path(
+    post, path = "/cleanup", params(CleanupParams), tag = "cluster",
+    responses(
+        (status = 200, description = "What was cleaned", body = CleanupResponse),
+        (status = 422, description = "Bad timeout_minutes", body = ErrorBody),
+    )
+)]
+pub(super) async fn cleanup(
+    State(state): State<AppState>,
+    params: Result<Query<CleanupParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CleanupResponse>, ApiError> {
+    let Query(params) =
+        params.map_err(|e| ApiError::validation(format!("bad query string: {}", e.body_text())))?;
+    let minutes = match params.timeout_minutes.as_deref() {
+        None => DEFAULT_CLEANUP_MINUTES,
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(n) if n <= MAX_CLEANUP_MINUTES => n,
+            _ => {
+                return Err(ApiError::validation(format!(
+                "timeout_minutes must be an integer between 0 and {MAX_CLEANUP_MINUTES}, got {:?}",
+                text.chars().take(32).collect::<String>()
+            )))
+            }
+        },
+    };
+    let report = state.scheduler.run_pass().await?;
+    let cutoff = Timestamp::now().minus(Duration::from_secs(minutes * 60));
+    let cleaned = state.scheduler.store().purge_finished(cutoff).await?;
+    let expired: Vec<String> = report
+        .expired_executors
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    tracing::info!(cleaned, expired = expired.len(), minutes, "cleanup");
+    Ok(Json(CleanupResponse {
+        message: format!(
+            "deleted {cleaned} jobs finished more than {minutes} minutes ago; expired {} executors",
+            expired.len()
+        ),
+        cleaned_jobs: cleaned,
+        expired_executors: expired,
+        failed_jobs: report.failed.iter().map(ToString::to_string).collect(),
+        timeout_minutes: minutes,
+    }))
+}
+
+async fn executor_views(state: &AppState) -> Result<Vec<ExecutorView>, ApiError> {
+    let ttl = state.scheduler.config().executor_ttl;
+    let now = Timestamp::now();
+    Ok(state
+        .scheduler
+        .store()
+        .executors()
+        .await?
+        .iter()
+        .map(|e| ExecutorView::from_executor(e, now, ttl))
+        .collect())
+}
+
+/// Every registered executor with its capacity, free room, liveness and jobs.
+#[utoipa::path(
+    get, path = "/executors", tag = "cluster",
+    responses((status = 200, description = "Executors and totals", body = ExecutorsResponse))
+)]
+pub(super) async fn executors(
+    State(state): State<AppState>,
+) -> Result<Json<ExecutorsResponse>, ApiError> {
+    let executors = executor_views(&state).await?;
+    let cluster_stats = ClusterStats::from_executors(&executors);
+    Ok(Json(ExecutorsResponse {
+        executors,
+        cluster_stats,
+    }))
+}
+
+/// Job counts per status, cluster totals and scheduler figures.
+#[utoipa::path(
+    get, path = "/stats", tag = "cluster",
+    responses((status = 200, description = "Queue and cluster figures", body = StatsResponse))
+)]
+pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
+    let counts = state.scheduler.store().counts().await?;
+    let executors = executor_views(&state).await?;
+    let m = state.scheduler.metrics();
+    Ok(Json(StatsResponse {
+        queue: QueueStats::from_counts(&counts),
+        cluster: ClusterStats::from_executors(&executors),
+        scheduler: SchedulerStats {
+            passes: m.passes,
+            placements: m.placements,
+            placement_failures: m.placement_failures,
+            last_pass_seconds: m.last_pass_seconds,
+            uptime_seconds: state.started.elapsed().as_secs(),
+        },
+        timestamp: Timestamp::now().to_rfc3339(),
+    }))
+}

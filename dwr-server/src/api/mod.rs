@@ -1,0 +1,204 @@
+//! The HTTP API: [`app`] builds the axum router over an [`AppState`].
+//!
+//! Tests call `app(state).oneshot(request)` with no socket; the services serve the same
+//! router. Every route but `/health` is behind the optional bearer token; every error is
+//! JSON `{"error", "detail"}` ([`ApiError`]); bodies are limited in size and requests in
+//! time (the follow-logs stream is limited only in the time to its first byte).
+
+mod cluster;
+mod error;
+mod jobs;
+mod logs;
+mod ops;
+
+pub use error::{parse_json, ApiError, ApiJson};
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use dwr_core::Scheduler;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+
+/// Settings of the API itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// When set, every route but `/health` requires `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+    /// Largest request body accepted, bytes (413 beyond).
+    pub body_limit: usize,
+    /// Longest time a request may take before it gets a 503 `timeout`.
+    pub request_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            api_token: None,
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the handlers share: the scheduler (and through it the store), the API settings,
+/// and the start time. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The scheduler; its store is the single source of truth.
+    pub scheduler: Scheduler,
+    /// The API settings.
+    pub config: Arc<ApiConfig>,
+    /// When the server started (for uptime).
+    pub started: Instant,
+}
+
+impl AppState {
+    /// State over `scheduler` with `config`, started now.
+    pub fn new(scheduler: Scheduler, config: ApiConfig) -> Self {
+        Self {
+            scheduler,
+            config: Arc::new(config),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The OpenAPI document of the API, generated from the handlers and the wire types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "dwr", description = "dwr: distributed workload runner API"),
+    paths(
+        jobs::submit_job,
+        jobs::list_jobs,
+        jobs::get_job,
+        jobs::abort_job,
+        logs::job_logs,
+        cluster::schedule,
+        cluster::cleanup,
+        cluster::executors,
+        cluster::stats,
+        ops::health,
+        ops::metrics,
+        ops::openapi_json,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The router of the whole API over `state`.
+pub fn app(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/jobs", post(jobs::submit_job).get(jobs::list_jobs))
+        .route("/jobs/{job_id}", get(jobs::get_job).delete(jobs::abort_job))
+        .route("/jobs/{job_id}/logs", get(logs::job_logs))
+        .route("/schedule", post(cluster::schedule))
+        .route("/cleanup", post(cluster::cleanup))
+        .route("/executors", get(cluster::executors))
+        .route("/stats", get(cluster::stats))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi_json))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/health", get(ops::health))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            ApiError::internal().into_response()
+        }))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::not_found(format!("no route for {}", request.uri().path()))
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// Refuses a request without the configured bearer token (when one is configured).
+async fn require_token(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = state.config.api_token.as_deref() {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Answers 503 `timeout` when producing the response takes longer than the limit. A
+/// streamed body (follow logs) is not limited once its headers are sent.
+async fn time_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request took longer than {} s", limit.as_secs_f64()),
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

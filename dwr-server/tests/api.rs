@@ -1,0 +1,883 @@
+//! The HTTP API in process: `app(state).oneshot(request)` over the in-memory store, with
+//! executors played through the store's own operations (register, mark running, append
+//! logs, finish), so every answer is deterministic.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::body::{Body, Bytes};
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use dwr_core::{
+    AbortCause, AbortRequested, Assignment, Executor, ExecutorEvent, ExecutorId,
+    ExecutorRegistration, Finished, FirstFit, HostUsage, InMemoryJobStore, Job, JobId, JobQuery,
+    JobState, JobStore, Outcome, Scheduler, SchedulerConfig, StoreError, Timestamp,
+};
+use dwr_server::{app, ApiConfig, AppState};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+/// A store that delegates to the in-memory one, or fails (`DOWN`), or is slow (`SLOW`).
+#[derive(Debug)]
+struct Switchable {
+    inner: InMemoryJobStore,
+    mode: AtomicU8,
+}
+
+const UP: u8 = 0;
+const DOWN: u8 = 1;
+const SLOW: u8 = 2;
+
+impl Switchable {
+    async fn gate(&self, operation: &'static str) -> Result<(), StoreError> {
+        match self.mode.load(Ordering::SeqCst) {
+            DOWN => Err(StoreError::Unavailable {
+                operation,
+                source: "connection refused (secret internal detail)".into(),
+            }),
+            SLOW => {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for Switchable {
+    async fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.gate("submit").await?;
+        self.inner.submit(job).await
+    }
+    async fn job(&self, id: JobId) -> Result<Job, StoreError> {
+        self.gate("job").await?;
+        self.inner.job(id).await
+    }
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        self.gate("jobs").await?;
+        self.inner.jobs(query).await
+    }
+    async fn pending_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.gate("pending_jobs").await?;
+        self.inner.pending_jobs(limit).await
+    }
+    async fn counts(&self) -> Result<std::collections::BTreeMap<JobState, u64>, StoreError> {
+        self.gate("counts").await?;
+        self.inner.counts().await
+    }
+    async fn commit_assignment(
+        &self,
+        a: &Assignment,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Job, StoreError> {
+        self.gate("commit_assignment").await?;
+        self.inner.commit_assignment(a, ttl, now).await
+    }
+    async fn mark_running(
+        &self,
+        id: JobId,
+        executor: &ExecutorId,
+        now: Timestamp,
+    ) -> Result<Job, StoreError> {
+        self.gate("mark_running").await?;
+        self.inner.mark_running(id, executor, now).await
+    }
+    async fn finish(
+        &self,
+        id: JobId,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<Finished, StoreError> {
+        self.gate("finish").await?;
+        self.inner.finish(id, outcome, now).await
+    }
+    async fn request_abort(
+        &self,
+        id: JobId,
+        cause: AbortCause,
+        now: Timestamp,
+    ) -> Result<AbortRequested, StoreError> {
+        self.gate("request_abort").await?;
+        self.inner.request_abort(id, cause, now).await
+    }
+    async fn register_executor(
+        &self,
+        r: &ExecutorRegistration,
+        now: Timestamp,
+    ) -> Result<Executor, StoreError> {
+        self.gate("register_executor").await?;
+        self.inner.register_executor(r, now).await
+    }
+    async fn heartbeat(
+        &self,
+        id: &ExecutorId,
+        usage: &HostUsage,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.gate("heartbeat").await?;
+        self.inner.heartbeat(id, usage, now).await
+    }
+    async fn executor(&self, id: &ExecutorId) -> Result<Executor, StoreError> {
+        self.gate("executor").await?;
+        self.inner.executor(id).await
+    }
+    async fn executors(&self) -> Result<Vec<Executor>, StoreError> {
+        self.gate("executors").await?;
+        self.inner.executors().await
+    }
+    async fn expire_executor(
+        &self,
+        id: &ExecutorId,
+        stale_before: Option<Timestamp>,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>, StoreError> {
+        self.gate("expire_executor").await?;
+        self.inner
+            .expire_executor(id, stale_before, reason, now)
+            .await
+    }
+    async fn next_event(
+        &self,
+        executor: &ExecutorId,
+        wait: Duration,
+    ) -> Result<Option<ExecutorEvent>, StoreError> {
+        self.gate("next_event").await?;
+        self.inner.next_event(executor, wait).await
+    }
+    async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError> {
+        self.gate("wait_for_work").await?;
+        self.inner.wait_for_work(wait).await
+    }
+    async fn append_logs(&self, id: JobId, lines: &[String]) -> Result<(), StoreError> {
+        self.gate("append_logs").await?;
+        self.inner.append_logs(id, lines).await
+    }
+    async fn logs(&self, id: JobId, from: usize) -> Result<Vec<String>, StoreError> {
+        self.gate("logs").await?;
+        self.inner.logs(id, from).await
+    }
+    async fn wait_logs(
+        &self,
+        id: JobId,
+        from: usize,
+        wait: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        self.gate("wait_logs").await?;
+        self.inner.wait_logs(id, from, wait).await
+    }
+    async fn purge_finished(&self, before: Timestamp) -> Result<u64, StoreError> {
+        self.gate("purge_finished").await?;
+        self.inner.purge_finished(before).await
+    }
+}
+
+struct Harness {
+    app: Router,
+    store: Arc<Switchable>,
+    token: Option<String>,
+}
+
+fn harness_with(config: ApiConfig) -> Harness {
+    let store = Arc::new(Switchable {
+        inner: InMemoryJobStore::new(),
+        mode: AtomicU8::new(UP),
+    });
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(FirstFit),
+        SchedulerConfig::default(),
+    );
+    let token = config.api_token.clone();
+    Harness {
+        app: app(AppState::new(scheduler, config)),
+        store,
+        token,
+    }
+}
+
+fn harness() -> Harness {
+    harness_with(ApiConfig::default())
+}
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body[..self.body.len().min(500)])
+            )
+        })
+    }
+
+    /// Asserts a JSON error with `status` whose detail mentions `needle`.
+    fn assert_error(&self, status: StatusCode, needle: &str) {
+        assert_eq!(
+            self.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body[..self.body.len().min(500)])
+        );
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "{}",
+            self.content_type
+        );
+        let v = self.json();
+        assert!(v["error"].is_string(), "{v}");
+        let detail = v["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains(needle),
+            "detail {detail:?} should name {needle:?}"
+        );
+    }
+}
+
+impl Harness {
+    async fn send(&self, method: Method, uri: &str, body: Option<Vec<u8>>) -> Answer {
+        self.send_as(method, uri, body, self.token.as_deref()).await
+    }
+
+    async fn send_as(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = match body {
+            Some(bytes) => request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(bytes)),
+            None => request.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = tokio::time::timeout(Duration::from_secs(20), response.into_body().collect())
+            .await
+            .expect("body within 20 s")
+            .unwrap()
+            .to_bytes();
+        Answer {
+            status,
+            content_type,
+            body,
+        }
+    }
+
+    async fn get(&self, uri: &str) -> Answer {
+        self.send(Method::GET, uri, None).await
+    }
+
+    async fn post_json(&self, uri: &str, body: Value) -> Answer {
+        self.send(Method::POST, uri, Some(body.to_string().into_bytes()))
+            .await
+    }
+
+    async fn submit(&self, body: Value) -> String {
+        let answer = self.post_json("/jobs", body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json());
+        answer.json()["job_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn total_jobs(&self) -> u64 {
+        self.store.inner.counts().await.unwrap().values().sum()
+    }
+
+    async fn register(&self, id: &str, cpu_millis: u64, memory_mib: u64) {
+        let reg = ExecutorRegistration::new(
+            ExecutorId::new(id),
+            "10.0.0.7",
+            cpu_millis,
+            memory_mib,
+            vec![],
+        );
+        self.store
+            .inner
+            .register_executor(&reg, Timestamp::now())
+            .await
+            .unwrap();
+    }
+}
+
+fn hello() -> Value {
+    json!({
+        "docker_image": "dwr-test/busybox:latest",
+        "command": ["echo", "hello from dwr"],
+        "cpu_cores": 0.5,
+        "memory_gb": 0.25
+    })
+}
+
+#[tokio::test]
+async fn submit_get_and_list() {
+    let h = harness();
+    let answer = h.post_json("/jobs", hello()).await;
+    assert_eq!(answer.status, StatusCode::CREATED);
+    let job = answer.json();
+    assert_eq!(job["status"], "pending");
+    assert_eq!(job["docker_image"], "dwr-test/busybox:latest");
+    assert_eq!(job["command"], json!(["echo", "hello from dwr"]));
+    assert_eq!(job["cpu_cores"], 0.5);
+    assert_eq!(job["memory_gb"], 0.25);
+    assert_eq!(job["gpu_count"], 0);
+    assert_eq!(job["allocation_timeout"], 300);
+    assert!(job["created_at"].as_str().unwrap().ends_with('Z'));
+    let id = job["job_id"].as_str().unwrap().to_owned();
+
+    let got = h.get(&format!("/jobs/{id}")).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.json()["job_id"], id.as_str());
+
+    let second = h.submit(hello()).await;
+    let list = h.get("/jobs").await.json();
+    let ids: Vec<&str> = list
+        .as_array()
+        .expect("GET /jobs is a plain array")
+        .iter()
+        .map(|j| j["job_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&id.as_str()) && ids.contains(&second.as_str()));
+    assert_eq!(
+        h.get("/jobs?limit=1")
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let pending = h.get("/jobs?status_filter=pending").await.json();
+    assert_eq!(pending.as_array().unwrap().len(), 2);
+    let running = h.get("/jobs?status_filter=running&limit=1000").await.json();
+    assert_eq!(running.as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn a_pending_job_says_why() {
+    let h = harness();
+    let id = h.submit(hello()).await;
+    let report = h.send(Method::POST, "/schedule", None).await;
+    assert_eq!(report.status, StatusCode::OK);
+    assert_eq!(report.json()["scheduled_jobs"], 0);
+    let job = h.get(&format!("/jobs/{id}")).await.json();
+    assert_eq!(job["status"], "pending");
+    let why = job["pending_reason"].as_str().expect("pending_reason");
+    assert!(why.contains("none registered"), "{why}");
+}
+
+#[tokio::test]
+async fn schedule_assigns_and_cluster_views_follow() {
+    let h = harness();
+    h.register("exec-a", 2000, 4096).await;
+    let id = h.submit(hello()).await;
+    let report = h.send(Method::POST, "/schedule", None).await.json();
+    assert_eq!(report["scheduled_jobs"], 1, "{report}");
+    assert_eq!(report["assignments"][0]["job_id"], id.as_str());
+    assert_eq!(report["assignments"][0]["executor_ip"], "10.0.0.7");
+
+    let job = h.get(&format!("/jobs/{id}")).await.json();
+    assert_eq!(job["status"], "assigned");
+    assert_eq!(job["executor_ip"], "10.0.0.7");
+    assert!(job["pending_reason"].is_null());
+
+    let ex = h.get("/executors").await.json();
+    let e = &ex["executors"][0];
+    assert_eq!(e["id"], "exec-a");
+    assert_eq!(e["ip"], "10.0.0.7");
+    assert_eq!(e["total_cpu_cores"], 2.0);
+    assert_eq!(e["available_cpu_cores"], 1.5);
+    assert_eq!(e["total_memory_gb"], 4.0);
+    assert_eq!(e["available_memory_gb"], 3.75);
+    assert_eq!(e["running_jobs"], 1);
+    assert_eq!(e["alive"], true);
+    assert_eq!(e["cpu_utilization"], 25.0);
+    assert_eq!(ex["cluster_stats"]["alive_executors"], 1);
+    assert_eq!(ex["cluster_stats"]["available_cpu_cores"], 1.5);
+
+    let stats = h.get("/stats").await.json();
+    assert_eq!(stats["queue"]["assigned"], 1);
+    assert_eq!(stats["queue"]["total"], 1);
+    assert_eq!(stats["cluster"]["total_executors"], 1);
+    assert!(stats["timestamp"].is_string());
+}
+
+#[tokio::test]
+async fn logs_plain_and_followed() {
+    let h = harness();
+    h.register("exec-a", 2000, 4096).await;
+    let id = h.submit(hello()).await;
+    h.send(Method::POST, "/schedule", None).await;
+    let job_id: JobId = id.parse().unwrap();
+    let exec = ExecutorId::new("exec-a");
+    let store = &h.store.inner;
+    store
+        .mark_running(job_id, &exec, Timestamp::now())
+        .await
+        .unwrap();
+    store
+        .append_logs(job_id, &["one".into(), "two".into()])
+        .await
+        .unwrap();
+
+    let logs = h.get(&format!("/jobs/{id}/logs")).await;
+    assert_eq!(logs.status, StatusCode::OK);
+    let v = logs.json();
+    assert_eq!(v["job_id"], id.as_str());
+    assert_eq!(v["lines"], json!(["one", "two"]));
+    assert_eq!(v["logs"], "one\ntwo");
+
+    // Follow while the job still runs: more lines and the finish come later.
+    let store2 = h.store.clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store2
+            .inner
+            .append_logs(job_id, &["three".into()])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        store2
+            .inner
+            .finish(job_id, &Outcome::exited(0, false), Timestamp::now())
+            .await
+            .unwrap();
+    });
+    let followed = h.get(&format!("/jobs/{id}/logs?follow=true")).await;
+    writer.await.unwrap();
+    assert_eq!(followed.status, StatusCode::OK);
+    assert!(followed.content_type.starts_with("text/plain"));
+    assert_eq!(String::from_utf8_lossy(&followed.body), "one\ntwo\nthree\n");
+    let done = h.get(&format!("/jobs/{id}")).await.json();
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["exit_code"], 0);
+    assert!(done["finished_at"].is_string());
+}
+
+#[tokio::test]
+async fn abort_pending_assigned_and_finished() {
+    let h = harness();
+    let pending = h.submit(hello()).await;
+    let answer = h
+        .send(Method::DELETE, &format!("/jobs/{pending}"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["status"], "aborted");
+    h.send(Method::DELETE, &format!("/jobs/{pending}"), None)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "aborted");
+
+    h.register("exec-a", 2000, 4096).await;
+    let assigned = h.submit(hello()).await;
+    h.send(Method::POST, "/schedule", None).await;
+    let answer = h
+        .send(Method::DELETE, &format!("/jobs/{assigned}"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let v = answer.json();
+    assert_eq!(v["status"], "assigned");
+    assert_eq!(v["abort_requested"], true);
+
+    h.send(Method::DELETE, &format!("/jobs/{}", JobId::new()), None)
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "not found");
+    h.send(Method::DELETE, "/jobs/nope", None)
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "nope");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_naming_the_problem_and_nothing_is_stored() {
+    let h = harness();
+    let with = |patch: Value| {
+        let mut body = hello();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                body.as_object_mut().unwrap().remove(k);
+            } else {
+                body[k] = v.clone();
+            }
+        }
+        body
+    };
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            with(json!({"docker_image": null})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "docker_image",
+        ),
+        (
+            with(json!({"command": null})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "command",
+        ),
+        (
+            with(json!({"cpu_cores": null})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cpu_cores",
+        ),
+        (
+            with(json!({"memory_gb": null})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "memory_gb",
+        ),
+        (
+            with(json!({"cpu_cores": "two"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cpu_cores",
+        ),
+        (
+            with(json!({"memory_gb": [1]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "memory_gb",
+        ),
+        (
+            with(json!({"command": "echo hi"})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "command",
+        ),
+        (
+            with(json!({"command": [1, 2]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "command",
+        ),
+        (
+            with(json!({"cpu_cores": -1})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cpu_cores",
+        ),
+        (
+            with(json!({"cpu_cores": 0})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cpu_cores",
+        ),
+        (
+            with(json!({"memory_gb": -0.5})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "memory_gb",
+        ),
+        (
+            with(json!({"memory_gb": 0})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "memory_gb",
+        ),
+        (
+            with(json!({"command": []})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "command",
+        ),
+        (
+            with(json!({"docker_image": ""})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "docker_image",
+        ),
+        (
+            with(json!({"allocation_timeout": 5})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "allocation_timeout",
+        ),
+        (
+            with(json!({"allocation_timeout": -5})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "allocation_timeout",
+        ),
+        (
+            with(json!({"gpu_count": -1})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "gpu_count",
+        ),
+        (
+            with(json!({"gpu_count": 1000})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "gpu_count",
+        ),
+        (
+            with(json!({"volumes": ["etc:/x"]})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "volumes",
+        ),
+        (
+            json!([1, 2, 3]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "JobRequest",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let answer = h.post_json("/jobs", body.clone()).await;
+        assert!(answer.status.is_client_error(), "{body}");
+        if needle == "JobRequest" {
+            assert_eq!(answer.status, status, "{body}");
+            assert_eq!(answer.json()["error"], "validation_error");
+        } else {
+            answer.assert_error(status, needle);
+        }
+    }
+    h.send(Method::POST, "/jobs", Some(b"{\"docker_image\": ".to_vec()))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "JSON");
+    h.send(Method::POST, "/jobs", Some(Vec::new()))
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "empty");
+    let mut huge = br#"{"docker_image":"x","command":[""#.to_vec();
+    huge.extend(vec![b'a'; 10 * 1024 * 1024]);
+    huge.extend(br#""],"cpu_cores":1,"memory_gb":1}"#);
+    h.send(Method::POST, "/jobs", Some(huge))
+        .await
+        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "larger");
+
+    for (uri, status, needle) in [
+        (
+            "/jobs?status_filter=bogus",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "status_filter",
+        ),
+        ("/jobs?limit=0", StatusCode::UNPROCESSABLE_ENTITY, "limit"),
+        (
+            "/jobs?limit=5000",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit",
+        ),
+        ("/jobs?limit=ten", StatusCode::UNPROCESSABLE_ENTITY, "limit"),
+        (
+            "/jobs?offset=-1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "offset",
+        ),
+        ("/jobs/not-a-uuid", StatusCode::BAD_REQUEST, "not-a-uuid"),
+        (
+            "/jobs/not-a-uuid/logs",
+            StatusCode::BAD_REQUEST,
+            "not-a-uuid",
+        ),
+        (
+            "/jobs/00000000-0000-0000-0000-000000000000",
+            StatusCode::NOT_FOUND,
+            "00000000-0000-0000-0000-000000000000",
+        ),
+        (
+            "/jobs/00000000-0000-0000-0000-000000000000/logs",
+            StatusCode::NOT_FOUND,
+            "not found",
+        ),
+        (
+            "/jobs/00000000-0000-0000-0000-000000000000/logs?follow=perhaps",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "follow",
+        ),
+        ("/no/such/route", StatusCode::NOT_FOUND, "/no/such/route"),
+    ] {
+        h.get(uri).await.assert_error(status, needle);
+    }
+    h.send(Method::POST, "/cleanup?timeout_minutes=-1", None)
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "timeout_minutes");
+    h.send(Method::PUT, "/jobs", None)
+        .await
+        .assert_error(StatusCode::METHOD_NOT_ALLOWED, "PUT");
+
+    assert_eq!(h.total_jobs().await, 0, "a bad request stored nothing");
+    let health = h.get("/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.json()["status"], "healthy");
+    h.submit(hello()).await;
+    assert_eq!(h.total_jobs().await, 1, "the server still works");
+}
+
+#[tokio::test]
+async fn unknown_fields_and_extensions_are_accepted() {
+    let h = harness();
+    let mut body = hello();
+    body["priority"] = json!(7);
+    body["gpu_type"] = Value::Null;
+    body["eligible_regions"] = json!(["eu"]);
+    body["env"] = json!({"A": "1"});
+    body["max_runtime_seconds"] = json!(60);
+    let answer = h.post_json("/jobs", body).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json());
+    let v = answer.json();
+    assert_eq!(v["eligible_regions"], json!(["eu"]));
+    assert_eq!(v["env"], json!({"A": "1"}));
+    assert_eq!(v["max_runtime_seconds"], 60);
+    assert!(v["gpu_type"].is_null());
+
+    let mut gpu = hello();
+    gpu["gpu_type"] = json!("A100");
+    let v = h.post_json("/jobs", gpu).await.json();
+    assert_eq!(
+        (v["gpu_type"].as_str(), v["gpu_count"].as_u64()),
+        (Some("A100"), Some(1))
+    );
+}
+
+#[tokio::test]
+async fn the_token_guards_every_route_but_health() {
+    let h = harness_with(ApiConfig {
+        api_token: Some("s3cret".into()),
+        ..ApiConfig::default()
+    });
+    for uri in ["/jobs", "/executors", "/stats", "/metrics", "/openapi.json"] {
+        h.send_as(Method::GET, uri, None, None)
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "token");
+        h.send_as(Method::GET, uri, None, Some("wrong"))
+            .await
+            .assert_error(StatusCode::UNAUTHORIZED, "token");
+        assert_eq!(
+            h.send_as(Method::GET, uri, None, Some("s3cret"))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let unauth = h
+        .send_as(
+            Method::POST,
+            "/jobs",
+            Some(hello().to_string().into_bytes()),
+            None,
+        )
+        .await;
+    unauth.assert_error(StatusCode::UNAUTHORIZED, "token");
+    assert_eq!(h.total_jobs().await, 0);
+    assert_eq!(
+        h.send_as(Method::GET, "/health", None, None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn openapi_lists_the_paths() {
+    let h = harness();
+    let doc = h.get("/openapi.json").await.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/jobs",
+        "/jobs/{job_id}",
+        "/jobs/{job_id}/logs",
+        "/schedule",
+        "/cleanup",
+        "/executors",
+        "/stats",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains_key(path), "missing {path}");
+    }
+    assert!(paths["/jobs"]["post"].is_object());
+    assert!(paths["/jobs/{job_id}"]["delete"].is_object());
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for schema in [
+        "JobRequest",
+        "JobView",
+        "ErrorBody",
+        "ExecutorsResponse",
+        "StatsResponse",
+    ] {
+        assert!(schemas.contains_key(schema), "missing schema {schema}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_expose_the_series() {
+    let h = harness();
+    h.register("exec-a", 1000, 1024).await;
+    h.submit(hello()).await;
+    let mut big = hello();
+    big["cpu_cores"] = json!(64);
+    h.submit(big).await;
+    h.send(Method::POST, "/schedule", None).await;
+    let answer = h.get("/metrics").await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(answer.content_type.starts_with("text/plain"));
+    let text = String::from_utf8(answer.body.to_vec()).unwrap();
+    for series in [
+        "dwr_jobs{state=\"assigned\"} 1",
+        "dwr_jobs{state=\"pending\"} 0",
+        "dwr_jobs{state=\"failed\"} 1",
+        "dwr_placements_total 1",
+        "dwr_placement_failures_total{reason=\"cpu\"}",
+        "dwr_placement_failures_total{reason=\"infeasible\"}",
+        "dwr_scheduling_pass_seconds_count 1",
+        "dwr_scheduling_pass_seconds_sum ",
+        "dwr_executors_alive 1",
+    ] {
+        assert!(text.contains(series), "missing {series:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn cleanup_purges_finished_jobs() {
+    let h = harness();
+    let done = h.submit(hello()).await;
+    let live = h.submit(hello()).await;
+    h.send(Method::DELETE, &format!("/jobs/{done}"), None).await;
+    // The cut-off is "finished strictly before now": let the clock move past the abort.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let answer = h
+        .send(Method::POST, "/cleanup?timeout_minutes=0", None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let v = answer.json();
+    assert_eq!(v["cleaned_jobs"], 1, "{v}");
+    assert_eq!(v["timeout_minutes"], 0);
+    assert_eq!(
+        h.get(&format!("/jobs/{done}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(h.get(&format!("/jobs/{live}")).await.status, StatusCode::OK);
+    let kept = h.send(Method::POST, "/cleanup", None).await.json();
+    assert_eq!(kept["cleaned_jobs"], 0);
+    assert_eq!(kept["timeout_minutes"], 60);
+}
+
+#[tokio::test]
+async fn a_broken_store_gives_503_without_internals() {
+    let h = harness();
+    h.store.mode.store(DOWN, Ordering::SeqCst);
+    let health = h.get("/health").await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health.json()["status"], "unhealthy");
+    for answer in [h.get("/jobs").await, h.post_json("/jobs", hello()).await] {
+        answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+        assert!(!String::from_utf8_lossy(&answer.body).contains("secret internal detail"));
+    }
+    h.store.mode.store(UP, Ordering::SeqCst);
+    assert_eq!(h.get("/health").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_slow_request_times_out_as_json() {
+    let h = harness_with(ApiConfig {
+        request_timeout: Duration::from_millis(100),
+        ..ApiConfig::default()
+    });
+    h.store.mode.store(SLOW, Ordering::SeqCst);
+    h.get("/jobs")
+        .await
+        .assert_error(StatusCode::SERVICE_UNAVAILABLE, "longer than");
+}
