@@ -258,3 +258,100 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
     assert_eq!(counts.values().sum::<u64>(), 200);
     assert_eq!(counts[&JobState::Failed], 200);
 }
+
+/// A consumer blocked in `next_event` while a producer queues 300 events gets every one,
+/// in order, none twice: no wake-up is lost in the window between check and wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn next_event_loses_no_wake_up_under_a_stream_of_events() {
+    let store = Arc::new(InMemoryJobStore::new());
+    let reg = ExecutorRegistration::new("e1".into(), "10.0.0.1", 1_000_000, 1_000_000, vec![]);
+    store.register_executor(&reg, now()).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..300 {
+        ids.push(submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await);
+    }
+    let producer = {
+        let store = store.clone();
+        let ids = ids.clone();
+        let exec = reg.id.clone();
+        tokio::spawn(async move {
+            for (i, id) in ids.into_iter().enumerate() {
+                let a = Assignment {
+                    job: id,
+                    executor: exec.clone(),
+                    gpu_ids: vec![],
+                };
+                store
+                    .commit_assignment(&a, Duration::from_secs(30), now())
+                    .await
+                    .unwrap();
+                if i % 7 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let mut got = Vec::new();
+    while got.len() < ids.len() {
+        let event = tokio::time::timeout(
+            Duration::from_secs(10),
+            store.next_event(&reg.id, Duration::from_secs(60)),
+        )
+        .await
+        .expect("next_event missed a wake-up")
+        .unwrap();
+        match event {
+            Some(dwr_core::ExecutorEvent::Assigned(id)) => got.push(id),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    producer.await.unwrap();
+    assert_eq!(got, ids, "every event once, in order");
+    assert_eq!(
+        store.next_event(&reg.id, Duration::ZERO).await.unwrap(),
+        None
+    );
+}
+
+/// Ping-pong between a writer and a follower in `wait_logs`: the writer appends the next
+/// line only once the follower has read the previous one, so each append is the only thing
+/// that can wake the follower and a lost wake-up hangs (and fails) the test. The follower
+/// reads every line once, in order, then returns when the job ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_log_follower_sees_every_line_once() {
+    const LINES: usize = 500;
+    let store = Arc::new(InMemoryJobStore::new());
+    let id = submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
+    let (seen_tx, mut seen_rx) = tokio::sync::watch::channel(0usize);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 0..LINES {
+                store.append_logs(id, &lines(n..n + 1)).await.unwrap();
+                seen_rx.wait_for(|seen| *seen > n).await.unwrap();
+            }
+            store
+                .finish(id, &Outcome::failed("end"), now())
+                .await
+                .unwrap();
+        })
+    };
+    let mut seen = Vec::new();
+    loop {
+        let batch = tokio::time::timeout(
+            Duration::from_secs(10),
+            store.wait_logs(id, seen.len(), Duration::from_secs(60)),
+        )
+        .await
+        .expect("wait_logs missed a wake-up")
+        .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        seen.extend(batch);
+        seen_tx.send_replace(seen.len());
+    }
+    writer.await.unwrap();
+    assert_eq!(seen, lines(0..LINES));
+    assert!(store.job(id).await.unwrap().state.is_terminal());
+}
