@@ -2,6 +2,7 @@
 //! types, configuration and the services (`scheduler`, `executor`, `dev`).
 
 pub mod api;
+pub mod client;
 pub mod wire;
 
 pub use api::{app, ApiConfig, ApiDoc, ApiError, AppState};
