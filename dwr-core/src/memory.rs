@@ -21,7 +21,9 @@
 //! * each executor has an event queue with its own `Notify` (`notify_one` per event, which
 //!   stores a permit when nobody waits);
 //! * schedulers share one `Notify` for "work may be possible" (`notify_waiters` wakes every
-//!   scheduler waiting now, `notify_one` leaves a permit for one that is between two calls);
+//!   scheduler waiting now, `notify_one` leaves a permit for one that is between two calls,
+//!   which is what makes a change between two `wait_for_work` calls not lost; the price is
+//!   at most one spurious early return after a wake-up, harmless to a scheduling pass);
 //! * each followed job has a `Notify` for its log, woken on append and when the job becomes
 //!   terminal.
 //!
