@@ -16,8 +16,8 @@ use std::time::Duration;
 use common::RedisServer;
 use dwr_core::{
     Assignment, Executor, ExecutorEvent, ExecutorId, ExecutorRegistration, FirstFit, GpuDevice,
-    GpuModel, Job, JobId, JobSpec, JobState, JobStore, Outcome, Scheduler, SchedulerConfig,
-    StoreError, Timestamp,
+    GpuModel, Job, JobId, JobSpec, JobState, JobStore, Outcome, Rejection, Scheduler,
+    SchedulerConfig, StoreError, Timestamp,
 };
 use dwr_redis::RedisJobStore;
 
@@ -110,8 +110,10 @@ async fn agent(store: Arc<RedisJobStore>, id: ExecutorId, counts: Counts, stop: 
 }
 
 /// A scheduler written directly against the store: first fit over a fresh `executors()`
-/// read, refreshed after every rejection.
-async fn racer(store: Arc<RedisJobStore>) -> (u64, u64) {
+/// read, refreshed after a rejection for room. `reverse` walks the pending jobs newest
+/// first, so the two racers commit *different* jobs onto the same executors from stale
+/// views (racing on the same job would only ever be refused as not pending).
+async fn racer(store: Arc<RedisJobStore>, reverse: bool) -> (u64, u64) {
     let (mut committed, mut rejected) = (0u64, 0u64);
     loop {
         let pending = store.pending_jobs(500).await.expect("pending");
@@ -125,6 +127,11 @@ async fn racer(store: Arc<RedisJobStore>) -> (u64, u64) {
         }
         let mut view = store.executors().await.expect("executors");
         let mut progressed = false;
+        let pending: Vec<Job> = if reverse {
+            pending.into_iter().rev().collect()
+        } else {
+            pending
+        };
         for job in pending {
             let need = job.spec.resources();
             let Some(pos) = view
@@ -157,6 +164,10 @@ async fn racer(store: Arc<RedisJobStore>) -> (u64, u64) {
                         e.gpu_holders.insert(g, job.id);
                     }
                 }
+                Err(StoreError::Rejected {
+                    reason: Rejection::JobNotPending { .. },
+                    ..
+                }) => rejected += 1,
                 Err(StoreError::Rejected { .. }) => {
                     rejected += 1;
                     view = store.executors().await.expect("executors");
@@ -297,7 +308,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_store_level_racers_never_over_allocate() {
     race(|a, b| async move {
-        let (ra, rb) = tokio::join!(tokio::spawn(racer(a)), tokio::spawn(racer(b)));
+        let (ra, rb) = tokio::join!(tokio::spawn(racer(a, false)), tokio::spawn(racer(b, true)));
         let ((ca, xa), (cb, xb)) = (ra.unwrap(), rb.unwrap());
         assert_eq!(ca + cb, JOBS as u64, "commits");
         eprintln!("racers: {ca} + {cb} commits, {xa} + {xb} rejections");
