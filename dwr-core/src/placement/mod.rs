@@ -7,11 +7,12 @@
 
 mod explain;
 mod first_fit;
+mod index;
 mod spread;
 mod view;
 
 pub use explain::{Exhausted, Explanation, Filtered};
-pub use first_fit::FirstFit;
+pub use first_fit::{FirstFit, LinearFirstFit};
 pub use spread::Spread;
 pub use view::{ClusterView, ExecutorView};
 

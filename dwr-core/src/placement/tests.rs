@@ -205,6 +205,101 @@ fn views_of_stored_executors_honour_the_ttl() {
     let reg = ExecutorRegistration::new(ExecutorId::new("x"), "1.2.3.4", 1000, 1024, vec![]);
     let e = Executor::new(reg, Timestamp(0));
     let ttl = Duration::from_secs(90);
-    assert!(ClusterView::from_executors(&[e.clone()], Timestamp(90_000), ttl).executors()[0].alive);
+    assert!(
+        ClusterView::from_executors(std::slice::from_ref(&e), Timestamp(90_000), ttl).executors()
+            [0]
+        .alive
+    );
     assert!(!ClusterView::from_executors(&[e], Timestamp(90_001), ttl).executors()[0].alive);
+}
+
+#[test]
+fn first_fit_skips_executors_with_room_but_the_wrong_region_or_model() {
+    let mut a = exec("a", 8000, 8192, vec![gpu("a", 0, "NVIDIA A10")]);
+    a.region = Some("east".into());
+    let mut b = exec("b", 8000, 8192, vec![gpu("b", 0, "NVIDIA H200")]);
+    b.region = Some("west".into());
+    let mut c = exec("c", 8000, 8192, vec![gpu("c", 0, "NVIDIA H200")]);
+    c.region = Some("east".into());
+    let mut dead = exec("0", 8000, 8192, vec![gpu("0", 0, "NVIDIA H200")]);
+    dead.alive = false;
+    let view = ClusterView::new(vec![c, b, a, dead]);
+    let mut spec = job(1000, 1024).with_gpus(1, GpuModel::parse("h200"));
+    spec.eligible_regions = vec!["east".into()];
+    let choice = FirstFit.place(&spec, &view).unwrap();
+    assert_eq!(view.executors()[choice.executor].id.as_str(), "c");
+    assert_eq!(choice.gpu_ids, ["GPU-c-0"]);
+    assert_eq!(Ok(choice), LinearFirstFit.place(&spec, &view));
+    let all: Vec<usize> = view.candidates(&spec, 0).collect();
+    assert_eq!(all, [1, 2, 3], "the dead executor is never a candidate");
+    assert_eq!(view.candidates(&spec, 3).collect::<Vec<_>>(), [3]);
+    assert_eq!(view.candidates(&job(9000, 1), 0).count(), 0);
+}
+
+#[test]
+fn the_index_follows_reservations_and_set_asides() {
+    let mut view = ClusterView::new(
+        (0..37)
+            .map(|i| {
+                exec(
+                    &format!("e{i:02}"),
+                    4000,
+                    4096,
+                    vec![gpu("x", i, "NVIDIA L4")],
+                )
+            })
+            .collect(),
+    );
+    assert!(view.index_is_consistent());
+    let spec = job(1500, 1000).with_gpus(1, GpuModel::Any);
+    let mut placed = 0;
+    while let Ok(choice) = FirstFit.place(&spec, &view) {
+        assert_eq!(Ok(choice.clone()), LinearFirstFit.place(&spec, &view));
+        assert!(view.reserve(choice.executor, &spec.resources(), &choice.gpu_ids));
+        assert!(view.index_is_consistent(), "after reserve {placed}");
+        placed += 1;
+        if placed % 5 == 0 {
+            view.set_aside(placed % 37);
+            assert!(view.index_is_consistent(), "after set_aside");
+        }
+    }
+    assert!(placed >= 20, "only {placed} placed");
+    assert!(view.candidates(&spec, 0).next().is_none());
+    assert!(ClusterView::default().index_is_consistent());
+    assert!(ClusterView::default()
+        .candidates(&job(0, 0), 0)
+        .next()
+        .is_none());
+}
+
+#[test]
+fn the_fast_model_match_agrees_with_gpu_model_matches() {
+    let rules = [
+        "h200",
+        "A10",
+        "a100",
+        "",
+        "nvidia h",
+        "\u{212A}80",
+        "k80",
+        "Ä100",
+    ];
+    let models = [
+        "NVIDIA H200",
+        "NVIDIA A100-SXM4-80GB",
+        "Tesla K80",
+        "Ä100",
+        "",
+    ];
+    for rule in rules {
+        let rule = GpuModel::Named(rule.into());
+        for model in models {
+            assert_eq!(
+                super::view::model_matches(&rule, model),
+                rule.matches(model),
+                "{rule:?} vs {model:?}"
+            );
+        }
+    }
+    assert!(super::view::model_matches(&GpuModel::Any, "anything"));
 }

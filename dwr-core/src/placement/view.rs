@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::index::{FreeIndex, Room};
 use crate::executor::{Executor, GpuDevice};
 use crate::ids::ExecutorId;
 use crate::resources::{Dimension, Resources};
@@ -91,7 +92,7 @@ impl ExecutorView {
         let picked: Vec<String> = self
             .free_gpus
             .iter()
-            .filter(|g| model.matches(&g.model))
+            .filter(|g| model_matches(model, &g.model))
             .take(count as usize)
             .map(|g| g.uuid.clone())
             .collect();
@@ -114,14 +115,18 @@ impl ExecutorView {
             (_, 0) => (0, 0),
             (None, _) => return Verdict::GpuModel,
             (Some(model), _) => {
-                let total = self.gpus.iter().filter(|g| model.matches(&g.model)).count();
+                let total = self
+                    .gpus
+                    .iter()
+                    .filter(|g| model_matches(model, &g.model))
+                    .count();
                 if total == 0 {
                     return Verdict::GpuModel;
                 }
                 let free = self
                     .free_gpus
                     .iter()
-                    .filter(|g| model.matches(&g.model))
+                    .filter(|g| model_matches(model, &g.model))
                     .count();
                 (total as u32, free as u32)
             }
@@ -144,21 +149,43 @@ impl ExecutorView {
     }
 }
 
+/// [`GpuModel::matches`] without its two allocations when both names are ASCII (every model
+/// name a driver reports is): this runs per device per candidate on the placement hot path.
+/// Non-ASCII names take the exact Unicode path, so the answer is always that of `matches`.
+pub(super) fn model_matches(rule: &GpuModel, model: &str) -> bool {
+    match rule {
+        GpuModel::Any => true,
+        GpuModel::Named(want) if want.is_ascii() && model.is_ascii() => {
+            let (hay, needle) = (model.as_bytes(), want.as_bytes());
+            needle.is_empty()
+                || hay
+                    .windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle))
+        }
+        GpuModel::Named(_) => rule.matches(model),
+    }
+}
+
 fn eligible(allowed: &[String], mine: Option<&str>) -> bool {
     allowed.is_empty() || mine.is_some_and(|m| allowed.iter().any(|a| a == m))
 }
 
-/// The executors of one scheduling pass, in a deterministic order (by id).
+/// The executors of one scheduling pass, in a deterministic order (by id), with an index of
+/// their free room kept in step by [`reserve`](Self::reserve) and
+/// [`set_aside`](Self::set_aside).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterView {
     executors: Vec<ExecutorView>,
+    /// Per-subtree maxima of free room over `executors`; changes only with them.
+    index: FreeIndex,
 }
 
 impl ClusterView {
-    /// A view of these executors, sorted by id.
+    /// A view of these executors, sorted by id (O(n log n), once per pass).
     pub fn new(mut executors: Vec<ExecutorView>) -> Self {
         executors.sort_by(|a, b| a.id.cmp(&b.id));
-        Self { executors }
+        let index = FreeIndex::build(&executors);
+        Self { executors, index }
     }
 
     /// The view of stored executors at `now`.
@@ -191,11 +218,30 @@ impl ClusterView {
         self.executors.iter().filter(|e| e.alive).count()
     }
 
+    /// The indices of the executors, in view order, whose free CPU, memory and GPU count
+    /// (of any model) could take `spec`, starting at `from`: a superset of those that fit
+    /// (check each with the verdict), found through the index in O(log n) each. Dead
+    /// executors are never candidates.
+    pub fn candidates<'a>(
+        &'a self,
+        spec: &JobSpec,
+        from: usize,
+    ) -> impl Iterator<Item = usize> + 'a {
+        let want = Room::wanted_by(spec);
+        let mut next = from;
+        std::iter::from_fn(move || {
+            let found = self.index.first_from(next, &want)?;
+            next = found + 1;
+            Some(found)
+        })
+    }
+
     /// Treats executor `index` as full for the rest of the pass (its data proved stale).
     pub fn set_aside(&mut self, index: usize) {
         if let Some(exec) = self.executors.get_mut(index) {
             exec.free = Resources::ZERO;
             exec.free_gpus.clear();
+            self.index.update(index, Room::of(exec));
         }
     }
 
@@ -216,6 +262,13 @@ impl ClusterView {
         }
         exec.free = free;
         exec.free_gpus.retain(|g| !gpu_ids.contains(&g.uuid));
+        self.index.update(index, Room::of(exec));
         true
+    }
+
+    /// Whether the index agrees with the executors (for tests).
+    #[cfg(test)]
+    pub(crate) fn index_is_consistent(&self) -> bool {
+        self.index.is_consistent_with(&self.executors)
     }
 }
