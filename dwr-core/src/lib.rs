@@ -8,6 +8,7 @@
 //! * Real in-memory and fake implementations that tests, benchmarks and the embedded mode
 //!   share.
 
+pub mod agent;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod spec;
 pub mod store;
 pub mod time;
 
+pub use agent::{AgentConfig, AgentError, ExecutorAgent};
 pub use error::{BoxError, Rejection, RuntimeError, StoreError};
 pub use executor::{Executor, ExecutorRegistration, GpuDevice, HostUsage};
 pub use fake::{FakeBehaviour, FakeGpuProbe, FakeHostProbe, FakeRuntime};

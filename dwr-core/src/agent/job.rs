@@ -1,0 +1,372 @@
+//! One job on this executor: pull, start, mark running, follow, record the outcome, clean up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::error::StoreError;
+use crate::ids::JobId;
+use crate::job::{Job, JobState, Outcome};
+use crate::runtime::{ContainerId, ContainerSpec};
+use crate::time::Timestamp;
+
+use super::{logs, retry, Shared};
+
+/// How long the agent waits for a container's output to end after the container exited.
+const LOG_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Extra time given to a stopped container to report its exit, beyond the grace period.
+const STOP_WAIT_SLACK: Duration = Duration::from_secs(5);
+/// The line written into the log of a job the agent re-attached to after a restart.
+pub(super) const REATTACH_NOTE: &str =
+    "[dwr] executor restarted and re-attached to this job's container; output after the restart is not captured";
+
+/// What the agent asks of a job's task.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Signal {
+    /// Stop the container (grace, then kill), remove it, and finish the job with this outcome
+    /// (a no-op when the job is terminal already).
+    Stop(Outcome),
+    /// The agent is shutting down: flush what is buffered and leave the container running,
+    /// for a restarted agent to re-attach to.
+    Detach,
+}
+
+/// The receiving side of a job task's signal.
+pub(super) type SignalRx = watch::Receiver<Option<Signal>>;
+
+/// Waits for the next signal; `Detach` when the agent dropped the sender.
+async fn next_signal(rx: &mut SignalRx) -> Signal {
+    match rx.wait_for(Option::is_some).await {
+        Ok(signal) => signal.clone().unwrap_or(Signal::Detach),
+        Err(_) => Signal::Detach,
+    }
+}
+
+/// The signal already sent, if any.
+fn current_signal(rx: &SignalRx) -> Option<Signal> {
+    rx.borrow().clone()
+}
+
+/// Runs a job the store assigned to this executor, from the pull to its terminal state.
+///
+/// Ignores a job that is not assigned to this executor any more (a late or repeated event).
+pub(super) async fn run_assigned(shared: Arc<Shared>, id: JobId, mut signal: SignalRx) {
+    let Some(job) = shared.load(id).await else {
+        return;
+    };
+    if job.state != JobState::Assigned || job.executor.as_ref() != Some(&shared.config.id) {
+        tracing::debug!(job = %id, state = %job.state, "not assigned to this executor; ignoring");
+        return;
+    }
+    if let Some(cause) = job.abort_requested {
+        tracing::info!(job = %id, ?cause, "abort requested before start");
+        shared.record(id, cause.outcome()).await;
+        return;
+    }
+
+    // Pull, with progress lines into the job's log. Cancelling a pull leaves nothing behind.
+    let (progress, progress_rx) = mpsc::unbounded_channel();
+    let (_keep_following, stop_following) = oneshot::channel();
+    let progress_lines = stream::unfold(progress_rx, |mut rx| async move {
+        rx.recv().await.map(|line| (Ok(line), rx))
+    });
+    let pull = futures::future::join(
+        shared.runtime.ensure_image(&job.spec.image, progress),
+        logs::forward(shared.clone(), id, progress_lines, stop_following),
+    );
+    let pulled = tokio::select! {
+        (pulled, ()) = pull => pulled,
+        signal = next_signal(&mut signal) => {
+            if let Signal::Stop(outcome) = signal {
+                tracing::info!(job = %id, "stopped while pulling");
+                shared.record(id, outcome).await;
+            }
+            return;
+        }
+    };
+    if let Err(error) = pulled {
+        tracing::warn!(job = %id, image = %job.spec.image, error = %error, "image unavailable");
+        shared.record(id, Outcome::failed(error.job_reason())).await;
+        return;
+    }
+
+    // Create and start. Not cancelled half-way: that could leave a container behind.
+    let spec = container_spec(&shared, &job);
+    let container = match shared.runtime.start(&spec).await {
+        Ok(container) => container,
+        Err(error) => {
+            tracing::warn!(job = %id, error = %error, "container did not start");
+            shared.record(id, Outcome::failed(error.job_reason())).await;
+            return;
+        }
+    };
+    tracing::info!(job = %id, container = %container, "container started");
+    if let Some(Signal::Stop(outcome)) = current_signal(&signal) {
+        tracing::info!(job = %id, "stopped while starting");
+        shared.stop_then_record(id, &container, outcome).await;
+        return;
+    }
+
+    let marked = retry::with_backoff("mark running", shared.config.store_retry_for, || {
+        shared
+            .store
+            .mark_running(id, &shared.config.id, Timestamp::now())
+    })
+    .await;
+    if let Err(error) = marked {
+        // Aborted or expired while starting, or the store stayed down: this container must
+        // not outlive the decision.
+        tracing::warn!(job = %id, error = %error, "could not mark the job running; stopping its container");
+        shared.stop_and_remove(&container).await;
+        if retry::is_transient(&error) {
+            let reason = format!("could not record the start of the container: {error}");
+            shared.record(id, Outcome::failed(reason)).await;
+        }
+        return;
+    }
+    follow(shared, id, container, signal, true).await;
+}
+
+/// Re-attaches to the container of a job after an agent restart: waits for its exit and
+/// records it, or stops it on request. Its earlier output is in the log already and later
+/// output is not captured (the runtime streams from the container's start, which would
+/// duplicate every line); a note in the log says so.
+pub(super) async fn reattach(
+    shared: Arc<Shared>,
+    id: JobId,
+    container: ContainerId,
+    signal: SignalRx,
+) {
+    let Some(job) = shared.load(id).await else {
+        return;
+    };
+    if job.state == JobState::Assigned {
+        // The agent stopped between starting the container and recording it.
+        let marked = retry::with_backoff("mark running", shared.config.store_retry_for, || {
+            shared
+                .store
+                .mark_running(id, &shared.config.id, Timestamp::now())
+        })
+        .await;
+        if let Err(error) = marked {
+            tracing::warn!(job = %id, error = %error, "could not mark a re-attached job running; removing its container");
+            shared.stop_and_remove(&container).await;
+            return;
+        }
+    }
+    let note = [REATTACH_NOTE.to_owned()];
+    if let Err(error) = retry::with_backoff("append logs", shared.config.store_retry_for, || {
+        shared.store.append_logs(id, &note)
+    })
+    .await
+    {
+        tracing::warn!(job = %id, error = %error, "could not note the re-attachment in the log");
+    }
+    if let Some(cause) = job.abort_requested {
+        shared
+            .stop_then_record(id, &container, cause.outcome())
+            .await;
+        return;
+    }
+    follow(shared, id, container, signal, false).await;
+}
+
+/// Follows a started container to its end: forwards its output (when `capture_logs`),
+/// waits for its exit or a signal, records the outcome and removes the container.
+async fn follow(
+    shared: Arc<Shared>,
+    id: JobId,
+    container: ContainerId,
+    mut signal: SignalRx,
+    capture_logs: bool,
+) {
+    let forwarder = capture_logs.then(|| LogForwarder::spawn(&shared, id, &container));
+    tokio::select! {
+        exit = shared.runtime.wait(&container) => {
+            if let Some(forwarder) = forwarder {
+                forwarder.drain().await;
+            }
+            let outcome = match exit {
+                Ok(status) => {
+                    tracing::info!(job = %id, code = status.code, oom = status.oom_killed, "container exited");
+                    Outcome::exited(status.code, status.oom_killed)
+                }
+                Err(error) => {
+                    // The engine lost the container or went away: make sure it is not
+                    // left running, then fail the job with the engine's reason.
+                    tracing::warn!(job = %id, error = %error, "waiting for the container failed");
+                    let _ = shared.runtime.stop(&container, shared.config.stop_grace).await;
+                    Outcome::failed(error.job_reason())
+                }
+            };
+            shared.record(id, outcome).await;
+            shared.remove(&container).await;
+        }
+        signal = next_signal(&mut signal) => match signal {
+            Signal::Stop(outcome) => {
+                tracing::info!(job = %id, container = %container, "stopping the container");
+                let status = shared.stop(&container).await;
+                if let Some(forwarder) = forwarder {
+                    forwarder.drain().await;
+                }
+                shared.remove(&container).await;
+                let outcome = outcome.with_exit_code(status.map(|s| s.code));
+                shared.record(id, outcome).await;
+            }
+            Signal::Detach => {
+                tracing::info!(job = %id, container = %container, "leaving the container running");
+                if let Some(forwarder) = forwarder {
+                    forwarder.stop().await;
+                }
+            }
+        },
+    }
+}
+
+/// The task forwarding a container's output, and the switch that ends it.
+struct LogForwarder {
+    task: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+}
+
+impl LogForwarder {
+    fn spawn(shared: &Arc<Shared>, id: JobId, container: &ContainerId) -> Self {
+        let lines = shared
+            .runtime
+            .logs(container)
+            .map(|line| line.map(|line| line.text));
+        let (stop, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(logs::forward(shared.clone(), id, lines, stop_rx));
+        Self { task, stop }
+    }
+
+    /// Waits for the output to end (the container exited), then for the last lines to be
+    /// sent; gives up waiting for the end after [`LOG_DRAIN_TIMEOUT`].
+    async fn drain(self) {
+        let Self { mut task, stop } = self;
+        if tokio::time::timeout(LOG_DRAIN_TIMEOUT, &mut task)
+            .await
+            .is_err()
+        {
+            tracing::debug!("container output did not end after its exit; stopping to follow it");
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+
+    /// Sends what is buffered and ends.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// The container spec of a job on this executor.
+fn container_spec(shared: &Shared, job: &Job) -> ContainerSpec {
+    ContainerSpec {
+        job: job.id,
+        executor: shared.config.id.clone(),
+        executor_ip: shared.config.ip.clone(),
+        image: job.spec.image.clone(),
+        command: job.spec.command.clone(),
+        env: job.spec.env.clone(),
+        cpu_millis: job.spec.cpu_millis,
+        memory_mib: job.spec.memory_mib,
+        gpu_ids: job.gpu_ids.clone(),
+        volumes: job.spec.volumes.clone(),
+    }
+}
+
+impl Shared {
+    /// Loads a job, retrying while the store is unavailable; `None` (logged) otherwise.
+    pub(super) async fn load(&self, id: JobId) -> Option<Job> {
+        match retry::with_backoff("load job", self.config.store_retry_for, || {
+            self.store.job(id)
+        })
+        .await
+        {
+            Ok(job) => Some(job),
+            Err(StoreError::JobNotFound { .. }) => {
+                tracing::debug!(job = %id, "job not found (deleted)");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(job = %id, error = %error, "could not load the job");
+                None
+            }
+        }
+    }
+
+    /// Records the job's terminal state, retrying while the store is unavailable. An
+    /// outcome the store still refuses after the retry budget is kept and retried at each
+    /// fallback check, so the job ends once the store is back.
+    pub(super) async fn record(&self, id: JobId, outcome: Outcome) {
+        let result = retry::with_backoff("finish", self.config.store_retry_for, || {
+            self.store.finish(id, &outcome, Timestamp::now())
+        })
+        .await;
+        match result {
+            Ok(finished) if finished.changed => {
+                tracing::info!(job = %id, state = %finished.job.state, reason = ?finished.job.reason, "job finished");
+            }
+            Ok(finished) => {
+                tracing::debug!(job = %id, state = %finished.job.state, "job was already terminal");
+            }
+            Err(error) if retry::is_transient(&error) => {
+                tracing::error!(job = %id, error = %error, "store unavailable; the outcome will be recorded when it is back");
+                self.keep_unrecorded(id, outcome);
+            }
+            Err(error) => {
+                tracing::warn!(job = %id, error = %error, "could not record the job's outcome");
+            }
+        }
+    }
+
+    /// Stops a container (grace, then kill) and waits for its exit status, if it can be had.
+    pub(super) async fn stop(&self, container: &ContainerId) -> Option<crate::ExitStatus> {
+        if let Err(error) = self.runtime.stop(container, self.config.stop_grace).await {
+            tracing::warn!(container = %container, error = %error, "stopping the container failed");
+        }
+        let wait_for = self.config.stop_grace + STOP_WAIT_SLACK;
+        match tokio::time::timeout(wait_for, self.runtime.wait(container)).await {
+            Ok(Ok(status)) => Some(status),
+            Ok(Err(error)) => {
+                tracing::debug!(container = %container, error = %error, "no exit status after stop");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(container = %container, "container did not report its exit after the stop");
+                None
+            }
+        }
+    }
+
+    /// Removes a container, logging a failure (it is then left for the next reconcile).
+    pub(super) async fn remove(&self, container: &ContainerId) {
+        if let Err(error) = self.runtime.remove(container).await {
+            tracing::warn!(container = %container, error = %error, "removing the container failed");
+        }
+    }
+
+    /// Stops and removes a container.
+    pub(super) async fn stop_and_remove(&self, container: &ContainerId) {
+        self.stop(container).await;
+        self.remove(container).await;
+    }
+
+    /// Stops and removes a container, then records `outcome` with its exit code.
+    pub(super) async fn stop_then_record(
+        &self,
+        id: JobId,
+        container: &ContainerId,
+        outcome: Outcome,
+    ) {
+        let status = self.stop(container).await;
+        self.remove(container).await;
+        self.record(id, outcome.with_exit_code(status.map(|s| s.code)))
+            .await;
+    }
+}
