@@ -8,6 +8,7 @@ mod error;
 mod job_store;
 pub mod keys;
 mod scripts;
+mod server_info;
 mod store;
 mod wait;
 
