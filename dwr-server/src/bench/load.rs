@@ -1,0 +1,414 @@
+//! `dwr bench`: scheduler + agents in one process, jobs pushed through, figures printed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use dwr_core::placement::FirstFit;
+use dwr_core::{
+    AgentConfig, ContainerRuntime, ContainerSpec, ExecutorAgent, ExecutorId, FakeGpuProbe,
+    FakeHostProbe, FakeRuntime, InMemoryJobStore, Job, JobId, JobQuery, JobSpec, JobState,
+    JobStore, Scheduler, SchedulerConfig, Timestamp,
+};
+use dwr_docker::{DockerConfig, DockerRuntime};
+use dwr_redis::{RedisConfig, RedisJobStore};
+use futures::{stream, StreamExt};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::stats::{p50_p90_p99, rss_mib};
+use super::BenchError;
+
+/// Which store the load runs over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The in-memory store of this process.
+    Memory,
+    /// Redis at `--redis-url`.
+    Redis,
+}
+
+/// Which container runtime the executors use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// The fake runtime: jobs finish at once or after `--job-ms`.
+    Fake,
+    /// Docker, running `--image`.
+    Docker,
+}
+
+/// Flags of `dwr bench`.
+#[derive(Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Store to run over.
+    #[arg(long, value_enum, default_value = "memory")]
+    pub store: StoreKind,
+    /// Redis URL for `--store redis` (a fresh key prefix is used and deleted afterwards).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// Container runtime of the executors.
+    #[arg(long, value_enum, default_value = "fake")]
+    pub runtime: RuntimeKind,
+    /// Image of the jobs with `--runtime docker`.
+    #[arg(long, default_value = "dwr-test/busybox:latest")]
+    pub image: String,
+    /// Executor agents to run.
+    #[arg(long, default_value_t = 8)]
+    pub executors: usize,
+    /// Jobs to submit.
+    #[arg(long, default_value_t = 10_000)]
+    pub jobs: usize,
+    /// Submissions in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// With the fake runtime, how long each job runs (0: it exits at once).
+    #[arg(long, default_value_t = 0)]
+    pub job_ms: u64,
+    /// With Docker, how many containers to create and start directly through the Engine
+    /// API first, as the baseline of submit→running.
+    #[arg(long, default_value_t = 20)]
+    pub baseline: usize,
+}
+
+/// The figures of one run; printed as the last line, as JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Store used.
+    pub store: StoreKind,
+    /// Runtime used.
+    pub runtime: RuntimeKind,
+    /// Executors.
+    pub executors: usize,
+    /// Jobs submitted.
+    pub jobs: usize,
+    /// Submission concurrency.
+    pub concurrency: usize,
+    /// Jobs that succeeded.
+    pub succeeded: usize,
+    /// Seconds from the first submit to the last job terminal.
+    pub wall_seconds: f64,
+    /// Jobs per second, submit→terminal over the whole run.
+    pub jobs_per_second: f64,
+    /// submit→running percentiles (p50, p90, p99) in ms.
+    pub submit_to_running_ms: [f64; 3],
+    /// submit→terminal percentiles (p50, p90, p99) in ms.
+    pub submit_to_terminal_ms: [f64; 3],
+    /// Resident memory when the run started, MiB.
+    pub rss_start_mib: f64,
+    /// Peak resident memory of the process, MiB.
+    pub rss_peak_mib: f64,
+    /// Resident memory sampled every half second during the run, MiB.
+    pub rss_samples_mib: Vec<f64>,
+    /// Redis commands processed per job over the run (all clients: submit, scheduling,
+    /// executor events, heartbeats, logs), with `--store redis`.
+    pub redis_commands_per_job: Option<f64>,
+    /// With Docker: create+start straight through the Engine API, p50 ms.
+    pub docker_baseline_start_p50_ms: Option<f64>,
+    /// With Docker: submit→running p50 minus the baseline p50, ms.
+    pub docker_overhead_p50_ms: Option<f64>,
+}
+
+/// Runs the load and prints the figures; the last line printed is the JSON report.
+pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
+    let (store, redis): (Arc<dyn JobStore>, Option<RedisJobStore>) = match args.store {
+        StoreKind::Memory => (Arc::new(InMemoryJobStore::new()), None),
+        StoreKind::Redis => {
+            let mut config = RedisConfig::default();
+            config.url = Some(args.redis_url.clone());
+            config.key_prefix = format!("dwr-bench-{}:", JobId::new());
+            let redis = RedisJobStore::connect(config)
+                .await
+                .map_err(BenchError::Redis)?;
+            (Arc::new(redis.clone()), Some(redis))
+        }
+    };
+    let runtime: Arc<dyn ContainerRuntime> = match args.runtime {
+        RuntimeKind::Fake => Arc::new(FakeRuntime::new().recording_specs(false)),
+        RuntimeKind::Docker => Arc::new(
+            DockerRuntime::connect(DockerConfig::from_env().map_err(BenchError::DockerConfig)?)
+                .await
+                .map_err(BenchError::Docker)?,
+        ),
+    };
+    let baseline = match args.runtime {
+        RuntimeKind::Docker => Some(docker_baseline(&*runtime, &args).await?),
+        RuntimeKind::Fake => None,
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(FirstFit),
+        SchedulerConfig::default(),
+    );
+    let mut tasks = Vec::new();
+    for n in 0..args.executors {
+        let mut config = AgentConfig::new(ExecutorId::new(format!("bench-{n}")), "127.0.0.1");
+        // Room for every job at once: the load measures the machinery, not queueing.
+        config.cpu_millis = Some(1_000 * 1_000);
+        config.memory_mib = Some(1024 * 1024);
+        config.heartbeat_interval = Duration::from_secs(5);
+        config.poll_interval = Duration::from_secs(1);
+        config.stop_grace = Duration::from_secs(1);
+        let agent = ExecutorAgent::new(
+            store.clone(),
+            runtime.clone(),
+            Arc::new(FakeGpuProbe::none()),
+            Arc::new(FakeHostProbe::new(1_000, 1_024)),
+            config,
+        );
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = agent.run(stopped(rx)).await {
+                tracing::error!(error = %e, "bench agent failed");
+            }
+        }));
+    }
+    {
+        let s = scheduler.clone();
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = s.run(stopped(rx)).await;
+        }));
+    }
+    wait_for_executors(&*store, args.executors).await?;
+
+    let commands_before = match &redis {
+        Some(r) => Some(r.commands_processed().await.map_err(BenchError::Store)?),
+        None => None,
+    };
+    let (rss_start_mib, _) = rss_mib();
+    let spec = job_spec(&args);
+    let started = Instant::now();
+    let sampler = tokio::spawn({
+        let rx = stop_rx.clone();
+        async move {
+            let mut samples = Vec::new();
+            while !*rx.borrow() {
+                samples.push(rss_mib().0);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            samples
+        }
+    });
+    let concurrency = if args.runtime == RuntimeKind::Docker {
+        args.concurrency.min(4)
+    } else {
+        args.concurrency
+    };
+    let submitted: Vec<JobId> = stream::iter(0..args.jobs)
+        .map(|_| {
+            let s = scheduler.clone();
+            let spec = spec.clone();
+            async move { s.submit(spec).await.map(|job| job.id) }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(|e| BenchError::Stalled(format!("submit failed: {e}")))?;
+    wait_until_terminal(&*store, args.jobs).await?;
+    let wall = started.elapsed().as_secs_f64();
+    let commands_after = match &redis {
+        Some(r) => Some(r.commands_processed().await.map_err(BenchError::Store)?),
+        None => None,
+    };
+    stop_tx.send_replace(true);
+    let rss_samples_mib = sampler.await.unwrap_or_default();
+    let (_, rss_peak_mib) = rss_mib();
+    for task in tasks {
+        let _ = task.await;
+    }
+
+    let jobs = terminal_jobs(&*store, args.jobs).await?;
+    let mut to_running = Vec::with_capacity(jobs.len());
+    let mut to_terminal = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        if let Some(t) = job.started_at {
+            to_running.push((t.millis() - job.created_at.millis()) as f64);
+        }
+        if let Some(t) = job.finished_at {
+            to_terminal.push((t.millis() - job.created_at.millis()) as f64);
+        }
+    }
+    let succeeded = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Succeeded)
+        .count();
+    // Leave nothing behind in a shared Redis: jobs, logs and executors go.
+    store
+        .purge_finished(Timestamp::now().plus(Duration::from_secs(1)))
+        .await
+        .map_err(BenchError::Store)?;
+    for exec in store.executors().await.map_err(BenchError::Store)? {
+        store
+            .expire_executor(exec.id(), None, "bench finished", Timestamp::now())
+            .await
+            .map_err(BenchError::Store)?;
+    }
+    let submit_to_running_ms = p50_p90_p99(&mut to_running);
+    let report = BenchReport {
+        store: args.store,
+        runtime: args.runtime,
+        executors: args.executors,
+        jobs: submitted.len(),
+        concurrency,
+        succeeded,
+        wall_seconds: wall,
+        jobs_per_second: submitted.len() as f64 / wall,
+        submit_to_running_ms,
+        submit_to_terminal_ms: p50_p90_p99(&mut to_terminal),
+        rss_start_mib,
+        rss_peak_mib,
+        rss_samples_mib,
+        redis_commands_per_job: commands_before
+            .zip(commands_after)
+            .map(|(b, a)| a.saturating_sub(b) as f64 / submitted.len() as f64),
+        docker_baseline_start_p50_ms: baseline,
+        docker_overhead_p50_ms: baseline.map(|b| submit_to_running_ms[0] - b),
+    };
+    print_report(&report);
+    Ok(report)
+}
+
+fn job_spec(args: &BenchArgs) -> JobSpec {
+    let command = match args.runtime {
+        RuntimeKind::Docker => vec!["true".to_owned()],
+        RuntimeKind::Fake if args.job_ms == 0 => vec!["true".to_owned()],
+        RuntimeKind::Fake => vec!["fake".to_owned(), format!("run={}ms", args.job_ms)],
+    };
+    let image = match args.runtime {
+        RuntimeKind::Docker => args.image.clone(),
+        RuntimeKind::Fake => "bench".to_owned(),
+    };
+    JobSpec::new(image, command, 100, 16)
+}
+
+/// Creates and starts `--baseline` containers straight through the runtime (create+start
+/// of the Engine API, no scheduler, no store) and returns the p50 in ms.
+async fn docker_baseline(
+    runtime: &dyn ContainerRuntime,
+    args: &BenchArgs,
+) -> Result<f64, BenchError> {
+    let (progress, _sink) = tokio::sync::mpsc::unbounded_channel();
+    runtime
+        .ensure_image(&args.image, progress)
+        .await
+        .map_err(BenchError::Docker)?;
+    let mut samples = Vec::new();
+    for _ in 0..args.baseline.max(1) {
+        let spec = ContainerSpec {
+            job: JobId::new(),
+            executor: ExecutorId::new("bench-baseline"),
+            executor_ip: "127.0.0.1".into(),
+            image: args.image.clone(),
+            command: vec!["true".into()],
+            env: Default::default(),
+            cpu_millis: 100,
+            memory_mib: 16,
+            gpu_ids: Vec::new(),
+            volumes: Vec::new(),
+        };
+        let t = Instant::now();
+        let id = runtime.start(&spec).await.map_err(BenchError::Docker)?;
+        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        let _ = runtime.wait(&id).await;
+        runtime.remove(&id).await.map_err(BenchError::Docker)?;
+    }
+    Ok(p50_p90_p99(&mut samples)[0])
+}
+
+async fn wait_for_executors(store: &dyn JobStore, n: usize) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.executors().await.map_err(BenchError::Store)?.len() < n {
+        if Instant::now() > deadline {
+            return Err(BenchError::Stalled(format!(
+                "{n} executors did not register within 30 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+async fn wait_until_terminal(store: &dyn JobStore, jobs: usize) -> Result<(), BenchError> {
+    let mut last_progress = (0u64, Instant::now());
+    loop {
+        let counts = store.counts().await.map_err(BenchError::Store)?;
+        let done: u64 = counts
+            .iter()
+            .filter(|(s, _)| s.is_terminal())
+            .map(|(_, n)| n)
+            .sum();
+        if done as usize >= jobs {
+            return Ok(());
+        }
+        if done > last_progress.0 {
+            last_progress = (done, Instant::now());
+        } else if last_progress.1.elapsed() > Duration::from_secs(60) {
+            return Err(BenchError::Stalled(format!(
+                "no progress for 60 s: {counts:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn terminal_jobs(store: &dyn JobStore, jobs: usize) -> Result<Vec<Job>, BenchError> {
+    let mut all = Vec::with_capacity(jobs);
+    for state in JobState::ALL.into_iter().filter(|s| s.is_terminal()) {
+        let mut offset = 0;
+        loop {
+            let query = JobQuery {
+                state: Some(state),
+                offset,
+                limit: 1000,
+            };
+            let page = store.jobs(&query).await.map_err(BenchError::Store)?;
+            offset += page.len();
+            let last = page.len() < 1000;
+            all.extend(page);
+            if last {
+                break;
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn print_report(r: &BenchReport) {
+    let [r50, r90, r99] = r.submit_to_running_ms;
+    let [t50, t90, t99] = r.submit_to_terminal_ms;
+    println!(
+        "dwr bench: store={:?} runtime={:?} executors={} jobs={} concurrency={}",
+        r.store, r.runtime, r.executors, r.jobs, r.concurrency
+    );
+    println!("  succeeded            {} of {}", r.succeeded, r.jobs);
+    println!("  wall                 {:.3} s", r.wall_seconds);
+    println!(
+        "  throughput           {:.0} jobs/s (submit→terminal)",
+        r.jobs_per_second
+    );
+    println!("  submit→running  ms   p50 {r50:.1}  p90 {r90:.1}  p99 {r99:.1}");
+    println!("  submit→terminal ms   p50 {t50:.1}  p90 {t90:.1}  p99 {t99:.1}");
+    println!(
+        "  rss MiB              start {:.1}  peak {:.1}",
+        r.rss_start_mib, r.rss_peak_mib
+    );
+    if let Some(c) = r.redis_commands_per_job {
+        println!("  redis commands/job   {c:.2}");
+    }
+    if let (Some(b), Some(o)) = (r.docker_baseline_start_p50_ms, r.docker_overhead_p50_ms) {
+        println!("  docker create+start  p50 {b:.1} ms direct; dwr submit→running p50 is {o:+.1} ms above");
+    }
+    match serde_json::to_string(r) {
+        Ok(json) => println!("{json}"),
+        Err(e) => eprintln!("error: cannot print the report as JSON: {e}"),
+    }
+}

@@ -1,0 +1,38 @@
+//! `dwr bench` and `dwr simulate`: the load tool and the scale simulation.
+//!
+//! `dwr bench` runs the real scheduler and N executor agents in this process over a real
+//! store (in-memory or Redis) with the fake runtime or Docker, submits jobs through the
+//! same call the API makes ([`Scheduler::submit`](dwr_core::Scheduler::submit)), and prints
+//! latency percentiles, throughput, memory and (with Redis) commands per job. Its last line
+//! is one JSON object with the figures.
+//!
+//! `dwr simulate` registers many executors and queues many jobs on the in-memory store and
+//! times scheduling passes as the queue grows.
+
+mod load;
+mod simulate;
+mod stats;
+
+pub use load::{run_bench, BenchArgs, BenchReport, RuntimeKind, StoreKind};
+pub use simulate::{run_simulation, SimulateArgs, SimulationStep};
+
+/// Why a load run or a simulation could not complete.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// The store failed.
+    #[error("store error")]
+    Store(#[source] dwr_core::StoreError),
+    /// Redis could not be reached.
+    #[error("cannot connect to Redis")]
+    Redis(#[source] dwr_redis::Error),
+    /// Docker is not configured properly.
+    #[error("bad Docker configuration")]
+    DockerConfig(#[source] dwr_docker::Error),
+    /// Docker failed.
+    #[error("Docker error")]
+    Docker(#[source] dwr_core::RuntimeError),
+    /// The run did not complete.
+    #[error("{0}")]
+    Stalled(String),
+}
