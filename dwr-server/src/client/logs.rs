@@ -36,7 +36,11 @@ pub async fn all(api: &Api, id: JobId, json: bool) -> Result<String, ClientError
 /// `dwr logs -f ID`: prints lines as they come until the job ends. With `json`, the log
 /// lines (which are not JSON) go to stderr and the final job is printed as JSON on stdout.
 pub async fn follow(api: &Api, id: JobId, json: bool) -> Result<(), ClientError> {
-    let job = follow_to_end(api, id, json).await?;
+    let job = if json {
+        follow_to_end(api, id, &mut std::io::stderr()).await?
+    } else {
+        follow_to_end(api, id, &mut std::io::stdout()).await?
+    };
     if json {
         super::print(&(serde_json::to_string_pretty(&job).unwrap_or_default() + "\n"))?;
     } else {
@@ -45,15 +49,15 @@ pub async fn follow(api: &Api, id: JobId, json: bool) -> Result<(), ClientError>
     Ok(())
 }
 
-/// Streams the job's log until the job is terminal and returns the job as it ended.
-/// Log lines go to stdout (stderr when `lines_to_stderr`); status notes go to stderr.
+/// Streams the job's log into `out` until the job is terminal and returns the job as it
+/// ended; status notes go to stderr.
 ///
 /// A stream that ends or breaks while the job is still live is reopened, skipping the lines
 /// already printed, so a server restart or a proxy timeout does not end the follow.
 pub async fn follow_to_end(
     api: &Api,
     id: JobId,
-    lines_to_stderr: bool,
+    out: &mut (dyn Write + Send),
 ) -> Result<JobView, ClientError> {
     let path = format!("/jobs/{id}/logs?follow=true");
     let mut reporter = StatusReporter::default();
@@ -61,7 +65,7 @@ pub async fn follow_to_end(
     loop {
         let response = api.stream(&path).await?;
         let skip = printed;
-        let copy = copy_lines(response, skip, &mut printed, lines_to_stderr);
+        let copy = copy_lines(response, skip, &mut printed, &mut *out);
         tokio::pin!(copy);
         tokio::select! {
             _ = &mut copy => {}
@@ -110,14 +114,14 @@ async fn copy_lines(
     response: reqwest::Response,
     skip: usize,
     printed: &mut usize,
-    to_stderr: bool,
+    out: &mut (dyn Write + Send),
 ) {
     let mut stream = response.bytes_stream();
     let mut pending: Vec<u8> = Vec::new();
     let mut index = 0usize;
     let mut emit = |line: &[u8], index: &mut usize| {
         if *index >= skip {
-            write_line(line, to_stderr);
+            write_line(out, line);
             *printed = (*printed).max(*index + 1);
         }
         *index += 1;
@@ -134,19 +138,13 @@ async fn copy_lines(
     }
 }
 
-fn write_line(line: &[u8], to_stderr: bool) {
+fn write_line(out: &mut (dyn Write + Send), line: &[u8]) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     // A closed pipe (`dwr logs -f ID | head`) is not worth an error: the lines are gone anyway.
-    if to_stderr {
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(line).and_then(|_| err.write_all(b"\n"));
-    } else {
-        let mut out = std::io::stdout().lock();
-        let _ = out
-            .write_all(line)
-            .and_then(|_| out.write_all(b"\n"))
-            .and_then(|_| out.flush());
-    }
+    let _ = out
+        .write_all(line)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
 }
 
 /// Decides which status notes to print while following a job: state changes, and while the

@@ -13,6 +13,8 @@ mod jobs;
 mod logs;
 mod submit;
 pub mod table;
+#[cfg(test)]
+mod tests;
 
 use std::io::Write;
 

@@ -111,8 +111,11 @@ pub async fn run(api: &Api, args: &SubmitArgs, json: bool) -> Result<i32, Client
     if !json {
         super::print(&format!("{id}\n"))?;
     }
-    let done = if args.follow {
-        follow_to_end(api, id, json).await?
+    let done = if args.follow && json {
+        // Scripts get one JSON document on stdout; the log lines go to stderr.
+        follow_to_end(api, id, &mut std::io::stderr()).await?
+    } else if args.follow {
+        follow_to_end(api, id, &mut std::io::stdout()).await?
     } else {
         watch(api, id, &mut StatusReporter::default()).await?
     };
