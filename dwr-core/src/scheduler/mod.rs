@@ -25,7 +25,7 @@ use crate::error::StoreError;
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{AbortCause, Job, JobState, Outcome, REASON_EXECUTOR_LOST};
 use crate::placement::{ClusterView, Explanation, Placement};
-use crate::spec::{JobSpec, SpecError};
+use crate::spec::{GpuRequest, JobSpec, SpecError};
 use crate::store::{AbortRequested, Assignment, JobQuery, JobStore};
 use crate::time::Timestamp;
 
@@ -220,8 +220,12 @@ impl Scheduler {
             .pending_jobs(self.inner.config.max_jobs_per_pass)
             .await?;
         let mut reasons = HashMap::new();
+        let mut no_room = NoRoom::default();
         for job in pending {
-            match self.place_one(&job, &mut view, now, report).await? {
+            match self
+                .place_one(&job, &mut view, &mut no_room, now, report)
+                .await?
+            {
                 Some(why) => {
                     reasons.insert(job.id, why);
                 }
@@ -238,12 +242,18 @@ impl Scheduler {
         &self,
         job: &Job,
         view: &mut ClusterView,
+        no_room: &mut NoRoom,
         now: Timestamp,
         report: &mut PassReport,
     ) -> Result<Option<Explanation>, StoreError> {
         let store = &self.inner.store;
         let waited = now.since(job.created_at);
-        match self.inner.placement.place(&job.spec, view) {
+        let shape = Shape::of(&job.spec);
+        let placed = match no_room.get(&shape) {
+            Some(why) => Err(why.clone()),
+            None => self.inner.placement.place(&job.spec, view),
+        };
+        match placed {
             Ok(choice) => {
                 let exec = &view.executors()[choice.executor];
                 let assignment = Assignment {
@@ -282,6 +292,7 @@ impl Scheduler {
                 }
             }
             Err(why) => {
+                no_room.entry(shape).or_insert_with(|| why.clone());
                 lock(&self.inner.metrics).count_failure(why.metric_reason());
                 let infeasible_for_long = why.infeasible
                     && self
@@ -401,6 +412,34 @@ impl Scheduler {
         lock(&self.inner.pending_reasons).remove(&id);
     }
 }
+
+/// What placement looks at in a job: two jobs of one shape fit in the same places.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Shape {
+    cpu_millis: u64,
+    memory_mib: u64,
+    gpu: GpuRequest,
+    regions: Vec<String>,
+    datacenters: Vec<String>,
+}
+
+impl Shape {
+    fn of(spec: &JobSpec) -> Self {
+        Self {
+            cpu_millis: spec.cpu_millis,
+            memory_mib: spec.memory_mib,
+            gpu: spec.gpu.clone(),
+            regions: spec.eligible_regions.clone(),
+            datacenters: spec.eligible_datacenters.clone(),
+        }
+    }
+}
+
+/// The shapes that found no room earlier in this pass, with the explanation they got.
+/// Room only shrinks during a pass (reservations, executors set aside), so a shape that did
+/// not fit still does not: a long queue of alike jobs costs one placement, not one each.
+/// The explanation's counts are those of the shape's first failure in the pass.
+type NoRoom = HashMap<Shape, Explanation>;
 
 /// Locks a std mutex, recovering the data from a panicked holder (the data are counters
 /// and explanations: always consistent).
