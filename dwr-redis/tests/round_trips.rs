@@ -1,0 +1,102 @@
+//! How many Redis round trips one job costs from submit to terminal, measured with
+//! `INFO commandstats` on a private server: submit, commit the assignment, the executor's
+//! event pop, mark running, one batch of log lines, finish.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::RedisServer;
+use dwr_core::{
+    Assignment, ExecutorId, ExecutorRegistration, Job, JobId, JobSpec, JobStore, Outcome, Timestamp,
+};
+
+/// `cmdstat_<name>:calls=<n>,...` lines as name → calls.
+fn command_calls(server: &RedisServer) -> BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut server.client())
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_job_costs_six_round_trips() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let executor = ExecutorId::new("rt-1");
+    let reg = ExecutorRegistration::new(executor.clone(), "127.0.0.1", 4_000, 8_192, Vec::new());
+    store
+        .register_executor(&reg, Timestamp::now())
+        .await
+        .unwrap();
+    // Warm up: open the dedicated blocking connection (its handshake is not per job).
+    assert!(store
+        .next_event(&executor, Duration::from_millis(10))
+        .await
+        .unwrap()
+        .is_none());
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut server.client())
+        .unwrap();
+
+    let job = Job::new(
+        JobId::new(),
+        JobSpec::new("dwr-test/busybox:latest", vec!["true".into()], 1_000, 512),
+        Timestamp::now(),
+    );
+    let id = job.id;
+    store.submit(job).await.unwrap();
+    let assignment = Assignment {
+        job: id,
+        executor: executor.clone(),
+        gpu_ids: Vec::new(),
+    };
+    store
+        .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
+        .await
+        .unwrap();
+    let event = store
+        .next_event(&executor, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(event, Some(dwr_core::ExecutorEvent::Assigned(id)));
+    store
+        .mark_running(id, &executor, Timestamp::now())
+        .await
+        .unwrap();
+    let lines: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
+    store.append_logs(id, &lines).await.unwrap();
+    let done = store
+        .finish(id, &Outcome::exited(0, false), Timestamp::now())
+        .await
+        .unwrap();
+    assert!(done.changed);
+
+    let mut calls = command_calls(&server);
+    calls.remove("config|resetstat");
+    // The commands a client sent; everything else ran inside those scripts.
+    let client_sent = ["evalsha", "eval", "blpop", "script|load"];
+    let round_trips: u64 = client_sent.iter().filter_map(|c| calls.get(*c)).sum();
+    let total: u64 = calls.values().sum();
+    eprintln!("round trips per job: {round_trips}; commands executed by the server: {total}");
+    eprintln!("{calls:?}");
+    assert_eq!(round_trips, 6, "{calls:?}");
+    assert!(!calls.contains_key("script|load"), "a script was reloaded");
+}
