@@ -1,0 +1,278 @@
+//! Behaviour specific to the Redis store, beyond the shared conformance suite: the log
+//! key, cap and TTL; key prefixes; connecting from the environment; typed errors while
+//! Redis is down and recovery after; blocking waits that do not stall other commands;
+//! wake-ups reaching every scheduler.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::RedisServer;
+use dwr_core::{
+    Assignment, ExecutorEvent, ExecutorId, ExecutorRegistration, Job, JobId, JobQuery, JobSpec,
+    JobStore, Outcome, StoreError, Timestamp,
+};
+use dwr_redis::{RedisConfig, RedisJobStore};
+use redis::Commands;
+
+/// Liveness bound for wake-ups asked to wait a minute.
+const BOUND: Duration = Duration::from_secs(10);
+
+fn job() -> Job {
+    let spec = JobSpec::new("dwr-test/busybox:latest", vec!["true".into()], 500, 256);
+    Job::new(JobId::new(), spec, Timestamp::now())
+}
+
+async fn executor(store: &RedisJobStore, name: &str) -> ExecutorId {
+    let id = ExecutorId::new(name);
+    let reg = ExecutorRegistration::new(id.clone(), "127.0.0.1", 4_000, 8_192, Vec::new());
+    store
+        .register_executor(&reg, Timestamp::now())
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn logs_live_at_job_logs_capped_and_expire_once_terminal() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let config = RedisConfig {
+        log_max_lines: 3,
+        log_ttl: Duration::from_secs(3_600),
+        ..server.config()
+    };
+    let store = RedisJobStore::connect(config).await.unwrap();
+    let j = job();
+    let id = j.id;
+    store.submit(j).await.unwrap();
+    let lines = |r: std::ops::Range<u32>| r.map(|i| format!("line {i}")).collect::<Vec<_>>();
+    store.append_logs(id, &lines(0..2)).await.unwrap();
+    store.append_logs(id, &lines(2..5)).await.unwrap();
+
+    let mut raw = server.client();
+    let key = format!("job_logs:{id}");
+    let stored: Vec<String> = raw.lrange(&key, 0, -1).unwrap();
+    assert_eq!(
+        stored,
+        lines(2..5),
+        "LRANGE shows the newest lines, oldest first"
+    );
+    // Line numbers count every line ever written: followers' offsets stay valid.
+    assert_eq!(store.logs(id, 0).await.unwrap(), lines(2..5));
+    assert_eq!(store.logs(id, 4).await.unwrap(), lines(4..5));
+    assert_eq!(store.logs(id, 5).await.unwrap(), Vec::<String>::new());
+    let ttl: i64 = raw.ttl(&key).unwrap();
+    assert_eq!(ttl, -1, "no TTL while the job lives");
+
+    store
+        .finish(id, &Outcome::failed("stopped"), Timestamp::now())
+        .await
+        .unwrap();
+    let ttl: i64 = raw.ttl(&key).unwrap();
+    assert!((1..=3_600).contains(&ttl), "TTL once terminal: {ttl}");
+    // A late batch after the end keeps the TTL.
+    store.append_logs(id, &lines(5..6)).await.unwrap();
+    let ttl: i64 = raw.ttl(&key).unwrap();
+    assert!((1..=3_600).contains(&ttl), "TTL after a late batch: {ttl}");
+    assert!(matches!(
+        store.append_logs(JobId::new(), &lines(0..1)).await,
+        Err(StoreError::JobNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn prefixes_keep_stores_apart_and_every_key_is_named() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let (a, b) = (server.store().await, server.store().await);
+    let j = job();
+    let id = j.id;
+    a.submit(j).await.unwrap();
+    a.append_logs(id, &["x".into()]).await.unwrap();
+    executor(&a, "e1").await;
+    assert!(matches!(
+        b.job(id).await,
+        Err(StoreError::JobNotFound { .. })
+    ));
+    assert!(b.jobs(&JobQuery::default()).await.unwrap().is_empty());
+    assert!(b.executors().await.unwrap().is_empty());
+
+    let prefix = a.keys().prefix().to_owned();
+    let keys: Vec<String> = server.client().keys("*").unwrap();
+    assert!(!keys.is_empty());
+    for key in keys {
+        assert!(
+            key.starts_with(&prefix) || key == format!("job_logs:{id}"),
+            "key {key} outside the prefix {prefix}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn connects_from_environment_variables() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("REDIS_HOST", "127.0.0.1".to_owned()),
+        ("REDIS_PORT", server.port().to_string()),
+        ("REDIS_DB", "2".to_owned()),
+    ]);
+    let config = RedisConfig::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    let store = RedisJobStore::connect(config).await.unwrap();
+    let j = job();
+    let id = j.id;
+    store.submit(j).await.unwrap();
+    let mut raw = server.client();
+    let _: () = redis::cmd("SELECT").arg(2).query(&mut raw).unwrap();
+    let exists: bool = raw.exists(format!("dwr:job:{id}")).unwrap();
+    assert!(
+        exists,
+        "the job lives in database 2 under the default prefix"
+    );
+
+    let url = HashMap::from([(
+        "REDIS_URL",
+        format!("redis://127.0.0.1:{}/2", server.port()),
+    )]);
+    let config = RedisConfig::from_lookup(|k| url.get(k).cloned()).unwrap();
+    let store = RedisJobStore::connect(config).await.unwrap();
+    assert_eq!(store.job(id).await.unwrap().id, id);
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_is_a_typed_error() {
+    let config = RedisConfig {
+        host: "127.0.0.1".into(),
+        port: common::free_port(),
+        reconnect_retries: 0,
+        connect_timeout: Duration::from_secs(1),
+        ..RedisConfig::default()
+    };
+    let err = RedisJobStore::connect(config).await.unwrap_err();
+    assert!(matches!(err, dwr_redis::Error::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_fail_typed_while_redis_is_down_and_work_after() {
+    let Some(mut server) = RedisServer::start() else {
+        return;
+    };
+    let config = RedisConfig {
+        connect_timeout: Duration::from_secs(1),
+        response_timeout: Duration::from_secs(2),
+        reconnect_retries: 1,
+        reconnect_max_delay: Duration::from_millis(100),
+        ..server.config()
+    };
+    let store = RedisJobStore::connect(config).await.unwrap();
+    let ex = executor(&store, "e1").await;
+    server.kill9();
+    let id = JobId::new();
+    for (what, result) in [
+        ("job", store.job(id).await.map(|_| ())),
+        ("submit", store.submit(job()).await),
+        ("counts", store.counts().await.map(|_| ())),
+        (
+            "next_event",
+            store
+                .next_event(&ex, Duration::from_millis(200))
+                .await
+                .map(|_| ()),
+        ),
+    ] {
+        assert!(
+            matches!(result, Err(StoreError::Unavailable { .. })),
+            "{what} while down: {result:?}"
+        );
+    }
+    server.restart();
+    // The server came back empty (no persistence): the store reconnects by itself.
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        match store.submit(job()).await {
+            Ok(()) => break,
+            Err(StoreError::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("after restart: {e}"),
+        }
+    }
+    assert_eq!(store.jobs(&JobQuery::default()).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_event_wait_does_not_stall_other_commands() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = Arc::new(server.store().await);
+    let ex = executor(&store, "e1").await;
+    let waiter = {
+        let (store, ex) = (store.clone(), ex.clone());
+        tokio::spawn(async move { store.next_event(&ex, Duration::from_secs(60)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let j = job();
+    let id = j.id;
+    tokio::time::timeout(BOUND, async {
+        store.submit(j).await.unwrap();
+        for _ in 0..50 {
+            store.job(id).await.unwrap();
+        }
+        let assignment = Assignment {
+            job: id,
+            executor: ex.clone(),
+            gpu_ids: Vec::new(),
+        };
+        store
+            .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
+            .await
+            .unwrap();
+    })
+    .await
+    .expect("commands ran while another task was blocked in BLPOP");
+    let event = tokio::time::timeout(BOUND, waiter)
+        .await
+        .expect("the waiter woke on the commit")
+        .unwrap()
+        .unwrap();
+    assert_eq!(event, Some(ExecutorEvent::Assigned(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_submit_wakes_every_scheduler() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let config = server.config();
+    let a = RedisJobStore::connect(config.clone()).await.unwrap();
+    let b = RedisJobStore::connect(config.clone()).await.unwrap();
+    // The first call returns at once (nothing seen yet) and subscribes.
+    for s in [&a, &b] {
+        tokio::time::timeout(BOUND, s.wait_for_work(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let waits = tokio::spawn(async move {
+        tokio::join!(
+            a.wait_for_work(Duration::from_secs(60)),
+            b.wait_for_work(Duration::from_secs(60))
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let submitter = RedisJobStore::connect(config).await.unwrap();
+    submitter.submit(job()).await.unwrap();
+    let (ra, rb) = tokio::time::timeout(BOUND, waits)
+        .await
+        .expect("both schedulers woke on one submit")
+        .unwrap();
+    ra.unwrap();
+    rb.unwrap();
+}
