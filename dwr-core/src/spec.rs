@@ -229,7 +229,7 @@ impl JobSpec {
             });
         }
         self.validate_gpu()?;
-        for (key, _) in &self.env {
+        for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(SpecError::Invalid {
                     field: "env",

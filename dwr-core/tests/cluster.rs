@@ -29,7 +29,7 @@ fn job(i: usize) -> (JobSpec, Option<JobState>) {
     };
     let mut spec = JobSpec::new("img", cmd.into_iter().map(String::from).collect(), cpu, mem);
     if i % 10 == 5 {
-        spec = spec.with_gpus(1 + (i % 3 == 0) as u32, GpuModel::Any);
+        spec = spec.with_gpus(1 + u32::from(i.is_multiple_of(3)), GpuModel::Any);
     }
     (spec, expect)
 }
