@@ -1,8 +1,20 @@
-//! dwr-server: the pieces of the `dwr` binary as a library: the HTTP API, the JSON wire
-//! types, configuration and the services (`scheduler`, `executor`, `dev`).
+//! dwr-server: the pieces of the `dwr` binary as a library.
+//!
+//! * [`api`]: the HTTP API ([`app`] builds the router over an [`AppState`]).
+//! * [`wire`]: the JSON types of the API, shared with the client commands.
+//! * [`config`]: flags and environment variables of the services.
+//! * [`service`]: `dwr scheduler`, `dwr executor` and `dwr dev` as library functions.
+//! * [`client`]: the client commands (`dwr submit`, `dwr jobs`, …) over HTTP.
 
 pub mod api;
 pub mod client;
+pub mod config;
+pub mod logging;
+pub mod service;
 pub mod wire;
 
 pub use api::{app, ApiConfig, ApiDoc, ApiError, AppState};
+pub use service::{
+    run_dev, run_executor, run_scheduler, serve, shutdown_signal, DevArgs, ExecutorArgs,
+    SchedulerArgs, ServiceError,
+};

@@ -1,0 +1,366 @@
+//! The services as library functions: [`run_scheduler`], [`run_executor`], [`run_dev`], and
+//! [`serve`] (the API plus the scheduling loop on a bound listener). Each runs until its
+//! `shutdown` future resolves, then stops gracefully; the binary only parses and calls them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use dwr_core::{
+    AgentError, ExecutorAgent, InMemoryJobStore, JobStore, RuntimeError, Scheduler, StoreError,
+};
+use dwr_docker::{DockerConfig, DockerRuntime, NvmlGpuProbe, SysinfoHostProbe};
+use dwr_redis::RedisJobStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::{app, ApiConfig, AppState};
+use crate::config::{AgentArgs, ApiArgs, CommonArgs, ConfigError};
+
+/// How long in-flight requests (log streams included) may run on after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Arguments of `dwr scheduler`.
+#[derive(Args, Debug, Clone)]
+pub struct SchedulerArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// API and scheduling settings.
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// Arguments of `dwr executor`.
+#[derive(Args, Debug, Clone)]
+pub struct ExecutorArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Executor settings.
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// Arguments of `dwr dev`.
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Shared settings.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// API and scheduling settings.
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Executor settings.
+    #[command(flatten)]
+    pub agent: AgentArgs,
+}
+
+/// Why a service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// A setting is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Redis could not be reached.
+    #[error("cannot connect to Redis at {target}")]
+    StoreConnect {
+        /// The URL, password redacted.
+        target: String,
+        /// The cause.
+        #[source]
+        source: dwr_redis::Error,
+    },
+    /// The API address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The Docker settings from the environment are unusable.
+    #[error("invalid Docker settings")]
+    DockerConfig {
+        /// The cause.
+        #[source]
+        source: dwr_docker::Error,
+    },
+    /// The Docker engine does not answer.
+    #[error(
+        "the Docker engine is not reachable at {endpoint}; start it with \
+         `scripts/provision.sh --docker-only` (as root), or point DOCKER_HOST at a running engine"
+    )]
+    DockerUnreachable {
+        /// The socket or URL tried.
+        endpoint: String,
+        /// The cause.
+        #[source]
+        source: RuntimeError,
+    },
+    /// The executor agent stopped with an error.
+    #[error("the executor agent failed")]
+    Agent(#[from] AgentError),
+    /// The scheduling loop stopped with an error.
+    #[error("the scheduling loop failed")]
+    Scheduler(#[source] StoreError),
+    /// The HTTP server failed.
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
+    /// A task of the service panicked.
+    #[error("a task of the service panicked")]
+    Panicked,
+}
+
+/// A shutdown future that many tasks can wait on.
+#[derive(Clone, Debug)]
+struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    /// Fires when `trigger` resolves (or is dropped unresolved... never: it is owned here).
+    fn new(trigger: impl Future<Output = ()> + Send + 'static) -> Self {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            trigger.await;
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    async fn wait(mut self) {
+        // An error means the sender is gone, which only happens after it sent.
+        let _ = self.0.wait_for(|fired| *fired).await;
+    }
+}
+
+async fn connect_redis(common: &CommonArgs) -> Result<Arc<dyn JobStore>, ServiceError> {
+    let config = common.redis.to_config()?;
+    let target = config.redacted_url();
+    let store =
+        RedisJobStore::connect(config)
+            .await
+            .map_err(|source| ServiceError::StoreConnect {
+                target: target.clone(),
+                source,
+            })?;
+    info!(redis = %target, "connected to Redis");
+    Ok(Arc::new(store))
+}
+
+async fn connect_docker(agent: &AgentArgs) -> Result<DockerRuntime, ServiceError> {
+    let mut config =
+        DockerConfig::from_env().map_err(|source| ServiceError::DockerConfig { source })?;
+    if !agent.volume_allow.is_empty() {
+        config.volume_allowlist = agent.volume_allow.clone();
+    }
+    config.stop_grace = agent.stop_grace;
+    let endpoint = config.endpoint().to_owned();
+    DockerRuntime::connect(config)
+        .await
+        .map_err(|source| ServiceError::DockerUnreachable { endpoint, source })
+}
+
+async fn bind(api: &ApiArgs) -> Result<TcpListener, ServiceError> {
+    let addr = SocketAddr::new(api.api_host, api.api_port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServiceError::Bind { addr, source })
+}
+
+/// Serves the API on `listener` and runs the scheduling loop of `scheduler` until
+/// `shutdown` resolves; in-flight requests then get [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve(
+    listener: TcpListener,
+    scheduler: Scheduler,
+    api: ApiConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let stop = Shutdown::new(shutdown);
+    let looping = scheduler.clone();
+    let loop_stop = stop.clone();
+    let scheduling = tokio::spawn(async move { looping.run(loop_stop.wait()).await });
+    let router = app(AppState::new(scheduler, api));
+    let server = axum::serve(listener, router).with_graceful_shutdown(stop.clone().wait());
+    let served = tokio::select! {
+        r = server => r.map_err(ServiceError::Serve),
+        () = async { stop.wait().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            warn!("requests still open {} s after shutdown; closing them", SHUTDOWN_GRACE.as_secs());
+            Ok(())
+        }
+    };
+    let scheduled = match scheduling.await {
+        Ok(r) => r.map_err(ServiceError::Scheduler),
+        Err(_) => Err(ServiceError::Panicked),
+    };
+    served.and(scheduled)
+}
+
+/// `dwr scheduler`: the API and the scheduling loop over Redis.
+pub async fn run_scheduler(
+    args: SchedulerArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let store = connect_redis(&args.common).await?;
+    let scheduler = Scheduler::new(
+        store,
+        args.api.placement.build(),
+        args.api.scheduler_config(&args.common),
+    );
+    let listener = bind(&args.api).await?;
+    let addr = listener.local_addr().map_err(ServiceError::Serve)?;
+    info!(%addr, placement = scheduler.placement_name(), "dwr scheduler listening");
+    serve(listener, scheduler, args.api.api_config(), shutdown).await?;
+    info!("dwr scheduler stopped");
+    Ok(())
+}
+
+/// `dwr executor`: the agent with Docker, NVML and the host probe over Redis.
+pub async fn run_executor(
+    args: ExecutorArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let config = args.agent.agent_config(&args.common)?;
+    let store = connect_redis(&args.common).await?;
+    let runtime = connect_docker(&args.agent).await?;
+    info!(executor = %config.id, ip = %config.ip, docker = %runtime.endpoint(), "dwr executor starting");
+    let agent = ExecutorAgent::new(
+        store,
+        Arc::new(runtime),
+        Arc::new(NvmlGpuProbe::new()),
+        Arc::new(SysinfoHostProbe::new()),
+        config,
+    );
+    agent.run(shutdown).await?;
+    info!("dwr executor stopped");
+    Ok(())
+}
+
+/// `dwr dev`: the API, the scheduler and one executor in one process, on the in-memory store
+/// (or Redis when `REDIS_URL` / `REDIS_HOST` is set), with the Docker runtime. Prints the
+/// API address and a command to try. Fails at once, saying how to start it, when Docker is
+/// not reachable.
+pub async fn run_dev(
+    args: DevArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServiceError> {
+    let config = args.agent.agent_config(&args.common)?;
+    let runtime = connect_docker(&args.agent).await?;
+    let (store, store_name): (Arc<dyn JobStore>, String) = if args.common.redis.explicitly_set() {
+        let target = args.common.redis.to_config()?.redacted_url();
+        (
+            connect_redis(&args.common).await?,
+            format!("Redis at {target}"),
+        )
+    } else {
+        (
+            Arc::new(InMemoryJobStore::new()),
+            "in-memory store".to_owned(),
+        )
+    };
+    let scheduler = Scheduler::new(
+        store.clone(),
+        args.api.placement.build(),
+        args.api.scheduler_config(&args.common),
+    );
+    let listener = bind(&args.api).await?;
+    let addr = listener.local_addr().map_err(ServiceError::Serve)?;
+    let stop = Shutdown::new(shutdown);
+    let agent = ExecutorAgent::new(
+        store,
+        Arc::new(runtime),
+        Arc::new(NvmlGpuProbe::new()),
+        Arc::new(SysinfoHostProbe::new()),
+        config.clone(),
+    );
+    let agent_stop = stop.clone();
+    let agent_task = tokio::spawn(async move { agent.run(agent_stop.wait()).await });
+    print_banner(
+        addr,
+        &store_name,
+        &config.id.to_string(),
+        args.api.api_token.is_some(),
+    );
+    let served = serve(listener, scheduler, args.api.api_config(), stop.wait()).await;
+    let agent_result = match agent_task.await {
+        Ok(r) => r.map_err(ServiceError::from),
+        Err(_) => Err(ServiceError::Panicked),
+    };
+    info!("dwr dev stopped");
+    served.and(agent_result)
+}
+
+/// The address to show for `addr`: loopback when it listens on every interface.
+fn display_addr(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// The hello-world image: the offline test image when Docker has it, else `busybox:latest`.
+fn hello_image() -> &'static str {
+    const OFFLINE: &str = "dwr-test/busybox:latest";
+    let present = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", OFFLINE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if present {
+        OFFLINE
+    } else {
+        "busybox:latest"
+    }
+}
+
+fn print_banner(addr: SocketAddr, store: &str, executor: &str, token: bool) {
+    let shown = display_addr(addr);
+    let auth = if token {
+        " -H \"Authorization: Bearer $DWR_API_TOKEN\""
+    } else {
+        ""
+    };
+    println!(
+        "dwr dev: API on http://{shown} ({store}, executor {executor}); Ctrl-C stops it.\n\
+         Try:\n  curl -s -X POST http://{shown}/jobs{auth} -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"docker_image\": \"{image}\", \"command\": [\"echo\", \"hello from dwr\"], \"cpu_cores\": 0.5, \"memory_gb\": 0.25}}'\n  \
+         curl -s http://{shown}/jobs{auth}\n  \
+         DWR_URL=http://{shown} dwr submit {image} --wait -- echo hello from dwr",
+        image = hello_image()
+    );
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => info!("SIGINT received: shutting down"),
+        () = terminate => info!("SIGTERM received: shutting down"),
+    }
+}
