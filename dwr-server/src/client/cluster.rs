@@ -72,7 +72,7 @@ pub fn executors_text(response: &ExecutorsResponse) -> String {
 /// One sentence of cluster totals.
 fn cluster_line(c: &ClusterStats) -> String {
     format!(
-        "{} executors ({} alive): {}/{} cpus free, {}/{}g memory free, {}/{} gpus free, {} jobs placed",
+        "{} executors ({} alive): {}/{} cpus free, {}/{}g memory free, {}/{} gpus free, {} jobs on executors",
         c.total_executors,
         c.alive_executors,
         trim_number(c.available_cpu_cores),
