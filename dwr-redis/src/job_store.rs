@@ -25,6 +25,14 @@ const PURGE_BATCH: usize = 500;
 /// considered dead.
 const BLOCK_GRACE: Duration = Duration::from_secs(5);
 
+/// True when a job is terminal or gone: log followers stop waiting.
+fn ended(state: Option<JobState>) -> bool {
+    match state {
+        Some(state) => state.is_terminal(),
+        None => true,
+    }
+}
+
 fn unexpected(script: &str, status: &str) -> StoreError {
     corrupt(script, format!("unexpected status {status:?}"))
 }
@@ -499,7 +507,7 @@ impl JobStore for RedisJobStore {
             Err(_) => return Err(timed_out("wait_logs")),
         };
         let (state, lines) = self.read_logs(id, from).await?;
-        if !lines.is_empty() || state.map_or(true, JobState::is_terminal) {
+        if !lines.is_empty() || ended(state) {
             return Ok(lines);
         }
         let deadline = tokio::time::Instant::now() + wait;
@@ -509,7 +517,7 @@ impl JobStore for RedisJobStore {
             let woke = matches!(tokio::time::timeout_at(deadline, next).await, Ok(Some(_)));
             let (state, lines) = self.read_logs(id, from).await?;
             // A message about lines before `from` wakes us without news: wait on.
-            if !woke || !lines.is_empty() || state.map_or(true, JobState::is_terminal) {
+            if !woke || !lines.is_empty() || ended(state) {
                 return Ok(lines);
             }
         }

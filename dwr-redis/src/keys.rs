@@ -1,7 +1,7 @@
 //! Every Redis key and channel name dwr uses, in one place (documented in the crate docs).
 //!
 //! Rust code builds names through [`Keys`]; the Lua scripts get the same names from
-//! [`lua_prelude`], which is generated from the constants below, so a name is spelled once.
+//! `lua_prelude`, which is generated from the constants below, so a name is spelled once.
 
 use dwr_core::{ExecutorId, JobId, JobState};
 

@@ -68,7 +68,7 @@ fn specs() -> Vec<JobSpec> {
             let cpu = 250 * (1 + x % 12);
             let mem = 256 * (1 + (x >> 8) % 24);
             let spec = JobSpec::new("dwr-test/busybox:latest", vec!["true".into()], cpu, mem);
-            if (x >> 20) % 8 == 0 {
+            if (x >> 20) & 7 == 0 {
                 spec.with_gpus(1 + ((x >> 24) % 2) as u32, GpuModel::Any)
             } else {
                 spec
@@ -274,7 +274,7 @@ where
         admin.check_invariants().await.unwrap(),
         Vec::<String>::new()
     );
-    let counts = counts.lock().unwrap();
+    let counts = counts.lock().unwrap().clone();
     for id in &ids {
         assert_eq!(counts.get(id), Some(&1), "Assigned events for job {id}");
         let job = admin.job(*id).await.unwrap();
