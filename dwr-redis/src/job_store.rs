@@ -431,22 +431,27 @@ impl JobStore for RedisJobStore {
                 .map_err(|e| store_error("next_event", e))?
         } else {
             let pool = &self.inner.blocking;
-            let mut conn = pool
-                .take()
-                .await
-                .map_err(|e| store_error("next_event", e))?;
             // BLPOP takes seconds with millisecond resolution; 0 would mean "forever".
             let secs = format!("{:.3}", wait.as_secs_f64().max(0.001));
-            let mut blpop = redis::cmd("BLPOP");
-            blpop.arg(&key).arg(secs);
-            let pop = blpop.query_async::<Option<(String, String)>>(&mut conn);
-            match tokio::time::timeout(wait + BLOCK_GRACE, pop).await {
-                Ok(Ok(reply)) => {
-                    pool.give_back(conn);
-                    reply.map(|(_, event)| event)
+            loop {
+                let (mut conn, reused) = pool
+                    .take()
+                    .await
+                    .map_err(|e| store_error("next_event", e))?;
+                let mut blpop = redis::cmd("BLPOP");
+                blpop.arg(&key).arg(&secs);
+                let pop = blpop.query_async::<Option<(String, String)>>(&mut conn);
+                match tokio::time::timeout(wait + BLOCK_GRACE, pop).await {
+                    Ok(Ok(reply)) => {
+                        pool.give_back(conn);
+                        break reply.map(|(_, event)| event);
+                    }
+                    // A pooled connection that died while idle (Redis restarted since):
+                    // it never blocked, so nothing was popped; try a fresh one.
+                    Ok(Err(e)) if reused && (e.is_connection_dropped() || e.is_io_error()) => {}
+                    Ok(Err(e)) => return Err(store_error("next_event", e)),
+                    Err(_) => return Err(timed_out("next_event")),
                 }
-                Ok(Err(e)) => return Err(store_error("next_event", e)),
-                Err(_) => return Err(timed_out("next_event")),
             }
         };
         popped.map(|text| parse_event(&text)).transpose()

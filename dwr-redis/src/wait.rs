@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Idle dedicated connections kept for reuse.
-const POOL_IDLE_MAX: usize = 8;
+const POOL_IDLE_MAX: usize = 32;
 
 /// A small pool of dedicated connections for blocking commands.
 pub(crate) struct BlockingPool {
@@ -34,19 +34,19 @@ impl BlockingPool {
         }
     }
 
-    /// An idle connection, or a new one. No response timeout: the caller bounds the wait.
-    pub async fn take(&self) -> RedisResult<MultiplexedConnection> {
+    /// An idle connection (`true`: reused) or a new one. No response timeout: the caller
+    /// bounds the wait.
+    pub async fn take(&self) -> RedisResult<(MultiplexedConnection, bool)> {
         let idle = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
-        match idle {
-            Some(conn) => Ok(conn),
-            None => {
-                let config =
-                    AsyncConnectionConfig::new().set_connection_timeout(self.connect_timeout);
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-            }
+        if let Some(conn) = idle {
+            return Ok((conn, true));
         }
+        let config = AsyncConnectionConfig::new().set_connection_timeout(self.connect_timeout);
+        let conn = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok((conn, false))
     }
 
     /// Gives back a connection whose last command answered (never one that failed or was
