@@ -28,14 +28,22 @@ struct ExecSeed {
 
 fn exec_seed() -> impl Strategy<Value = ExecSeed> {
     (
-        prop_oneof![Just(0u64), 1u64..=16_000],
-        prop_oneof![Just(0u64), 1u64..=65_536],
+        prop_oneof![
+            1 => Just(0u64),
+            3 => prop::sample::select(vec![1_000u64, 2_000, 4_000, 8_000, 16_000]),
+            6 => 1u64..=16_000,
+        ],
+        prop_oneof![
+            1 => Just(0u64),
+            3 => prop::sample::select(vec![1_024u64, 4_096, 16_384, 65_536]),
+            6 => 1u64..=65_536,
+        ],
         prop_oneof![
             3 => Just(Vec::new()),
             1 => prop::collection::vec(0..MODELS.len(), 1..=4),
         ],
-        0u64..=100,
-        0u64..=100,
+        prop_oneof![Just(0u64), Just(50), Just(100), 0u64..=100],
+        prop_oneof![Just(0u64), Just(50), Just(100), 0u64..=100],
         prop::collection::vec(prop::bool::weighted(0.3), 4),
         prop::option::weighted(0.6, 0..REGIONS.len()),
         prop::option::weighted(0.5, 0..DATACENTERS.len()),
@@ -151,8 +159,16 @@ impl JobSeed {
 
 fn job_seed() -> impl Strategy<Value = JobSeed> {
     (
-        prop_oneof![1 => Just(0u64), 9 => 1u64..=8_000],
-        prop_oneof![1 => Just(0u64), 9 => 1u64..=16_384],
+        prop_oneof![
+            1 => Just(0u64),
+            4 => prop::sample::select(vec![100u64, 250, 500, 1_000, 1_500, 2_000, 4_000, 8_000]),
+            5 => 1u64..=8_000,
+        ],
+        prop_oneof![
+            1 => Just(0u64),
+            3 => prop::sample::select(vec![256u64, 1_024, 4_096, 16_384]),
+            6 => 1u64..=16_384,
+        ],
         prop_oneof![4 => Just(0u32), 1 => 1u32..=3],
         prop::option::of(0..RULES.len()),
         prop_oneof![

@@ -2,26 +2,46 @@
 //! executors, in view order, holding per-subtree maxima of free CPU, memory and GPU count.
 //!
 //! First fit asks it for the leftmost executor whose free room *could* take a job, so a
-//! decision touches O(log n) nodes instead of every executor. The maxima are taken per
-//! dimension independently, so a subtree that passes may still hold no single executor that
-//! fits: the leaf is the only place where a fit is decided, by the full verdict (liveness,
-//! region, datacenter, GPU model). The index only prunes, never decides.
+//! decision touches O(log n) nodes instead of every executor. The leaf is the only place where
+//! a fit is decided, by the full verdict (liveness, region, datacenter, GPU model): the index
+//! only prunes, never decides, so it can only make first fit faster, never different.
+//!
+//! Plain per-dimension maxima prune badly on a busy cluster: executors full on CPU with memory
+//! left sit next to executors full on memory with CPU left, and every subtree holding one of
+//! each looks big enough for everything. So memory is kept as a staircase: for each of a
+//! fixed ladder of CPU amounts ([`CPU_STEPS`]), the most free memory among the executors with
+//! at least that much free CPU. A job asking for `c` millicores and `m` MiB looks at the step
+//! just at or below `c`: exact when `c` is on the ladder (the round amounts jobs ask for),
+//! and only executors with CPU between that step and `c` can still make a subtree pass in vain.
 
 use super::view::ExecutorView;
 use crate::spec::JobSpec;
 
+/// The ladder of CPU amounts (millicores) at which the staircase of free memory is kept:
+/// round requests (100m, 250m, 1, 1.5, 2, 3, 4, … cores) are exact, others are rounded down
+/// to the step below (at most a factor of 2 lower). The first step is 0: all live executors.
+const CPU_STEPS: [u64; 26] = [
+    0, 100, 125, 200, 250, 375, 500, 750, 1_000, 1_500, 2_000, 3_000, 4_000, 6_000, 8_000, 12_000,
+    16_000, 24_000, 32_000, 48_000, 64_000, 96_000, 128_000, 256_000, 512_000, 1_024_000,
+];
+
+/// Memory is kept as `min(MiB, MEMORY_CAP) + 1` in a `u32`, 0 meaning "no executor": exact
+/// up to 4 PiB per executor, and rounded down beyond, where it prunes nothing (a saturated
+/// value passes every request).
+const MEMORY_CAP: u64 = u32::MAX as u64 - 1;
+
 /// Free room of one executor (a leaf) or the per-dimension maxima of a subtree (a node).
+/// Dead executors and the padding leaves hold `Room::default()`, which takes nothing, not
+/// even a job asking for nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Room {
-    /// Free CPU millicores.
+    /// Most free CPU millicores.
     cpu_millis: u64,
-    /// Free memory MiB.
-    memory_mib: u64,
-    /// Free GPU devices, of any model (the model is checked at the leaf).
+    /// Most free GPU devices, of any model (the model is checked at the leaf).
     gpus: u32,
-    /// Whether the executor is alive (for a node: whether any below is). Dead executors and
-    /// the padding leaves hold `Room::default()`, which takes nothing, not even an empty job.
-    live: bool,
+    /// `memory_at[j]`: the most free memory (encoded as above) among the live executors with
+    /// at least `CPU_STEPS[j]` free millicores; 0 when there is none.
+    memory_at: [u32; CPU_STEPS.len()],
 }
 
 impl Room {
@@ -30,40 +50,74 @@ impl Room {
         if !exec.alive {
             return Self::default();
         }
+        let cpu = exec.free.cpu_millis;
+        let memory = encode_memory(exec.free.memory_mib);
+        let mut memory_at = [0; CPU_STEPS.len()];
+        for (slot, step) in memory_at.iter_mut().zip(CPU_STEPS) {
+            if cpu < step {
+                break;
+            }
+            *slot = memory;
+        }
         Self {
-            cpu_millis: exec.free.cpu_millis,
-            memory_mib: exec.free.memory_mib,
+            cpu_millis: cpu,
             gpus: u32::try_from(exec.free_gpus.len()).unwrap_or(u32::MAX),
-            live: true,
+            memory_at,
         }
     }
 
-    /// What `spec` needs, as a room to compare against.
-    pub(crate) fn wanted_by(spec: &JobSpec) -> Self {
-        Self {
-            cpu_millis: spec.cpu_millis,
-            memory_mib: spec.memory_mib,
-            gpus: spec.gpu.count,
-            live: true,
+    fn max(&self, other: &Self) -> Self {
+        let mut memory_at = self.memory_at;
+        for (mine, theirs) in memory_at.iter_mut().zip(&other.memory_at) {
+            *mine = (*mine).max(*theirs);
         }
-    }
-
-    fn max(self, other: Self) -> Self {
         Self {
             cpu_millis: self.cpu_millis.max(other.cpu_millis),
-            memory_mib: self.memory_mib.max(other.memory_mib),
             gpus: self.gpus.max(other.gpus),
-            live: self.live || other.live,
+            memory_at,
         }
     }
 
-    /// True when this room (or the subtree's maxima) is at least `want` on every dimension.
+    /// True when this room (or some executor of the subtree, as far as the summary tells)
+    /// has at least what `want` asks on every dimension.
     #[inline]
-    fn covers(&self, want: &Self) -> bool {
-        self.live
+    fn covers(&self, want: &Want) -> bool {
+        self.memory_at[want.step] > want.memory
             && self.cpu_millis >= want.cpu_millis
-            && self.memory_mib >= want.memory_mib
             && self.gpus >= want.gpus
+    }
+}
+
+/// `min(mib, MEMORY_CAP) + 1`: never 0, which means "no executor".
+fn encode_memory(mib: u64) -> u32 {
+    // Lossless: the value is at most MEMORY_CAP + 1 = u32::MAX.
+    (mib.min(MEMORY_CAP) + 1) as u32
+}
+
+/// What a job needs, in the index's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Want {
+    cpu_millis: u64,
+    gpus: u32,
+    /// The highest step of [`CPU_STEPS`] at or below the CPU asked for.
+    step: usize,
+    /// The memory asked for, capped like stored memory: a room covers it when its encoded
+    /// memory is greater.
+    memory: u32,
+}
+
+impl Want {
+    /// What `spec` needs.
+    pub(crate) fn of(spec: &JobSpec) -> Self {
+        // CPU_STEPS[0] is 0, so at least one step is at or below any request.
+        let step = CPU_STEPS.partition_point(|&s| s <= spec.cpu_millis) - 1;
+        Self {
+            cpu_millis: spec.cpu_millis,
+            gpus: spec.gpu.count,
+            step,
+            // Lossless: at most MEMORY_CAP < u32::MAX.
+            memory: spec.memory_mib.min(MEMORY_CAP) as u32,
+        }
     }
 }
 
@@ -95,7 +149,7 @@ impl FreeIndex {
             *slot = Room::of(exec);
         }
         for k in (1..width).rev() {
-            nodes[k] = nodes[2 * k].max(nodes[2 * k + 1]);
+            nodes[k] = nodes[2 * k].max(&nodes[2 * k + 1]);
         }
         Self { len, width, nodes }
     }
@@ -110,7 +164,7 @@ impl FreeIndex {
         self.nodes[node] = room;
         while node > 1 {
             node /= 2;
-            let merged = self.nodes[2 * node].max(self.nodes[2 * node + 1]);
+            let merged = self.nodes[2 * node].max(&self.nodes[2 * node + 1]);
             if self.nodes[node] == merged {
                 break;
             }
@@ -119,35 +173,50 @@ impl FreeIndex {
     }
 
     /// The leftmost executor at or after `from` whose free room covers `want` on every
-    /// dimension (a candidate, still to be checked by the verdict), in O(log n).
-    pub(crate) fn first_from(&self, from: usize, want: &Room) -> Option<usize> {
+    /// dimension (a candidate, still to be checked by the verdict).
+    ///
+    /// A depth-first search, left to right, that skips every subtree whose maxima do not
+    /// cover `want`. The maxima are per dimension, so a subtree may pass (its CPU from one
+    /// executor, its memory from another) and still hold no candidate: the search then backs
+    /// out of it and goes on to its right. O(log n) when such dead ends are few.
+    pub(crate) fn first_from(&self, from: usize, want: &Want) -> Option<usize> {
         if from >= self.len {
             return None;
         }
         let mut node = self.width + from;
-        // Climb: while this subtree cannot hold a candidate, move to the next subtree to its
-        // right, going up past every subtree whose right edge we have reached.
-        while !self.nodes[node].covers(want) {
-            while node % 2 == 1 {
-                node /= 2;
+        loop {
+            // Move right until a subtree that may hold a candidate.
+            while !self.nodes[node].covers(want) {
+                node = self.next_to_the_right(node)?;
             }
-            if node == 0 {
-                // Went past the root: nothing to the right.
-                return None;
+            // Descend to its leftmost covering leaf, or to a dead end.
+            while node < self.width {
+                let left = 2 * node;
+                if self.nodes[left].covers(want) {
+                    node = left;
+                } else if self.nodes[left + 1].covers(want) {
+                    node = left + 1;
+                } else {
+                    break;
+                }
             }
-            node += 1;
+            if node >= self.width {
+                // A covering leaf; padding leaves hold nothing and never cover.
+                return Some(node - self.width);
+            }
+            node = self.next_to_the_right(node)?;
         }
-        // Descend to the leftmost covering leaf; one exists because a node's maxima are
-        // those of its children.
-        while node < self.width {
-            node *= 2;
-            if !self.nodes[node].covers(want) {
-                node += 1;
-            }
+    }
+
+    /// The subtree just to the right of `node`'s: up past every subtree whose right edge
+    /// `node` is on, then to the right sibling. `None` past the root's right edge.
+    #[inline]
+    fn next_to_the_right(&self, mut node: usize) -> Option<usize> {
+        while node % 2 == 1 {
+            node /= 2;
         }
-        let index = node - self.width;
-        // Padding leaves hold nothing and never cover, so the index is that of an executor.
-        (index < self.len).then_some(index)
+        // Node 1 (the root) is odd, so climbing past it gives 0: nothing is to the right.
+        (node != 0).then_some(node + 1)
     }
 
     /// Checks that every node holds the maxima of its children and the leaves match
@@ -166,6 +235,6 @@ impl FreeIndex {
                     None => *room == Room::default(),
                 })
             && (1..self.width)
-                .all(|k| self.nodes[k] == self.nodes[2 * k].max(self.nodes[2 * k + 1]))
+                .all(|k| self.nodes[k] == self.nodes[2 * k].max(&self.nodes[2 * k + 1]))
     }
 }

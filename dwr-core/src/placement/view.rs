@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::index::{FreeIndex, Room};
+use super::index::{FreeIndex, Room, Want};
 use crate::executor::{Executor, GpuDevice};
 use crate::ids::ExecutorId;
 use crate::resources::{Dimension, Resources};
@@ -227,7 +227,7 @@ impl ClusterView {
         spec: &JobSpec,
         from: usize,
     ) -> impl Iterator<Item = usize> + 'a {
-        let want = Room::wanted_by(spec);
+        let want = Want::of(spec);
         let mut next = from;
         std::iter::from_fn(move || {
             let found = self.index.first_from(next, &want)?;
