@@ -13,6 +13,8 @@ else
 end
 local out = {}
 for _, id in ipairs(ids) do
-  out[#out + 1] = redis.call('HGETALL', k_job(id))
+  -- An index entry without its hash (deleted by hand) is skipped, not returned empty.
+  local job = redis.call('HGETALL', k_job(id))
+  if #job > 0 then out[#out + 1] = job end
 end
 return out
