@@ -186,18 +186,22 @@ async fn follow(
     let forwarder = capture_logs.then(|| LogForwarder::spawn(&shared, id, &container));
     tokio::select! {
         exit = shared.runtime.wait(&container) => {
-            if let Some(forwarder) = forwarder {
-                forwarder.drain().await;
-            }
             let outcome = match exit {
                 Ok(status) => {
+                    if let Some(forwarder) = forwarder {
+                        forwarder.drain().await;
+                    }
                     tracing::info!(job = %id, code = status.code, oom = status.oom_killed, "container exited");
                     Outcome::exited(status.code, status.oom_killed)
                 }
                 Err(error) => {
-                    // The engine lost the container or went away: make sure it is not
-                    // left running, then fail the job with the engine's reason.
+                    // The engine lost the container or went away: its output will not end
+                    // by itself; make sure the container is not left running, then fail the
+                    // job with the engine's reason.
                     tracing::warn!(job = %id, error = %error, "waiting for the container failed");
+                    if let Some(forwarder) = forwarder {
+                        forwarder.stop().await;
+                    }
                     let _ = shared.runtime.stop(&container, shared.config.stop_grace).await;
                     Outcome::failed(error.job_reason())
                 }

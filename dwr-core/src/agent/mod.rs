@@ -56,27 +56,26 @@
 //! `assigned`, or failed ("container lost") when it is `running`.
 
 mod config;
+mod heartbeat;
 mod job;
 mod logs;
+mod reconcile;
 mod retry;
+mod tasks;
 
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-
-use crate::error::StoreError;
 use crate::executor::ExecutorRegistration;
 use crate::ids::JobId;
-use crate::job::{AbortCause, JobState, Outcome, REASON_EXECUTOR_LOST};
+use crate::job::{AbortCause, Outcome};
 use crate::probe::{GpuProbe, HostProbe};
-use crate::runtime::{ContainerId, ContainerRuntime};
+use crate::runtime::ContainerRuntime;
 use crate::store::{ExecutorEvent, JobStore};
 use crate::time::Timestamp;
 
@@ -208,48 +207,54 @@ impl ExecutorAgent {
             source,
         })?;
 
-        let heartbeat = tokio::spawn(heartbeat(
+        let heartbeat = tokio::spawn(heartbeat::heartbeat(
             shared.store.clone(),
             self.host,
             registration,
             shared.config.heartbeat_interval,
         ));
-        let mut jobs = JobTasks::default();
-        let reconciled = tokio::select! {
+        let mut jobs = tasks::JobTasks::default();
+        // A shutdown during the reconcile skips the event loop: the shutdown future must not
+        // be polled again once it has completed.
+        let stopping = tokio::select! {
             biased;
-            () = &mut shutdown => Ok(()),
-            reconciled = reconcile(&shared, &mut jobs) => reconciled,
+            () = &mut shutdown => true,
+            reconciled = reconcile::reconcile(&shared, &mut jobs) => {
+                if let Err(error) = reconciled {
+                    heartbeat.abort();
+                    jobs.tasks.abort_all();
+                    return Err(error);
+                }
+                false
+            }
         };
-        if let Err(error) = reconciled {
-            heartbeat.abort();
-            jobs.tasks.abort_all();
-            return Err(error);
-        }
 
-        tracing::info!(executor = %id, "executor ready");
-        loop {
-            jobs.reap();
-            let event = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                event = shared.store.next_event(&id, shared.config.poll_interval) => event,
-            };
-            match event {
-                Ok(Some(ExecutorEvent::Assigned(job))) => {
-                    tracing::debug!(executor = %id, %job, "assigned");
-                    jobs.spawn_assigned(&shared, job);
-                }
-                Ok(Some(ExecutorEvent::Abort(job, cause))) => {
-                    tracing::info!(executor = %id, %job, ?cause, "abort requested");
-                    abort(&shared, &mut jobs, job, cause).await;
-                }
-                Ok(None) => fallback_check(&shared, &mut jobs).await,
-                Err(error) => {
-                    tracing::warn!(executor = %id, error = %error, "waiting for events failed");
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown => break,
-                        () = tokio::time::sleep(EVENT_ERROR_PAUSE) => {}
+        if !stopping {
+            tracing::info!(executor = %id, "executor ready");
+            loop {
+                jobs.reap();
+                let event = tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    event = shared.store.next_event(&id, shared.config.poll_interval) => event,
+                };
+                match event {
+                    Ok(Some(ExecutorEvent::Assigned(job))) => {
+                        tracing::debug!(executor = %id, %job, "assigned");
+                        jobs.spawn_assigned(&shared, job);
+                    }
+                    Ok(Some(ExecutorEvent::Abort(job, cause))) => {
+                        tracing::info!(executor = %id, %job, ?cause, "abort requested");
+                        abort(&shared, &mut jobs, job, cause).await;
+                    }
+                    Ok(None) => reconcile::fallback_check(&shared, &mut jobs).await,
+                    Err(error) => {
+                        tracing::warn!(executor = %id, error = %error, "waiting for events failed");
+                        tokio::select! {
+                            biased;
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(EVENT_ERROR_PAUSE) => {}
+                        }
                     }
                 }
             }
@@ -271,85 +276,8 @@ impl ExecutorAgent {
     }
 }
 
-/// The job tasks of the agent, and the signal sender of each.
-#[derive(Default)]
-struct JobTasks {
-    tasks: JoinSet<()>,
-    signals: HashMap<JobId, watch::Sender<Option<Signal>>>,
-}
-
-impl JobTasks {
-    /// Forgets tasks that ended.
-    fn reap(&mut self) {
-        while self.tasks.try_join_next().is_some() {}
-        // A task's receiver lives as long as the task.
-        self.signals.retain(|_, signal| !signal.is_closed());
-    }
-
-    fn has(&self, id: JobId) -> bool {
-        self.signals.get(&id).is_some_and(|s| !s.is_closed())
-    }
-
-    /// Starts the task of an assigned job, unless it has one already.
-    fn spawn_assigned(&mut self, shared: &Arc<Shared>, id: JobId) {
-        if self.has(id) {
-            tracing::debug!(job = %id, "already being handled");
-            return;
-        }
-        let (signal, rx) = watch::channel(None);
-        self.signals.insert(id, signal);
-        self.tasks.spawn(job::run_assigned(shared.clone(), id, rx));
-    }
-
-    /// Starts the task that re-attaches to a job's container.
-    fn spawn_reattach(&mut self, shared: &Arc<Shared>, id: JobId, container: ContainerId) {
-        let (signal, rx) = watch::channel(None);
-        self.signals.insert(id, signal);
-        self.tasks
-            .spawn(job::reattach(shared.clone(), id, container, rx));
-    }
-
-    /// Signals a job's task; false when it has none.
-    fn signal(&self, id: JobId, signal: Signal) -> bool {
-        match self.signals.get(&id) {
-            Some(sender) if !sender.is_closed() => {
-                sender.send_replace(Some(signal));
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Hands over (or, draining, stops) every job and waits for the tasks to end.
-    async fn shut_down(mut self, shared: &Shared) {
-        let (signal, budget) = if shared.config.drain_on_shutdown {
-            let stop = Signal::Stop(Outcome::failed(REASON_EXECUTOR_SHUT_DOWN));
-            (
-                stop,
-                shared.config.stop_grace + DETACH_TIMEOUT + DETACH_TIMEOUT,
-            )
-        } else {
-            (Signal::Detach, DETACH_TIMEOUT)
-        };
-        for sender in self.signals.values() {
-            sender.send_replace(Some(signal.clone()));
-        }
-        let ended = tokio::time::timeout(budget, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if ended.is_err() {
-            tracing::warn!(
-                left = self.tasks.len(),
-                "job tasks did not end in time; abandoning them"
-            );
-            self.tasks.abort_all();
-        }
-    }
-}
-
 /// Carries out an abort event.
-async fn abort(shared: &Arc<Shared>, jobs: &mut JobTasks, id: JobId, cause: AbortCause) {
+async fn abort(shared: &Arc<Shared>, jobs: &mut tasks::JobTasks, id: JobId, cause: AbortCause) {
     if jobs.signal(id, Signal::Stop(cause.outcome())) {
         return;
     }
@@ -361,183 +289,4 @@ async fn abort(shared: &Arc<Shared>, jobs: &mut JobTasks, id: JobId, cause: Abor
     if job.state.holds_resources() && job.executor.as_ref() == Some(&shared.config.id) {
         shared.record(id, cause.outcome()).await;
     }
-}
-
-/// The fallback check after a wait without events: re-reads this executor's jobs.
-async fn fallback_check(shared: &Arc<Shared>, jobs: &mut JobTasks) {
-    record_unrecorded(shared).await;
-    let listed: HashSet<JobId> = match shared.store.executor(&shared.config.id).await {
-        Ok(executor) => executor.jobs.into_iter().collect(),
-        // Expired: the heartbeat registers it again; none of its jobs is ours any more.
-        Err(StoreError::ExecutorNotFound { .. }) => HashSet::new(),
-        Err(error) => {
-            tracing::warn!(error = %error, "fallback check: could not read the executor");
-            return;
-        }
-    };
-    for &id in &listed {
-        let job = match shared.store.job(id).await {
-            Ok(job) => job,
-            Err(error) => {
-                tracing::debug!(job = %id, error = %error, "fallback check: could not read the job");
-                continue;
-            }
-        };
-        if let Some(cause) = job.abort_requested {
-            tracing::info!(job = %id, ?cause, "fallback check: honouring an abort request");
-            abort(shared, jobs, id, cause).await;
-        } else if !jobs.has(id) && !shared.is_unrecorded(id) {
-            match job.state {
-                JobState::Assigned => {
-                    tracing::info!(job = %id, "fallback check: starting an assigned job");
-                    jobs.spawn_assigned(shared, id);
-                }
-                JobState::Running => {
-                    tracing::warn!(job = %id, "fallback check: running job without a task");
-                    shared
-                        .record(id, Outcome::failed(REASON_CONTAINER_LOST))
-                        .await;
-                }
-                _ => {}
-            }
-        }
-    }
-    // Tasks of jobs the store no longer gives this executor (it expired meanwhile, or the
-    // job ended elsewhere): their containers must not keep running.
-    let strays: Vec<JobId> = jobs
-        .signals
-        .keys()
-        .filter(|id| !listed.contains(id))
-        .copied()
-        .collect();
-    for id in strays {
-        let ours = match shared.store.job(id).await {
-            Ok(job) => !job.state.is_terminal() && job.executor.as_ref() == Some(&shared.config.id),
-            Err(StoreError::JobNotFound { .. }) => false,
-            Err(_) => continue,
-        };
-        if !ours {
-            tracing::warn!(job = %id, "job no longer on this executor; stopping its container");
-            jobs.signal(id, Signal::Stop(Outcome::failed(REASON_EXECUTOR_LOST)));
-        }
-    }
-}
-
-/// Retries the outcomes the store refused earlier.
-async fn record_unrecorded(shared: &Shared) {
-    let pending: Vec<(JobId, Outcome)> = shared
-        .unrecorded
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .drain()
-        .collect();
-    for (id, outcome) in pending {
-        match shared.store.finish(id, &outcome, Timestamp::now()).await {
-            Ok(finished) => {
-                tracing::info!(job = %id, state = %finished.job.state, "recorded an outcome kept while the store was down");
-            }
-            Err(error) if retry::is_transient(&error) => shared.keep_unrecorded(id, outcome),
-            Err(error) => {
-                tracing::warn!(job = %id, error = %error, "dropping an outcome the store refuses");
-            }
-        }
-    }
-}
-
-/// Heartbeats forever; registers again when the store has expired the executor.
-async fn heartbeat(
-    store: Arc<dyn JobStore>,
-    host: Arc<dyn HostProbe>,
-    registration: ExecutorRegistration,
-    interval: Duration,
-) {
-    let id = registration.id.clone();
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        match store.heartbeat(&id, &host.usage(), Timestamp::now()).await {
-            Ok(()) => tracing::trace!(executor = %id, "heartbeat"),
-            Err(StoreError::ExecutorNotFound { .. }) => {
-                tracing::warn!(executor = %id, "executor was expired; registering again");
-                if let Err(error) = store
-                    .register_executor(&registration, Timestamp::now())
-                    .await
-                {
-                    tracing::warn!(executor = %id, error = %error, "registering again failed");
-                }
-            }
-            Err(error) => tracing::warn!(executor = %id, error = %error, "heartbeat failed"),
-        }
-    }
-}
-
-/// Reconciles the containers labelled as this executor's with the store; see the
-/// [module docs](self#reconcile-after-a-restart).
-async fn reconcile(shared: &Arc<Shared>, jobs: &mut JobTasks) -> Result<(), AgentError> {
-    let id = &shared.config.id;
-    let owned =
-        shared
-            .runtime
-            .list_owned(id)
-            .await
-            .map_err(|source| AgentError::ListContainersFailed {
-                executor: id.clone(),
-                source,
-            })?;
-    let reconcile_failed = |source| AgentError::ReconcileFailed {
-        executor: id.clone(),
-        source,
-    };
-    let executor = retry::with_backoff("read executor", shared.config.store_retry_for, || {
-        shared.store.executor(id)
-    })
-    .await
-    .map_err(reconcile_failed)?;
-
-    let mut with_container = HashSet::new();
-    for container in owned {
-        let job = match retry::with_backoff("load job", shared.config.store_retry_for, || {
-            shared.store.job(container.job)
-        })
-        .await
-        {
-            Ok(job) => Some(job),
-            Err(StoreError::JobNotFound { .. }) => None,
-            Err(error) => return Err(reconcile_failed(error)),
-        };
-        let ours = job
-            .as_ref()
-            .is_some_and(|j| j.state.holds_resources() && j.executor.as_ref() == Some(id));
-        if ours && !jobs.has(container.job) {
-            tracing::info!(job = %container.job, container = %container.id, running = container.running, "re-attaching to a job's container");
-            with_container.insert(container.job);
-            jobs.spawn_reattach(shared, container.job, container.id);
-        } else {
-            tracing::info!(job = %container.job, container = %container.id, "removing a container whose job is not on this executor");
-            let shared = shared.clone();
-            jobs.tasks.spawn(async move {
-                shared.stop_and_remove(&container.id).await;
-            });
-        }
-    }
-    for job_id in executor.jobs {
-        if with_container.contains(&job_id) {
-            continue;
-        }
-        let Some(job) = shared.load(job_id).await else {
-            continue;
-        };
-        match job.state {
-            JobState::Assigned => jobs.spawn_assigned(shared, job_id),
-            JobState::Running => {
-                tracing::warn!(job = %job_id, "running job has no container after the restart");
-                shared
-                    .record(job_id, Outcome::failed(REASON_CONTAINER_LOST))
-                    .await;
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }

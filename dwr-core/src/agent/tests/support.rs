@@ -24,8 +24,9 @@ use crate::time::Timestamp;
 /// Liveness TTL used when committing assignments in tests.
 pub const TTL: Duration = Duration::from_secs(60);
 
-/// An [`InMemoryJobStore`] that counts `append_logs` calls and can fail `append_logs` and
-/// `finish` with `Unavailable`: a given number of times, or while `finish_down` is set.
+/// An [`InMemoryJobStore`] that counts `append_logs` calls, can fail `append_logs` and
+/// `finish` with `Unavailable` (a given number of times, or while `finish_down` is set), and
+/// can lose abort events (while `lose_aborts` is set).
 #[derive(Debug, Default)]
 pub struct FlakyStore {
     pub inner: InMemoryJobStore,
@@ -34,6 +35,7 @@ pub struct FlakyStore {
     pub finish_down: AtomicBool,
     pub appends: AtomicU32,
     pub finish_calls: AtomicU32,
+    pub lose_aborts: AtomicBool,
 }
 
 fn unavailable(operation: &'static str) -> StoreError {
@@ -140,7 +142,13 @@ impl JobStore for FlakyStore {
         executor: &ExecutorId,
         wait: Duration,
     ) -> Result<Option<ExecutorEvent>, StoreError> {
-        self.inner.next_event(executor, wait).await
+        let event = self.inner.next_event(executor, wait).await?;
+        if matches!(event, Some(ExecutorEvent::Abort(..)))
+            && self.lose_aborts.load(Ordering::SeqCst)
+        {
+            return Ok(None);
+        }
+        Ok(event)
     }
     async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError> {
         self.inner.wait_for_work(wait).await

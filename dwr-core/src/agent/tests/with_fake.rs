@@ -361,3 +361,22 @@ async fn an_outcome_survives_a_long_store_outage() {
     assert_eq!(done.exit_code, Some(4));
     agent.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_lost_abort_event_is_honoured_at_the_fallback_check() {
+    let store = Arc::new(FlakyStore::default());
+    store.lose_aborts.store(true, Ordering::SeqCst);
+    let runtime = Arc::new(FakeRuntime::new());
+    let mut cfg = config("e1");
+    cfg.poll_interval = Duration::from_millis(200);
+    let agent = Running::start(store.clone(), runtime.clone(), cfg).await;
+    let job = assign(&*store, &agent.id, &["fake", "hang", "term"], &[]).await;
+    until_state(&*store, job, JobState::Running, LIVENESS).await;
+    store
+        .request_abort(job, AbortCause::User, Timestamp::now())
+        .await
+        .unwrap();
+    until_state(&*store, job, JobState::Aborted, LIVENESS).await;
+    assert_eq!(runtime.container_count(), 0);
+    agent.stop().await.unwrap();
+}

@@ -1,0 +1,96 @@
+//! [`JobTasks`]: the agent's job tasks and the signal sender of each.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::ids::JobId;
+use crate::job::Outcome;
+use crate::runtime::ContainerId;
+
+use super::job::{self, Signal};
+use super::{Shared, DETACH_TIMEOUT, REASON_EXECUTOR_SHUT_DOWN};
+
+/// The job tasks of the agent, and the signal sender of each.
+#[derive(Default)]
+pub(super) struct JobTasks {
+    pub(super) tasks: JoinSet<()>,
+    pub(super) signals: HashMap<JobId, watch::Sender<Option<Signal>>>,
+}
+
+impl JobTasks {
+    /// Forgets tasks that ended.
+    pub(super) fn reap(&mut self) {
+        while self.tasks.try_join_next().is_some() {}
+        // A task's receiver lives as long as the task.
+        self.signals.retain(|_, signal| !signal.is_closed());
+    }
+
+    pub(super) fn has(&self, id: JobId) -> bool {
+        self.signals.get(&id).is_some_and(|s| !s.is_closed())
+    }
+
+    /// Starts the task of an assigned job, unless it has one already.
+    pub(super) fn spawn_assigned(&mut self, shared: &Arc<Shared>, id: JobId) {
+        if self.has(id) {
+            tracing::debug!(job = %id, "already being handled");
+            return;
+        }
+        let (signal, rx) = watch::channel(None);
+        self.signals.insert(id, signal);
+        self.tasks.spawn(job::run_assigned(shared.clone(), id, rx));
+    }
+
+    /// Starts the task that re-attaches to a job's container.
+    pub(super) fn spawn_reattach(
+        &mut self,
+        shared: &Arc<Shared>,
+        id: JobId,
+        container: ContainerId,
+    ) {
+        let (signal, rx) = watch::channel(None);
+        self.signals.insert(id, signal);
+        self.tasks
+            .spawn(job::reattach(shared.clone(), id, container, rx));
+    }
+
+    /// Signals a job's task; false when it has none.
+    pub(super) fn signal(&self, id: JobId, signal: Signal) -> bool {
+        match self.signals.get(&id) {
+            Some(sender) if !sender.is_closed() => {
+                sender.send_replace(Some(signal));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Hands over (or, draining, stops) every job and waits for the tasks to end.
+    pub(super) async fn shut_down(mut self, shared: &Shared) {
+        let (signal, budget) = if shared.config.drain_on_shutdown {
+            let stop = Signal::Stop(Outcome::failed(REASON_EXECUTOR_SHUT_DOWN));
+            (
+                stop,
+                shared.config.stop_grace + DETACH_TIMEOUT + DETACH_TIMEOUT,
+            )
+        } else {
+            (Signal::Detach, DETACH_TIMEOUT)
+        };
+        for sender in self.signals.values() {
+            sender.send_replace(Some(signal.clone()));
+        }
+        let ended = tokio::time::timeout(budget, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if ended.is_err() {
+            tracing::warn!(
+                left = self.tasks.len(),
+                "job tasks did not end in time; abandoning them"
+            );
+            self.tasks.abort_all();
+        }
+    }
+}
