@@ -22,7 +22,14 @@
 //!
 //!   Images are pulled only when missing; a pull that goes [`DockerConfig::pull_stall_timeout`]
 //!   without a message fails with `PullStalled`. Output is streamed as lines per stream.
-//!   `wait` reads the exit code and `OOMKilled` from the engine's state.
+//!   `wait` reads the exit code and `OOMKilled` from the engine's state. Two engine limits
+//!   (seen on Docker 20.10 with containerd 1.6) are worth knowing:
+//!   - the engine learns of OOM kills from containerd's cgroup watcher, armed just after the
+//!     container starts: a job killed for memory in its first milliseconds may be reported
+//!     as exit 137 without `oom_killed` (real jobs take longer than that to fill their limit);
+//!   - a follow stream of the logs can end without the container's last message when it
+//!     has no trailing newline; [`DockerRuntime`] re-reads the end of the log when the stream
+//!     ends and emits what was missed, so no output is lost.
 //! * [`NvmlGpuProbe`] implements [`dwr_core::GpuProbe`]: NVML is loaded at run time, and a host
 //!   without the NVIDIA driver has no GPUs (one log line says so), never an error.
 //! * [`SysinfoHostProbe`] implements [`dwr_core::HostProbe`]: cores × 1000 millicores, total

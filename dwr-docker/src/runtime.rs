@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::container::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogOutput, LogsOptions,
-    RemoveContainerOptions, StartContainerOptions, StatsOptions, StopContainerOptions,
-    WaitContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StartContainerOptions, StatsOptions, StopContainerOptions, WaitContainerOptions,
 };
 use bollard::errors::Error as BollardError;
 use bollard::image::CreateImageOptions;
@@ -15,7 +14,7 @@ use bollard::{Docker, API_DEFAULT_VERSION};
 use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
 use dwr_core::{
     ContainerId, ContainerRuntime, ContainerSpec, ContainerUsage, ExecutorId, ExitStatus, JobId,
-    LogLine, LogSource, OwnedContainer, ProgressSink, RuntimeError,
+    LogLine, OwnedContainer, ProgressSink, RuntimeError,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -23,7 +22,7 @@ use futures::StreamExt;
 use crate::config::DockerConfig;
 use crate::create::{container_config, container_name};
 use crate::image::{follow_pull, pull_reference};
-use crate::logs::LineSplitter;
+use crate::logs::follow_lines;
 use crate::stats::usage_of;
 
 /// A Docker engine as a [`ContainerRuntime`].
@@ -235,51 +234,11 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     fn logs(&self, id: &ContainerId) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
-        let options = LogsOptions::<String> {
-            follow: true,
-            stdout: true,
-            stderr: true,
-            since: 0,
-            until: 0,
-            timestamps: false,
-            tail: "all".to_owned(),
-        };
-        let chunks = self.docker.logs(&id.0, Some(options));
         let runtime = self.clone();
-        let id = id.clone();
-        let mut splitter = LineSplitter::default();
-        let mut done = false;
-        // Chunks become lines; the partial lines left are flushed when the output ends.
-        chunks
-            .map(Some)
-            .chain(futures::stream::iter([None]))
-            .flat_map(move |chunk| {
-                let items: Vec<Result<LogLine, RuntimeError>> = match chunk {
-                    _ if done => Vec::new(),
-                    Some(Ok(LogOutput::StdOut { message } | LogOutput::Console { message })) => {
-                        splitter
-                            .push(LogSource::Stdout, &message)
-                            .into_iter()
-                            .map(Ok)
-                            .collect()
-                    }
-                    Some(Ok(LogOutput::StdErr { message })) => splitter
-                        .push(LogSource::Stderr, &message)
-                        .into_iter()
-                        .map(Ok)
-                        .collect(),
-                    Some(Ok(LogOutput::StdIn { .. })) => Vec::new(),
-                    Some(Err(e)) => {
-                        done = true;
-                        let mut items: Vec<_> = splitter.finish().into_iter().map(Ok).collect();
-                        items.push(Err(runtime.container_error(&id, "logs", e)));
-                        items
-                    }
-                    None => splitter.finish().into_iter().map(Ok).collect(),
-                };
-                futures::stream::iter(items)
-            })
-            .boxed()
+        let container = id.clone();
+        follow_lines(self.docker.clone(), id.clone(), move |e| {
+            runtime.container_error(&container, "logs", e)
+        })
     }
 
     async fn usage(&self, id: &ContainerId) -> Result<ContainerUsage, RuntimeError> {
