@@ -25,14 +25,6 @@ const PURGE_BATCH: usize = 500;
 /// considered dead.
 const BLOCK_GRACE: Duration = Duration::from_secs(5);
 
-/// True when a job is terminal or gone: log followers stop waiting.
-fn ended(state: Option<JobState>) -> bool {
-    match state {
-        Some(state) => state.is_terminal(),
-        None => true,
-    }
-}
-
 fn unexpected(script: &str, status: &str) -> StoreError {
     corrupt(script, format!("unexpected status {status:?}"))
 }
@@ -512,7 +504,8 @@ impl JobStore for RedisJobStore {
             Err(_) => return Err(timed_out("wait_logs")),
         };
         let (state, lines) = self.read_logs(id, from).await?;
-        if !lines.is_empty() || ended(state) {
+        let state = state.ok_or(StoreError::JobNotFound { id })?;
+        if !lines.is_empty() || state.is_terminal() {
             return Ok(lines);
         }
         let deadline = tokio::time::Instant::now() + wait;
@@ -521,8 +514,10 @@ impl JobStore for RedisJobStore {
             let next = futures::StreamExt::next(&mut messages);
             let woke = matches!(tokio::time::timeout_at(deadline, next).await, Ok(Some(_)));
             let (state, lines) = self.read_logs(id, from).await?;
+            // A purged job is gone for its followers too.
+            let state = state.ok_or(StoreError::JobNotFound { id })?;
             // A message about lines before `from` wakes us without news: wait on.
-            if !woke || !lines.is_empty() || ended(state) {
+            if !woke || !lines.is_empty() || state.is_terminal() {
                 return Ok(lines);
             }
         }

@@ -8,5 +8,6 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', K_ALL, id)
   redis.call('ZREM', K_FINISHED, id)
   redis.call('DEL', k_job(id), k_logs(id), k_log_total(id))
+  redis.call('PUBLISH', ch_logs(id), 'purged')
 end
 return #ids

@@ -12,5 +12,5 @@ if state == 'pending' then
   return { 'aborted', redis.call('HGETALL', jk) }
 end
 redis.call('HSET', jk, 'abort', cause, 'updated_at', now)
-redis.call('RPUSH', k_events(j[2]), 'abort ' .. id .. ' ' .. cause)
+if j[2] then redis.call('RPUSH', k_events(j[2]), 'abort ' .. id .. ' ' .. cause) end
 return { 'signalled', redis.call('HGETALL', jk) }
