@@ -28,8 +28,8 @@ pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
 /// How [`DockerRuntime`](crate::DockerRuntime) reaches the engine and what it allows jobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DockerConfig {
-    /// The engine: `None` for `DOCKER_HOST` semantics' default, the local socket
-    /// [`DEFAULT_SOCKET`].
+    /// The engine (`unix:///path`, `/path`, `tcp://host:port` or `http://host:port`; TLS is
+    /// not supported); `None` for the local socket [`DEFAULT_SOCKET`].
     pub docker_host: Option<String>,
     /// Network mode of job containers; `"default"` leaves the engine's default.
     pub network_mode: String,

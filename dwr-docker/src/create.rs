@@ -25,11 +25,23 @@ pub fn container_name(spec: &ContainerSpec) -> String {
 }
 
 /// The create request for `spec` under `config`. Fails with `VolumeRefused` for a host path
-/// outside the allow-list (or missing), and `CreateFailed` for an unusable env name.
+/// outside the allow-list (or missing), and `CreateFailed` for an unusable env name or a
+/// zero CPU or memory limit (which the engine would take as no limit at all).
 pub fn container_config(
     spec: &ContainerSpec,
     config: &DockerConfig,
 ) -> Result<Config<String>, RuntimeError> {
+    for (field, value) in [
+        ("cpu_millis", spec.cpu_millis),
+        ("memory_mib", spec.memory_mib),
+    ] {
+        if value == 0 {
+            return Err(RuntimeError::CreateFailed {
+                job: spec.job,
+                source: Box::new(Error::ZeroLimit { field }),
+            });
+        }
+    }
     let mounts = spec
         .volumes
         .iter()
@@ -224,6 +236,17 @@ mod tests {
         spec.env.insert("A=B".to_owned(), "x".to_owned());
         let err = container_config(&spec, &DockerConfig::default()).unwrap_err();
         assert!(matches!(err, RuntimeError::CreateFailed { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn zero_limits_are_refused_not_unlimited() {
+        for (cpu, mem, field) in [(0, 64, "cpu_millis"), (1000, 0, "memory_mib")] {
+            let mut spec = spec();
+            spec.cpu_millis = cpu;
+            spec.memory_mib = mem;
+            let err = container_config(&spec, &DockerConfig::default()).unwrap_err();
+            assert!(err.job_reason().contains(field), "{}", err.job_reason());
+        }
     }
 
     #[test]

@@ -20,6 +20,12 @@ pub enum Error {
         /// The name.
         key: String,
     },
+    /// A job asks for a limit of zero, which the engine would read as "no limit".
+    #[error("{field} limit of 0 refused: the engine reads 0 as unlimited")]
+    ZeroLimit {
+        /// `cpu_millis` or `memory_mib`.
+        field: &'static str,
+    },
 }
 
 impl Error {
