@@ -4,6 +4,11 @@
 //! [`Placement`] for each pending job, and [`reserves`](ClusterView::reserve) what it chose
 //! so later jobs of the same pass see the room already taken. Nothing here reads a clock or
 //! does I/O.
+//!
+//! The view keeps an index of its executors' free room (a segment tree, see `index.rs`), so
+//! [`FirstFit`] finds the first executor with room in O(log n) rather than scanning them all
+//! ([`LinearFirstFit`] is that scan, kept as the reference). An [`Explanation`] still counts
+//! every executor, but only when nothing fits.
 
 mod explain;
 mod first_fit;
