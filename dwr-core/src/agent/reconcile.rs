@@ -58,6 +58,7 @@ pub(super) async fn reconcile(shared: &Arc<Shared>, jobs: &mut JobTasks) -> Resu
             let shared = shared.clone();
             jobs.tasks.spawn(async move {
                 shared.stop_and_remove(&container.id).await;
+                None
             });
         }
     }

@@ -16,16 +16,32 @@ use super::{Shared, DETACH_TIMEOUT, REASON_EXECUTOR_SHUT_DOWN};
 /// The job tasks of the agent, and the signal sender of each.
 #[derive(Default)]
 pub(super) struct JobTasks {
-    pub(super) tasks: JoinSet<()>,
+    /// Each task returns the job it handled (`None` for container clean-ups).
+    pub(super) tasks: JoinSet<Option<JobId>>,
     pub(super) signals: HashMap<JobId, watch::Sender<Option<Signal>>>,
 }
 
 impl JobTasks {
     /// Forgets tasks that ended.
     pub(super) fn reap(&mut self) {
-        while self.tasks.try_join_next().is_some() {}
-        // A task's receiver lives as long as the task.
-        self.signals.retain(|_, signal| !signal.is_closed());
+        // Per ended task, not a sweep of the map: this runs before every event, and
+        // thousands of jobs may be in flight.
+        while let Some(ended) = self.tasks.try_join_next() {
+            match ended {
+                Ok(Some(id)) => {
+                    // A later task of the same job (a repeated event) may own the entry
+                    // now; a task's receiver lives as long as the task.
+                    if self.signals.get(&id).is_some_and(|s| s.is_closed()) {
+                        self.signals.remove(&id);
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(error = %error, "a job task failed");
+                    self.signals.retain(|_, signal| !signal.is_closed());
+                }
+            }
+        }
     }
 
     pub(super) fn has(&self, id: JobId) -> bool {
@@ -40,7 +56,11 @@ impl JobTasks {
         }
         let (signal, rx) = watch::channel(None);
         self.signals.insert(id, signal);
-        self.tasks.spawn(job::run_assigned(shared.clone(), id, rx));
+        let shared = shared.clone();
+        self.tasks.spawn(async move {
+            job::run_assigned(shared, id, rx).await;
+            Some(id)
+        });
     }
 
     /// Starts the task that re-attaches to a job's container.
@@ -52,8 +72,11 @@ impl JobTasks {
     ) {
         let (signal, rx) = watch::channel(None);
         self.signals.insert(id, signal);
-        self.tasks
-            .spawn(job::reattach(shared.clone(), id, container, rx));
+        let shared = shared.clone();
+        self.tasks.spawn(async move {
+            job::reattach(shared, id, container, rx).await;
+            Some(id)
+        });
     }
 
     /// Signals a job's task; false when it has none.
