@@ -276,3 +276,128 @@ async fn one_submit_wakes_every_scheduler() {
     ra.unwrap();
     rb.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_finish_abort_and_expiry_release_exactly_once() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let config = server.config();
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(Arc::new(
+            RedisJobStore::connect(config.clone()).await.unwrap(),
+        ));
+    }
+    let admin = &stores[0];
+    let gpus: Vec<dwr_core::GpuDevice> = (0..8)
+        .map(|i| dwr_core::GpuDevice {
+            index: i,
+            uuid: format!("GPU-{i}"),
+            model: "NVIDIA H200".into(),
+            memory_mib: 1,
+        })
+        .collect();
+    let ex = ExecutorId::new("e1");
+    let reg = ExecutorRegistration::new(ex.clone(), "127.0.0.1", 64_000, 65_536, gpus);
+    for round in 0..20 {
+        admin
+            .register_executor(&reg, Timestamp::now())
+            .await
+            .unwrap();
+        let mut ids = Vec::new();
+        for i in 0..8u32 {
+            let spec =
+                JobSpec::new("img", vec![], 1_000, 1_024).with_gpus(1, dwr_core::GpuModel::Any);
+            let j = Job::new(JobId::new(), spec, Timestamp::now());
+            ids.push(j.id);
+            admin.submit(j).await.unwrap();
+            let assignment = Assignment {
+                job: ids[i as usize],
+                executor: ex.clone(),
+                gpu_ids: vec![format!("GPU-{i}")],
+            };
+            admin
+                .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
+                .await
+                .unwrap();
+        }
+        // Three handles race: one finishes every job, one aborts every job, one expires
+        // the executor, at once.
+        let (a, b, c) = (stores[0].clone(), stores[1].clone(), stores[2].clone());
+        let (ids_a, ids_b, ex_c) = (ids.clone(), ids.clone(), ex.clone());
+        let finisher = tokio::spawn(async move {
+            for id in ids_a {
+                // Failed is legal from assigned (succeeded would need running first).
+                a.finish(id, &Outcome::failed("container error"), Timestamp::now())
+                    .await
+                    .unwrap_or_else(|e| panic!("finish {id}: {e}"));
+            }
+        });
+        let aborter = tokio::spawn(async move {
+            for id in ids_b {
+                match b
+                    .request_abort(id, dwr_core::AbortCause::User, Timestamp::now())
+                    .await
+                {
+                    Ok(_) | Err(StoreError::AlreadyTerminal { .. }) => {}
+                    Err(e) => panic!("abort {id}: {e}"),
+                }
+            }
+        });
+        // Odd rounds add an executor expiry to the race; even rounds keep the executor, so
+        // a double release would show in its allocation (negative, or not the jobs' sum).
+        let expire = round % 2 == 1;
+        let expirer = tokio::spawn(async move {
+            if expire {
+                c.expire_executor(&ex_c, None, "executor lost", Timestamp::now())
+                    .await
+                    .unwrap();
+            }
+        });
+        finisher.await.unwrap();
+        aborter.await.unwrap();
+        expirer.await.unwrap();
+        assert_eq!(
+            admin.check_invariants().await.unwrap(),
+            Vec::<String>::new(),
+            "round {round}"
+        );
+        for id in &ids {
+            assert!(admin.job(*id).await.unwrap().state.is_terminal());
+        }
+        // Registered again (or still registered): nothing held, invariants hold.
+        let now = admin
+            .register_executor(&reg, Timestamp::now())
+            .await
+            .unwrap();
+        assert!(
+            now.allocated.is_zero() && now.gpu_holders.is_empty() && now.jobs.is_empty(),
+            "round {round}: {now:?}"
+        );
+        assert_eq!(
+            admin.check_invariants().await.unwrap(),
+            Vec::<String>::new()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_invariant_check_sees_a_tampered_allocation() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let ex = executor(&store, "e1").await;
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
+    let key = format!("{}executor:{ex}", store.keys().prefix());
+    let _: i64 = server.client().hincr(&key, "cpu_alloc", 500).unwrap();
+    let found = store.check_invariants().await.unwrap();
+    assert!(
+        found.iter().any(|v| v.contains("e1: allocated 500")),
+        "{found:?}"
+    );
+}
