@@ -380,3 +380,32 @@ async fn a_lost_abort_event_is_honoured_at_the_fallback_check() {
     assert_eq!(runtime.container_count(), 0);
     agent.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn configured_capacity_and_location_override_the_probes() {
+    let (store, runtime) = parts();
+    let mut cfg = config("e1");
+    cfg.cpu_millis = Some(2_000);
+    cfg.memory_mib = Some(1_024);
+    cfg.region = Some("eu".into());
+    cfg.datacenter = Some("eu-1".into());
+    let agent = Running::start(store.clone(), runtime, cfg).await;
+    let registration = store.executor(&agent.id).await.unwrap().registration;
+    assert_eq!(
+        (
+            registration.capacity.cpu_millis,
+            registration.capacity.memory_mib,
+            registration.capacity.gpus
+        ),
+        (2_000, 1_024, 2)
+    );
+    assert_eq!(registration.ip, "10.0.0.7");
+    assert_eq!(
+        (
+            registration.region.as_deref(),
+            registration.datacenter.as_deref()
+        ),
+        (Some("eu"), Some("eu-1"))
+    );
+    agent.stop().await.unwrap();
+}
