@@ -80,6 +80,26 @@ impl Keys {
         format!("{}{EXECUTOR}{id}", self.prefix)
     }
 
+    /// The arrival sequence counter.
+    pub fn seq(&self) -> String {
+        self.k(SEQ)
+    }
+
+    /// Set of the job ids an executor holds (assigned or running).
+    pub fn executor_jobs(&self, id: &ExecutorId) -> String {
+        format!("{}{EXECUTOR_JOBS}{id}", self.prefix)
+    }
+
+    /// Hash of GPU UUID → job id holding it, per executor.
+    pub fn executor_gpus(&self, id: &ExecutorId) -> String {
+        format!("{}{EXECUTOR_GPUS}{id}", self.prefix)
+    }
+
+    /// Count of log lines ever appended to a job (offsets survive trimming).
+    pub fn log_total(&self, id: JobId) -> String {
+        format!("{}{LOG_TOTAL}{id}", self.prefix)
+    }
+
     /// List of events (assignments, aborts) for one executor.
     pub fn executor_events(&self, id: &ExecutorId) -> String {
         format!("{}{EXECUTOR_EVENTS}{id}", self.prefix)

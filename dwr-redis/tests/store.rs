@@ -170,9 +170,22 @@ async fn operations_fail_typed_while_redis_is_down_and_work_after() {
         reconnect_max_delay: Duration::from_millis(100),
         ..server.config()
     };
-    let store = RedisJobStore::connect(config).await.unwrap();
+    let store = Arc::new(RedisJobStore::connect(config).await.unwrap());
     let ex = executor(&store, "e1").await;
+    let in_flight = {
+        let (store, ex) = (store.clone(), ex.clone());
+        tokio::spawn(async move { store.next_event(&ex, Duration::from_secs(60)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
     server.kill9();
+    let blocked = tokio::time::timeout(BOUND, in_flight)
+        .await
+        .expect("a blocked pop returns when Redis dies")
+        .unwrap();
+    assert!(
+        matches!(blocked, Err(StoreError::Unavailable { .. })),
+        "in flight: {blocked:?}"
+    );
     let id = JobId::new();
     for (what, result) in [
         ("job", store.job(id).await.map(|_| ())),
