@@ -11,7 +11,8 @@
 //! * **Reconcile** at start: see [`reconcile`](self#reconcile-after-a-restart).
 //! * **Wait for events** with [`JobStore::next_event`], which wakes at once on an
 //!   assignment or abort; `poll_interval` only bounds the wait. When a wait ends without an
-//!   event the agent re-reads its jobs from the store (the *fallback check*): abort requests
+//!   event, and at least once per `poll_interval` while events keep coming, the agent
+//!   re-reads its jobs from the store (the *fallback check*): abort requests
 //!   and assignments whose events were lost are still honoured, jobs the store no longer
 //!   gives this executor have their containers stopped, and outcomes the store refused
 //!   while it was down are recorded.
@@ -231,8 +232,15 @@ impl ExecutorAgent {
 
         if !stopping {
             tracing::info!(executor = %id, "executor ready");
+            // The fallback check runs when a wait ends without an event, and at least once
+            // per poll interval while events keep coming.
+            let mut last_check = tokio::time::Instant::now();
             loop {
                 jobs.reap();
+                if last_check.elapsed() >= shared.config.poll_interval {
+                    reconcile::fallback_check(&shared, &mut jobs).await;
+                    last_check = tokio::time::Instant::now();
+                }
                 let event = tokio::select! {
                     biased;
                     () = &mut shutdown => break,
@@ -247,7 +255,10 @@ impl ExecutorAgent {
                         tracing::info!(executor = %id, %job, ?cause, "abort requested");
                         abort(&shared, &mut jobs, job, cause).await;
                     }
-                    Ok(None) => reconcile::fallback_check(&shared, &mut jobs).await,
+                    Ok(None) => {
+                        reconcile::fallback_check(&shared, &mut jobs).await;
+                        last_check = tokio::time::Instant::now();
+                    }
                     Err(error) => {
                         tracing::warn!(executor = %id, error = %error, "waiting for events failed");
                         tokio::select! {
