@@ -113,7 +113,12 @@ fn parse_state(text: &str) -> Result<JobState, String> {
 /// job's exit code (1 when it failed or was aborted without one). Errors are returned for the
 /// caller to print as `error: {err}` and exit with [`ClientError::exit_code`].
 pub async fn run(command: ClientCommand, options: ClientOptions) -> Result<i32, ClientError> {
-    let api = Api::new(&options.url, options.token.clone())?;
+    // An empty DWR_URL (exported but blank) means the default, as for the server's variables.
+    let url = match options.url.trim() {
+        "" => DEFAULT_URL,
+        url => url,
+    };
+    let api = Api::new(url, options.token.clone())?;
     let json = options.json;
     let text = match command {
         ClientCommand::Submit(args) => return submit::run(&api, &args, json).await,
