@@ -77,7 +77,8 @@ impl std::fmt::Debug for RedisConfig {
 
 impl RedisConfig {
     /// The defaults, overridden by `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`,
-    /// `REDIS_PASSWORD` and `REDIS_DB` where set (an empty variable counts as unset).
+    /// `REDIS_PASSWORD` and `REDIS_DB` where set (an empty variable counts as unset), and
+    /// by `DWR_REDIS_KEY_PREFIX`, `DWR_LOG_MAX_LINES` and `DWR_LOG_TTL_SECONDS`.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -109,6 +110,22 @@ impl RedisConfig {
         }
         if let Some(url) = get("REDIS_URL") {
             config.url = Some(url.trim().to_owned());
+        }
+        if let Some(prefix) = get("DWR_REDIS_KEY_PREFIX") {
+            config.key_prefix = prefix.trim().to_owned();
+        }
+        if let Some(lines) = get("DWR_LOG_MAX_LINES") {
+            config.log_max_lines = lines.trim().parse().map_err(|_| Error::InvalidConfig {
+                field: "DWR_LOG_MAX_LINES",
+                reason: format!("{lines:?} is not a line count"),
+            })?;
+        }
+        if let Some(secs) = get("DWR_LOG_TTL_SECONDS") {
+            let secs: u64 = secs.trim().parse().map_err(|_| Error::InvalidConfig {
+                field: "DWR_LOG_TTL_SECONDS",
+                reason: format!("{secs:?} is not a number of seconds"),
+            })?;
+            config.log_ttl = Duration::from_secs(secs);
         }
         config.validate()?;
         Ok(config)
@@ -224,6 +241,20 @@ mod tests {
     }
 
     #[test]
+    fn store_settings_come_from_the_environment_too() {
+        let c = from(&[
+            ("DWR_REDIS_KEY_PREFIX", "prod:"),
+            ("DWR_LOG_MAX_LINES", "500"),
+            ("DWR_LOG_TTL_SECONDS", "60"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (c.key_prefix.as_str(), c.log_max_lines, c.log_ttl),
+            ("prod:", 500, Duration::from_secs(60))
+        );
+    }
+
+    #[test]
     fn url_wins_and_tls_is_accepted() {
         let c = from(&[
             ("REDIS_HOST", "ignored"),
@@ -239,6 +270,9 @@ mod tests {
             (vec![("REDIS_PORT", "eighty")], "REDIS_PORT"),
             (vec![("REDIS_DB", "-1")], "REDIS_DB"),
             (vec![("REDIS_URL", "http://x")], "REDIS_URL"),
+            (vec![("DWR_LOG_MAX_LINES", "many")], "DWR_LOG_MAX_LINES"),
+            (vec![("DWR_LOG_TTL_SECONDS", "-5")], "DWR_LOG_TTL_SECONDS"),
+            (vec![("DWR_REDIS_KEY_PREFIX", "job_logs:x")], "key_prefix"),
         ] {
             match from(&vars) {
                 Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
