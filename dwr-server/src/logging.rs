@@ -1,6 +1,7 @@
 //! Logging of the services: tracing to the console and to a file (`scheduler.log`,
 //! `executor.log`, `dev.log`) in the log directory. `RUST_LOG` filters (default `info`).
 
+use std::io::IsTerminal;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
@@ -21,6 +22,7 @@ pub fn init(dir: &Path, file_name: &str) -> std::io::Result<WorkerGuard> {
     let (file_writer, guard) = tracing_appender::non_blocking(appender);
     let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let console = fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_filter(filter());
     let file = fmt::layer()

@@ -453,7 +453,7 @@ impl ExecutorView {
             alive: executor.is_alive(now, ttl),
             cpu_utilization: percent(executor.allocated.cpu_millis, cap.cpu_millis),
             memory_utilization: percent(executor.allocated.memory_mib, cap.memory_mib),
-            observed_cpu_percent: f64::from(executor.usage.cpu_percent),
+            observed_cpu_percent: (f64::from(executor.usage.cpu_percent) * 10.0).round() / 10.0,
             observed_memory_used_gb: executor.usage.memory_used_mib as f64 / MIB_PER_GB,
             running_jobs: executor.jobs.len(),
             job_ids: executor.jobs.iter().map(ToString::to_string).collect(),
