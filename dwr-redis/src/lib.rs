@@ -104,6 +104,7 @@ mod error;
 mod job_store;
 pub mod keys;
 mod scripts;
+mod server_info;
 mod store;
 mod wait;
 
