@@ -3,18 +3,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Notify;
+
 use crate::error::StoreError;
 use crate::executor::ExecutorRegistration;
 use crate::probe::HostProbe;
 use crate::store::JobStore;
 use crate::time::Timestamp;
 
-/// Heartbeats forever; registers again when the store has expired the executor.
+/// Heartbeats forever; registers again when the store has expired the executor, and then
+/// rings `reregistered` so the agent stops the containers of the jobs the expiry failed.
 pub(super) async fn heartbeat(
     store: Arc<dyn JobStore>,
     host: Arc<dyn HostProbe>,
     registration: ExecutorRegistration,
     interval: Duration,
+    reregistered: Arc<Notify>,
 ) {
     let id = registration.id.clone();
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -25,11 +29,14 @@ pub(super) async fn heartbeat(
             Ok(()) => tracing::trace!(executor = %id, "heartbeat"),
             Err(StoreError::ExecutorNotFound { .. }) => {
                 tracing::warn!(executor = %id, "executor was expired; registering again");
-                if let Err(error) = store
+                match store
                     .register_executor(&registration, Timestamp::now())
                     .await
                 {
-                    tracing::warn!(executor = %id, error = %error, "registering again failed");
+                    Ok(_) => reregistered.notify_one(),
+                    Err(error) => {
+                        tracing::warn!(executor = %id, error = %error, "registering again failed");
+                    }
                 }
             }
             Err(error) => tracing::warn!(executor = %id, error = %error, "heartbeat failed"),

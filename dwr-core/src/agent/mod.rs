@@ -7,7 +7,8 @@
 //!   [`HostProbe`]) and its GPUs (from the [`GpuProbe`]).
 //! * **Heartbeat** every `heartbeat_interval` with the host's observed usage. Heartbeats
 //!   never touch allocations. When the store answers `ExecutorNotFound` (the executor was
-//!   expired, its jobs failed as "executor lost"), it registers again.
+//!   expired, its jobs failed as "executor lost"), it registers again and at once stops the
+//!   containers of the jobs the expiry failed.
 //! * **Reconcile** at start: see [`reconcile`](self#reconcile-after-a-restart).
 //! * **Wait for events** with [`JobStore::next_event`], which wakes at once on an
 //!   assignment or abort; `poll_interval` only bounds the wait. When a wait ends without an
@@ -71,6 +72,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::executor::ExecutorRegistration;
 use crate::ids::JobId;
@@ -208,11 +211,13 @@ impl ExecutorAgent {
             source,
         })?;
 
+        let reregistered = Arc::new(Notify::new());
         let heartbeat = tokio::spawn(heartbeat::heartbeat(
             shared.store.clone(),
             self.host,
             registration,
             shared.config.heartbeat_interval,
+            reregistered.clone(),
         ));
         let mut jobs = tasks::JobTasks::default();
         // A shutdown during the reconcile skips the event loop: the shutdown future must not
@@ -244,6 +249,10 @@ impl ExecutorAgent {
                 let event = tokio::select! {
                     biased;
                     () = &mut shutdown => break,
+                    // Expired and registered again: the expiry failed this executor's jobs,
+                    // whose containers must stop now rather than at the next check. (An
+                    // event lost by interrupting the wait is recovered by that check too.)
+                    () = reregistered.notified() => Ok(None),
                     event = shared.store.next_event(&id, shared.config.poll_interval) => event,
                 };
                 match event {

@@ -282,7 +282,7 @@ async fn the_heartbeat_registers_again_after_expiry_and_stray_containers_stop() 
     let (store, runtime) = parts();
     let mut cfg = config("e1");
     cfg.heartbeat_interval = Duration::from_millis(50);
-    cfg.poll_interval = Duration::from_millis(200);
+    // The stray container stops on re-registration, not after the (60 s) fallback poll.
     let agent = Running::start(store.clone(), runtime.clone(), cfg).await;
     let job = assign(&*store, &agent.id, &["fake", "hang"], &[]).await;
     until_state(&*store, job, JobState::Running, LIVENESS).await;
