@@ -66,8 +66,8 @@ pub enum ServiceError {
     /// A setting is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Redis could not be reached.
-    #[error("cannot connect to Redis at {target}")]
+    /// Redis could not be reached (the source names the URL, password redacted).
+    #[error("connecting to the job store failed")]
     StoreConnect {
         /// The URL, password redacted.
         target: String,
@@ -122,7 +122,7 @@ pub enum ServiceError {
 struct Shutdown(watch::Receiver<bool>);
 
 impl Shutdown {
-    /// Fires when `trigger` resolves (or is dropped unresolved... never: it is owned here).
+    /// A signal that fires once `trigger` resolves.
     fn new(trigger: impl Future<Output = ()> + Send + 'static) -> Self {
         let (tx, rx) = watch::channel(false);
         tokio::spawn(async move {

@@ -425,7 +425,11 @@ async fn hello_world_overflow_gpu_and_bad_input() {
     assert_eq!(done["exit_code"], 0);
     assert_eq!(done["executor_ip"], "127.0.0.1");
     let lines = c.redis.lrange(&format!("job_logs:{hello}")).await;
-    assert_eq!(lines, vec!["hello from dwr".to_owned()]);
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("hello from dwr"),
+        "{lines:?}"
+    );
     assert!(containers_of_job(&hello).is_empty(), "container removed");
 
     // Two one-core jobs on two one-core executors: one each.
