@@ -15,7 +15,10 @@ use crate::store::JobStore;
 use crate::time::Timestamp;
 use crate::{ExecutorId, ExecutorRegistration};
 
-const LIVENESS: Duration = Duration::from_secs(2);
+/// Bound for liveness waits (generous: the tests share the machine with builds).
+const LIVENESS: Duration = Duration::from_secs(5);
+/// Bound for an assignment to run, far below the 60 s fallback poll of the tests.
+const PICKUP: Duration = Duration::from_secs(2);
 
 fn parts() -> (Arc<InMemoryJobStore>, Arc<FakeRuntime>) {
     (
@@ -41,7 +44,7 @@ async fn an_assignment_runs_at_once_with_the_jobs_limits_gpus_and_env() {
     let job = assign(&*store, &agent.id, &["echo", "hello"], &[gpu]).await;
 
     // The fallback poll is 60 s: only the wake-up can make this in time.
-    let done = until_state(&*store, job, JobState::Succeeded, LIVENESS).await;
+    let done = until_state(&*store, job, JobState::Succeeded, PICKUP).await;
     assert_eq!(done.exit_code, Some(0));
     let log = store.logs(job, 0).await.unwrap();
     assert_eq!(
