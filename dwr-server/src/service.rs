@@ -117,24 +117,40 @@ pub enum ServiceError {
     Panicked,
 }
 
-/// A shutdown future that many tasks can wait on.
+/// A shutdown signal that many tasks can wait on, fired by the caller's future or by
+/// [`fire`](Shutdown::fire) (when one part of a service ends, the others follow).
 #[derive(Clone, Debug)]
-struct Shutdown(watch::Receiver<bool>);
+struct Shutdown {
+    tx: Arc<watch::Sender<bool>>,
+    rx: watch::Receiver<bool>,
+}
 
 impl Shutdown {
     /// A signal that fires once `trigger` resolves.
     fn new(trigger: impl Future<Output = ()> + Send + 'static) -> Self {
         let (tx, rx) = watch::channel(false);
+        let this = Self {
+            tx: Arc::new(tx),
+            rx,
+        };
+        let firing = this.clone();
         tokio::spawn(async move {
-            trigger.await;
-            let _ = tx.send(true);
+            tokio::select! {
+                () = trigger => firing.fire(),
+                // Fired by another part: stop waiting for the trigger.
+                () = firing.clone().wait() => {}
+            }
         });
-        Self(rx)
+        this
+    }
+
+    fn fire(&self) {
+        self.tx.send_replace(true);
     }
 
     async fn wait(mut self) {
-        // An error means the sender is gone, which only happens after it sent.
-        let _ = self.0.wait_for(|fired| *fired).await;
+        // The sender lives in `self`, so this only returns once fired.
+        let _ = self.rx.wait_for(|fired| *fired).await;
     }
 }
 
@@ -173,7 +189,7 @@ async fn bind(api: &ApiArgs) -> Result<TcpListener, ServiceError> {
 }
 
 /// Serves the API on `listener` and runs the scheduling loop of `scheduler` until
-/// `shutdown` resolves; in-flight requests then get [`SHUTDOWN_GRACE`] to finish.
+/// `shutdown` resolves; in-flight requests then get 10 s to finish.
 pub async fn serve(
     listener: TcpListener,
     scheduler: Scheduler,
@@ -186,13 +202,16 @@ pub async fn serve(
     let scheduling = tokio::spawn(async move { looping.run(loop_stop.wait()).await });
     let router = app(AppState::new(scheduler, api));
     let server = axum::serve(listener, router).with_graceful_shutdown(stop.clone().wait());
+    let grace = stop.clone();
     let served = tokio::select! {
         r = server => r.map_err(ServiceError::Serve),
-        () = async { stop.wait().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+        () = async { grace.wait().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
             warn!("requests still open {} s after shutdown; closing them", SHUTDOWN_GRACE.as_secs());
             Ok(())
         }
     };
+    // However the server ended, the scheduling loop ends with it.
+    stop.fire();
     let scheduled = match scheduling.await {
         Ok(r) => r.map_err(ServiceError::Scheduler),
         Err(_) => Err(ServiceError::Panicked),
@@ -285,7 +304,15 @@ pub async fn run_dev(
         &config.id.to_string(),
         args.api.api_token.is_some(),
     );
-    let served = serve(listener, scheduler, args.api.api_config(), stop.wait()).await;
+    let served = serve(
+        listener,
+        scheduler,
+        args.api.api_config(),
+        stop.clone().wait(),
+    )
+    .await;
+    // However the API ended, the agent ends with it.
+    stop.fire();
     let agent_result = match agent_task.await {
         Ok(r) => r.map_err(ServiceError::from),
         Err(_) => Err(ServiceError::Panicked),

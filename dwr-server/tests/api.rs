@@ -962,3 +962,34 @@ async fn jobs_run_through_the_scheduling_loop_and_an_agent_with_the_fake_runtime
     loop_task.await.unwrap().unwrap();
     agent_task.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_on_a_socket_and_stops_on_shutdown() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let store = Arc::new(InMemoryJobStore::new());
+    let scheduler = Scheduler::new(store, Arc::new(FirstFit), SchedulerConfig::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dwr_server::serve(
+        listener,
+        scheduler,
+        ApiConfig::default(),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let health: Value = reqwest::get(format!("http://{addr}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "healthy");
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(reqwest::get(format!("http://{addr}/health")).await.is_err());
+}
