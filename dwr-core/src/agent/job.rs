@@ -110,13 +110,7 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, id: JobId, mut signal: Sig
         return;
     }
 
-    let marked = retry::with_backoff("mark running", shared.config.store_retry_for, || {
-        shared
-            .store
-            .mark_running(id, &shared.config.id, Timestamp::now())
-    })
-    .await;
-    if let Err(error) = marked {
+    if let Err(error) = shared.mark_running(id).await {
         // Aborted or expired while starting, or the store stayed down: this container must
         // not outlive the decision.
         tracing::warn!(job = %id, error = %error, "could not mark the job running; stopping its container");
@@ -145,13 +139,7 @@ pub(super) async fn reattach(
     };
     if job.state == JobState::Assigned {
         // The agent stopped between starting the container and recording it.
-        let marked = retry::with_backoff("mark running", shared.config.store_retry_for, || {
-            shared
-                .store
-                .mark_running(id, &shared.config.id, Timestamp::now())
-        })
-        .await;
-        if let Err(error) = marked {
+        if let Err(error) = shared.mark_running(id).await {
             tracing::warn!(job = %id, error = %error, "could not mark a re-attached job running; removing its container");
             shared.stop_and_remove(&container).await;
             return;
@@ -285,6 +273,30 @@ fn container_spec(shared: &Shared, job: &Job) -> ContainerSpec {
 }
 
 impl Shared {
+    /// Marks the job running on this executor, retrying while the store is unavailable.
+    ///
+    /// A retried call whose first try did apply (the reply was lost) is answered with an
+    /// error; the job is then read back, and found running here, is a success.
+    async fn mark_running(&self, id: JobId) -> Result<(), StoreError> {
+        let marked = retry::with_backoff("mark running", self.config.store_retry_for, || {
+            self.store
+                .mark_running(id, &self.config.id, Timestamp::now())
+        })
+        .await;
+        let Err(error) = marked else {
+            return Ok(());
+        };
+        match self.store.job(id).await {
+            Ok(job)
+                if job.state == JobState::Running
+                    && job.executor.as_ref() == Some(&self.config.id) =>
+            {
+                Ok(())
+            }
+            _ => Err(error),
+        }
+    }
+
     /// Loads a job, retrying while the store is unavailable; `None` (logged) otherwise.
     pub(super) async fn load(&self, id: JobId) -> Option<Job> {
         match retry::with_backoff("load job", self.config.store_retry_for, || {

@@ -26,7 +26,8 @@ pub const TTL: Duration = Duration::from_secs(60);
 
 /// An [`InMemoryJobStore`] that counts `append_logs` calls, can fail `append_logs` and
 /// `finish` with `Unavailable` (a given number of times, or while `finish_down` is set), and
-/// can lose abort events (while `lose_aborts` is set).
+/// can lose abort events (while `lose_aborts` is set) and the replies of applied
+/// `mark_running` calls.
 #[derive(Debug, Default)]
 pub struct FlakyStore {
     pub inner: InMemoryJobStore,
@@ -36,6 +37,8 @@ pub struct FlakyStore {
     pub appends: AtomicU32,
     pub finish_calls: AtomicU32,
     pub lose_aborts: AtomicBool,
+    /// `mark_running` calls that apply but answer `Unavailable` (a lost reply).
+    pub mark_running_lost_replies: AtomicU32,
 }
 
 fn unavailable(operation: &'static str) -> StoreError {
@@ -83,7 +86,11 @@ impl JobStore for FlakyStore {
         executor: &ExecutorId,
         now: Timestamp,
     ) -> Result<Job, StoreError> {
-        self.inner.mark_running(id, executor, now).await
+        let job = self.inner.mark_running(id, executor, now).await?;
+        if take_failure(&self.mark_running_lost_replies) {
+            return Err(unavailable("mark running"));
+        }
+        Ok(job)
     }
     async fn finish(
         &self,

@@ -412,3 +412,22 @@ async fn configured_capacity_and_location_override_the_probes() {
     );
     agent.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_lost_reply_of_mark_running_does_not_lose_the_job() {
+    let store = Arc::new(FlakyStore::default());
+    store.mark_running_lost_replies.store(1, Ordering::SeqCst);
+    let runtime = Arc::new(FakeRuntime::new());
+    let agent = Running::start(store.clone(), runtime.clone(), config("e1")).await;
+    let job = assign(
+        &*store,
+        &agent.id,
+        &["fake", "run=100ms", "print=done"],
+        &[],
+    )
+    .await;
+    until_state(&*store, job, JobState::Succeeded, LIVENESS).await;
+    assert_eq!(output(&*store, job).await, ["done"]);
+    assert_eq!(store.mark_running_lost_replies.load(Ordering::SeqCst), 0);
+    agent.stop().await.unwrap();
+}
