@@ -674,8 +674,10 @@ pub struct HealthResponse {
 /// Every error response: a short machine-readable kind and a sentence naming the problem.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// The kind: `invalid_request`, `validation_error`, `not_found`, `unauthorized`,
-    /// `conflict`, `payload_too_large`, `unavailable`, `timeout`, `internal`.
+    /// The kind: `validation_error` (422), `invalid_json`, `invalid_body`,
+    /// `invalid_job_id`, `invalid_state` (400), `unauthorized` (401), `not_found` (404),
+    /// `method_not_allowed` (405), `conflict` (409), `payload_too_large` (413),
+    /// `unavailable`, `timeout` (503), `internal` (500).
     #[schema(example = "validation_error")]
     pub error: String,
     /// What is wrong, naming the field or id.

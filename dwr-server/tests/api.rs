@@ -751,6 +751,15 @@ async fn the_token_guards_every_route_but_health() {
                 .status,
             StatusCode::OK
         );
+        let lower = Request::builder()
+            .uri(uri)
+            .header(header::AUTHORIZATION, "bearer s3cret")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(
+            h.app.clone().oneshot(lower).await.unwrap().status(),
+            StatusCode::OK
+        );
     }
     let unauth = h
         .send_as(

@@ -162,8 +162,10 @@ async fn require_token(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+            .and_then(|v| v.trim().split_once(' '))
+            // The scheme is case-insensitive (RFC 9110).
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim());
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
             return Err(ApiError::unauthorized());
         }
