@@ -149,7 +149,7 @@ fn write_line(out: &mut (dyn Write + Send), line: &[u8]) {
 
 /// Decides which status notes to print while following a job: state changes, and while the
 /// job is pending, why — when the reason changes (at most every few seconds) and as a
-/// reminder every [`REPEAT_PENDING_AFTER`].
+/// reminder every 15 s.
 #[derive(Debug, Default)]
 pub struct StatusReporter {
     last_state: Option<JobState>,
