@@ -33,6 +33,27 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// How long a job that no live executor could ever run may stay pending: `None` waits for
+/// its allocation timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InfeasibleGrace(pub Option<Duration>);
+
+/// Parses `never` or seconds (0 or more).
+pub fn parse_grace(text: &str) -> Result<InfeasibleGrace, String> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("never") {
+        return Ok(InfeasibleGrace(None));
+    }
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.0..=365.0 * 24.0 * 3600.0).contains(&secs) => {
+            Ok(InfeasibleGrace(Some(Duration::from_secs_f64(secs))))
+        }
+        _ => Err(format!(
+            "{text:?} must be a number of seconds (0 or more) or never"
+        )),
+    }
+}
+
 fn parse_positive_cores(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
         Ok(c) if c.is_finite() && c > 0.0 && c <= 1_000_000.0 => Ok(c),
@@ -166,6 +187,14 @@ pub struct ApiArgs {
     /// Placement strategy.
     #[arg(long, env = "DWR_PLACEMENT", value_enum, default_value = "first-fit")]
     pub placement: PlacementKind,
+    /// Seconds a job that no live executor could ever run (too big, GPUs nowhere) stays
+    /// pending before it fails; `never` waits for its allocation timeout.
+    #[arg(long, env = "DWR_INFEASIBLE_GRACE", default_value = "0", value_parser = parse_grace)]
+    pub infeasible_grace: InfeasibleGrace,
+    /// Seconds without a heartbeat before an executor is lost [default: 3 × heartbeat
+    /// interval].
+    #[arg(long, env = "DWR_EXECUTOR_TTL", value_parser = parse_seconds)]
+    pub executor_ttl: Option<Duration>,
     /// Longest time one API request may take, seconds.
     #[arg(long, env = "DWR_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub request_timeout: Duration,
@@ -185,7 +214,8 @@ impl ApiArgs {
     pub fn scheduler_config(&self, common: &CommonArgs) -> SchedulerConfig {
         SchedulerConfig {
             tick: common.job_poll_interval,
-            executor_ttl: common.executor_ttl(),
+            executor_ttl: self.executor_ttl.unwrap_or_else(|| common.executor_ttl()),
+            infeasible_grace: self.infeasible_grace.0,
             ..SchedulerConfig::default()
         }
     }
@@ -340,11 +370,20 @@ mod tests {
         assert_eq!(b.agent.volume_allow.len(), 2);
         assert_eq!(b.common.executor_ttl(), Duration::from_secs(3));
         assert_eq!(b.api.placement, PlacementKind::Spread);
+        let sched = b.api.scheduler_config(&b.common);
+        assert_eq!(sched.executor_ttl, Duration::from_secs(3));
+        assert_eq!(sched.infeasible_grace, Some(Duration::ZERO));
+        let c = Both::try_parse_from(["dwr", "--infeasible-grace", "never", "--executor-ttl", "7"])
+            .unwrap();
+        let sched = c.api.scheduler_config(&c.common);
+        assert_eq!(sched.infeasible_grace, None);
+        assert_eq!(sched.executor_ttl, Duration::from_secs(7));
         for bad in [
             vec!["dwr", "--heartbeat-interval", "0"],
             vec!["dwr", "--cpus", "-1"],
             vec!["dwr", "--api-port", "70000"],
             vec!["dwr", "--executor-ip", "not-an-ip"],
+            vec!["dwr", "--infeasible-grace", "-1"],
         ] {
             assert!(Both::try_parse_from(&bad).is_err(), "{bad:?}");
         }
