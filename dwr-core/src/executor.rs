@@ -1,6 +1,6 @@
 //! Executors: what they register, what they hold, and what is free on them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -78,8 +78,9 @@ pub struct Executor {
     pub allocated: Resources,
     /// GPU UUID → the job holding it.
     pub gpu_holders: BTreeMap<String, JobId>,
-    /// Jobs assigned to it or running on it.
-    pub jobs: Vec<JobId>,
+    /// Jobs assigned to it or running on it, in id order (a set: a finish removes its job
+    /// in O(log n) however many jobs the executor holds).
+    pub jobs: BTreeSet<JobId>,
     /// Time of its registration.
     pub registered_at: Timestamp,
     /// Time of its last heartbeat.
@@ -95,7 +96,7 @@ impl Executor {
             registration,
             allocated: Resources::ZERO,
             gpu_holders: BTreeMap::new(),
-            jobs: Vec::new(),
+            jobs: BTreeSet::new(),
             registered_at: now,
             last_heartbeat: now,
             usage: HostUsage::default(),

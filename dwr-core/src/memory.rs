@@ -327,7 +327,7 @@ fn release(executor: &mut Executor, job: &Job) {
             executor.gpu_holders.remove(uuid);
         }
     }
-    executor.jobs.retain(|j| *j != job.id);
+    executor.jobs.remove(&job.id);
 }
 
 /// The instant `wait` from now, or `None` when that is too far to represent (wait forever).
@@ -458,7 +458,7 @@ impl JobStore for InMemoryJobStore {
         for uuid in &assignment.gpu_ids {
             executor.gpu_holders.insert(uuid.clone(), assignment.job);
         }
-        executor.jobs.push(assignment.job);
+        executor.jobs.insert(assignment.job);
         let job = entry.job.clone();
         let seq = entry.seq;
         st.reindex(job.id, seq, JobState::Pending, JobState::Assigned);

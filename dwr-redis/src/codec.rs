@@ -240,12 +240,11 @@ pub(crate) fn executor_from(value: &Value) -> Result<Executor, StoreError> {
             .map_err(|e: dwr_core::MalformedJobId| corrupt(&what, e.to_string()))?;
         gpu_holders.insert(uuid, job);
     }
-    let mut job_ids = strings(jobs, &what)?
+    let job_ids = strings(jobs, &what)?
         .iter()
         .map(|j| j.parse())
-        .collect::<Result<Vec<JobId>, _>>()
-        .map_err(|e| corrupt(&what, e.to_string()))?;
-    job_ids.sort();
+        .collect::<Result<_, _>>()
+        .map_err(|e: dwr_core::MalformedJobId| corrupt(&what, e.to_string()))?;
     Ok(Executor {
         registration,
         allocated,

@@ -39,7 +39,7 @@ pub async fn commit_assignment_records_and_allocates(store: Arc<dyn JobStore>) {
     let e = executor(&store, &exec).await;
     assert_eq!(e.allocated, Resources::new(1500, 2048, 1));
     assert_eq!(e.gpu_holders, BTreeMap::from([("GPU-a1".to_owned(), id)]));
-    assert_eq!(e.jobs, vec![id]);
+    assert_eq!(e.jobs, [id].into());
     assert_eq!(e.free(), Resources::new(2500, 6144, 1));
     let event = store
         .next_event(&exec, Duration::ZERO)

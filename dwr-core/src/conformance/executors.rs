@@ -134,7 +134,7 @@ pub async fn reregister_keeps_allocations(store: Arc<dyn JobStore>) {
         back.gpu_holders,
         BTreeMap::from([("GPU-a1".to_owned(), id)])
     );
-    assert_eq!(back.jobs, vec![id]);
+    assert_eq!(back.jobs, [id].into());
     assert_eq!(executor(&store, &exec).await, back);
     assert_eq!(store.executors().await.expect("executors").len(), 1);
 

@@ -187,7 +187,7 @@ pub async fn finish_releases_once(store: Arc<dyn JobStore>) {
         Resources::new(500, 512, 1),
         "only the other job is held"
     );
-    assert_eq!(e.jobs, vec![other]);
+    assert_eq!(e.jobs, [other].into());
     assert!(!e.gpu_holders.contains_key("GPU-a0"));
     assert_eq!(e.gpu_holders.get("GPU-a1"), Some(&other));
 
