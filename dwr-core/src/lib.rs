@@ -40,7 +40,9 @@ pub use runtime::{
     ContainerId, ContainerRuntime, ContainerSpec, ContainerUsage, ExitStatus, LogLine, LogSource,
     OwnedContainer, ProgressSink,
 };
-pub use scheduler::{PassReport, Placed, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError};
+pub use scheduler::{
+    PassReport, Placed, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError,
+};
 pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, VolumeMount};
 pub use store::{AbortRequested, Assignment, ExecutorEvent, Finished, JobQuery, JobStore};
 pub use time::Timestamp;

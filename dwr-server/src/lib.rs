@@ -7,6 +7,7 @@
 //! * [`client`]: the client commands (`dwr submit`, `dwr jobs`, …) over HTTP.
 
 pub mod api;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod logging;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use dwr_server::bench;
 use dwr_server::client::{self, ClientCommand, ClientOptions};
 use dwr_server::{logging, service, DevArgs, ExecutorArgs, SchedulerArgs, ServiceError};
 
@@ -28,6 +29,11 @@ enum Command {
     /// Run the scheduler and one executor in one process (in-memory store unless Redis is
     /// configured) and print a job to try.
     Dev(DevArgs),
+    /// Load test: the scheduler and N executor agents in this process over a real store;
+    /// prints latency percentiles, throughput, memory and Redis commands per job.
+    Bench(bench::BenchArgs),
+    /// Scale simulation: many executors, a growing queue, the time of a scheduling pass.
+    Simulate(bench::SimulateArgs),
     #[command(flatten)]
     Client(ClientCommand),
 }
@@ -74,6 +80,8 @@ async fn run(cli: Cli) -> ExitCode {
             let dir = args.common.log_dir.clone();
             logged(&dir, "dev.log", service::run_dev(args, shutdown)).await
         }
+        Command::Bench(args) => finish_bench(bench::run_bench(args).await.map(drop)),
+        Command::Simulate(args) => finish_bench(bench::run_simulation(args).await.map(drop)),
     }
 }
 
@@ -112,4 +120,19 @@ fn report(err: &ServiceError) {
         source = cause.source();
     }
     eprintln!("{text}");
+}
+
+fn finish_bench(result: Result<(), bench::BenchError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
 }
