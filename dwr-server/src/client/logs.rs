@@ -10,8 +10,12 @@ use futures::StreamExt;
 use super::{jobs, Api, ClientError};
 use crate::wire::{JobView, LogsResponse};
 
-/// How often a followed or awaited job's status is polled.
+/// How often a followed job's status is polled while its log stream is reopened.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// First pause between two polls of an awaited job: short jobs end in well under a second.
+const WATCH_FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// Longest pause between two polls of an awaited job (one request a second at most).
+const WATCH_MAX_PAUSE: Duration = Duration::from_secs(1);
 /// After the job ended, how long the log stream gets to deliver its last lines.
 const DRAIN_GRACE: Duration = Duration::from_secs(3);
 /// A pending job's unchanged reason is repeated this often.
@@ -86,19 +90,35 @@ pub async fn follow_to_end(
 }
 
 /// Polls the job until it is terminal, printing status notes; returns the final job.
+///
+/// The pause between polls starts short and grows to a second, and starts over when the
+/// job changes state: a short job is seen ending at once, a long one costs one request a
+/// second.
 pub async fn watch(
     api: &Api,
     id: JobId,
     reporter: &mut StatusReporter,
 ) -> Result<JobView, ClientError> {
+    let mut pause = WATCH_FIRST_PAUSE;
+    let mut last_state = None;
     loop {
         let job = jobs::fetch(api, id).await?;
         report(reporter.observe(&job, Instant::now()));
         if job.status.is_terminal() {
             return Ok(job);
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        if last_state != Some(job.status) {
+            last_state = Some(job.status);
+            pause = WATCH_FIRST_PAUSE;
+        }
+        tokio::time::sleep(pause).await;
+        pause = next_pause(pause);
     }
+}
+
+/// The pause after `pause`: half as long again, at most [`WATCH_MAX_PAUSE`].
+fn next_pause(pause: Duration) -> Duration {
+    (pause + pause / 2).min(WATCH_MAX_PAUSE)
 }
 
 fn report(notes: Vec<String>) {
@@ -284,6 +304,19 @@ mod tests {
         assert_eq!(notes.len(), 1);
         assert!(notes[0].ends_with("running on 10.0.0.2"), "{notes:?}");
         assert!(r.observe(&job, now).is_empty());
+    }
+
+    #[test]
+    fn polling_backs_off_to_one_second() {
+        let mut pause = WATCH_FIRST_PAUSE;
+        let mut waited = Duration::ZERO;
+        for _ in 0..20 {
+            waited += pause;
+            pause = next_pause(pause);
+        }
+        assert_eq!(pause, WATCH_MAX_PAUSE);
+        assert!(next_pause(WATCH_FIRST_PAUSE) > WATCH_FIRST_PAUSE);
+        assert!(waited > Duration::from_secs(5), "{waited:?}");
     }
 
     #[test]
