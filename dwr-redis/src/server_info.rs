@@ -1,27 +1,109 @@
 //! Figures about the Redis server itself, for the load tool and the round-trip report.
 
+use std::collections::BTreeMap;
+
 use dwr_core::StoreError;
 
 use crate::error::store_error;
 use crate::store::RedisJobStore;
 
+/// Commands a client of this crate sends itself (the rest run inside its scripts): their
+/// calls are the round trips.
+const CLIENT_COMMANDS: [&str; 6] = [
+    "evalsha",
+    "eval",
+    "blpop",
+    "subscribe",
+    "unsubscribe",
+    "script",
+];
+
+/// Command counts read from `INFO commandstats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandStats {
+    /// Calls per command name (lowercase), commands run inside scripts included.
+    pub calls: BTreeMap<String, u64>,
+}
+
+impl CommandStats {
+    /// Every command the server ran, those inside scripts included.
+    pub fn total(&self) -> u64 {
+        self.calls.values().sum()
+    }
+
+    /// Client round trips: script calls, blocking pops and subscriptions (a script's own
+    /// commands and the monitoring commands are not round trips of a job).
+    pub fn round_trips(&self) -> u64 {
+        CLIENT_COMMANDS
+            .iter()
+            .filter_map(|name| self.calls.get(*name))
+            .sum()
+    }
+
+    /// The counts of `self` minus those of an `earlier` reading.
+    pub fn since(&self, earlier: &CommandStats) -> CommandStats {
+        let calls = self
+            .calls
+            .iter()
+            .map(|(name, n)| {
+                let before = earlier.calls.get(name).copied().unwrap_or(0);
+                (name.clone(), n.saturating_sub(before))
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        CommandStats { calls }
+    }
+
+    /// Parses the text of `INFO commandstats` (`cmdstat_<name>:calls=<n>,usec=…`).
+    pub fn parse(info: &str) -> CommandStats {
+        let calls = info
+            .lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("calls="))?
+                    .parse()
+                    .ok()?;
+                Some((name.to_ascii_lowercase(), calls))
+            })
+            .collect();
+        CommandStats { calls }
+    }
+}
+
 impl RedisJobStore {
-    /// The server's `total_commands_processed` (from `INFO stats`): the difference between
-    /// two readings is the number of commands all clients sent in between (this call's own
-    /// `INFO` included).
-    pub async fn commands_processed(&self) -> Result<u64, StoreError> {
+    /// The server's command counts (`INFO commandstats`); the difference of two readings
+    /// ([`CommandStats::since`]) is what all clients caused in between.
+    pub async fn command_stats(&self) -> Result<CommandStats, StoreError> {
         let mut conn = self.inner.conn.clone();
         let info: String = redis::cmd("INFO")
-            .arg("stats")
+            .arg("commandstats")
             .query_async(&mut conn)
             .await
             .map_err(|e| store_error("info", e))?;
-        info.lines()
-            .find_map(|line| line.strip_prefix("total_commands_processed:"))
-            .and_then(|n| n.trim().parse().ok())
-            .ok_or_else(|| StoreError::Corrupt {
-                what: "INFO stats: total_commands_processed".into(),
-                source: "field missing or not a number".into(),
-            })
+        Ok(CommandStats::parse(&info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_subtracts_commandstats() {
+        let before = CommandStats::parse(
+            "# Commandstats\r\ncmdstat_evalsha:calls=10,usec=5,usec_per_call=0.5\r\ncmdstat_hset:calls=40,usec=1\r\n",
+        );
+        let after = CommandStats::parse(
+            "cmdstat_evalsha:calls=16,usec=9\r\ncmdstat_hset:calls=100,usec=1\r\ncmdstat_blpop:calls=2,usec=1\r\n",
+        );
+        let delta = after.since(&before);
+        assert_eq!(delta.round_trips(), 8);
+        assert_eq!(delta.total(), 68);
+        assert_eq!(
+            CommandStats::parse("garbage\r\ncmdstat_x:nocalls").total(),
+            0
+        );
     }
 }

@@ -101,9 +101,12 @@ pub struct BenchReport {
     pub rss_peak_mib: f64,
     /// Resident memory sampled every half second during the run, MiB.
     pub rss_samples_mib: Vec<f64>,
-    /// Redis commands processed per job over the run (all clients: submit, scheduling,
-    /// executor events, heartbeats, logs), with `--store redis`.
+    /// Redis commands run per job over the run, those inside the Lua scripts included
+    /// (all clients: submit, scheduling, executor events, heartbeats, logs, this tool's
+    /// progress polling), with `--store redis`.
     pub redis_commands_per_job: Option<f64>,
+    /// Client round trips to Redis per job (script calls, blocking pops, subscriptions).
+    pub redis_round_trips_per_job: Option<f64>,
     /// With Docker: create+start straight through the Engine API, p50 ms.
     pub docker_baseline_start_p50_ms: Option<f64>,
     /// With Docker: submit→running p50 minus the baseline p50, ms.
@@ -115,9 +118,11 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let (store, redis): (Arc<dyn JobStore>, Option<RedisJobStore>) = match args.store {
         StoreKind::Memory => (Arc::new(InMemoryJobStore::new()), None),
         StoreKind::Redis => {
-            let mut config = RedisConfig::default();
-            config.url = Some(args.redis_url.clone());
-            config.key_prefix = format!("dwr-bench-{}:", JobId::new());
+            let config = RedisConfig {
+                url: Some(args.redis_url.clone()),
+                key_prefix: format!("dwr-bench-{}:", JobId::new()),
+                ..RedisConfig::default()
+            };
             let redis = RedisJobStore::connect(config)
                 .await
                 .map_err(BenchError::Redis)?;
@@ -179,7 +184,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     wait_for_executors(&*store, args.executors).await?;
 
     let commands_before = match &redis {
-        Some(r) => Some(r.commands_processed().await.map_err(BenchError::Store)?),
+        Some(r) => Some(r.command_stats().await.map_err(BenchError::Store)?),
         None => None,
     };
     let (rss_start_mib, _) = rss_mib();
@@ -216,7 +221,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     wait_until_terminal(&*store, args.jobs).await?;
     let wall = started.elapsed().as_secs_f64();
     let commands_after = match &redis {
-        Some(r) => Some(r.commands_processed().await.map_err(BenchError::Store)?),
+        Some(r) => Some(r.command_stats().await.map_err(BenchError::Store)?),
         None => None,
     };
     stop_tx.send_replace(true);
@@ -252,6 +257,9 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
             .await
             .map_err(BenchError::Store)?;
     }
+    let redis_delta = commands_before
+        .zip(commands_after)
+        .map(|(before, after)| after.since(&before));
     let submit_to_running_ms = p50_p90_p99(&mut to_running);
     let report = BenchReport {
         store: args.store,
@@ -267,9 +275,12 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         rss_start_mib,
         rss_peak_mib,
         rss_samples_mib,
-        redis_commands_per_job: commands_before
-            .zip(commands_after)
-            .map(|(b, a)| a.saturating_sub(b) as f64 / submitted.len() as f64),
+        redis_commands_per_job: redis_delta
+            .as_ref()
+            .map(|d| d.total() as f64 / submitted.len() as f64),
+        redis_round_trips_per_job: redis_delta
+            .as_ref()
+            .map(|d| d.round_trips() as f64 / submitted.len() as f64),
         docker_baseline_start_p50_ms: baseline,
         docker_overhead_p50_ms: baseline.map(|b| submit_to_running_ms[0] - b),
     };
@@ -401,8 +412,8 @@ fn print_report(r: &BenchReport) {
         "  rss MiB              start {:.1}  peak {:.1}",
         r.rss_start_mib, r.rss_peak_mib
     );
-    if let Some(c) = r.redis_commands_per_job {
-        println!("  redis commands/job   {c:.2}");
+    if let (Some(c), Some(t)) = (r.redis_commands_per_job, r.redis_round_trips_per_job) {
+        println!("  redis per job        {t:.2} round trips, {c:.2} commands (inside scripts too)");
     }
     if let (Some(b), Some(o)) = (r.docker_baseline_start_p50_ms, r.docker_overhead_p50_ms) {
         println!("  docker create+start  p50 {b:.1} ms direct; dwr submit→running p50 is {o:+.1} ms above");
