@@ -267,9 +267,13 @@ pub async fn run_dev(
     args: DevArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    let config = args.agent.agent_config(&args.common)?;
+    let mut config = args.agent.agent_config(&args.common)?;
     let runtime = connect_docker(&args.agent).await?;
-    let (store, store_name): (Arc<dyn JobStore>, String) = if args.common.redis.explicitly_set() {
+    let in_memory = !args.common.redis.explicitly_set();
+    // The in-memory store ends with this process, so no restarted executor could ever
+    // re-attach to a container left running: stop them all on the way out instead.
+    config.drain_on_shutdown = in_memory;
+    let (store, store_name): (Arc<dyn JobStore>, String) = if !in_memory {
         let target = args.common.redis.to_config()?.redacted_url();
         (
             connect_redis(&args.common).await?,
