@@ -10,7 +10,7 @@
 //! * [`job_store_conformance!`](crate::job_store_conformance) expands to one
 //!   `#[tokio::test]` per check, so a failure names the check:
 //!
-//! ```ignore
+//! ```text
 //! async fn make_store() -> Arc<dyn JobStore> { Arc::new(InMemoryJobStore::new()) }
 //! dwr_core::job_store_conformance!(make_store);
 //! ```
