@@ -12,9 +12,8 @@ use dwr_core::{
 };
 use dwr_docker::{DockerConfig, DockerRuntime};
 use dwr_redis::{RedisConfig, RedisJobStore};
-use futures::{stream, StreamExt};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use super::stats::{p50_p90_p99, rss_mib};
 use super::BenchError;
@@ -60,8 +59,9 @@ pub struct BenchArgs {
     /// Jobs to submit.
     #[arg(long, default_value_t = 10_000)]
     pub jobs: usize,
-    /// Submissions in flight at once.
-    #[arg(long, default_value_t = 64)]
+    /// Jobs in flight at once: submitted and not yet terminal (a closed loop; a new job is
+    /// submitted as one ends).
+    #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
     /// With the fake runtime, how long each job runs (0: it exits at once).
     #[arg(long, default_value_t = 0)]
@@ -83,7 +83,7 @@ pub struct BenchReport {
     pub executors: usize,
     /// Jobs submitted.
     pub jobs: usize,
-    /// Submission concurrency.
+    /// Jobs in flight at once.
     pub concurrency: usize,
     /// Jobs that succeeded.
     pub succeeded: usize,
@@ -201,24 +201,8 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
             samples
         }
     });
-    let concurrency = if args.runtime == RuntimeKind::Docker {
-        args.concurrency.min(4)
-    } else {
-        args.concurrency
-    };
-    let submitted: Vec<JobId> = stream::iter(0..args.jobs)
-        .map(|_| {
-            let s = scheduler.clone();
-            let spec = spec.clone();
-            async move { s.submit(spec).await.map(|job| job.id) }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()
-        .map_err(|e| BenchError::Stalled(format!("submit failed: {e}")))?;
-    wait_until_terminal(&*store, args.jobs).await?;
+    let concurrency = args.concurrency.max(1);
+    let submitted = submit_closed_loop(&scheduler, &*store, &spec, args.jobs, concurrency).await?;
     let wall = started.elapsed().as_secs_f64();
     let commands_after = match &redis {
         Some(r) => Some(r.command_stats().await.map_err(BenchError::Store)?),
@@ -348,27 +332,65 @@ async fn wait_for_executors(store: &dyn JobStore, n: usize) -> Result<(), BenchE
     Ok(())
 }
 
-async fn wait_until_terminal(store: &dyn JobStore, jobs: usize) -> Result<(), BenchError> {
-    let mut last_progress = (0u64, Instant::now());
+/// Submits `jobs` jobs keeping at most `in_flight` of them live (submitted and not yet
+/// terminal): a closed loop, so latencies are those of the system, not of a queue the
+/// tool built up itself. Returns when every job is terminal.
+async fn submit_closed_loop(
+    scheduler: &Scheduler,
+    store: &dyn JobStore,
+    spec: &JobSpec,
+    jobs: usize,
+    in_flight: usize,
+) -> Result<Vec<JobId>, BenchError> {
+    let permits = Arc::new(Semaphore::new(in_flight));
+    let mut submissions = Vec::with_capacity(jobs);
+    let mut released = 0usize;
+    let mut progress = (0usize, Instant::now());
+    let mut issued = 0usize;
     loop {
-        let counts = store.counts().await.map_err(BenchError::Store)?;
-        let done: u64 = counts
-            .iter()
-            .filter(|(s, _)| s.is_terminal())
-            .map(|(_, n)| n)
-            .sum();
-        if done as usize >= jobs {
-            return Ok(());
+        // Issue what the window allows.
+        while issued < jobs {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            permit.forget();
+            let s = scheduler.clone();
+            let spec = spec.clone();
+            submissions.push(tokio::spawn(async move { s.submit(spec).await }));
+            issued += 1;
         }
-        if done > last_progress.0 {
-            last_progress = (done, Instant::now());
-        } else if last_progress.1.elapsed() > Duration::from_secs(60) {
+        // Give back one permit per job that reached a terminal state.
+        let counts = store.counts().await.map_err(BenchError::Store)?;
+        let done = counts
+            .iter()
+            .filter(|(state, _)| state.is_terminal())
+            .map(|(_, n)| *n as usize)
+            .sum::<usize>();
+        if done > released {
+            permits.add_permits(done - released);
+            released = done;
+        }
+        if done >= jobs {
+            break;
+        }
+        if done > progress.0 {
+            progress = (done, Instant::now());
+        } else if progress.1.elapsed() > Duration::from_secs(60) {
             return Err(BenchError::Stalled(format!(
                 "no progress for 60 s: {counts:?}"
             )));
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    let mut ids = Vec::with_capacity(jobs);
+    for submission in submissions {
+        let job = submission
+            .await
+            .map_err(|e| BenchError::Stalled(format!("a submission task failed: {e}")))?
+            .map_err(|e| BenchError::Stalled(format!("submit failed: {e}")))?;
+        ids.push(job.id);
+    }
+    Ok(ids)
 }
 
 async fn terminal_jobs(store: &dyn JobStore, jobs: usize) -> Result<Vec<Job>, BenchError> {

@@ -1,0 +1,59 @@
+//! The load tool and the scale simulation, run small: their figures must add up.
+
+use dwr_server::bench::{
+    run_bench, run_simulation, BenchArgs, RuntimeKind, SimulateArgs, StoreKind,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_runs_every_job_to_its_end_and_reports_consistent_figures() {
+    let report = run_bench(BenchArgs {
+        store: StoreKind::Memory,
+        redis_url: String::new(),
+        runtime: RuntimeKind::Fake,
+        image: String::new(),
+        executors: 2,
+        jobs: 300,
+        concurrency: 16,
+        job_ms: 2,
+        baseline: 0,
+    })
+    .await
+    .unwrap();
+    assert_eq!((report.jobs, report.succeeded), (300, 300));
+    for p in [report.submit_to_running_ms, report.submit_to_terminal_ms] {
+        assert!(
+            p[0] <= p[1] && p[1] <= p[2],
+            "percentiles out of order: {p:?}"
+        );
+    }
+    assert!(
+        report.submit_to_terminal_ms[0] >= report.submit_to_running_ms[0],
+        "a job ends after it starts"
+    );
+    assert!(report.jobs_per_second > 0.0 && report.wall_seconds > 0.0);
+    assert!(report.rss_peak_mib >= report.rss_start_mib);
+    assert!(report.redis_commands_per_job.is_none() && report.docker_overhead_p50_ms.is_none());
+}
+
+#[tokio::test]
+async fn the_simulation_fills_the_cluster_then_queues() {
+    let steps = run_simulation(SimulateArgs {
+        executors: 20,
+        jobs: 500,
+        steps: 2,
+        max_jobs_per_pass: 10_000,
+    })
+    .await
+    .unwrap();
+    assert_eq!(steps.len(), 2);
+    // 20 executors × 4 cores hold 80 one-core jobs; the rest wait.
+    assert_eq!(
+        (steps[0].queued, steps[0].assigned, steps[0].placed),
+        (250, 80, 80)
+    );
+    assert_eq!(
+        (steps[1].queued, steps[1].assigned, steps[1].placed),
+        (500, 80, 0)
+    );
+    assert_eq!(steps[1].pending, 420);
+}
