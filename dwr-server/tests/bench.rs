@@ -15,7 +15,6 @@ async fn the_load_tool_runs_every_job_to_its_end_and_reports_consistent_figures(
         jobs: 300,
         concurrency: 16,
         job_ms: 2,
-        baseline: 0,
     })
     .await
     .unwrap();

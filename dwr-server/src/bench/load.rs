@@ -66,10 +66,6 @@ pub struct BenchArgs {
     /// With the fake runtime, how long each job runs (0: it exits at once).
     #[arg(long, default_value_t = 0)]
     pub job_ms: u64,
-    /// With Docker, how many containers to create and start directly through the Engine
-    /// API first, as the baseline of submit→running.
-    #[arg(long, default_value_t = 20)]
-    pub baseline: usize,
 }
 
 /// The figures of one run; printed as the last line, as JSON.
@@ -107,9 +103,11 @@ pub struct BenchReport {
     pub redis_commands_per_job: Option<f64>,
     /// Client round trips to Redis per job (script calls, blocking pops, subscriptions).
     pub redis_round_trips_per_job: Option<f64>,
-    /// With Docker: create+start straight through the Engine API, p50 ms.
+    /// With Docker: create+start straight through the Engine API, p50 ms (one such start
+    /// alternates with each job).
     pub docker_baseline_start_p50_ms: Option<f64>,
-    /// With Docker: submit→running p50 minus the baseline p50, ms.
+    /// With Docker: the median over the rounds of (the job's submit→running − the direct
+    /// create+start just before it), ms.
     pub docker_overhead_p50_ms: Option<f64>,
 }
 
@@ -137,10 +135,6 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
                 .map_err(BenchError::Docker)?,
         ),
     };
-    let baseline = match args.runtime {
-        RuntimeKind::Docker => Some(docker_baseline(&*runtime, &args).await?),
-        RuntimeKind::Fake => None,
-    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -153,7 +147,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     );
     let mut tasks = Vec::new();
     for n in 0..args.executors {
-        let mut config = AgentConfig::new(ExecutorId::new(format!("bench-{n}")), "127.0.0.1");
+        let mut config = AgentConfig::new(bench_executor(n), "127.0.0.1");
         // Room for every job at once: the load measures the machinery, not queueing.
         config.cpu_millis = Some(1_000 * 1_000);
         config.memory_mib = Some(1024 * 1024);
@@ -201,8 +195,29 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
             samples
         }
     });
-    let concurrency = args.concurrency.max(1);
-    let submitted = submit_closed_loop(&scheduler, &*store, &spec, args.jobs, concurrency).await?;
+    // With Docker, jobs alternate one by one with direct starts (see `docker_paired`).
+    let concurrency = match args.runtime {
+        RuntimeKind::Fake => args.concurrency.max(1),
+        RuntimeKind::Docker => 1,
+    };
+    let (submitted, baseline) = match args.runtime {
+        RuntimeKind::Fake => (
+            submit_closed_loop(&scheduler, &*store, &spec, args.jobs, concurrency).await?,
+            None,
+        ),
+        RuntimeKind::Docker => {
+            let (ids, direct) = docker_paired(
+                &scheduler,
+                &*store,
+                &*runtime,
+                &spec,
+                args.jobs,
+                args.executors,
+            )
+            .await?;
+            (ids, Some(direct))
+        }
+    };
     let wall = started.elapsed().as_secs_f64();
     let commands_after = match &redis {
         Some(r) => Some(r.command_stats().await.map_err(BenchError::Store)?),
@@ -244,6 +259,25 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let redis_delta = commands_before
         .zip(commands_after)
         .map(|(before, after)| after.since(&before));
+    // With Docker: the p50 of the direct starts, and the p50 of the difference of each job's
+    // submit→running from the direct start just before it.
+    let docker = baseline.map(|mut direct| {
+        let running: std::collections::HashMap<JobId, f64> = jobs
+            .iter()
+            .filter_map(|j| {
+                Some((
+                    j.id,
+                    (j.started_at?.millis() - j.created_at.millis()) as f64,
+                ))
+            })
+            .collect();
+        let mut paired: Vec<f64> = submitted
+            .iter()
+            .zip(&direct)
+            .filter_map(|(id, d)| running.get(id).map(|r| r - d))
+            .collect();
+        (p50_p90_p99(&mut direct)[0], p50_p90_p99(&mut paired)[0])
+    });
     let submit_to_running_ms = p50_p90_p99(&mut to_running);
     let report = BenchReport {
         store: args.store,
@@ -265,8 +299,8 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         redis_round_trips_per_job: redis_delta
             .as_ref()
             .map(|d| d.round_trips() as f64 / submitted.len() as f64),
-        docker_baseline_start_p50_ms: baseline,
-        docker_overhead_p50_ms: baseline.map(|b| submit_to_running_ms[0] - b),
+        docker_baseline_start_p50_ms: docker.map(|(direct, _)| direct),
+        docker_overhead_p50_ms: docker.map(|(_, overhead)| overhead),
     };
     print_report(&report);
     Ok(report)
@@ -287,36 +321,80 @@ fn job_spec(args: &BenchArgs) -> JobSpec {
 
 /// Creates and starts `--baseline` containers straight through the runtime (create+start
 /// of the Engine API, no scheduler, no store) and returns the p50 in ms.
-async fn docker_baseline(
+/// With Docker: `jobs` rounds, each one container created and started straight through the
+/// runtime (the Engine API's create+start, no scheduler, no store; its time is the
+/// baseline sample) and then one job through dwr, each waited for until its container is
+/// gone. Alternating the two keeps the engine's drift out of the comparison. Returns the
+/// job ids and the baseline samples in ms.
+async fn docker_paired(
+    scheduler: &Scheduler,
+    store: &dyn JobStore,
     runtime: &dyn ContainerRuntime,
-    args: &BenchArgs,
-) -> Result<f64, BenchError> {
+    spec: &JobSpec,
+    jobs: usize,
+    executors: usize,
+) -> Result<(Vec<JobId>, Vec<f64>), BenchError> {
     let (progress, _sink) = tokio::sync::mpsc::unbounded_channel();
     runtime
-        .ensure_image(&args.image, progress)
+        .ensure_image(&spec.image, progress)
         .await
         .map_err(BenchError::Docker)?;
-    let mut samples = Vec::new();
-    for _ in 0..args.baseline.max(1) {
-        let spec = ContainerSpec {
+    let direct_executor = ExecutorId::new("bench-direct");
+    let mut ids = Vec::with_capacity(jobs);
+    let mut direct = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
+        let container = ContainerSpec {
             job: JobId::new(),
-            executor: ExecutorId::new("bench-baseline"),
+            executor: direct_executor.clone(),
             executor_ip: "127.0.0.1".into(),
-            image: args.image.clone(),
-            command: vec!["true".into()],
+            image: spec.image.clone(),
+            command: spec.command.clone(),
             env: Default::default(),
-            cpu_millis: 100,
-            memory_mib: 16,
+            cpu_millis: spec.cpu_millis,
+            memory_mib: spec.memory_mib,
             gpu_ids: Vec::new(),
             volumes: Vec::new(),
         };
         let t = Instant::now();
-        let id = runtime.start(&spec).await.map_err(BenchError::Docker)?;
-        samples.push(t.elapsed().as_secs_f64() * 1e3);
+        let id = runtime
+            .start(&container)
+            .await
+            .map_err(BenchError::Docker)?;
+        direct.push(t.elapsed().as_secs_f64() * 1e3);
         let _ = runtime.wait(&id).await;
         runtime.remove(&id).await.map_err(BenchError::Docker)?;
+
+        let job = scheduler
+            .submit(spec.clone())
+            .await
+            .map_err(|e| BenchError::Stalled(format!("submit failed: {e}")))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let done = store
+                .job(job.id)
+                .await
+                .map_err(BenchError::Store)?
+                .state
+                .is_terminal();
+            let mut leftover = 0;
+            for n in 0..executors {
+                let owned = runtime.list_owned(&bench_executor(n)).await;
+                leftover += owned.map_err(BenchError::Docker)?.len();
+            }
+            if done && leftover == 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Stalled(format!(
+                    "job {} did not end within 60 s",
+                    job.id
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        ids.push(job.id);
     }
-    Ok(p50_p90_p99(&mut samples)[0])
+    Ok((ids, direct))
 }
 
 async fn wait_for_executors(store: &dyn JobStore, n: usize) -> Result<(), BenchError> {
@@ -438,10 +516,15 @@ fn print_report(r: &BenchReport) {
         println!("  redis per job        {t:.2} round trips, {c:.2} commands (inside scripts too)");
     }
     if let (Some(b), Some(o)) = (r.docker_baseline_start_p50_ms, r.docker_overhead_p50_ms) {
-        println!("  docker create+start  p50 {b:.1} ms direct; dwr submit→running p50 is {o:+.1} ms above");
+        println!("  docker create+start  p50 {b:.1} ms direct; submit→running minus direct, paired p50 {o:+.1} ms");
     }
     match serde_json::to_string(r) {
         Ok(json) => println!("{json}"),
         Err(e) => eprintln!("error: cannot print the report as JSON: {e}"),
     }
+}
+
+/// The id of the `n`-th executor agent of a run.
+fn bench_executor(n: usize) -> ExecutorId {
+    ExecutorId::new(format!("bench-{n}"))
 }
