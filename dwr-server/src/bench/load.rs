@@ -8,12 +8,13 @@ use dwr_core::placement::FirstFit;
 use dwr_core::{
     AgentConfig, ContainerRuntime, ContainerSpec, ExecutorAgent, ExecutorId, FakeGpuProbe,
     FakeHostProbe, FakeRuntime, InMemoryJobStore, Job, JobId, JobQuery, JobSpec, JobState,
-    JobStore, Scheduler, SchedulerConfig, Timestamp,
+    JobStore, Scheduler, SchedulerConfig, SubmitError, Timestamp,
 };
 use dwr_docker::{DockerConfig, DockerRuntime};
 use dwr_redis::{RedisConfig, RedisJobStore};
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
 use super::stats::{p50_p90_p99, rss_mib};
 use super::BenchError;
@@ -421,7 +422,10 @@ async fn submit_closed_loop(
     in_flight: usize,
 ) -> Result<Vec<JobId>, BenchError> {
     let permits = Arc::new(Semaphore::new(in_flight));
-    let mut submissions = Vec::with_capacity(jobs);
+    // A JoinSet drained as it goes: a finished task's output is freed at once, so the tool's
+    // own memory does not grow with the number of jobs.
+    let mut submissions = JoinSet::new();
+    let mut ids = Vec::with_capacity(jobs);
     let mut released = 0usize;
     let mut progress = (0usize, Instant::now());
     let mut issued = 0usize;
@@ -434,8 +438,11 @@ async fn submit_closed_loop(
             permit.forget();
             let s = scheduler.clone();
             let spec = spec.clone();
-            submissions.push(tokio::spawn(async move { s.submit(spec).await }));
+            submissions.spawn(async move { s.submit(spec).await.map(|job| job.id) });
             issued += 1;
+        }
+        while let Some(done) = submissions.try_join_next() {
+            ids.push(submitted(done)?);
         }
         // Give back one permit per job that reached a terminal state.
         let counts = store.counts().await.map_err(BenchError::Store)?;
@@ -460,15 +467,18 @@ async fn submit_closed_loop(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let mut ids = Vec::with_capacity(jobs);
-    for submission in submissions {
-        let job = submission
-            .await
-            .map_err(|e| BenchError::Stalled(format!("a submission task failed: {e}")))?
-            .map_err(|e| BenchError::Stalled(format!("submit failed: {e}")))?;
-        ids.push(job.id);
+    while let Some(done) = submissions.join_next().await {
+        ids.push(submitted(done)?);
     }
     Ok(ids)
+}
+
+/// The job id of a finished submission task.
+fn submitted(
+    done: Result<Result<JobId, SubmitError>, tokio::task::JoinError>,
+) -> Result<JobId, BenchError> {
+    done.map_err(|e| BenchError::Stalled(format!("a submission task failed: {e}")))?
+        .map_err(|e| BenchError::Stalled(format!("submit failed: {e}")))
 }
 
 async fn terminal_jobs(store: &dyn JobStore, jobs: usize) -> Result<Vec<Job>, BenchError> {
