@@ -430,7 +430,15 @@ async fn hello_world_overflow_gpu_and_bad_input() {
         Some("hello from dwr"),
         "{lines:?}"
     );
-    assert!(containers_of_job(&hello).is_empty(), "container removed");
+    // The agent records the outcome first and then removes the container.
+    let finished = Instant::now();
+    while !containers_of_job(&hello).is_empty() {
+        assert!(
+            finished.elapsed() < Duration::from_secs(10),
+            "container of {hello} still there 10 s after it ended"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Two one-core jobs on two one-core executors: one each.
     let first = c.submit(job(&["sleep", "30"], 1.0, 0.25)).await;
