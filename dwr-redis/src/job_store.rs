@@ -430,6 +430,7 @@ impl JobStore for RedisJobStore {
                     .take()
                     .await
                     .map_err(|e| store_error("next_event", e))?;
+                self.count_request();
                 let mut blpop = redis::cmd("BLPOP");
                 blpop.arg(&key).arg(&secs);
                 let pop = blpop.query_async::<Option<(String, String)>>(&mut conn);
@@ -493,6 +494,7 @@ impl JobStore for RedisJobStore {
         // Subscribe first, then read again, so a line appended in between is not missed.
         // Pub/sub (not a per-job list) because any number of followers may watch one job.
         let subscribe = async {
+            self.count_request();
             let mut pubsub = self.inner.client.get_async_pubsub().await?;
             pubsub.subscribe(self.inner.keys.log_channel(id)).await?;
             Ok::<_, redis::RedisError>(pubsub)

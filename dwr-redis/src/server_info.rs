@@ -7,17 +7,6 @@ use dwr_core::StoreError;
 use crate::error::store_error;
 use crate::store::RedisJobStore;
 
-/// Commands a client of this crate sends itself (the rest run inside its scripts): their
-/// calls are the round trips.
-const CLIENT_COMMANDS: [&str; 6] = [
-    "evalsha",
-    "eval",
-    "blpop",
-    "subscribe",
-    "unsubscribe",
-    "script",
-];
-
 /// Command counts read from `INFO commandstats`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CommandStats {
@@ -29,15 +18,6 @@ impl CommandStats {
     /// Every command the server ran, those inside scripts included.
     pub fn total(&self) -> u64 {
         self.calls.values().sum()
-    }
-
-    /// Client round trips: script calls, blocking pops and subscriptions (a script's own
-    /// commands and the monitoring commands are not round trips of a job).
-    pub fn round_trips(&self) -> u64 {
-        CLIENT_COMMANDS
-            .iter()
-            .filter_map(|name| self.calls.get(*name))
-            .sum()
     }
 
     /// The counts of `self` minus those of an `earlier` reading.
@@ -74,7 +54,9 @@ impl CommandStats {
 
 impl RedisJobStore {
     /// The server's command counts (`INFO commandstats`); the difference of two readings
-    /// ([`CommandStats::since`]) is what all clients caused in between.
+    /// ([`CommandStats::since`]) is what all clients caused in between, the commands run
+    /// inside scripts included. For round trips see
+    /// [`requests_sent`](RedisJobStore::requests_sent).
     pub async fn command_stats(&self) -> Result<CommandStats, StoreError> {
         let mut conn = self.inner.conn.clone();
         let info: String = redis::cmd("INFO")
@@ -99,7 +81,7 @@ mod tests {
             "cmdstat_evalsha:calls=16,usec=9\r\ncmdstat_hset:calls=100,usec=1\r\ncmdstat_blpop:calls=2,usec=1\r\n",
         );
         let delta = after.since(&before);
-        assert_eq!(delta.round_trips(), 8);
+        assert_eq!(delta.calls["evalsha"], 6);
         assert_eq!(delta.total(), 68);
         assert_eq!(
             CommandStats::parse("garbage\r\ncmdstat_x:nocalls").total(),

@@ -2,6 +2,7 @@
 //! [`JobStore`](dwr_core::JobStore) implementation (in `job_store.rs`) is built from.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dwr_core::StoreError;
@@ -34,6 +35,8 @@ pub(crate) struct Inner {
     pub blocking: BlockingPool,
     /// Pub/sub subscription that wakes `wait_for_work`.
     pub wake: WakeListener,
+    /// Requests sent through this handle and its clones (each one round trip).
+    pub requests: AtomicU64,
 }
 
 impl fmt::Debug for RedisJobStore {
@@ -97,6 +100,7 @@ impl RedisJobStore {
                 scripts,
                 blocking,
                 wake,
+                requests: AtomicU64::new(0),
             }),
         })
     }
@@ -135,15 +139,30 @@ impl RedisJobStore {
         for arg in args {
             invocation.arg(arg);
         }
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.conn();
         invocation
             .invoke_async(&mut conn)
             .await
             .map_err(|e| store_error(operation, e))
     }
 
-    /// The shared connection.
+    /// The shared connection, for one request (counted in [`requests_sent`]).
+    ///
+    /// [`requests_sent`]: Self::requests_sent
     pub(crate) fn conn(&self) -> ConnectionManager {
+        self.count_request();
         self.inner.conn.clone()
+    }
+
+    /// Counts one request about to be sent on a connection other than the shared one.
+    pub(crate) fn count_request(&self) {
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests this store (with its clones) has sent to Redis since it connected: every
+    /// script call, read, blocking pop and subscription is one, and each is one round trip.
+    /// The difference between two readings is what the operations in between cost.
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
     }
 }

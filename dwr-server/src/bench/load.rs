@@ -102,7 +102,9 @@ pub struct BenchReport {
     /// (all clients: submit, scheduling, executor events, heartbeats, logs, this tool's
     /// progress polling), with `--store redis`.
     pub redis_commands_per_job: Option<f64>,
-    /// Client round trips to Redis per job (script calls, blocking pops, subscriptions).
+    /// Requests (round trips) the scheduler and the agents sent to Redis per job: script
+    /// calls, reads, blocking pops, subscriptions (the tool's own polling goes through
+    /// another connection and is not counted).
     pub redis_round_trips_per_job: Option<f64>,
     /// With Docker: create+start straight through the Engine API, p50 ms (one such start
     /// alternates with each job).
@@ -114,20 +116,30 @@ pub struct BenchReport {
 
 /// Runs the load and prints the figures; the last line printed is the JSON report.
 pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
-    let (store, redis): (Arc<dyn JobStore>, Option<RedisJobStore>) = match args.store {
-        StoreKind::Memory => (Arc::new(InMemoryJobStore::new()), None),
-        StoreKind::Redis => {
-            let config = RedisConfig {
-                url: Some(args.redis_url.clone()),
-                key_prefix: format!("dwr-bench-{}:", JobId::new()),
-                ..RedisConfig::default()
-            };
-            let redis = RedisJobStore::connect(config)
-                .await
-                .map_err(BenchError::Redis)?;
-            (Arc::new(redis.clone()), Some(redis))
-        }
-    };
+    // `store` is what the scheduler and the agents use; `watch` is the tool's own view for
+    // its progress polling and final reads: with Redis a second connection, so that the
+    // requests counted on `store` are the system's alone.
+    let (store, watch, redis): (Arc<dyn JobStore>, Arc<dyn JobStore>, Option<RedisJobStore>) =
+        match args.store {
+            StoreKind::Memory => {
+                let store = Arc::new(InMemoryJobStore::new());
+                (store.clone(), store, None)
+            }
+            StoreKind::Redis => {
+                let config = RedisConfig {
+                    url: Some(args.redis_url.clone()),
+                    key_prefix: format!("dwr-bench-{}:", JobId::new()),
+                    ..RedisConfig::default()
+                };
+                let redis = RedisJobStore::connect(config.clone())
+                    .await
+                    .map_err(BenchError::Redis)?;
+                let watch = RedisJobStore::connect(config)
+                    .await
+                    .map_err(BenchError::Redis)?;
+                (Arc::new(redis.clone()), Arc::new(watch), Some(redis))
+            }
+        };
     let runtime: Arc<dyn ContainerRuntime> = match args.runtime {
         RuntimeKind::Fake => Arc::new(FakeRuntime::new().recording_specs(false)),
         RuntimeKind::Docker => Arc::new(
@@ -176,10 +188,13 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
             let _ = s.run(stopped(rx)).await;
         }));
     }
-    wait_for_executors(&*store, args.executors).await?;
+    wait_for_executors(&*watch, args.executors).await?;
 
     let commands_before = match &redis {
-        Some(r) => Some(r.command_stats().await.map_err(BenchError::Store)?),
+        Some(r) => Some((
+            r.command_stats().await.map_err(BenchError::Store)?,
+            r.requests_sent(),
+        )),
         None => None,
     };
     let (rss_start_mib, _) = rss_mib();
@@ -203,13 +218,13 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     };
     let (submitted, baseline) = match args.runtime {
         RuntimeKind::Fake => (
-            submit_closed_loop(&scheduler, &*store, &spec, args.jobs, concurrency).await?,
+            submit_closed_loop(&scheduler, &*watch, &spec, args.jobs, concurrency).await?,
             None,
         ),
         RuntimeKind::Docker => {
             let (ids, direct) = docker_paired(
                 &scheduler,
-                &*store,
+                &*watch,
                 &*runtime,
                 &spec,
                 args.jobs,
@@ -221,7 +236,10 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     };
     let wall = started.elapsed().as_secs_f64();
     let commands_after = match &redis {
-        Some(r) => Some(r.command_stats().await.map_err(BenchError::Store)?),
+        Some(r) => Some((
+            r.command_stats().await.map_err(BenchError::Store)?,
+            r.requests_sent(),
+        )),
         None => None,
     };
     stop_tx.send_replace(true);
@@ -231,7 +249,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         let _ = task.await;
     }
 
-    let jobs = terminal_jobs(&*store, args.jobs).await?;
+    let jobs = terminal_jobs(&*watch, args.jobs).await?;
     let mut to_running = Vec::with_capacity(jobs.len());
     let mut to_terminal = Vec::with_capacity(jobs.len());
     for job in &jobs {
@@ -257,9 +275,12 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
             .await
             .map_err(BenchError::Store)?;
     }
-    let redis_delta = commands_before
-        .zip(commands_after)
-        .map(|(before, after)| after.since(&before));
+    let redis_delta =
+        commands_before
+            .zip(commands_after)
+            .map(|((before, sent_before), (after, sent_after))| {
+                (after.since(&before), sent_after - sent_before)
+            });
     // With Docker: the p50 of the direct starts, and the p50 of the difference of each job's
     // submit→running from the direct start just before it.
     let docker = baseline.map(|mut direct| {
@@ -296,10 +317,10 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         rss_samples_mib,
         redis_commands_per_job: redis_delta
             .as_ref()
-            .map(|d| d.total() as f64 / submitted.len() as f64),
+            .map(|(d, _)| d.total() as f64 / submitted.len() as f64),
         redis_round_trips_per_job: redis_delta
             .as_ref()
-            .map(|d| d.round_trips() as f64 / submitted.len() as f64),
+            .map(|(_, sent)| *sent as f64 / submitted.len() as f64),
         docker_baseline_start_p50_ms: docker.map(|(direct, _)| direct),
         docker_overhead_p50_ms: docker.map(|(_, overhead)| overhead),
     };
