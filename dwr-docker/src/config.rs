@@ -17,6 +17,9 @@ pub const ENV_VOLUME_ALLOWLIST: &str = "DWR_VOLUME_ALLOWLIST";
 pub const ENV_PIDS_LIMIT: &str = "DWR_PIDS_LIMIT";
 /// Environment variable with the seconds a pull may go without progress.
 pub const ENV_PULL_STALL_TIMEOUT: &str = "DWR_PULL_STALL_TIMEOUT_SECS";
+/// Environment variable with the pull policy: `missing` (pull only images not present) or
+/// `always` (pull before every job, so a moved tag is followed).
+pub const ENV_PULL_POLICY: &str = "DWR_PULL_POLICY";
 /// Environment variable with the default stop grace period in seconds.
 pub const ENV_STOP_GRACE: &str = "DWR_STOP_GRACE_SECS";
 /// Environment variable with the timeout of one engine request in seconds (streams excepted).
@@ -24,6 +27,32 @@ pub const ENV_REQUEST_TIMEOUT: &str = "DWR_DOCKER_TIMEOUT_SECS";
 
 /// The socket used when `DOCKER_HOST` is not set.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
+
+/// When a job's image is pulled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Only when the image is not present locally (the default): a present image is never
+    /// pulled, so an executor works without a registry.
+    #[default]
+    Missing,
+    /// Before every job, as asked: a tag that moved in the registry is followed. A pull that
+    /// fails fails the job, even if an older copy is present.
+    Always,
+}
+
+impl PullPolicy {
+    fn parse(value: &str) -> Result<Self, Error> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "missing" | "if-not-present" => Ok(PullPolicy::Missing),
+            "always" => Ok(PullPolicy::Always),
+            _ => Err(Error::invalid_config(
+                ENV_PULL_POLICY,
+                value,
+                "expected missing or always",
+            )),
+        }
+    }
+}
 
 /// How [`DockerRuntime`](crate::DockerRuntime) reaches the engine and what it allows jobs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +69,8 @@ pub struct DockerConfig {
     pub pids_limit: Option<u32>,
     /// A pull that makes no progress for this long fails with `PullStalled`.
     pub pull_stall_timeout: Duration,
+    /// When images are pulled.
+    pub pull_policy: PullPolicy,
     /// Grace period between SIGTERM and SIGKILL that callers use when they have no other.
     pub stop_grace: Duration,
     /// Timeout of one engine request until its response starts (log and wait streams may
@@ -55,6 +86,7 @@ impl Default for DockerConfig {
             volume_allowlist: Vec::new(),
             pids_limit: Some(4096),
             pull_stall_timeout: Duration::from_secs(120),
+            pull_policy: PullPolicy::Missing,
             stop_grace: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
         }
@@ -63,7 +95,7 @@ impl Default for DockerConfig {
 
 impl DockerConfig {
     /// The defaults, overridden by the environment variables `DOCKER_HOST`, `DWR_DOCKER_NETWORK`,
-    /// `DWR_VOLUME_ALLOWLIST`, `DWR_PIDS_LIMIT`, `DWR_PULL_STALL_TIMEOUT_SECS`,
+    /// `DWR_VOLUME_ALLOWLIST`, `DWR_PIDS_LIMIT`, `DWR_PULL_STALL_TIMEOUT_SECS`, `DWR_PULL_POLICY`,
     /// `DWR_STOP_GRACE_SECS` and `DWR_DOCKER_TIMEOUT_SECS` where set and non-empty.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|var| std::env::var(var).ok())
@@ -90,6 +122,9 @@ impl DockerConfig {
         }
         if let Some(value) = get(ENV_PULL_STALL_TIMEOUT) {
             config.pull_stall_timeout = parse_seconds(ENV_PULL_STALL_TIMEOUT, &value)?;
+        }
+        if let Some(value) = get(ENV_PULL_POLICY) {
+            config.pull_policy = PullPolicy::parse(&value)?;
         }
         if let Some(value) = get(ENV_STOP_GRACE) {
             config.stop_grace = parse_seconds(ENV_STOP_GRACE, &value)?;
@@ -167,6 +202,7 @@ mod tests {
             (ENV_VOLUME_ALLOWLIST, "/data:/scratch/x"),
             (ENV_PIDS_LIMIT, "0"),
             (ENV_PULL_STALL_TIMEOUT, "30"),
+            (ENV_PULL_POLICY, "Always"),
             (ENV_STOP_GRACE, "5"),
             (ENV_REQUEST_TIMEOUT, "60"),
         ]))
@@ -179,6 +215,7 @@ mod tests {
         );
         assert_eq!(config.pids_limit, None);
         assert_eq!(config.pull_stall_timeout, Duration::from_secs(30));
+        assert_eq!(config.pull_policy, PullPolicy::Always);
         assert_eq!(config.stop_grace, Duration::from_secs(5));
         assert_eq!(config.request_timeout, Duration::from_secs(60));
     }
@@ -195,6 +232,8 @@ mod tests {
         ));
         let err = DockerConfig::from_lookup(lookup(&[(ENV_VOLUME_ALLOWLIST, "data")])).unwrap_err();
         assert!(err.to_string().contains(ENV_VOLUME_ALLOWLIST), "{err}");
+        let err = DockerConfig::from_lookup(lookup(&[(ENV_PULL_POLICY, "sometimes")])).unwrap_err();
+        assert!(err.to_string().contains(ENV_PULL_POLICY), "{err}");
         let err = DockerConfig::from_lookup(lookup(&[(ENV_STOP_GRACE, "0")])).unwrap_err();
         assert!(matches!(
             err,

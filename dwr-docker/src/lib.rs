@@ -20,7 +20,8 @@
 //!     [`DockerConfig::volume_allowlist`] (empty by default: every host mount is refused with
 //!     `RuntimeError::VolumeRefused`). The canonical path is what gets mounted.
 //!
-//!   Images are pulled only when missing; a pull that goes [`DockerConfig::pull_stall_timeout`]
+//!   Images are pulled only when missing (or before every job with
+//!   [`PullPolicy::Always`]); a pull that goes [`DockerConfig::pull_stall_timeout`]
 //!   without a message fails with `PullStalled`. Output is streamed as lines per stream.
 //!   `wait` reads the exit code and `OOMKilled` from the engine's state. Two engine limits
 //!   (seen on Docker 20.10 with containerd 1.6) are worth knowing:
@@ -41,7 +42,8 @@
 //!
 //! [`DockerConfig::from_env`] reads `DOCKER_HOST`, `DWR_DOCKER_NETWORK` (default `default`:
 //! the engine's own), `DWR_VOLUME_ALLOWLIST` (`:`-separated absolute paths),
-//! `DWR_PIDS_LIMIT` (`0`: none), `DWR_PULL_STALL_TIMEOUT_SECS` (120),
+//! `DWR_PIDS_LIMIT` (`0`: none), `DWR_PULL_STALL_TIMEOUT_SECS` (120), `DWR_PULL_POLICY`
+//! (`missing` or `always`; default `missing`),
 //! `DWR_STOP_GRACE_SECS` (10) and `DWR_DOCKER_TIMEOUT_SECS` (120).
 //!
 //! ```no_run
@@ -68,8 +70,9 @@ mod runtime;
 mod stats;
 
 pub use config::{
-    DockerConfig, DEFAULT_SOCKET, ENV_DOCKER_HOST, ENV_NETWORK, ENV_PIDS_LIMIT,
-    ENV_PULL_STALL_TIMEOUT, ENV_REQUEST_TIMEOUT, ENV_STOP_GRACE, ENV_VOLUME_ALLOWLIST,
+    DockerConfig, PullPolicy, DEFAULT_SOCKET, ENV_DOCKER_HOST, ENV_NETWORK, ENV_PIDS_LIMIT,
+    ENV_PULL_POLICY, ENV_PULL_STALL_TIMEOUT, ENV_REQUEST_TIMEOUT, ENV_STOP_GRACE,
+    ENV_VOLUME_ALLOWLIST,
 };
 pub use create::{NO_GPUS, RESERVED_ENV};
 pub use error::Error;

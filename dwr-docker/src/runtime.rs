@@ -19,7 +19,7 @@ use dwr_core::{
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
-use crate::config::DockerConfig;
+use crate::config::{DockerConfig, PullPolicy};
 use crate::create::{container_config, container_name};
 use crate::image::{follow_pull, pull_reference};
 use crate::logs::follow_lines;
@@ -176,10 +176,12 @@ fn is_status(e: &BollardError, code: u16) -> bool {
 #[async_trait]
 impl ContainerRuntime for DockerRuntime {
     async fn ensure_image(&self, image: &str, progress: ProgressSink) -> Result<(), RuntimeError> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(self.error("inspect image", e)),
+        if self.config.pull_policy == PullPolicy::Missing {
+            match self.docker.inspect_image(image).await {
+                Ok(_) => return Ok(()),
+                Err(e) if is_status(&e, 404) => {}
+                Err(e) => return Err(self.error("inspect image", e)),
+            }
         }
         self.pull(image, &progress).await?;
         match self.docker.inspect_image(image).await {

@@ -15,7 +15,7 @@ use dwr_core::{
     ContainerId, ContainerRuntime, ContainerSpec, ExecutorId, ExitStatus, JobId, LogLine,
     LogSource, RuntimeError, VolumeMount,
 };
-use dwr_docker::{DockerConfig, DockerRuntime};
+use dwr_docker::{DockerConfig, DockerRuntime, PullPolicy};
 use futures::StreamExt;
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -313,7 +313,10 @@ async fn a_missing_image_fails_clearly_without_hanging() {
     let Some(h) = Harness::default().await else {
         return;
     };
-    let image = format!("dwr-test/missing-{}:v1", uuid::Uuid::new_v4().simple());
+    let image = format!(
+        "{DEAD_REGISTRY}/dwr-test/missing-{}:v1",
+        uuid::Uuid::new_v4().simple()
+    );
     let (tx, mut rx) = unbounded_channel();
     let result = tokio::time::timeout(Duration::from_secs(30), h.runtime.ensure_image(&image, tx))
         .await
@@ -339,6 +342,68 @@ async fn a_missing_image_fails_clearly_without_hanging() {
         .expect("present image");
     assert_eq!(rx.recv().await, None);
     h.finish().await;
+}
+
+/// A registry on loopback where nothing listens: a pull from it fails at once, and no
+/// packet leaves the machine (a name without a registry would make the engine ask DNS for
+/// docker.io).
+const DEAD_REGISTRY: &str = "127.0.0.1:1";
+
+#[tokio::test]
+async fn a_present_image_is_pulled_only_under_the_always_policy() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    // The test image, present locally under a name whose registry is a dead loopback port.
+    let local = format!(
+        "{DEAD_REGISTRY}/dwr-test/pull-policy-{}:v1",
+        uuid::Uuid::new_v4().simple()
+    );
+    docker_cli(&["tag", &h.image, &local]);
+    let missing = h.runtime.clone();
+    let always = DockerRuntime::connect(DockerConfig {
+        pull_policy: PullPolicy::Always,
+        ..DockerConfig::from_env().expect("docker config")
+    })
+    .await
+    .expect("connect");
+
+    let (tx, mut rx) = unbounded_channel();
+    missing
+        .ensure_image(&local, tx)
+        .await
+        .expect("present: no pull");
+    assert_eq!(
+        rx.recv().await,
+        None,
+        "the default policy does not pull a present image"
+    );
+
+    let (tx, mut rx) = unbounded_channel();
+    let result = tokio::time::timeout(Duration::from_secs(30), always.ensure_image(&local, tx))
+        .await
+        .expect("the pull ends in time");
+    docker_cli(&["rmi", &local]);
+    assert!(
+        matches!(result, Err(RuntimeError::ImageUnavailable { .. })),
+        "asked to pull, the runtime goes to the (dead) registry: {result:?}"
+    );
+    let first = rx.recv().await.expect("the pull announced itself");
+    assert!(first.contains(&local), "{first}");
+    h.finish().await;
+}
+
+/// Runs the docker CLI, panicking with its output when it fails.
+fn docker_cli(args: &[&str]) {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]

@@ -249,6 +249,29 @@ pub struct AgentArgs {
     /// Seconds between SIGTERM and SIGKILL when stopping a job's container.
     #[arg(long, env = "DWR_STOP_GRACE", default_value = "10", value_parser = parse_seconds)]
     pub stop_grace: Duration,
+    /// When job images are pulled: `missing` (only images not present locally) or `always`
+    /// (before every job, following a tag that moved).
+    #[arg(long, env = "DWR_PULL_POLICY", value_enum, default_value = "missing")]
+    pub pull_policy: PullPolicyArg,
+}
+
+/// The `--pull-policy` values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicyArg {
+    /// Pull only images that are not present locally.
+    #[default]
+    Missing,
+    /// Pull before every job.
+    Always,
+}
+
+impl From<PullPolicyArg> for dwr_docker::PullPolicy {
+    fn from(arg: PullPolicyArg) -> Self {
+        match arg {
+            PullPolicyArg::Missing => dwr_docker::PullPolicy::Missing,
+            PullPolicyArg::Always => dwr_docker::PullPolicy::Always,
+        }
+    }
 }
 
 impl AgentArgs {

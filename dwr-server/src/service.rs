@@ -175,6 +175,7 @@ async fn connect_docker(agent: &AgentArgs) -> Result<DockerRuntime, ServiceError
         config.volume_allowlist = agent.volume_allow.clone();
     }
     config.stop_grace = agent.stop_grace;
+    config.pull_policy = agent.pull_policy.into();
     let endpoint = config.endpoint().to_owned();
     DockerRuntime::connect(config)
         .await
