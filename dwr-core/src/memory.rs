@@ -462,7 +462,10 @@ impl JobStore for InMemoryJobStore {
         let job = entry.job.clone();
         let seq = entry.seq;
         st.reindex(job.id, seq, JobState::Pending, JobState::Assigned);
-        st.push_event(&assignment.executor, ExecutorEvent::Assigned(job.id));
+        st.push_event(
+            &assignment.executor,
+            ExecutorEvent::Assigned(Box::new(job.clone())),
+        );
         Ok(job)
     }
 

@@ -27,10 +27,24 @@ pub struct Assignment {
 /// Something an executor must react to, delivered through its queue.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExecutorEvent {
-    /// A job was assigned to it.
-    Assigned(JobId),
+    /// A job was assigned to it: the job as the assignment committed it (state assigned,
+    /// with its executor, executor IP, GPU ids and assignment time), so that the agent can
+    /// start it without reading it back from the store. A snapshot: an abort requested
+    /// since arrives as its own [`ExecutorEvent::Abort`]. Boxed because a job is large
+    /// next to the other variant.
+    Assigned(Box<Job>),
     /// An abort of one of its jobs was requested.
     Abort(JobId, AbortCause),
+}
+
+impl ExecutorEvent {
+    /// The job the event is about.
+    pub fn job_id(&self) -> JobId {
+        match self {
+            ExecutorEvent::Assigned(job) => job.id,
+            ExecutorEvent::Abort(id, _) => *id,
+        }
+    }
 }
 
 /// Which jobs to list, newest first.
@@ -112,8 +126,8 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// Atomically checks that the job is pending, the executor registered and alive
     /// (heartbeat within `ttl` of `now`), the room free and the named GPUs free on that
     /// executor and as many as requested; then records the assignment, allocates, and
-    /// queues an [`ExecutorEvent::Assigned`] for the executor. `Rejected` otherwise, with
-    /// nothing changed.
+    /// queues an [`ExecutorEvent::Assigned`] for the executor carrying the job exactly as
+    /// returned here. `Rejected` otherwise, with nothing changed.
     async fn commit_assignment(
         &self,
         assignment: &Assignment,
@@ -184,7 +198,9 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     ) -> Result<Vec<JobId>, StoreError>;
 
     /// The next event for `executor`, waiting up to `wait` for one. Events are delivered
-    /// once (a queue, not a broadcast).
+    /// once (a queue, not a broadcast). An [`ExecutorEvent::Assigned`] carries the job as
+    /// committed, so the executor need not read it again; it may be stale by the time it is
+    /// popped (aborted or failed meanwhile), which later store calls reveal.
     async fn next_event(
         &self,
         executor: &ExecutorId,

@@ -223,6 +223,7 @@ impl Sim {
         };
         match event {
             ExecutorEvent::Assigned(job) => {
+                let job = job.id;
                 *self.assigned_events.entry(job).or_default() += 1;
                 // The job may have been aborted or expired meanwhile: then this is refused.
                 let _ = self.store.mark_running(job, id, self.now).await;

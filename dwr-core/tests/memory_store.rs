@@ -301,7 +301,7 @@ async fn next_event_loses_no_wake_up_under_a_stream_of_events() {
         .expect("next_event missed a wake-up")
         .unwrap();
         match event {
-            Some(dwr_core::ExecutorEvent::Assigned(id)) => got.push(id),
+            Some(dwr_core::ExecutorEvent::Assigned(job)) => got.push(job.id),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -256,20 +256,48 @@ pub(crate) fn executor_from(value: &Value) -> Result<Executor, StoreError> {
     })
 }
 
-/// An executor event as the scripts queue it: `assigned <job>` or `abort <job> <cause>`.
+/// An executor event as the scripts queue it: `assigned <job> <hash>`, where `<hash>` is the
+/// job hash as commit_assignment.lua stored it (its `HGETALL` array as JSON), or
+/// `abort <job> <cause>`.
 pub(crate) fn parse_event(text: &str) -> Result<ExecutorEvent, StoreError> {
     let bad = || corrupt("executor event", format!("unreadable event {text:?}"));
-    let mut parts = text.split(' ');
+    // The hash is JSON and may hold spaces: split off the kind and the id only.
+    let mut parts = text.splitn(3, ' ');
     let kind = parts.next().ok_or_else(bad)?;
-    let job: JobId = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-    match (kind, parts.next(), parts.next()) {
-        ("assigned", None, None) => Ok(ExecutorEvent::Assigned(job)),
-        ("abort", Some(cause), None) => Ok(ExecutorEvent::Abort(
-            job,
+    let id: JobId = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+    match (kind, parts.next()) {
+        ("assigned", Some(hash)) => {
+            let job = job_from_event_hash(hash)?;
+            if job.id != id {
+                return Err(bad());
+            }
+            Ok(ExecutorEvent::Assigned(Box::new(job)))
+        }
+        ("abort", Some(cause)) => Ok(ExecutorEvent::Abort(
+            id,
             parse_abort_cause(cause).ok_or_else(bad)?,
         )),
         _ => Err(bad()),
     }
+}
+
+/// The job in an `assigned` event: a flat `HGETALL` array encoded as JSON.
+fn job_from_event_hash(json: &str) -> Result<Job, StoreError> {
+    let items: Vec<String> = serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        what: "job in an assigned event".to_owned(),
+        source: Box::new(e),
+    })?;
+    if !items.len().is_multiple_of(2) {
+        return Err(corrupt(
+            "job in an assigned event",
+            "odd number of hash items",
+        ));
+    }
+    let map: HashMap<String, String> = items
+        .chunks_exact(2)
+        .map(|pair| (pair[0].clone(), pair[1].clone()))
+        .collect();
+    job_from_map(&map)
 }
 
 #[cfg(test)]
@@ -304,22 +332,58 @@ mod tests {
         assert_eq!(job_from_map(&map).unwrap(), job);
     }
 
+    /// An `assigned` event as commit_assignment.lua queues it: the hash as a JSON array.
+    fn assigned_event(job: &Job) -> String {
+        let flat: Vec<String> = job_fields(job)
+            .unwrap()
+            .into_iter()
+            .flat_map(|(k, v)| [k.to_owned(), v])
+            .collect();
+        format!(
+            "assigned {} {}",
+            job.id,
+            serde_json::to_string(&flat).unwrap()
+        )
+    }
+
     #[test]
     fn events_parse_and_garbage_is_refused() {
-        let id = JobId::new();
+        // A spec with spaces and quotes, as a JSON string inside the JSON array.
+        let spec = JobSpec::new(
+            "img",
+            vec!["sh".into(), "-c".into(), "echo \"a b\"".into()],
+            100,
+            64,
+        )
+        .with_gpus(1, GpuModel::Any);
+        let mut job = Job::new(JobId::new(), spec, Timestamp(1_700_000_000_000));
+        job.transition(JobState::Assigned, Timestamp(1_700_000_000_100))
+            .unwrap();
+        job.executor = Some(ExecutorId::new("e-1"));
+        job.executor_ip = Some("10.0.0.1".into());
+        job.gpu_ids = vec!["GPU-a".into()];
+        let id = job.id;
         assert_eq!(
-            parse_event(&format!("assigned {id}")).unwrap(),
-            ExecutorEvent::Assigned(id)
+            parse_event(&assigned_event(&job)).unwrap(),
+            ExecutorEvent::Assigned(Box::new(job.clone()))
         );
         assert_eq!(
             parse_event(&format!("abort {id} timed_out")).unwrap(),
             ExecutorEvent::Abort(id, AbortCause::TimedOut)
         );
+        let other = JobId::new();
+        let wrong_id = assigned_event(&job).replacen(&id.to_string(), &other.to_string(), 1);
         for bad in [
             "",
             "assigned",
             "assigned nope",
+            &format!("assigned {id}"),
+            &format!("assigned {id} [\"id\"]"),
+            &format!("assigned {id} not-json"),
+            &wrong_id,
+            &format!("abort {id}"),
             &format!("abort {id} later"),
+            &format!("abort {id} user extra"),
         ] {
             assert!(parse_event(bad).is_err(), "{bad:?}");
         }

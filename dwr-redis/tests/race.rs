@@ -82,6 +82,7 @@ async fn agent(store: Arc<RedisJobStore>, id: ExecutorId, counts: Counts, stop: 
     while !stop.load(Ordering::Relaxed) {
         match store.next_event(&id, Duration::from_millis(200)).await {
             Ok(Some(ExecutorEvent::Assigned(job))) => {
+                let job = job.id;
                 *counts.lock().unwrap().entry(job).or_default() += 1;
                 let (store, id) = (store.clone(), id.clone());
                 tokio::spawn(async move {

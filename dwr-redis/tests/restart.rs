@@ -85,7 +85,7 @@ async fn agent(store: Arc<RedisJobStore>, id: ExecutorId) {
             }
         }
         match store.next_event(&id, Duration::from_millis(500)).await {
-            Ok(Some(ExecutorEvent::Assigned(job))) => start(job),
+            Ok(Some(ExecutorEvent::Assigned(job))) => start(job.id),
             Ok(Some(ExecutorEvent::Abort(job, _))) => panic!("unexpected abort of {job}"),
             Ok(None) => {}
             Err(StoreError::Unavailable { .. }) => {

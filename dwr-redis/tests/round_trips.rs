@@ -68,7 +68,7 @@ async fn one_job_costs_six_round_trips() {
         executor: executor.clone(),
         gpu_ids: Vec::new(),
     };
-    store
+    let committed = store
         .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
         .await
         .unwrap();
@@ -76,7 +76,11 @@ async fn one_job_costs_six_round_trips() {
         .next_event(&executor, Duration::from_secs(5))
         .await
         .unwrap();
-    assert_eq!(event, Some(dwr_core::ExecutorEvent::Assigned(id)));
+    // The event carries the job: an agent starts it without reading it (no HGETALL).
+    assert_eq!(
+        event,
+        Some(dwr_core::ExecutorEvent::Assigned(Box::new(committed)))
+    );
     store
         .mark_running(id, &executor, Timestamp::now())
         .await

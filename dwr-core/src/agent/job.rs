@@ -52,11 +52,12 @@ fn current_signal(rx: &SignalRx) -> Option<Signal> {
 
 /// Runs a job the store assigned to this executor, from the pull to its terminal state.
 ///
-/// Ignores a job that is not assigned to this executor any more (a late or repeated event).
-pub(super) async fn run_assigned(shared: Arc<Shared>, id: JobId, mut signal: SignalRx) {
-    let Some(job) = shared.load(id).await else {
-        return;
-    };
+/// `job` is a snapshot: the one the assignment event carries, or one the caller just read.
+/// It is not read again: an abort or expiry since then shows as an abort event (a signal
+/// to this task) or as a refused `mark_running`, which stops the container. Ignores a job
+/// that is not assigned to this executor (a late or repeated event).
+pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: SignalRx) {
+    let id = job.id;
     if job.state != JobState::Assigned || job.executor.as_ref() != Some(&shared.config.id) {
         tracing::debug!(job = %id, state = %job.state, "not assigned to this executor; ignoring");
         return;

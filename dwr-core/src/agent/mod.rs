@@ -257,8 +257,9 @@ impl ExecutorAgent {
                 };
                 match event {
                     Ok(Some(ExecutorEvent::Assigned(job))) => {
-                        tracing::debug!(executor = %id, %job, "assigned");
-                        jobs.spawn_assigned(&shared, job);
+                        // The event carries the job as committed: no read of it here.
+                        tracing::debug!(executor = %id, job = %job.id, "assigned");
+                        jobs.spawn_assigned(&shared, *job);
                     }
                     Ok(Some(ExecutorEvent::Abort(job, cause))) => {
                         tracing::info!(executor = %id, %job, ?cause, "abort requested");

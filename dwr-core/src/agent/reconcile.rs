@@ -70,7 +70,7 @@ pub(super) async fn reconcile(shared: &Arc<Shared>, jobs: &mut JobTasks) -> Resu
             continue;
         };
         match job.state {
-            JobState::Assigned => jobs.spawn_assigned(shared, job_id),
+            JobState::Assigned => jobs.spawn_assigned(shared, job),
             JobState::Running => {
                 tracing::warn!(job = %job_id, "running job has no container after the restart");
                 shared
@@ -110,7 +110,7 @@ pub(super) async fn fallback_check(shared: &Arc<Shared>, jobs: &mut JobTasks) {
             match job.state {
                 JobState::Assigned => {
                     tracing::info!(job = %id, "fallback check: starting an assigned job");
-                    jobs.spawn_assigned(shared, id);
+                    jobs.spawn_assigned(shared, job);
                 }
                 JobState::Running => {
                     tracing::warn!(job = %id, "fallback check: running job without a task");

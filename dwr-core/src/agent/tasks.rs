@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::ids::JobId;
-use crate::job::Outcome;
+use crate::job::{Job, Outcome};
 use crate::runtime::ContainerId;
 
 use super::job::{self, Signal};
@@ -49,7 +49,8 @@ impl JobTasks {
     }
 
     /// Starts the task of an assigned job, unless it has one already.
-    pub(super) fn spawn_assigned(&mut self, shared: &Arc<Shared>, id: JobId) {
+    pub(super) fn spawn_assigned(&mut self, shared: &Arc<Shared>, job: Job) {
+        let id = job.id;
         if self.has(id) {
             tracing::debug!(job = %id, "already being handled");
             return;
@@ -58,7 +59,7 @@ impl JobTasks {
         self.signals.insert(id, signal);
         let shared = shared.clone();
         self.tasks.spawn(async move {
-            job::run_assigned(shared, id, rx).await;
+            job::run_assigned(shared, job, rx).await;
             Some(id)
         });
     }

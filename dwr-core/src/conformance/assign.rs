@@ -15,7 +15,7 @@ use crate::resources::{Dimension, Resources};
 use crate::store::{ExecutorEvent, JobQuery, JobStore};
 
 /// A commit records executor, IP, GPUs and time on the job, allocates on the executor, and
-/// queues `Assigned` for it.
+/// queues `Assigned` for it, carrying the job exactly as stored by the commit.
 pub async fn commit_assignment_records_and_allocates(store: Arc<dyn JobStore>) {
     let exec = register(&store, "e1", 4000, 8192, &["GPU-a0", "GPU-a1"], at(0)).await;
     let id = submit(&store, gpu_spec(1500, 2048, 1), at(1)).await;
@@ -30,11 +30,8 @@ pub async fn commit_assignment_records_and_allocates(store: Arc<dyn JobStore>) {
     assert_eq!(committed.assigned_at, Some(at(5)));
     assert_eq!(committed.updated_at, at(5));
     assert_eq!(committed.created_at, at(1));
-    assert_eq!(
-        job(&store, id).await,
-        committed,
-        "the stored job is the returned one"
-    );
+    let stored = job(&store, id).await;
+    assert_eq!(stored, committed, "the stored job is the returned one");
 
     let e = executor(&store, &exec).await;
     assert_eq!(e.allocated, Resources::new(1500, 2048, 1));
@@ -45,7 +42,17 @@ pub async fn commit_assignment_records_and_allocates(store: Arc<dyn JobStore>) {
         .next_event(&exec, Duration::ZERO)
         .await
         .expect("next_event");
-    assert_eq!(event, Some(ExecutorEvent::Assigned(id)));
+    let Some(ExecutorEvent::Assigned(carried)) = event else {
+        panic!("expected an assigned event, got {event:?}");
+    };
+    assert_eq!(carried.id, id);
+    assert_eq!(carried.state, JobState::Assigned);
+    assert_eq!(carried.executor.as_ref(), Some(&exec));
+    assert_eq!(carried.gpu_ids, vec!["GPU-a1".to_owned()]);
+    assert_eq!(
+        *carried, stored,
+        "the event carries the job as stored right after the commit"
+    );
     assert!(store.pending_jobs(10).await.expect("pending").is_empty());
     let assigned = store
         .jobs(&JobQuery {

@@ -45,5 +45,8 @@ redis.call('SADD', k_exec_jobs(ex), id)
 redis.call('HSET', jk, 'state', 'assigned', 'executor', ex, 'executor_ip', x[8] or '',
   'gpu_ids', ARGV[6], 'assigned_at', ARGV[4], 'updated_at', ARGV[4])
 move_state(id, 'pending', 'assigned')
-redis.call('RPUSH', k_events(ex), 'assigned ' .. id)
-return { 'ok', redis.call('HGETALL', jk) }
+-- The event carries the job hash (the HGETALL array as JSON), so that the executor need
+-- not read the job back: 'assigned <id> <json>'.
+local hash = redis.call('HGETALL', jk)
+redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(hash))
+return { 'ok', hash }
