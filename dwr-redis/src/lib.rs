@@ -97,11 +97,13 @@
 //!
 //! A scheduler pass adds 2 round trips (`pending_jobs` and `executors`, one script each)
 //! shared by all the jobs it places; a rejected commit costs one more `executors` read.
-//! The executor agent also reads the job once when its assignment arrives (one `HGETALL`),
-//! so a whole lifecycle through the agent is 7 round trips with one log batch and 6 for a
-//! job without output: `dwr bench --store redis`, which counts every request at the client
-//! ([`RedisJobStore::requests_sent`]), measures 6.02 per output-less job over 100,000 jobs
-//! (BENCHMARKS.md).
+//! The executor agent does not read the job when its assignment arrives: the `assigned`
+//! event carries the job hash as the commit stored it (the `HGETALL` array as JSON, see
+//! `commit_assignment.lua`), so a whole lifecycle through the agent is these same 6 round
+//! trips with one log batch and 5 for a job without output. (Before the event carried the
+//! job, the agent's `HGETALL` made it 7 and 6; `dwr bench --store redis`, which counts every
+//! request at the client ([`RedisJobStore::requests_sent`]), measured 6.02 per output-less
+//! job over 100,000 jobs then: BENCHMARKS.md.)
 
 mod codec;
 mod config;
