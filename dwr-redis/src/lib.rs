@@ -100,10 +100,10 @@
 //! The executor agent does not read the job when its assignment arrives: the `assigned`
 //! event carries the job hash as the commit stored it (the `HGETALL` array as JSON, see
 //! `commit_assignment.lua`), so a whole lifecycle through the agent is these same 6 round
-//! trips with one log batch and 5 for a job without output. (Before the event carried the
-//! job, the agent's `HGETALL` made it 7 and 6; `dwr bench --store redis`, which counts every
-//! request at the client ([`RedisJobStore::requests_sent`]), measured 6.02 per output-less
-//! job over 100,000 jobs then: BENCHMARKS.md.)
+//! trips with one log batch and 5 for a job without output: `dwr bench --store redis`,
+//! which counts every request at the client ([`RedisJobStore::requests_sent`]), measures
+//! 5.02 per output-less job over 100,000 jobs (6.02 before the event carried the job, when
+//! the agent read it back with an `HGETALL`; BENCHMARKS.md).
 
 mod codec;
 mod config;
