@@ -135,6 +135,24 @@ pub trait JobStore: Debug + Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Job, StoreError>;
 
+    /// [`commit_assignment`](Self::commit_assignment) of each assignment in turn, as if
+    /// called one after the other (each checked against the effects of those before it),
+    /// with one result per assignment in the same order. A scheduler commits a whole pass
+    /// through this, so a store can send the lot in few round trips; the default calls
+    /// `commit_assignment` for each.
+    async fn commit_assignments(
+        &self,
+        assignments: &[Assignment],
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Vec<Result<Job, StoreError>> {
+        let mut results = Vec::with_capacity(assignments.len());
+        for assignment in assignments {
+            results.push(self.commit_assignment(assignment, ttl, now).await);
+        }
+        results
+    }
+
     /// Assigned → running, only by the executor the job is assigned to.
     async fn mark_running(
         &self,

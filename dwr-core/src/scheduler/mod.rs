@@ -2,10 +2,12 @@
 //! cluster tidy (lost executors, allocation timeouts, max runtimes).
 //!
 //! A pass reads the pending jobs oldest first, builds a [`ClusterView`] once, asks the
-//! [`Placement`] for each job and commits each choice through
-//! [`JobStore::commit_assignment`]. The store re-checks everything, so several schedulers
-//! may share one store: a rejected commit only means someone else took the room, and the
-//! pass goes on. Jobs that do not fit stay pending and do not block smaller ones.
+//! [`Placement`] for each job, takes the choice off the view, and commits the choices
+//! through [`JobStore::commit_assignments`], up to [`COMMIT_BATCH`] at a time (so a store
+//! can send them in few round trips). The store re-checks everything, so several
+//! schedulers may share one store: a rejected commit only means someone else took the
+//! room; that executor is left out for the rest of the pass, and the pass goes on. Jobs
+//! that do not fit stay pending and do not block smaller ones.
 
 mod config;
 mod metrics;
@@ -28,6 +30,26 @@ use crate::placement::{ClusterView, Explanation, Placement};
 use crate::spec::{GpuRequest, JobSpec, SpecError};
 use crate::store::{AbortRequested, Assignment, JobQuery, JobStore};
 use crate::time::Timestamp;
+
+/// Most placements a pass decides before committing them (one
+/// [`JobStore::commit_assignments`] call).
+pub const COMMIT_BATCH: usize = 256;
+
+/// Placements decided in a pass and not yet committed: the assignments, and beside each
+/// what the pass needs once its commit is answered.
+#[derive(Default)]
+struct Batch {
+    assignments: Vec<Assignment>,
+    decided: Vec<Decided>,
+}
+
+/// A placement decided (and taken off the view) but not yet committed.
+struct Decided {
+    job: Job,
+    /// The executor's index in the view.
+    index: usize,
+    ip: String,
+}
 
 /// One job placed by a pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,30 +243,37 @@ impl Scheduler {
             .await?;
         let mut reasons = HashMap::new();
         let mut no_room = NoRoom::default();
+        let mut batch = Batch::default();
         for job in pending {
-            match self
-                .place_one(&job, &mut view, &mut no_room, now, report)
+            let id = job.id;
+            if let Some(why) = self
+                .place_one(job, &mut view, &mut no_room, now, report, &mut batch)
                 .await?
             {
-                Some(why) => {
-                    reasons.insert(job.id, why);
-                }
-                None => continue,
+                reasons.insert(id, why);
+            }
+            if batch.assignments.len() >= COMMIT_BATCH {
+                self.commit(&mut batch, &mut view, &mut reasons, now, report)
+                    .await?;
             }
         }
+        self.commit(&mut batch, &mut view, &mut reasons, now, report)
+            .await?;
         report.pending = reasons.len();
         *lock(&self.inner.pending_reasons) = reasons;
         Ok(())
     }
 
-    /// Places, fails or leaves pending one job; returns why it is still pending.
+    /// Places (into `batch`, to be committed), fails or leaves pending one job; returns
+    /// why it is still pending.
     async fn place_one(
         &self,
-        job: &Job,
+        job: Job,
         view: &mut ClusterView,
         no_room: &mut NoRoom,
         now: Timestamp,
         report: &mut PassReport,
+        batch: &mut Batch,
     ) -> Result<Option<Explanation>, StoreError> {
         let store = &self.inner.store;
         let waited = now.since(job.created_at);
@@ -255,41 +284,21 @@ impl Scheduler {
         };
         match placed {
             Ok(choice) => {
+                // Taken now, so the next decisions of the pass see it taken; should the
+                // commit be refused, the executor is set aside anyway.
+                view.reserve(choice.executor, &job.spec.resources(), &choice.gpu_ids);
                 let exec = &view.executors()[choice.executor];
-                let assignment = Assignment {
+                batch.assignments.push(Assignment {
                     job: job.id,
                     executor: exec.id.clone(),
-                    gpu_ids: choice.gpu_ids.clone(),
-                };
-                let ip = exec.ip.clone();
-                match store
-                    .commit_assignment(&assignment, self.inner.config.executor_ttl, now)
-                    .await
-                {
-                    Ok(_) => {
-                        view.reserve(choice.executor, &job.spec.resources(), &choice.gpu_ids);
-                        debug!(job = %job.id, executor = %assignment.executor, "assigned");
-                        report.assignments.push(Placed {
-                            job: job.id,
-                            executor: assignment.executor,
-                            executor_ip: ip,
-                            gpu_ids: assignment.gpu_ids,
-                        });
-                        Ok(None)
-                    }
-                    Err(StoreError::Rejected { reason, .. }) => {
-                        // Someone else took the room (or the job): our view of that
-                        // executor is stale. Take it out of this pass; the next pass
-                        // starts from fresh data.
-                        debug!(job = %job.id, %reason, "assignment rejected; view was stale");
-                        view.set_aside(choice.executor);
-                        report.rejected += 1;
-                        lock(&self.inner.metrics).count_failure("rejected");
-                        self.trigger();
-                        Ok(Some(Explanation::of(&job.spec, view)))
-                    }
-                    Err(e) => Err(e),
-                }
+                    gpu_ids: choice.gpu_ids,
+                });
+                batch.decided.push(Decided {
+                    index: choice.executor,
+                    ip: exec.ip.clone(),
+                    job,
+                });
+                Ok(None)
             }
             Err(why) => {
                 no_room.entry(shape).or_insert_with(|| why.clone());
@@ -320,6 +329,59 @@ impl Scheduler {
                 Ok(None)
             }
         }
+    }
+
+    /// Commits the placements in `batch` (leaving it empty): the accepted ones go into the
+    /// report; a refused one sets its executor aside for the rest of the pass and stays
+    /// pending. Any other store error fails the pass, after the others are accounted for.
+    async fn commit(
+        &self,
+        batch: &mut Batch,
+        view: &mut ClusterView,
+        reasons: &mut HashMap<JobId, Explanation>,
+        now: Timestamp,
+        report: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        if batch.assignments.is_empty() {
+            return Ok(());
+        }
+        let ttl = self.inner.config.executor_ttl;
+        let results = self
+            .inner
+            .store
+            .commit_assignments(&batch.assignments, ttl, now)
+            .await;
+        let mut failure = None;
+        let decided = batch.decided.drain(..);
+        for ((assignment, decided), result) in batch.assignments.drain(..).zip(decided).zip(results)
+        {
+            match result {
+                Ok(_) => {
+                    debug!(job = %assignment.job, executor = %assignment.executor, "assigned");
+                    report.assignments.push(Placed {
+                        job: assignment.job,
+                        executor: assignment.executor,
+                        executor_ip: decided.ip,
+                        gpu_ids: assignment.gpu_ids,
+                    });
+                }
+                Err(StoreError::Rejected { reason, .. }) => {
+                    // Someone else took the room (or the job): our view of that executor
+                    // is stale. Take it out of this pass; the next pass starts from fresh
+                    // data.
+                    debug!(job = %assignment.job, %reason, "assignment rejected; view was stale");
+                    view.set_aside(decided.index);
+                    report.rejected += 1;
+                    lock(&self.inner.metrics).count_failure("rejected");
+                    self.trigger();
+                    reasons.insert(decided.job.id, Explanation::of(&decided.job.spec, view));
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// Asks the executors of running jobs past their max runtime to stop them.
