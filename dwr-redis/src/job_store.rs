@@ -19,6 +19,9 @@ use crate::codec::{
 use crate::error::{corrupt, store_error};
 use crate::store::RedisJobStore;
 
+/// Most events one pop takes off an executor's list; the ones not returned at once wait
+/// in the store handle for the next calls (see `EventBuffer`).
+const EVENT_BATCH: usize = 128;
 /// Jobs deleted per `purge` script call (bounds the time one call blocks Redis).
 const PURGE_BATCH: usize = 500;
 /// Extra time allowed past a blocking pop's own timeout before the connection is
@@ -29,6 +32,15 @@ fn unexpected(script: &str, status: &str) -> StoreError {
     corrupt(script, format!("unexpected status {status:?}"))
 }
 
+/// True for the server's answer to a command it does not have (an older Redis).
+fn is_unknown_command(err: &redis::RedisError) -> bool {
+    err.kind() == redis::ErrorKind::ResponseError
+        && err
+            .to_string()
+            .to_ascii_lowercase()
+            .contains("unknown command")
+}
+
 fn timed_out(operation: &'static str) -> StoreError {
     StoreError::Unavailable {
         operation,
@@ -36,6 +48,57 @@ fn timed_out(operation: &'static str) -> StoreError {
             std::io::ErrorKind::TimedOut,
             "no answer from Redis in time",
         )),
+    }
+}
+
+/// The arguments of `commit_assignment.lua` after the prefix.
+fn commit_args(assignment: &Assignment, ttl: Duration, now: Timestamp) -> Vec<String> {
+    let mut args = vec![
+        assignment.job.to_string(),
+        assignment.executor.to_string(),
+        now.millis().to_string(),
+        ttl.as_millis().min(i64::MAX as u128).to_string(),
+        json_strings(&assignment.gpu_ids),
+    ];
+    args.extend(assignment.gpu_ids.iter().cloned());
+    args
+}
+
+/// Decodes the reply of `commit_assignment.lua` for `assignment`.
+fn commit_reply(assignment: &Assignment, reply: &redis::Value) -> Result<Job, StoreError> {
+    let (status, rest) = status_reply(reply, "commit_assignment")?;
+    let reject = |reason: Rejection| StoreError::Rejected {
+        job: assignment.job,
+        executor: assignment.executor.clone(),
+        reason,
+    };
+    let name = "commit_assignment";
+    match status.as_str() {
+        "ok" => job_at(rest, name),
+        "job_not_found" => Err(StoreError::JobNotFound { id: assignment.job }),
+        "not_pending" => Err(reject(Rejection::JobNotPending {
+            state: state_at(rest, name)?,
+        })),
+        "executor_gone" => Err(reject(Rejection::ExecutorGone)),
+        "executor_not_alive" => Err(reject(Rejection::ExecutorNotAlive)),
+        "no_room" => {
+            let dimension = match text_at(rest, 0, name)?.as_str() {
+                "cpu" => Dimension::Cpu,
+                "memory" => Dimension::Memory,
+                "gpu" => Dimension::Gpu,
+                other => return Err(unexpected(name, other)),
+            };
+            Err(reject(Rejection::NoRoom { dimension }))
+        }
+        "gpu_unavailable" => Err(reject(Rejection::GpuUnavailable {
+            uuid: text_at(rest, 0, name)?,
+        })),
+        "gpu_count_mismatch" => {
+            let given = text_at(rest, 0, name)?.parse().unwrap_or(usize::MAX);
+            let wanted = text_at(rest, 1, name)?.parse().unwrap_or(u32::MAX);
+            Err(reject(Rejection::GpuCountMismatch { given, wanted }))
+        }
+        other => Err(unexpected(name, other)),
     }
 }
 
@@ -122,9 +185,7 @@ impl JobStore for RedisJobStore {
             args.push(field.to_owned());
             args.push(value);
         }
-        let reply = self
-            .eval("submit", &self.inner.scripts.submit, args)
-            .await?;
+        let reply = self.inner.batchers.submit.call(args).await?;
         match status_reply(&reply, "submit")?.0.as_str() {
             "ok" => Ok(()),
             "job_exists" => Err(StoreError::JobExists { id: job.id }),
@@ -171,50 +232,27 @@ impl JobStore for RedisJobStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<Job, StoreError> {
-        let mut args = vec![
-            assignment.job.to_string(),
-            assignment.executor.to_string(),
-            now.millis().to_string(),
-            ttl.as_millis().min(i64::MAX as u128).to_string(),
-            json_strings(&assignment.gpu_ids),
-        ];
-        args.extend(assignment.gpu_ids.iter().cloned());
-        let script = &self.inner.scripts.commit_assignment;
-        let reply = self.eval("commit_assignment", script, args).await?;
-        let (status, rest) = status_reply(&reply, "commit_assignment")?;
-        let reject = |reason: Rejection| StoreError::Rejected {
-            job: assignment.job,
-            executor: assignment.executor.clone(),
-            reason,
-        };
-        let name = "commit_assignment";
-        match status.as_str() {
-            "ok" => job_at(rest, name),
-            "job_not_found" => Err(StoreError::JobNotFound { id: assignment.job }),
-            "not_pending" => Err(reject(Rejection::JobNotPending {
-                state: state_at(rest, name)?,
-            })),
-            "executor_gone" => Err(reject(Rejection::ExecutorGone)),
-            "executor_not_alive" => Err(reject(Rejection::ExecutorNotAlive)),
-            "no_room" => {
-                let dimension = match text_at(rest, 0, name)?.as_str() {
-                    "cpu" => Dimension::Cpu,
-                    "memory" => Dimension::Memory,
-                    "gpu" => Dimension::Gpu,
-                    other => return Err(unexpected(name, other)),
-                };
-                Err(reject(Rejection::NoRoom { dimension }))
-            }
-            "gpu_unavailable" => Err(reject(Rejection::GpuUnavailable {
-                uuid: text_at(rest, 0, name)?,
-            })),
-            "gpu_count_mismatch" => {
-                let given = text_at(rest, 0, name)?.parse().unwrap_or(usize::MAX);
-                let wanted = text_at(rest, 1, name)?.parse().unwrap_or(u32::MAX);
-                Err(reject(Rejection::GpuCountMismatch { given, wanted }))
-            }
-            other => Err(unexpected(name, other)),
-        }
+        let args = commit_args(assignment, ttl, now);
+        let reply = self.inner.batchers.commit_assignment.call(args).await?;
+        commit_reply(assignment, &reply)
+    }
+
+    async fn commit_assignments(
+        &self,
+        assignments: &[Assignment],
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Vec<Result<Job, StoreError>> {
+        let args = assignments
+            .iter()
+            .map(|a| commit_args(a, ttl, now))
+            .collect();
+        let replies = self.inner.batchers.commit_assignment.call_many(args).await;
+        assignments
+            .iter()
+            .zip(replies)
+            .map(|(assignment, reply)| commit_reply(assignment, &reply?))
+            .collect()
     }
 
     async fn mark_running(
@@ -228,8 +266,7 @@ impl JobStore for RedisJobStore {
             executor.to_string(),
             now.millis().to_string(),
         ];
-        let script = &self.inner.scripts.mark_running;
-        let reply = self.eval("mark_running", script, args).await?;
+        let reply = self.inner.batchers.mark_running.call(args).await?;
         let (status, rest) = status_reply(&reply, "mark_running")?;
         match status.as_str() {
             "ok" => job_at(rest, "mark_running"),
@@ -262,9 +299,7 @@ impl JobStore for RedisJobStore {
             now.millis().to_string(),
             self.log_ttl_secs(),
         ];
-        let reply = self
-            .eval("finish", &self.inner.scripts.finish, args)
-            .await?;
+        let reply = self.inner.batchers.finish.call(args).await?;
         let (status, rest) = status_reply(&reply, "finish")?;
         match status.as_str() {
             "ok" => Ok(Finished {
@@ -415,15 +450,33 @@ impl JobStore for RedisJobStore {
         executor: &ExecutorId,
         wait: Duration,
     ) -> Result<Option<ExecutorEvent>, StoreError> {
+        if let Some(text) = self.inner.events.pop(executor) {
+            return parse_event(&text).map(Some);
+        }
         let key = self.inner.keys.executor_events(executor);
-        let popped: Option<String> = if wait.is_zero() {
-            self.conn()
-                .lpop(&key, None)
-                .await
-                .map_err(|e| store_error("next_event", e))?
+        let mut popped: Vec<String> = if wait.is_zero() {
+            let mut lpop = redis::cmd("LPOP");
+            lpop.arg(&key);
+            if !self.inner.events.legacy() {
+                lpop.arg(EVENT_BATCH);
+            }
+            let reply: Option<redis::Value> = match lpop.query_async(&mut self.conn()).await {
+                Err(e) if is_unknown_command(&e) && self.inner.events.fall_back() => {
+                    return self.next_event(executor, wait).await;
+                }
+                reply => reply.map_err(|e| store_error("next_event", e))?,
+            };
+            match reply {
+                None => Vec::new(),
+                Some(v @ redis::Value::Array(_)) => {
+                    redis::from_redis_value(&v).map_err(|e| corrupt("next_event", e.to_string()))?
+                }
+                Some(v) => vec![redis::from_redis_value(&v)
+                    .map_err(|e| corrupt("next_event", e.to_string()))?],
+            }
         } else {
             let pool = &self.inner.blocking;
-            // BLPOP takes seconds with millisecond resolution; 0 would mean "forever".
+            // Blocking pops take seconds with millisecond resolution; 0 means "forever".
             let secs = format!("{:.3}", wait.as_secs_f64().max(0.001));
             loop {
                 let (mut conn, reused) = pool
@@ -431,13 +484,33 @@ impl JobStore for RedisJobStore {
                     .await
                     .map_err(|e| store_error("next_event", e))?;
                 self.count_request();
-                let mut blpop = redis::cmd("BLPOP");
-                blpop.arg(&key).arg(&secs);
-                let pop = blpop.query_async::<Option<(String, String)>>(&mut conn);
+                let legacy = self.inner.events.legacy();
+                let pop = async {
+                    if legacy {
+                        let mut blpop = redis::cmd("BLPOP");
+                        blpop.arg(&key).arg(&secs);
+                        let reply: Option<(String, String)> = blpop.query_async(&mut conn).await?;
+                        Ok(reply.map(|(_, event)| vec![event]).unwrap_or_default())
+                    } else {
+                        // Everything queued, up to EVENT_BATCH, in one round trip.
+                        let mut blmpop = redis::cmd("BLMPOP");
+                        blmpop.arg(&secs).arg(1).arg(&key).arg("LEFT");
+                        blmpop.arg("COUNT").arg(EVENT_BATCH);
+                        let reply: Option<(String, Vec<String>)> =
+                            blmpop.query_async(&mut conn).await?;
+                        Ok::<_, redis::RedisError>(
+                            reply.map(|(_, events)| events).unwrap_or_default(),
+                        )
+                    }
+                };
                 match tokio::time::timeout(wait + BLOCK_GRACE, pop).await {
-                    Ok(Ok(reply)) => {
+                    Ok(Ok(events)) => {
                         pool.give_back(conn);
-                        break reply.map(|(_, event)| event);
+                        break events;
+                    }
+                    // A server before Redis 7 has no BLMPOP: pop one at a time from now on.
+                    Ok(Err(e)) if is_unknown_command(&e) && self.inner.events.fall_back() => {
+                        pool.give_back(conn);
                     }
                     // A pooled connection that died while idle (Redis restarted since):
                     // it never blocked, so nothing was popped; try a fresh one.
@@ -447,7 +520,12 @@ impl JobStore for RedisJobStore {
                 }
             }
         };
-        popped.map(|text| parse_event(&text)).transpose()
+        if popped.is_empty() {
+            return Ok(None);
+        }
+        let first = popped.remove(0);
+        self.inner.events.keep(executor, popped);
+        parse_event(&first).map(Some)
     }
 
     async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError> {
@@ -464,8 +542,7 @@ impl JobStore for RedisJobStore {
         args.push(self.inner.config.log_max_lines.to_string());
         args.push(self.log_ttl_secs());
         args.extend(lines.iter().cloned());
-        let script = &self.inner.scripts.append_logs;
-        let reply = self.eval("append_logs", script, args).await?;
+        let reply = self.inner.batchers.append_logs.call(args).await?;
         match status_reply(&reply, "append_logs")?.0.as_str() {
             "ok" => Ok(()),
             "job_not_found" => Err(StoreError::JobNotFound { id }),

@@ -105,6 +105,7 @@
 //! 5.02 per output-less job over 100,000 jobs (6.02 before the event carried the job, when
 //! the agent read it back with an `HGETALL`; BENCHMARKS.md).
 
+mod batch;
 mod codec;
 mod config;
 mod error;

@@ -9,11 +9,12 @@ use dwr_core::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script, Value};
 
+use crate::batch::Coalescer;
 use crate::config::RedisConfig;
 use crate::error::{store_error, Error};
 use crate::keys::Keys;
 use crate::scripts::Scripts;
-use crate::wait::{BlockingPool, WakeListener};
+use crate::wait::{BlockingPool, EventBuffer, WakeListener};
 
 /// A [`JobStore`](dwr_core::JobStore) over Redis: every transition is one Lua script, so
 /// any number of schedulers and executors can share one Redis.
@@ -33,10 +34,23 @@ pub(crate) struct Inner {
     pub scripts: Scripts,
     /// Dedicated connections for `BLPOP` (a blocking command would stall `conn`).
     pub blocking: BlockingPool,
+    /// Executor events popped but not yet returned.
+    pub events: EventBuffer,
     /// Pub/sub subscription that wakes `wait_for_work`.
     pub wake: WakeListener,
     /// Requests sent through this handle and its clones (each one round trip).
-    pub requests: AtomicU64,
+    pub requests: Arc<AtomicU64>,
+    /// Group commit of the per-job transitions (see [`crate::batch`]).
+    pub batchers: Batchers,
+}
+
+/// One [`Coalescer`] per transition every job goes through.
+pub(crate) struct Batchers {
+    pub submit: Coalescer,
+    pub commit_assignment: Coalescer,
+    pub mark_running: Coalescer,
+    pub finish: Coalescer,
+    pub append_logs: Coalescer,
 }
 
 impl fmt::Debug for RedisJobStore {
@@ -85,6 +99,36 @@ impl RedisJobStore {
                 })?;
         }
         let keys = Keys::new(config.key_prefix.clone());
+        let requests = Arc::new(AtomicU64::new(0));
+        let batcher = |operation, single: &Script, batch: &Script| {
+            Coalescer::start(
+                operation,
+                conn.clone(),
+                keys.prefix().to_owned(),
+                single.clone(),
+                batch.clone(),
+                requests.clone(),
+            )
+        };
+        let batchers = Batchers {
+            submit: batcher("submit", &scripts.submit, &scripts.batch.submit),
+            commit_assignment: batcher(
+                "commit_assignment",
+                &scripts.commit_assignment,
+                &scripts.batch.commit_assignment,
+            ),
+            mark_running: batcher(
+                "mark_running",
+                &scripts.mark_running,
+                &scripts.batch.mark_running,
+            ),
+            finish: batcher("finish", &scripts.finish, &scripts.batch.finish),
+            append_logs: batcher(
+                "append_logs",
+                &scripts.append_logs,
+                &scripts.batch.append_logs,
+            ),
+        };
         let blocking = BlockingPool::new(client.clone(), config.connect_timeout);
         let wake = WakeListener::new(
             client.clone(),
@@ -99,8 +143,10 @@ impl RedisJobStore {
                 conn,
                 scripts,
                 blocking,
+                events: EventBuffer::default(),
                 wake,
-                requests: AtomicU64::new(0),
+                requests,
+                batchers,
             }),
         })
     }

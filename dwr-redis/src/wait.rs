@@ -1,11 +1,13 @@
 //! Waiting without polling: dedicated connections for blocking pops, and the pub/sub
 //! listener that wakes schedulers.
 //!
-//! Blocking commands (`BLPOP`) never go through the shared multiplexed connection: a
-//! blocked command there would hold up every command queued behind it. Each waiter takes a
-//! dedicated connection from a small pool and gives it back when the pop answered.
+//! Blocking commands (`BLMPOP`, `BLPOP`) never go through the shared multiplexed
+//! connection: a blocked command there would hold up every command queued behind it. Each
+//! waiter takes a dedicated connection from a small pool and gives it back when the pop
+//! answered.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,6 +16,52 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Executor events popped from Redis but not yet returned by `next_event`: one pop takes
+/// everything queued for an executor (up to a bound), so an executor that was handed many
+/// jobs at once gets them in one round trip, then one per call from here, in order.
+///
+/// Events held here when the process stops are lost with it, like an event popped by a
+/// cancelled wait; the jobs they name stay assigned to the executor, and its agent's
+/// reconcile and fallback check pick them up.
+#[derive(Default)]
+pub(crate) struct EventBuffer {
+    held: Mutex<HashMap<dwr_core::ExecutorId, VecDeque<String>>>,
+    /// The server has no `BLMPOP` (before Redis 7): pop one event at a time.
+    legacy: AtomicBool,
+}
+
+impl EventBuffer {
+    /// The oldest event held for `executor`.
+    pub fn pop(&self, executor: &dwr_core::ExecutorId) -> Option<String> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let queue = held.get_mut(executor)?;
+        let event = queue.pop_front();
+        if queue.is_empty() {
+            held.remove(executor);
+        }
+        event
+    }
+
+    /// Holds `events` (popped after the one being returned) for `executor`'s next calls.
+    pub fn keep(&self, executor: &dwr_core::ExecutorId, events: Vec<String>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.entry(executor.clone()).or_default().extend(events);
+    }
+
+    /// Whether pops take one event at a time.
+    pub fn legacy(&self) -> bool {
+        self.legacy.load(Ordering::Relaxed)
+    }
+
+    /// Switches to one event per pop; true if it was not already (the caller retries).
+    pub fn fall_back(&self) -> bool {
+        !self.legacy.swap(true, Ordering::Relaxed)
+    }
+}
 
 /// Idle dedicated connections kept for reuse.
 const POOL_IDLE_MAX: usize = 32;

@@ -1,0 +1,257 @@
+//! Group commit: concurrent calls of one script coalesce into a single call of its batch
+//! form.
+//!
+//! Each script call costs Redis a fixed price (look up the script, set up the Lua call,
+//! convert the reply) that on a small host is most of the work of a transition, plus a
+//! round trip and a wake-up at the client. A [`Coalescer`] owns one background task per
+//! script: a caller queues its arguments and awaits its own reply; the task sends whatever
+//! is queued as one `EVALSHA` of the batch form (at most [`MAX_OPS`]), then the next lot.
+//! Alone, an operation goes out at once as the plain script, exactly as without batching;
+//! under load, the operations that arrive while one call is in flight share the next one.
+//!
+//! The batch form (see [`batch_form`]) runs the plain script's body once per operation,
+//! inside `pcall`, in queue order: every operation is still checked and applied atomically,
+//! sees the effects of the ones before it, and gets the reply it would have got alone.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dwr_core::StoreError;
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{corrupt, is_unavailable, store_error};
+
+/// Most operations one batch call carries: bounds how long one call holds Redis (each
+/// transition runs in tens of microseconds, so a full batch is a few milliseconds).
+pub(crate) const MAX_OPS: usize = 128;
+
+/// The status an operation of a batch replies with when its script raised an error.
+const SCRIPT_ERROR: &str = "script_error";
+
+/// Wraps a script's `body` (after `head`, the prelude and helpers) as the script called
+/// for one operation: the body runs as a function, then schedulers are woken if it asked
+/// for it (`wake()` in `common.lua`).
+pub(crate) fn single_form(head: &str, body: &str) -> String {
+    format!(
+        "{head}\
+local function __op(ARGV)
+{body}
+end
+local __r = __op(ARGV)
+if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
+return __r
+"
+    )
+}
+
+/// Wraps a script's `body` into its batch form: the body becomes a function of its own
+/// `ARGV`, run once per operation. The batch's `ARGV` is the key prefix followed by, for
+/// each operation, its argument count and its arguments (the prefix is not repeated); the
+/// reply is the array of the operations' replies, an error raised by one operation
+/// becoming `{"script_error", message}` in its place. Schedulers are woken once, after
+/// every operation, if any asked for it.
+pub(crate) fn batch_form(head: &str, body: &str) -> String {
+    format!(
+        "{head}\
+local function __op(ARGV)
+{body}
+end
+local __argv, __out, __i = ARGV, {{}}, 2
+while __i <= #__argv do
+  local n = tonumber(__argv[__i])
+  local a = {{ __argv[1] }}
+  for j = 1, n do a[j + 1] = __argv[__i + j] end
+  local ok, r = pcall(__op, a)
+  if not ok then
+    if type(r) == 'table' and r.err then r = r.err end
+    r = {{ '{SCRIPT_ERROR}', tostring(r) }}
+  end
+  __out[#__out + 1] = r
+  __i = __i + n + 1
+end
+if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
+return __out
+"
+    )
+}
+
+/// A queued operation: its arguments (after the prefix) and where its reply goes.
+struct Op {
+    args: Vec<String>,
+    reply: oneshot::Sender<Result<Value, StoreError>>,
+}
+
+/// Coalesces concurrent calls of one script (see the module docs). Dropping it ends its
+/// task once the queue is drained.
+pub(crate) struct Coalescer {
+    operation: &'static str,
+    queue: mpsc::UnboundedSender<Op>,
+}
+
+/// What the task of a [`Coalescer`] needs.
+struct Worker {
+    operation: &'static str,
+    conn: ConnectionManager,
+    prefix: String,
+    single: Script,
+    batch: Script,
+    requests: Arc<AtomicU64>,
+}
+
+impl Coalescer {
+    /// Starts the task for `operation` (a name for errors), sending `single` for a lone
+    /// operation and `batch` (the [`batch_form`] of the same body) for several. Each call
+    /// sent counts one in `requests`. Must be called inside a Tokio runtime.
+    pub fn start(
+        operation: &'static str,
+        conn: ConnectionManager,
+        prefix: String,
+        single: Script,
+        batch: Script,
+        requests: Arc<AtomicU64>,
+    ) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let worker = Worker {
+            operation,
+            conn,
+            prefix,
+            single,
+            batch,
+            requests,
+        };
+        tokio::spawn(worker.run(rx));
+        Self { operation, queue }
+    }
+
+    /// Runs the script with `args` (after the prefix), alone or in a batch, and returns
+    /// its reply.
+    pub async fn call(&self, args: Vec<String>) -> Result<Value, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Op { args, reply })
+            .map_err(|_| self.gone())?;
+        answer.await.map_err(|_| self.gone())?
+    }
+
+    /// Runs the script once per element of `calls`, queued together and in this order
+    /// (so they share batch calls), and returns the replies in the same order.
+    pub async fn call_many(&self, calls: Vec<Vec<String>>) -> Vec<Result<Value, StoreError>> {
+        let answers: Vec<_> = calls
+            .into_iter()
+            .map(|args| {
+                let (reply, answer) = oneshot::channel();
+                let queued = self.queue.send(Op { args, reply }).is_ok();
+                (queued, answer)
+            })
+            .collect();
+        let mut replies = Vec::with_capacity(answers.len());
+        for (queued, answer) in answers {
+            let reply = match queued {
+                true => answer.await.ok(),
+                false => None,
+            };
+            replies.push(reply.unwrap_or_else(|| Err(self.gone())));
+        }
+        replies
+    }
+
+    fn gone(&self) -> StoreError {
+        StoreError::Unavailable {
+            operation: self.operation,
+            source: "the store's batching task has stopped (its runtime shut down)".into(),
+        }
+    }
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>) {
+        let mut ops = Vec::with_capacity(MAX_OPS);
+        while let Some(first) = rx.recv().await {
+            ops.push(first);
+            while ops.len() < MAX_OPS {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.send(&mut ops).await;
+        }
+    }
+
+    /// Sends `ops` as one call and hands each its reply; leaves `ops` empty.
+    async fn send(&mut self, ops: &mut Vec<Op>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if ops.len() == 1 {
+            let op = ops.pop().expect("one operation");
+            let mut invocation = self.single.prepare_invoke();
+            invocation.arg(&self.prefix);
+            for arg in &op.args {
+                invocation.arg(arg);
+            }
+            let reply = invocation.invoke_async(&mut self.conn).await;
+            let _ = op
+                .reply
+                .send(reply.map_err(|e| store_error(self.operation, e)));
+            return;
+        }
+        let mut invocation = self.batch.prepare_invoke();
+        invocation.arg(&self.prefix);
+        for op in ops.iter() {
+            invocation.arg(op.args.len());
+            for arg in &op.args {
+                invocation.arg(arg);
+            }
+        }
+        let reply: Result<Vec<Value>, RedisError> = invocation.invoke_async(&mut self.conn).await;
+        match reply {
+            Ok(replies) if replies.len() == ops.len() => {
+                for (op, value) in ops.drain(..).zip(replies) {
+                    let _ = op.reply.send(self.unwrap_one(value));
+                }
+            }
+            Ok(replies) => {
+                let why = format!("{} replies to {} operations", replies.len(), ops.len());
+                for op in ops.drain(..) {
+                    let _ = op.reply.send(Err(corrupt(self.operation, why.clone())));
+                }
+            }
+            Err(e) => {
+                for op in ops.drain(..) {
+                    let _ = op.reply.send(Err(fan_out(self.operation, &e)));
+                }
+            }
+        }
+    }
+
+    /// One operation's reply out of a batch: an error its script raised becomes the error
+    /// the plain script would have failed with.
+    fn unwrap_one(&self, value: Value) -> Result<Value, StoreError> {
+        if let Value::Array(items) = &value {
+            if let [Value::BulkString(status), message] = items.as_slice() {
+                if status == SCRIPT_ERROR.as_bytes() {
+                    let message: String = redis::from_redis_value(message).unwrap_or_default();
+                    return Err(corrupt(
+                        format!("reply to {}", self.operation),
+                        format!("script error: {message}"),
+                    ));
+                }
+            }
+        }
+        Ok(value)
+    }
+}
+
+/// The error of a failed batch call, for each of its operations: `Unavailable` when Redis
+/// could not be reached, as for a lone call.
+fn fan_out(operation: &'static str, err: &RedisError) -> StoreError {
+    if is_unavailable(err) {
+        StoreError::Unavailable {
+            operation,
+            source: err.to_string().into(),
+        }
+    } else {
+        corrupt(format!("reply to {operation}"), err.to_string())
+    }
+}
