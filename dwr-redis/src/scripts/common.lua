@@ -9,38 +9,35 @@ local LEGAL = {
 }
 local TERMINAL = { succeeded = true, failed = true, aborted = true }
 
--- Sets (or, for an empty value, deletes) an optional field of a hash.
-local function hset_opt(key, field, value)
-  if value == nil or value == '' then
-    redis.call('HDEL', key, field)
-  else
-    redis.call('HSET', key, field, value)
-  end
-end
+-- Schedulers are woken once per script call, after every operation of it (see
+-- batch.rs): wake() only notes that they should be.
+local WOKEN = false
+local function wake() WOKEN = true end
 
--- Moves a job between the per-state sorted sets, keeping its arrival sequence as score.
-local function move_state(id, from, to)
-  local seq = redis.call('HGET', k_job(id), 'seq')
+-- Moves a job between the per-state sorted sets, keeping its arrival sequence `seq` as
+-- score.
+local function move_state(id, from, to, seq)
   redis.call('ZREM', k_state(from), id)
   redis.call('ZADD', k_state(to), seq, id)
 end
 
--- Gives back what job `id` holds on its executor. Exactly once: the SREM from the
--- executor's job set is the token, whichever terminal transition gets there first.
-local function release(id)
-  local jk = k_job(id)
-  local ex = redis.call('HGET', jk, 'executor')
+-- Gives back what job `id` holds on its executor; `j` is its HMGET of RELEASE_FIELDS.
+-- Exactly once: the SREM from the executor's job set is the token, whichever terminal
+-- transition gets there first.
+local RELEASE_FIELDS = { 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids', 'seq' }
+local function release(id, j)
+  local ex = j[1]
   if not ex then return end
   if redis.call('SREM', k_exec_jobs(ex), id) == 0 then return end
-  local j = redis.call('HMGET', jk, 'cpu', 'mem', 'ngpu', 'gpu_ids')
   local xk = k_exec(ex)
   -- "0 - n", not "-n": Lua formats -0 as "-0", which HINCRBY refuses.
-  redis.call('HINCRBY', xk, 'cpu_alloc', 0 - tonumber(j[1]))
-  redis.call('HINCRBY', xk, 'mem_alloc', 0 - tonumber(j[2]))
-  redis.call('HINCRBY', xk, 'gpu_alloc', 0 - tonumber(j[3]))
-  if j[4] then
+  redis.call('HINCRBY', xk, 'cpu_alloc', 0 - tonumber(j[2]))
+  redis.call('HINCRBY', xk, 'mem_alloc', 0 - tonumber(j[3]))
+  local ngpu = tonumber(j[4])
+  if ngpu > 0 then
+    redis.call('HINCRBY', xk, 'gpu_alloc', 0 - ngpu)
     local gk = k_exec_gpus(ex)
-    for _, uuid in ipairs(cjson.decode(j[4])) do
+    for _, uuid in ipairs(cjson.decode(j[5])) do
       if redis.call('HGET', gk, uuid) == id then
         redis.call('HDEL', gk, uuid)
       end
@@ -52,19 +49,28 @@ end
 -- the time, starting the log TTL and waking schedulers and log followers.
 local function finish_job(id, from, to, exit_code, reason, oom, now, log_ttl)
   local jk = k_job(id)
-  release(id)
-  redis.call('HSET', jk, 'state', to, 'updated_at', now, 'finished_at', now, 'oom', oom)
-  hset_opt(jk, 'exit_code', exit_code)
-  hset_opt(jk, 'reason', reason)
-  redis.call('HDEL', jk, 'abort')
-  move_state(id, from, to)
+  local j = redis.call('HMGET', jk, unpack(RELEASE_FIELDS))
+  release(id, j)
+  local set = { 'state', to, 'updated_at', now, 'finished_at', now, 'oom', oom }
+  local del = { 'abort' }
+  for _, fv in ipairs({ { 'exit_code', exit_code }, { 'reason', reason } }) do
+    if fv[2] == nil or fv[2] == '' then
+      del[#del + 1] = fv[1]
+    else
+      set[#set + 1] = fv[1]
+      set[#set + 1] = fv[2]
+    end
+  end
+  redis.call('HSET', jk, unpack(set))
+  redis.call('HDEL', jk, unpack(del))
+  move_state(id, from, to, j[6])
   redis.call('ZADD', K_FINISHED, now, id)
   local ttl = tonumber(log_ttl)
   if ttl > 0 then
     redis.call('EXPIRE', k_logs(id), ttl)
     redis.call('EXPIRE', k_log_total(id), ttl)
   end
-  redis.call('PUBLISH', CH_WAKE, 'finish')
+  wake()
   redis.call('PUBLISH', ch_logs(id), 'end')
 end
 

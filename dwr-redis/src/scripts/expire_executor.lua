@@ -20,5 +20,5 @@ for _, id in ipairs(redis.call('SMEMBERS', k_exec_jobs(ex))) do
 end
 redis.call('DEL', xk, k_exec_jobs(ex), k_exec_gpus(ex), k_events(ex))
 redis.call('SREM', K_EXECUTORS, ex)
-redis.call('PUBLISH', CH_WAKE, 'expire')
+wake()
 return failed

@@ -16,5 +16,5 @@ for i = 9, #ARGV do
   redis.call('HSET', xk, 'dev:' .. ARGV[i], '1')
 end
 redis.call('SADD', K_EXECUTORS, ex)
-redis.call('PUBLISH', CH_WAKE, 'register')
+wake()
 return { 'ok', executor_reply(ex) }

@@ -13,5 +13,5 @@ end
 redis.call('HSET', jk, 'seq', seq, unpack(fields))
 redis.call('ZADD', K_ALL, seq, id)
 redis.call('ZADD', k_state(ARGV[3]), seq, id)
-redis.call('PUBLISH', CH_WAKE, 'submit')
+wake()
 return { 'ok' }
