@@ -88,10 +88,14 @@ pub struct BenchReport {
     pub wall_seconds: f64,
     /// Jobs per second, submit→terminal over the whole run.
     pub jobs_per_second: f64,
+    /// submit→assigned percentiles (p50, p90, p99) in ms: the scheduler's share.
+    pub submit_to_assigned_ms: [f64; 3],
     /// submit→running percentiles (p50, p90, p99) in ms.
     pub submit_to_running_ms: [f64; 3],
     /// submit→terminal percentiles (p50, p90, p99) in ms.
     pub submit_to_terminal_ms: [f64; 3],
+    /// Scheduling passes the scheduler ran.
+    pub scheduler_passes: u64,
     /// Resident memory when the run started, MiB.
     pub rss_start_mib: f64,
     /// Peak resident memory of the process, MiB.
@@ -250,9 +254,13 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     }
 
     let jobs = terminal_jobs(&*watch, args.jobs).await?;
+    let mut to_assigned = Vec::with_capacity(jobs.len());
     let mut to_running = Vec::with_capacity(jobs.len());
     let mut to_terminal = Vec::with_capacity(jobs.len());
     for job in &jobs {
+        if let Some(t) = job.assigned_at {
+            to_assigned.push((t.millis() - job.created_at.millis()) as f64);
+        }
         if let Some(t) = job.started_at {
             to_running.push((t.millis() - job.created_at.millis()) as f64);
         }
@@ -310,8 +318,10 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         succeeded,
         wall_seconds: wall,
         jobs_per_second: submitted.len() as f64 / wall,
+        submit_to_assigned_ms: p50_p90_p99(&mut to_assigned),
         submit_to_running_ms,
         submit_to_terminal_ms: p50_p90_p99(&mut to_terminal),
+        scheduler_passes: scheduler.metrics().passes,
         rss_start_mib,
         rss_peak_mib,
         rss_samples_mib,
@@ -525,6 +535,7 @@ async fn terminal_jobs(store: &dyn JobStore, jobs: usize) -> Result<Vec<Job>, Be
 }
 
 fn print_report(r: &BenchReport) {
+    let [a50, a90, a99] = r.submit_to_assigned_ms;
     let [r50, r90, r99] = r.submit_to_running_ms;
     let [t50, t90, t99] = r.submit_to_terminal_ms;
     println!(
@@ -537,8 +548,10 @@ fn print_report(r: &BenchReport) {
         "  throughput           {:.0} jobs/s (submit→terminal)",
         r.jobs_per_second
     );
+    println!("  submit→assigned ms   p50 {a50:.1}  p90 {a90:.1}  p99 {a99:.1}");
     println!("  submit→running  ms   p50 {r50:.1}  p90 {r90:.1}  p99 {r99:.1}");
     println!("  submit→terminal ms   p50 {t50:.1}  p90 {t90:.1}  p99 {t99:.1}");
+    println!("  scheduler passes     {}", r.scheduler_passes);
     println!(
         "  rss MiB              start {:.1}  peak {:.1}",
         r.rss_start_mib, r.rss_peak_mib
