@@ -1,0 +1,241 @@
+//! Group commit and batched event pops: concurrent transitions share script calls, each
+//! still gets its own answer, in order, with the effects of those before it, and one
+//! failing operation does not disturb the others of its batch.
+
+mod common;
+
+use std::time::Duration;
+
+use common::RedisServer;
+use dwr_core::{
+    Assignment, Dimension, ExecutorEvent, ExecutorId, ExecutorRegistration, Job, JobId, JobSpec,
+    JobState, JobStore, Outcome, Rejection, StoreError, Timestamp,
+};
+use dwr_redis::RedisJobStore;
+use futures::future::join_all;
+use redis::Commands;
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn job(cpu: u64) -> Job {
+    let spec = JobSpec::new("dwr-test/busybox:latest", vec!["true".into()], cpu, 16);
+    Job::new(JobId::new(), spec, Timestamp::now())
+}
+
+async fn executor(store: &RedisJobStore, name: &str, cpu: u64) -> ExecutorId {
+    let id = ExecutorId::new(name);
+    let reg = ExecutorRegistration::new(id.clone(), "127.0.0.1", cpu, 1 << 30, Vec::new());
+    store
+        .register_executor(&reg, Timestamp::now())
+        .await
+        .unwrap();
+    id
+}
+
+fn assign(job: JobId, executor: &ExecutorId) -> Assignment {
+    Assignment {
+        job,
+        executor: executor.clone(),
+        gpu_ids: Vec::new(),
+    }
+}
+
+/// Script calls the server has run so far.
+fn script_calls(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut server.client())
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split_once("calls=")?
+                .1
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_transitions_share_script_calls() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let ex = executor(&store, "batch-1", 1_000_000).await;
+    const N: usize = 300;
+    let jobs: Vec<Job> = (0..N).map(|_| job(100)).collect();
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+
+    // Each stage: N operations at once cost a few script calls, not N.
+    let stage = |name: &'static str, before: (u64, u64)| {
+        let sent = store.requests_sent() - before.0;
+        let calls = script_calls(&server) - before.1;
+        assert!(sent <= 12, "{name}: {sent} requests for {N} operations");
+        assert!(
+            calls <= 12,
+            "{name}: {calls} script calls for {N} operations"
+        );
+        (store.requests_sent(), script_calls(&server))
+    };
+    let mut mark = (store.requests_sent(), script_calls(&server));
+
+    for r in join_all(jobs.into_iter().map(|j| store.submit(j))).await {
+        r.unwrap();
+    }
+    mark = stage("submit", mark);
+
+    let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, &ex)).collect();
+    let committed = store
+        .commit_assignments(&batch, TTL, Timestamp::now())
+        .await;
+    for (id, result) in ids.iter().zip(&committed) {
+        let job = result.as_ref().unwrap();
+        assert_eq!((job.id, job.state), (*id, JobState::Assigned));
+    }
+    mark = stage("commit", mark);
+
+    // The events come out in commit order, each carrying its job.
+    for (id, job) in ids.iter().zip(&committed) {
+        let event = store.next_event(&ex, Duration::from_secs(5)).await.unwrap();
+        let expected = ExecutorEvent::Assigned(Box::new(job.as_ref().unwrap().clone()));
+        assert_eq!(event.as_ref(), Some(&expected), "event of {id}");
+    }
+    mark = stage("event pops", mark);
+
+    let now = Timestamp::now();
+    for r in join_all(ids.iter().map(|id| store.mark_running(*id, &ex, now))).await {
+        assert_eq!(r.unwrap().state, JobState::Running);
+    }
+    mark = stage("mark running", mark);
+
+    let exited = Outcome::exited(0, false);
+    for r in join_all(ids.iter().map(|id| store.finish(*id, &exited, now))).await {
+        let done = r.unwrap();
+        assert!(done.changed);
+        assert_eq!(done.job.state, JobState::Succeeded);
+    }
+    stage("finish", mark);
+
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
+    let held = store.executor(&ex).await.unwrap();
+    assert!(held.jobs.is_empty(), "{:?}", held.jobs);
+}
+
+#[tokio::test]
+async fn commits_of_one_batch_see_each_other() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    // Room for one of the two.
+    let ex = executor(&store, "small", 1_000).await;
+    let (a, b) = (job(800), job(800));
+    let (ia, ib) = (a.id, b.id);
+    store.submit(a).await.unwrap();
+    store.submit(b).await.unwrap();
+    let results = store
+        .commit_assignments(&[assign(ia, &ex), assign(ib, &ex)], TTL, Timestamp::now())
+        .await;
+    assert_eq!(results[0].as_ref().unwrap().state, JobState::Assigned);
+    assert!(
+        matches!(
+            &results[1],
+            Err(StoreError::Rejected {
+                reason: Rejection::NoRoom {
+                    dimension: Dimension::Cpu
+                },
+                ..
+            })
+        ),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(store.job(ib).await.unwrap().state, JobState::Pending);
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn an_operation_failing_in_a_batch_leaves_the_others_applied() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let ex = executor(&store, "mixed", 100_000).await;
+    let jobs: Vec<Job> = (0..3).map(|_| job(100)).collect();
+    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+    for j in jobs {
+        store.submit(j).await.unwrap();
+    }
+    // The middle job's hash is damaged so that its script raises an error.
+    let key = format!("{}job:{}", store.keys().prefix(), ids[1]);
+    let _: () = server.client().hset(&key, "cpu", "not a number").unwrap();
+
+    let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, &ex)).collect();
+    let results = store
+        .commit_assignments(&batch, TTL, Timestamp::now())
+        .await;
+    assert_eq!(results[0].as_ref().unwrap().state, JobState::Assigned);
+    match &results[1] {
+        Err(StoreError::Corrupt { what, source }) => {
+            assert!(what.contains("commit_assignment"), "{what}");
+            assert!(source.to_string().contains("script error"), "{source}");
+        }
+        other => panic!("expected a corrupt-reply error, got {other:?}"),
+    }
+    assert_eq!(results[2].as_ref().unwrap().state, JobState::Assigned);
+    assert_eq!(store.job(ids[0]).await.unwrap().state, JobState::Assigned);
+    assert_eq!(store.job(ids[2]).await.unwrap().state, JobState::Assigned);
+    let held = store.executor(&ex).await.unwrap();
+    assert_eq!(held.jobs.len(), 2);
+    assert_eq!(held.allocated.cpu_millis, 200);
+}
+
+#[tokio::test]
+async fn one_pop_takes_every_queued_event() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let ex = executor(&store, "popper", 100_000).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let j = job(100);
+        ids.push(j.id);
+        store.submit(j).await.unwrap();
+    }
+    let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, &ex)).collect();
+    for r in store
+        .commit_assignments(&batch, TTL, Timestamp::now())
+        .await
+    {
+        r.unwrap();
+    }
+    // An abort queued behind the assignments keeps its place.
+    store
+        .request_abort(ids[2], dwr_core::AbortCause::User, Timestamp::now())
+        .await
+        .unwrap();
+
+    let before = store.requests_sent();
+    let mut popped = Vec::new();
+    for _ in 0..6 {
+        let event = store.next_event(&ex, Duration::from_secs(5)).await.unwrap();
+        popped.push(event.expect("an event").job_id());
+    }
+    assert_eq!(store.requests_sent() - before, 1, "one pop for six events");
+    let mut expected = ids.clone();
+    expected.push(ids[2]);
+    assert_eq!(popped, expected);
+    // Nothing left: a zero wait answers at once.
+    assert_eq!(store.next_event(&ex, Duration::ZERO).await.unwrap(), None);
+}
