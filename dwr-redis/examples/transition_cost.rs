@@ -1,0 +1,190 @@
+//! What each job transition costs the Redis server: runs `--jobs` jobs through submit,
+//! commit, event pop, mark running and finish, one stage at a time, `--in-flight` calls at
+//! once (so they batch as under load), and prints for each stage the server's main-thread
+//! CPU (`INFO cpu`) and script time (`INFO commandstats`) per job.
+//!
+//! ```text
+//! redis-server --port 6391 --save "" --appendonly no &
+//! cargo run --release -p dwr-redis --example transition_cost -- redis://127.0.0.1:6391 20000 256
+//! ```
+
+use std::time::{Duration, Instant};
+
+use dwr_core::{
+    Assignment, ExecutorId, ExecutorRegistration, Job, JobId, JobSpec, JobStore, Outcome, Timestamp,
+};
+use dwr_redis::{RedisConfig, RedisJobStore};
+use futures::future::join_all;
+
+/// Server main-thread CPU seconds and total script microseconds so far.
+async fn server_clock(conn: &mut redis::aio::MultiplexedConnection) -> (f64, u64) {
+    let cpu: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let field = |name: &str| -> f64 {
+        cpu.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let seconds = field("used_cpu_user_main_thread") + field("used_cpu_sys_main_thread");
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let script_usec = stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("usec=")))
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    (seconds, script_usec)
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let jobs: usize = args.next().map_or(20_000, |n| n.parse().expect("jobs"));
+    let in_flight: usize = args.next().map_or(256, |n| n.parse().expect("in flight"));
+
+    let mut config = RedisConfig {
+        url: Some(url.clone()),
+        ..RedisConfig::default()
+    };
+    config.key_prefix = format!("cost-{}:", std::process::id());
+    let store = RedisJobStore::connect(config).await.expect("connect");
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let executor = ExecutorId::new("cost-1");
+    let registration = ExecutorRegistration::new(
+        executor.clone(),
+        "127.0.0.1",
+        1_000_000_000,
+        1_000_000_000,
+        Vec::new(),
+    );
+    store
+        .register_executor(&registration, Timestamp::now())
+        .await
+        .unwrap();
+    let spec = JobSpec::new("dwr-test/busybox:latest", vec!["true".into()], 100, 16);
+    let ids: Vec<JobId> = (0..jobs).map(|_| JobId::new()).collect();
+    let ttl = Duration::from_secs(60);
+
+    println!("stage          server CPU µs/job   script µs/job   wall s");
+    let report = |stage: &str, before: (f64, u64), after: (f64, u64), wall: Duration| {
+        println!(
+            "{stage:<14} {:>17.1} {:>15.1} {:>8.2}",
+            (after.0 - before.0) * 1e6 / jobs as f64,
+            (after.1 - before.1) as f64 / jobs as f64,
+            wall.as_secs_f64()
+        );
+    };
+
+    macro_rules! stage {
+        ($name:expr, $chunk:ident, $body:expr) => {{
+            let before = server_clock(&mut conn).await;
+            let t = Instant::now();
+            for $chunk in ids.chunks(in_flight) {
+                $body;
+            }
+            let wall = t.elapsed();
+            report($name, before, server_clock(&mut conn).await, wall);
+            if std::env::var_os("COST_DETAIL").is_some() {
+                let stats: String = redis::cmd("INFO")
+                    .arg("commandstats")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                for line in stats.lines().filter(|l| l.starts_with("cmdstat_")) {
+                    println!("    {line}");
+                }
+                let _: () = redis::cmd("CONFIG")
+                    .arg("RESETSTAT")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }};
+    }
+
+    stage!("submit", chunk, {
+        join_all(chunk.iter().map(|id| {
+            let job = Job::new(*id, spec.clone(), Timestamp::now());
+            store.submit(job)
+        }))
+        .await
+        .into_iter()
+        .for_each(|r| r.expect("submit"));
+    });
+    stage!("pending read", chunk, {
+        let read = store.pending_jobs(chunk.len()).await.expect("pending");
+        assert!(!read.is_empty());
+    });
+    stage!("commit", chunk, {
+        let batch: Vec<Assignment> = chunk
+            .iter()
+            .map(|id| Assignment {
+                job: *id,
+                executor: executor.clone(),
+                gpu_ids: Vec::new(),
+            })
+            .collect();
+        for r in store
+            .commit_assignments(&batch, ttl, Timestamp::now())
+            .await
+        {
+            r.expect("commit");
+        }
+    });
+    stage!("event pop", chunk, {
+        for _ in chunk {
+            store
+                .next_event(&executor, Duration::from_secs(5))
+                .await
+                .expect("pop")
+                .expect("an event");
+        }
+    });
+    stage!("mark running", chunk, {
+        join_all(
+            chunk
+                .iter()
+                .map(|id| store.mark_running(*id, &executor, Timestamp::now())),
+        )
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.expect("mark running");
+        });
+    });
+    let exited = Outcome::exited(0, false);
+    stage!("finish", chunk, {
+        join_all(
+            chunk
+                .iter()
+                .map(|id| store.finish(*id, &exited, Timestamp::now())),
+        )
+        .await
+        .into_iter()
+        .for_each(|r| {
+            r.expect("finish");
+        });
+    });
+    store
+        .purge_finished(Timestamp::now().plus(Duration::from_secs(1)))
+        .await
+        .expect("purge");
+    store
+        .expire_executor(&executor, None, "done", Timestamp::now())
+        .await
+        .expect("expire");
+}
