@@ -474,7 +474,7 @@ impl JobStore for InMemoryJobStore {
         id: JobId,
         executor: &ExecutorId,
         now: Timestamp,
-    ) -> Result<Job, StoreError> {
+    ) -> Result<(), StoreError> {
         let mut st = self.lock();
         let entry = st.entry_mut(id)?;
         let state = entry.job.state;
@@ -502,10 +502,9 @@ impl JobStore for InMemoryJobStore {
                 action: "mark running",
             }
         })?;
-        let job = entry.job.clone();
         let seq = entry.seq;
         st.reindex(id, seq, JobState::Assigned, JobState::Running);
-        Ok(job)
+        Ok(())
     }
 
     async fn finish(
@@ -516,10 +515,10 @@ impl JobStore for InMemoryJobStore {
     ) -> Result<Finished, StoreError> {
         let (job, notify) = {
             let mut st = self.lock();
-            let current = &st.entry(id)?.job;
-            if current.state.is_terminal() {
+            let state = st.entry(id)?.job.state;
+            if state.is_terminal() {
                 return Ok(Finished {
-                    job: current.clone(),
+                    state,
                     changed: false,
                 });
             }
@@ -527,7 +526,10 @@ impl JobStore for InMemoryJobStore {
         };
         ring(notify);
         self.wake_schedulers();
-        Ok(Finished { job, changed: true })
+        Ok(Finished {
+            state: job.state,
+            changed: true,
+        })
     }
 
     async fn request_abort(

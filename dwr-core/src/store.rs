@@ -69,10 +69,11 @@ impl Default for JobQuery {
 }
 
 /// What [`JobStore::finish`] did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Finished {
-    /// The job after the call.
-    pub job: Job,
+    /// The job's state after the call: the outcome's, or the terminal state it already had
+    /// when `changed` is false.
+    pub state: JobState,
     /// True when this call moved the job to its terminal state (and released what it held);
     /// false when the job was already terminal and nothing changed.
     pub changed: bool,
@@ -153,16 +154,18 @@ pub trait JobStore: Debug + Send + Sync + 'static {
         results
     }
 
-    /// Assigned → running, only by the executor the job is assigned to.
+    /// Assigned → running, only by the executor the job is assigned to. Returns nothing:
+    /// the executor has the job already, and a store need not read it back.
     async fn mark_running(
         &self,
         id: JobId,
         executor: &ExecutorId,
         now: Timestamp,
-    ) -> Result<Job, StoreError>;
+    ) -> Result<(), StoreError>;
 
     /// Moves the job to the terminal state of `outcome` from pending, assigned or running,
     /// releasing what it held, once, and waking schedulers and log followers. Idempotent.
+    /// Returns the state, not the job (read it with [`job`](Self::job) when needed).
     async fn finish(
         &self,
         id: JobId,

@@ -77,7 +77,7 @@ impl JobStore for Raced {
         id: JobId,
         executor: &ExecutorId,
         now: Timestamp,
-    ) -> Result<Job, StoreError> {
+    ) -> Result<(), StoreError> {
         self.inner.mark_running(id, executor, now).await
     }
     async fn finish(

@@ -260,7 +260,7 @@ impl JobStore for RedisJobStore {
         id: JobId,
         executor: &ExecutorId,
         now: Timestamp,
-    ) -> Result<Job, StoreError> {
+    ) -> Result<(), StoreError> {
         let args = vec![
             id.to_string(),
             executor.to_string(),
@@ -269,7 +269,7 @@ impl JobStore for RedisJobStore {
         let reply = self.inner.batchers.mark_running.call(args).await?;
         let (status, rest) = status_reply(&reply, "mark_running")?;
         match status.as_str() {
-            "ok" => job_at(rest, "mark_running"),
+            "ok" => Ok(()),
             "job_not_found" => Err(StoreError::JobNotFound { id }),
             "terminal" => Err(StoreError::AlreadyTerminal {
                 id,
@@ -303,11 +303,11 @@ impl JobStore for RedisJobStore {
         let (status, rest) = status_reply(&reply, "finish")?;
         match status.as_str() {
             "ok" => Ok(Finished {
-                job: job_at(rest, "finish")?,
+                state: outcome.state,
                 changed: true,
             }),
             "unchanged" => Ok(Finished {
-                job: job_at(rest, "finish")?,
+                state: state_at(rest, "finish")?,
                 changed: false,
             }),
             "job_not_found" => Err(StoreError::JobNotFound { id }),

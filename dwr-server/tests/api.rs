@@ -83,7 +83,7 @@ impl JobStore for Switchable {
         id: JobId,
         executor: &ExecutorId,
         now: Timestamp,
-    ) -> Result<Job, StoreError> {
+    ) -> Result<(), StoreError> {
         self.gate("mark_running").await?;
         self.inner.mark_running(id, executor, now).await
     }

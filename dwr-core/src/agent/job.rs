@@ -327,10 +327,10 @@ impl Shared {
         .await;
         match result {
             Ok(finished) if finished.changed => {
-                tracing::info!(job = %id, state = %finished.job.state, reason = ?finished.job.reason, "job finished");
+                tracing::info!(job = %id, state = %finished.state, reason = ?outcome.reason, "job finished");
             }
             Ok(finished) => {
-                tracing::debug!(job = %id, state = %finished.job.state, "job was already terminal");
+                tracing::debug!(job = %id, state = %finished.state, "job was already terminal");
             }
             Err(error) if retry::is_transient(&error) => {
                 tracing::error!(job = %id, error = %error, "store unavailable; the outcome will be recorded when it is back");

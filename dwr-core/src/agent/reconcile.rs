@@ -154,7 +154,7 @@ async fn record_unrecorded(shared: &Shared) {
     for (id, outcome) in pending {
         match shared.store.finish(id, &outcome, Timestamp::now()).await {
             Ok(finished) => {
-                tracing::info!(job = %id, state = %finished.job.state, "recorded an outcome kept while the store was down");
+                tracing::info!(job = %id, state = %finished.state, "recorded an outcome kept while the store was down");
             }
             Err(error) if retry::is_transient(&error) => shared.keep_unrecorded(id, outcome),
             Err(error) => {

@@ -70,15 +70,15 @@ pub async fn mark_running_only_by_its_executor(store: Arc<dyn JobStore>) {
         "a refused mark_running changed the job"
     );
 
-    let running = store
+    store
         .mark_running(id, &e1, at(4))
         .await
         .expect("mark_running");
+    let running = job(&store, id).await;
     assert_eq!(running.state, JobState::Running);
     assert_eq!(running.started_at, Some(at(4)));
     assert_eq!(running.assigned_at, Some(at(2)));
     assert_eq!(running.executor.as_ref(), Some(&e1));
-    assert_eq!(job(&store, id).await, running);
     assert_eq!(
         executor(&store, &e1).await.allocated,
         Resources::new(1000, 1024, 0),
@@ -133,9 +133,11 @@ pub async fn finish_follows_the_lifecycle(store: Arc<dyn JobStore>) {
         .await
         .expect("finish");
     assert!(done.changed);
-    assert_eq!(done.job.state, JobState::Failed);
-    assert_eq!(done.job.reason, timed_out.reason);
-    assert_eq!(done.job.finished_at, Some(at(2)));
+    assert_eq!(done.state, JobState::Failed);
+    let failed = job(&store, pending).await;
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.reason, timed_out.reason);
+    assert_eq!(failed.finished_at, Some(at(2)));
 
     let assigned = submit(&store, spec(100, 100), at(0)).await;
     assign(&store, assigned, &exec, &[], at(3)).await;
@@ -145,7 +147,8 @@ pub async fn finish_follows_the_lifecycle(store: Arc<dyn JobStore>) {
         .await
         .expect("finish");
     assert!(done.changed);
-    assert_eq!(done.job.state, JobState::Failed);
+    assert_eq!(done.state, JobState::Failed);
+    assert_eq!(job(&store, assigned).await.state, JobState::Failed);
     assert_eq!(executor(&store, &exec).await.allocated, Resources::ZERO);
 
     let running = submit(&store, spec(100, 100), at(0)).await;
@@ -156,11 +159,12 @@ pub async fn finish_follows_the_lifecycle(store: Arc<dyn JobStore>) {
         .expect("run");
     let oom = Outcome::exited(137, true);
     let done = store.finish(running, &oom, at(7)).await.expect("finish");
+    assert_eq!((done.state, done.changed), (JobState::Failed, true));
+    let ended = job(&store, running).await;
     assert_eq!(
-        (done.job.state, done.job.exit_code, done.job.oom_killed),
+        (ended.state, ended.exit_code, ended.oom_killed),
         (JobState::Failed, Some(137), true)
     );
-    assert_eq!(job(&store, running).await, done.job);
 }
 
 /// A second `finish` changes nothing (`changed: false`, first outcome kept), and the
@@ -178,9 +182,11 @@ pub async fn finish_releases_once(store: Arc<dyn JobStore>) {
         .await
         .expect("finish");
     assert!(first.changed);
-    assert_eq!(first.job.state, JobState::Succeeded);
-    assert_eq!(first.job.exit_code, Some(0));
-    assert_eq!(first.job.finished_at, Some(at(3)));
+    assert_eq!(first.state, JobState::Succeeded);
+    let ended = job(&store, id).await;
+    assert_eq!(ended.state, JobState::Succeeded);
+    assert_eq!(ended.exit_code, Some(0));
+    assert_eq!(ended.finished_at, Some(at(3)));
     let e = executor(&store, &exec).await;
     assert_eq!(
         e.allocated,
@@ -197,7 +203,12 @@ pub async fn finish_releases_once(store: Arc<dyn JobStore>) {
             .await
             .expect("finish twice");
         assert!(!again.changed, "second finish reported a change");
-        assert_eq!(again.job, first.job, "second finish changed the job");
+        assert_eq!(again.state, JobState::Succeeded, "the first outcome stands");
+        assert_eq!(
+            job(&store, id).await,
+            ended,
+            "second finish changed the job"
+        );
     }
     assert_eq!(
         executor(&store, &exec).await,
@@ -231,9 +242,11 @@ pub async fn finish_after_expire_changes_nothing(store: Arc<dyn JobStore>) {
         .await
         .expect("finish");
     assert!(!late.changed);
-    assert_eq!(late.job.state, JobState::Failed);
-    assert_eq!(late.job.reason.as_deref(), Some("executor lost"));
-    assert_eq!(late.job.finished_at, Some(at(200)));
+    assert_eq!(late.state, JobState::Failed);
+    let ended = job(&store, id).await;
+    assert_eq!(ended.state, JobState::Failed);
+    assert_eq!(ended.reason.as_deref(), Some("executor lost"));
+    assert_eq!(ended.finished_at, Some(at(200)));
 
     let back = store
         .register_executor(&super::registration("e1", 4000, 4096, &["GPU-a0"]), at(400))
@@ -276,9 +289,11 @@ pub async fn abort_then_finish_releases_once(store: Arc<dyn JobStore>) {
         .await
         .expect("finish");
     assert!(done.changed);
-    assert_eq!(done.job.state, JobState::Aborted);
-    assert_eq!(done.job.reason.as_deref(), Some(REASON_ABORTED));
-    assert_eq!(done.job.abort_requested, None, "the request is carried out");
+    assert_eq!(done.state, JobState::Aborted);
+    let ended = job(&store, id).await;
+    assert_eq!(ended.state, JobState::Aborted);
+    assert_eq!(ended.reason.as_deref(), Some(REASON_ABORTED));
+    assert_eq!(ended.abort_requested, None, "the request is carried out");
     let again = store
         .finish(id, &AbortCause::User.outcome(), at(5))
         .await
@@ -362,8 +377,10 @@ pub async fn request_abort_by_state(store: Arc<dyn JobStore>) {
         .finish(running, &AbortCause::TimedOut.outcome(), at(4))
         .await
         .expect("finish");
+    assert_eq!(done.state, JobState::Failed);
+    let ended = job(&store, running).await;
     assert_eq!(
-        (done.job.state, done.job.reason.as_deref()),
+        (ended.state, ended.reason.as_deref()),
         (JobState::Failed, Some(REASON_TIMED_OUT))
     );
     expect_terminal(

@@ -5,7 +5,7 @@ local id, to = ARGV[2], ARGV[3]
 local jk = k_job(id)
 local state = redis.call('HGET', jk, 'state')
 if not state then return { 'job_not_found' } end
-if TERMINAL[state] then return { 'unchanged', redis.call('HGETALL', jk) } end
+if TERMINAL[state] then return { 'unchanged', state } end
 if not (LEGAL[state] and LEGAL[state][to]) then return { 'invalid', state } end
 finish_job(id, state, to, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
-return { 'ok', redis.call('HGETALL', jk) }
+return { 'ok' }

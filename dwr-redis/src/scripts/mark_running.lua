@@ -9,4 +9,4 @@ if TERMINAL[state] then return { 'terminal', state } end
 if state ~= 'assigned' or j[2] ~= ex then return { 'invalid', state } end
 redis.call('HSET', jk, 'state', 'running', 'started_at', now, 'updated_at', now)
 move_state(id, 'assigned', 'running', j[3])
-return { 'ok', redis.call('HGETALL', jk) }
+return { 'ok' }

@@ -85,12 +85,12 @@ impl JobStore for FlakyStore {
         id: JobId,
         executor: &ExecutorId,
         now: Timestamp,
-    ) -> Result<Job, StoreError> {
-        let job = self.inner.mark_running(id, executor, now).await?;
+    ) -> Result<(), StoreError> {
+        self.inner.mark_running(id, executor, now).await?;
         if take_failure(&self.mark_running_lost_replies) {
             return Err(unavailable("mark running"));
         }
-        Ok(job)
+        Ok(())
     }
     async fn finish(
         &self,
