@@ -21,23 +21,29 @@ local function move_state(id, from, to, seq)
   redis.call('ZADD', k_state(to), seq, id)
 end
 
--- Gives back what job `id` holds on its executor; `j` is its HMGET of RELEASE_FIELDS.
--- Exactly once: the SREM from the executor's job set is the token, whichever terminal
--- transition gets there first.
-local RELEASE_FIELDS = { 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids', 'seq' }
+-- What a terminal transition needs of a job, read in one HMGET: state, executor, cpu,
+-- mem, ngpu, gpu_ids, seq (nil state: no such job).
+local function job_for_finish(id)
+  return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
+    'seq')
+end
+
+-- Gives back what job `id` holds on its executor (`j` from job_for_finish). Exactly once:
+-- the SREM from the executor's job set is the token, whichever terminal transition gets
+-- there first.
 local function release(id, j)
-  local ex = j[1]
+  local ex = j[2]
   if not ex then return end
   if redis.call('SREM', k_exec_jobs(ex), id) == 0 then return end
   local xk = k_exec(ex)
   -- "0 - n", not "-n": Lua formats -0 as "-0", which HINCRBY refuses.
-  redis.call('HINCRBY', xk, 'cpu_alloc', 0 - tonumber(j[2]))
-  redis.call('HINCRBY', xk, 'mem_alloc', 0 - tonumber(j[3]))
-  local ngpu = tonumber(j[4])
+  redis.call('HINCRBY', xk, 'cpu_alloc', 0 - tonumber(j[3]))
+  redis.call('HINCRBY', xk, 'mem_alloc', 0 - tonumber(j[4]))
+  local ngpu = tonumber(j[5])
   if ngpu > 0 then
     redis.call('HINCRBY', xk, 'gpu_alloc', 0 - ngpu)
     local gk = k_exec_gpus(ex)
-    for _, uuid in ipairs(cjson.decode(j[5])) do
+    for _, uuid in ipairs(cjson.decode(j[6])) do
       if redis.call('HGET', gk, uuid) == id then
         redis.call('HDEL', gk, uuid)
       end
@@ -45,11 +51,11 @@ local function release(id, j)
   end
 end
 
--- Moves job `id` from `from` to the terminal state `to`, releasing what it held, stamping
--- the time, starting the log TTL and waking schedulers and log followers.
-local function finish_job(id, from, to, exit_code, reason, oom, now, log_ttl)
+-- Moves job `id` (`j` from job_for_finish) from its state to the terminal state `to`,
+-- releasing what it held, stamping the time, starting the log TTL and waking schedulers
+-- and log followers.
+local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   local jk = k_job(id)
-  local j = redis.call('HMGET', jk, unpack(RELEASE_FIELDS))
   release(id, j)
   local set = { 'state', to, 'updated_at', now, 'finished_at', now, 'oom', oom }
   local del = { 'abort' }
@@ -63,7 +69,7 @@ local function finish_job(id, from, to, exit_code, reason, oom, now, log_ttl)
   end
   redis.call('HSET', jk, unpack(set))
   redis.call('HDEL', jk, unpack(del))
-  move_state(id, from, to, j[6])
+  move_state(id, j[1], to, j[7])
   redis.call('ZADD', K_FINISHED, now, id)
   local ttl = tonumber(log_ttl)
   if ttl > 0 then

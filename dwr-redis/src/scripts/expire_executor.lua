@@ -12,9 +12,10 @@ if stale_before ~= '' and tonumber(hb) >= tonumber(stale_before) then
 end
 local failed = { 'ok' }
 for _, id in ipairs(redis.call('SMEMBERS', k_exec_jobs(ex))) do
-  local state = redis.call('HGET', k_job(id), 'state')
+  local j = job_for_finish(id)
+  local state = j[1]
   if state and LEGAL[state] and LEGAL[state]['failed'] then
-    finish_job(id, state, 'failed', '', reason, '0', now, ARGV[6])
+    finish_job(id, j, 'failed', '', reason, '0', now, ARGV[6])
     failed[#failed + 1] = id
   end
 end

@@ -2,10 +2,10 @@
 -- ARGV: prefix, job id, terminal state, exit code or '', reason or '', oom '0'/'1', now (ms),
 -- log TTL (s, 0 = none).
 local id, to = ARGV[2], ARGV[3]
-local jk = k_job(id)
-local state = redis.call('HGET', jk, 'state')
+local j = job_for_finish(id)
+local state = j[1]
 if not state then return { 'job_not_found' } end
 if TERMINAL[state] then return { 'unchanged', state } end
 if not (LEGAL[state] and LEGAL[state][to]) then return { 'invalid', state } end
-finish_job(id, state, to, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+finish_job(id, j, to, ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 return { 'ok' }

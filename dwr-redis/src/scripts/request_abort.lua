@@ -3,12 +3,12 @@
 -- log TTL (s).
 local id, cause, to, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local jk = k_job(id)
-local j = redis.call('HMGET', jk, 'state', 'executor')
+local j = job_for_finish(id)
 local state = j[1]
 if not state then return { 'job_not_found' } end
 if TERMINAL[state] then return { 'terminal', state } end
 if state == 'pending' then
-  finish_job(id, state, to, '', reason, '0', now, ARGV[7])
+  finish_job(id, j, to, '', reason, '0', now, ARGV[7])
   return { 'aborted', redis.call('HGETALL', jk) }
 end
 redis.call('HSET', jk, 'abort', cause, 'updated_at', now)
