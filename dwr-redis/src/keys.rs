@@ -23,7 +23,6 @@ const EXECUTOR: &str = "executor:";
 const EXECUTOR_JOBS: &str = "executor_jobs:";
 const EXECUTOR_GPUS: &str = "executor_gpus:";
 const EXECUTOR_EVENTS: &str = "executor_events:";
-const LOG_TOTAL: &str = "log_total:";
 const WAKE_CHANNEL: &str = "wake";
 const LOG_CHANNEL: &str = "log_events:";
 
@@ -95,11 +94,6 @@ impl Keys {
         format!("{}{EXECUTOR_GPUS}{id}", self.prefix)
     }
 
-    /// Count of log lines ever appended to a job (offsets survive trimming).
-    pub fn log_total(&self, id: JobId) -> String {
-        format!("{}{LOG_TOTAL}{id}", self.prefix)
-    }
-
     /// List of events (assignments, aborts) for one executor.
     pub fn executor_events(&self, id: &ExecutorId) -> String {
         format!("{}{EXECUTOR_EVENTS}{id}", self.prefix)
@@ -124,14 +118,13 @@ impl Keys {
 /// Lua definitions of every key name, prepended to each script. The prefix is `ARGV[1]`
 /// of every script call.
 pub(crate) fn lua_prelude() -> String {
-    let fns: [(&str, &str, bool); 9] = [
+    let fns: [(&str, &str, bool); 8] = [
         ("k_job", JOB, true),
         ("k_state", JOBS_BY_STATE, true),
         ("k_exec", EXECUTOR, true),
         ("k_exec_jobs", EXECUTOR_JOBS, true),
         ("k_exec_gpus", EXECUTOR_GPUS, true),
         ("k_events", EXECUTOR_EVENTS, true),
-        ("k_log_total", LOG_TOTAL, true),
         ("ch_logs", LOG_CHANNEL, true),
         ("k_logs", LOGS, false),
     ];

@@ -44,7 +44,7 @@
 //! | Key | Type | Written by | Expires |
 //! |---|---|---|---|
 //! | `{p}seq` | string (counter) | `submit` (`INCR`: arrival sequence) | never |
-//! | `{p}job:{job_id}` | hash: `id`, `spec` (JSON of the `JobSpec`), `state`, `seq`, `cpu`, `mem`, `ngpu`, `gpu_ids` (JSON), `executor`, `executor_ip`, `exit_code`, `reason`, `oom`, `abort`, `created_at`, `updated_at`, `assigned_at`, `started_at`, `finished_at` (ms) | every job transition | deleted by `purge_finished` |
+//! | `{p}job:{job_id}` | hash: `id`, `spec` (JSON of the `JobSpec`), `state`, `seq`, `cpu`, `mem`, `ngpu`, `gpu_ids` (JSON), `executor`, `executor_ip`, `exit_code`, `reason`, `oom`, `abort`, `created_at`, `updated_at`, `assigned_at`, `started_at`, `finished_at` (ms), `log_total` (lines ever appended: follower offsets stay valid after trimming) | every job transition | deleted by `purge_finished` |
 //! | `{p}jobs:all` | sorted set: job id, score = sequence | `submit` | members removed by purge |
 //! | `{p}jobs:{state}` | sorted set per state: job id, score = sequence | every transition | members move or are purged |
 //! | `{p}jobs:finished` | sorted set: job id, score = finish time (ms) | terminal transitions | members removed by purge |
@@ -54,7 +54,6 @@
 //! | `{p}executor_gpus:{id}` | hash: GPU UUID → job id holding it | commit, release | deleted by `expire_executor` |
 //! | `{p}executor_events:{id}` | list of `assigned <job>` / `abort <job> <cause>` | `commit_assignment`, `request_abort` (`RPUSH`); the executor pops (`BLPOP`) | deleted by `expire_executor` |
 //! | `job_logs:{job_id}` (no prefix) | list of lines, oldest first, capped at [`RedisConfig::log_max_lines`] (`LTRIM`) | `append_logs` | [`RedisConfig::log_ttl`] once the job is terminal; purge |
-//! | `{p}log_total:{job_id}` | string: lines ever appended (keeps follower offsets valid after trimming) | `append_logs` | with `job_logs:{job_id}` |
 //! | `{p}wake` | pub/sub channel | `submit`, `finish`, `register_executor`, `expire_executor` publish | — |
 //! | `{p}log_events:{job_id}` | pub/sub channel | `append_logs`, terminal transitions publish | — |
 //!

@@ -72,10 +72,7 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   move_state(id, j[1], to, j[7])
   redis.call('ZADD', K_FINISHED, now, id)
   local ttl = tonumber(log_ttl)
-  if ttl > 0 then
-    redis.call('EXPIRE', k_logs(id), ttl)
-    redis.call('EXPIRE', k_log_total(id), ttl)
-  end
+  if ttl > 0 then redis.call('EXPIRE', k_logs(id), ttl) end
   wake()
   redis.call('PUBLISH', ch_logs(id), 'end')
 end

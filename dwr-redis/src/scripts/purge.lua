@@ -7,7 +7,7 @@ for _, id in ipairs(ids) do
   if state then redis.call('ZREM', k_state(state), id) end
   redis.call('ZREM', K_ALL, id)
   redis.call('ZREM', K_FINISHED, id)
-  redis.call('DEL', k_job(id), k_logs(id), k_log_total(id))
+  redis.call('DEL', k_job(id), k_logs(id))
   redis.call('PUBLISH', ch_logs(id), 'purged')
 end
 return #ids

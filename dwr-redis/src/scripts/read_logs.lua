@@ -2,10 +2,11 @@
 -- Line numbers count every line ever appended, so they stay valid when the cap trims the
 -- oldest lines. ARGV: prefix, job id, from. Returns { state or '', { lines } }.
 local id, from = ARGV[2], tonumber(ARGV[3])
-local state = redis.call('HGET', k_job(id), 'state') or ''
+local j = redis.call('HMGET', k_job(id), 'state', 'log_total')
+local state = j[1] or ''
 local lk = k_logs(id)
 local len = redis.call('LLEN', lk)
-local total = tonumber(redis.call('GET', k_log_total(id)) or '0')
+local total = tonumber(j[2] or '0')
 if total < len then total = len end
 local first = total - len
 if from < first then from = first end
