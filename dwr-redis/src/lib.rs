@@ -27,6 +27,22 @@
 //! a status reply (`{"no_room", "cpu"}`, …) decoded into the typed
 //! [`StoreError`](dwr_core::StoreError) / [`Rejection`](dwr_core::Rejection).
 //!
+//! # Group commit
+//!
+//! The transitions every job goes through (`submit`, `commit_assignment`, `mark_running`,
+//! `finish`, `append_logs`) also have a *batch form*: the same script body run once per
+//! operation, in order, inside one script call. Each store handle runs one small task per
+//! transition that sends what callers have queued: an operation alone goes out at once as
+//! the plain script; operations that arrive while a call is in flight share the next call
+//! (at most 128). Each operation is still checked and applied atomically, sees the effects
+//! of those before it, and gets its own reply; one whose script raises an error gets that
+//! error and the others are unaffected. The scheduler hands a whole pass's placements over
+//! at once ([`JobStore::commit_assignments`](dwr_core::JobStore::commit_assignments)).
+//! Under load this is what keeps Redis, which runs one script at a time, off the critical
+//! path: a script call has a fixed cost (look-up, Lua call set-up, reply conversion, a
+//! round trip and a wake-up at the client) that batching pays once per call instead of
+//! once per job. Schedulers are woken (`PUBLISH`) once per script call, not per operation.
+//!
 //! Resources are released exactly once: the `SREM` of the job from its executor's job set
 //! is the token, whichever of finish, abort of a pending job or executor expiry comes first.
 //! [`RedisJobStore::check_invariants`] verifies the allocation invariants inside Redis.
@@ -52,7 +68,7 @@
 //! | `{p}executor:{id}` | hash: `id`, `reg` (JSON), `ip`, `cpu_total`, `mem_total`, `gpu_total`, `dev:{uuid}`, `registered_at`, `last_heartbeat`, `usage` (JSON) — written by register/heartbeat; `cpu_alloc`, `mem_alloc`, `gpu_alloc` — written only by commit and release | scripts only | deleted by `expire_executor` |
 //! | `{p}executor_jobs:{id}` | set of the job ids it holds | commit, release | deleted by `expire_executor` |
 //! | `{p}executor_gpus:{id}` | hash: GPU UUID → job id holding it | commit, release | deleted by `expire_executor` |
-//! | `{p}executor_events:{id}` | list of `assigned <job>` / `abort <job> <cause>` | `commit_assignment`, `request_abort` (`RPUSH`); the executor pops (`BLPOP`) | deleted by `expire_executor` |
+//! | `{p}executor_events:{id}` | list of `assigned <job>` / `abort <job> <cause>` | `commit_assignment`, `request_abort` (`RPUSH`); the executor pops (`BLMPOP`) | deleted by `expire_executor` |
 //! | `job_logs:{job_id}` (no prefix) | list of lines, oldest first, capped at [`RedisConfig::log_max_lines`] (`LTRIM`) | `append_logs` | [`RedisConfig::log_ttl`] once the job is terminal; purge |
 //! | `{p}wake` | pub/sub channel | `submit`, `finish`, `register_executor`, `expire_executor` publish | — |
 //! | `{p}log_events:{job_id}` | pub/sub channel | `append_logs`, terminal transitions publish | — |
@@ -61,9 +77,15 @@
 //!
 //! # Wake-ups
 //!
-//! * Executors: `next_event` is a `BLPOP` on the executor's own event list, bounded by the
+//! * Executors: `next_event` is a `BLMPOP` on the executor's own event list, bounded by the
 //!   wait, so an assignment arrives within milliseconds. A list, not pub/sub: an event
-//!   must be delivered once and must not be lost while the executor is busy.
+//!   must be delivered once and must not be lost while the executor is busy. One pop takes
+//!   everything queued (up to 128 events); the store handle hands them out one per call,
+//!   in order, without another round trip. Against a Redis older than 7 (no `BLMPOP`) it
+//!   falls back to `BLPOP`, one event per pop. Events popped but not yet handed out are
+//!   lost if the process stops, like an event popped by a cancelled wait: their jobs stay
+//!   assigned to the executor, whose restarted agent picks them up (reconcile, fallback
+//!   check).
 //! * Schedulers: the scripts `PUBLISH` on `{p}wake`; each store handle lazily runs one
 //!   subscriber task that bumps a version, and `wait_for_work` returns when the version
 //!   moved since its previous call. Pub/sub because every scheduler must wake (a list token
@@ -72,7 +94,7 @@
 //! * Log followers: `wait_logs` subscribes to `{p}log_events:{job_id}` and then re-reads,
 //!   so no line appended in between is missed; any number of followers may watch one job.
 //!
-//! Blocking commands never use the shared multiplexed connection (a `BLPOP` there would
+//! Blocking commands never use the shared multiplexed connection (a `BLMPOP` there would
 //! hold up every command behind it): they take dedicated connections from a small pool.
 //! A `next_event` cancelled by its caller in the instant Redis pops an event loses that
 //! event; agents reconcile with [`Executor::jobs`](dwr_core::Executor) after a restart.
@@ -88,21 +110,24 @@
 //! # Round trips per job
 //!
 //! Measured by `tests/round_trips.rs` with `INFO commandstats` on a private server, one
-//! job from submit to terminal (submit, commit the assignment, the executor's event pop,
-//! mark running, one batch of 20 log lines, finish):
+//! job alone from submit to terminal (submit, commit the assignment, the executor's event
+//! pop, mark running, one batch of 20 log lines, finish):
 //!
-//! * **6 round trips**: 5 `EVALSHA` + 1 `BLPOP` (no `SCRIPT LOAD` in steady state);
-//! * 59 commands executed by the server in all (the other 53 run inside the scripts).
+//! * **6 round trips**: 5 `EVALSHA` + 1 `BLMPOP` (no `SCRIPT LOAD` in steady state);
+//! * 44 commands executed by the server in all (the other 38 run inside the scripts).
 //!
-//! A scheduler pass adds 2 round trips (`pending_jobs` and `executors`, one script each)
-//! shared by all the jobs it places; a rejected commit costs one more `executors` read.
 //! The executor agent does not read the job when its assignment arrives: the `assigned`
 //! event carries the job hash as the commit stored it (the `HGETALL` array as JSON, see
-//! `commit_assignment.lua`), so a whole lifecycle through the agent is these same 6 round
-//! trips with one log batch and 5 for a job without output: `dwr bench --store redis`,
-//! which counts every request at the client ([`RedisJobStore::requests_sent`]), measures
-//! 5.02 per output-less job over 100,000 jobs (6.02 before the event carried the job, when
-//! the agent read it back with an `HGETALL`; BENCHMARKS.md).
+//! `commit_assignment.lua`); `mark_running` and `finish` do not read it back either. A
+//! scheduler pass adds 2 round trips (`pending_jobs` and `executors`, one script each)
+//! shared by all the jobs it places.
+//!
+//! Under load, group commit and batched pops share round trips between jobs:
+//! `tests/batching.rs` pins 300 concurrent jobs through every stage in a handful of calls
+//! per stage, and `dwr bench --store redis` (8 executors, 256 jobs in flight), which counts
+//! every request at the client ([`RedisJobStore::requests_sent`]), measures about 0.2
+//! round trips per job (BENCHMARKS.md). `cargo run --release -p dwr-redis --example
+//! transition_cost` prints the server CPU each transition costs.
 
 mod batch;
 mod codec;
