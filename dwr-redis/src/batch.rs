@@ -12,6 +12,10 @@
 //! The batch form (see [`batch_form`]) runs the plain script's body once per operation,
 //! inside `pcall`, in queue order: every operation is still checked and applied atomically,
 //! sees the effects of the ones before it, and gets the reply it would have got alone.
+//!
+//! An operation once queued is sent even if its caller stops waiting, as a request already
+//! written to the connection would be; callers treat a lost answer as "maybe applied"
+//! either way (the transitions are checked, and the agent retries idempotently).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,6 +30,10 @@ use crate::error::{corrupt, is_unavailable, store_error};
 /// Most operations one batch call carries: bounds how long one call holds Redis (each
 /// transition runs in tens of microseconds, so a full batch is a few milliseconds).
 pub(crate) const MAX_OPS: usize = 128;
+
+/// A batch stops taking operations once it carries this many arguments (log lines make
+/// some operations large); an operation larger than that alone still goes, alone.
+pub(crate) const MAX_ARGS: usize = 8_192;
 
 /// The status an operation of a batch replies with when its script raised an error.
 const SCRIPT_ERROR: &str = "script_error";
@@ -88,6 +96,25 @@ struct Op {
 pub(crate) struct Coalescer {
     operation: &'static str,
     queue: mpsc::UnboundedSender<Op>,
+}
+
+/// Fills `ops` with `first` and what else is queued now, up to [`MAX_OPS`] operations and
+/// [`MAX_ARGS`] arguments; returns an operation taken that did not fit (it starts the next
+/// batch).
+fn take_batch(first: Op, rx: &mut mpsc::UnboundedReceiver<Op>, ops: &mut Vec<Op>) -> Option<Op> {
+    let mut args = first.args.len();
+    ops.push(first);
+    while ops.len() < MAX_OPS {
+        let Ok(op) = rx.try_recv() else {
+            return None;
+        };
+        if args + op.args.len() > MAX_ARGS {
+            return Some(op);
+        }
+        args += op.args.len();
+        ops.push(op);
+    }
+    None
 }
 
 /// What the task of a [`Coalescer`] needs.
@@ -168,14 +195,17 @@ impl Coalescer {
 impl Worker {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Op>) {
         let mut ops = Vec::with_capacity(MAX_OPS);
-        while let Some(first) = rx.recv().await {
-            ops.push(first);
-            while ops.len() < MAX_OPS {
-                match rx.try_recv() {
-                    Ok(op) => ops.push(op),
-                    Err(_) => break,
-                }
-            }
+        // An operation taken off the queue that did not fit the previous batch.
+        let mut carried: Option<Op> = None;
+        loop {
+            let first = match carried.take() {
+                Some(op) => op,
+                None => match rx.recv().await {
+                    Some(op) => op,
+                    None => return,
+                },
+            };
+            carried = take_batch(first, &mut rx, &mut ops);
             self.send(&mut ops).await;
         }
     }
@@ -253,5 +283,64 @@ fn fan_out(operation: &'static str, err: &RedisError) -> StoreError {
         }
     } else {
         corrupt(format!("reply to {operation}"), err.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(args: usize) -> Op {
+        let (reply, _) = oneshot::channel();
+        Op {
+            args: vec![String::new(); args],
+            reply,
+        }
+    }
+
+    /// The batches `take_batch` cuts from a queue of operations of these sizes.
+    fn batches(sizes: &[usize]) -> Vec<Vec<usize>> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        for &n in sizes {
+            tx.send(op(n)).unwrap();
+        }
+        let mut out = Vec::new();
+        let mut carried = None;
+        loop {
+            let first = match carried.take() {
+                Some(op) => op,
+                None => match rx.try_recv() {
+                    Ok(op) => op,
+                    Err(_) => return out,
+                },
+            };
+            let mut ops = Vec::new();
+            carried = take_batch(first, &mut rx, &mut ops);
+            out.push(ops.iter().map(|o| o.args.len()).collect());
+        }
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_max_ops_operations_in_queue_order() {
+        let cut = batches(&vec![3; 300]);
+        let lens: Vec<usize> = cut.iter().map(Vec::len).collect();
+        assert_eq!(lens, vec![MAX_OPS, MAX_OPS, 300 - 2 * MAX_OPS]);
+    }
+
+    #[test]
+    fn large_operations_split_batches_and_an_oversized_one_goes_alone() {
+        let big = MAX_ARGS / 2 + 1;
+        assert_eq!(
+            batches(&[big, big, 10, MAX_ARGS * 2, 5]),
+            vec![vec![big], vec![big, 10], vec![MAX_ARGS * 2], vec![5]]
+        );
+    }
+
+    #[test]
+    fn the_batch_form_runs_the_body_per_operation_and_wakes_once() {
+        let script = batch_form("local WOKEN = false\n", "return { ARGV[2] }");
+        assert!(script.contains("pcall(__op, a)"));
+        assert!(script.contains("local function __op(ARGV)\nreturn { ARGV[2] }\nend"));
+        assert_eq!(script.matches("PUBLISH").count(), 1);
     }
 }

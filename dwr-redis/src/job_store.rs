@@ -32,13 +32,12 @@ fn unexpected(script: &str, status: &str) -> StoreError {
     corrupt(script, format!("unexpected status {status:?}"))
 }
 
-/// True for the server's answer to a command it does not have (an older Redis).
+/// True for the server's answer to a command, or a form of it, that it does not have (an
+/// older Redis: `BLMPOP` came in 7.0, `LPOP` with a count in 6.2).
 fn is_unknown_command(err: &redis::RedisError) -> bool {
+    let text = err.to_string().to_ascii_lowercase();
     err.kind() == redis::ErrorKind::ResponseError
-        && err
-            .to_string()
-            .to_ascii_lowercase()
-            .contains("unknown command")
+        && (text.contains("unknown command") || text.contains("wrong number of arguments"))
 }
 
 fn timed_out(operation: &'static str) -> StoreError {
@@ -372,6 +371,9 @@ impl JobStore for RedisJobStore {
             now.millis().to_string(),
         ];
         args.extend(registration.gpus.iter().map(|g| g.uuid.clone()));
+        // A registration after an expiry starts afresh: events held from before name jobs
+        // that the expiry failed (and deleted from Redis with the event list).
+        self.inner.events.forget(&registration.id);
         let script = &self.inner.scripts.register_executor;
         let reply = self.eval("register_executor", script, args).await?;
         let (status, rest) = status_reply(&reply, "register_executor")?;

@@ -52,6 +52,13 @@ impl EventBuffer {
         held.entry(executor.clone()).or_default().extend(events);
     }
 
+    /// Drops what is held for `executor`: it registers again after an expiry, and what was
+    /// held names jobs that the expiry failed.
+    pub fn forget(&self, executor: &dwr_core::ExecutorId) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.remove(executor);
+    }
+
     /// Whether pops take one event at a time.
     pub fn legacy(&self) -> bool {
         self.legacy.load(Ordering::Relaxed)
