@@ -213,9 +213,12 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
     }
     let unique: HashSet<_> = won.iter().copied().collect();
     assert_eq!(unique.len(), won.len(), "a job was assigned twice");
+    // Any two jobs fit on any executor (CPU 2 × 1750 ≤ 4000, memory 2 × 2560 ≤ 8192), and
+    // 200 jobs are more than the first executor holds, so each executor takes at least
+    // two whatever the interleaving (the count itself varies with it: 19 to 30 seen).
     assert!(
-        won.len() >= 20,
-        "the race placed a fair number of jobs: {}",
+        won.len() >= 6,
+        "the race placed too few jobs: {}",
         won.len()
     );
 
