@@ -32,7 +32,7 @@ pub(crate) struct Inner {
     /// Shared multiplexed connection for every non-blocking command; reconnects by itself.
     pub conn: ConnectionManager,
     pub scripts: Scripts,
-    /// Dedicated connections for `BLPOP` (a blocking command would stall `conn`).
+    /// Dedicated connections for blocking pops (a blocking command would stall `conn`).
     pub blocking: BlockingPool,
     /// Executor events popped but not yet returned.
     pub events: EventBuffer,
