@@ -22,10 +22,11 @@ local function move_state(id, from, to, seq)
 end
 
 -- What a terminal transition needs of a job, read in one HMGET: state, executor, cpu,
--- mem, ngpu, gpu_ids, seq (nil state: no such job).
+-- mem, ngpu, gpu_ids, seq, then the optional fields it may clear: abort, exit_code, reason
+-- (nil state: no such job).
 local function job_for_finish(id)
   return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
-    'seq')
+    'seq', 'abort', 'exit_code', 'reason')
 end
 
 -- Gives back what job `id` holds on its executor (`j` from job_for_finish). Exactly once:
@@ -58,17 +59,19 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   local jk = k_job(id)
   release(id, j)
   local set = { 'state', to, 'updated_at', now, 'finished_at', now, 'oom', oom }
-  local del = { 'abort' }
-  for _, fv in ipairs({ { 'exit_code', exit_code }, { 'reason', reason } }) do
+  -- Fields to clear, only those present (j[8..10]): usually none, and no HDEL.
+  local del = {}
+  if j[8] then del[1] = 'abort' end
+  for i, fv in ipairs({ { 'exit_code', exit_code }, { 'reason', reason } }) do
     if fv[2] == nil or fv[2] == '' then
-      del[#del + 1] = fv[1]
+      if j[8 + i] then del[#del + 1] = fv[1] end
     else
       set[#set + 1] = fv[1]
       set[#set + 1] = fv[2]
     end
   end
   redis.call('HSET', jk, unpack(set))
-  redis.call('HDEL', jk, unpack(del))
+  if #del > 0 then redis.call('HDEL', jk, unpack(del)) end
   move_state(id, j[1], to, j[7])
   redis.call('ZADD', K_FINISHED, now, id)
   local ttl = tonumber(log_ttl)
