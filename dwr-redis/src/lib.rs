@@ -114,7 +114,7 @@
 //! pop, mark running, one batch of 20 log lines, finish):
 //!
 //! * **6 round trips**: 5 `EVALSHA` + 1 `BLMPOP` (no `SCRIPT LOAD` in steady state);
-//! * 44 commands executed by the server in all (the other 38 run inside the scripts).
+//! * 43 commands executed by the server in all (the other 37 run inside the scripts).
 //!
 //! The executor agent does not read the job when its assignment arrives: the `assigned`
 //! event carries the job hash as the commit stored it (the `HGETALL` array as JSON, see
