@@ -98,25 +98,6 @@ pub(crate) struct Coalescer {
     queue: mpsc::UnboundedSender<Op>,
 }
 
-/// Fills `ops` with `first` and what else is queued now, up to [`MAX_OPS`] operations and
-/// [`MAX_ARGS`] arguments; returns an operation taken that did not fit (it starts the next
-/// batch).
-fn take_batch(first: Op, rx: &mut mpsc::UnboundedReceiver<Op>, ops: &mut Vec<Op>) -> Option<Op> {
-    let mut args = first.args.len();
-    ops.push(first);
-    while ops.len() < MAX_OPS {
-        let Ok(op) = rx.try_recv() else {
-            return None;
-        };
-        if args + op.args.len() > MAX_ARGS {
-            return Some(op);
-        }
-        args += op.args.len();
-        ops.push(op);
-    }
-    None
-}
-
 /// What the task of a [`Coalescer`] needs.
 struct Worker {
     operation: &'static str,
@@ -271,6 +252,25 @@ impl Worker {
         }
         Ok(value)
     }
+}
+
+/// Fills `ops` with `first` and what else is queued now, up to [`MAX_OPS`] operations and
+/// [`MAX_ARGS`] arguments; returns an operation taken that did not fit (it starts the next
+/// batch).
+fn take_batch(first: Op, rx: &mut mpsc::UnboundedReceiver<Op>, ops: &mut Vec<Op>) -> Option<Op> {
+    let mut args = first.args.len();
+    ops.push(first);
+    while ops.len() < MAX_OPS {
+        let Ok(op) = rx.try_recv() else {
+            return None;
+        };
+        if args + op.args.len() > MAX_ARGS {
+            return Some(op);
+        }
+        args += op.args.len();
+        ops.push(op);
+    }
+    None
 }
 
 /// The error of a failed batch call, for each of its operations: `Unavailable` when Redis
