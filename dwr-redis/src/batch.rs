@@ -229,6 +229,7 @@ impl Worker {
                 }
             }
             Err(e) => {
+                let e = Arc::new(e);
                 for op in ops.drain(..) {
                     let _ = op.reply.send(Err(fan_out(self.operation, &e)));
                 }
@@ -274,15 +275,33 @@ fn take_batch(first: Op, rx: &mut mpsc::UnboundedReceiver<Op>, ops: &mut Vec<Op>
 }
 
 /// The error of a failed batch call, for each of its operations: `Unavailable` when Redis
-/// could not be reached, as for a lone call.
-fn fan_out(operation: &'static str, err: &RedisError) -> StoreError {
+/// could not be reached, as for a lone call. Every operation's error has the one Redis
+/// error as its source (shared: a `RedisError` cannot be cloned).
+fn fan_out(operation: &'static str, err: &Arc<RedisError>) -> StoreError {
+    let source = Box::new(SharedError(err.clone()));
     if is_unavailable(err) {
-        StoreError::Unavailable {
-            operation,
-            source: err.to_string().into(),
-        }
+        StoreError::Unavailable { operation, source }
     } else {
-        corrupt(format!("reply to {operation}"), err.to_string())
+        StoreError::Corrupt {
+            what: format!("reply to {operation}"),
+            source,
+        }
+    }
+}
+
+/// One error shared by the operations of a batch; reads as the error itself.
+#[derive(Debug)]
+struct SharedError(Arc<RedisError>);
+
+impl std::fmt::Display for SharedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
     }
 }
 
@@ -334,6 +353,35 @@ mod tests {
             batches(&[big, big, 10, MAX_ARGS * 2, 5]),
             vec![vec![big], vec![big, 10], vec![MAX_ARGS * 2], vec![5]]
         );
+    }
+
+    #[test]
+    fn a_failed_call_gives_every_operation_the_typed_error_with_the_cause() {
+        let down = Arc::new(RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        )));
+        for _ in 0..2 {
+            match fan_out("finish", &down) {
+                StoreError::Unavailable { operation, source } => {
+                    assert_eq!(operation, "finish");
+                    assert_eq!(source.to_string(), down.to_string());
+                }
+                other => panic!("expected Unavailable, got {other:?}"),
+            }
+        }
+        let refused = Arc::new(RedisError::from((
+            redis::ErrorKind::ResponseError,
+            "refused",
+            "bad reply".to_owned(),
+        )));
+        match fan_out("submit", &refused) {
+            StoreError::Corrupt { what, source } => {
+                assert_eq!(what, "reply to submit");
+                assert_eq!(source.to_string(), refused.to_string());
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
     }
 
     #[test]
