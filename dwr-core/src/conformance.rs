@@ -40,10 +40,10 @@ use std::time::Duration;
 
 pub use assign::{
     a_job_is_never_assigned_twice, commit_assignment_records_and_allocates,
-    commit_rejects_a_dead_executor, commit_rejects_a_gpu_count_mismatch,
-    commit_rejects_a_job_not_pending, commit_rejects_an_unknown_executor,
-    commit_rejects_no_room_per_dimension, commit_rejects_unavailable_gpus,
-    concurrent_commits_never_over_allocate,
+    commit_assignments_apply_in_order, commit_rejects_a_dead_executor,
+    commit_rejects_a_gpu_count_mismatch, commit_rejects_a_job_not_pending,
+    commit_rejects_an_unknown_executor, commit_rejects_no_room_per_dimension,
+    commit_rejects_unavailable_gpus, concurrent_commits_never_over_allocate,
 };
 pub use executors::{
     events_are_delivered_once, executors_are_listed_by_id, expire_executor_fails_its_jobs,
@@ -90,6 +90,7 @@ macro_rules! __job_store_for_each_check {
             commit_rejects_no_room_per_dimension,
             commit_rejects_unavailable_gpus,
             commit_rejects_a_gpu_count_mismatch,
+            commit_assignments_apply_in_order,
             a_job_is_never_assigned_twice,
             concurrent_commits_never_over_allocate,
             mark_running_only_by_its_executor,

@@ -229,6 +229,50 @@ impl State {
         queue.notify.notify_one();
     }
 
+    /// Checks and records one assignment (see [`JobStore::commit_assignment`]).
+    fn commit(
+        &mut self,
+        assignment: &Assignment,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Job, StoreError> {
+        self.check_assignment(assignment, ttl, now)?;
+        // Every condition holds: apply. Nothing below can fail.
+        let (Some(entry), Some(executor)) = (
+            self.jobs.get_mut(&assignment.job),
+            self.executors.get_mut(&assignment.executor),
+        ) else {
+            return Err(StoreError::JobNotFound { id: assignment.job });
+        };
+        entry.job.transition(JobState::Assigned, now).map_err(|_| {
+            StoreError::InvalidTransition {
+                id: assignment.job,
+                state: entry.job.state,
+                action: "assign",
+            }
+        })?;
+        entry.job.executor = Some(assignment.executor.clone());
+        entry.job.executor_ip = Some(executor.registration.ip.clone());
+        entry.job.gpu_ids = assignment.gpu_ids.clone();
+        let need = entry.job.spec.resources();
+        executor.allocated = executor
+            .allocated
+            .checked_add(&need)
+            .unwrap_or(executor.allocated);
+        for uuid in &assignment.gpu_ids {
+            executor.gpu_holders.insert(uuid.clone(), assignment.job);
+        }
+        executor.jobs.insert(assignment.job);
+        let job = entry.job.clone();
+        let seq = entry.seq;
+        self.reindex(job.id, seq, JobState::Pending, JobState::Assigned);
+        self.push_event(
+            &assignment.executor,
+            ExecutorEvent::Assigned(Box::new(job.clone())),
+        );
+        Ok(job)
+    }
+
     /// Checks every condition of an assignment without changing anything.
     fn check_assignment(
         &self,
@@ -430,43 +474,21 @@ impl JobStore for InMemoryJobStore {
         ttl: Duration,
         now: Timestamp,
     ) -> Result<Job, StoreError> {
-        let mut guard = self.lock();
-        let st = &mut *guard;
-        st.check_assignment(assignment, ttl, now)?;
-        // Every condition holds: apply. Nothing below can fail.
-        let (Some(entry), Some(executor)) = (
-            st.jobs.get_mut(&assignment.job),
-            st.executors.get_mut(&assignment.executor),
-        ) else {
-            return Err(StoreError::JobNotFound { id: assignment.job });
-        };
-        entry.job.transition(JobState::Assigned, now).map_err(|_| {
-            StoreError::InvalidTransition {
-                id: assignment.job,
-                state: entry.job.state,
-                action: "assign",
-            }
-        })?;
-        entry.job.executor = Some(assignment.executor.clone());
-        entry.job.executor_ip = Some(executor.registration.ip.clone());
-        entry.job.gpu_ids = assignment.gpu_ids.clone();
-        let need = entry.job.spec.resources();
-        executor.allocated = executor
-            .allocated
-            .checked_add(&need)
-            .unwrap_or(executor.allocated);
-        for uuid in &assignment.gpu_ids {
-            executor.gpu_holders.insert(uuid.clone(), assignment.job);
-        }
-        executor.jobs.insert(assignment.job);
-        let job = entry.job.clone();
-        let seq = entry.seq;
-        st.reindex(job.id, seq, JobState::Pending, JobState::Assigned);
-        st.push_event(
-            &assignment.executor,
-            ExecutorEvent::Assigned(Box::new(job.clone())),
-        );
-        Ok(job)
+        self.lock().commit(assignment, ttl, now)
+    }
+
+    /// All under one lock, so agents and API readers wait once per pass, not per job.
+    async fn commit_assignments(
+        &self,
+        assignments: &[Assignment],
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Vec<Result<Job, StoreError>> {
+        let mut st = self.lock();
+        assignments
+            .iter()
+            .map(|assignment| st.commit(assignment, ttl, now))
+            .collect()
     }
 
     async fn mark_running(

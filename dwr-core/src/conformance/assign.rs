@@ -411,3 +411,72 @@ pub async fn concurrent_commits_never_over_allocate(store: Arc<dyn JobStore>) {
     assert!(!won.is_empty(), "something was placed");
     assert!(assigned_total.cpu_millis <= 5000);
 }
+
+/// `commit_assignments` is `commit_assignment` of each in turn: one result per assignment in
+/// order, each checked against the effects of those before it (a second job for the same
+/// room is refused, a job committed twice in one batch is refused the second time), a
+/// refusal changing nothing, and the events queued in commit order.
+pub async fn commit_assignments_apply_in_order(store: Arc<dyn JobStore>) {
+    let small = register(&store, "small", 1000, 1024, &[], at(0)).await;
+    let big = register(&store, "big", 8000, 8192, &["GPU-b0"], at(0)).await;
+    let a = submit(&store, spec(800, 512), at(1)).await;
+    let b = submit(&store, spec(800, 512), at(2)).await;
+    let c = submit(&store, gpu_spec(500, 512, 1), at(3)).await;
+    let batch = [
+        assignment(a, &small, &[]),
+        // No room left on `small` once `a` is there.
+        assignment(b, &small, &[]),
+        assignment(c, &big, &["GPU-b0"]),
+        // Already assigned by the first element.
+        assignment(a, &big, &[]),
+        assignment(b, &big, &[]),
+    ];
+    let mut results = store.commit_assignments(&batch, TTL, at(5)).await;
+    assert_eq!(results.len(), batch.len(), "one result per assignment");
+    let committed: Vec<Option<JobId>> = results
+        .iter()
+        .map(|r| r.as_ref().ok().map(|job| job.id))
+        .collect();
+    assert_eq!(committed, vec![Some(a), None, Some(c), None, Some(b)]);
+    let twice = results.remove(3);
+    let no_room = results.remove(1);
+    assert_rejected(no_room, "no room after the first", |r| {
+        matches!(
+            r,
+            Rejection::NoRoom {
+                dimension: Dimension::Cpu
+            }
+        )
+    });
+    assert_rejected(twice, "committed twice", |r| {
+        matches!(
+            r,
+            Rejection::JobNotPending {
+                state: JobState::Assigned
+            }
+        )
+    });
+    for (id, exec) in [(a, &small), (b, &big), (c, &big)] {
+        let stored = job(&store, id).await;
+        assert_eq!(stored.state, JobState::Assigned);
+        assert_eq!(stored.executor.as_ref(), Some(exec));
+    }
+    assert_eq!(
+        executor(&store, &small).await.allocated,
+        Resources::new(800, 512, 0)
+    );
+    assert_eq!(
+        executor(&store, &big).await.allocated,
+        Resources::new(1300, 1024, 1)
+    );
+    let mut order = Vec::new();
+    while let Some(event) = store
+        .next_event(&big, Duration::ZERO)
+        .await
+        .expect("next_event")
+    {
+        order.push(event.job_id());
+    }
+    assert_eq!(order, vec![c, b], "events in commit order");
+    assert!(store.commit_assignments(&[], TTL, at(6)).await.is_empty());
+}
