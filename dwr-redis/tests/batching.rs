@@ -40,6 +40,24 @@ fn assign(job: JobId, executor: &ExecutorId) -> Assignment {
     }
 }
 
+/// Submits `n` small jobs and commits them all to `ex` (queueing `n` events); their ids.
+async fn assigned(store: &RedisJobStore, ex: &ExecutorId, n: usize) -> Vec<JobId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let j = job(100);
+        ids.push(j.id);
+        store.submit(j).await.unwrap();
+    }
+    let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, ex)).collect();
+    for r in store
+        .commit_assignments(&batch, TTL, Timestamp::now())
+        .await
+    {
+        r.unwrap();
+    }
+    ids
+}
+
 /// Script calls the server has run so far.
 fn script_calls(server: &RedisServer) -> u64 {
     let info: String = redis::cmd("INFO")
@@ -214,19 +232,7 @@ async fn one_pop_takes_every_queued_event() {
     };
     let store = server.store().await;
     let ex = executor(&store, "popper", 100_000).await;
-    let mut ids = Vec::new();
-    for _ in 0..5 {
-        let j = job(100);
-        ids.push(j.id);
-        store.submit(j).await.unwrap();
-    }
-    let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, &ex)).collect();
-    for r in store
-        .commit_assignments(&batch, TTL, Timestamp::now())
-        .await
-    {
-        r.unwrap();
-    }
+    let ids = assigned(&store, &ex, 5).await;
     // An abort queued behind the assignments keeps its place.
     store
         .request_abort(ids[2], dwr_core::AbortCause::User, Timestamp::now())
@@ -254,19 +260,7 @@ async fn events_held_from_before_an_expiry_are_dropped_at_registration() {
     };
     let store = server.store().await;
     let ex = executor(&store, "lost", 100_000).await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let j = job(100);
-        ids.push(j.id);
-        store.submit(j).await.unwrap();
-    }
-    let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, &ex)).collect();
-    for r in store
-        .commit_assignments(&batch, TTL, Timestamp::now())
-        .await
-    {
-        r.unwrap();
-    }
+    let ids = assigned(&store, &ex, 3).await;
     // One event handed out, two held by the store handle.
     let first = store.next_event(&ex, Duration::from_secs(5)).await.unwrap();
     assert_eq!(first.map(|e| e.job_id()), Some(ids[0]));
@@ -300,19 +294,7 @@ async fn without_blmpop_events_come_one_pop_each() {
     };
     let store = server.store().await;
     let ex = executor(&store, "old", 100_000).await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let j = job(100);
-        ids.push(j.id);
-        store.submit(j).await.unwrap();
-    }
-    let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, &ex)).collect();
-    for r in store
-        .commit_assignments(&batch, TTL, Timestamp::now())
-        .await
-    {
-        r.unwrap();
-    }
+    let ids = assigned(&store, &ex, 3).await;
     let mut popped = Vec::new();
     for _ in 0..3 {
         let event = store.next_event(&ex, Duration::from_secs(5)).await.unwrap();
