@@ -96,7 +96,8 @@ pub enum AbortRequested {
 ///   `request_abort` and `expire_executor` each apply completely or not at all, and no two
 ///   interleave on the same job or executor. Two schedulers racing on one store can never
 ///   over-allocate an executor, hand out a GPU twice, or assign a job twice: the store
-///   re-checks everything at commit time; the caller only proposes.
+///   re-checks everything at commit time; the caller only proposes. `commit_assignments`
+///   is each of its commits in turn, each one atomic (not the batch as a whole).
 /// * **Release once.** The resources of a job (CPU, memory, the named GPU devices) are
 ///   released exactly once, by whichever terminal transition comes first (`finish`,
 ///   `request_abort` of a pending job, or `expire_executor`); later ones change nothing.
