@@ -220,9 +220,13 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         RuntimeKind::Fake => args.concurrency.max(1),
         RuntimeKind::Docker => 1,
     };
-    let (submitted, baseline) = match args.runtime {
+    // With Docker, the ids of the jobs in submission order, for pairing each with the
+    // direct start before it; the fake runtime keeps only a count, so the tool's own memory
+    // stays flat however many jobs it pushes through.
+    let (submitted, paired_ids, baseline) = match args.runtime {
         RuntimeKind::Fake => (
             submit_closed_loop(&scheduler, &*watch, &spec, args.jobs, concurrency).await?,
+            Vec::new(),
             None,
         ),
         RuntimeKind::Docker => {
@@ -235,7 +239,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
                 args.executors,
             )
             .await?;
-            (ids, Some(direct))
+            (ids.len(), ids, Some(direct))
         }
     };
     let wall = started.elapsed().as_secs_f64();
@@ -301,7 +305,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
                 ))
             })
             .collect();
-        let mut paired: Vec<f64> = submitted
+        let mut paired: Vec<f64> = paired_ids
             .iter()
             .zip(&direct)
             .filter_map(|(id, d)| running.get(id).map(|r| r - d))
@@ -313,11 +317,11 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         store: args.store,
         runtime: args.runtime,
         executors: args.executors,
-        jobs: submitted.len(),
+        jobs: submitted,
         concurrency,
         succeeded,
         wall_seconds: wall,
-        jobs_per_second: submitted.len() as f64 / wall,
+        jobs_per_second: submitted as f64 / wall,
         submit_to_assigned_ms: p50_p90_p99(&mut to_assigned),
         submit_to_running_ms,
         submit_to_terminal_ms: p50_p90_p99(&mut to_terminal),
@@ -327,10 +331,10 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         rss_samples_mib,
         redis_commands_per_job: redis_delta
             .as_ref()
-            .map(|(d, _)| d.total() as f64 / submitted.len() as f64),
+            .map(|(d, _)| d.total() as f64 / submitted as f64),
         redis_round_trips_per_job: redis_delta
             .as_ref()
-            .map(|(_, sent)| *sent as f64 / submitted.len() as f64),
+            .map(|(_, sent)| *sent as f64 / submitted as f64),
         docker_baseline_start_p50_ms: docker.map(|(direct, _)| direct),
         docker_overhead_p50_ms: docker.map(|(_, overhead)| overhead),
     };
@@ -444,19 +448,19 @@ async fn wait_for_executors(store: &dyn JobStore, n: usize) -> Result<(), BenchE
 
 /// Submits `jobs` jobs keeping at most `in_flight` of them live (submitted and not yet
 /// terminal): a closed loop, so latencies are those of the system, not of a queue the
-/// tool built up itself. Returns when every job is terminal.
+/// tool built up itself. Returns when every job is terminal, with how many were submitted.
 async fn submit_closed_loop(
     scheduler: &Scheduler,
     store: &dyn JobStore,
     spec: &JobSpec,
     jobs: usize,
     in_flight: usize,
-) -> Result<Vec<JobId>, BenchError> {
+) -> Result<usize, BenchError> {
     let permits = Arc::new(Semaphore::new(in_flight));
     // A JoinSet drained as it goes: a finished task's output is freed at once, so the tool's
     // own memory does not grow with the number of jobs.
     let mut submissions = JoinSet::new();
-    let mut ids = Vec::with_capacity(jobs);
+    let mut submitted_ok = 0usize;
     let mut released = 0usize;
     let mut progress = (0usize, Instant::now());
     let mut issued = 0usize;
@@ -473,7 +477,8 @@ async fn submit_closed_loop(
             issued += 1;
         }
         while let Some(done) = submissions.try_join_next() {
-            ids.push(submitted(done)?);
+            check_submission(done)?;
+            submitted_ok += 1;
         }
         // Give back one permit per job that reached a terminal state.
         let counts = store.counts().await.map_err(BenchError::Store)?;
@@ -499,16 +504,18 @@ async fn submit_closed_loop(
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     while let Some(done) = submissions.join_next().await {
-        ids.push(submitted(done)?);
+        check_submission(done)?;
+        submitted_ok += 1;
     }
-    Ok(ids)
+    Ok(submitted_ok)
 }
 
-/// The job id of a finished submission task.
-fn submitted(
+/// Fails the run if a finished submission task failed.
+fn check_submission(
     done: Result<Result<JobId, SubmitError>, tokio::task::JoinError>,
-) -> Result<JobId, BenchError> {
+) -> Result<(), BenchError> {
     done.map_err(|e| BenchError::Stalled(format!("a submission task failed: {e}")))?
+        .map(drop)
         .map_err(|e| BenchError::Stalled(format!("submit failed: {e}")))
 }
 
