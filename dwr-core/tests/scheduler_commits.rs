@@ -161,20 +161,20 @@ fn spec(cpu: u64) -> JobSpec {
     JobSpec::new("img", vec!["true".into()], cpu, 64)
 }
 
-#[tokio::test]
-async fn refused_commits_leave_the_rest_of_the_batch_placed() {
-    let a = ExecutorId::new("a");
-    let b = ExecutorId::new("b");
+/// A [`Raced`] store (with `thief`, if any) holding these executors of `cpu` millicores,
+/// and a first-fit scheduler over it.
+async fn cluster(
+    thief: Option<(Job, ExecutorId)>,
+    executors: &[&ExecutorId],
+    cpu: u64,
+) -> (Arc<Raced>, Scheduler) {
     let store = Arc::new(Raced {
         inner: InMemoryJobStore::new(),
-        thief: Mutex::new(Some((
-            Job::new(JobId::new(), spec(4_000), Timestamp::now()),
-            a.clone(),
-        ))),
+        thief: Mutex::new(thief),
         batches: Mutex::new(Vec::new()),
     });
-    for id in [&a, &b] {
-        let reg = ExecutorRegistration::new(id.clone(), "10.0.0.1", 4_000, 4_096, Vec::new());
+    for id in executors {
+        let reg = ExecutorRegistration::new((*id).clone(), "10.0.0.1", cpu, cpu, Vec::new());
         store
             .register_executor(&reg, Timestamp::now())
             .await
@@ -185,6 +185,15 @@ async fn refused_commits_leave_the_rest_of_the_batch_placed() {
         Arc::new(FirstFit),
         SchedulerConfig::default(),
     );
+    (store, scheduler)
+}
+
+#[tokio::test]
+async fn refused_commits_leave_the_rest_of_the_batch_placed() {
+    let a = ExecutorId::new("a");
+    let b = ExecutorId::new("b");
+    let thief = Job::new(JobId::new(), spec(4_000), Timestamp::now());
+    let (store, scheduler) = cluster(Some((thief, a.clone())), &[&a, &b], 4_000).await;
     // Six jobs of 1 CPU: first fit puts four on `a` and two on `b`.
     let mut ids = Vec::new();
     for _ in 0..6 {
@@ -228,27 +237,7 @@ async fn refused_commits_leave_the_rest_of_the_batch_placed() {
 
 #[tokio::test]
 async fn a_long_queue_is_committed_in_bounded_batches() {
-    let store = Arc::new(Raced {
-        inner: InMemoryJobStore::new(),
-        thief: Mutex::new(None),
-        batches: Mutex::new(Vec::new()),
-    });
-    let reg = ExecutorRegistration::new(
-        ExecutorId::new("big"),
-        "10.0.0.1",
-        1_000_000,
-        1_000_000,
-        Vec::new(),
-    );
-    store
-        .register_executor(&reg, Timestamp::now())
-        .await
-        .unwrap();
-    let scheduler = Scheduler::new(
-        store.clone(),
-        Arc::new(FirstFit),
-        SchedulerConfig::default(),
-    );
+    let (store, scheduler) = cluster(None, &[&ExecutorId::new("big")], 1_000_000).await;
     let n = dwr_core::scheduler::COMMIT_BATCH * 2 + 7;
     for _ in 0..n {
         scheduler.submit(spec(10)).await.unwrap();
