@@ -52,9 +52,9 @@ pub use executors::{
     wait_for_work_wakes_on_changes,
 };
 pub use jobs::{
-    counts_cover_every_state, jobs_are_listed_newest_first_with_paging,
-    pending_jobs_in_arrival_order, purge_finished_deletes_old_terminal_jobs,
-    submit_get_and_duplicate, unknown_ids_are_not_found,
+    all_jobs_page_in_arrival_order_across_states, counts_cover_every_state,
+    jobs_are_listed_newest_first_with_paging, pending_jobs_in_arrival_order,
+    purge_finished_deletes_old_terminal_jobs, submit_get_and_duplicate, unknown_ids_are_not_found,
 };
 pub use lifecycle::{
     abort_then_finish_releases_once, finish_after_expire_changes_nothing,
@@ -80,6 +80,7 @@ macro_rules! __job_store_for_each_check {
             submit_get_and_duplicate,
             unknown_ids_are_not_found,
             jobs_are_listed_newest_first_with_paging,
+            all_jobs_page_in_arrival_order_across_states,
             pending_jobs_in_arrival_order,
             counts_cover_every_state,
             purge_finished_deletes_old_terminal_jobs,

@@ -15,7 +15,6 @@ pub const LOGS: &str = "job_logs:";
 // Suffixes appended to the configured prefix.
 const JOB: &str = "job:";
 const JOBS_BY_STATE: &str = "jobs:";
-const JOBS_ALL: &str = "jobs:all";
 const JOBS_FINISHED: &str = "jobs:finished";
 const SEQ: &str = "seq";
 const EXECUTORS: &str = "executors";
@@ -57,11 +56,6 @@ impl Keys {
     /// Sorted set of the jobs in `state`, scored by arrival sequence.
     pub fn jobs_in(&self, state: JobState) -> String {
         format!("{}{JOBS_BY_STATE}{}", self.prefix, state.as_str())
-    }
-
-    /// Sorted set of every job, scored by arrival sequence.
-    pub fn jobs_all(&self) -> String {
-        self.k(JOBS_ALL)
     }
 
     /// Sorted set of terminal jobs, scored by finish time (ms).
@@ -136,7 +130,6 @@ pub(crate) fn lua_prelude() -> String {
         ));
     }
     for (name, suffix) in [
-        ("K_ALL", JOBS_ALL),
         ("K_FINISHED", JOBS_FINISHED),
         ("K_SEQ", SEQ),
         ("K_EXECUTORS", EXECUTORS),
@@ -169,6 +162,6 @@ mod tests {
         let lua = lua_prelude();
         assert!(lua.contains("local function k_job(id) return P .. 'job:' .. id end"));
         assert!(lua.contains("local function k_logs(id) return 'job_logs:' .. id end"));
-        assert!(lua.contains("local K_ALL = P .. 'jobs:all'"));
+        assert!(lua.contains("local K_FINISHED = P .. 'jobs:finished'"));
     }
 }

@@ -170,6 +170,76 @@ pub async fn jobs_are_listed_newest_first_with_paging(store: Arc<dyn JobStore>) 
     assert_eq!(full[0].executor.as_ref(), Some(&exec));
 }
 
+/// Every page of all jobs, at every offset and limit, is the slice of the arrival order
+/// (newest first) it names, whatever states the jobs are in, and with purged jobs
+/// between them: jobs move between states while the pages stay in arrival order.
+pub async fn all_jobs_page_in_arrival_order_across_states(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 100_000, 100_000, &[], at(0)).await;
+    let mut submitted = Vec::new();
+    for i in 0..21 {
+        let id = submit(&store, spec(100, 64), at(i)).await;
+        if i % 3 == 2 {
+            // A gap in the arrival order: aborted now, purged below.
+            store
+                .request_abort(id, AbortCause::User, at(30))
+                .await
+                .expect("abort");
+        } else {
+            submitted.push(id);
+        }
+    }
+    assert_eq!(store.purge_finished(at(31)).await.expect("purge"), 7);
+    // Spread them over the six states, interleaved, so that every page crosses states.
+    for (i, id) in submitted.iter().enumerate() {
+        let id = *id;
+        match i % 6 {
+            0 => {}
+            1 => {
+                assign(&store, id, &exec, &[], at(40)).await;
+            }
+            2 => {
+                assign(&store, id, &exec, &[], at(40)).await;
+                store
+                    .mark_running(id, &exec, at(41))
+                    .await
+                    .expect("running");
+            }
+            3 => {
+                assign(&store, id, &exec, &[], at(40)).await;
+                store
+                    .mark_running(id, &exec, at(41))
+                    .await
+                    .expect("running");
+                store
+                    .finish(id, &Outcome::exited(0, false), at(42))
+                    .await
+                    .expect("finish");
+            }
+            4 => {
+                store
+                    .finish(id, &Outcome::failed("gave up"), at(42))
+                    .await
+                    .expect("finish");
+            }
+            _ => {
+                store
+                    .request_abort(id, AbortCause::User, at(42))
+                    .await
+                    .expect("abort");
+            }
+        }
+    }
+    let newest_first: Vec<JobId> = submitted.iter().rev().copied().collect();
+    let total = newest_first.len();
+    for offset in 0..=total + 1 {
+        for limit in 1..=total + 1 {
+            let page = ids(&store.jobs(&query(None, offset, limit)).await.expect("jobs"));
+            let want = &newest_first[offset.min(total)..(offset + limit).min(total)];
+            assert_eq!(page, want, "offset {offset}, limit {limit}");
+        }
+    }
+}
+
 /// `pending_jobs` returns pending jobs oldest first, up to the limit, skipping the others.
 pub async fn pending_jobs_in_arrival_order(store: Arc<dyn JobStore>) {
     let mut submitted = Vec::new();

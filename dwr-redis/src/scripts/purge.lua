@@ -5,7 +5,6 @@ local ids = redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', '(' .. ARGV[2], 'LIM
 for _, id in ipairs(ids) do
   local state = redis.call('HGET', k_job(id), 'state')
   if state then redis.call('ZREM', k_state(state), id) end
-  redis.call('ZREM', K_ALL, id)
   redis.call('ZREM', K_FINISHED, id)
   redis.call('DEL', k_job(id), k_logs(id))
   redis.call('PUBLISH', ch_logs(id), 'purged')

@@ -11,7 +11,6 @@ for i = 4, #ARGV do
   fields[#fields + 1] = ARGV[i]
 end
 redis.call('HSET', jk, 'seq', seq, unpack(fields))
-redis.call('ZADD', K_ALL, seq, id)
 redis.call('ZADD', k_state(ARGV[3]), seq, id)
 wake()
 return { 'ok' }
