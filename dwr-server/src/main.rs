@@ -10,6 +10,12 @@ use dwr_server::bench;
 use dwr_server::client::{self, ClientCommand, ClientOptions};
 use dwr_server::{logging, service, DevArgs, ExecutorArgs, SchedulerArgs, ServiceError};
 
+/// mimalloc rather than the system allocator: the scheduler and executor allocate and free
+/// many small buffers per job (Redis replies, job records), where glibc's malloc spent a
+/// quarter of the load tool's CPU (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// dwr: a distributed workload runner: schedules Docker containers onto executor machines.
 #[derive(Parser, Debug)]
 #[command(name = "dwr", version, about, propagate_version = true)]
