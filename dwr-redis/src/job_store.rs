@@ -613,10 +613,10 @@ impl JobStore for RedisJobStore {
             ];
             let script = &self.inner.scripts.purge;
             let reply = self.eval("purge_finished", script, args).await?;
-            let deleted: u64 = redis::from_redis_value(&reply)
+            let (deleted, more): (u64, u8) = redis::from_redis_value(&reply)
                 .map_err(|e| corrupt("purge_finished", e.to_string()))?;
             total += deleted;
-            if deleted < PURGE_BATCH as u64 {
+            if more == 0 {
                 return Ok(total);
             }
         }

@@ -15,7 +15,9 @@ pub const LOGS: &str = "job_logs:";
 // Suffixes appended to the configured prefix.
 const JOB: &str = "job:";
 const JOBS_BY_STATE: &str = "jobs:";
-const JOBS_FINISHED: &str = "jobs:finished";
+const FINISH_ORDER: &str = "jobs:finish_order";
+/// The sorted set by finish time that [`FINISH_ORDER`] replaced; `purge` still drains it.
+const JOBS_FINISHED_LEGACY: &str = "jobs:finished";
 const SEQ: &str = "seq";
 const EXECUTORS: &str = "executors";
 const EXECUTOR: &str = "executor:";
@@ -58,9 +60,9 @@ impl Keys {
         format!("{}{JOBS_BY_STATE}{}", self.prefix, state.as_str())
     }
 
-    /// Sorted set of terminal jobs, scored by finish time (ms).
-    pub fn jobs_finished(&self) -> String {
-        self.k(JOBS_FINISHED)
+    /// List of terminal job ids in the order they finished (oldest first), for purging.
+    pub fn finish_order(&self) -> String {
+        self.k(FINISH_ORDER)
     }
 
     /// Set of registered executor ids.
@@ -130,7 +132,8 @@ pub(crate) fn lua_prelude() -> String {
         ));
     }
     for (name, suffix) in [
-        ("K_FINISHED", JOBS_FINISHED),
+        ("K_FINISH_ORDER", FINISH_ORDER),
+        ("K_FINISHED_LEGACY", JOBS_FINISHED_LEGACY),
         ("K_SEQ", SEQ),
         ("K_EXECUTORS", EXECUTORS),
         ("CH_WAKE", WAKE_CHANNEL),
@@ -162,6 +165,6 @@ mod tests {
         let lua = lua_prelude();
         assert!(lua.contains("local function k_job(id) return P .. 'job:' .. id end"));
         assert!(lua.contains("local function k_logs(id) return 'job_logs:' .. id end"));
-        assert!(lua.contains("local K_FINISHED = P .. 'jobs:finished'"));
+        assert!(lua.contains("local K_FINISH_ORDER = P .. 'jobs:finish_order'"));
     }
 }

@@ -78,10 +78,82 @@ async fn logs_live_at_job_logs_capped_and_expire_once_terminal() {
     store.append_logs(id, &lines(5..6)).await.unwrap();
     let ttl: i64 = raw.ttl(&key).unwrap();
     assert!((1..=3_600).contains(&ttl), "TTL after a late batch: {ttl}");
+    // A job that ends with no lines (no list to expire) gets the TTL with its first late
+    // batch.
+    let quiet = job();
+    let quiet_id = quiet.id;
+    store.submit(quiet).await.unwrap();
+    store
+        .finish(quiet_id, &Outcome::failed("stopped"), Timestamp::now())
+        .await
+        .unwrap();
+    store.append_logs(quiet_id, &lines(0..1)).await.unwrap();
+    let ttl: i64 = raw.ttl(format!("job_logs:{quiet_id}")).unwrap();
+    assert!(
+        (1..=3_600).contains(&ttl),
+        "TTL of a late first batch: {ttl}"
+    );
     assert!(matches!(
         store.append_logs(JobId::new(), &lines(0..1)).await,
         Err(StoreError::JobNotFound { .. })
     ));
+}
+
+/// Submits and finishes a job at `finished_at` (ms).
+async fn finished_at(store: &RedisJobStore, finished_at: i64) -> JobId {
+    let j = job();
+    let id = j.id;
+    store.submit(j).await.unwrap();
+    store
+        .finish(id, &Outcome::failed("stopped"), Timestamp(finished_at))
+        .await
+        .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn purge_takes_jobs_in_finish_order_and_drains_the_older_index() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let gone = |id: JobId| {
+        let store = store.clone();
+        async move { matches!(store.job(id).await, Err(StoreError::JobNotFound { .. })) }
+    };
+    let first = finished_at(&store, 1_000).await;
+    let second = finished_at(&store, 2_000).await;
+    let third = finished_at(&store, 3_000).await;
+    // Stamped earlier than the job before it (the callers' clocks disagree): held back
+    // until that one is due.
+    let skewed = finished_at(&store, 1_200).await;
+    assert_eq!(store.purge_finished(Timestamp(2_500)).await.unwrap(), 2);
+    assert!(gone(first).await && gone(second).await);
+    assert!(!gone(third).await && !gone(skewed).await);
+    assert_eq!(store.purge_finished(Timestamp(3_001)).await.unwrap(), 2);
+    assert!(gone(third).await && gone(skewed).await);
+
+    // A job indexed the way earlier versions did (a sorted set by finish time) is purged
+    // too, and the old index emptied.
+    let old = finished_at(&store, 500).await;
+    let prefix = store.keys().prefix().to_owned();
+    let mut raw = server.client();
+    let _: () = raw.del(format!("{prefix}jobs:finish_order")).unwrap();
+    let _: () = raw
+        .zadd(format!("{prefix}jobs:finished"), old.to_string(), 500)
+        .unwrap();
+    assert_eq!(store.purge_finished(Timestamp(600)).await.unwrap(), 1);
+    assert!(gone(old).await);
+    let left: u64 = raw.zcard(format!("{prefix}jobs:finished")).unwrap();
+    assert_eq!(left, 0);
+
+    // More due jobs than one script call takes (500): the store calls again.
+    let many: Vec<JobId> =
+        futures::future::join_all((0..1_203).map(|_| finished_at(&store, 700))).await;
+    let kept = finished_at(&store, 5_000).await;
+    assert_eq!(store.purge_finished(Timestamp(4_000)).await.unwrap(), 1_203);
+    assert!(gone(many[0]).await && gone(many[1_202]).await && !gone(kept).await);
+    assert_eq!(store.counts().await.unwrap().values().sum::<u64>(), 1);
 }
 
 #[tokio::test]

@@ -22,11 +22,11 @@ local function move_state(id, from, to, seq)
 end
 
 -- What a terminal transition needs of a job, read in one HMGET: state, executor, cpu,
--- mem, ngpu, gpu_ids, seq, then the optional fields it may clear: abort, exit_code, reason
--- (nil state: no such job).
+-- mem, ngpu, gpu_ids, seq, then the optional fields it may clear: abort, exit_code,
+-- reason, and log_total (set once the job has log lines; nil state: no such job).
 local function job_for_finish(id)
   return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
-    'seq', 'abort', 'exit_code', 'reason')
+    'seq', 'abort', 'exit_code', 'reason', 'log_total')
 end
 
 -- Gives back what job `id` holds on its executor (`j` from job_for_finish). Exactly once:
@@ -73,9 +73,13 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   redis.call('HSET', jk, unpack(set))
   if #del > 0 then redis.call('HDEL', jk, unpack(del)) end
   move_state(id, j[1], to, j[7])
-  redis.call('ZADD', K_FINISHED, now, id)
+  -- A list, not a sorted set by time: appending is O(1), and purge.lua takes jobs from
+  -- its head while they are due.
+  redis.call('RPUSH', K_FINISH_ORDER, id)
+  -- A job without log_total has no log list (append_logs writes both), so nothing to
+  -- expire; lines appended after this set the TTL themselves.
   local ttl = tonumber(log_ttl)
-  if ttl > 0 then redis.call('EXPIRE', k_logs(id), ttl) end
+  if ttl > 0 and j[11] then redis.call('EXPIRE', k_logs(id), ttl) end
   wake()
   redis.call('PUBLISH', ch_logs(id), 'end')
 end

@@ -2,7 +2,9 @@
 -- ARGV: prefix, job id, state, then field/value pairs of the job hash.
 local id = ARGV[2]
 local jk = k_job(id)
-if redis.call('EXISTS', jk) == 1 then
+-- HSETNX checks that the id is free and creates the hash in one key look-up (every job
+-- hash has its `id`).
+if redis.call('HSETNX', jk, 'id', id) == 0 then
   return { 'job_exists' }
 end
 local seq = redis.call('INCR', K_SEQ)
