@@ -247,10 +247,12 @@ pub(crate) fn assignment(job: JobId, executor: &ExecutorId, gpus: &[&str]) -> As
         job,
         executor: executor.clone(),
         gpu_ids: gpus.iter().map(|g| (*g).to_owned()).collect(),
+        snapshot: None,
     }
 }
 
-/// Commits an assignment that must succeed, and takes its `Assigned` event off the queue.
+/// Commits an assignment that must succeed, as the scheduler does (with a snapshot of the
+/// pending job), and takes its `Assigned` event off the queue.
 pub(crate) async fn assign(
     store: &Arc<dyn JobStore>,
     job: JobId,
@@ -258,8 +260,10 @@ pub(crate) async fn assign(
     gpus: &[&str],
     now: Timestamp,
 ) -> Job {
+    let mut proposal = assignment(job, executor, gpus);
+    proposal.snapshot = store.job(job).await.ok().map(Arc::new);
     let committed = store
-        .commit_assignment(&assignment(job, executor, gpus), TTL, now)
+        .commit_assignment(&proposal, TTL, now)
         .await
         .unwrap_or_else(|e| panic!("commit of {job} to {executor} failed: {e}"));
     drain_events(store, executor).await;

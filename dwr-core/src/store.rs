@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +23,25 @@ pub struct Assignment {
     pub executor: ExecutorId,
     /// UUIDs of the GPU devices chosen on that executor (as many as the job asks for).
     pub gpu_ids: Vec<String>,
+    /// The job as the proposer read it from this store while it was pending, when it has
+    /// it (the scheduler always does). A store may build the committed job and the
+    /// executor's event from it rather than read the job back (the Redis store does);
+    /// it still checks the job's state and resources against what it stores, so a stale
+    /// snapshot cannot commit anything the store would refuse. Not serialized.
+    #[serde(skip)]
+    pub snapshot: Option<Arc<Job>>,
+}
+
+impl Assignment {
+    /// An assignment of `job` to `executor` naming `gpu_ids`, without a snapshot.
+    pub fn new(job: JobId, executor: ExecutorId, gpu_ids: Vec<String>) -> Self {
+        Self {
+            job,
+            executor,
+            gpu_ids,
+            snapshot: None,
+        }
+    }
 }
 
 /// Something an executor must react to, delivered through its queue.

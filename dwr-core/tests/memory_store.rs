@@ -176,6 +176,7 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
                                 job: id,
                                 executor: reg.id.clone(),
                                 gpu_ids: free,
+                                snapshot: None,
                             };
                             match store
                                 .commit_assignment(&a, Duration::from_secs(30), now())
@@ -283,6 +284,7 @@ async fn next_event_loses_no_wake_up_under_a_stream_of_events() {
                     job: id,
                     executor: exec.clone(),
                     gpu_ids: vec![],
+                    snapshot: None,
                 };
                 store
                     .commit_assignment(&a, Duration::from_secs(30), now())

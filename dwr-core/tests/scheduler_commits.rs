@@ -64,6 +64,7 @@ impl JobStore for Raced {
                 job: id,
                 executor,
                 gpu_ids: Vec::new(),
+                snapshot: None,
             };
             self.inner
                 .commit_assignment(&steal, ttl, now)

@@ -136,6 +136,7 @@ async fn main() {
                 job: *id,
                 executor: executor.clone(),
                 gpu_ids: Vec::new(),
+                snapshot: None,
             })
             .collect();
         for r in store

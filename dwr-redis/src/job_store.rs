@@ -58,13 +58,60 @@ fn commit_args(assignment: &Assignment, ttl: Duration, now: Timestamp) -> Vec<St
         now.millis().to_string(),
         ttl.as_millis().min(i64::MAX as u128).to_string(),
         json_strings(&assignment.gpu_ids),
+        snapshot_arg(assignment),
     ];
     args.extend(assignment.gpu_ids.iter().cloned());
     args
 }
 
-/// Decodes the reply of `commit_assignment.lua` for `assignment`.
-fn commit_reply(assignment: &Assignment, reply: &redis::Value) -> Result<Job, StoreError> {
+/// The job in `assignment`'s snapshot (when it has one of that job) as the script splices
+/// it into the executor's event: the JSON array of its hash's fields and values, without
+/// the closing bracket. `''` (read the job back) without a usable snapshot.
+fn snapshot_arg(assignment: &Assignment) -> String {
+    let Some(job) = assignment.snapshot.as_deref() else {
+        return String::new();
+    };
+    if job.id != assignment.job {
+        return String::new();
+    }
+    let Ok(fields) = job_fields(job) else {
+        return String::new();
+    };
+    let flat: Vec<&str> = fields
+        .iter()
+        .flat_map(|(field, value)| [*field, value.as_str()])
+        .collect();
+    let mut json = serde_json::to_string(&flat).unwrap_or_default();
+    if json.len() < 3 || json.pop() != Some(']') {
+        return String::new();
+    }
+    json
+}
+
+/// The job `assignment` committed, from its snapshot: what the script wrote over it.
+fn committed_from_snapshot(
+    assignment: &Assignment,
+    snapshot: &Job,
+    executor_ip: String,
+    now: Timestamp,
+) -> Job {
+    let mut job = snapshot.clone();
+    job.state = JobState::Assigned;
+    job.executor = Some(assignment.executor.clone());
+    job.executor_ip = Some(executor_ip).filter(|ip| !ip.is_empty());
+    job.gpu_ids = assignment.gpu_ids.clone();
+    job.assigned_at = Some(now);
+    job.updated_at = now;
+    job
+}
+
+/// Decodes the reply of `commit_assignment.lua` for `assignment` (sent with
+/// [`commit_args`] at `now`).
+fn commit_reply(
+    assignment: &Assignment,
+    reply: &redis::Value,
+    now: Timestamp,
+) -> Result<Job, StoreError> {
     let (status, rest) = status_reply(reply, "commit_assignment")?;
     let reject = |reason: Rejection| StoreError::Rejected {
         job: assignment.job,
@@ -73,7 +120,20 @@ fn commit_reply(assignment: &Assignment, reply: &redis::Value) -> Result<Job, St
     };
     let name = "commit_assignment";
     match status.as_str() {
-        "ok" => job_at(rest, name),
+        // The job hash read back, or, when the script used the snapshot, the IP.
+        "ok" => match (rest.first(), assignment.snapshot.as_deref()) {
+            (Some(redis::Value::Array(_)), _) => job_at(rest, name),
+            (Some(_), Some(snapshot)) => Ok(committed_from_snapshot(
+                assignment,
+                snapshot,
+                text_at(rest, 0, name)?,
+                now,
+            )),
+            _ => Err(corrupt(
+                name,
+                "an IP in reply to a commit without a snapshot",
+            )),
+        },
         "job_not_found" => Err(StoreError::JobNotFound { id: assignment.job }),
         "not_pending" => Err(reject(Rejection::JobNotPending {
             state: state_at(rest, name)?,
@@ -233,7 +293,7 @@ impl JobStore for RedisJobStore {
     ) -> Result<Job, StoreError> {
         let args = commit_args(assignment, ttl, now);
         let reply = self.inner.batchers.commit_assignment.call(args).await?;
-        commit_reply(assignment, &reply)
+        commit_reply(assignment, &reply, now)
     }
 
     async fn commit_assignments(
@@ -250,7 +310,7 @@ impl JobStore for RedisJobStore {
         assignments
             .iter()
             .zip(replies)
-            .map(|(assignment, reply)| commit_reply(assignment, &reply?))
+            .map(|(assignment, reply)| commit_reply(assignment, &reply?, now))
             .collect()
     }
 

@@ -37,6 +37,7 @@ fn assign(job: JobId, executor: &ExecutorId) -> Assignment {
         job,
         executor: executor.clone(),
         gpu_ids: Vec::new(),
+        snapshot: None,
     }
 }
 

@@ -151,6 +151,7 @@ async fn racer(store: Arc<RedisJobStore>, reverse: bool) -> (u64, u64) {
                 job: job.id,
                 executor: view[pos].id().clone(),
                 gpu_ids: gpu_ids.clone(),
+                snapshot: None,
             };
             match store
                 .commit_assignment(&assignment, TTL, Timestamp::now())

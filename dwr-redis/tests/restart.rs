@@ -118,6 +118,7 @@ async fn scheduler(store: Arc<RedisJobStore>) {
                 job: job.id,
                 executor: e.id().clone(),
                 gpu_ids: Vec::new(),
+                snapshot: None,
             };
             match store
                 .commit_assignment(&assignment, TTL, Timestamp::now())

@@ -67,6 +67,7 @@ async fn one_job_costs_six_round_trips() {
         job: id,
         executor: executor.clone(),
         gpu_ids: Vec::new(),
+        snapshot: None,
     };
     let committed = store
         .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())

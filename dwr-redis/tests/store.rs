@@ -314,6 +314,7 @@ async fn a_blocked_event_wait_does_not_stall_other_commands() {
             job: id,
             executor: ex.clone(),
             gpu_ids: Vec::new(),
+            snapshot: None,
         };
         store
             .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
@@ -401,6 +402,7 @@ async fn racing_finish_abort_and_expiry_release_exactly_once() {
                 job: ids[i as usize],
                 executor: ex.clone(),
                 gpu_ids: vec![format!("GPU-{i}")],
+                snapshot: None,
             };
             admin
                 .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())

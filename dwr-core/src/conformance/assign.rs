@@ -15,25 +15,40 @@ use crate::resources::{Dimension, Resources};
 use crate::store::{ExecutorEvent, JobQuery, JobStore};
 
 /// A commit records executor, IP, GPUs and time on the job, allocates on the executor, and
-/// queues `Assigned` for it, carrying the job exactly as stored by the commit.
+/// queues `Assigned` for it, carrying the job exactly as stored by the commit: with a
+/// snapshot of the pending job in the assignment (as the scheduler sends it) and without.
 pub async fn commit_assignment_records_and_allocates(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 4000, 8192, &["GPU-a0", "GPU-a1"], at(0)).await;
-    let id = submit(&store, gpu_spec(1500, 2048, 1), at(1)).await;
+    records_and_allocates(&store, "e1", false).await;
+    records_and_allocates(&store, "e2", true).await;
+}
+
+async fn records_and_allocates(store: &Arc<dyn JobStore>, name: &str, with_snapshot: bool) {
+    let exec = register(store, name, 4000, 8192, &["GPU-a0", "GPU-a1"], at(0)).await;
+    let id = submit(store, gpu_spec(1500, 2048, 1), at(1)).await;
+    let mut proposal = assignment(id, &exec, &["GPU-a1"]);
+    if with_snapshot {
+        let pending = store.pending_jobs(10).await.expect("pending");
+        assert_eq!(pending.len(), 1);
+        proposal.snapshot = Some(Arc::new(pending[0].clone()));
+    }
     let committed = store
-        .commit_assignment(&assignment(id, &exec, &["GPU-a1"]), TTL, at(5))
+        .commit_assignment(&proposal, TTL, at(5))
         .await
         .expect("commit");
     assert_eq!(committed.state, JobState::Assigned);
     assert_eq!(committed.executor.as_ref(), Some(&exec));
-    assert_eq!(committed.executor_ip.as_deref(), Some("ip-of-e1"));
+    assert_eq!(
+        committed.executor_ip.as_deref(),
+        Some(format!("ip-of-{name}").as_str())
+    );
     assert_eq!(committed.gpu_ids, vec!["GPU-a1".to_owned()]);
     assert_eq!(committed.assigned_at, Some(at(5)));
     assert_eq!(committed.updated_at, at(5));
     assert_eq!(committed.created_at, at(1));
-    let stored = job(&store, id).await;
+    let stored = job(store, id).await;
     assert_eq!(stored, committed, "the stored job is the returned one");
 
-    let e = executor(&store, &exec).await;
+    let e = executor(store, &exec).await;
     assert_eq!(e.allocated, Resources::new(1500, 2048, 1));
     assert_eq!(e.gpu_holders, BTreeMap::from([("GPU-a1".to_owned(), id)]));
     assert_eq!(e.jobs, [id].into());
@@ -61,7 +76,7 @@ pub async fn commit_assignment_records_and_allocates(store: Arc<dyn JobStore>) {
         })
         .await
         .expect("jobs");
-    assert_eq!(assigned, vec![committed]);
+    assert_eq!(assigned.first(), Some(&committed), "newest assigned job");
 }
 
 /// A job that is no longer pending is rejected with its state; nothing changes.

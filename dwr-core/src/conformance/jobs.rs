@@ -84,6 +84,7 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn JobStore>) {
         job: id,
         executor: exec,
         gpu_ids: vec![],
+        snapshot: None,
     };
     not_found(
         store

@@ -45,7 +45,7 @@ struct Batch {
 
 /// A placement decided (and taken off the view) but not yet committed.
 struct Decided {
-    job: Job,
+    job: Arc<Job>,
     /// The executor's index in the view.
     index: usize,
     ip: String,
@@ -288,10 +288,13 @@ impl Scheduler {
                 // commit be refused, the executor is set aside anyway.
                 view.reserve(choice.executor, &job.spec.resources(), &choice.gpu_ids);
                 let exec = &view.executors()[choice.executor];
+                // The job as read goes with the proposal: the store need not read it back.
+                let job = Arc::new(job);
                 batch.assignments.push(Assignment {
                     job: job.id,
                     executor: exec.id.clone(),
                     gpu_ids: choice.gpu_ids,
+                    snapshot: Some(job.clone()),
                 });
                 batch.decided.push(Decided {
                     index: choice.executor,

@@ -1,5 +1,7 @@
 -- commit_assignment.lua: checks and records one assignment, allocates, queues the event.
--- ARGV: prefix, job id, executor id, now (ms), ttl (ms), gpu_ids as JSON, then the GPU UUIDs.
+-- ARGV: prefix, job id, executor id, now (ms), ttl (ms), gpu_ids as JSON, the job as the
+-- scheduler read it (the JSON array of its hash's fields and values, without the closing
+-- bracket) or '', then the GPU UUIDs.
 local id, ex = ARGV[2], ARGV[3]
 local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local jk, xk = k_job(id), k_exec(ex)
@@ -16,7 +18,7 @@ if not x[1] then return { 'executor_gone' } end
 if now - tonumber(x[1]) > ttl then return { 'executor_not_alive' } end
 
 local cpu, mem, ngpu = tonumber(j[2]), tonumber(j[3]), tonumber(j[4])
-local given = #ARGV - 6
+local given = #ARGV - 7
 if given ~= ngpu then return { 'gpu_count_mismatch', tostring(given), tostring(ngpu) } end
 
 if cpu > tonumber(x[2]) - tonumber(x[5]) then return { 'no_room', 'cpu' } end
@@ -25,7 +27,7 @@ if ngpu > tonumber(x[4]) - tonumber(x[7]) then return { 'no_room', 'gpu' } end
 
 local gk = k_exec_gpus(ex)
 local seen = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   local uuid = ARGV[i]
   if seen[uuid] or redis.call('HEXISTS', xk, 'dev:' .. uuid) == 0
       or redis.call('HEXISTS', gk, uuid) == 1 then
@@ -38,15 +40,25 @@ end
 redis.call('HINCRBY', xk, 'cpu_alloc', cpu)
 redis.call('HINCRBY', xk, 'mem_alloc', mem)
 if ngpu > 0 then redis.call('HINCRBY', xk, 'gpu_alloc', ngpu) end
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   redis.call('HSET', gk, ARGV[i], id)
 end
 redis.call('SADD', k_exec_jobs(ex), id)
-redis.call('HSET', jk, 'state', 'assigned', 'executor', ex, 'executor_ip', x[8] or '',
-  'gpu_ids', ARGV[6], 'assigned_at', ARGV[4], 'updated_at', ARGV[4])
+local ip = x[8] or ''
+local assigned = { 'state', 'assigned', 'executor', ex, 'executor_ip', ip, 'gpu_ids', ARGV[6],
+  'assigned_at', ARGV[4], 'updated_at', ARGV[4] }
+redis.call('HSET', jk, unpack(assigned))
 move_state(id, 'pending', 'assigned', j[5])
--- The event carries the job hash (the HGETALL array as JSON), so that the executor need
--- not read the job back: 'assigned <id> <json>'.
+-- The event carries the job hash as a JSON array of fields and values, so that the
+-- executor need not read the job back: 'assigned <id> <json>'. With the scheduler's copy
+-- of the pending job, that is its array followed by the fields just written (a later
+-- field wins), and the reply is the IP; without, the hash is read back and is the reply.
+local snapshot = ARGV[7]
+if snapshot ~= '' then
+  local written = string.sub(cjson.encode(assigned), 2)
+  redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',' .. written)
+  return { 'ok', ip }
+end
 local hash = redis.call('HGETALL', jk)
 redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(hash))
 return { 'ok', hash }

@@ -291,6 +291,7 @@ pub async fn assign(
         job: id,
         executor: executor.clone(),
         gpu_ids: gpu_ids.iter().map(|g| (*g).to_owned()).collect(),
+        snapshot: None,
     };
     store
         .commit_assignment(&assignment, TTL, Timestamp::now())

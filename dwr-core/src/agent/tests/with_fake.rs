@@ -335,6 +335,7 @@ async fn draining_on_shutdown_stops_jobs_and_deregisters() {
         job: crate::JobId::new(),
         executor: id,
         gpu_ids: vec![],
+        snapshot: None,
     };
     assert!(store
         .commit_assignment(&assignment, TTL, Timestamp::now())
