@@ -67,10 +67,13 @@ local function __op(ARGV)
 {body}
 end
 local __argv, __out, __i = ARGV, {{}}, 2
+-- One argument table, refilled for each operation (no body keeps it past its call).
+local a, len = {{ __argv[1] }}, 1
 while __i <= #__argv do
   local n = tonumber(__argv[__i])
-  local a = {{ __argv[1] }}
   for j = 1, n do a[j + 1] = __argv[__i + j] end
+  for j = n + 2, len do a[j] = nil end
+  len = n + 1
   local ok, r = pcall(__op, a)
   if not ok then
     if type(r) == 'table' and r.err then r = r.err end

@@ -315,3 +315,40 @@ async fn without_blmpop_events_come_one_pop_each() {
         .unwrap();
     assert_eq!(raw, 0);
 }
+
+// Operations of different lengths share one call: each one sees exactly its own arguments
+// (the batch form refills one argument table per operation).
+#[tokio::test(flavor = "current_thread")]
+async fn operations_of_different_lengths_share_a_call() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let mut ids = Vec::new();
+    for _ in 0..12 {
+        let j = job(100);
+        ids.push(j.id);
+        store.submit(j).await.unwrap();
+    }
+    // 5, 1, 3, 0, 5, 1, 3, 0, ... lines: longer and shorter operations alternate.
+    let lines = |i: usize| -> Vec<String> {
+        (0..[5, 1, 3, 0][i % 4])
+            .map(|n| format!("job {i} line {n}"))
+            .collect()
+    };
+    let before = script_calls(&server);
+    let appended = join_all(ids.iter().enumerate().map(|(i, id)| {
+        let batch = lines(i);
+        let store = store.clone();
+        let id = *id;
+        async move { store.append_logs(id, &batch).await }
+    }))
+    .await;
+    for r in appended {
+        r.unwrap();
+    }
+    assert_eq!(script_calls(&server) - before, 1, "one call for the lot");
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(store.logs(*id, 0).await.unwrap(), lines(i), "job {i}");
+    }
+}

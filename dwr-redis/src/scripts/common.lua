@@ -62,13 +62,17 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   -- Fields to clear, only those present (j[8..10]): usually none, and no HDEL.
   local del = {}
   if j[8] then del[1] = 'abort' end
-  for i, fv in ipairs({ { 'exit_code', exit_code }, { 'reason', reason } }) do
-    if fv[2] == nil or fv[2] == '' then
-      if j[8 + i] then del[#del + 1] = fv[1] end
-    else
-      set[#set + 1] = fv[1]
-      set[#set + 1] = fv[2]
-    end
+  if exit_code == nil or exit_code == '' then
+    if j[9] then del[#del + 1] = 'exit_code' end
+  else
+    set[#set + 1] = 'exit_code'
+    set[#set + 1] = exit_code
+  end
+  if reason == nil or reason == '' then
+    if j[10] then del[#del + 1] = 'reason' end
+  else
+    set[#set + 1] = 'reason'
+    set[#set + 1] = reason
   end
   redis.call('HSET', jk, unpack(set))
   if #del > 0 then redis.call('HDEL', jk, unpack(del)) end

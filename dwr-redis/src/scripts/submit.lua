@@ -8,11 +8,7 @@ if redis.call('HSETNX', jk, 'id', id) == 0 then
   return { 'job_exists' }
 end
 local seq = redis.call('INCR', K_SEQ)
-local fields = {}
-for i = 4, #ARGV do
-  fields[#fields + 1] = ARGV[i]
-end
-redis.call('HSET', jk, 'seq', seq, unpack(fields))
+redis.call('HSET', jk, 'seq', seq, unpack(ARGV, 4))
 redis.call('ZADD', k_state(ARGV[3]), seq, id)
 wake()
 return { 'ok' }
