@@ -132,7 +132,10 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
             StoreKind::Redis => {
                 let config = RedisConfig {
                     url: Some(args.redis_url.clone()),
-                    key_prefix: format!("dwr-bench-{}:", JobId::new()),
+                    // Unique per run, and short: every key the store touches carries it,
+                    // and a long one costs Redis hashing and comparing that the default
+                    // prefix (`dwr:`) does not.
+                    key_prefix: format!("bench-{}:", &JobId::new().to_string()[..8]),
                     ..RedisConfig::default()
                 };
                 let redis = RedisJobStore::connect(config.clone())
