@@ -12,7 +12,9 @@ use dwr_server::{logging, service, DevArgs, ExecutorArgs, SchedulerArgs, Service
 
 /// mimalloc rather than the system allocator: the scheduler and executor allocate and free
 /// many small buffers per job (Redis replies, job records), where glibc's malloc spent a
-/// quarter of the load tool's CPU (see BENCHMARKS.md).
+/// quarter of the load tool's CPU (see BENCHMARKS.md). Version 2, which returns freed
+/// pages to the system after 10 ms (version 3 waits a second, and held twice the memory
+/// under load).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
