@@ -1,7 +1,8 @@
 //! What each job transition costs the Redis server: runs `--jobs` jobs through submit,
 //! commit, event pop, mark running and finish, one stage at a time, `--in-flight` calls at
 //! once (so they batch as under load), and prints for each stage the server's main-thread
-//! CPU (`INFO cpu`) and script time (`INFO commandstats`) per job.
+//! CPU (`INFO cpu`) and script time (`INFO commandstats`) per job; then what one page of
+//! the list of all jobs costs at three offsets.
 //!
 //! ```text
 //! redis-server --port 6391 --save "" --appendonly no &
@@ -180,6 +181,30 @@ async fn main() {
             r.expect("finish");
         });
     });
+    // Listing all jobs has no index of its own (it bisects the per-state sets): one page
+    // of 100 at the start, the middle and the end of the history, server CPU per page.
+    for offset in [0, jobs / 2, jobs.saturating_sub(100)] {
+        let before = server_clock(&mut conn).await;
+        let t = Instant::now();
+        const PAGES: usize = 20;
+        for _ in 0..PAGES {
+            let page = store
+                .jobs(&dwr_core::JobQuery {
+                    state: None,
+                    offset,
+                    limit: 100,
+                })
+                .await
+                .expect("jobs");
+            assert!(!page.is_empty());
+        }
+        let after = server_clock(&mut conn).await;
+        println!(
+            "list all, offset {offset:>7}: {:.0} µs server CPU per page of 100 ({:.1} ms wall)",
+            (after.0 - before.0) * 1e6 / PAGES as f64,
+            t.elapsed().as_secs_f64() * 1e3 / PAGES as f64
+        );
+    }
     store
         .purge_finished(Timestamp::now().plus(Duration::from_secs(1)))
         .await
