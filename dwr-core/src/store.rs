@@ -269,6 +269,9 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     ) -> Result<Vec<String>, StoreError>;
 
     /// Deletes terminal jobs (and their logs) that finished before `finished_before`.
-    /// Returns how many were deleted.
+    /// Returns how many were deleted. A store may take them in the order they finished
+    /// rather than by their finish times: then a job whose time (from its caller's clock)
+    /// is later than that of a job that finished after it holds that job back until it is
+    /// due too (the Redis store does this; the in-memory store goes by the times).
     async fn purge_finished(&self, finished_before: Timestamp) -> Result<u64, StoreError>;
 }

@@ -114,13 +114,18 @@
 //! pop, mark running, one batch of 20 log lines, finish):
 //!
 //! * **6 round trips**: 5 `EVALSHA` + 1 `BLMPOP` (no `SCRIPT LOAD` in steady state);
-//! * 43 commands executed by the server in all (the other 37 run inside the scripts).
+//! * 42 commands executed by the server in all (the other 36 run inside the scripts).
 //!
 //! The executor agent does not read the job when its assignment arrives: the `assigned`
-//! event carries the job hash as the commit stored it (the `HGETALL` array as JSON, see
-//! `commit_assignment.lua`); `mark_running` and `finish` do not read it back either. A
-//! scheduler pass adds 2 round trips (`pending_jobs` and `executors`, one script each)
-//! shared by all the jobs it places.
+//! event carries the job hash as the commit stored it, a JSON array of fields and values
+//! (see `commit_assignment.lua`). The scheduler sends its copy of the pending job with the
+//! assignment ([`Assignment::snapshot`](dwr_core::Assignment::snapshot)); the script puts
+//! the fields it writes after it (the later field wins when the agent reads the array)
+//! and replies with the executor's IP, so the hash is neither read back nor sent back.
+//! Without a snapshot the script reads the hash back (`HGETALL`) and sends it both ways.
+//! `mark_running` and `finish` do not read the job back either. A scheduler pass adds 2
+//! round trips (`pending_jobs` and `executors`, one script each) shared by all the jobs it
+//! places.
 //!
 //! Under load, group commit and batched pops share round trips between jobs:
 //! `tests/batching.rs` pins 300 concurrent jobs through every stage in three calls
