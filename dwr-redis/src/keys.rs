@@ -18,6 +18,8 @@ const JOBS_BY_STATE: &str = "jobs:";
 const FINISH_ORDER: &str = "jobs:finish_order";
 /// The sorted set by finish time that [`FINISH_ORDER`] replaced; `purge` still drains it.
 const JOBS_FINISHED_LEGACY: &str = "jobs:finished";
+/// The all-jobs sorted set of earlier versions, read and written no more; `purge` deletes it.
+const JOBS_ALL_LEGACY: &str = "jobs:all";
 const SEQ: &str = "seq";
 const EXECUTORS: &str = "executors";
 const EXECUTOR: &str = "executor:";
@@ -134,6 +136,7 @@ pub(crate) fn lua_prelude() -> String {
     for (name, suffix) in [
         ("K_FINISH_ORDER", FINISH_ORDER),
         ("K_FINISHED_LEGACY", JOBS_FINISHED_LEGACY),
+        ("K_ALL_LEGACY", JOBS_ALL_LEGACY),
         ("K_SEQ", SEQ),
         ("K_EXECUTORS", EXECUTORS),
         ("CH_WAKE", WAKE_CHANNEL),

@@ -64,6 +64,7 @@
 //! | `{p}jobs:{state}` | sorted set per state: job id, score = sequence; every job is in exactly one, and listing all jobs reads the six (`list_jobs.lua`) | every transition | members move or are purged |
 //! | `{p}jobs:finish_order` | list of terminal job ids in the order they finished (a list, not a sorted set by time: appending costs O(1); `purge_finished` takes from the head while the head is due, so a job stamped later than one behind it, by clock skew between callers, holds that one back until it is due too) | terminal transitions | purge pops them |
 //! | `{p}jobs:finished` | sorted set: job id, score = finish time (ms): written by earlier versions only, drained by purge | — | members removed by purge |
+//! | `{p}jobs:all` | sorted set of every job: written by earlier versions only | — | deleted by purge |
 //! | `{p}executors` | set of executor ids | `register_executor`, `expire_executor` | never |
 //! | `{p}executor:{id}` | hash: `id`, `reg` (JSON), `ip`, `cpu_total`, `mem_total`, `gpu_total`, `dev:{uuid}`, `registered_at`, `last_heartbeat`, `usage` (JSON) — written by register/heartbeat; `cpu_alloc`, `mem_alloc`, `gpu_alloc` — written only by commit and release | scripts only | deleted by `expire_executor` |
 //! | `{p}executor_jobs:{id}` | set of the job ids it holds | commit, release | deleted by `expire_executor` |

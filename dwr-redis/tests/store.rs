@@ -146,6 +146,13 @@ async fn purge_takes_jobs_in_finish_order_and_drains_the_older_index() {
     assert!(gone(old).await);
     let left: u64 = raw.zcard(format!("{prefix}jobs:finished")).unwrap();
     assert_eq!(left, 0);
+    // Their index of all jobs, which nothing reads any more, goes with the first purge.
+    let _: () = raw
+        .zadd(format!("{prefix}jobs:all"), JobId::new().to_string(), 1)
+        .unwrap();
+    store.purge_finished(Timestamp(600)).await.unwrap();
+    let all: bool = raw.exists(format!("{prefix}jobs:all")).unwrap();
+    assert!(!all, "the old all-jobs index is deleted");
 
     // More due jobs than one script call takes (500): the store calls again.
     let many: Vec<JobId> =

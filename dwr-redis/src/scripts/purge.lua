@@ -11,6 +11,9 @@ local function delete(id, state)
   deleted = deleted + 1
 end
 
+-- Earlier versions also kept an index of all jobs, which nothing reads any more.
+redis.call('UNLINK', K_ALL_LEGACY)
+
 -- Jobs finished under an earlier version, indexed in a sorted set by finish time.
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_FINISHED_LEGACY, '-inf', '(' .. before,
   'LIMIT', 0, batch)) do
