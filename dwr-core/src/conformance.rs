@@ -243,12 +243,11 @@ pub(crate) async fn register(
 
 /// An assignment of `job` to `executor` naming `gpus`.
 pub(crate) fn assignment(job: JobId, executor: &ExecutorId, gpus: &[&str]) -> Assignment {
-    Assignment {
+    Assignment::new(
         job,
-        executor: executor.clone(),
-        gpu_ids: gpus.iter().map(|g| (*g).to_owned()).collect(),
-        snapshot: None,
-    }
+        executor.clone(),
+        gpus.iter().map(|g| (*g).to_owned()).collect(),
+    )
 }
 
 /// Commits an assignment that must succeed, as the scheduler does (with a snapshot of the

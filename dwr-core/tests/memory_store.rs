@@ -172,12 +172,7 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
                             if free.len() < wanted {
                                 continue;
                             }
-                            let a = Assignment {
-                                job: id,
-                                executor: reg.id.clone(),
-                                gpu_ids: free,
-                                snapshot: None,
-                            };
+                            let a = Assignment::new(id, reg.id.clone(), free);
                             match store
                                 .commit_assignment(&a, Duration::from_secs(30), now())
                                 .await
@@ -280,12 +275,7 @@ async fn next_event_loses_no_wake_up_under_a_stream_of_events() {
         let exec = reg.id.clone();
         tokio::spawn(async move {
             for (i, id) in ids.into_iter().enumerate() {
-                let a = Assignment {
-                    job: id,
-                    executor: exec.clone(),
-                    gpu_ids: vec![],
-                    snapshot: None,
-                };
+                let a = Assignment::new(id, exec.clone(), vec![]);
                 store
                     .commit_assignment(&a, Duration::from_secs(30), now())
                     .await

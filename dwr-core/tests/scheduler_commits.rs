@@ -60,12 +60,7 @@ impl JobStore for Raced {
         if let Some((job, executor)) = thief {
             let id = job.id;
             self.inner.submit(job).await.unwrap();
-            let steal = Assignment {
-                job: id,
-                executor,
-                gpu_ids: Vec::new(),
-                snapshot: None,
-            };
+            let steal = Assignment::new(id, executor, Vec::new());
             self.inner
                 .commit_assignment(&steal, ttl, now)
                 .await

@@ -33,12 +33,7 @@ async fn executor(store: &RedisJobStore, name: &str, cpu: u64) -> ExecutorId {
 }
 
 fn assign(job: JobId, executor: &ExecutorId) -> Assignment {
-    Assignment {
-        job,
-        executor: executor.clone(),
-        gpu_ids: Vec::new(),
-        snapshot: None,
-    }
+    Assignment::new(job, executor.clone(), Vec::new())
 }
 
 /// Submits `n` small jobs and commits them all to `ex` (queueing `n` events); their ids.

@@ -147,12 +147,7 @@ async fn racer(store: Arc<RedisJobStore>, reverse: bool) -> (u64, u64) {
                 .take(need.gpus as usize)
                 .map(|g| g.uuid)
                 .collect();
-            let assignment = Assignment {
-                job: job.id,
-                executor: view[pos].id().clone(),
-                gpu_ids: gpu_ids.clone(),
-                snapshot: None,
-            };
+            let assignment = Assignment::new(job.id, view[pos].id().clone(), gpu_ids.clone());
             match store
                 .commit_assignment(&assignment, TTL, Timestamp::now())
                 .await

@@ -114,12 +114,7 @@ async fn scheduler(store: Arc<RedisJobStore>) {
             let Some(e) = view.iter_mut().find(|e| need.fits_in(&e.free())) else {
                 continue;
             };
-            let assignment = Assignment {
-                job: job.id,
-                executor: e.id().clone(),
-                gpu_ids: Vec::new(),
-                snapshot: None,
-            };
+            let assignment = Assignment::new(job.id, e.id().clone(), Vec::new());
             match store
                 .commit_assignment(&assignment, TTL, Timestamp::now())
                 .await

@@ -63,12 +63,7 @@ async fn one_job_costs_six_round_trips() {
     );
     let id = job.id;
     store.submit(job).await.unwrap();
-    let assignment = Assignment {
-        job: id,
-        executor: executor.clone(),
-        gpu_ids: Vec::new(),
-        snapshot: None,
-    };
+    let assignment = Assignment::new(id, executor.clone(), Vec::new());
     let committed = store
         .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
         .await

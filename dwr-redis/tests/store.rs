@@ -317,12 +317,7 @@ async fn a_blocked_event_wait_does_not_stall_other_commands() {
         for _ in 0..50 {
             store.job(id).await.unwrap();
         }
-        let assignment = Assignment {
-            job: id,
-            executor: ex.clone(),
-            gpu_ids: Vec::new(),
-            snapshot: None,
-        };
+        let assignment = Assignment::new(id, ex.clone(), Vec::new());
         store
             .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
             .await
@@ -405,12 +400,7 @@ async fn racing_finish_abort_and_expiry_release_exactly_once() {
             let j = Job::new(JobId::new(), spec, Timestamp::now());
             ids.push(j.id);
             admin.submit(j).await.unwrap();
-            let assignment = Assignment {
-                job: ids[i as usize],
-                executor: ex.clone(),
-                gpu_ids: vec![format!("GPU-{i}")],
-                snapshot: None,
-            };
+            let assignment = Assignment::new(ids[i as usize], ex.clone(), vec![format!("GPU-{i}")]);
             admin
                 .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
                 .await

@@ -80,12 +80,7 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn JobStore>) {
         "wait_logs",
     );
     let exec = register(&store, "e1", 1000, 1024, &[], at(0)).await;
-    let commit = Assignment {
-        job: id,
-        executor: exec,
-        gpu_ids: vec![],
-        snapshot: None,
-    };
+    let commit = Assignment::new(id, exec, vec![]);
     not_found(
         store
             .commit_assignment(&commit, super::TTL, at(0))

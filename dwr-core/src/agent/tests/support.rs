@@ -287,12 +287,11 @@ pub async fn assign(
     let job = Job::new(JobId::new(), spec, Timestamp::now());
     let id = job.id;
     store.submit(job).await.expect("submit");
-    let assignment = Assignment {
-        job: id,
-        executor: executor.clone(),
-        gpu_ids: gpu_ids.iter().map(|g| (*g).to_owned()).collect(),
-        snapshot: None,
-    };
+    let assignment = Assignment::new(
+        id,
+        executor.clone(),
+        gpu_ids.iter().map(|g| (*g).to_owned()).collect(),
+    );
     store
         .commit_assignment(&assignment, TTL, Timestamp::now())
         .await

@@ -331,12 +331,7 @@ async fn draining_on_shutdown_stops_jobs_and_deregisters() {
     assert_eq!(runtime.container_count(), 0);
     assert!(store.executor(&id).await.is_err(), "deregistered");
     // Nothing can be assigned to it any more.
-    let assignment = crate::Assignment {
-        job: crate::JobId::new(),
-        executor: id,
-        gpu_ids: vec![],
-        snapshot: None,
-    };
+    let assignment = crate::Assignment::new(crate::JobId::new(), id, vec![]);
     assert!(store
         .commit_assignment(&assignment, TTL, Timestamp::now())
         .await
