@@ -25,12 +25,6 @@ use crate::image::{follow_pull, pull_reference};
 use crate::logs::follow_lines;
 use crate::stats::usage_of;
 
-/// How many times, and how far apart, an exit by SIGKILL (137) without the engine's OOM flag
-/// is read again (see `wait`): at most 2 s more before such an exit is reported (the late
-/// event took more than 0.5 s with the Docker tests running in parallel).
-const OOM_RECHECKS: u32 = 20;
-const OOM_RECHECK_INTERVAL: Duration = Duration::from_millis(100);
-
 /// A Docker engine as a [`ContainerRuntime`].
 ///
 /// Cheap to clone (the connection is shared). The API version is negotiated at connect time,
@@ -290,26 +284,10 @@ impl ContainerRuntime for DockerRuntime {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            let mut status = ExitStatus {
+            return Ok(ExitStatus {
                 code: state.exit_code.unwrap_or(-1),
                 oom_killed: state.oom_killed.unwrap_or(false),
-            };
-            // The engine hears of an OOM kill through its own event from containerd, which
-            // can land after the exit is recorded (seen with the host under load): a kill
-            // (137) without the flag is read again a few times before it is believed.
-            for _ in 0..OOM_RECHECKS {
-                if status.code != 137 || status.oom_killed {
-                    break;
-                }
-                tokio::time::sleep(OOM_RECHECK_INTERVAL).await;
-                let again = self
-                    .docker
-                    .inspect_container(&id.0, None::<InspectContainerOptions>)
-                    .await
-                    .map_err(|e| self.container_error(id, "inspect container", e))?;
-                status.oom_killed = again.state.and_then(|s| s.oom_killed).unwrap_or(false);
-            }
-            return Ok(status);
+            });
         }
     }
 

@@ -6,146 +6,20 @@
 //! `DWR_REQUIRE_SERVICES=1`, where they fail. Every test runs under its own executor id, and
 //! a guard removes every container of that executor even when the test fails.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bollard::container::InspectContainerOptions;
 use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
 use dwr_core::{
-    ContainerId, ContainerRuntime, ContainerSpec, ExecutorId, ExitStatus, JobId, LogLine,
-    LogSource, RuntimeError, VolumeMount,
+    ContainerId, ContainerRuntime, ExitStatus, JobId, LogLine, LogSource, RuntimeError, VolumeMount,
 };
 use dwr_docker::{DockerConfig, DockerRuntime, PullPolicy};
 use futures::StreamExt;
 use tokio::sync::mpsc::unbounded_channel;
 
-/// How long any single container test may take before it counts as hung.
-const TEST_BOUND: Duration = Duration::from_secs(60);
+mod common;
 
-fn test_image() -> String {
-    std::env::var("DWR_TEST_IMAGE").unwrap_or_else(|_| "dwr-test/busybox:latest".to_owned())
-}
-
-fn services_required() -> bool {
-    std::env::var("DWR_REQUIRE_SERVICES").as_deref() == Ok("1")
-}
-
-/// A runtime under a fresh executor id, with cleanup of that executor's containers.
-struct Harness {
-    runtime: DockerRuntime,
-    executor: ExecutorId,
-    image: String,
-}
-
-impl Harness {
-    /// Connects with `config`, or returns `None` (after a note) when Docker is missing and
-    /// services are not required.
-    async fn new(config: DockerConfig) -> Option<Self> {
-        let runtime = match DockerRuntime::connect(config).await {
-            Ok(r) => r,
-            Err(e) if !services_required() => {
-                eprintln!("note: skipping: Docker engine unreachable ({}); set DWR_REQUIRE_SERVICES=1 to fail instead", e.job_reason());
-                return None;
-            }
-            Err(e) => panic!(
-                "Docker engine required (DWR_REQUIRE_SERVICES=1): {}",
-                e.job_reason()
-            ),
-        };
-        let image = test_image();
-        let (tx, _rx) = unbounded_channel();
-        if let Err(e) = runtime.ensure_image(&image, tx).await {
-            if !services_required() {
-                eprintln!(
-                    "note: skipping: test image {image} missing ({}); run scripts/provision.sh",
-                    e.job_reason()
-                );
-                return None;
-            }
-            panic!("test image {image} required: {}", e.job_reason());
-        }
-        Some(Self {
-            runtime,
-            executor: ExecutorId::new(format!("test-{}", uuid::Uuid::new_v4())),
-            image,
-        })
-    }
-
-    async fn default() -> Option<Self> {
-        Self::new(DockerConfig::from_env().expect("docker config from env")).await
-    }
-
-    fn spec(&self, command: &[&str]) -> ContainerSpec {
-        ContainerSpec {
-            job: JobId::new(),
-            executor: self.executor.clone(),
-            executor_ip: "127.0.0.1".to_owned(),
-            image: self.image.clone(),
-            command: command.iter().map(|s| s.to_string()).collect(),
-            env: BTreeMap::new(),
-            cpu_millis: 1000,
-            memory_mib: 64,
-            gpu_ids: Vec::new(),
-            volumes: Vec::new(),
-        }
-    }
-
-    /// Starts `spec`, waits for the exit, then reads the whole output; removes the container.
-    async fn run(&self, spec: &ContainerSpec) -> (ExitStatus, Vec<LogLine>) {
-        let id = self.runtime.start(spec).await.expect("start");
-        let logs = tokio::spawn(collect_logs(self.runtime.clone(), id.clone()));
-        let status = tokio::time::timeout(TEST_BOUND, self.runtime.wait(&id))
-            .await
-            .expect("container exits in time")
-            .expect("wait");
-        let lines = tokio::time::timeout(TEST_BOUND, logs)
-            .await
-            .expect("log stream ends after exit")
-            .expect("log task");
-        self.runtime.remove(&id).await.expect("remove");
-        (status, lines)
-    }
-
-    /// Removes what is left and checks that nothing of this executor remains.
-    async fn finish(self) {
-        for c in self.runtime.list_owned(&self.executor).await.expect("list") {
-            self.runtime.remove(&c.id).await.expect("remove");
-        }
-        let left = self.runtime.list_owned(&self.executor).await.expect("list");
-        assert!(left.is_empty(), "containers left behind: {left:?}");
-    }
-}
-
-impl Drop for Harness {
-    /// The safety net for a failed test: force-remove every container of this executor.
-    fn drop(&mut self) {
-        let runtime = self.runtime.clone();
-        let executor = self.executor.clone();
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("cleanup runtime");
-            rt.block_on(async move {
-                if let Ok(owned) = runtime.list_owned(&executor).await {
-                    for c in owned {
-                        let _ = runtime.remove(&c.id).await;
-                    }
-                }
-            });
-        });
-        let _ = cleanup.join();
-    }
-}
-
-async fn collect_logs(runtime: DockerRuntime, id: ContainerId) -> Vec<LogLine> {
-    let mut stream = runtime.logs(&id);
-    let mut lines = Vec::new();
-    while let Some(line) = stream.next().await {
-        lines.push(line.expect("log line"));
-    }
-    lines
-}
+use common::Harness;
 
 fn texts(lines: &[LogLine], source: LogSource) -> Vec<String> {
     lines
@@ -210,22 +84,6 @@ async fn logs_stream_while_the_container_runs() {
         .expect("line");
     assert_eq!(first.text, "first");
     h.runtime.remove(&id).await.expect("remove");
-    h.finish().await;
-}
-
-#[tokio::test]
-async fn a_job_over_its_memory_limit_is_oom_killed() {
-    let Some(h) = Harness::default().await else {
-        return;
-    };
-    // The engine learns of an OOM kill from containerd's cgroup watcher, which is armed just
-    // after the container starts: an allocation in the very first instants can be killed
-    // unseen (exit 137, OOMKilled false). A second of sleep keeps the test off that race.
-    let mut spec = h.spec(&["sh", "-c", "sleep 1; head -c 100m /dev/zero | tail"]);
-    spec.memory_mib = 16;
-    let (status, _) = h.run(&spec).await;
-    assert!(status.oom_killed, "{status:?}");
-    assert_eq!(status.code, 137);
     h.finish().await;
 }
 
