@@ -156,8 +156,9 @@ where
 
 // ----- shared fixtures -------------------------------------------------------------------
 
-/// The liveness TTL the checks commit with.
-pub(crate) const TTL: Duration = Duration::from_secs(30);
+/// The heartbeat interval of the executors the lease checks register: a lease of 300 ms,
+/// which they outlive by sleeping (the store's clock is real time, not the caller's).
+pub(crate) const SHORT_HEARTBEAT: Duration = Duration::from_millis(100);
 /// How long a check asks a store to wait when it expects a wake-up long before.
 pub(crate) const LONG_WAIT: Duration = Duration::from_secs(60);
 /// The liveness bound on such a wake-up.
@@ -183,11 +184,11 @@ pub(crate) fn gpu_spec(cpu_millis: u64, memory_mib: u64, gpus: u32) -> JobSpec {
     spec(cpu_millis, memory_mib).with_gpus(gpus, GpuModel::Any)
 }
 
-/// Submits a new pending job created at `created`.
-pub(crate) async fn submit(store: &Arc<dyn JobStore>, spec: JobSpec, created: Timestamp) -> JobId {
+/// Submits a new pending job (the store stamps its creation time).
+pub(crate) async fn submit(store: &Arc<dyn JobStore>, spec: JobSpec) -> JobId {
     let id = JobId::new();
     store
-        .submit(Job::new(id, spec, created))
+        .submit(Job::new(id, spec, Timestamp::default()))
         .await
         .unwrap_or_else(|e| panic!("submit of {id} failed: {e}"));
     id
@@ -224,21 +225,57 @@ pub(crate) fn registration(
     )
 }
 
-/// Registers an executor at `now`.
+/// Registers an executor (heartbeating every 30 s: a lease of 90 s).
 pub(crate) async fn register(
     store: &Arc<dyn JobStore>,
     id: &str,
     cpu_millis: u64,
     memory_mib: u64,
     gpus: &[&str],
-    now: Timestamp,
 ) -> ExecutorId {
     let reg = registration(id, cpu_millis, memory_mib, gpus);
     store
-        .register_executor(&reg, now)
+        .register_executor(&reg)
         .await
         .unwrap_or_else(|e| panic!("register of {id} failed: {e}"));
     reg.id
+}
+
+/// Registers an executor heartbeating every [`SHORT_HEARTBEAT`] (a lease of 300 ms).
+pub(crate) async fn register_short_lease(store: &Arc<dyn JobStore>, id: &str) -> ExecutorId {
+    let reg = registration(id, 8000, 8192, &["GPU-a0", "GPU-a1"])
+        .with_heartbeat_interval(SHORT_HEARTBEAT);
+    store
+        .register_executor(&reg)
+        .await
+        .unwrap_or_else(|e| panic!("register of {id} failed: {e}"));
+    reg.id
+}
+
+/// Sleeps until a lease of [`SHORT_HEARTBEAT`] renewed before the call has run out.
+pub(crate) async fn outlive_short_lease() {
+    tokio::time::sleep(SHORT_HEARTBEAT * crate::executor::LEASE_INTERVALS + SHORT_HEARTBEAT).await;
+}
+
+/// The store's clock now.
+pub(crate) async fn store_now(store: &Arc<dyn JobStore>) -> Timestamp {
+    store.now().await.expect("now")
+}
+
+/// Asserts that `stamp` was taken from the store's clock between `before` (read from it
+/// earlier) and now.
+pub(crate) async fn assert_stamped(
+    store: &Arc<dyn JobStore>,
+    what: &str,
+    stamp: Option<Timestamp>,
+    before: Timestamp,
+) {
+    let after = store_now(store).await;
+    let stamp = stamp.unwrap_or_else(|| panic!("{what}: not stamped"));
+    assert!(
+        before <= stamp && stamp <= after,
+        "{what}: {stamp:?} is not the store's time between {before:?} and {after:?}"
+    );
 }
 
 /// An assignment of `job` to `executor` naming `gpus`.
@@ -257,12 +294,11 @@ pub(crate) async fn assign(
     job: JobId,
     executor: &ExecutorId,
     gpus: &[&str],
-    now: Timestamp,
 ) -> Job {
     let mut proposal = assignment(job, executor, gpus);
     proposal.snapshot = store.job(job).await.ok().map(Arc::new);
     let committed = store
-        .commit_assignment(&proposal, TTL, now)
+        .commit_assignment(&proposal)
         .await
         .unwrap_or_else(|e| panic!("commit of {job} to {executor} failed: {e}"));
     drain_events(store, executor).await;

@@ -88,6 +88,20 @@ pub enum StoreError {
         /// What was attempted.
         action: &'static str,
     },
+    /// An executor wrote about an attempt of the job that is no longer current: the job was
+    /// assigned again since, or it ended (its executor was lost, it was aborted). The write
+    /// changed nothing; the executor must stop that attempt's container.
+    #[error("job {id}: attempt {attempt} is stale (the job is {state}, attempt {current})")]
+    StaleAttempt {
+        /// The job.
+        id: JobId,
+        /// The attempt the write named.
+        attempt: u32,
+        /// The job's current attempt.
+        current: u32,
+        /// The job's state.
+        state: JobState,
+    },
     /// The store refused an assignment; see [`Rejection`].
     #[error("assignment of job {job} to {executor} rejected: {reason}")]
     Rejected {

@@ -1,6 +1,7 @@
 //! Executors: what they register, what they hold, and what is free on them.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,18 @@ pub struct HostUsage {
     pub memory_used_mib: u64,
 }
 
+/// The heartbeat interval an executor registers when it names none (the original system's
+/// `HEARTBEAT_INTERVAL` default).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How many heartbeat intervals an executor's lease lasts: it is lost after missing
+/// `LEASE_INTERVALS - 1` heartbeats in a row.
+pub const LEASE_INTERVALS: u32 = 3;
+
+/// The shortest heartbeat interval a registration may name: a lease of a few hundred
+/// milliseconds is what the tests use; anything shorter would be lost to scheduling jitter.
+pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(50);
+
 /// What an executor announces when it joins.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutorRegistration {
@@ -46,6 +59,29 @@ pub struct ExecutorRegistration {
     pub region: Option<String>,
     /// Its datacenter, if any.
     pub datacenter: Option<String>,
+    /// How often it heartbeats. Its lease, by which the store judges it alive, is
+    /// [`LEASE_INTERVALS`] times this, whatever any scheduler was started with.
+    #[serde(default = "default_heartbeat_interval", with = "millis")]
+    pub heartbeat_interval: Duration,
+}
+
+fn default_heartbeat_interval() -> Duration {
+    DEFAULT_HEARTBEAT_INTERVAL
+}
+
+/// A `Duration` as whole milliseconds on the wire.
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().min(u128::from(u64::MAX)) as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
 }
 
 impl ExecutorRegistration {
@@ -65,7 +101,21 @@ impl ExecutorRegistration {
             gpus,
             region: None,
             datacenter: None,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
         }
+    }
+
+    /// The same registration heartbeating every `interval` (at least
+    /// [`MIN_HEARTBEAT_INTERVAL`]).
+    pub fn with_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval.max(MIN_HEARTBEAT_INTERVAL);
+        self
+    }
+
+    /// Its lease: [`LEASE_INTERVALS`] heartbeat intervals. An executor whose last heartbeat
+    /// is older than this is lost.
+    pub fn lease_ttl(&self) -> Duration {
+        self.heartbeat_interval.max(MIN_HEARTBEAT_INTERVAL) * LEASE_INTERVALS
     }
 }
 
@@ -83,7 +133,7 @@ pub struct Executor {
     pub jobs: BTreeSet<JobId>,
     /// Time of its registration.
     pub registered_at: Timestamp,
-    /// Time of its last heartbeat.
+    /// Time of its last heartbeat, by the store's clock.
     pub last_heartbeat: Timestamp,
     /// Usage it last reported.
     pub usage: HostUsage,
@@ -128,8 +178,20 @@ impl Executor {
             .collect()
     }
 
-    /// True when its last heartbeat is within `ttl` of `now`.
-    pub fn is_alive(&self, now: Timestamp, ttl: std::time::Duration) -> bool {
-        now.since(self.last_heartbeat) <= ttl
+    /// Its lease, from its registration: [`LEASE_INTERVALS`] of its heartbeat intervals.
+    pub fn lease_ttl(&self) -> Duration {
+        self.registration.lease_ttl()
+    }
+
+    /// The instant its lease runs out unless it heartbeats again: its last heartbeat plus
+    /// its lease.
+    pub fn lease_deadline(&self) -> Timestamp {
+        self.last_heartbeat.plus(self.lease_ttl())
+    }
+
+    /// True while its lease holds at `now` (by the store's clock): its last heartbeat is
+    /// within its own lease of `now`. Exactly at the deadline it is still alive.
+    pub fn is_alive(&self, now: Timestamp) -> bool {
+        now <= self.lease_deadline()
     }
 }

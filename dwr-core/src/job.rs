@@ -217,6 +217,11 @@ pub struct Job {
     pub oom_killed: bool,
     /// An abort was requested and not yet carried out.
     pub abort_requested: Option<AbortCause>,
+    /// Which assignment of the job this is: 0 while it was never assigned, then 1, 2, ...
+    /// (one more at each commit). Every write an executor makes about the job names it, and
+    /// the store refuses a write about any other attempt (fencing).
+    #[serde(default)]
+    pub attempt: u32,
     /// Submission time.
     pub created_at: Timestamp,
     /// Time of the last change.
@@ -243,6 +248,7 @@ impl Job {
             reason: None,
             oom_killed: false,
             abort_requested: None,
+            attempt: 0,
             created_at: now,
             updated_at: now,
             assigned_at: None,

@@ -9,6 +9,7 @@
 //!   share.
 
 pub mod agent;
+pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod error;
@@ -27,8 +28,9 @@ pub mod store;
 pub mod time;
 
 pub use agent::{AgentConfig, AgentError, ExecutorAgent};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Rejection, RuntimeError, StoreError};
-pub use executor::{Executor, ExecutorRegistration, GpuDevice, HostUsage};
+pub use executor::{Executor, ExecutorRegistration, GpuDevice, HostUsage, LEASE_INTERVALS};
 pub use fake::{FakeBehaviour, FakeGpuProbe, FakeHostProbe, FakeRuntime};
 pub use ids::{ExecutorId, JobId, MalformedJobId};
 pub use job::{AbortCause, IllegalTransition, Job, JobState, Outcome, UnknownJobState};
@@ -44,5 +46,5 @@ pub use scheduler::{
     PassReport, Placed, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError,
 };
 pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, VolumeMount};
-pub use store::{AbortRequested, Assignment, ExecutorEvent, Finished, JobQuery, JobStore};
+pub use store::{AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore};
 pub use time::Timestamp;

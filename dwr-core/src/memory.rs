@@ -47,12 +47,15 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::clock::{Clock, SystemClock};
 use crate::error::{Rejection, StoreError};
 use crate::executor::{Executor, ExecutorRegistration, HostUsage};
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{AbortCause, Job, JobState, Outcome};
 use crate::resources::Dimension;
-use crate::store::{AbortRequested, Assignment, ExecutorEvent, Finished, JobQuery, JobStore};
+use crate::store::{
+    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore,
+};
 use crate::time::Timestamp;
 
 /// Lines kept per job log unless [`InMemoryJobStore::with_log_cap`] says otherwise.
@@ -65,6 +68,8 @@ pub struct InMemoryJobStore {
     /// Woken by submit, finish, abort of a pending job, executor expiry and registration.
     work: Notify,
     log_cap: usize,
+    /// The one clock every transition is stamped with and every lease judged by.
+    clock: Arc<dyn Clock>,
 }
 
 impl InMemoryJobStore {
@@ -80,7 +85,15 @@ impl InMemoryJobStore {
             state: Mutex::new(State::default()),
             work: Notify::new(),
             log_cap,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same store keeping time by `clock` instead of the process clock (tests pick
+    /// the instant with a [`ManualClock`](crate::clock::ManualClock)).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The number of lines kept per job log.
@@ -196,6 +209,16 @@ fn slot(state: JobState) -> usize {
     }
 }
 
+/// The refusal of an executor's write about `attempt` of `job`, which is not current.
+fn stale(job: &Job, attempt: u32) -> StoreError {
+    StoreError::StaleAttempt {
+        id: job.id,
+        attempt,
+        current: job.attempt,
+        state: job.state,
+    }
+}
+
 fn rejected(assignment: &Assignment, reason: Rejection) -> StoreError {
     StoreError::Rejected {
         job: assignment.job,
@@ -230,13 +253,8 @@ impl State {
     }
 
     /// Checks and records one assignment (see [`JobStore::commit_assignment`]).
-    fn commit(
-        &mut self,
-        assignment: &Assignment,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<Job, StoreError> {
-        self.check_assignment(assignment, ttl, now)?;
+    fn commit(&mut self, assignment: &Assignment, now: Timestamp) -> Result<Job, StoreError> {
+        self.check_assignment(assignment, now)?;
         // Every condition holds: apply. Nothing below can fail.
         let (Some(entry), Some(executor)) = (
             self.jobs.get_mut(&assignment.job),
@@ -251,6 +269,7 @@ impl State {
                 action: "assign",
             }
         })?;
+        entry.job.attempt += 1;
         entry.job.executor = Some(assignment.executor.clone());
         entry.job.executor_ip = Some(executor.registration.ip.clone());
         entry.job.gpu_ids = assignment.gpu_ids.clone();
@@ -274,12 +293,7 @@ impl State {
     }
 
     /// Checks every condition of an assignment without changing anything.
-    fn check_assignment(
-        &self,
-        assignment: &Assignment,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    fn check_assignment(&self, assignment: &Assignment, now: Timestamp) -> Result<(), StoreError> {
         let job = &self.entry(assignment.job)?.job;
         let reject = |reason| Err(rejected(assignment, reason));
         if job.state != JobState::Pending {
@@ -288,7 +302,7 @@ impl State {
         let Some(executor) = self.executors.get(&assignment.executor) else {
             return reject(Rejection::ExecutorGone);
         };
-        if !executor.is_alive(now, ttl) {
+        if !executor.is_alive(now) {
             return reject(Rejection::ExecutorNotAlive);
         }
         let wanted = job.spec.gpu.count;
@@ -398,8 +412,12 @@ fn ring(notify: Option<Arc<Notify>>) {
 
 #[async_trait]
 impl JobStore for InMemoryJobStore {
-    async fn submit(&self, job: Job) -> Result<(), StoreError> {
-        {
+    async fn now(&self) -> Result<Timestamp, StoreError> {
+        Ok(self.clock.now())
+    }
+
+    async fn submit(&self, mut job: Job) -> Result<Job, StoreError> {
+        let stored = {
             let mut st = self.lock();
             if st.jobs.contains_key(&job.id) {
                 return Err(StoreError::JobExists { id: job.id });
@@ -413,6 +431,9 @@ impl JobStore for InMemoryJobStore {
                     action: "submit a job that is not pending",
                 });
             }
+            let now = self.clock.now();
+            job.created_at = now;
+            job.updated_at = now;
             let seq = st.next_seq;
             st.next_seq += 1;
             let id = job.id;
@@ -421,15 +442,16 @@ impl JobStore for InMemoryJobStore {
             st.jobs.insert(
                 id,
                 JobEntry {
-                    job,
+                    job: job.clone(),
                     seq,
                     log: JobLog::default(),
                     log_notify: None,
                 },
             );
-        }
+            job
+        };
         self.wake_schedulers();
-        Ok(())
+        Ok(stored)
     }
 
     async fn job(&self, id: JobId) -> Result<Job, StoreError> {
@@ -468,26 +490,18 @@ impl JobStore for InMemoryJobStore {
             .collect())
     }
 
-    async fn commit_assignment(
-        &self,
-        assignment: &Assignment,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<Job, StoreError> {
-        self.lock().commit(assignment, ttl, now)
+    async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError> {
+        let mut st = self.lock();
+        st.commit(assignment, self.clock.now())
     }
 
     /// All under one lock, so agents and API readers wait once per pass, not per job.
-    async fn commit_assignments(
-        &self,
-        assignments: &[Assignment],
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Vec<Result<Job, StoreError>> {
+    async fn commit_assignments(&self, assignments: &[Assignment]) -> Vec<Result<Job, StoreError>> {
         let mut st = self.lock();
+        let now = self.clock.now();
         assignments
             .iter()
-            .map(|assignment| st.commit(assignment, ttl, now))
+            .map(|assignment| st.commit(assignment, now))
             .collect()
     }
 
@@ -495,8 +509,9 @@ impl JobStore for InMemoryJobStore {
         &self,
         id: JobId,
         executor: &ExecutorId,
-        now: Timestamp,
+        attempt: u32,
     ) -> Result<(), StoreError> {
+        let now = self.clock.now();
         let mut st = self.lock();
         let entry = st.entry_mut(id)?;
         let state = entry.job.state;
@@ -517,6 +532,9 @@ impl JobStore for InMemoryJobStore {
                 action: "mark running from an executor it is not assigned to",
             });
         }
+        if entry.job.attempt != attempt {
+            return Err(stale(&entry.job, attempt));
+        }
         entry.job.transition(JobState::Running, now).map_err(|_| {
             StoreError::InvalidTransition {
                 id,
@@ -533,11 +551,16 @@ impl JobStore for InMemoryJobStore {
         &self,
         id: JobId,
         outcome: &Outcome,
-        now: Timestamp,
+        attempt: Option<u32>,
     ) -> Result<Finished, StoreError> {
+        let now = self.clock.now();
         let (job, notify) = {
             let mut st = self.lock();
-            let state = st.entry(id)?.job.state;
+            let job = &st.entry(id)?.job;
+            let state = job.state;
+            if attempt.is_some_and(|a| a != job.attempt) {
+                return Err(stale(job, attempt.unwrap_or_default()));
+            }
             if state.is_terminal() {
                 return Ok(Finished {
                     state,
@@ -558,8 +581,8 @@ impl JobStore for InMemoryJobStore {
         &self,
         id: JobId,
         cause: AbortCause,
-        now: Timestamp,
     ) -> Result<AbortRequested, StoreError> {
+        let now = self.clock.now();
         let (job, notify) = {
             let mut st = self.lock();
             let entry = st.entry_mut(id)?;
@@ -589,8 +612,8 @@ impl JobStore for InMemoryJobStore {
     async fn register_executor(
         &self,
         registration: &ExecutorRegistration,
-        now: Timestamp,
     ) -> Result<Executor, StoreError> {
+        let now = self.clock.now();
         let executor = {
             let mut st = self.lock();
             let executor = st
@@ -609,12 +632,8 @@ impl JobStore for InMemoryJobStore {
         Ok(executor)
     }
 
-    async fn heartbeat(
-        &self,
-        id: &ExecutorId,
-        usage: &HostUsage,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn heartbeat(&self, id: &ExecutorId, usage: &HostUsage) -> Result<(), StoreError> {
+        let now = self.clock.now();
         let mut st = self.lock();
         let executor = st
             .executors
@@ -641,16 +660,16 @@ impl JobStore for InMemoryJobStore {
     async fn expire_executor(
         &self,
         id: &ExecutorId,
-        stale_before: Option<Timestamp>,
+        when: Expiry,
         reason: &str,
-        now: Timestamp,
     ) -> Result<Vec<JobId>, StoreError> {
+        let now = self.clock.now();
         let (failed, notifies) = {
             let mut st = self.lock();
             let Some(executor) = st.executors.get(id) else {
                 return Ok(Vec::new());
             };
-            if stale_before.is_some_and(|cut| executor.last_heartbeat >= cut) {
+            if when == Expiry::IfLeaseExpired && executor.is_alive(now) {
                 return Ok(Vec::new());
             }
             let jobs = executor.jobs.clone();
@@ -716,11 +735,21 @@ impl JobStore for InMemoryJobStore {
         Ok(())
     }
 
-    async fn append_logs(&self, id: JobId, lines: &[String]) -> Result<(), StoreError> {
+    async fn append_logs(
+        &self,
+        id: JobId,
+        attempt: Option<u32>,
+        lines: &[String],
+    ) -> Result<(), StoreError> {
         let cap = self.log_cap;
         let notify = {
             let mut st = self.lock();
             let entry = st.entry_mut(id)?;
+            if let Some(attempt) = attempt {
+                if attempt != entry.job.attempt || !entry.job.state.holds_resources() {
+                    return Err(stale(&entry.job, attempt));
+                }
+            }
             entry.log.push(lines, cap);
             entry.log_notify.clone()
         };
@@ -768,11 +797,12 @@ impl JobStore for InMemoryJobStore {
         }
     }
 
-    async fn purge_finished(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+    async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
+        let finished_before = self.clock.now().minus(older_than);
         let mut st = self.lock();
         let cut: Vec<((Timestamp, u64), JobId)> = st
             .finished
-            .range(..(finished_before, 0))
+            .range(..=(finished_before, u64::MAX))
             .map(|(k, v)| (*k, *v))
             .collect();
         for (key, id) in &cut {

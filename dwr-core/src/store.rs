@@ -99,6 +99,17 @@ pub struct Finished {
     pub changed: bool,
 }
 
+/// When [`JobStore::expire_executor`] removes an executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// Only when its lease has run out by the store's clock (its last heartbeat is older
+    /// than its own lease): what a scheduler does to a lost executor. An executor that has
+    /// heartbeated since is kept.
+    IfLeaseExpired,
+    /// Whatever its lease: a clean shutdown of a draining executor.
+    Now,
+}
+
 /// What [`JobStore::request_abort`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AbortRequested {
@@ -112,6 +123,21 @@ pub enum AbortRequested {
 ///
 /// # Contract
 ///
+/// * **One clock.** Every time a store records (submission, assignment, start, end,
+///   heartbeat, registration) and every time it compares (an executor's lease, the purge
+///   age) comes from the store's own clock, which [`now`](JobStore::now) reads: callers
+///   never stamp a transition with theirs. Components that compare times themselves (the
+///   scheduler's allocation timeout and max runtime) read the store's clock for it.
+/// * **Leases.** An executor is alive while its last heartbeat is within its own lease
+///   ([`ExecutorRegistration::lease_ttl`], three of the heartbeat intervals it registered)
+///   of the store's clock. Commits to a lost executor are refused; `expire_executor` removes
+///   one whose lease ran out.
+/// * **Fencing.** Each commit of a job starts a new attempt ([`Job::attempt`]). The writes an
+///   executor makes about a job (`mark_running`, `append_logs`, `finish` with an attempt)
+///   name the attempt; the store refuses, with [`StoreError::StaleAttempt`] and nothing
+///   changed, a write about an attempt that is not the job's current one, or about a job
+///   that no longer holds resources (it ended: lost executor, abort, timeout). `finish` of
+///   the current attempt of a job already terminal stays idempotent (`changed: false`).
 /// * **Atomic transitions.** `submit`, `commit_assignment`, `mark_running`, `finish`,
 ///   `request_abort` and `expire_executor` each apply completely or not at all, and no two
 ///   interleave on the same job or executor. Two schedulers racing on one store can never
@@ -130,8 +156,13 @@ pub enum AbortRequested {
 ///   something to see; their `wait` argument bounds the wait, it is not a poll interval.
 #[async_trait]
 pub trait JobStore: Debug + Send + Sync + 'static {
-    /// Stores a new pending job and wakes schedulers. `JobExists` if the id is taken.
-    async fn submit(&self, job: Job) -> Result<(), StoreError>;
+    /// The store's clock: the one every transition is stamped with and every lease is
+    /// judged by (see the contract).
+    async fn now(&self) -> Result<Timestamp, StoreError>;
+
+    /// Stores a new pending job and wakes schedulers. `JobExists` if the id is taken. The
+    /// store stamps `created_at` and `updated_at` with its clock; returns the job stored.
+    async fn submit(&self, job: Job) -> Result<Job, StoreError>;
 
     /// The job with this id, or `JobNotFound`.
     async fn job(&self, id: JobId) -> Result<Job, StoreError>;
@@ -145,53 +176,48 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// Job counts per state (every state present, zero where none).
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;
 
-    /// Atomically checks that the job is pending, the executor registered and alive
-    /// (heartbeat within `ttl` of `now`), the room free and the named GPUs free on that
-    /// executor and as many as requested; then records the assignment, allocates, and
-    /// queues an [`ExecutorEvent::Assigned`] for the executor carrying the job exactly as
-    /// returned here. `Rejected` otherwise, with nothing changed.
-    async fn commit_assignment(
-        &self,
-        assignment: &Assignment,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<Job, StoreError>;
+    /// Atomically checks that the job is pending, the executor registered and alive (its
+    /// lease holds by the store's clock), the room free and the named GPUs free on that
+    /// executor and as many as requested; then records the assignment as the job's next
+    /// attempt, allocates, and queues an [`ExecutorEvent::Assigned`] for the executor
+    /// carrying the job exactly as returned here. `Rejected` otherwise, with nothing changed.
+    async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError>;
 
     /// [`commit_assignment`](Self::commit_assignment) of each assignment in turn, as if
     /// called one after the other (each checked against the effects of those before it),
     /// with one result per assignment in the same order. A scheduler commits a whole pass
     /// through this, so a store can send the lot in few round trips; the default calls
     /// `commit_assignment` for each.
-    async fn commit_assignments(
-        &self,
-        assignments: &[Assignment],
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Vec<Result<Job, StoreError>> {
+    async fn commit_assignments(&self, assignments: &[Assignment]) -> Vec<Result<Job, StoreError>> {
         let mut results = Vec::with_capacity(assignments.len());
         for assignment in assignments {
-            results.push(self.commit_assignment(assignment, ttl, now).await);
+            results.push(self.commit_assignment(assignment).await);
         }
         results
     }
 
-    /// Assigned → running, only by the executor the job is assigned to. Returns nothing:
-    /// the executor has the job already, and a store need not read it back.
+    /// Assigned → running, only by the executor the job is assigned to and only for its
+    /// current `attempt` (`StaleAttempt` otherwise). The agent calls it between creating
+    /// the container and starting it: a container is started only once the store has
+    /// confirmed the attempt is this executor's. Returns nothing: the executor has the job
+    /// already, and a store need not read it back.
     async fn mark_running(
         &self,
         id: JobId,
         executor: &ExecutorId,
-        now: Timestamp,
+        attempt: u32,
     ) -> Result<(), StoreError>;
 
     /// Moves the job to the terminal state of `outcome` from pending, assigned or running,
     /// releasing what it held, once, and waking schedulers and log followers. Idempotent.
-    /// Returns the state, not the job (read it with [`job`](Self::job) when needed).
+    /// With `attempt` (an executor's report) the write is fenced: refused with
+    /// `StaleAttempt` unless it is the job's current attempt. Returns the state, not the
+    /// job (read it with [`job`](Self::job) when needed).
     async fn finish(
         &self,
         id: JobId,
         outcome: &Outcome,
-        now: Timestamp,
+        attempt: Option<u32>,
     ) -> Result<Finished, StoreError>;
 
     /// Aborts a pending job at once; for an assigned or running job records the request and
@@ -201,25 +227,20 @@ pub trait JobStore: Debug + Send + Sync + 'static {
         &self,
         id: JobId,
         cause: AbortCause,
-        now: Timestamp,
     ) -> Result<AbortRequested, StoreError>;
 
     /// Registers an executor, or refreshes the registration of a live one (keeping its
-    /// allocations and jobs), and wakes schedulers.
+    /// allocations and jobs), and wakes schedulers. Its lease starts now, by the store's
+    /// clock.
     async fn register_executor(
         &self,
         registration: &ExecutorRegistration,
-        now: Timestamp,
     ) -> Result<Executor, StoreError>;
 
-    /// Refreshes liveness and observed usage. `ExecutorNotFound` if the executor is not
-    /// registered (it expired): the agent then registers again.
-    async fn heartbeat(
-        &self,
-        id: &ExecutorId,
-        usage: &HostUsage,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
+    /// Renews the executor's lease (its last heartbeat becomes the store's now) and records
+    /// its observed usage. `ExecutorNotFound` if the executor is not registered (it
+    /// expired): the agent then registers again.
+    async fn heartbeat(&self, id: &ExecutorId, usage: &HostUsage) -> Result<(), StoreError>;
 
     /// The executor with this id, or `ExecutorNotFound`.
     async fn executor(&self, id: &ExecutorId) -> Result<Executor, StoreError>;
@@ -227,16 +248,15 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// Every registered executor, ordered by id.
     async fn executors(&self) -> Result<Vec<Executor>, StoreError>;
 
-    /// Removes an executor whose last heartbeat is older than `stale_before` (or any
-    /// executor, when `stale_before` is `None`: a clean shutdown), failing its assigned and
-    /// running jobs with `reason` and releasing their resources. Returns the jobs failed;
-    /// empty when the executor is gone or has heartbeated since.
+    /// Removes an executor whose lease ran out by the store's clock (or any executor, with
+    /// [`Expiry::Now`]: a clean shutdown), failing its assigned and running jobs with
+    /// `reason` and releasing their resources. Returns the jobs failed; empty when the
+    /// executor is gone or its lease still holds.
     async fn expire_executor(
         &self,
         id: &ExecutorId,
-        stale_before: Option<Timestamp>,
+        when: Expiry,
         reason: &str,
-        now: Timestamp,
     ) -> Result<Vec<JobId>, StoreError>;
 
     /// The next event for `executor`, waiting up to `wait` for one. Events are delivered
@@ -253,8 +273,15 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// last call, or after `wait`.
     async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError>;
 
-    /// Appends lines to the job's log in one operation.
-    async fn append_logs(&self, id: JobId, lines: &[String]) -> Result<(), StoreError>;
+    /// Appends lines to the job's log in one operation. With `attempt` (an executor's
+    /// output) the write is fenced: refused with `StaleAttempt` unless it is the job's
+    /// current attempt and the job still holds resources (assigned or running).
+    async fn append_logs(
+        &self,
+        id: JobId,
+        attempt: Option<u32>,
+        lines: &[String],
+    ) -> Result<(), StoreError>;
 
     /// The job's log lines from index `from` on (oldest first).
     async fn logs(&self, id: JobId, from: usize) -> Result<Vec<String>, StoreError>;
@@ -268,10 +295,9 @@ pub trait JobStore: Debug + Send + Sync + 'static {
         wait: Duration,
     ) -> Result<Vec<String>, StoreError>;
 
-    /// Deletes terminal jobs (and their logs) that finished before `finished_before`.
-    /// Returns how many were deleted. A store may take them in the order they finished
-    /// rather than by their finish times: then a job whose time (from its caller's clock)
-    /// is later than that of a job that finished after it holds that job back until it is
-    /// due too (the Redis store does this; the in-memory store goes by the times).
-    async fn purge_finished(&self, finished_before: Timestamp) -> Result<u64, StoreError>;
+    /// Deletes terminal jobs (and their logs) that finished `older_than` ago or earlier, by
+    /// the store's clock. Returns how many were deleted. A store may take them in the order
+    /// they finished rather than by their finish times (the Redis store does): with one
+    /// clock stamping every finish the two orders agree, except across a step of that clock.
+    async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError>;
 }

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use dwr_core::placement::FirstFit;
 use dwr_core::{
-    AbortCause, ExecutorEvent, ExecutorId, ExecutorRegistration, GpuDevice, GpuModel, HostUsage,
-    InMemoryJobStore, Job, JobId, JobQuery, JobSpec, JobState, JobStore, Outcome, Resources,
-    Scheduler, SchedulerConfig, StoreError, Timestamp,
+    AbortCause, Clock, ExecutorEvent, ExecutorId, ExecutorRegistration, GpuDevice, GpuModel,
+    HostUsage, InMemoryJobStore, Job, JobId, JobQuery, JobSpec, JobState, JobStore, ManualClock,
+    Outcome, Resources, Scheduler, SchedulerConfig, StoreError, Timestamp,
 };
 use proptest::prelude::*;
 
@@ -73,7 +73,8 @@ fn op() -> impl Strategy<Value = Op> {
 struct Sim {
     store: Arc<InMemoryJobStore>,
     scheduler: Scheduler,
-    now: Timestamp,
+    /// The store's clock, moved by `Advance` only.
+    clock: Arc<ManualClock>,
     executors: Vec<(ExecutorId, bool)>,
     jobs: Vec<JobId>,
     assigned_events: HashMap<JobId, usize>,
@@ -82,19 +83,17 @@ struct Sim {
 
 impl Sim {
     async fn new(executors: usize) -> Self {
-        let store = Arc::new(InMemoryJobStore::new());
+        let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+        let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
         let scheduler = Scheduler::new(
             store.clone(),
             Arc::new(FirstFit),
-            SchedulerConfig {
-                executor_ttl: TTL,
-                ..SchedulerConfig::default()
-            },
+            SchedulerConfig::default(),
         );
         let mut sim = Sim {
             store,
             scheduler,
-            now: Timestamp(1_700_000_000_000),
+            clock,
             executors: Vec::new(),
             jobs: Vec::new(),
             assigned_events: HashMap::new(),
@@ -118,7 +117,7 @@ impl Sim {
             })
             .collect();
         let reg = ExecutorRegistration::new(id.clone(), format!("10.0.0.{n}"), 4000, 4096, gpus);
-        self.store.register_executor(&reg, self.now).await.unwrap();
+        self.store.register_executor(&reg).await.unwrap();
         self.executors.push((id, true));
     }
 
@@ -145,17 +144,17 @@ impl Sim {
                     let rule = model.map_or(GpuModel::Any, |m| GpuModel::parse(MODELS[m]));
                     spec = spec.with_gpus(gpus, rule);
                 }
-                let job = Job::new(JobId::new(), spec, self.now);
+                let job = Job::new(JobId::new(), spec, self.clock.now());
                 store.submit(job.clone()).await.unwrap();
                 self.jobs.push(job.id);
             }
             Op::Pass => {
-                self.scheduler.run_pass_at(self.now, true).await.unwrap();
+                self.scheduler.run_pass_with(true).await.unwrap();
             }
-            Op::Advance { secs } => self.now = self.now.plus(Duration::from_secs(secs)),
+            Op::Advance { secs } => self.clock.advance(Duration::from_secs(secs)),
             Op::Heartbeat { exec } => {
                 if let Some(id) = self.live(exec) {
-                    match store.heartbeat(&id, &HostUsage::default(), self.now).await {
+                    match store.heartbeat(&id, &HostUsage::default()).await {
                         Ok(()) => {}
                         // Expired while it was slow: it registers again, as the agent does.
                         Err(StoreError::ExecutorNotFound { .. }) => {
@@ -167,7 +166,7 @@ impl Sim {
                                 4096,
                                 vec![],
                             );
-                            store.register_executor(&reg, self.now).await.unwrap();
+                            store.register_executor(&reg).await.unwrap();
                         }
                         Err(e) => panic!("heartbeat: {e}"),
                     }
@@ -189,14 +188,14 @@ impl Sim {
                 if !running.is_empty() {
                     let id = running[job % running.len()].id;
                     store
-                        .finish(id, &Outcome::exited(code, oom), self.now)
+                        .finish(id, &Outcome::exited(code, oom), None)
                         .await
                         .unwrap();
                 }
             }
             Op::Abort { job } => {
                 if let Some(id) = self.job(job) {
-                    match store.request_abort(id, AbortCause::User, self.now).await {
+                    match store.request_abort(id, AbortCause::User).await {
                         Ok(_) | Err(StoreError::AlreadyTerminal { .. }) => {}
                         Err(e) => panic!("abort: {e}"),
                     }
@@ -226,11 +225,11 @@ impl Sim {
                 let job = job.id;
                 *self.assigned_events.entry(job).or_default() += 1;
                 // The job may have been aborted or expired meanwhile: then this is refused.
-                let _ = self.store.mark_running(job, id, self.now).await;
+                let _ = self.store.mark_running(job, id, 1).await;
             }
             ExecutorEvent::Abort(job, cause) => {
                 self.store
-                    .finish(job, &cause.outcome(), self.now)
+                    .finish(job, &cause.outcome(), None)
                     .await
                     .unwrap();
             }
@@ -309,11 +308,7 @@ impl Sim {
     /// Ends every job and checks that an idle cluster has everything free.
     async fn drain(&mut self) {
         for id in self.jobs.clone() {
-            match self
-                .store
-                .request_abort(id, AbortCause::User, self.now)
-                .await
-            {
+            match self.store.request_abort(id, AbortCause::User).await {
                 Ok(_) | Err(StoreError::AlreadyTerminal { .. }) => {}
                 Err(e) => panic!("abort: {e}"),
             }
@@ -324,10 +319,7 @@ impl Sim {
             .into_iter()
             .filter(|(_, alive)| *alive)
         {
-            self.store
-                .heartbeat(&id, &HostUsage::default(), self.now)
-                .await
-                .ok();
+            self.store.heartbeat(&id, &HostUsage::default()).await.ok();
             while self
                 .store
                 .next_event(&id, Duration::ZERO)
@@ -341,15 +333,12 @@ impl Sim {
             let job = self.store.job(id).await.unwrap();
             if let (Some(cause), Some(exec)) = (job.abort_requested, job.executor) {
                 if self.executors.iter().any(|(e, alive)| *alive && *e == exec) {
-                    self.store
-                        .finish(id, &cause.outcome(), self.now)
-                        .await
-                        .unwrap();
+                    self.store.finish(id, &cause.outcome(), None).await.unwrap();
                 }
             }
         }
-        self.now = self.now.plus(TTL + Duration::from_secs(1));
-        self.scheduler.run_pass_at(self.now, true).await.unwrap();
+        self.clock.advance(TTL + Duration::from_secs(1));
+        self.scheduler.run_pass_with(true).await.unwrap();
         self.check().await;
         for id in &self.jobs {
             let job = self.store.job(*id).await.unwrap();

@@ -43,8 +43,8 @@ async fn the_log_cap_drops_the_oldest_lines_and_keeps_offsets_absolute() {
     assert_eq!(store.log_cap(), 5);
     assert_eq!(InMemoryJobStore::new().log_cap(), DEFAULT_LOG_CAP);
     let id = submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
-    store.append_logs(id, &lines(0..3)).await.unwrap();
-    store.append_logs(id, &lines(3..8)).await.unwrap();
+    store.append_logs(id, None, &lines(0..3)).await.unwrap();
+    store.append_logs(id, None, &lines(3..8)).await.unwrap();
     assert_eq!(
         store.logs(id, 0).await.unwrap(),
         lines(3..8),
@@ -58,7 +58,7 @@ async fn the_log_cap_drops_the_oldest_lines_and_keeps_offsets_absolute() {
     );
     assert!(store.logs(id, 8).await.unwrap().is_empty());
     // One append larger than the cap keeps its last lines.
-    store.append_logs(id, &lines(8..20)).await.unwrap();
+    store.append_logs(id, None, &lines(8..20)).await.unwrap();
     assert_eq!(store.logs(id, 0).await.unwrap(), lines(15..20));
     assert_eq!(store.logs(id, 17).await.unwrap(), lines(17..20));
     // A follower past the kept lines still waits for new ones.
@@ -74,7 +74,7 @@ async fn the_log_cap_drops_the_oldest_lines_and_keeps_offsets_absolute() {
 
     let none = InMemoryJobStore::with_log_cap(0);
     let id = submit(&none, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
-    none.append_logs(id, &lines(0..3)).await.unwrap();
+    none.append_logs(id, None, &lines(0..3)).await.unwrap();
     assert!(none.logs(id, 0).await.unwrap().is_empty());
 }
 
@@ -129,7 +129,7 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
             8192,
             gpus,
         );
-        store.register_executor(&reg, now()).await.unwrap();
+        store.register_executor(&reg).await.unwrap();
         execs.push(reg);
     }
     let mut ids = Vec::new();
@@ -173,16 +173,13 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
                                 continue;
                             }
                             let a = Assignment::new(id, reg.id.clone(), free);
-                            match store
-                                .commit_assignment(&a, Duration::from_secs(30), now())
-                                .await
-                            {
+                            match store.commit_assignment(&a).await {
                                 Ok(job) => {
                                     won.push(id);
                                     // Some jobs finish at once, making room for others.
                                     if (k + t) % 3 == 0 {
                                         let f = store
-                                            .finish(job.id, &Outcome::failed("x"), now())
+                                            .finish(job.id, &Outcome::failed("x"), None)
                                             .await
                                             .unwrap();
                                         assert!(f.changed);
@@ -244,7 +241,7 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
     // Finish everything: the cluster goes back to idle with nothing held.
     for id in ids.iter() {
         store
-            .finish(*id, &Outcome::failed("done"), now())
+            .finish(*id, &Outcome::failed("done"), None)
             .await
             .unwrap();
     }
@@ -264,7 +261,7 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
 async fn next_event_loses_no_wake_up_under_a_stream_of_events() {
     let store = Arc::new(InMemoryJobStore::new());
     let reg = ExecutorRegistration::new("e1".into(), "10.0.0.1", 1_000_000, 1_000_000, vec![]);
-    store.register_executor(&reg, now()).await.unwrap();
+    store.register_executor(&reg).await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..300 {
         ids.push(submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await);
@@ -276,10 +273,7 @@ async fn next_event_loses_no_wake_up_under_a_stream_of_events() {
         tokio::spawn(async move {
             for (i, id) in ids.into_iter().enumerate() {
                 let a = Assignment::new(id, exec.clone(), vec![]);
-                store
-                    .commit_assignment(&a, Duration::from_secs(30), now())
-                    .await
-                    .unwrap();
+                store.commit_assignment(&a).await.unwrap();
                 if i % 7 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -322,11 +316,11 @@ async fn a_log_follower_sees_every_line_once() {
         let store = store.clone();
         tokio::spawn(async move {
             for n in 0..LINES {
-                store.append_logs(id, &lines(n..n + 1)).await.unwrap();
+                store.append_logs(id, None, &lines(n..n + 1)).await.unwrap();
                 seen_rx.wait_for(|seen| *seen > n).await.unwrap();
             }
             store
-                .finish(id, &Outcome::failed("end"), now())
+                .finish(id, &Outcome::failed("end"), None)
                 .await
                 .unwrap();
         })

@@ -6,8 +6,8 @@ use std::time::Duration;
 use dwr_core::placement::FirstFit;
 use dwr_core::{
     AbortCause, ExecutorEvent, ExecutorId, ExecutorRegistration, GpuDevice, GpuModel, HostUsage,
-    InMemoryJobStore, JobSpec, JobState, JobStore, Outcome, Scheduler, SchedulerConfig,
-    SubmitError, Timestamp,
+    InMemoryJobStore, JobSpec, JobState, JobStore, ManualClock, Outcome, Scheduler,
+    SchedulerConfig, SubmitError, Timestamp,
 };
 
 const TTL: Duration = Duration::from_secs(90);
@@ -38,10 +38,7 @@ async fn executor(store: &InMemoryJobStore, id: &str, cpu: u64, mem: u64, gpus: 
         mem,
         devices,
     );
-    store
-        .register_executor(&reg, Timestamp::now())
-        .await
-        .unwrap();
+    store.register_executor(&reg).await.unwrap();
 }
 
 #[tokio::test]
@@ -87,11 +84,11 @@ async fn a_pass_places_jobs_first_fit_and_explains_the_rest() {
 
     // Finishing one frees room; the next pass places the waiting job.
     store
-        .mark_running(ids[0], &ExecutorId::new("a"), Timestamp::now())
+        .mark_running(ids[0], &ExecutorId::new("a"), 1)
         .await
         .unwrap();
     store
-        .finish(ids[0], &Outcome::exited(0, false), Timestamp::now())
+        .finish(ids[0], &Outcome::exited(0, false), None)
         .await
         .unwrap();
     let report = s.run_pass().await.unwrap();
@@ -162,20 +159,21 @@ async fn an_infeasible_gpu_job_fails_fast_saying_no_executor_has_gpus() {
 
 #[tokio::test]
 async fn a_job_that_waits_past_its_allocation_timeout_fails_with_the_reason() {
-    let store = Arc::new(InMemoryJobStore::new());
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
     executor(&store, "a", 1000, 1024, &[]).await;
     let s = scheduler(&store, SchedulerConfig::default());
     let filler = s.submit(spec(1000, 100)).await.unwrap().id;
     let waiting = s.submit(spec(1000, 100)).await.unwrap().id;
     s.run_pass().await.unwrap();
     assert_eq!(store.job(filler).await.unwrap().state, JobState::Assigned);
-    // Keep the executor alive at the future instant, then look from 301 s ahead.
-    let later = Timestamp::now().plus(Duration::from_secs(301));
+    // 301 s later, the executor still alive.
+    clock.advance(Duration::from_secs(301));
     store
-        .heartbeat(&ExecutorId::new("a"), &HostUsage::default(), later)
+        .heartbeat(&ExecutorId::new("a"), &HostUsage::default())
         .await
         .unwrap();
-    let report = s.run_pass_at(later, false).await.unwrap();
+    let report = s.run_pass_with(false).await.unwrap();
     assert_eq!(report.failed, [waiting]);
     let job = store.job(waiting).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
@@ -186,13 +184,14 @@ async fn a_job_that_waits_past_its_allocation_timeout_fails_with_the_reason() {
 
 #[tokio::test]
 async fn a_lost_executor_fails_its_jobs_and_frees_its_room() {
-    let store = Arc::new(InMemoryJobStore::new());
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
     executor(&store, "a", 1000, 1024, &[]).await;
     let s = scheduler(&store, SchedulerConfig::default());
     let id = s.submit(spec(1000, 100)).await.unwrap().id;
     s.run_pass().await.unwrap();
-    let later = Timestamp::now().plus(TTL + Duration::from_secs(1));
-    let report = s.run_pass_at(later, false).await.unwrap();
+    clock.advance(TTL + Duration::from_secs(1));
+    let report = s.run_pass_with(false).await.unwrap();
     assert_eq!(report.expired_executors, [ExecutorId::new("a")]);
     let job = store.job(id).await.unwrap();
     assert_eq!(
@@ -212,7 +211,8 @@ async fn a_lost_executor_fails_its_jobs_and_frees_its_room() {
 
 #[tokio::test]
 async fn a_job_past_its_max_runtime_is_asked_to_stop_as_timed_out() {
-    let store = Arc::new(InMemoryJobStore::new());
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
     executor(&store, "a", 1000, 1024, &[]).await;
     let s = scheduler(&store, SchedulerConfig::default());
     let mut sp = spec(100, 100);
@@ -220,33 +220,22 @@ async fn a_job_past_its_max_runtime_is_asked_to_stop_as_timed_out() {
     let id = s.submit(sp).await.unwrap().id;
     s.run_pass().await.unwrap();
     let exec = ExecutorId::new("a");
-    store
-        .mark_running(id, &exec, Timestamp::now())
-        .await
-        .unwrap();
+    store.mark_running(id, &exec, 1).await.unwrap();
     let event = store.next_event(&exec, Duration::ZERO).await.unwrap();
     assert!(
         matches!(&event, Some(ExecutorEvent::Assigned(job)) if job.id == id),
         "{event:?}"
     );
-    let later = Timestamp::now().plus(Duration::from_secs(61));
-    store
-        .heartbeat(&exec, &HostUsage::default(), later)
-        .await
-        .unwrap();
-    let report = s.run_pass_at(later, true).await.unwrap();
+    clock.advance(Duration::from_secs(61));
+    store.heartbeat(&exec, &HostUsage::default()).await.unwrap();
+    let report = s.run_pass_with(true).await.unwrap();
     assert_eq!(report.timed_out, [id]);
     assert_eq!(
         store.next_event(&exec, Duration::ZERO).await.unwrap(),
         Some(ExecutorEvent::Abort(id, AbortCause::TimedOut))
     );
     // Asked once, not on every pass.
-    assert!(s
-        .run_pass_at(later, true)
-        .await
-        .unwrap()
-        .timed_out
-        .is_empty());
+    assert!(s.run_pass_with(true).await.unwrap().timed_out.is_empty());
 }
 
 #[tokio::test]
@@ -322,6 +311,71 @@ async fn the_loop_places_a_submitted_job_without_waiting_for_the_tick() {
         matches!(&event, Some(ExecutorEvent::Assigned(job)) if job.id == id),
         "{event:?}"
     );
+    stop_tx.send(()).unwrap();
+    runner.await.unwrap().unwrap();
+}
+
+/// The run loop expires a lost executor when its own lease runs out (three of the
+/// heartbeat intervals it registered), not at the scheduler's tick nor by a TTL of the
+/// scheduler's; an executor with a longer lease is kept meanwhile.
+#[tokio::test]
+async fn the_loop_expires_a_lost_executor_at_its_own_lease() {
+    let store = Arc::new(InMemoryJobStore::new());
+    let short =
+        ExecutorRegistration::new(ExecutorId::new("a-short"), "10.0.0.1", 1000, 1024, vec![])
+            .with_heartbeat_interval(Duration::from_millis(100));
+    let long = ExecutorRegistration::new(ExecutorId::new("b-long"), "10.0.0.2", 1000, 1024, vec![]);
+    store.register_executor(&short).await.unwrap();
+    // Its lease runs from here.
+    let started = std::time::Instant::now();
+    store.register_executor(&long).await.unwrap();
+    let s = scheduler(
+        &store,
+        SchedulerConfig {
+            tick: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    let on_short = s.submit(spec(1000, 100)).await.unwrap().id;
+    let on_long = s.submit(spec(1000, 100)).await.unwrap().id;
+    s.run_pass().await.unwrap();
+    let job = store.job(on_short).await.unwrap();
+    assert_eq!(job.executor, Some(ExecutorId::new("a-short")), "first fit");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.run(async {
+                stop_rx.await.ok();
+            })
+            .await
+        })
+    };
+    // No heartbeat from "a-short": its lease (300 ms) runs out; the loop must notice within
+    // a second of that though its tick is an hour.
+    loop {
+        let job = store.job(on_short).await.unwrap();
+        if job.state == JobState::Failed {
+            assert_eq!(job.reason.as_deref(), Some("executor lost"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(300) + Duration::from_secs(1),
+            "the lost executor's job is still {} after its lease + 1 s",
+            job.state
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "expired before its lease ran out"
+    );
+    assert_eq!(
+        store.job(on_long).await.unwrap().state,
+        JobState::Assigned,
+        "an executor with a 90 s lease is kept"
+    );
+    assert!(store.executor(&ExecutorId::new("b-long")).await.is_ok());
     stop_tx.send(()).unwrap();
     runner.await.unwrap().unwrap();
 }

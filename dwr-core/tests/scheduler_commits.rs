@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use dwr_core::placement::FirstFit;
 use dwr_core::{
     AbortCause, AbortRequested, Assignment, Executor, ExecutorEvent, ExecutorId,
-    ExecutorRegistration, Finished, HostUsage, InMemoryJobStore, Job, JobId, JobQuery, JobSpec,
-    JobState, JobStore, Outcome, Scheduler, SchedulerConfig, StoreError, Timestamp,
+    ExecutorRegistration, Expiry, Finished, HostUsage, InMemoryJobStore, Job, JobId, JobQuery,
+    JobSpec, JobState, JobStore, Outcome, Scheduler, SchedulerConfig, StoreError, Timestamp,
 };
 
 /// The in-memory store, except that just before the first batch of commits another
@@ -26,7 +26,11 @@ struct Raced {
 
 #[async_trait]
 impl JobStore for Raced {
-    async fn submit(&self, job: Job) -> Result<(), StoreError> {
+    async fn now(&self) -> Result<Timestamp, StoreError> {
+        self.inner.now().await
+    }
+
+    async fn submit(&self, job: Job) -> Result<Job, StoreError> {
         self.inner.submit(job).await
     }
     async fn job(&self, id: JobId) -> Result<Job, StoreError> {
@@ -41,71 +45,51 @@ impl JobStore for Raced {
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
         self.inner.counts().await
     }
-    async fn commit_assignment(
-        &self,
-        assignment: &Assignment,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<Job, StoreError> {
-        self.inner.commit_assignment(assignment, ttl, now).await
+    async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError> {
+        self.inner.commit_assignment(assignment).await
     }
-    async fn commit_assignments(
-        &self,
-        assignments: &[Assignment],
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Vec<Result<Job, StoreError>> {
+    async fn commit_assignments(&self, assignments: &[Assignment]) -> Vec<Result<Job, StoreError>> {
         self.batches.lock().unwrap().push(assignments.len());
         let thief = self.thief.lock().unwrap().take();
         if let Some((job, executor)) = thief {
             let id = job.id;
             self.inner.submit(job).await.unwrap();
             let steal = Assignment::new(id, executor, Vec::new());
-            self.inner
-                .commit_assignment(&steal, ttl, now)
-                .await
-                .unwrap();
+            self.inner.commit_assignment(&steal).await.unwrap();
         }
-        self.inner.commit_assignments(assignments, ttl, now).await
+        self.inner.commit_assignments(assignments).await
     }
     async fn mark_running(
         &self,
         id: JobId,
         executor: &ExecutorId,
-        now: Timestamp,
+        attempt: u32,
     ) -> Result<(), StoreError> {
-        self.inner.mark_running(id, executor, now).await
+        self.inner.mark_running(id, executor, attempt).await
     }
     async fn finish(
         &self,
         id: JobId,
         outcome: &Outcome,
-        now: Timestamp,
+        attempt: Option<u32>,
     ) -> Result<Finished, StoreError> {
-        self.inner.finish(id, outcome, now).await
+        self.inner.finish(id, outcome, attempt).await
     }
     async fn request_abort(
         &self,
         id: JobId,
         cause: AbortCause,
-        now: Timestamp,
     ) -> Result<AbortRequested, StoreError> {
-        self.inner.request_abort(id, cause, now).await
+        self.inner.request_abort(id, cause).await
     }
     async fn register_executor(
         &self,
         registration: &ExecutorRegistration,
-        now: Timestamp,
     ) -> Result<Executor, StoreError> {
-        self.inner.register_executor(registration, now).await
+        self.inner.register_executor(registration).await
     }
-    async fn heartbeat(
-        &self,
-        id: &ExecutorId,
-        usage: &HostUsage,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.inner.heartbeat(id, usage, now).await
+    async fn heartbeat(&self, id: &ExecutorId, usage: &HostUsage) -> Result<(), StoreError> {
+        self.inner.heartbeat(id, usage).await
     }
     async fn executor(&self, id: &ExecutorId) -> Result<Executor, StoreError> {
         self.inner.executor(id).await
@@ -116,13 +100,10 @@ impl JobStore for Raced {
     async fn expire_executor(
         &self,
         id: &ExecutorId,
-        stale_before: Option<Timestamp>,
+        when: Expiry,
         reason: &str,
-        now: Timestamp,
     ) -> Result<Vec<JobId>, StoreError> {
-        self.inner
-            .expire_executor(id, stale_before, reason, now)
-            .await
+        self.inner.expire_executor(id, when, reason).await
     }
     async fn next_event(
         &self,
@@ -134,8 +115,13 @@ impl JobStore for Raced {
     async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError> {
         self.inner.wait_for_work(wait).await
     }
-    async fn append_logs(&self, id: JobId, lines: &[String]) -> Result<(), StoreError> {
-        self.inner.append_logs(id, lines).await
+    async fn append_logs(
+        &self,
+        id: JobId,
+        attempt: Option<u32>,
+        lines: &[String],
+    ) -> Result<(), StoreError> {
+        self.inner.append_logs(id, attempt, lines).await
     }
     async fn logs(&self, id: JobId, from: usize) -> Result<Vec<String>, StoreError> {
         self.inner.logs(id, from).await
@@ -148,8 +134,8 @@ impl JobStore for Raced {
     ) -> Result<Vec<String>, StoreError> {
         self.inner.wait_logs(id, from, wait).await
     }
-    async fn purge_finished(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        self.inner.purge_finished(finished_before).await
+    async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
+        self.inner.purge_finished(older_than).await
     }
 }
 
@@ -171,10 +157,7 @@ async fn cluster(
     });
     for id in executors {
         let reg = ExecutorRegistration::new((*id).clone(), "10.0.0.1", cpu, cpu, Vec::new());
-        store
-            .register_executor(&reg, Timestamp::now())
-            .await
-            .unwrap();
+        store.register_executor(&reg).await.unwrap();
     }
     let scheduler = Scheduler::new(
         store.clone(),

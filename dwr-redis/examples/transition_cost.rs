@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dwr_core::{
-    Assignment, ExecutorId, ExecutorRegistration, Job, JobId, JobSpec, JobStore, Outcome, Timestamp,
+    Assignment, ExecutorId, ExecutorRegistration, Expiry, Job, JobId, JobSpec, JobStore, Outcome,
+    Timestamp,
 };
 use dwr_redis::{RedisConfig, RedisJobStore};
 use futures::future::join_all;
@@ -74,13 +75,9 @@ async fn main() {
         1_000_000_000,
         Vec::new(),
     );
-    store
-        .register_executor(&registration, Timestamp::now())
-        .await
-        .unwrap();
+    store.register_executor(&registration).await.unwrap();
     let spec = JobSpec::new("dwr-test/busybox:latest", vec!["true".into()], 100, 16);
     let ids: Vec<JobId> = (0..jobs).map(|_| JobId::new()).collect();
-    let ttl = Duration::from_secs(60);
 
     println!("stage          server CPU µs/job   script µs/job   wall s");
     let report = |stage: &str, before: (f64, u64), after: (f64, u64), wall: Duration| {
@@ -133,7 +130,9 @@ async fn main() {
         )
         .await
         .into_iter()
-        .for_each(|r| r.expect("submit"));
+        .for_each(|r| {
+            r.expect("submit");
+        });
     });
     stage!("pending read", chunk, {
         let read = store.pending_jobs(chunk.len()).await.expect("pending");
@@ -149,10 +148,7 @@ async fn main() {
                 snapshot: Some(submitted[id].clone()),
             })
             .collect();
-        for r in store
-            .commit_assignments(&batch, ttl, Timestamp::now())
-            .await
-        {
+        for r in store.commit_assignments(&batch).await {
             r.expect("commit");
         }
     });
@@ -166,29 +162,21 @@ async fn main() {
         }
     });
     stage!("mark running", chunk, {
-        join_all(
-            chunk
-                .iter()
-                .map(|id| store.mark_running(*id, &executor, Timestamp::now())),
-        )
-        .await
-        .into_iter()
-        .for_each(|r| {
-            r.expect("mark running");
-        });
+        join_all(chunk.iter().map(|id| store.mark_running(*id, &executor, 1)))
+            .await
+            .into_iter()
+            .for_each(|r| {
+                r.expect("mark running");
+            });
     });
     let exited = Outcome::exited(0, false);
     stage!("finish", chunk, {
-        join_all(
-            chunk
-                .iter()
-                .map(|id| store.finish(*id, &exited, Timestamp::now())),
-        )
-        .await
-        .into_iter()
-        .for_each(|r| {
-            r.expect("finish");
-        });
+        join_all(chunk.iter().map(|id| store.finish(*id, &exited, None)))
+            .await
+            .into_iter()
+            .for_each(|r| {
+                r.expect("finish");
+            });
     });
     // Listing all jobs has no index of its own (it bisects the per-state sets): one page
     // of 100 at the start, the middle and the end of the history, server CPU per page.
@@ -222,12 +210,9 @@ async fn main() {
             t.elapsed().as_secs_f64() * 1e3 / PAGES as f64
         );
     }
+    store.purge_finished(Duration::ZERO).await.expect("purge");
     store
-        .purge_finished(Timestamp::now().plus(Duration::from_secs(1)))
-        .await
-        .expect("purge");
-    store
-        .expire_executor(&executor, None, "done", Timestamp::now())
+        .expire_executor(&executor, Expiry::Now, "done")
         .await
         .expect("expire");
 }

@@ -48,6 +48,10 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
     );
     opt("started_at", job.started_at.map(|t| t.millis().to_string()));
     opt(
+        "attempt",
+        (job.attempt > 0).then(|| job.attempt.to_string()),
+    );
+    opt(
         "finished_at",
         job.finished_at.map(|t| t.millis().to_string()),
     );
@@ -120,6 +124,7 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
         reason: map.get("reason").cloned(),
         oom_killed: map.get("oom").is_some_and(|v| v == "1"),
         abort_requested: map.get("abort").and_then(|c| parse_abort_cause(c)),
+        attempt: int("attempt")?.map_or(0, |a| u32::try_from(a).unwrap_or(u32::MAX)),
         created_at,
         updated_at: ts("updated_at")?.unwrap_or(created_at),
         assigned_at: ts("assigned_at")?,
@@ -180,6 +185,30 @@ pub(crate) fn text_at(rest: &[Value], i: usize, script: &str) -> Result<String, 
     rest.get(i)
         .and_then(|v| redis::from_redis_value::<String>(v).ok())
         .ok_or_else(|| corrupt(script, format!("payload item {i} missing")))
+}
+
+/// A time in ms (Redis TIME, as a script read it) in a script's payload.
+pub(crate) fn millis_at(rest: &[Value], i: usize, script: &str) -> Result<Timestamp, StoreError> {
+    text_at(rest, i, script)?
+        .parse()
+        .map(Timestamp)
+        .map_err(|_| corrupt(script, format!("payload item {i} is not a time")))
+}
+
+/// The refusal of a write about `attempt` of job `id` that a script found stale: its
+/// payload is the job's state and current attempt.
+pub(crate) fn stale_at(
+    id: JobId,
+    attempt: u32,
+    rest: &[Value],
+    script: &str,
+) -> Result<StoreError, StoreError> {
+    Ok(StoreError::StaleAttempt {
+        id,
+        attempt,
+        current: text_at(rest, 1, script)?.parse().unwrap_or(0),
+        state: state_at(rest, script)?,
+    })
 }
 
 /// The job hash in a script's payload.

@@ -7,14 +7,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dwr_core::{
     AbortCause, AbortRequested, Assignment, Dimension, Executor, ExecutorEvent, ExecutorId,
-    ExecutorRegistration, Finished, HostUsage, Job, JobId, JobQuery, JobState, JobStore, Outcome,
-    Rejection, StoreError, Timestamp,
+    ExecutorRegistration, Expiry, Finished, HostUsage, Job, JobId, JobQuery, JobState, JobStore,
+    Outcome, Rejection, StoreError, Timestamp,
 };
 use redis::AsyncCommands;
 
 use crate::codec::{
     abort_cause_str, array, executor_from, job_at, job_fields, job_from_map, json_strings,
-    parse_event, state_at, status_reply, strings, text_at,
+    millis_at, parse_event, stale_at, state_at, status_reply, strings, text_at,
 };
 use crate::error::{corrupt, store_error};
 use crate::store::RedisJobStore;
@@ -51,12 +51,10 @@ fn timed_out(operation: &'static str) -> StoreError {
 }
 
 /// The arguments of `commit_assignment.lua` after the prefix.
-fn commit_args(assignment: &Assignment, ttl: Duration, now: Timestamp) -> Vec<String> {
+fn commit_args(assignment: &Assignment) -> Vec<String> {
     let mut args = vec![
         assignment.job.to_string(),
         assignment.executor.to_string(),
-        now.millis().to_string(),
-        ttl.as_millis().min(i64::MAX as u128).to_string(),
         json_strings(&assignment.gpu_ids),
         snapshot_arg(assignment),
     ];
@@ -102,16 +100,13 @@ fn committed_from_snapshot(
     job.gpu_ids = assignment.gpu_ids.clone();
     job.assigned_at = Some(now);
     job.updated_at = now;
+    job.attempt = snapshot.attempt.saturating_add(1);
     job
 }
 
 /// Decodes the reply of `commit_assignment.lua` for `assignment` (sent with
-/// [`commit_args`] at `now`).
-fn commit_reply(
-    assignment: &Assignment,
-    reply: &redis::Value,
-    now: Timestamp,
-) -> Result<Job, StoreError> {
+/// [`commit_args`]): the job read back, or the executor's IP and Redis's time of the commit.
+fn commit_reply(assignment: &Assignment, reply: &redis::Value) -> Result<Job, StoreError> {
     let (status, rest) = status_reply(reply, "commit_assignment")?;
     let reject = |reason: Rejection| StoreError::Rejected {
         job: assignment.job,
@@ -127,7 +122,7 @@ fn commit_reply(
                 assignment,
                 snapshot,
                 text_at(rest, 0, name)?,
-                now,
+                millis_at(rest, 1, name)?,
             )),
             _ => Err(corrupt(
                 name,
@@ -231,7 +226,15 @@ impl RedisJobStore {
 
 #[async_trait]
 impl JobStore for RedisJobStore {
-    async fn submit(&self, job: Job) -> Result<(), StoreError> {
+    async fn now(&self) -> Result<Timestamp, StoreError> {
+        let (secs, micros): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| store_error("now", e))?;
+        Ok(Timestamp(secs * 1000 + micros / 1000))
+    }
+
+    async fn submit(&self, mut job: Job) -> Result<Job, StoreError> {
         if job.state != JobState::Pending {
             return Err(StoreError::InvalidTransition {
                 id: job.id,
@@ -245,8 +248,14 @@ impl JobStore for RedisJobStore {
             args.push(value);
         }
         let reply = self.inner.batchers.submit.call(args).await?;
-        match status_reply(&reply, "submit")?.0.as_str() {
-            "ok" => Ok(()),
+        let (status, rest) = status_reply(&reply, "submit")?;
+        match status.as_str() {
+            "ok" => {
+                let now = millis_at(rest, 0, "submit")?;
+                job.created_at = now;
+                job.updated_at = now;
+                Ok(job)
+            }
             "job_exists" => Err(StoreError::JobExists { id: job.id }),
             other => Err(unexpected("submit", other)),
         }
@@ -285,32 +294,19 @@ impl JobStore for RedisJobStore {
         Ok(JobState::ALL.into_iter().zip(counts).collect())
     }
 
-    async fn commit_assignment(
-        &self,
-        assignment: &Assignment,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<Job, StoreError> {
-        let args = commit_args(assignment, ttl, now);
+    async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError> {
+        let args = commit_args(assignment);
         let reply = self.inner.batchers.commit_assignment.call(args).await?;
-        commit_reply(assignment, &reply, now)
+        commit_reply(assignment, &reply)
     }
 
-    async fn commit_assignments(
-        &self,
-        assignments: &[Assignment],
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Vec<Result<Job, StoreError>> {
-        let args = assignments
-            .iter()
-            .map(|a| commit_args(a, ttl, now))
-            .collect();
+    async fn commit_assignments(&self, assignments: &[Assignment]) -> Vec<Result<Job, StoreError>> {
+        let args = assignments.iter().map(commit_args).collect();
         let replies = self.inner.batchers.commit_assignment.call_many(args).await;
         assignments
             .iter()
             .zip(replies)
-            .map(|(assignment, reply)| commit_reply(assignment, &reply?, now))
+            .map(|(assignment, reply)| commit_reply(assignment, &reply?))
             .collect()
     }
 
@@ -318,13 +314,9 @@ impl JobStore for RedisJobStore {
         &self,
         id: JobId,
         executor: &ExecutorId,
-        now: Timestamp,
+        attempt: u32,
     ) -> Result<(), StoreError> {
-        let args = vec![
-            id.to_string(),
-            executor.to_string(),
-            now.millis().to_string(),
-        ];
+        let args = vec![id.to_string(), executor.to_string(), attempt.to_string()];
         let reply = self.inner.batchers.mark_running.call(args).await?;
         let (status, rest) = status_reply(&reply, "mark_running")?;
         match status.as_str() {
@@ -339,6 +331,7 @@ impl JobStore for RedisJobStore {
                 state: state_at(rest, "mark_running")?,
                 action: "mark running",
             }),
+            "stale" => Err(stale_at(id, attempt, rest, "mark_running")?),
             other => Err(unexpected("mark_running", other)),
         }
     }
@@ -347,7 +340,7 @@ impl JobStore for RedisJobStore {
         &self,
         id: JobId,
         outcome: &Outcome,
-        now: Timestamp,
+        attempt: Option<u32>,
     ) -> Result<Finished, StoreError> {
         let args = vec![
             id.to_string(),
@@ -355,7 +348,7 @@ impl JobStore for RedisJobStore {
             outcome.exit_code.map(|c| c.to_string()).unwrap_or_default(),
             outcome.reason.clone().unwrap_or_default(),
             if outcome.oom_killed { "1" } else { "0" }.to_owned(),
-            now.millis().to_string(),
+            attempt.map(|a| a.to_string()).unwrap_or_default(),
             self.log_ttl_secs(),
         ];
         let reply = self.inner.batchers.finish.call(args).await?;
@@ -375,6 +368,7 @@ impl JobStore for RedisJobStore {
                 state: state_at(rest, "finish")?,
                 action: "finish",
             }),
+            "stale" => Err(stale_at(id, attempt.unwrap_or_default(), rest, "finish")?),
             other => Err(unexpected("finish", other)),
         }
     }
@@ -383,7 +377,6 @@ impl JobStore for RedisJobStore {
         &self,
         id: JobId,
         cause: AbortCause,
-        now: Timestamp,
     ) -> Result<AbortRequested, StoreError> {
         let outcome = cause.outcome();
         let args = vec![
@@ -391,7 +384,6 @@ impl JobStore for RedisJobStore {
             abort_cause_str(cause).to_owned(),
             outcome.state.as_str().to_owned(),
             outcome.reason.unwrap_or_default(),
-            now.millis().to_string(),
             self.log_ttl_secs(),
         ];
         let script = &self.inner.scripts.request_abort;
@@ -415,7 +407,6 @@ impl JobStore for RedisJobStore {
     async fn register_executor(
         &self,
         registration: &ExecutorRegistration,
-        now: Timestamp,
     ) -> Result<Executor, StoreError> {
         let reg = serde_json::to_string(registration).map_err(|e| StoreError::Corrupt {
             what: format!("registration of executor {}", registration.id),
@@ -428,7 +419,7 @@ impl JobStore for RedisJobStore {
             registration.capacity.cpu_millis.to_string(),
             registration.capacity.memory_mib.to_string(),
             registration.capacity.gpus.to_string(),
-            now.millis().to_string(),
+            registration.lease_ttl().as_millis().to_string(),
         ];
         args.extend(registration.gpus.iter().map(|g| g.uuid.clone()));
         // A registration after an expiry starts afresh: events held from before name jobs
@@ -443,17 +434,12 @@ impl JobStore for RedisJobStore {
         }
     }
 
-    async fn heartbeat(
-        &self,
-        id: &ExecutorId,
-        usage: &HostUsage,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn heartbeat(&self, id: &ExecutorId, usage: &HostUsage) -> Result<(), StoreError> {
         let usage = serde_json::to_string(usage).map_err(|e| StoreError::Corrupt {
             what: format!("usage of executor {id}"),
             source: Box::new(e),
         })?;
-        let args = vec![id.to_string(), now.millis().to_string(), usage];
+        let args = vec![id.to_string(), usage];
         let script = &self.inner.scripts.heartbeat;
         let reply = self.eval("heartbeat", script, args).await?;
         match status_reply(&reply, "heartbeat")?.0.as_str() {
@@ -477,17 +463,17 @@ impl JobStore for RedisJobStore {
     async fn expire_executor(
         &self,
         id: &ExecutorId,
-        stale_before: Option<Timestamp>,
+        when: Expiry,
         reason: &str,
-        now: Timestamp,
     ) -> Result<Vec<JobId>, StoreError> {
+        let mode = match when {
+            Expiry::IfLeaseExpired => "lease",
+            Expiry::Now => "now",
+        };
         let args = vec![
             id.to_string(),
-            stale_before
-                .map(|t| t.millis().to_string())
-                .unwrap_or_default(),
+            mode.to_owned(),
             reason.to_owned(),
-            now.millis().to_string(),
             self.log_ttl_secs(),
         ];
         let script = &self.inner.scripts.expire_executor;
@@ -595,19 +581,32 @@ impl JobStore for RedisJobStore {
         Ok(())
     }
 
-    async fn append_logs(&self, id: JobId, lines: &[String]) -> Result<(), StoreError> {
+    async fn append_logs(
+        &self,
+        id: JobId,
+        attempt: Option<u32>,
+        lines: &[String],
+    ) -> Result<(), StoreError> {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut args = Vec::with_capacity(lines.len() + 3);
+        let mut args = Vec::with_capacity(lines.len() + 4);
         args.push(id.to_string());
+        args.push(attempt.map(|a| a.to_string()).unwrap_or_default());
         args.push(self.inner.config.log_max_lines.to_string());
         args.push(self.log_ttl_secs());
         args.extend(lines.iter().cloned());
         let reply = self.inner.batchers.append_logs.call(args).await?;
-        match status_reply(&reply, "append_logs")?.0.as_str() {
+        let (status, rest) = status_reply(&reply, "append_logs")?;
+        match status.as_str() {
             "ok" => Ok(()),
             "job_not_found" => Err(StoreError::JobNotFound { id }),
+            "stale" => Err(stale_at(
+                id,
+                attempt.unwrap_or_default(),
+                rest,
+                "append_logs",
+            )?),
             other => Err(unexpected("append_logs", other)),
         }
     }
@@ -664,11 +663,11 @@ impl JobStore for RedisJobStore {
         }
     }
 
-    async fn purge_finished(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
+    async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
         let mut total = 0u64;
         loop {
             let args = vec![
-                finished_before.millis().to_string(),
+                older_than.as_millis().min(i64::MAX as u128).to_string(),
                 PURGE_BATCH.to_string(),
             ];
             let script = &self.inner.scripts.purge;

@@ -8,14 +8,12 @@ use std::time::Duration;
 
 use common::RedisServer;
 use dwr_core::{
-    Assignment, Dimension, ExecutorEvent, ExecutorId, ExecutorRegistration, Job, JobId, JobSpec,
-    JobState, JobStore, Outcome, Rejection, StoreError, Timestamp,
+    Assignment, Dimension, ExecutorEvent, ExecutorId, ExecutorRegistration, Expiry, Job, JobId,
+    JobSpec, JobState, JobStore, Outcome, Rejection, StoreError, Timestamp,
 };
 use dwr_redis::RedisJobStore;
 use futures::future::join_all;
 use redis::Commands;
-
-const TTL: Duration = Duration::from_secs(60);
 
 fn job(cpu: u64) -> Job {
     let spec = JobSpec::new("dwr-test/busybox:latest", vec!["true".into()], cpu, 16);
@@ -25,10 +23,7 @@ fn job(cpu: u64) -> Job {
 async fn executor(store: &RedisJobStore, name: &str, cpu: u64) -> ExecutorId {
     let id = ExecutorId::new(name);
     let reg = ExecutorRegistration::new(id.clone(), "127.0.0.1", cpu, 1 << 30, Vec::new());
-    store
-        .register_executor(&reg, Timestamp::now())
-        .await
-        .unwrap();
+    store.register_executor(&reg).await.unwrap();
     id
 }
 
@@ -45,10 +40,7 @@ async fn assigned(store: &RedisJobStore, ex: &ExecutorId, n: usize) -> Vec<JobId
         store.submit(j).await.unwrap();
     }
     let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, ex)).collect();
-    for r in store
-        .commit_assignments(&batch, TTL, Timestamp::now())
-        .await
-    {
+    for r in store.commit_assignments(&batch).await {
         r.unwrap();
     }
     ids
@@ -106,9 +98,7 @@ async fn concurrent_transitions_share_script_calls() {
     mark = stage("submit", mark);
 
     let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, &ex)).collect();
-    let committed = store
-        .commit_assignments(&batch, TTL, Timestamp::now())
-        .await;
+    let committed = store.commit_assignments(&batch).await;
     for (id, result) in ids.iter().zip(&committed) {
         let job = result.as_ref().unwrap();
         assert_eq!((job.id, job.state), (*id, JobState::Assigned));
@@ -123,8 +113,7 @@ async fn concurrent_transitions_share_script_calls() {
     }
     mark = stage("event pops", mark);
 
-    let now = Timestamp::now();
-    for r in join_all(ids.iter().map(|id| store.mark_running(*id, &ex, now))).await {
+    for r in join_all(ids.iter().map(|id| store.mark_running(*id, &ex, 1))).await {
         r.unwrap();
     }
     stage("mark running", mark);
@@ -134,7 +123,7 @@ async fn concurrent_transitions_share_script_calls() {
     mark = (store.requests_sent(), script_calls(&server));
 
     let exited = Outcome::exited(0, false);
-    for r in join_all(ids.iter().map(|id| store.finish(*id, &exited, now))).await {
+    for r in join_all(ids.iter().map(|id| store.finish(*id, &exited, None))).await {
         let done = r.unwrap();
         assert!(done.changed);
         assert_eq!(done.state, JobState::Succeeded);
@@ -162,7 +151,7 @@ async fn commits_of_one_batch_see_each_other() {
     store.submit(a).await.unwrap();
     store.submit(b).await.unwrap();
     let results = store
-        .commit_assignments(&[assign(ia, &ex), assign(ib, &ex)], TTL, Timestamp::now())
+        .commit_assignments(&[assign(ia, &ex), assign(ib, &ex)])
         .await;
     assert_eq!(results[0].as_ref().unwrap().state, JobState::Assigned);
     assert!(
@@ -202,9 +191,7 @@ async fn an_operation_failing_in_a_batch_leaves_the_others_applied() {
     let _: () = server.client().hset(&key, "cpu", "not a number").unwrap();
 
     let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, &ex)).collect();
-    let results = store
-        .commit_assignments(&batch, TTL, Timestamp::now())
-        .await;
+    let results = store.commit_assignments(&batch).await;
     assert_eq!(results[0].as_ref().unwrap().state, JobState::Assigned);
     match &results[1] {
         Err(StoreError::Corrupt { what, source }) => {
@@ -231,7 +218,7 @@ async fn one_pop_takes_every_queued_event() {
     let ids = assigned(&store, &ex, 5).await;
     // An abort queued behind the assignments keeps its place.
     store
-        .request_abort(ids[2], dwr_core::AbortCause::User, Timestamp::now())
+        .request_abort(ids[2], dwr_core::AbortCause::User)
         .await
         .unwrap();
 
@@ -262,7 +249,7 @@ async fn events_held_from_before_an_expiry_are_dropped_at_registration() {
     assert_eq!(first.map(|e| e.job_id()), Some(ids[0]));
 
     let failed = store
-        .expire_executor(&ex, None, "executor lost", Timestamp::now())
+        .expire_executor(&ex, Expiry::Now, "executor lost")
         .await
         .unwrap();
     assert_eq!(failed.len(), 3);
@@ -336,7 +323,7 @@ async fn operations_of_different_lengths_share_a_call() {
         let batch = lines(i);
         let store = store.clone();
         let id = *id;
-        async move { store.append_logs(id, &batch).await }
+        async move { store.append_logs(id, None, &batch).await }
     }))
     .await;
     for r in appended {

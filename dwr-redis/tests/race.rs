@@ -23,7 +23,6 @@ use dwr_redis::RedisJobStore;
 
 const JOBS: usize = 2_000;
 const EXECUTORS: usize = 20;
-const TTL: Duration = Duration::from_secs(600);
 /// Liveness bound on the whole run (it takes seconds).
 const RUN_BOUND: Duration = Duration::from_secs(240);
 
@@ -86,18 +85,15 @@ async fn agent(store: Arc<RedisJobStore>, id: ExecutorId, counts: Counts, stop: 
                 *counts.lock().unwrap().entry(job).or_default() += 1;
                 let (store, id) = (store.clone(), id.clone());
                 tokio::spawn(async move {
+                    store.mark_running(job, &id, 1).await.expect("mark running");
                     store
-                        .mark_running(job, &id, Timestamp::now())
-                        .await
-                        .expect("mark running");
-                    store
-                        .append_logs(job, &[format!("job {job} on {id}")])
+                        .append_logs(job, None, &[format!("job {job} on {id}")])
                         .await
                         .expect("logs");
                     let ms = 1 + job.as_uuid().as_bytes()[0] as u64 % 5;
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     let done = store
-                        .finish(job, &Outcome::exited(0, false), Timestamp::now())
+                        .finish(job, &Outcome::exited(0, false), None)
                         .await
                         .expect("finish");
                     assert!(done.changed, "job {job} finished twice");
@@ -148,10 +144,7 @@ async fn racer(store: Arc<RedisJobStore>, reverse: bool) -> (u64, u64) {
                 .map(|g| g.uuid)
                 .collect();
             let assignment = Assignment::new(job.id, view[pos].id().clone(), gpu_ids.clone());
-            match store
-                .commit_assignment(&assignment, TTL, Timestamp::now())
-                .await
-            {
+            match store.commit_assignment(&assignment).await {
                 Ok(_) => {
                     committed += 1;
                     progressed = true;
@@ -220,7 +213,7 @@ where
     );
 
     for r in registrations() {
-        admin.register_executor(&r, Timestamp::now()).await.unwrap();
+        admin.register_executor(&r).await.unwrap();
     }
     let counts: Counts = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -318,7 +311,6 @@ async fn two_real_schedulers_never_over_allocate() {
     race(|a, b| async move {
         let config = SchedulerConfig {
             tick: Duration::from_millis(500),
-            executor_ttl: TTL,
             ..SchedulerConfig::default()
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);

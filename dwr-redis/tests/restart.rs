@@ -17,7 +17,6 @@ use dwr_core::{
 use dwr_redis::RedisJobStore;
 
 const JOBS: usize = 300;
-const TTL: Duration = Duration::from_secs(600);
 const RUN_BOUND: Duration = Duration::from_secs(180);
 
 fn is_unavailable<T: std::fmt::Debug>(r: &Result<T, StoreError>) -> bool {
@@ -43,7 +42,7 @@ where
 /// Runs one job: mark running (a retry after a lost reply finds it running already),
 /// wait a little, finish (idempotent, retried).
 async fn run_job(store: Arc<RedisJobStore>, job: JobId, executor: ExecutorId) {
-    match retry(|| store.mark_running(job, &executor, Timestamp::now())).await {
+    match retry(|| store.mark_running(job, &executor, 1)).await {
         Ok(_)
         | Err(StoreError::InvalidTransition {
             state: JobState::Running,
@@ -53,7 +52,7 @@ async fn run_job(store: Arc<RedisJobStore>, job: JobId, executor: ExecutorId) {
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
     let success = Outcome::exited(0, false);
-    retry(|| store.finish(job, &success, Timestamp::now()))
+    retry(|| store.finish(job, &success, None))
         .await
         .unwrap_or_else(|e| panic!("finish {job}: {e}"));
 }
@@ -115,10 +114,7 @@ async fn scheduler(store: Arc<RedisJobStore>) {
                 continue;
             };
             let assignment = Assignment::new(job.id, e.id().clone(), Vec::new());
-            match store
-                .commit_assignment(&assignment, TTL, Timestamp::now())
-                .await
-            {
+            match store.commit_assignment(&assignment).await {
                 Ok(_) => e.allocated = e.allocated.checked_add(&need).unwrap(),
                 Err(StoreError::Rejected { .. }) | Err(StoreError::Unavailable { .. }) => break,
                 Err(err) => panic!("commit: {err}"),
@@ -151,7 +147,7 @@ async fn a_redis_restart_mid_run_loses_no_job() {
     let executors: Vec<ExecutorId> = (0..4).map(|i| ExecutorId::new(format!("x{i}"))).collect();
     for id in &executors {
         let r = ExecutorRegistration::new(id.clone(), "127.0.0.1", 8_000, 16_384, Vec::new());
-        admin.register_executor(&r, Timestamp::now()).await.unwrap();
+        admin.register_executor(&r).await.unwrap();
     }
     let mut ids = Vec::new();
     for _ in 0..JOBS {

@@ -40,10 +40,7 @@ async fn one_job_costs_six_round_trips() {
     let store = server.store().await;
     let executor = ExecutorId::new("rt-1");
     let reg = ExecutorRegistration::new(executor.clone(), "127.0.0.1", 4_000, 8_192, Vec::new());
-    store
-        .register_executor(&reg, Timestamp::now())
-        .await
-        .unwrap();
+    store.register_executor(&reg).await.unwrap();
     // Warm up: open the dedicated blocking connection (its handshake is not per job).
     assert!(store
         .next_event(&executor, Duration::from_millis(10))
@@ -64,10 +61,7 @@ async fn one_job_costs_six_round_trips() {
     let id = job.id;
     store.submit(job).await.unwrap();
     let assignment = Assignment::new(id, executor.clone(), Vec::new());
-    let committed = store
-        .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
-        .await
-        .unwrap();
+    let committed = store.commit_assignment(&assignment).await.unwrap();
     let event = store
         .next_event(&executor, Duration::from_secs(5))
         .await
@@ -77,14 +71,11 @@ async fn one_job_costs_six_round_trips() {
         event,
         Some(dwr_core::ExecutorEvent::Assigned(Box::new(committed)))
     );
-    store
-        .mark_running(id, &executor, Timestamp::now())
-        .await
-        .unwrap();
+    store.mark_running(id, &executor, 1).await.unwrap();
     let lines: Vec<String> = (0..20).map(|i| format!("line {i}")).collect();
-    store.append_logs(id, &lines).await.unwrap();
+    store.append_logs(id, None, &lines).await.unwrap();
     let done = store
-        .finish(id, &Outcome::exited(0, false), Timestamp::now())
+        .finish(id, &Outcome::exited(0, false), None)
         .await
         .unwrap();
     assert!(done.changed);

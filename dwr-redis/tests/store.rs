@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::RedisServer;
 use dwr_core::{
-    Assignment, ExecutorId, ExecutorRegistration, Job, JobId, JobQuery, JobSpec, JobStore, Outcome,
-    StoreError, Timestamp,
+    Assignment, ExecutorId, ExecutorRegistration, Expiry, Job, JobId, JobQuery, JobSpec, JobStore,
+    Outcome, StoreError, Timestamp,
 };
 use dwr_redis::{RedisConfig, RedisJobStore};
 use redis::Commands;
@@ -28,10 +28,7 @@ fn job() -> Job {
 async fn executor(store: &RedisJobStore, name: &str) -> ExecutorId {
     let id = ExecutorId::new(name);
     let reg = ExecutorRegistration::new(id.clone(), "127.0.0.1", 4_000, 8_192, Vec::new());
-    store
-        .register_executor(&reg, Timestamp::now())
-        .await
-        .unwrap();
+    store.register_executor(&reg).await.unwrap();
     id
 }
 
@@ -50,8 +47,8 @@ async fn logs_live_at_job_logs_capped_and_expire_once_terminal() {
     let id = j.id;
     store.submit(j).await.unwrap();
     let lines = |r: std::ops::Range<u32>| r.map(|i| format!("line {i}")).collect::<Vec<_>>();
-    store.append_logs(id, &lines(0..2)).await.unwrap();
-    store.append_logs(id, &lines(2..5)).await.unwrap();
+    store.append_logs(id, None, &lines(0..2)).await.unwrap();
+    store.append_logs(id, None, &lines(2..5)).await.unwrap();
 
     let mut raw = server.client();
     let key = format!("job_logs:{id}");
@@ -69,13 +66,13 @@ async fn logs_live_at_job_logs_capped_and_expire_once_terminal() {
     assert_eq!(ttl, -1, "no TTL while the job lives");
 
     store
-        .finish(id, &Outcome::failed("stopped"), Timestamp::now())
+        .finish(id, &Outcome::failed("stopped"), None)
         .await
         .unwrap();
     let ttl: i64 = raw.ttl(&key).unwrap();
     assert!((1..=3_600).contains(&ttl), "TTL once terminal: {ttl}");
     // A late batch after the end keeps the TTL.
-    store.append_logs(id, &lines(5..6)).await.unwrap();
+    store.append_logs(id, None, &lines(5..6)).await.unwrap();
     let ttl: i64 = raw.ttl(&key).unwrap();
     assert!((1..=3_600).contains(&ttl), "TTL after a late batch: {ttl}");
     // A job that ends with no lines (no list to expire) gets the TTL with its first late
@@ -84,35 +81,38 @@ async fn logs_live_at_job_logs_capped_and_expire_once_terminal() {
     let quiet_id = quiet.id;
     store.submit(quiet).await.unwrap();
     store
-        .finish(quiet_id, &Outcome::failed("stopped"), Timestamp::now())
+        .finish(quiet_id, &Outcome::failed("stopped"), None)
         .await
         .unwrap();
-    store.append_logs(quiet_id, &lines(0..1)).await.unwrap();
+    store
+        .append_logs(quiet_id, None, &lines(0..1))
+        .await
+        .unwrap();
     let ttl: i64 = raw.ttl(format!("job_logs:{quiet_id}")).unwrap();
     assert!(
         (1..=3_600).contains(&ttl),
         "TTL of a late first batch: {ttl}"
     );
     assert!(matches!(
-        store.append_logs(JobId::new(), &lines(0..1)).await,
+        store.append_logs(JobId::new(), None, &lines(0..1)).await,
         Err(StoreError::JobNotFound { .. })
     ));
 }
 
-/// Submits and finishes a job at `finished_at` (ms).
-async fn finished_at(store: &RedisJobStore, finished_at: i64) -> JobId {
+/// Submits and finishes a job (stamped by Redis TIME).
+async fn finished(store: &RedisJobStore) -> JobId {
     let j = job();
     let id = j.id;
     store.submit(j).await.unwrap();
     store
-        .finish(id, &Outcome::failed("stopped"), Timestamp(finished_at))
+        .finish(id, &Outcome::failed("stopped"), None)
         .await
         .unwrap();
     id
 }
 
 #[tokio::test]
-async fn purge_takes_jobs_in_finish_order_and_drains_the_older_index() {
+async fn purge_takes_jobs_by_age_on_the_redis_clock_and_drains_the_older_index() {
     let Some(server) = RedisServer::start() else {
         return;
     };
@@ -121,28 +121,33 @@ async fn purge_takes_jobs_in_finish_order_and_drains_the_older_index() {
         let store = store.clone();
         async move { matches!(store.job(id).await, Err(StoreError::JobNotFound { .. })) }
     };
-    let first = finished_at(&store, 1_000).await;
-    let second = finished_at(&store, 2_000).await;
-    let third = finished_at(&store, 3_000).await;
-    // Stamped earlier than the job before it (the callers' clocks disagree): held back
-    // until that one is due.
-    let skewed = finished_at(&store, 1_200).await;
-    assert_eq!(store.purge_finished(Timestamp(2_500)).await.unwrap(), 2);
+    let first = finished(&store).await;
+    let second = finished(&store).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let third = finished(&store).await;
+    // By age on Redis's clock: the first two finished 400 ms ago, the third just now.
+    assert_eq!(
+        store
+            .purge_finished(Duration::from_millis(200))
+            .await
+            .unwrap(),
+        2
+    );
     assert!(gone(first).await && gone(second).await);
-    assert!(!gone(third).await && !gone(skewed).await);
-    assert_eq!(store.purge_finished(Timestamp(3_001)).await.unwrap(), 2);
-    assert!(gone(third).await && gone(skewed).await);
+    assert!(!gone(third).await);
+    assert_eq!(store.purge_finished(Duration::ZERO).await.unwrap(), 1);
+    assert!(gone(third).await);
 
     // A job indexed the way earlier versions did (a sorted set by finish time) is purged
     // too, and the old index emptied.
-    let old = finished_at(&store, 500).await;
+    let old = finished(&store).await;
     let prefix = store.keys().prefix().to_owned();
     let mut raw = server.client();
     let _: () = raw.del(format!("{prefix}jobs:finish_order")).unwrap();
     let _: () = raw
         .zadd(format!("{prefix}jobs:finished"), old.to_string(), 500)
         .unwrap();
-    assert_eq!(store.purge_finished(Timestamp(600)).await.unwrap(), 1);
+    assert_eq!(store.purge_finished(Duration::ZERO).await.unwrap(), 1);
     assert!(gone(old).await);
     let left: u64 = raw.zcard(format!("{prefix}jobs:finished")).unwrap();
     assert_eq!(left, 0);
@@ -150,17 +155,15 @@ async fn purge_takes_jobs_in_finish_order_and_drains_the_older_index() {
     let _: () = raw
         .zadd(format!("{prefix}jobs:all"), JobId::new().to_string(), 1)
         .unwrap();
-    store.purge_finished(Timestamp(600)).await.unwrap();
+    store.purge_finished(Duration::ZERO).await.unwrap();
     let all: bool = raw.exists(format!("{prefix}jobs:all")).unwrap();
     assert!(!all, "the old all-jobs index is deleted");
 
     // More due jobs than one script call takes (500): the store calls again.
-    let many: Vec<JobId> =
-        futures::future::join_all((0..1_203).map(|_| finished_at(&store, 700))).await;
-    let kept = finished_at(&store, 5_000).await;
-    assert_eq!(store.purge_finished(Timestamp(4_000)).await.unwrap(), 1_203);
-    assert!(gone(many[0]).await && gone(many[1_202]).await && !gone(kept).await);
-    assert_eq!(store.counts().await.unwrap().values().sum::<u64>(), 1);
+    let many: Vec<JobId> = futures::future::join_all((0..1_203).map(|_| finished(&store))).await;
+    assert_eq!(store.purge_finished(Duration::ZERO).await.unwrap(), 1_203);
+    assert!(gone(many[0]).await && gone(many[1_202]).await);
+    assert_eq!(store.counts().await.unwrap().values().sum::<u64>(), 0);
 }
 
 #[tokio::test]
@@ -172,7 +175,7 @@ async fn prefixes_keep_stores_apart_and_every_key_is_named() {
     let j = job();
     let id = j.id;
     a.submit(j).await.unwrap();
-    a.append_logs(id, &["x".into()]).await.unwrap();
+    a.append_logs(id, None, &["x".into()]).await.unwrap();
     executor(&a, "e1").await;
     assert!(matches!(
         b.job(id).await,
@@ -268,7 +271,7 @@ async fn operations_fail_typed_while_redis_is_down_and_work_after() {
     let id = JobId::new();
     for (what, result) in [
         ("job", store.job(id).await.map(|_| ())),
-        ("submit", store.submit(job()).await),
+        ("submit", store.submit(job()).await.map(|_| ())),
         ("counts", store.counts().await.map(|_| ())),
         (
             "next_event",
@@ -288,7 +291,7 @@ async fn operations_fail_typed_while_redis_is_down_and_work_after() {
     let deadline = tokio::time::Instant::now() + BOUND;
     loop {
         match store.submit(job()).await {
-            Ok(()) => break,
+            Ok(_) => break,
             Err(StoreError::Unavailable { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await
             }
@@ -318,10 +321,7 @@ async fn a_blocked_event_wait_does_not_stall_other_commands() {
             store.job(id).await.unwrap();
         }
         let assignment = Assignment::new(id, ex.clone(), Vec::new());
-        store
-            .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
-            .await
-            .unwrap();
+        store.commit_assignment(&assignment).await.unwrap();
     })
     .await
     .expect("commands ran while another task was blocked in BLPOP");
@@ -389,10 +389,7 @@ async fn racing_finish_abort_and_expiry_release_exactly_once() {
     let ex = ExecutorId::new("e1");
     let reg = ExecutorRegistration::new(ex.clone(), "127.0.0.1", 64_000, 65_536, gpus);
     for round in 0..20 {
-        admin
-            .register_executor(&reg, Timestamp::now())
-            .await
-            .unwrap();
+        admin.register_executor(&reg).await.unwrap();
         let mut ids = Vec::new();
         for i in 0..8u32 {
             let spec =
@@ -401,10 +398,7 @@ async fn racing_finish_abort_and_expiry_release_exactly_once() {
             ids.push(j.id);
             admin.submit(j).await.unwrap();
             let assignment = Assignment::new(ids[i as usize], ex.clone(), vec![format!("GPU-{i}")]);
-            admin
-                .commit_assignment(&assignment, Duration::from_secs(30), Timestamp::now())
-                .await
-                .unwrap();
+            admin.commit_assignment(&assignment).await.unwrap();
         }
         // Three handles race: one finishes every job, one aborts every job, one expires
         // the executor, at once.
@@ -413,17 +407,14 @@ async fn racing_finish_abort_and_expiry_release_exactly_once() {
         let finisher = tokio::spawn(async move {
             for id in ids_a {
                 // Failed is legal from assigned (succeeded would need running first).
-                a.finish(id, &Outcome::failed("container error"), Timestamp::now())
+                a.finish(id, &Outcome::failed("container error"), None)
                     .await
                     .unwrap_or_else(|e| panic!("finish {id}: {e}"));
             }
         });
         let aborter = tokio::spawn(async move {
             for id in ids_b {
-                match b
-                    .request_abort(id, dwr_core::AbortCause::User, Timestamp::now())
-                    .await
-                {
+                match b.request_abort(id, dwr_core::AbortCause::User).await {
                     Ok(_) | Err(StoreError::AlreadyTerminal { .. }) => {}
                     Err(e) => panic!("abort {id}: {e}"),
                 }
@@ -434,7 +425,7 @@ async fn racing_finish_abort_and_expiry_release_exactly_once() {
         let expire = round % 2 == 1;
         let expirer = tokio::spawn(async move {
             if expire {
-                c.expire_executor(&ex_c, None, "executor lost", Timestamp::now())
+                c.expire_executor(&ex_c, Expiry::Now, "executor lost")
                     .await
                     .unwrap();
             }
@@ -451,10 +442,7 @@ async fn racing_finish_abort_and_expiry_release_exactly_once() {
             assert!(admin.job(*id).await.unwrap().state.is_terminal());
         }
         // Registered again (or still registered): nothing held, invariants hold.
-        let now = admin
-            .register_executor(&reg, Timestamp::now())
-            .await
-            .unwrap();
+        let now = admin.register_executor(&reg).await.unwrap();
         assert!(
             now.allocated.is_zero() && now.gpu_holders.is_empty() && now.jobs.is_empty(),
             "round {round}: {now:?}"

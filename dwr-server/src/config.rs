@@ -128,8 +128,9 @@ pub struct CommonArgs {
     /// Redis.
     #[command(flatten)]
     pub redis: RedisArgs,
-    /// Seconds between executor heartbeats; the scheduler expires an executor silent for
-    /// three of them.
+    /// Seconds between this executor's heartbeats. It registers the interval: the store
+    /// judges it lost after three intervals without one (its lease), whatever interval a
+    /// scheduler was started with.
     #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "30", value_parser = parse_seconds)]
     pub heartbeat_interval: Duration,
     /// Seconds between fallback checks (the scheduler's safety-net pass, the executor's
@@ -139,13 +140,6 @@ pub struct CommonArgs {
     /// Directory of scheduler.log / executor.log.
     #[arg(long, env = "DWR_LOG_DIR", default_value = ".")]
     pub log_dir: PathBuf,
-}
-
-impl CommonArgs {
-    /// How long an executor may go without a heartbeat: 3 × the heartbeat interval.
-    pub fn executor_ttl(&self) -> Duration {
-        self.heartbeat_interval * 3
-    }
 }
 
 /// The placement strategy.
@@ -191,10 +185,6 @@ pub struct ApiArgs {
     /// pending before it fails; `never` waits for its allocation timeout.
     #[arg(long, env = "DWR_INFEASIBLE_GRACE", default_value = "0", value_parser = parse_grace)]
     pub infeasible_grace: InfeasibleGrace,
-    /// Seconds without a heartbeat before an executor is lost [default: 3 × heartbeat
-    /// interval].
-    #[arg(long, env = "DWR_EXECUTOR_TTL", value_parser = parse_seconds)]
-    pub executor_ttl: Option<Duration>,
     /// Longest time one API request may take, seconds.
     #[arg(long, env = "DWR_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub request_timeout: Duration,
@@ -214,7 +204,6 @@ impl ApiArgs {
     pub fn scheduler_config(&self, common: &CommonArgs) -> SchedulerConfig {
         SchedulerConfig {
             tick: common.job_poll_interval,
-            executor_ttl: self.executor_ttl.unwrap_or_else(|| common.executor_ttl()),
             infeasible_grace: self.infeasible_grace.0,
             ..SchedulerConfig::default()
         }
@@ -356,7 +345,6 @@ mod tests {
         assert_eq!(b.api.api_host.to_string(), "0.0.0.0");
         assert_eq!(b.common.heartbeat_interval, Duration::from_secs(30));
         assert_eq!(b.common.job_poll_interval, Duration::from_secs(10));
-        assert_eq!(b.common.executor_ttl(), Duration::from_secs(90));
         let redis = b.common.redis.to_config().unwrap();
         assert_eq!(
             (redis.host.as_str(), redis.port, redis.db),
@@ -391,16 +379,18 @@ mod tests {
             (Some(1500), Some(512))
         );
         assert_eq!(b.agent.volume_allow.len(), 2);
-        assert_eq!(b.common.executor_ttl(), Duration::from_secs(3));
+        // The executor registers its own interval: its lease is three of them.
+        assert_eq!(agent.heartbeat_interval, Duration::from_secs(1));
         assert_eq!(b.api.placement, PlacementKind::Spread);
         let sched = b.api.scheduler_config(&b.common);
-        assert_eq!(sched.executor_ttl, Duration::from_secs(3));
         assert_eq!(sched.infeasible_grace, Some(Duration::ZERO));
-        let c = Both::try_parse_from(["dwr", "--infeasible-grace", "never", "--executor-ttl", "7"])
-            .unwrap();
+        let c = Both::try_parse_from(["dwr", "--infeasible-grace", "never"]).unwrap();
         let sched = c.api.scheduler_config(&c.common);
         assert_eq!(sched.infeasible_grace, None);
-        assert_eq!(sched.executor_ttl, Duration::from_secs(7));
+        assert!(
+            Both::try_parse_from(["dwr", "--executor-ttl", "7"]).is_err(),
+            "the scheduler no longer judges executors by a TTL of its own"
+        );
         for bad in [
             vec!["dwr", "--heartbeat-interval", "0"],
             vec!["dwr", "--cpus", "-1"],

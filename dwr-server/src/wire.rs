@@ -417,8 +417,8 @@ fn percent(part: u64, whole: u64) -> f64 {
 }
 
 impl ExecutorView {
-    /// The view of `executor`, alive when its heartbeat is within `ttl` of `now`.
-    pub fn from_executor(executor: &Executor, now: Timestamp, ttl: Duration) -> Self {
+    /// The view of `executor`, alive while its own lease holds at `now` (the store's clock).
+    pub fn from_executor(executor: &Executor, now: Timestamp) -> Self {
         let reg = &executor.registration;
         let cap = executor.capacity();
         let free = executor.free();
@@ -450,7 +450,7 @@ impl ExecutorView {
             region: reg.region.clone(),
             datacenter: reg.datacenter.clone(),
             last_heartbeat: executor.last_heartbeat.to_rfc3339(),
-            alive: executor.is_alive(now, ttl),
+            alive: executor.is_alive(now),
             cpu_utilization: percent(executor.allocated.cpu_millis, cap.cpu_millis),
             memory_utilization: percent(executor.allocated.memory_mib, cap.memory_mib),
             observed_cpu_percent: (f64::from(executor.usage.cpu_percent) * 10.0).round() / 10.0,

@@ -12,8 +12,8 @@ use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use dwr_core::{
     AbortCause, AbortRequested, Assignment, Executor, ExecutorEvent, ExecutorId,
-    ExecutorRegistration, Finished, FirstFit, HostUsage, InMemoryJobStore, Job, JobId, JobQuery,
-    JobState, JobStore, Outcome, Scheduler, SchedulerConfig, StoreError, Timestamp,
+    ExecutorRegistration, Expiry, Finished, FirstFit, HostUsage, InMemoryJobStore, Job, JobId,
+    JobQuery, JobState, JobStore, Outcome, Scheduler, SchedulerConfig, StoreError, Timestamp,
 };
 use dwr_server::{app, ApiConfig, AppState};
 use http_body_util::BodyExt;
@@ -49,7 +49,11 @@ impl Switchable {
 
 #[async_trait]
 impl JobStore for Switchable {
-    async fn submit(&self, job: Job) -> Result<(), StoreError> {
+    async fn now(&self) -> Result<Timestamp, StoreError> {
+        self.inner.now().await
+    }
+
+    async fn submit(&self, job: Job) -> Result<Job, StoreError> {
         self.gate("submit").await?;
         self.inner.submit(job).await
     }
@@ -69,58 +73,46 @@ impl JobStore for Switchable {
         self.gate("counts").await?;
         self.inner.counts().await
     }
-    async fn commit_assignment(
-        &self,
-        a: &Assignment,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<Job, StoreError> {
+    async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError> {
         self.gate("commit_assignment").await?;
-        self.inner.commit_assignment(a, ttl, now).await
+        self.inner.commit_assignment(assignment).await
     }
     async fn mark_running(
         &self,
         id: JobId,
         executor: &ExecutorId,
-        now: Timestamp,
+        attempt: u32,
     ) -> Result<(), StoreError> {
         self.gate("mark_running").await?;
-        self.inner.mark_running(id, executor, now).await
+        self.inner.mark_running(id, executor, attempt).await
     }
     async fn finish(
         &self,
         id: JobId,
         outcome: &Outcome,
-        now: Timestamp,
+        attempt: Option<u32>,
     ) -> Result<Finished, StoreError> {
         self.gate("finish").await?;
-        self.inner.finish(id, outcome, now).await
+        self.inner.finish(id, outcome, attempt).await
     }
     async fn request_abort(
         &self,
         id: JobId,
         cause: AbortCause,
-        now: Timestamp,
     ) -> Result<AbortRequested, StoreError> {
         self.gate("request_abort").await?;
-        self.inner.request_abort(id, cause, now).await
+        self.inner.request_abort(id, cause).await
     }
     async fn register_executor(
         &self,
-        r: &ExecutorRegistration,
-        now: Timestamp,
+        registration: &ExecutorRegistration,
     ) -> Result<Executor, StoreError> {
         self.gate("register_executor").await?;
-        self.inner.register_executor(r, now).await
+        self.inner.register_executor(registration).await
     }
-    async fn heartbeat(
-        &self,
-        id: &ExecutorId,
-        usage: &HostUsage,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    async fn heartbeat(&self, id: &ExecutorId, usage: &HostUsage) -> Result<(), StoreError> {
         self.gate("heartbeat").await?;
-        self.inner.heartbeat(id, usage, now).await
+        self.inner.heartbeat(id, usage).await
     }
     async fn executor(&self, id: &ExecutorId) -> Result<Executor, StoreError> {
         self.gate("executor").await?;
@@ -133,14 +125,11 @@ impl JobStore for Switchable {
     async fn expire_executor(
         &self,
         id: &ExecutorId,
-        stale_before: Option<Timestamp>,
+        when: Expiry,
         reason: &str,
-        now: Timestamp,
     ) -> Result<Vec<JobId>, StoreError> {
         self.gate("expire_executor").await?;
-        self.inner
-            .expire_executor(id, stale_before, reason, now)
-            .await
+        self.inner.expire_executor(id, when, reason).await
     }
     async fn next_event(
         &self,
@@ -154,9 +143,14 @@ impl JobStore for Switchable {
         self.gate("wait_for_work").await?;
         self.inner.wait_for_work(wait).await
     }
-    async fn append_logs(&self, id: JobId, lines: &[String]) -> Result<(), StoreError> {
+    async fn append_logs(
+        &self,
+        id: JobId,
+        attempt: Option<u32>,
+        lines: &[String],
+    ) -> Result<(), StoreError> {
         self.gate("append_logs").await?;
-        self.inner.append_logs(id, lines).await
+        self.inner.append_logs(id, attempt, lines).await
     }
     async fn logs(&self, id: JobId, from: usize) -> Result<Vec<String>, StoreError> {
         self.gate("logs").await?;
@@ -171,9 +165,9 @@ impl JobStore for Switchable {
         self.gate("wait_logs").await?;
         self.inner.wait_logs(id, from, wait).await
     }
-    async fn purge_finished(&self, before: Timestamp) -> Result<u64, StoreError> {
+    async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
         self.gate("purge_finished").await?;
-        self.inner.purge_finished(before).await
+        self.inner.purge_finished(older_than).await
     }
 }
 
@@ -314,11 +308,7 @@ impl Harness {
             memory_mib,
             vec![],
         );
-        self.store
-            .inner
-            .register_executor(&reg, Timestamp::now())
-            .await
-            .unwrap();
+        self.store.inner.register_executor(&reg).await.unwrap();
     }
 }
 
@@ -434,12 +424,9 @@ async fn logs_plain_and_followed() {
     let job_id: JobId = id.parse().unwrap();
     let exec = ExecutorId::new("exec-a");
     let store = &h.store.inner;
+    store.mark_running(job_id, &exec, 1).await.unwrap();
     store
-        .mark_running(job_id, &exec, Timestamp::now())
-        .await
-        .unwrap();
-    store
-        .append_logs(job_id, &["one".into(), "two".into()])
+        .append_logs(job_id, None, &["one".into(), "two".into()])
         .await
         .unwrap();
 
@@ -456,13 +443,13 @@ async fn logs_plain_and_followed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         store2
             .inner
-            .append_logs(job_id, &["three".into()])
+            .append_logs(job_id, None, &["three".into()])
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         store2
             .inner
-            .finish(job_id, &Outcome::exited(0, false), Timestamp::now())
+            .finish(job_id, &Outcome::exited(0, false), None)
             .await
             .unwrap();
     });

@@ -9,7 +9,6 @@ use crate::error::StoreError;
 use crate::executor::ExecutorRegistration;
 use crate::probe::HostProbe;
 use crate::store::JobStore;
-use crate::time::Timestamp;
 
 /// Heartbeats forever; registers again when the store has expired the executor, and then
 /// rings `reregistered` so the agent stops the containers of the jobs the expiry failed.
@@ -25,14 +24,11 @@ pub(super) async fn heartbeat(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match store.heartbeat(&id, &host.usage(), Timestamp::now()).await {
+        match store.heartbeat(&id, &host.usage()).await {
             Ok(()) => tracing::trace!(executor = %id, "heartbeat"),
             Err(StoreError::ExecutorNotFound { .. }) => {
                 tracing::warn!(executor = %id, "executor was expired; registering again");
-                match store
-                    .register_executor(&registration, Timestamp::now())
-                    .await
-                {
+                match store.register_executor(&registration).await {
                     Ok(_) => reregistered.notify_one(),
                     Err(error) => {
                         tracing::warn!(executor = %id, error = %error, "registering again failed");

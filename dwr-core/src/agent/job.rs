@@ -11,7 +11,6 @@ use crate::error::StoreError;
 use crate::ids::JobId;
 use crate::job::{Job, JobState, Outcome};
 use crate::runtime::{ContainerId, ContainerSpec};
-use crate::time::Timestamp;
 
 use super::{logs, retry, Shared};
 
@@ -57,14 +56,14 @@ fn current_signal(rx: &SignalRx) -> Option<Signal> {
 /// to this task) or as a refused `mark_running`, which stops the container. Ignores a job
 /// that is not assigned to this executor (a late or repeated event).
 pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: SignalRx) {
-    let id = job.id;
+    let (id, attempt) = (job.id, job.attempt);
     if job.state != JobState::Assigned || job.executor.as_ref() != Some(&shared.config.id) {
         tracing::debug!(job = %id, state = %job.state, "not assigned to this executor; ignoring");
         return;
     }
     if let Some(cause) = job.abort_requested {
         tracing::info!(job = %id, ?cause, "abort requested before start");
-        shared.record(id, cause.outcome()).await;
+        shared.record(id, attempt, cause.outcome()).await;
         return;
     }
 
@@ -76,21 +75,23 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
     });
     let pull = futures::future::join(
         shared.runtime.ensure_image(&job.spec.image, progress),
-        logs::forward(shared.clone(), id, progress_lines, stop_following),
+        logs::forward(shared.clone(), id, attempt, progress_lines, stop_following),
     );
     let pulled = tokio::select! {
         (pulled, ()) = pull => pulled,
         signal = next_signal(&mut signal) => {
             if let Signal::Stop(outcome) = signal {
                 tracing::info!(job = %id, "stopped while pulling");
-                shared.record(id, outcome).await;
+                shared.record(id, attempt, outcome).await;
             }
             return;
         }
     };
     if let Err(error) = pulled {
         tracing::warn!(job = %id, image = %job.spec.image, error = %error, "image unavailable");
-        shared.record(id, Outcome::failed(error.job_reason())).await;
+        shared
+            .record(id, attempt, Outcome::failed(error.job_reason()))
+            .await;
         return;
     }
 
@@ -100,29 +101,33 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
         Ok(container) => container,
         Err(error) => {
             tracing::warn!(job = %id, error = %error, "container did not start");
-            shared.record(id, Outcome::failed(error.job_reason())).await;
+            shared
+                .record(id, attempt, Outcome::failed(error.job_reason()))
+                .await;
             return;
         }
     };
     tracing::info!(job = %id, container = %container, "container started");
     if let Some(Signal::Stop(outcome)) = current_signal(&signal) {
         tracing::info!(job = %id, "stopped while starting");
-        shared.stop_then_record(id, &container, outcome).await;
+        shared
+            .stop_then_record(id, attempt, &container, outcome)
+            .await;
         return;
     }
 
-    if let Err(error) = shared.mark_running(id).await {
+    if let Err(error) = shared.mark_running(id, attempt).await {
         // Aborted or expired while starting, or the store stayed down: this container must
         // not outlive the decision.
         tracing::warn!(job = %id, error = %error, "could not mark the job running; stopping its container");
         shared.stop_and_remove(&container).await;
         if retry::is_transient(&error) {
             let reason = format!("could not record the start of the container: {error}");
-            shared.record(id, Outcome::failed(reason)).await;
+            shared.record(id, attempt, Outcome::failed(reason)).await;
         }
         return;
     }
-    follow(shared, id, container, signal, true).await;
+    follow(shared, id, attempt, container, signal, true).await;
 }
 
 /// Re-attaches to the container of a job after an agent restart: waits for its exit and
@@ -138,9 +143,10 @@ pub(super) async fn reattach(
     let Some(job) = shared.load(id).await else {
         return;
     };
+    let attempt = job.attempt;
     if job.state == JobState::Assigned {
         // The agent stopped between starting the container and recording it.
-        if let Err(error) = shared.mark_running(id).await {
+        if let Err(error) = shared.mark_running(id, attempt).await {
             tracing::warn!(job = %id, error = %error, "could not mark a re-attached job running; removing its container");
             shared.stop_and_remove(&container).await;
             return;
@@ -148,7 +154,7 @@ pub(super) async fn reattach(
     }
     let note = [REATTACH_NOTE.to_owned()];
     if let Err(error) = retry::with_backoff("append logs", shared.config.store_retry_for, || {
-        shared.store.append_logs(id, &note)
+        shared.store.append_logs(id, Some(attempt), &note)
     })
     .await
     {
@@ -156,11 +162,11 @@ pub(super) async fn reattach(
     }
     if let Some(cause) = job.abort_requested {
         shared
-            .stop_then_record(id, &container, cause.outcome())
+            .stop_then_record(id, attempt, &container, cause.outcome())
             .await;
         return;
     }
-    follow(shared, id, container, signal, false).await;
+    follow(shared, id, attempt, container, signal, false).await;
 }
 
 /// Follows a started container to its end: forwards its output (when `capture_logs`),
@@ -168,11 +174,12 @@ pub(super) async fn reattach(
 async fn follow(
     shared: Arc<Shared>,
     id: JobId,
+    attempt: u32,
     container: ContainerId,
     mut signal: SignalRx,
     capture_logs: bool,
 ) {
-    let forwarder = capture_logs.then(|| LogForwarder::spawn(&shared, id, &container));
+    let forwarder = capture_logs.then(|| LogForwarder::spawn(&shared, id, attempt, &container));
     tokio::select! {
         exit = shared.runtime.wait(&container) => {
             let outcome = match exit {
@@ -195,7 +202,7 @@ async fn follow(
                     Outcome::failed(error.job_reason())
                 }
             };
-            shared.record(id, outcome).await;
+            shared.record(id, attempt, outcome).await;
             shared.remove(&container).await;
         }
         signal = next_signal(&mut signal) => match signal {
@@ -207,7 +214,7 @@ async fn follow(
                 }
                 shared.remove(&container).await;
                 let outcome = outcome.with_exit_code(status.map(|s| s.code));
-                shared.record(id, outcome).await;
+                shared.record(id, attempt, outcome).await;
             }
             Signal::Detach => {
                 tracing::info!(job = %id, container = %container, "leaving the container running");
@@ -226,13 +233,13 @@ struct LogForwarder {
 }
 
 impl LogForwarder {
-    fn spawn(shared: &Arc<Shared>, id: JobId, container: &ContainerId) -> Self {
+    fn spawn(shared: &Arc<Shared>, id: JobId, attempt: u32, container: &ContainerId) -> Self {
         let lines = shared
             .runtime
             .logs(container)
             .map(|line| line.map(|line| line.text));
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(logs::forward(shared.clone(), id, lines, stop_rx));
+        let task = tokio::spawn(logs::forward(shared.clone(), id, attempt, lines, stop_rx));
         Self { task, stop }
     }
 
@@ -274,22 +281,33 @@ fn container_spec(shared: &Shared, job: &Job) -> ContainerSpec {
 }
 
 impl Shared {
-    /// Marks the job running on this executor, retrying while the store is unavailable.
+    /// Marks attempt `attempt` of the job running on this executor, retrying while the
+    /// store is unavailable.
     ///
-    /// A retried call whose first try did apply (the reply was lost) is answered with an
-    /// error; the job is then read back, and found running here, is a success.
-    async fn mark_running(&self, id: JobId) -> Result<(), StoreError> {
-        let marked = retry::with_backoff("mark running", self.config.store_retry_for, || {
-            self.store
-                .mark_running(id, &self.config.id, Timestamp::now())
+    /// A retried call whose earlier try did apply (the reply was lost) is answered with an
+    /// error; only then is the job read back, and found running here in the same attempt,
+    /// a success. A refusal at the first answer is never taken for one: that is another
+    /// path (a repeated event, a fallback check) that got there first.
+    async fn mark_running(&self, id: JobId, attempt: u32) -> Result<(), StoreError> {
+        let ambiguous = std::sync::atomic::AtomicBool::new(false);
+        let marked = retry::with_backoff("mark running", self.config.store_retry_for, || async {
+            let result = self.store.mark_running(id, &self.config.id, attempt).await;
+            if result.as_ref().is_err_and(retry::is_transient) {
+                ambiguous.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            result
         })
         .await;
         let Err(error) = marked else {
             return Ok(());
         };
+        if !ambiguous.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(error);
+        }
         match self.store.job(id).await {
             Ok(job)
                 if job.state == JobState::Running
+                    && job.attempt == attempt
                     && job.executor.as_ref() == Some(&self.config.id) =>
             {
                 Ok(())
@@ -320,9 +338,9 @@ impl Shared {
     /// Records the job's terminal state, retrying while the store is unavailable. An
     /// outcome the store still refuses after the retry budget is kept and retried at each
     /// fallback check, so the job ends once the store is back.
-    pub(super) async fn record(&self, id: JobId, outcome: Outcome) {
+    pub(super) async fn record(&self, id: JobId, attempt: u32, outcome: Outcome) {
         let result = retry::with_backoff("finish", self.config.store_retry_for, || {
-            self.store.finish(id, &outcome, Timestamp::now())
+            self.store.finish(id, &outcome, Some(attempt))
         })
         .await;
         match result {
@@ -334,7 +352,7 @@ impl Shared {
             }
             Err(error) if retry::is_transient(&error) => {
                 tracing::error!(job = %id, error = %error, "store unavailable; the outcome will be recorded when it is back");
-                self.keep_unrecorded(id, outcome);
+                self.keep_unrecorded(id, attempt, outcome);
             }
             Err(error) => {
                 tracing::warn!(job = %id, error = %error, "could not record the job's outcome");
@@ -378,12 +396,13 @@ impl Shared {
     pub(super) async fn stop_then_record(
         &self,
         id: JobId,
+        attempt: u32,
         container: &ContainerId,
         outcome: Outcome,
     ) {
         let status = self.stop(container).await;
         self.remove(container).await;
-        self.record(id, outcome.with_exit_code(status.map(|s| s.code)))
+        self.record(id, attempt, outcome.with_exit_code(status.map(|s| s.code)))
             .await;
     }
 }

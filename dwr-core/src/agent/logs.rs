@@ -21,6 +21,7 @@ use super::{retry, Shared};
 pub(super) async fn forward(
     shared: Arc<Shared>,
     job: JobId,
+    attempt: u32,
     lines: impl Stream<Item = Result<String, RuntimeError>> + Send,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -34,7 +35,7 @@ pub(super) async fn forward(
             biased;
             _ = &mut stop => break,
             () = sleep_until(deadline), if deadline.is_some() => {
-                send(&shared, job, &mut batch).await;
+                send(&shared, job, attempt, &mut batch).await;
                 flush_at = None;
             }
             line = lines.next() => match line {
@@ -44,7 +45,7 @@ pub(super) async fn forward(
                     }
                     batch.push(text);
                     if batch.len() >= batch_max {
-                        send(&shared, job, &mut batch).await;
+                        send(&shared, job, attempt, &mut batch).await;
                         flush_at = None;
                     }
                 }
@@ -56,7 +57,7 @@ pub(super) async fn forward(
             },
         }
     }
-    send(&shared, job, &mut batch).await;
+    send(&shared, job, attempt, &mut batch).await;
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
@@ -67,13 +68,13 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Appends `batch` to the job's log and empties it.
-async fn send(shared: &Shared, job: JobId, batch: &mut Vec<String>) {
+async fn send(shared: &Shared, job: JobId, attempt: u32, batch: &mut Vec<String>) {
     if batch.is_empty() {
         return;
     }
     let lines = std::mem::take(batch);
     let result = retry::with_backoff("append logs", shared.config.store_retry_for, || {
-        shared.store.append_logs(job, &lines)
+        shared.store.append_logs(job, Some(attempt), &lines)
     })
     .await;
     if let Err(error) = result {

@@ -80,8 +80,7 @@ use crate::ids::JobId;
 use crate::job::{AbortCause, Outcome};
 use crate::probe::{GpuProbe, HostProbe};
 use crate::runtime::ContainerRuntime;
-use crate::store::{ExecutorEvent, JobStore};
-use crate::time::Timestamp;
+use crate::store::{ExecutorEvent, Expiry, JobStore};
 
 pub use config::{
     AgentConfig, AgentError, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_LOG_BATCH_MAX,
@@ -106,16 +105,17 @@ struct Shared {
     store: Arc<dyn JobStore>,
     runtime: Arc<dyn ContainerRuntime>,
     config: AgentConfig,
-    /// Outcomes the store refused for longer than the retry budget, recorded later.
-    unrecorded: Mutex<HashMap<JobId, Outcome>>,
+    /// Outcomes the store refused for longer than the retry budget, with the attempt each
+    /// is about, recorded later.
+    unrecorded: Mutex<HashMap<JobId, (u32, Outcome)>>,
 }
 
 impl Shared {
-    fn keep_unrecorded(&self, id: JobId, outcome: Outcome) {
+    fn keep_unrecorded(&self, id: JobId, attempt: u32, outcome: Outcome) {
         self.unrecorded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, outcome);
+            .insert(id, (attempt, outcome));
     }
 
     fn is_unrecorded(&self, id: JobId) -> bool {
@@ -173,7 +173,7 @@ impl ExecutorAgent {
         );
         registration.region = self.config.region.clone();
         registration.datacenter = self.config.datacenter.clone();
-        registration
+        registration.with_heartbeat_interval(self.config.heartbeat_interval)
     }
 
     /// Registers, reconciles, then runs jobs until `shutdown` resolves; see the
@@ -203,7 +203,7 @@ impl ExecutorAgent {
             biased;
             () = &mut shutdown => return Ok(()),
             registered = retry::with_backoff("register", shared.config.store_retry_for, || {
-                shared.store.register_executor(&registration, Timestamp::now())
+                shared.store.register_executor(&registration)
             }) => registered,
         };
         registered.map_err(|source| AgentError::RegistrationFailed {
@@ -287,7 +287,7 @@ impl ExecutorAgent {
         if shared.config.drain_on_shutdown {
             let removed = shared
                 .store
-                .expire_executor(&id, None, REASON_EXECUTOR_SHUT_DOWN, Timestamp::now())
+                .expire_executor(&id, Expiry::Now, REASON_EXECUTOR_SHUT_DOWN)
                 .await;
             if let Err(error) = removed {
                 tracing::warn!(executor = %id, error = %error, "could not deregister");
@@ -308,6 +308,6 @@ async fn abort(shared: &Arc<Shared>, jobs: &mut tasks::JobTasks, id: JobId, caus
         return;
     };
     if job.state.holds_resources() && job.executor.as_ref() == Some(&shared.config.id) {
-        shared.record(id, cause.outcome()).await;
+        shared.record(id, job.attempt, cause.outcome()).await;
     }
 }

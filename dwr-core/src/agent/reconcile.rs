@@ -6,7 +6,6 @@ use std::sync::Arc;
 use crate::error::StoreError;
 use crate::ids::JobId;
 use crate::job::{JobState, Outcome, REASON_EXECUTOR_LOST};
-use crate::time::Timestamp;
 
 use super::job::Signal;
 use super::tasks::JobTasks;
@@ -74,7 +73,7 @@ pub(super) async fn reconcile(shared: &Arc<Shared>, jobs: &mut JobTasks) -> Resu
             JobState::Running => {
                 tracing::warn!(job = %job_id, "running job has no container after the restart");
                 shared
-                    .record(job_id, Outcome::failed(REASON_CONTAINER_LOST))
+                    .record(job_id, job.attempt, Outcome::failed(REASON_CONTAINER_LOST))
                     .await;
             }
             _ => {}
@@ -115,7 +114,7 @@ pub(super) async fn fallback_check(shared: &Arc<Shared>, jobs: &mut JobTasks) {
                 JobState::Running => {
                     tracing::warn!(job = %id, "fallback check: running job without a task");
                     shared
-                        .record(id, Outcome::failed(REASON_CONTAINER_LOST))
+                        .record(id, job.attempt, Outcome::failed(REASON_CONTAINER_LOST))
                         .await;
                 }
                 _ => {}
@@ -145,18 +144,20 @@ pub(super) async fn fallback_check(shared: &Arc<Shared>, jobs: &mut JobTasks) {
 
 /// Retries the outcomes the store refused earlier.
 async fn record_unrecorded(shared: &Shared) {
-    let pending: Vec<(JobId, Outcome)> = shared
+    let pending: Vec<(JobId, (u32, Outcome))> = shared
         .unrecorded
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .drain()
         .collect();
-    for (id, outcome) in pending {
-        match shared.store.finish(id, &outcome, Timestamp::now()).await {
+    for (id, (attempt, outcome)) in pending {
+        match shared.store.finish(id, &outcome, Some(attempt)).await {
             Ok(finished) => {
                 tracing::info!(job = %id, state = %finished.state, "recorded an outcome kept while the store was down");
             }
-            Err(error) if retry::is_transient(&error) => shared.keep_unrecorded(id, outcome),
+            Err(error) if retry::is_transient(&error) => {
+                shared.keep_unrecorded(id, attempt, outcome)
+            }
             Err(error) => {
                 tracing::warn!(job = %id, error = %error, "dropping an outcome the store refuses");
             }

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    assert_rejected, assert_unchanged, assign, assignment, at, executor, gpu_spec, job, register,
-    spec, submit, TTL,
+    assert_rejected, assert_stamped, assert_unchanged, assign, assignment, executor, gpu_spec, job,
+    outlive_short_lease, register, register_short_lease, spec, store_now, submit,
 };
 use crate::error::{Rejection, StoreError};
 use crate::ids::{ExecutorId, JobId};
 use crate::job::JobState;
 use crate::resources::{Dimension, Resources};
-use crate::store::{ExecutorEvent, JobQuery, JobStore};
+use crate::store::{ExecutorEvent, Expiry, JobQuery, JobStore};
 
 /// A commit records executor, IP, GPUs and time on the job, allocates on the executor, and
 /// queues `Assigned` for it, carrying the job exactly as stored by the commit: with a
@@ -23,28 +23,35 @@ pub async fn commit_assignment_records_and_allocates(store: Arc<dyn JobStore>) {
 }
 
 async fn records_and_allocates(store: &Arc<dyn JobStore>, name: &str, with_snapshot: bool) {
-    let exec = register(store, name, 4000, 8192, &["GPU-a0", "GPU-a1"], at(0)).await;
-    let id = submit(store, gpu_spec(1500, 2048, 1), at(1)).await;
+    let exec = register(store, name, 4000, 8192, &["GPU-a0", "GPU-a1"]).await;
+    let submitted_after = store_now(store).await;
+    let id = submit(store, gpu_spec(1500, 2048, 1)).await;
     let mut proposal = assignment(id, &exec, &["GPU-a1"]);
     if with_snapshot {
         let pending = store.pending_jobs(10).await.expect("pending");
         assert_eq!(pending.len(), 1);
         proposal.snapshot = Some(Arc::new(pending[0].clone()));
     }
-    let committed = store
-        .commit_assignment(&proposal, TTL, at(5))
-        .await
-        .expect("commit");
+    let committed_after = store_now(store).await;
+    let committed = store.commit_assignment(&proposal).await.expect("commit");
     assert_eq!(committed.state, JobState::Assigned);
+    assert_eq!(committed.attempt, 1, "the first commit is attempt 1");
     assert_eq!(committed.executor.as_ref(), Some(&exec));
     assert_eq!(
         committed.executor_ip.as_deref(),
         Some(format!("ip-of-{name}").as_str())
     );
     assert_eq!(committed.gpu_ids, vec!["GPU-a1".to_owned()]);
-    assert_eq!(committed.assigned_at, Some(at(5)));
-    assert_eq!(committed.updated_at, at(5));
-    assert_eq!(committed.created_at, at(1));
+    assert_stamped(store, "assigned_at", committed.assigned_at, committed_after).await;
+    assert_eq!(Some(committed.updated_at), committed.assigned_at);
+    assert_stamped(
+        store,
+        "created_at",
+        Some(committed.created_at),
+        submitted_after,
+    )
+    .await;
+    assert!(committed.created_at <= committed_after);
     let stored = job(store, id).await;
     assert_eq!(stored, committed, "the stored job is the returned one");
 
@@ -81,14 +88,12 @@ async fn records_and_allocates(store: &Arc<dyn JobStore>, name: &str, with_snaps
 
 /// A job that is no longer pending is rejected with its state; nothing changes.
 pub async fn commit_rejects_a_job_not_pending(store: Arc<dyn JobStore>) {
-    let e1 = register(&store, "e1", 4000, 4096, &[], at(0)).await;
-    let e2 = register(&store, "e2", 4000, 4096, &[], at(0)).await;
-    let id = submit(&store, spec(1000, 1024), at(0)).await;
-    assign(&store, id, &e1, &[], at(1)).await;
+    let e1 = register(&store, "e1", 4000, 4096, &[]).await;
+    let e2 = register(&store, "e2", 4000, 4096, &[]).await;
+    let id = submit(&store, spec(1000, 1024)).await;
+    assign(&store, id, &e1, &[]).await;
     let before = (job(&store, id).await, executor(&store, &e2).await);
-    let r = store
-        .commit_assignment(&assignment(id, &e2, &[]), TTL, at(2))
-        .await;
+    let r = store.commit_assignment(&assignment(id, &e2, &[])).await;
     assert_rejected(r, "assigned job", |r| {
         *r == Rejection::JobNotPending {
             state: JobState::Assigned,
@@ -96,14 +101,14 @@ pub async fn commit_rejects_a_job_not_pending(store: Arc<dyn JobStore>) {
     });
     assert_unchanged(&store, "assigned job", &before.0, Some(&before.1)).await;
 
-    let aborted = submit(&store, spec(1000, 1024), at(0)).await;
+    let aborted = submit(&store, spec(1000, 1024)).await;
     store
-        .request_abort(aborted, crate::job::AbortCause::User, at(3))
+        .request_abort(aborted, crate::job::AbortCause::User)
         .await
         .expect("abort");
     let before_job = job(&store, aborted).await;
     let r = store
-        .commit_assignment(&assignment(aborted, &e2, &[]), TTL, at(4))
+        .commit_assignment(&assignment(aborted, &e2, &[]))
         .await;
     assert_rejected(r, "aborted job", |r| {
         *r == Rejection::JobNotPending {
@@ -115,22 +120,20 @@ pub async fn commit_rejects_a_job_not_pending(store: Arc<dyn JobStore>) {
 
 /// An executor never registered, or expired, is `ExecutorGone`; nothing changes.
 pub async fn commit_rejects_an_unknown_executor(store: Arc<dyn JobStore>) {
-    let id = submit(&store, spec(1000, 1024), at(0)).await;
+    let id = submit(&store, spec(1000, 1024)).await;
     let before = job(&store, id).await;
     let r = store
-        .commit_assignment(&assignment(id, &ExecutorId::new("ghost"), &[]), TTL, at(1))
+        .commit_assignment(&assignment(id, &ExecutorId::new("ghost"), &[]))
         .await;
     assert_rejected(r, "never registered", |r| *r == Rejection::ExecutorGone);
     assert_unchanged(&store, "never registered", &before, None).await;
 
-    let gone = register(&store, "gone", 4000, 4096, &[], at(0)).await;
+    let gone = register(&store, "gone", 4000, 4096, &[]).await;
     store
-        .expire_executor(&gone, None, "shut down", at(1))
+        .expire_executor(&gone, Expiry::Now, "shut down")
         .await
         .expect("expire");
-    let r = store
-        .commit_assignment(&assignment(id, &gone, &[]), TTL, at(2))
-        .await;
+    let r = store.commit_assignment(&assignment(id, &gone, &[])).await;
     assert_rejected(r, "expired", |r| *r == Rejection::ExecutorGone);
     assert_unchanged(&store, "expired", &before, None).await;
     assert!(matches!(
@@ -139,65 +142,60 @@ pub async fn commit_rejects_an_unknown_executor(store: Arc<dyn JobStore>) {
     ));
 }
 
-/// An executor whose heartbeat is older than the TTL is `ExecutorNotAlive`; nothing changes.
+/// An executor whose last heartbeat is older than its own lease (by the store's clock) is
+/// `ExecutorNotAlive`; nothing changes.
 pub async fn commit_rejects_a_dead_executor(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
-    let id = submit(&store, spec(1000, 1024), at(0)).await;
+    let exec = register_short_lease(&store, "e1").await;
+    let id = submit(&store, spec(1000, 1024)).await;
+    outlive_short_lease().await;
     let before = (job(&store, id).await, executor(&store, &exec).await);
-    let late = at(0).plus(TTL + Duration::from_secs(1));
-    let r = store
-        .commit_assignment(&assignment(id, &exec, &[]), TTL, late)
-        .await;
+    let r = store.commit_assignment(&assignment(id, &exec, &[])).await;
     assert_rejected(r, "stale heartbeat", |r| *r == Rejection::ExecutorNotAlive);
     assert_unchanged(&store, "stale heartbeat", &before.0, Some(&before.1)).await;
 
     // A heartbeat brings it back.
     store
-        .heartbeat(&exec, &Default::default(), late)
+        .heartbeat(&exec, &Default::default())
         .await
         .expect("heartbeat");
-    assign(&store, id, &exec, &[], late).await;
+    assign(&store, id, &exec, &[]).await;
 }
 
 /// No room on CPU, on memory (by capacity or because of other jobs) or on GPU count is
 /// `NoRoom` naming the dimension; nothing changes. For the GPU dimension a store may report
 /// instead the device that is not free (`GpuUnavailable`).
 pub async fn commit_rejects_no_room_per_dimension(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 2000, 2048, &["GPU-a0"], at(0)).await;
+    let exec = register(&store, "e1", 2000, 2048, &["GPU-a0"]).await;
     let cases = [
         (spec(2001, 100), Dimension::Cpu, "cpu over capacity"),
         (spec(100, 2049), Dimension::Memory, "memory over capacity"),
     ];
     for (job_spec, dimension, what) in cases {
-        let id = submit(&store, job_spec, at(0)).await;
+        let id = submit(&store, job_spec).await;
         let before = (job(&store, id).await, executor(&store, &exec).await);
-        let r = store
-            .commit_assignment(&assignment(id, &exec, &[]), TTL, at(1))
-            .await;
+        let r = store.commit_assignment(&assignment(id, &exec, &[])).await;
         assert_rejected(r, what, |r| *r == Rejection::NoRoom { dimension });
         assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
     }
 
     // Room taken by other jobs: 1500 of 2000 mCPU, 1024 of 2048 MiB, the one GPU.
-    let holder = submit(&store, gpu_spec(1500, 1024, 1), at(0)).await;
-    assign(&store, holder, &exec, &["GPU-a0"], at(1)).await;
+    let holder = submit(&store, gpu_spec(1500, 1024, 1)).await;
+    assign(&store, holder, &exec, &["GPU-a0"]).await;
     let cases = [
         (spec(501, 100), Dimension::Cpu, "cpu taken"),
         (spec(100, 1025), Dimension::Memory, "memory taken"),
     ];
     for (job_spec, dimension, what) in cases {
-        let id = submit(&store, job_spec, at(0)).await;
+        let id = submit(&store, job_spec).await;
         let before = (job(&store, id).await, executor(&store, &exec).await);
-        let r = store
-            .commit_assignment(&assignment(id, &exec, &[]), TTL, at(2))
-            .await;
+        let r = store.commit_assignment(&assignment(id, &exec, &[])).await;
         assert_rejected(r, what, |r| *r == Rejection::NoRoom { dimension });
         assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
     }
-    let id = submit(&store, gpu_spec(100, 100, 1), at(0)).await;
+    let id = submit(&store, gpu_spec(100, 100, 1)).await;
     let before = (job(&store, id).await, executor(&store, &exec).await);
     let r = store
-        .commit_assignment(&assignment(id, &exec, &["GPU-a0"]), TTL, at(2))
+        .commit_assignment(&assignment(id, &exec, &["GPU-a0"]))
         .await;
     assert_rejected(r, "gpu taken", |r| {
         *r == Rejection::NoRoom {
@@ -210,8 +208,8 @@ pub async fn commit_rejects_no_room_per_dimension(store: Arc<dyn JobStore>) {
     assert_unchanged(&store, "gpu taken", &before.0, Some(&before.1)).await;
 
     // Exactly full is fine.
-    let fits = submit(&store, spec(500, 1024), at(0)).await;
-    assign(&store, fits, &exec, &[], at(3)).await;
+    let fits = submit(&store, spec(500, 1024)).await;
+    assign(&store, fits, &exec, &[]).await;
     assert_eq!(
         executor(&store, &exec).await.allocated,
         Resources::new(2000, 2048, 1)
@@ -221,18 +219,10 @@ pub async fn commit_rejects_no_room_per_dimension(store: Arc<dyn JobStore>) {
 /// A GPU held by another job, not on the executor, or named twice is `GpuUnavailable`
 /// naming it; nothing changes.
 pub async fn commit_rejects_unavailable_gpus(store: Arc<dyn JobStore>) {
-    let e1 = register(
-        &store,
-        "e1",
-        8000,
-        8192,
-        &["GPU-a0", "GPU-a1", "GPU-a2"],
-        at(0),
-    )
-    .await;
-    register(&store, "e2", 8000, 8192, &["GPU-b0"], at(0)).await;
-    let holder = submit(&store, gpu_spec(100, 100, 1), at(0)).await;
-    assign(&store, holder, &e1, &["GPU-a0"], at(1)).await;
+    let e1 = register(&store, "e1", 8000, 8192, &["GPU-a0", "GPU-a1", "GPU-a2"]).await;
+    register(&store, "e2", 8000, 8192, &["GPU-b0"]).await;
+    let holder = submit(&store, gpu_spec(100, 100, 1)).await;
+    assign(&store, holder, &e1, &["GPU-a0"]).await;
 
     let cases: [(&[&str], &str, &str); 4] = [
         (&["GPU-a0", "GPU-a1"], "GPU-a0", "held by another job"),
@@ -241,11 +231,9 @@ pub async fn commit_rejects_unavailable_gpus(store: Arc<dyn JobStore>) {
         (&["GPU-a1", "GPU-a1"], "GPU-a1", "named twice"),
     ];
     for (gpus, bad, what) in cases {
-        let id = submit(&store, gpu_spec(100, 100, 2), at(0)).await;
+        let id = submit(&store, gpu_spec(100, 100, 2)).await;
         let before = (job(&store, id).await, executor(&store, &e1).await);
-        let r = store
-            .commit_assignment(&assignment(id, &e1, gpus), TTL, at(2))
-            .await;
+        let r = store.commit_assignment(&assignment(id, &e1, gpus)).await;
         assert_rejected(r, what, |r| {
             *r == Rejection::GpuUnavailable {
                 uuid: (*bad).to_owned(),
@@ -253,8 +241,8 @@ pub async fn commit_rejects_unavailable_gpus(store: Arc<dyn JobStore>) {
         });
         assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
     }
-    let id = submit(&store, gpu_spec(100, 100, 2), at(0)).await;
-    assign(&store, id, &e1, &["GPU-a2", "GPU-a1"], at(3)).await;
+    let id = submit(&store, gpu_spec(100, 100, 2)).await;
+    assign(&store, id, &e1, &["GPU-a2", "GPU-a1"]).await;
     let e = executor(&store, &e1).await;
     assert_eq!(e.gpu_holders.len(), 3);
     assert_eq!(e.gpu_holders["GPU-a1"], id);
@@ -263,7 +251,7 @@ pub async fn commit_rejects_unavailable_gpus(store: Arc<dyn JobStore>) {
 
 /// Naming more or fewer GPUs than the job asks for is `GpuCountMismatch`; nothing changes.
 pub async fn commit_rejects_a_gpu_count_mismatch(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 8000, 8192, &["GPU-a0", "GPU-a1"], at(0)).await;
+    let exec = register(&store, "e1", 8000, 8192, &["GPU-a0", "GPU-a1"]).await;
     let cases: [(u32, &[&str], &str); 3] = [
         (2, &["GPU-a0"], "too few"),
         (1, &["GPU-a0", "GPU-a1"], "too many"),
@@ -275,11 +263,9 @@ pub async fn commit_rejects_a_gpu_count_mismatch(store: Arc<dyn JobStore>) {
         } else {
             gpu_spec(100, 100, wanted)
         };
-        let id = submit(&store, job_spec, at(0)).await;
+        let id = submit(&store, job_spec).await;
         let before = (job(&store, id).await, executor(&store, &exec).await);
-        let r = store
-            .commit_assignment(&assignment(id, &exec, gpus), TTL, at(1))
-            .await;
+        let r = store.commit_assignment(&assignment(id, &exec, gpus)).await;
         assert_rejected(r, what, |r| {
             *r == Rejection::GpuCountMismatch {
                 given: gpus.len(),
@@ -295,16 +281,16 @@ pub async fn commit_rejects_a_gpu_count_mismatch(store: Arc<dyn JobStore>) {
 pub async fn a_job_is_never_assigned_twice(store: Arc<dyn JobStore>) {
     let mut execs = Vec::new();
     for i in 0..4 {
-        execs.push(register(&store, &format!("e{i}"), 8000, 8192, &[], at(0)).await);
+        execs.push(register(&store, &format!("e{i}"), 8000, 8192, &[]).await);
     }
     for round in 0..5 {
-        let id = submit(&store, spec(1000, 1000), at(round)).await;
+        let id = submit(&store, spec(1000, 1000)).await;
         let tasks: Vec<_> = execs
             .iter()
             .map(|e| {
                 let store = store.clone();
                 let a = assignment(id, e, &[]);
-                tokio::spawn(async move { store.commit_assignment(&a, TTL, at(1)).await })
+                tokio::spawn(async move { store.commit_assignment(&a).await })
             })
             .collect();
         let mut winners = Vec::new();
@@ -340,8 +326,8 @@ pub async fn a_job_is_never_assigned_twice(store: Arc<dyn JobStore>) {
 /// no GPU is held twice, no job is assigned twice, and the books balance.
 pub async fn concurrent_commits_never_over_allocate(store: Arc<dyn JobStore>) {
     let execs = [
-        register(&store, "e0", 3000, 3000, &["GPU-0a", "GPU-0b"], at(0)).await,
-        register(&store, "e1", 2000, 4000, &["GPU-1a"], at(0)).await,
+        register(&store, "e0", 3000, 3000, &["GPU-0a", "GPU-0b"]).await,
+        register(&store, "e1", 2000, 4000, &["GPU-1a"]).await,
     ];
     let gpus: [&[&str]; 2] = [&["GPU-0a", "GPU-0b"], &["GPU-1a"]];
     let mut ids = Vec::new();
@@ -351,7 +337,7 @@ pub async fn concurrent_commits_never_over_allocate(store: Arc<dyn JobStore>) {
         } else {
             spec(700, 900)
         };
-        ids.push(submit(&store, job_spec, at(i)).await);
+        ids.push(submit(&store, job_spec).await);
     }
     let ids = Arc::new(ids);
     let tasks: Vec<_> = (0..4)
@@ -373,10 +359,7 @@ pub async fn concurrent_commits_never_over_allocate(store: Arc<dyn JobStore>) {
                             vec![&[]]
                         };
                         for g in choices {
-                            match store
-                                .commit_assignment(&assignment(id, e, g), TTL, at(1))
-                                .await
-                            {
+                            match store.commit_assignment(&assignment(id, e, g)).await {
                                 Ok(_) => won.push(id),
                                 Err(StoreError::Rejected { .. }) => {}
                                 Err(other) => panic!("unexpected error {other}"),
@@ -432,11 +415,11 @@ pub async fn concurrent_commits_never_over_allocate(store: Arc<dyn JobStore>) {
 /// room is refused, a job committed twice in one batch is refused the second time), a
 /// refusal changing nothing, and the events queued in commit order.
 pub async fn commit_assignments_apply_in_order(store: Arc<dyn JobStore>) {
-    let small = register(&store, "small", 1000, 1024, &[], at(0)).await;
-    let big = register(&store, "big", 8000, 8192, &["GPU-b0"], at(0)).await;
-    let a = submit(&store, spec(800, 512), at(1)).await;
-    let b = submit(&store, spec(800, 512), at(2)).await;
-    let c = submit(&store, gpu_spec(500, 512, 1), at(3)).await;
+    let small = register(&store, "small", 1000, 1024, &[]).await;
+    let big = register(&store, "big", 8000, 8192, &["GPU-b0"]).await;
+    let a = submit(&store, spec(800, 512)).await;
+    let b = submit(&store, spec(800, 512)).await;
+    let c = submit(&store, gpu_spec(500, 512, 1)).await;
     let batch = [
         assignment(a, &small, &[]),
         // No room left on `small` once `a` is there.
@@ -446,7 +429,7 @@ pub async fn commit_assignments_apply_in_order(store: Arc<dyn JobStore>) {
         assignment(a, &big, &[]),
         assignment(b, &big, &[]),
     ];
-    let mut results = store.commit_assignments(&batch, TTL, at(5)).await;
+    let mut results = store.commit_assignments(&batch).await;
     assert_eq!(results.len(), batch.len(), "one result per assignment");
     let committed: Vec<Option<JobId>> = results
         .iter()
@@ -493,5 +476,5 @@ pub async fn commit_assignments_apply_in_order(store: Arc<dyn JobStore>) {
         order.push(event.job_id());
     }
     assert_eq!(order, vec![c, b], "events in commit order");
-    assert!(store.commit_assignments(&[], TTL, at(6)).await.is_empty());
+    assert!(store.commit_assignments(&[]).await.is_empty());
 }

@@ -6,32 +6,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    assign, assignment, at, executor, gpu_spec, job, register, registration, spec, submit,
-    LONG_WAIT, TTL, WAKE_BOUND,
+    assert_stamped, assign, assignment, executor, gpu_spec, job, outlive_short_lease, register,
+    register_short_lease, registration, spec, store_now, submit, LONG_WAIT, SHORT_HEARTBEAT,
+    WAKE_BOUND,
 };
 use crate::error::StoreError;
 use crate::executor::HostUsage;
 use crate::ids::ExecutorId;
 use crate::job::{AbortCause, JobState, Outcome};
 use crate::resources::Resources;
-use crate::store::{ExecutorEvent, JobStore};
+use crate::store::{ExecutorEvent, Expiry, JobStore};
 
 /// Events queue per executor in order and are delivered once; one executor never sees
 /// another's.
 pub async fn events_are_delivered_once(store: Arc<dyn JobStore>) {
-    let e1 = register(&store, "e1", 4000, 4096, &[], at(0)).await;
-    let e2 = register(&store, "e2", 4000, 4096, &[], at(0)).await;
-    let a = submit(&store, spec(100, 100), at(0)).await;
-    let b = submit(&store, spec(100, 100), at(0)).await;
-    let c = submit(&store, spec(100, 100), at(0)).await;
+    let e1 = register(&store, "e1", 4000, 4096, &[]).await;
+    let e2 = register(&store, "e2", 4000, 4096, &[]).await;
+    let a = submit(&store, spec(100, 100)).await;
+    let b = submit(&store, spec(100, 100)).await;
+    let c = submit(&store, spec(100, 100)).await;
     for (id, e) in [(a, &e1), (b, &e1), (c, &e2)] {
         store
-            .commit_assignment(&assignment(id, e, &[]), TTL, at(1))
+            .commit_assignment(&assignment(id, e, &[]))
             .await
             .expect("commit");
     }
     store
-        .request_abort(a, AbortCause::User, at(2))
+        .request_abort(a, AbortCause::User)
         .await
         .expect("abort");
     let next = |e: &ExecutorId| {
@@ -71,17 +72,15 @@ pub async fn events_are_delivered_once(store: Arc<dyn JobStore>) {
 /// `next_event` blocked in one task returns the event another task queues, long before
 /// its wait is over.
 pub async fn next_event_wakes_on_commit_from_another_task(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
     for round in 0..3 {
-        let id = submit(&store, spec(100, 100), at(round)).await;
+        let id = submit(&store, spec(100, 100)).await;
         let committer = {
             let store = store.clone();
             let exec = exec.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                store
-                    .commit_assignment(&assignment(id, &exec, &[]), TTL, at(1))
-                    .await
+                store.commit_assignment(&assignment(id, &exec, &[])).await
             })
         };
         let event = tokio::time::timeout(WAKE_BOUND, store.next_event(&exec, LONG_WAIT))
@@ -104,46 +103,57 @@ pub async fn next_event_wakes_on_commit_from_another_task(store: Arc<dyn JobStor
 
 /// A heartbeat refreshes liveness and usage and never touches allocations.
 pub async fn heartbeat_keeps_allocations(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 4000, 4096, &["GPU-a0"], at(0)).await;
-    let id = submit(&store, gpu_spec(1000, 1024, 1), at(0)).await;
-    assign(&store, id, &exec, &["GPU-a0"], at(1)).await;
+    let exec = register(&store, "e1", 4000, 4096, &["GPU-a0"]).await;
+    let id = submit(&store, gpu_spec(1000, 1024, 1)).await;
+    assign(&store, id, &exec, &["GPU-a0"]).await;
     let before = executor(&store, &exec).await;
     let usage = HostUsage {
         cpu_percent: 42.5,
         memory_used_mib: 3000,
     };
-    store
-        .heartbeat(&exec, &usage, at(10_000))
-        .await
-        .expect("heartbeat");
+    let heartbeat_after = store_now(&store).await;
+    store.heartbeat(&exec, &usage).await.expect("heartbeat");
     let after = executor(&store, &exec).await;
-    assert_eq!(after.last_heartbeat, at(10_000));
+    assert_stamped(
+        &store,
+        "last_heartbeat",
+        Some(after.last_heartbeat),
+        heartbeat_after,
+    )
+    .await;
     assert_eq!(after.usage, usage);
     assert_eq!(after.allocated, before.allocated);
     assert_eq!(after.gpu_holders, before.gpu_holders);
     assert_eq!(after.jobs, before.jobs);
     assert_eq!(after.registration, before.registration);
-    // Alive within the TTL of the heartbeat, long after the TTL of the registration.
-    let other = submit(&store, spec(100, 100), at(0)).await;
-    let later = at(10_000).plus(TTL - Duration::from_secs(1));
-    assign(&store, other, &exec, &[], later).await;
+    // A heartbeat renews the lease: alive after the lease of the registration ran out.
+    let short = register_short_lease(&store, "e2").await;
+    tokio::time::sleep(SHORT_HEARTBEAT * 2).await;
+    store.heartbeat(&short, &usage).await.expect("heartbeat");
+    tokio::time::sleep(SHORT_HEARTBEAT * 2).await;
+    let other = submit(&store, spec(100, 100)).await;
+    assign(&store, other, &short, &[]).await;
 }
 
 /// Registering again (an agent restart) updates the registration and liveness and keeps
 /// allocations, GPU holders and jobs.
 pub async fn reregister_keeps_allocations(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 4000, 4096, &["GPU-a0", "GPU-a1"], at(0)).await;
-    let id = submit(&store, gpu_spec(1000, 1024, 1), at(0)).await;
-    assign(&store, id, &exec, &["GPU-a1"], at(1)).await;
+    let exec = register(&store, "e1", 4000, 4096, &["GPU-a0", "GPU-a1"]).await;
+    let id = submit(&store, gpu_spec(1000, 1024, 1)).await;
+    assign(&store, id, &exec, &["GPU-a1"]).await;
     let mut again = registration("e1", 8000, 4096, &["GPU-a0", "GPU-a1"]);
     again.ip = "10.1.2.3".into();
     again.region = Some("eu-west".into());
-    let back = store
-        .register_executor(&again, at(50))
-        .await
-        .expect("register");
+    let registered_after = store_now(&store).await;
+    let back = store.register_executor(&again).await.expect("register");
     assert_eq!(back.registration, again);
-    assert_eq!(back.last_heartbeat, at(50));
+    assert_stamped(
+        &store,
+        "last_heartbeat",
+        Some(back.last_heartbeat),
+        registered_after,
+    )
+    .await;
     assert_eq!(back.allocated, Resources::new(1000, 1024, 1));
     assert_eq!(
         back.gpu_holders,
@@ -154,7 +164,7 @@ pub async fn reregister_keeps_allocations(store: Arc<dyn JobStore>) {
     assert_eq!(store.executors().await.expect("executors").len(), 1);
 
     store
-        .finish(id, &Outcome::failed("x"), at(60))
+        .finish(id, &Outcome::failed("x"), None)
         .await
         .expect("finish");
     let e = executor(&store, &exec).await;
@@ -166,7 +176,7 @@ pub async fn reregister_keeps_allocations(store: Arc<dyn JobStore>) {
 pub async fn executors_are_listed_by_id(store: Arc<dyn JobStore>) {
     assert!(store.executors().await.expect("executors").is_empty());
     for id in ["c", "a", "b"] {
-        register(&store, id, 1000, 1000, &[], at(0)).await;
+        register(&store, id, 1000, 1000, &[]).await;
     }
     let listed: Vec<String> = store
         .executors()
@@ -181,37 +191,33 @@ pub async fn executors_are_listed_by_id(store: Arc<dyn JobStore>) {
 /// Expiring a stale executor fails its assigned and running jobs with the reason, frees
 /// everything, removes it, and leaves its finished jobs alone.
 pub async fn expire_executor_fails_its_jobs(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 8000, 8192, &["GPU-a0", "GPU-a1"], at(0)).await;
-    let done = submit(&store, spec(100, 100), at(0)).await;
-    assign(&store, done, &exec, &[], at(1)).await;
-    store.mark_running(done, &exec, at(2)).await.expect("run");
+    let exec = register_short_lease(&store, "e1").await;
+    let done = submit(&store, spec(100, 100)).await;
+    assign(&store, done, &exec, &[]).await;
+    store.mark_running(done, &exec, 1).await.expect("run");
     store
-        .finish(done, &Outcome::exited(0, false), at(3))
+        .finish(done, &Outcome::exited(0, false), None)
         .await
         .expect("finish");
-    let assigned = submit(&store, gpu_spec(1000, 1000, 1), at(0)).await;
-    let running = submit(&store, gpu_spec(1000, 1000, 1), at(0)).await;
-    assign(&store, assigned, &exec, &["GPU-a0"], at(4)).await;
-    assign(&store, running, &exec, &["GPU-a1"], at(4)).await;
+    let assigned = submit(&store, gpu_spec(1000, 1000, 1)).await;
+    let running = submit(&store, gpu_spec(1000, 1000, 1)).await;
+    assign(&store, assigned, &exec, &["GPU-a0"]).await;
+    assign(&store, running, &exec, &["GPU-a1"]).await;
+    store.mark_running(running, &exec, 1).await.expect("run");
     store
-        .mark_running(running, &exec, at(5))
-        .await
-        .expect("run");
-    store
-        .heartbeat(&exec, &HostUsage::default(), at(1_000))
+        .heartbeat(&exec, &HostUsage::default())
         .await
         .expect("heartbeat");
 
     let none = store
-        .expire_executor(&exec, Some(at(1_000)), "executor lost", at(2_000))
+        .expire_executor(&exec, Expiry::IfLeaseExpired, "executor lost")
         .await
         .expect("expire");
-    assert!(
-        none.is_empty(),
-        "a heartbeat at the cut is not older than it"
-    );
+    assert!(none.is_empty(), "an executor within its lease is kept");
+    outlive_short_lease().await;
+    let expired_after = store_now(&store).await;
     let failed: HashSet<_> = store
-        .expire_executor(&exec, Some(at(1_001)), "executor lost", at(2_000))
+        .expire_executor(&exec, Expiry::IfLeaseExpired, "executor lost")
         .await
         .expect("expire")
         .into_iter()
@@ -221,7 +227,8 @@ pub async fn expire_executor_fails_its_jobs(store: Arc<dyn JobStore>) {
         let j = job(&store, id).await;
         assert_eq!(j.state, JobState::Failed);
         assert_eq!(j.reason.as_deref(), Some("executor lost"));
-        assert_eq!(j.finished_at, Some(at(2_000)));
+        assert_stamped(&store, "finished_at", j.finished_at, expired_after).await;
+        assert_eq!(j.attempt, 1);
     }
     assert_eq!(job(&store, done).await.state, JobState::Succeeded);
     assert!(matches!(
@@ -229,13 +236,11 @@ pub async fn expire_executor_fails_its_jobs(store: Arc<dyn JobStore>) {
         Err(StoreError::ExecutorNotFound { .. })
     ));
     assert!(matches!(
-        store
-            .heartbeat(&exec, &HostUsage::default(), at(2_001))
-            .await,
+        store.heartbeat(&exec, &HostUsage::default()).await,
         Err(StoreError::ExecutorNotFound { .. })
     ));
     let again = store
-        .expire_executor(&exec, None, "executor lost", at(3_000))
+        .expire_executor(&exec, Expiry::Now, "executor lost")
         .await
         .expect("expire");
     assert!(again.is_empty(), "expiring twice fails nothing");
@@ -243,7 +248,7 @@ pub async fn expire_executor_fails_its_jobs(store: Arc<dyn JobStore>) {
     assert_eq!(counts[&JobState::Failed], 2);
     assert_eq!(counts[&JobState::Assigned] + counts[&JobState::Running], 0);
 
-    let back = register(&store, "e1", 8000, 8192, &["GPU-a0", "GPU-a1"], at(4_000)).await;
+    let back = register(&store, "e1", 8000, 8192, &["GPU-a0", "GPU-a1"]).await;
     let e = executor(&store, &back).await;
     assert_eq!(e.allocated, Resources::ZERO, "everything was freed");
     assert!(e.gpu_holders.is_empty() && e.jobs.is_empty());
@@ -252,12 +257,12 @@ pub async fn expire_executor_fails_its_jobs(store: Arc<dyn JobStore>) {
 /// Expiry ignores an executor that heartbeated after the cut and an unknown one; `None`
 /// (a clean shutdown) removes a fresh executor.
 pub async fn expire_executor_ignores_fresh_and_unknown(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 4000, 4096, &[], at(5_000)).await;
-    let id = submit(&store, spec(1000, 1000), at(0)).await;
-    assign(&store, id, &exec, &[], at(5_001)).await;
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
+    let id = submit(&store, spec(1000, 1000)).await;
+    assign(&store, id, &exec, &[]).await;
     let before = executor(&store, &exec).await;
     let failed = store
-        .expire_executor(&exec, Some(at(4_000)), "executor lost", at(6_000))
+        .expire_executor(&exec, Expiry::IfLeaseExpired, "executor lost")
         .await
         .expect("expire");
     assert!(failed.is_empty());
@@ -269,13 +274,13 @@ pub async fn expire_executor_ignores_fresh_and_unknown(store: Arc<dyn JobStore>)
     assert_eq!(job(&store, id).await.state, JobState::Assigned);
 
     let unknown = store
-        .expire_executor(&ExecutorId::new("ghost"), None, "executor lost", at(6_000))
+        .expire_executor(&ExecutorId::new("ghost"), Expiry::Now, "executor lost")
         .await
         .expect("expire unknown");
     assert!(unknown.is_empty());
 
     let failed = store
-        .expire_executor(&exec, None, "executor shut down", at(7_000))
+        .expire_executor(&exec, Expiry::Now, "executor shut down")
         .await
         .expect("expire");
     assert_eq!(failed, vec![id]);
@@ -306,7 +311,7 @@ pub async fn wait_for_work_wakes_on_changes(store: Arc<dyn JobStore>) {
         let store = store.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            submit(&store, spec(100, 100), at(0)).await
+            submit(&store, spec(100, 100)).await
         })
     };
     bounded("a submit while waiting").await;
@@ -314,21 +319,21 @@ pub async fn wait_for_work_wakes_on_changes(store: Arc<dyn JobStore>) {
 
     // Between calls (each time after taking any wake-up left over).
     store.wait_for_work(Duration::ZERO).await.expect("wait");
-    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
     bounded("a registration before the call").await;
-    assign(&store, first, &exec, &[], at(1)).await;
+    assign(&store, first, &exec, &[]).await;
     store.wait_for_work(Duration::ZERO).await.expect("wait");
     store
-        .finish(first, &Outcome::failed("x"), at(2))
+        .finish(first, &Outcome::failed("x"), None)
         .await
         .expect("finish");
     bounded("a finish before the call").await;
     store.wait_for_work(Duration::ZERO).await.expect("wait");
-    let pending = submit(&store, spec(100, 100), at(3)).await;
+    let pending = submit(&store, spec(100, 100)).await;
     bounded("a submit before the call").await;
     store.wait_for_work(Duration::ZERO).await.expect("wait");
     store
-        .request_abort(pending, AbortCause::User, at(4))
+        .request_abort(pending, AbortCause::User)
         .await
         .expect("abort");
     bounded("an abort of a pending job before the call").await;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{assign, at, job, register, spec, submit};
+use super::{assert_stamped, assign, at, job, register, spec, store_now, submit, LONG_WAIT};
 use crate::error::StoreError;
 use crate::executor::HostUsage;
 use crate::ids::{ExecutorId, JobId};
@@ -23,12 +23,17 @@ fn query(state: Option<JobState>, offset: usize, limit: usize) -> JobQuery {
     }
 }
 
-/// A submitted job reads back equal; a second submit of the same id is `JobExists` and
-/// leaves the first untouched.
+/// A submitted job reads back equal to what `submit` returned, stamped with the store's
+/// clock whatever the caller's clock said; a second submit of the same id is `JobExists`
+/// and leaves the first untouched.
 pub async fn submit_get_and_duplicate(store: Arc<dyn JobStore>) {
+    // A caller whose clock is far off: the store's clock stamps the job.
     let mut original = Job::new(JobId::new(), spec(500, 256), at(0));
     original.spec.env.insert("KEY".into(), "value".into());
-    store.submit(original.clone()).await.expect("submit");
+    let before = store_now(&store).await;
+    let original = store.submit(original).await.expect("submit");
+    assert_stamped(&store, "created_at", Some(original.created_at), before).await;
+    assert_eq!(original.updated_at, original.created_at);
     assert_eq!(job(&store, original.id).await, original, "read back");
 
     let mut other = Job::new(original.id, spec(1000, 512), at(5));
@@ -56,36 +61,33 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn JobStore>) {
     };
     not_found(store.job(id).await.map(drop), "job");
     not_found(
-        store.mark_running(id, &ghost, at(0)).await.map(drop),
+        store.mark_running(id, &ghost, 1).await.map(drop),
         "mark_running",
     );
     not_found(
         store
-            .finish(id, &Outcome::exited(0, false), at(0))
+            .finish(id, &Outcome::exited(0, false), None)
             .await
             .map(drop),
         "finish",
     );
     not_found(
-        store
-            .request_abort(id, AbortCause::User, at(0))
-            .await
-            .map(drop),
+        store.request_abort(id, AbortCause::User).await.map(drop),
         "request_abort",
     );
-    not_found(store.append_logs(id, &["x".into()]).await, "append_logs");
+    not_found(
+        store.append_logs(id, None, &["x".into()]).await,
+        "append_logs",
+    );
     not_found(store.logs(id, 0).await.map(drop), "logs");
     not_found(
         store.wait_logs(id, 0, Duration::ZERO).await.map(drop),
         "wait_logs",
     );
-    let exec = register(&store, "e1", 1000, 1024, &[], at(0)).await;
+    let exec = register(&store, "e1", 1000, 1024, &[]).await;
     let commit = Assignment::new(id, exec, vec![]);
     not_found(
-        store
-            .commit_assignment(&commit, super::TTL, at(0))
-            .await
-            .map(drop),
+        store.commit_assignment(&commit).await.map(drop),
         "commit_assignment",
     );
 
@@ -93,7 +95,7 @@ pub async fn unknown_ids_are_not_found(store: Arc<dyn JobStore>) {
         Err(StoreError::ExecutorNotFound { id }) => assert_eq!(id, ghost),
         r => panic!("executor: expected ExecutorNotFound, got {r:?}"),
     }
-    match store.heartbeat(&ghost, &HostUsage::default(), at(0)).await {
+    match store.heartbeat(&ghost, &HostUsage::default()).await {
         Err(StoreError::ExecutorNotFound { id }) => assert_eq!(id, ghost),
         r => panic!("heartbeat: expected ExecutorNotFound, got {r:?}"),
     }
@@ -107,14 +109,14 @@ pub async fn jobs_are_listed_newest_first_with_paging(store: Arc<dyn JobStore>) 
         .expect("jobs")
         .is_empty());
     let mut submitted = Vec::new();
-    for i in 0..5 {
-        submitted.push(submit(&store, spec(100, 64), at(i)).await);
+    for _ in 0..5 {
+        submitted.push(submit(&store, spec(100, 64)).await);
     }
     let [j1, j2, j3, j4, j5] = submitted[..] else {
         unreachable!()
     };
-    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
-    assign(&store, j2, &exec, &[], at(10)).await;
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
+    assign(&store, j2, &exec, &[]).await;
 
     let list = |q: JobQuery| {
         let store = store.clone();
@@ -170,56 +172,53 @@ pub async fn jobs_are_listed_newest_first_with_paging(store: Arc<dyn JobStore>) 
 /// (newest first) it names, whatever states the jobs are in, and with purged jobs
 /// between them: jobs move between states while the pages stay in arrival order.
 pub async fn all_jobs_page_in_arrival_order_across_states(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 100_000, 100_000, &[], at(0)).await;
+    let exec = register(&store, "e1", 100_000, 100_000, &[]).await;
     let mut submitted = Vec::new();
     for i in 0..21 {
-        let id = submit(&store, spec(100, 64), at(i)).await;
+        let id = submit(&store, spec(100, 64)).await;
         if i % 3 == 2 {
             // A gap in the arrival order: aborted now, purged below.
             store
-                .request_abort(id, AbortCause::User, at(30))
+                .request_abort(id, AbortCause::User)
                 .await
                 .expect("abort");
         } else {
             submitted.push(id);
         }
     }
-    assert_eq!(store.purge_finished(at(31)).await.expect("purge"), 7);
+    assert_eq!(
+        store.purge_finished(Duration::ZERO).await.expect("purge"),
+        7
+    );
     // Spread them over the six states, interleaved, so that every page crosses states.
     for (i, id) in submitted.iter().enumerate() {
         let id = *id;
         match i % 6 {
             0 => {}
             1 => {
-                assign(&store, id, &exec, &[], at(40)).await;
+                assign(&store, id, &exec, &[]).await;
             }
             2 => {
-                assign(&store, id, &exec, &[], at(40)).await;
-                store
-                    .mark_running(id, &exec, at(41))
-                    .await
-                    .expect("running");
+                assign(&store, id, &exec, &[]).await;
+                store.mark_running(id, &exec, 1).await.expect("running");
             }
             3 => {
-                assign(&store, id, &exec, &[], at(40)).await;
+                assign(&store, id, &exec, &[]).await;
+                store.mark_running(id, &exec, 1).await.expect("running");
                 store
-                    .mark_running(id, &exec, at(41))
-                    .await
-                    .expect("running");
-                store
-                    .finish(id, &Outcome::exited(0, false), at(42))
+                    .finish(id, &Outcome::exited(0, false), None)
                     .await
                     .expect("finish");
             }
             4 => {
                 store
-                    .finish(id, &Outcome::failed("gave up"), at(42))
+                    .finish(id, &Outcome::failed("gave up"), None)
                     .await
                     .expect("finish");
             }
             _ => {
                 store
-                    .request_abort(id, AbortCause::User, at(42))
+                    .request_abort(id, AbortCause::User)
                     .await
                     .expect("abort");
             }
@@ -239,8 +238,8 @@ pub async fn all_jobs_page_in_arrival_order_across_states(store: Arc<dyn JobStor
 /// `pending_jobs` returns pending jobs oldest first, up to the limit, skipping the others.
 pub async fn pending_jobs_in_arrival_order(store: Arc<dyn JobStore>) {
     let mut submitted = Vec::new();
-    for i in 0..5 {
-        submitted.push(submit(&store, spec(100, 64), at(i)).await);
+    for _ in 0..5 {
+        submitted.push(submit(&store, spec(100, 64)).await);
     }
     let pending = |limit: usize| {
         let store = store.clone();
@@ -250,13 +249,13 @@ pub async fn pending_jobs_in_arrival_order(store: Arc<dyn JobStore>) {
     assert_eq!(pending(2).await, submitted[..2].to_vec(), "limit");
     assert_eq!(pending(0).await, Vec::<JobId>::new(), "limit 0");
 
-    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
-    assign(&store, submitted[0], &exec, &[], at(10)).await;
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
+    assign(&store, submitted[0], &exec, &[]).await;
     store
-        .request_abort(submitted[2], AbortCause::User, at(11))
+        .request_abort(submitted[2], AbortCause::User)
         .await
         .expect("abort");
-    let later = submit(&store, spec(100, 64), at(20)).await;
+    let later = submit(&store, spec(100, 64)).await;
     assert_eq!(
         pending(10).await,
         vec![submitted[1], submitted[3], submitted[4], later],
@@ -283,30 +282,30 @@ pub async fn counts_cover_every_state(store: Arc<dyn JobStore>) {
         expect(0, 0, 0, 0, 0, 0)
     );
     let mut jobs = Vec::new();
-    for i in 0..6 {
-        jobs.push(submit(&store, spec(100, 64), at(i)).await);
+    for _ in 0..6 {
+        jobs.push(submit(&store, spec(100, 64)).await);
     }
     assert_eq!(
         store.counts().await.expect("counts"),
         expect(6, 0, 0, 0, 0, 0)
     );
-    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
     for &j in &jobs[..4] {
-        assign(&store, j, &exec, &[], at(10)).await;
+        assign(&store, j, &exec, &[]).await;
     }
     for &j in &jobs[..3] {
-        store.mark_running(j, &exec, at(11)).await.expect("running");
+        store.mark_running(j, &exec, 1).await.expect("running");
     }
     store
-        .finish(jobs[0], &Outcome::exited(0, false), at(12))
+        .finish(jobs[0], &Outcome::exited(0, false), None)
         .await
         .expect("finish");
     store
-        .finish(jobs[1], &Outcome::exited(2, false), at(12))
+        .finish(jobs[1], &Outcome::exited(2, false), None)
         .await
         .expect("finish");
     store
-        .request_abort(jobs[5], AbortCause::User, at(12))
+        .request_abort(jobs[5], AbortCause::User)
         .await
         .expect("abort");
     assert_eq!(
@@ -315,42 +314,48 @@ pub async fn counts_cover_every_state(store: Arc<dyn JobStore>) {
     );
 }
 
-/// `purge_finished` deletes terminal jobs finished strictly before the cut, with their logs,
-/// and nothing else.
+/// Time between the two finishes of the purge check: far more than the time the check's
+/// calls take, so that half of it separates them.
+const PURGE_GAP: Duration = Duration::from_millis(400);
+
+/// `purge_finished` deletes terminal jobs that finished longer ago than the age given (by
+/// the store's clock), with their logs, and nothing else.
 pub async fn purge_finished_deletes_old_terminal_jobs(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
-    let old = submit(&store, spec(100, 64), at(0)).await;
-    let recent = submit(&store, spec(100, 64), at(0)).await;
-    let pending = submit(&store, spec(100, 64), at(0)).await;
-    let running = submit(&store, spec(100, 64), at(0)).await;
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
+    let old = submit(&store, spec(100, 64)).await;
+    let recent = submit(&store, spec(100, 64)).await;
+    let pending = submit(&store, spec(100, 64)).await;
+    let running = submit(&store, spec(100, 64)).await;
     store
-        .append_logs(old, &["old line".into()])
+        .append_logs(old, None, &["old line".into()])
         .await
         .expect("logs");
     store
-        .append_logs(recent, &["recent line".into()])
+        .append_logs(recent, None, &["recent line".into()])
         .await
         .expect("logs");
-    assign(&store, running, &exec, &[], at(1)).await;
+    assign(&store, running, &exec, &[]).await;
     store
-        .mark_running(running, &exec, at(2))
+        .mark_running(running, &exec, 1)
         .await
         .expect("running");
     store
-        .finish(old, &Outcome::failed("gave up"), at(1_000))
+        .finish(old, &Outcome::failed("gave up"), None)
         .await
         .expect("finish");
+    tokio::time::sleep(PURGE_GAP).await;
     store
-        .finish(recent, &Outcome::failed("gave up"), at(3_000))
+        .finish(recent, &Outcome::failed("gave up"), None)
         .await
         .expect("finish");
 
     assert_eq!(
-        store.purge_finished(at(1_000)).await.expect("purge"),
+        store.purge_finished(LONG_WAIT).await.expect("purge"),
         0,
-        "cut is strict"
+        "nothing finished a minute ago"
     );
-    assert_eq!(store.purge_finished(at(2_000)).await.expect("purge"), 1);
+    // Older than half the gap: `old` is, `recent` (finished just now) is not.
+    assert_eq!(store.purge_finished(PURGE_GAP / 2).await.expect("purge"), 1);
     assert!(
         matches!(store.job(old).await, Err(StoreError::JobNotFound { .. })),
         "purged job still readable"
@@ -374,7 +379,7 @@ pub async fn purge_finished_deletes_old_terminal_jobs(store: Arc<dyn JobStore>) 
     let counts = store.counts().await.expect("counts");
     assert_eq!(counts[&JobState::Failed], 1, "counts after purge");
     assert_eq!(
-        store.purge_finished(at(2_000)).await.expect("purge"),
+        store.purge_finished(PURGE_GAP / 2).await.expect("purge"),
         0,
         "purge twice"
     );

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{assign, at, register, spec, submit, LONG_WAIT, WAKE_BOUND};
+use super::{assign, register, spec, submit, LONG_WAIT, WAKE_BOUND};
 use crate::job::Outcome;
 use crate::store::JobStore;
 
@@ -14,20 +14,27 @@ fn lines(texts: &[&str]) -> Vec<String> {
 /// Appended lines read back in order from any offset; each job has its own log; empty
 /// appends and offsets past the end are fine.
 pub async fn logs_append_and_read_from_offset(store: Arc<dyn JobStore>) {
-    let id = submit(&store, spec(100, 100), at(0)).await;
-    let other = submit(&store, spec(100, 100), at(0)).await;
+    let id = submit(&store, spec(100, 100)).await;
+    let other = submit(&store, spec(100, 100)).await;
     assert!(store.logs(id, 0).await.expect("logs").is_empty());
     store
-        .append_logs(id, &lines(&["a", "b"]))
-        .await
-        .expect("append");
-    store.append_logs(id, &[]).await.expect("append nothing");
-    store
-        .append_logs(id, &lines(&["c", "", "line with spaces \t and ünïcödé"]))
+        .append_logs(id, None, &lines(&["a", "b"]))
         .await
         .expect("append");
     store
-        .append_logs(other, &lines(&["x"]))
+        .append_logs(id, None, &[])
+        .await
+        .expect("append nothing");
+    store
+        .append_logs(
+            id,
+            None,
+            &lines(&["c", "", "line with spaces \t and ünïcödé"]),
+        )
+        .await
+        .expect("append");
+    store
+        .append_logs(other, None, &lines(&["x"]))
         .await
         .expect("append");
     let all = lines(&["a", "b", "c", "", "line with spaces \t and ünïcödé"]);
@@ -42,11 +49,11 @@ pub async fn logs_append_and_read_from_offset(store: Arc<dyn JobStore>) {
 
     // Appending after the job ended is allowed (an agent flushing its last lines).
     store
-        .finish(id, &Outcome::failed("x"), at(1))
+        .finish(id, &Outcome::failed("x"), None)
         .await
         .expect("finish");
     store
-        .append_logs(id, &lines(&["late"]))
+        .append_logs(id, None, &lines(&["late"]))
         .await
         .expect("append");
     assert_eq!(store.logs(id, 5).await.expect("logs"), lines(&["late"]));
@@ -55,12 +62,12 @@ pub async fn logs_append_and_read_from_offset(store: Arc<dyn JobStore>) {
 /// `wait_logs` returns lines already there at once, wakes when lines are appended by
 /// another task, wakes (empty) when the job ends, and returns at once for an ended job.
 pub async fn wait_logs_wakes_on_append_and_on_finish(store: Arc<dyn JobStore>) {
-    let exec = register(&store, "e1", 4000, 4096, &[], at(0)).await;
-    let id = submit(&store, spec(100, 100), at(0)).await;
-    assign(&store, id, &exec, &[], at(1)).await;
-    store.mark_running(id, &exec, at(2)).await.expect("run");
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
+    let id = submit(&store, spec(100, 100)).await;
+    assign(&store, id, &exec, &[]).await;
+    store.mark_running(id, &exec, 1).await.expect("run");
     store
-        .append_logs(id, &lines(&["first"]))
+        .append_logs(id, None, &lines(&["first"]))
         .await
         .expect("append");
 
@@ -75,7 +82,9 @@ pub async fn wait_logs_wakes_on_append_and_on_finish(store: Arc<dyn JobStore>) {
         let store = store.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            store.append_logs(id, &lines(&["second", "third"])).await
+            store
+                .append_logs(id, None, &lines(&["second", "third"]))
+                .await
         })
     };
     let woke = tokio::time::timeout(WAKE_BOUND, store.wait_logs(id, 1, LONG_WAIT))
@@ -94,7 +103,7 @@ pub async fn wait_logs_wakes_on_append_and_on_finish(store: Arc<dyn JobStore>) {
         let store = store.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            store.finish(id, &Outcome::exited(0, false), at(3)).await
+            store.finish(id, &Outcome::exited(0, false), None).await
         })
     };
     let at_end = tokio::time::timeout(WAKE_BOUND, store.wait_logs(id, 3, LONG_WAIT))

@@ -1,7 +1,5 @@
 //! Unit tests of the placement strategies and their explanations.
 
-use std::time::Duration;
-
 use super::*;
 use crate::executor::GpuDevice;
 use crate::ids::ExecutorId;
@@ -204,13 +202,11 @@ fn views_of_stored_executors_honour_the_ttl() {
     use crate::time::Timestamp;
     let reg = ExecutorRegistration::new(ExecutorId::new("x"), "1.2.3.4", 1000, 1024, vec![]);
     let e = Executor::new(reg, Timestamp(0));
-    let ttl = Duration::from_secs(90);
     assert!(
-        ClusterView::from_executors(std::slice::from_ref(&e), Timestamp(90_000), ttl).executors()
-            [0]
-        .alive
+        ClusterView::from_executors(std::slice::from_ref(&e), Timestamp(90_000)).executors()[0]
+            .alive
     );
-    assert!(!ClusterView::from_executors(&[e], Timestamp(90_001), ttl).executors()[0].alive);
+    assert!(!ClusterView::from_executors(&[e], Timestamp(90_001)).executors()[0].alive);
 }
 
 #[test]

@@ -1,7 +1,5 @@
 //! The view of the cluster that placement works on: each executor's free room, once per pass.
 
-use std::time::Duration;
-
 use super::index::{FreeIndex, Room, Want};
 use crate::executor::{Executor, GpuDevice};
 use crate::ids::ExecutorId;
@@ -52,8 +50,9 @@ pub(crate) enum Verdict {
 }
 
 impl ExecutorView {
-    /// The view of a stored executor at `now`, alive when heartbeated within `ttl`.
-    pub fn from_executor(executor: &Executor, now: Timestamp, ttl: Duration) -> Self {
+    /// The view of a stored executor at `now` (the store's clock), alive while its own
+    /// lease holds.
+    pub fn from_executor(executor: &Executor, now: Timestamp) -> Self {
         let reg = &executor.registration;
         Self {
             id: reg.id.clone(),
@@ -64,7 +63,7 @@ impl ExecutorView {
             free_gpus: executor.free_gpus(),
             region: reg.region.clone(),
             datacenter: reg.datacenter.clone(),
-            alive: executor.is_alive(now, ttl),
+            alive: executor.is_alive(now),
         }
     }
 
@@ -189,11 +188,11 @@ impl ClusterView {
     }
 
     /// The view of stored executors at `now`.
-    pub fn from_executors(executors: &[Executor], now: Timestamp, ttl: Duration) -> Self {
+    pub fn from_executors(executors: &[Executor], now: Timestamp) -> Self {
         Self::new(
             executors
                 .iter()
-                .map(|e| ExecutorView::from_executor(e, now, ttl))
+                .map(|e| ExecutorView::from_executor(e, now))
                 .collect(),
         )
     }

@@ -8,9 +8,6 @@ pub struct SchedulerConfig {
     /// The safety-net tick: a full pass (with housekeeping: lost executors, max runtimes)
     /// runs at least this often even when nothing wakes the scheduler (`JOB_POLL_INTERVAL`).
     pub tick: Duration,
-    /// An executor whose last heartbeat is older than this is lost (default: three
-    /// heartbeat intervals of 30 s).
-    pub executor_ttl: Duration,
     /// A job that no live executor could ever run (too big, no GPU of its model, no
     /// eligible region) fails once it has been pending this long; `None` leaves it pending
     /// until its allocation timeout. Default: at once, as Slurm refuses a job no partition
@@ -24,7 +21,6 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
             tick: Duration::from_secs(10),
-            executor_ttl: Duration::from_secs(90),
             infeasible_grace: Some(Duration::ZERO),
             max_jobs_per_pass: 10_000,
         }

@@ -24,12 +24,17 @@ use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::error::StoreError;
+use crate::executor::Executor;
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{AbortCause, Job, JobState, Outcome, REASON_EXECUTOR_LOST};
 use crate::placement::{ClusterView, Explanation, Placement};
 use crate::spec::{GpuRequest, JobSpec, SpecError};
-use crate::store::{AbortRequested, Assignment, JobQuery, JobStore};
+use crate::store::{AbortRequested, Assignment, Expiry, JobQuery, JobStore};
 use crate::time::Timestamp;
+
+/// How long after a lease deadline the run loop wakes to expire the executor: past the
+/// deadline by a little, since an executor is alive exactly at it.
+const LEASE_WAKE_MARGIN: Duration = Duration::from_millis(5);
 
 /// Most placements a pass decides before committing them (one
 /// [`JobStore::commit_assignments`] call).
@@ -69,8 +74,14 @@ pub struct Placed {
 pub struct PassReport {
     /// Jobs assigned.
     pub assignments: Vec<Placed>,
-    /// Executors removed because their heartbeat expired.
+    /// Executors removed because their lease ran out.
     pub expired_executors: Vec<ExecutorId>,
+    /// The store's clock when the pass read it.
+    pub now: Timestamp,
+    /// The earliest instant (store clock) at which the lease of a live executor runs out:
+    /// the run loop wakes for a pass then, so a lost executor's jobs leave `running`
+    /// within its lease, not at the next tick.
+    pub next_lease_deadline: Option<Timestamp>,
     /// Jobs failed because they waited past their allocation timeout or are infeasible.
     pub failed: Vec<JobId>,
     /// Running jobs asked to stop for running past their max runtime.
@@ -152,19 +163,16 @@ impl Scheduler {
     /// An invalid spec changes nothing.
     pub async fn submit(&self, spec: JobSpec) -> Result<Job, SubmitError> {
         spec.validate()?;
-        let job = Job::new(JobId::new(), spec, Timestamp::now());
-        self.inner.store.submit(job.clone()).await?;
+        // The store stamps the creation time with its own clock.
+        let job = Job::new(JobId::new(), spec, Timestamp::default());
+        let job = self.inner.store.submit(job).await?;
         self.trigger();
         Ok(job)
     }
 
     /// Aborts a job: a pending job at once, an assigned or running one through its executor.
     pub async fn abort(&self, id: JobId) -> Result<AbortRequested, StoreError> {
-        let outcome = self
-            .inner
-            .store
-            .request_abort(id, AbortCause::User, Timestamp::now())
-            .await?;
+        let outcome = self.inner.store.request_abort(id, AbortCause::User).await?;
         if matches!(outcome, AbortRequested::AbortedAtOnce(_)) {
             self.forget_reason(id);
         }
@@ -188,20 +196,16 @@ impl Scheduler {
 
     /// Runs one full pass now, housekeeping included.
     pub async fn run_pass(&self) -> Result<PassReport, StoreError> {
-        self.run_pass_at(Timestamp::now(), true).await
+        self.run_pass_with(true).await
     }
 
-    /// Runs one pass as of `now`. With `housekeeping`, also expires lost executors and
-    /// stops jobs past their max runtime.
-    pub async fn run_pass_at(
-        &self,
-        now: Timestamp,
-        housekeeping: bool,
-    ) -> Result<PassReport, StoreError> {
+    /// Runs one pass as of the store's clock. Every pass expires executors whose lease ran
+    /// out; with `housekeeping` it also stops jobs past their max runtime.
+    pub async fn run_pass_with(&self, housekeeping: bool) -> Result<PassReport, StoreError> {
         let _serial = self.inner.pass_lock.lock().await;
         let started = Instant::now();
         let mut report = PassReport::default();
-        let result = self.pass(now, housekeeping, &mut report).await;
+        let result = self.pass(housekeeping, &mut report).await;
         let mut m = lock(&self.inner.metrics);
         m.passes += 1;
         m.last_pass_seconds = started.elapsed().as_secs_f64();
@@ -210,33 +214,36 @@ impl Scheduler {
         result.map(|()| report)
     }
 
-    async fn pass(
-        &self,
-        now: Timestamp,
-        housekeeping: bool,
-        report: &mut PassReport,
-    ) -> Result<(), StoreError> {
+    async fn pass(&self, housekeeping: bool, report: &mut PassReport) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let ttl = self.inner.config.executor_ttl;
+        // One clock: every time this pass compares comes from the store, as do the times
+        // it compares them with.
+        let now = store.now().await?;
+        report.now = now;
         let mut executors = store.executors().await?;
         // Lost executors are expired on every pass: it costs nothing beyond the read above,
-        // and their jobs should fail as soon as the TTL says so.
-        let stale_before = now.minus(ttl);
+        // and their jobs should fail as soon as their lease says so. Each is judged by its
+        // own lease; the store checks again, so one that heartbeated since is kept.
         let mut expired = Vec::new();
-        for exec in executors.iter().filter(|e| !e.is_alive(now, ttl)) {
+        for exec in executors.iter().filter(|e| !e.is_alive(now)) {
             let failed = store
-                .expire_executor(exec.id(), Some(stale_before), REASON_EXECUTOR_LOST, now)
+                .expire_executor(exec.id(), Expiry::IfLeaseExpired, REASON_EXECUTOR_LOST)
                 .await?;
-            info!(executor = %exec.id(), jobs = failed.len(), "executor lost: heartbeat expired");
+            if failed.is_empty() && store.executor(exec.id()).await.is_ok() {
+                // It heartbeated between the read and the expiry: still alive.
+                continue;
+            }
+            info!(executor = %exec.id(), jobs = failed.len(), lease_ms = exec.lease_ttl().as_millis() as u64, "executor lost: lease expired");
             expired.push(exec.id().clone());
         }
-        executors.retain(|e| !expired.contains(e.id()));
+        executors.retain(|e| !expired.contains(e.id()) && e.is_alive(now));
+        report.next_lease_deadline = executors.iter().map(Executor::lease_deadline).min();
         report.expired_executors = expired;
         if housekeeping {
             self.stop_overdue(now, report).await?;
         }
 
-        let mut view = ClusterView::from_executors(&executors, now, ttl);
+        let mut view = ClusterView::from_executors(&executors, now);
         lock(&self.inner.metrics).executors_alive = view.alive() as u64;
         let pending = store
             .pending_jobs(self.inner.config.max_jobs_per_pass)
@@ -253,11 +260,11 @@ impl Scheduler {
                 reasons.insert(id, why);
             }
             if batch.assignments.len() >= COMMIT_BATCH {
-                self.commit(&mut batch, &mut view, &mut reasons, now, report)
+                self.commit(&mut batch, &mut view, &mut reasons, report)
                     .await?;
             }
         }
-        self.commit(&mut batch, &mut view, &mut reasons, now, report)
+        self.commit(&mut batch, &mut view, &mut reasons, report)
             .await?;
         report.pending = reasons.len();
         *lock(&self.inner.pending_reasons) = reasons;
@@ -324,7 +331,9 @@ impl Scheduler {
                         job.spec.allocation_timeout.as_secs()
                     )
                 };
-                let done = store.finish(job.id, &Outcome::failed(&reason), now).await?;
+                let done = store
+                    .finish(job.id, &Outcome::failed(&reason), None)
+                    .await?;
                 if done.changed {
                     info!(job = %job.id, %reason, "job failed before placement");
                     report.failed.push(job.id);
@@ -342,17 +351,15 @@ impl Scheduler {
         batch: &mut Batch,
         view: &mut ClusterView,
         reasons: &mut HashMap<JobId, Explanation>,
-        now: Timestamp,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
         if batch.assignments.is_empty() {
             return Ok(());
         }
-        let ttl = self.inner.config.executor_ttl;
         let results = self
             .inner
             .store
-            .commit_assignments(&batch.assignments, ttl, now)
+            .commit_assignments(&batch.assignments)
             .await;
         let mut failure = None;
         let decided = batch.decided.drain(..);
@@ -409,7 +416,7 @@ impl Scheduler {
                     .started_at
                     .is_some_and(|t| now.since(t) > job.spec.max_runtime);
                 if overdue && job.abort_requested.is_none() {
-                    match store.request_abort(job.id, AbortCause::TimedOut, now).await {
+                    match store.request_abort(job.id, AbortCause::TimedOut).await {
                         Ok(_) => {
                             warn!(job = %job.id, "job ran past its max runtime; stopping it");
                             report.timed_out.push(job.id);
@@ -428,8 +435,10 @@ impl Scheduler {
     }
 
     /// Runs passes until `shutdown` resolves: on every wake-up from the store (a submit, a
-    /// finish, an executor joining), on [`trigger`](Self::trigger), and at least every tick
-    /// (with housekeeping). Store errors are logged and retried after a short pause.
+    /// finish, an executor joining), on [`trigger`](Self::trigger), when the earliest lease
+    /// of a live executor runs out (so a lost executor is expired within its own lease,
+    /// whatever the tick), and at least every tick (with housekeeping). Store errors are
+    /// logged and retried after a short pause.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), StoreError> {
         tokio::pin!(shutdown);
         let tick = self.inner.config.tick;
@@ -440,16 +449,21 @@ impl Scheduler {
             if housekeeping {
                 next_housekeeping = now_instant + tick;
             }
-            match self.run_pass_at(Timestamp::now(), housekeeping).await {
-                Ok(report) if !report.assignments.is_empty() || !report.failed.is_empty() => {
-                    debug!(
-                        assigned = report.assignments.len(),
-                        failed = report.failed.len(),
-                        pending = report.pending,
-                        "pass"
-                    );
+            let until_lease = match self.run_pass_with(housekeeping).await {
+                Ok(report) => {
+                    if !report.assignments.is_empty() || !report.failed.is_empty() {
+                        debug!(
+                            assigned = report.assignments.len(),
+                            failed = report.failed.len(),
+                            pending = report.pending,
+                            "pass"
+                        );
+                    }
+                    // Both instants are the store's: no local clock enters the wait.
+                    report
+                        .next_lease_deadline
+                        .map(|deadline| deadline.since(report.now) + LEASE_WAKE_MARGIN)
                 }
-                Ok(_) => {}
                 Err(e) => {
                     warn!(error = %e, "scheduling pass failed; retrying");
                     tokio::select! {
@@ -457,9 +471,10 @@ impl Scheduler {
                         () = tokio::time::sleep(Duration::from_millis(500)) => continue,
                     }
                 }
-            }
+            };
             let until_tick =
                 next_housekeeping.saturating_duration_since(tokio::time::Instant::now());
+            let until_tick = until_lease.map_or(until_tick, |lease| lease.min(until_tick));
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 () = self.inner.wake.notified() => {}

@@ -1,24 +1,26 @@
 -- commit_assignment.lua: checks and records one assignment, allocates, queues the event.
--- ARGV: prefix, job id, executor id, now (ms), ttl (ms), gpu_ids as JSON, the job as the
--- scheduler read it (the JSON array of its hash's fields and values, without the closing
--- bracket) or '', then the GPU UUIDs.
+-- ARGV: prefix, job id, executor id, gpu_ids as JSON, the job as the scheduler read it (the
+-- JSON array of its hash's fields and values, without the closing bracket) or '', then the
+-- GPU UUIDs. The executor must be alive by its own lease and Redis TIME.
 local id, ex = ARGV[2], ARGV[3]
-local now, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now = now_ms()
 local jk, xk = k_job(id), k_exec(ex)
 
-local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq')
+local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt')
 local state = j[1]
 if not state then return { 'job_not_found' } end
 if state ~= 'pending' then return { 'not_pending', state } end
 
 -- The executor's hash exists exactly while it is registered (both change in one script).
 local x = redis.call('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',
-  'cpu_alloc', 'mem_alloc', 'gpu_alloc', 'ip')
+  'cpu_alloc', 'mem_alloc', 'gpu_alloc', 'ip', 'lease_ms')
 if not x[1] then return { 'executor_gone' } end
-if now - tonumber(x[1]) > ttl then return { 'executor_not_alive' } end
+if now - tonumber(x[1]) > tonumber(x[9] or DEFAULT_LEASE_MS) then
+  return { 'executor_not_alive' }
+end
 
 local cpu, mem, ngpu = tonumber(j[2]), tonumber(j[3]), tonumber(j[4])
-local given = #ARGV - 7
+local given = #ARGV - 5
 if given ~= ngpu then return { 'gpu_count_mismatch', tostring(given), tostring(ngpu) } end
 
 if cpu > tonumber(x[2]) - tonumber(x[5]) then return { 'no_room', 'cpu' } end
@@ -27,7 +29,7 @@ if ngpu > tonumber(x[4]) - tonumber(x[7]) then return { 'no_room', 'gpu' } end
 
 local gk = k_exec_gpus(ex)
 local seen = {}
-for i = 8, #ARGV do
+for i = 6, #ARGV do
   local uuid = ARGV[i]
   if seen[uuid] or redis.call('HEXISTS', xk, 'dev:' .. uuid) == 0
       or redis.call('HEXISTS', gk, uuid) == 1 then
@@ -40,24 +42,28 @@ end
 redis.call('HINCRBY', xk, 'cpu_alloc', cpu)
 redis.call('HINCRBY', xk, 'mem_alloc', mem)
 if ngpu > 0 then redis.call('HINCRBY', xk, 'gpu_alloc', ngpu) end
-for i = 8, #ARGV do
+for i = 6, #ARGV do
   redis.call('HSET', gk, ARGV[i], id)
 end
 redis.call('SADD', k_exec_jobs(ex), id)
 local ip = x[8] or ''
-local assigned = { 'state', 'assigned', 'executor', ex, 'executor_ip', ip, 'gpu_ids', ARGV[6],
-  'assigned_at', ARGV[4], 'updated_at', ARGV[4] }
+-- Each commit is the job's next attempt: what every later write of its executor names.
+local attempt = tonumber(j[6] or '0') + 1
+local assigned = { 'state', 'assigned', 'executor', ex, 'executor_ip', ip, 'gpu_ids', ARGV[4],
+  'assigned_at', now, 'updated_at', now, 'attempt', attempt }
 redis.call('HSET', jk, unpack(assigned))
 move_state(id, 'pending', 'assigned', j[5])
 -- The event carries the job hash as a JSON array of fields and values, so that the
 -- executor need not read the job back: 'assigned <id> <json>'. With the scheduler's copy
 -- of the pending job, that is its array followed by the fields just written (a later
 -- field wins), and the reply is the IP; without, the hash is read back and is the reply.
-local snapshot = ARGV[7]
+local snapshot = ARGV[5]
 if snapshot ~= '' then
+  -- As strings, as the hash holds them.
+  assigned[10], assigned[12], assigned[14] = tostring(now), tostring(now), tostring(attempt)
   local written = string.sub(cjson.encode(assigned), 2)
   redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',' .. written)
-  return { 'ok', ip }
+  return { 'ok', ip, tostring(now) }
 end
 local hash = redis.call('HGETALL', jk)
 redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(hash))

@@ -9,6 +9,29 @@ local LEGAL = {
 }
 local TERMINAL = { succeeded = true, failed = true, aborted = true }
 
+-- The store's clock: Redis TIME in ms. Every stamp a script writes and every lease it judges
+-- is read from it, never from a caller, so the callers' clocks do not matter.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The lease of an executor registered by a version that did not record one: 3 x 30 s.
+local DEFAULT_LEASE_MS = 90000
+
+-- Fencing: the refusal of a write naming `attempt` about a job in `state` whose current
+-- attempt is `current` (nil when the write may go ahead). An empty `attempt` is a write that
+-- is not an executor's, never refused; with `live`, the job must also still hold resources.
+local function stale(attempt, state, current, live)
+  if attempt == '' then return nil end
+  current = current or '0'
+  if tonumber(attempt) ~= tonumber(current)
+      or (live and state ~= 'assigned' and state ~= 'running') then
+    return { 'stale', state, current }
+  end
+  return nil
+end
+
 -- Schedulers are woken once per script call, after every operation of it (see
 -- batch.rs): wake() only notes that they should be.
 local WOKEN = false

@@ -1,13 +1,15 @@
 -- expire_executor.lua: removes a lost executor, failing its jobs and releasing their room.
--- ARGV: prefix, executor id, stale_before (ms) or '' for any, reason, now (ms), log TTL (s).
-local ex, stale_before, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+-- ARGV: prefix, executor id, 'lease' (only when its lease ran out by Redis TIME) or 'now',
+-- reason, log TTL (s).
+local ex, mode, reason, now = ARGV[2], ARGV[3], ARGV[4], now_ms()
 local xk = k_exec(ex)
-local hb = redis.call('HGET', xk, 'last_heartbeat')
+local x = redis.call('HMGET', xk, 'last_heartbeat', 'lease_ms')
+local hb = x[1]
 if not hb then
   redis.call('SREM', K_EXECUTORS, ex)
   return { 'ok' }
 end
-if stale_before ~= '' and tonumber(hb) >= tonumber(stale_before) then
+if mode == 'lease' and now - tonumber(hb) <= tonumber(x[2] or DEFAULT_LEASE_MS) then
   return { 'ok' }
 end
 local failed = { 'ok' }
@@ -15,7 +17,7 @@ for _, id in ipairs(redis.call('SMEMBERS', k_exec_jobs(ex))) do
   local j = job_for_finish(id)
   local state = j[1]
   if state and LEGAL[state] and LEGAL[state]['failed'] then
-    finish_job(id, j, 'failed', '', reason, '0', now, ARGV[6])
+    finish_job(id, j, 'failed', '', reason, '0', now, ARGV[5])
     failed[#failed + 1] = id
   end
 end

@@ -1,6 +1,6 @@
 -- heartbeat.lua: refreshes liveness and observed usage; never touches allocations.
--- ARGV: prefix, executor id, now (ms), usage JSON.
+-- ARGV: prefix, executor id, usage JSON. Renews the lease: the last heartbeat is Redis TIME.
 local xk = k_exec(ARGV[2])
 if redis.call('EXISTS', xk) == 0 then return { 'executor_not_found' } end
-redis.call('HSET', xk, 'last_heartbeat', ARGV[3], 'usage', ARGV[4])
+redis.call('HSET', xk, 'last_heartbeat', now_ms(), 'usage', ARGV[3])
 return { 'ok' }

@@ -1,12 +1,15 @@
 -- mark_running.lua: assigned -> running, only by the executor the job is assigned to.
--- ARGV: prefix, job id, executor id, now (ms).
-local id, ex, now = ARGV[2], ARGV[3], ARGV[4]
+-- ARGV: prefix, job id, executor id, attempt. Refused when the attempt is not the job's.
+local id, ex = ARGV[2], ARGV[3]
 local jk = k_job(id)
-local j = redis.call('HMGET', jk, 'state', 'executor', 'seq')
+local j = redis.call('HMGET', jk, 'state', 'executor', 'seq', 'attempt')
 local state = j[1]
 if not state then return { 'job_not_found' } end
+local now = now_ms()
 if TERMINAL[state] then return { 'terminal', state } end
 if state ~= 'assigned' or j[2] ~= ex then return { 'invalid', state } end
+local refused = stale(ARGV[4], state, j[4], false)
+if refused then return refused end
 redis.call('HSET', jk, 'state', 'running', 'started_at', now, 'updated_at', now)
 move_state(id, 'assigned', 'running', j[3])
 return { 'ok' }

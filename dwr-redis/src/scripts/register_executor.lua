@@ -1,7 +1,8 @@
 -- register_executor.lua: registers an executor, or refreshes a known one keeping its
 -- allocations, GPU holders and jobs. ARGV: prefix, executor id, registration JSON, ip,
--- cpu total, memory total, gpu total, now (ms), then the GPU UUIDs.
-local ex, now = ARGV[2], ARGV[8]
+-- cpu total, memory total, gpu total, lease (ms), then the GPU UUIDs. The lease starts
+-- now, by Redis TIME.
+local ex, now = ARGV[2], now_ms()
 local xk = k_exec(ex)
 if redis.call('EXISTS', xk) == 1 then
   for _, field in ipairs(redis.call('HKEYS', xk)) do
@@ -11,7 +12,7 @@ else
   redis.call('HSET', xk, 'cpu_alloc', 0, 'mem_alloc', 0, 'gpu_alloc', 0, 'registered_at', now)
 end
 redis.call('HSET', xk, 'reg', ARGV[3], 'ip', ARGV[4], 'cpu_total', ARGV[5],
-  'mem_total', ARGV[6], 'gpu_total', ARGV[7], 'last_heartbeat', now)
+  'mem_total', ARGV[6], 'gpu_total', ARGV[7], 'lease_ms', ARGV[8], 'last_heartbeat', now)
 for i = 9, #ARGV do
   redis.call('HSET', xk, 'dev:' .. ARGV[i], '1')
 end

@@ -1,14 +1,13 @@
 -- request_abort.lua: aborts a pending job at once, or signals the executor of an assigned or
--- running one. ARGV: prefix, job id, cause, terminal state of the cause, reason, now (ms),
--- log TTL (s).
-local id, cause, to, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+-- running one. ARGV: prefix, job id, cause, terminal state of the cause, reason, log TTL (s).
+local id, cause, to, reason, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], now_ms()
 local jk = k_job(id)
 local j = job_for_finish(id)
 local state = j[1]
 if not state then return { 'job_not_found' } end
 if TERMINAL[state] then return { 'terminal', state } end
 if state == 'pending' then
-  finish_job(id, j, to, '', reason, '0', now, ARGV[7])
+  finish_job(id, j, to, '', reason, '0', now, ARGV[6])
   return { 'aborted', redis.call('HGETALL', jk) }
 end
 redis.call('HSET', jk, 'abort', cause, 'updated_at', now)

@@ -92,8 +92,8 @@ pub(super) async fn cleanup(
         },
     };
     let report = state.scheduler.run_pass().await?;
-    let cutoff = Timestamp::now().minus(Duration::from_secs(minutes * 60));
-    let cleaned = state.scheduler.store().purge_finished(cutoff).await?;
+    let age = Duration::from_secs(minutes * 60);
+    let cleaned = state.scheduler.store().purge_finished(age).await?;
     let expired: Vec<String> = report
         .expired_executors
         .iter()
@@ -113,15 +113,15 @@ pub(super) async fn cleanup(
 }
 
 async fn executor_views(state: &AppState) -> Result<Vec<ExecutorView>, ApiError> {
-    let ttl = state.scheduler.config().executor_ttl;
-    let now = Timestamp::now();
+    // Liveness by the store's clock, as the scheduler judges it.
+    let now = state.scheduler.store().now().await?;
     Ok(state
         .scheduler
         .store()
         .executors()
         .await?
         .iter()
-        .map(|e| ExecutorView::from_executor(e, now, ttl))
+        .map(|e| ExecutorView::from_executor(e, now))
         .collect())
 }
 

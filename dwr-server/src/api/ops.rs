@@ -78,9 +78,8 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     let store = state.scheduler.store();
     let counts = store.counts().await?;
     let executors = store.executors().await?;
-    let ttl = state.scheduler.config().executor_ttl;
-    let now = Timestamp::now();
-    let alive = executors.iter().filter(|e| e.is_alive(now, ttl)).count();
+    let now = store.now().await?;
+    let alive = executors.iter().filter(|e| e.is_alive(now)).count();
     let m = state.scheduler.metrics();
 
     let mut out = String::new();

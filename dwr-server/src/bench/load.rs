@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use dwr_core::placement::FirstFit;
 use dwr_core::{
-    AgentConfig, ContainerRuntime, ContainerSpec, ExecutorAgent, ExecutorId, FakeGpuProbe,
+    AgentConfig, ContainerRuntime, ContainerSpec, ExecutorAgent, ExecutorId, Expiry, FakeGpuProbe,
     FakeHostProbe, FakeRuntime, InMemoryJobStore, Job, JobId, JobQuery, JobSpec, JobState,
-    JobStore, Scheduler, SchedulerConfig, SubmitError, Timestamp,
+    JobStore, Scheduler, SchedulerConfig, SubmitError,
 };
 use dwr_docker::{DockerConfig, DockerRuntime};
 use dwr_redis::{RedisConfig, RedisJobStore};
@@ -281,12 +281,12 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         .count();
     // Leave nothing behind in a shared Redis: jobs, logs and executors go.
     store
-        .purge_finished(Timestamp::now().plus(Duration::from_secs(1)))
+        .purge_finished(Duration::ZERO)
         .await
         .map_err(BenchError::Store)?;
     for exec in store.executors().await.map_err(BenchError::Store)? {
         store
-            .expire_executor(exec.id(), None, "bench finished", Timestamp::now())
+            .expire_executor(exec.id(), Expiry::Now, "bench finished")
             .await
             .map_err(BenchError::Store)?;
     }

@@ -56,7 +56,6 @@ pub struct SimulationStep {
 /// Runs the simulation, printing one line per step and a JSON array at the end.
 pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, BenchError> {
     let store = Arc::new(InMemoryJobStore::new());
-    let now = Timestamp::now();
     for n in 0..args.executors {
         let reg = ExecutorRegistration::new(
             ExecutorId::new(format!("sim-{n:06}")),
@@ -66,7 +65,7 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
             Vec::new(),
         );
         store
-            .register_executor(&reg, now)
+            .register_executor(&reg)
             .await
             .map_err(BenchError::Store)?;
     }

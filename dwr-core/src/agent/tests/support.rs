@@ -18,11 +18,10 @@ use crate::job::{AbortCause, Job, JobState, Outcome};
 use crate::memory::InMemoryJobStore;
 use crate::runtime::ContainerRuntime;
 use crate::spec::JobSpec;
-use crate::store::{AbortRequested, Assignment, ExecutorEvent, Finished, JobQuery, JobStore};
+use crate::store::{
+    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore,
+};
 use crate::time::Timestamp;
-
-/// Liveness TTL used when committing assignments in tests.
-pub const TTL: Duration = Duration::from_secs(60);
 
 /// An [`InMemoryJobStore`] that counts `append_logs` calls, can fail `append_logs` and
 /// `finish` with `Unavailable` (a given number of times, or while `finish_down` is set), and
@@ -57,7 +56,11 @@ fn take_failure(counter: &AtomicU32) -> bool {
 
 #[async_trait]
 impl JobStore for FlakyStore {
-    async fn submit(&self, job: Job) -> Result<(), StoreError> {
+    async fn now(&self) -> Result<Timestamp, StoreError> {
+        self.inner.now().await
+    }
+
+    async fn submit(&self, job: Job) -> Result<Job, StoreError> {
         self.inner.submit(job).await
     }
     async fn job(&self, id: JobId) -> Result<Job, StoreError> {
@@ -72,21 +75,16 @@ impl JobStore for FlakyStore {
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
         self.inner.counts().await
     }
-    async fn commit_assignment(
-        &self,
-        assignment: &Assignment,
-        ttl: Duration,
-        now: Timestamp,
-    ) -> Result<Job, StoreError> {
-        self.inner.commit_assignment(assignment, ttl, now).await
+    async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError> {
+        self.inner.commit_assignment(assignment).await
     }
     async fn mark_running(
         &self,
         id: JobId,
         executor: &ExecutorId,
-        now: Timestamp,
+        attempt: u32,
     ) -> Result<(), StoreError> {
-        self.inner.mark_running(id, executor, now).await?;
+        self.inner.mark_running(id, executor, attempt).await?;
         if take_failure(&self.mark_running_lost_replies) {
             return Err(unavailable("mark running"));
         }
@@ -96,36 +94,29 @@ impl JobStore for FlakyStore {
         &self,
         id: JobId,
         outcome: &Outcome,
-        now: Timestamp,
+        attempt: Option<u32>,
     ) -> Result<Finished, StoreError> {
         self.finish_calls.fetch_add(1, Ordering::SeqCst);
         if self.finish_down.load(Ordering::SeqCst) || take_failure(&self.finish_failures) {
             return Err(unavailable("finish"));
         }
-        self.inner.finish(id, outcome, now).await
+        self.inner.finish(id, outcome, attempt).await
     }
     async fn request_abort(
         &self,
         id: JobId,
         cause: AbortCause,
-        now: Timestamp,
     ) -> Result<AbortRequested, StoreError> {
-        self.inner.request_abort(id, cause, now).await
+        self.inner.request_abort(id, cause).await
     }
     async fn register_executor(
         &self,
         registration: &ExecutorRegistration,
-        now: Timestamp,
     ) -> Result<Executor, StoreError> {
-        self.inner.register_executor(registration, now).await
+        self.inner.register_executor(registration).await
     }
-    async fn heartbeat(
-        &self,
-        id: &ExecutorId,
-        usage: &HostUsage,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.inner.heartbeat(id, usage, now).await
+    async fn heartbeat(&self, id: &ExecutorId, usage: &HostUsage) -> Result<(), StoreError> {
+        self.inner.heartbeat(id, usage).await
     }
     async fn executor(&self, id: &ExecutorId) -> Result<Executor, StoreError> {
         self.inner.executor(id).await
@@ -136,13 +127,10 @@ impl JobStore for FlakyStore {
     async fn expire_executor(
         &self,
         id: &ExecutorId,
-        stale_before: Option<Timestamp>,
+        when: Expiry,
         reason: &str,
-        now: Timestamp,
     ) -> Result<Vec<JobId>, StoreError> {
-        self.inner
-            .expire_executor(id, stale_before, reason, now)
-            .await
+        self.inner.expire_executor(id, when, reason).await
     }
     async fn next_event(
         &self,
@@ -160,12 +148,17 @@ impl JobStore for FlakyStore {
     async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError> {
         self.inner.wait_for_work(wait).await
     }
-    async fn append_logs(&self, id: JobId, lines: &[String]) -> Result<(), StoreError> {
+    async fn append_logs(
+        &self,
+        id: JobId,
+        attempt: Option<u32>,
+        lines: &[String],
+    ) -> Result<(), StoreError> {
         self.appends.fetch_add(1, Ordering::SeqCst);
         if take_failure(&self.append_failures) {
             return Err(unavailable("append logs"));
         }
-        self.inner.append_logs(id, lines).await
+        self.inner.append_logs(id, attempt, lines).await
     }
     async fn logs(&self, id: JobId, from: usize) -> Result<Vec<String>, StoreError> {
         self.inner.logs(id, from).await
@@ -178,8 +171,8 @@ impl JobStore for FlakyStore {
     ) -> Result<Vec<String>, StoreError> {
         self.inner.wait_logs(id, from, wait).await
     }
-    async fn purge_finished(&self, finished_before: Timestamp) -> Result<u64, StoreError> {
-        self.inner.purge_finished(finished_before).await
+    async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
+        self.inner.purge_finished(older_than).await
     }
 }
 
@@ -293,7 +286,7 @@ pub async fn assign(
         gpu_ids.iter().map(|g| (*g).to_owned()).collect(),
     );
     store
-        .commit_assignment(&assignment, TTL, Timestamp::now())
+        .commit_assignment(&assignment)
         .await
         .expect("commit assignment");
     id

@@ -4,15 +4,14 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::support::{assign, config, until_state, within, FlakyStore, Running, TTL};
+use super::support::{assign, config, until_state, within, FlakyStore, Running};
 use crate::agent::job::REATTACH_NOTE;
 use crate::agent::{REASON_CONTAINER_LOST, REASON_EXECUTOR_SHUT_DOWN};
 use crate::fake::FakeRuntime;
 use crate::job::{AbortCause, JobState, REASON_EXECUTOR_LOST, REASON_TIMED_OUT};
 use crate::memory::InMemoryJobStore;
 use crate::runtime::ContainerRuntime;
-use crate::store::JobStore;
-use crate::time::Timestamp;
+use crate::store::{Expiry, JobStore};
 use crate::{ExecutorId, ExecutorRegistration};
 
 /// Bound for liveness waits (generous: the tests share the machine with builds).
@@ -108,10 +107,7 @@ async fn a_user_abort_stops_a_hanging_job() {
     until_state(&*store, job, JobState::Running, LIVENESS).await;
     assert_eq!(runtime.running_count(), 1);
 
-    store
-        .request_abort(job, AbortCause::User, Timestamp::now())
-        .await
-        .unwrap();
+    store.request_abort(job, AbortCause::User).await.unwrap();
     let done = until_state(&*store, job, JobState::Aborted, LIVENESS).await;
     assert_eq!(done.exit_code, Some(137), "killed after the grace period");
     assert_eq!(runtime.running_count(), 0);
@@ -127,7 +123,7 @@ async fn a_max_runtime_abort_fails_the_job_as_timed_out() {
     let job = assign(&*store, &agent.id, &["fake", "hang", "term"], &[]).await;
     until_state(&*store, job, JobState::Running, LIVENESS).await;
     store
-        .request_abort(job, AbortCause::TimedOut, Timestamp::now())
+        .request_abort(job, AbortCause::TimedOut)
         .await
         .unwrap();
     let done = until_state(&*store, job, JobState::Failed, LIVENESS).await;
@@ -183,10 +179,7 @@ async fn a_restarted_agent_reattaches_to_its_running_container() {
     assert_eq!(store.job(job).await.unwrap().state, JobState::Running);
     assert_eq!(runtime.started_specs().len(), 1, "not started twice");
 
-    store
-        .request_abort(job, AbortCause::User, Timestamp::now())
-        .await
-        .unwrap();
+    store.request_abort(job, AbortCause::User).await.unwrap();
     until_state(&*store, job, JobState::Aborted, LIVENESS).await;
     assert_eq!(runtime.running_count(), 0);
     assert_eq!(runtime.removed_count(), 1);
@@ -210,7 +203,7 @@ async fn a_restart_records_exits_and_aborts_that_happened_while_down() {
 
     // While the agent is down: one container exits, the other job is aborted.
     store
-        .request_abort(aborted, AbortCause::User, Timestamp::now())
+        .request_abort(aborted, AbortCause::User)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -233,18 +226,18 @@ async fn reconcile_removes_strays_starts_waiting_jobs_and_fails_lost_ones() {
     let id = ExecutorId::new("e1");
     // A job assigned while no agent ran, and a job whose container vanished.
     store
-        .register_executor(
-            &ExecutorRegistration::new(id.clone(), "10.0.0.7", 8_000, 16_384, vec![]),
-            Timestamp::now(),
-        )
+        .register_executor(&ExecutorRegistration::new(
+            id.clone(),
+            "10.0.0.7",
+            8_000,
+            16_384,
+            vec![],
+        ))
         .await
         .unwrap();
     let waiting = assign(&*store, &id, &["echo", "waited"], &[]).await;
     let lost = assign(&*store, &id, &["fake", "hang"], &[]).await;
-    store
-        .mark_running(lost, &id, Timestamp::now())
-        .await
-        .unwrap();
+    store.mark_running(lost, &id, 1).await.unwrap();
     // A container of this executor whose job ended long ago.
     let stray = assign(&*store, &id, &["fake", "hang"], &[]).await;
     let stray_spec = crate::ContainerSpec {
@@ -261,7 +254,7 @@ async fn reconcile_removes_strays_starts_waiting_jobs_and_fails_lost_ones() {
     };
     runtime.start(&stray_spec).await.unwrap();
     store
-        .finish(stray, &crate::Outcome::failed("gone"), Timestamp::now())
+        .finish(stray, &crate::Outcome::failed("gone"), None)
         .await
         .unwrap();
 
@@ -291,7 +284,7 @@ async fn the_heartbeat_registers_again_after_expiry_and_stray_containers_stop() 
     until_state(&*store, job, JobState::Running, LIVENESS).await;
 
     let failed = store
-        .expire_executor(&agent.id, None, REASON_EXECUTOR_LOST, Timestamp::now())
+        .expire_executor(&agent.id, Expiry::Now, REASON_EXECUTOR_LOST)
         .await
         .unwrap();
     assert_eq!(failed, [job]);
@@ -332,10 +325,7 @@ async fn draining_on_shutdown_stops_jobs_and_deregisters() {
     assert!(store.executor(&id).await.is_err(), "deregistered");
     // Nothing can be assigned to it any more.
     let assignment = crate::Assignment::new(crate::JobId::new(), id, vec![]);
-    assert!(store
-        .commit_assignment(&assignment, TTL, Timestamp::now())
-        .await
-        .is_err());
+    assert!(store.commit_assignment(&assignment).await.is_err());
 }
 
 #[tokio::test]
@@ -371,10 +361,7 @@ async fn a_lost_abort_event_is_honoured_at_the_fallback_check() {
     let agent = Running::start(store.clone(), runtime.clone(), cfg).await;
     let job = assign(&*store, &agent.id, &["fake", "hang", "term"], &[]).await;
     until_state(&*store, job, JobState::Running, LIVENESS).await;
-    store
-        .request_abort(job, AbortCause::User, Timestamp::now())
-        .await
-        .unwrap();
+    store.request_abort(job, AbortCause::User).await.unwrap();
     until_state(&*store, job, JobState::Aborted, LIVENESS).await;
     assert_eq!(runtime.container_count(), 0);
     agent.stop().await.unwrap();
