@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Provision a Debian host for dwr: Docker engine, the offline test image, redis-server.
+# Provision a Debian host for dwr: Docker engine, the offline test image, redis-server,
+# faketime (for the clock-skew tests).
 #
 #   scripts/provision.sh                everything (used by scripts/test.sh)
 #   scripts/provision.sh --docker-only  only the Docker engine and the test image (used by `dwr dev`)
@@ -77,6 +78,8 @@ if ! static_busybox >/dev/null && ! { docker_up && have_image; }; then
 fi
 if [ "$docker_only" -eq 0 ]; then
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+    # The clock-skew tests run executors under faketime (LD_PRELOAD), five minutes off.
+    command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 fi
 
 # --- install packages ------------------------------------------------------------------------
@@ -149,6 +152,8 @@ if [ "$docker_only" -eq 0 ]; then
     # Tests start their own redis-server on a free loopback port; only the binary is needed.
     command -v redis-server >/dev/null 2>&1 || die "redis-server is still missing"
     say "redis-server is present ($(command -v redis-server))"
+    command -v faketime >/dev/null 2>&1 || die "faketime is still missing"
+    say "faketime is present ($(command -v faketime))"
 fi
 
 say "ready"

@@ -9,8 +9,28 @@ use crate::ids::{ExecutorId, JobId};
 use crate::spec::JobSpec;
 use crate::time::Timestamp;
 
-/// Reason recorded on the jobs of an executor whose heartbeat expired.
+/// Reason recorded on the jobs of an executor whose heartbeat expired (the scheduler's
+/// reason goes on to name the executor and its lease: [`executor_lost`]).
 pub const REASON_EXECUTOR_LOST: &str = "executor lost";
+
+/// The reason recorded on the jobs of executor `id`, lost after its lease of `lease`
+/// ran out: `executor lost: <id> sent no heartbeat for its 3 s lease`.
+pub fn executor_lost(id: &crate::ids::ExecutorId, lease: std::time::Duration) -> String {
+    format!(
+        "{REASON_EXECUTOR_LOST}: {id} sent no heartbeat for its {} lease",
+        seconds(lease)
+    )
+}
+
+/// `3 s`, `0.3 s`, `90 s`: a duration as people read it.
+fn seconds(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} s", d.as_secs_f64())
+    }
+}
 /// Reason recorded on a job stopped for running past its max runtime.
 pub const REASON_TIMED_OUT: &str = "timed out";
 /// Reason recorded on a job aborted by a user.

@@ -39,8 +39,8 @@ pub use placement::{ClusterView, Explanation, FirstFit, Placement, Spread};
 pub use probe::{GpuProbe, HostProbe};
 pub use resources::{Dimension, Resources};
 pub use runtime::{
-    ContainerId, ContainerRuntime, ContainerSpec, ContainerUsage, ExitStatus, LogLine, LogSource,
-    OwnedContainer, ProgressSink,
+    ContainerId, ContainerRuntime, ContainerRuntimeExt, ContainerSpec, ContainerUsage, ExitStatus,
+    LogLine, LogSource, OwnedContainer, ProgressSink,
 };
 pub use scheduler::{
     PassReport, Placed, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError,

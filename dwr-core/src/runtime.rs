@@ -100,6 +100,14 @@ pub struct OwnedContainer {
     pub job: JobId,
     /// Whether it is still running.
     pub running: bool,
+    /// Whether it was ever started: false for a container created and never started (its
+    /// agent stopped between the two, before the store confirmed the attempt).
+    #[serde(default = "started_default")]
+    pub started: bool,
+}
+
+fn started_default() -> bool {
+    true
 }
 
 /// Where pull progress lines go (into the job's log).
@@ -112,9 +120,12 @@ pub type ProgressSink = UnboundedSender<String>;
 /// * `ensure_image` pulls only when the image is missing locally, sending progress lines
 ///   to `progress`; an image that cannot be had is `ImageUnavailable`, a pull without
 ///   progress for too long is `PullStalled`.
-/// * `start` creates and starts in one call with every limit of the spec applied, labels
-///   `dwr.job_id` and `dwr.executor`, never privileged. If the start fails, the created
-///   container is removed before the error returns.
+/// * `create` creates the container with every limit of the spec applied, labels
+///   `dwr.job_id` and `dwr.executor`, never privileged, and does not start it. The agent
+///   starts it with `start` only once the store has confirmed that the job's attempt is its
+///   own (`mark_running`), so that no path can run a job's container twice.
+/// * `start` starts a created container. Starting a container a second time is an error
+///   (`StartFailed`), never a second run: at most one start per container.
 /// * `logs` streams stdout and stderr lines, in order per stream, from the start of the
 ///   container, ending when the container exits.
 /// * `wait` returns when the container has exited (at once if it already has).
@@ -125,8 +136,12 @@ pub trait ContainerRuntime: Debug + Send + Sync + 'static {
     /// Makes sure `image` is present locally, pulling it if missing.
     async fn ensure_image(&self, image: &str, progress: ProgressSink) -> Result<(), RuntimeError>;
 
-    /// Creates and starts the container of a job.
-    async fn start(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError>;
+    /// Creates the container of a job, without starting it.
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError>;
+
+    /// Starts a created container (`job` is the job it runs, for the error). Fails with
+    /// `StartFailed` when it cannot start, or was started before.
+    async fn start(&self, id: &ContainerId, job: JobId) -> Result<(), RuntimeError>;
 
     /// The container's output lines, following until it exits.
     fn logs(&self, id: &ContainerId) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
@@ -146,3 +161,21 @@ pub trait ContainerRuntime: Debug + Send + Sync + 'static {
     /// Containers labelled as `executor`'s, running or not.
     async fn list_owned(&self, executor: &ExecutorId) -> Result<Vec<OwnedContainer>, RuntimeError>;
 }
+
+/// Conveniences over any [`ContainerRuntime`].
+#[async_trait]
+pub trait ContainerRuntimeExt: ContainerRuntime {
+    /// Creates and starts the container of `spec` in one go, removing it when the start
+    /// fails. For tests and tools with no store to confirm an attempt with: the agent never
+    /// uses it (it starts a container only after the store confirmed the attempt).
+    async fn create_and_start(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
+        let id = self.create(spec).await?;
+        if let Err(error) = self.start(&id, spec.job).await {
+            let _ = self.remove(&id).await;
+            return Err(error);
+        }
+        Ok(id)
+    }
+}
+
+impl<T: ContainerRuntime + ?Sized> ContainerRuntimeExt for T {}

@@ -194,9 +194,10 @@ async fn a_lost_executor_fails_its_jobs_and_frees_its_room() {
     let report = s.run_pass_with(false).await.unwrap();
     assert_eq!(report.expired_executors, [ExecutorId::new("a")]);
     let job = store.job(id).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
     assert_eq!(
-        (job.state, job.reason.as_deref()),
-        (JobState::Failed, Some("executor lost"))
+        job.reason.as_deref(),
+        Some("executor lost: a sent no heartbeat for its 90 s lease")
     );
     assert!(store.executors().await.unwrap().is_empty());
     // A new executor then gets new work.
@@ -356,7 +357,10 @@ async fn the_loop_expires_a_lost_executor_at_its_own_lease() {
     loop {
         let job = store.job(on_short).await.unwrap();
         if job.state == JobState::Failed {
-            assert_eq!(job.reason.as_deref(), Some("executor lost"));
+            assert_eq!(
+                job.reason.as_deref(),
+                Some("executor lost: a-short sent no heartbeat for its 0.3 s lease")
+            );
             break;
         }
         assert!(

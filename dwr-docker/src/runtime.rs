@@ -10,6 +10,7 @@ use bollard::container::{
 };
 use bollard::errors::Error as BollardError;
 use bollard::image::CreateImageOptions;
+use bollard::models::ContainerStateStatusEnum;
 use bollard::{Docker, API_DEFAULT_VERSION};
 use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
 use dwr_core::{
@@ -194,7 +195,7 @@ impl ContainerRuntime for DockerRuntime {
         }
     }
 
-    async fn start(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
         let config = container_config(spec, &self.config)?;
         let name = container_name(spec);
         let created = self
@@ -217,22 +218,42 @@ impl ContainerRuntime for DockerRuntime {
         for warning in &created.warnings {
             tracing::warn!(job = %spec.job, %warning, "engine warning on create");
         }
+        tracing::debug!(job = %spec.job, container = %created.id, %name, "container created");
+        Ok(ContainerId(created.id))
+    }
+
+    async fn start(&self, id: &ContainerId, job: JobId) -> Result<(), RuntimeError> {
+        // The engine would run an exited container again on a second start: refuse it, so
+        // that a container runs at most once whatever its caller does.
+        let state = self
+            .docker
+            .inspect_container(&id.0, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.error("inspect container", e))?
+            .state;
+        let never_started = state
+            .as_ref()
+            .and_then(|s| s.status)
+            .is_some_and(|status| status == ContainerStateStatusEnum::CREATED);
+        if !never_started {
+            return Err(RuntimeError::StartFailed {
+                job,
+                source: "the container was started before (or is not in the created state)".into(),
+            });
+        }
         if let Err(e) = self
             .docker
-            .start_container(&created.id, None::<StartContainerOptions<String>>)
+            .start_container(&id.0, None::<StartContainerOptions<String>>)
             .await
         {
-            self.remove_quietly(&created.id, spec.job).await;
+            self.remove_quietly(&id.0, job).await;
             return Err(match map_error(&self.endpoint, "start container", e) {
-                RuntimeError::Engine { source, .. } => RuntimeError::StartFailed {
-                    job: spec.job,
-                    source,
-                },
+                RuntimeError::Engine { source, .. } => RuntimeError::StartFailed { job, source },
                 other => other,
             });
         }
-        tracing::debug!(job = %spec.job, container = %created.id, %name, "container started");
-        Ok(ContainerId(created.id))
+        tracing::debug!(%job, container = %id, "container started");
+        Ok(())
     }
 
     fn logs(&self, id: &ContainerId) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
@@ -353,6 +374,7 @@ impl ContainerRuntime for DockerRuntime {
                     id: ContainerId(id),
                     job,
                     running: c.state.as_deref() == Some("running"),
+                    started: c.state.as_deref() != Some("created"),
                 }),
                 None => {
                     tracing::warn!(container = %id, %executor, "owned container without a valid {LABEL_JOB_ID} label; skipped")

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bollard::container::InspectContainerOptions;
 use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
 use dwr_core::{
-    ContainerId, ContainerRuntime, ExitStatus, JobId, LogLine, LogSource, RuntimeError, VolumeMount,
+    ContainerId, ContainerRuntime, ContainerRuntimeExt, ExitStatus, JobId, LogLine, LogSource,
+    RuntimeError, VolumeMount,
 };
 use dwr_docker::{DockerConfig, DockerRuntime, PullPolicy};
 use futures::StreamExt;
@@ -75,7 +76,7 @@ async fn logs_stream_while_the_container_runs() {
         return;
     };
     let spec = h.spec(&["sh", "-c", "echo first; sleep 600"]);
-    let id = h.runtime.start(&spec).await.expect("start");
+    let id = h.runtime.create_and_start(&spec).await.expect("start");
     let mut stream = h.runtime.logs(&id);
     let first = tokio::time::timeout(Duration::from_secs(20), stream.next())
         .await
@@ -134,7 +135,7 @@ async fn abort_of_a_process_ignoring_sigterm_ends_within_the_grace() {
     // SIGKILL after the grace period ends it.
     let id = h
         .runtime
-        .start(&h.spec(&["sleep", "600"]))
+        .create_and_start(&h.spec(&["sleep", "600"]))
         .await
         .expect("start");
     let began = Instant::now();
@@ -284,7 +285,7 @@ async fn volumes_are_mounted_only_under_the_allowlist() {
 
     let mut spec = h.spec(&["cat", "/data/hello.txt"]);
     spec.volumes = vec![volume(outside.path())];
-    match h.runtime.start(&spec).await {
+    match h.runtime.create_and_start(&spec).await {
         Err(RuntimeError::VolumeRefused { host_path }) => {
             assert_eq!(host_path, outside.path().to_string_lossy())
         }
@@ -320,7 +321,7 @@ async fn env_labels_and_limits_are_set_on_the_container() {
     spec.env.insert("FOO".to_owned(), "bar baz".to_owned());
     spec.env.insert("JOB_ID".to_owned(), "forged".to_owned());
     spec.cpu_millis = 1500;
-    let id = h.runtime.start(&spec).await.expect("start");
+    let id = h.runtime.create_and_start(&spec).await.expect("start");
 
     let docker = bollard::Docker::connect_with_local_defaults()
         .expect("docker")
@@ -383,9 +384,9 @@ async fn list_owned_finds_exactly_one_executors_containers() {
     let x1 = x.spec(&["sleep", "600"]);
     let x2 = x.spec(&["true"]);
     let y1 = y.spec(&["sleep", "600"]);
-    let x1_id = x.runtime.start(&x1).await.expect("start x1");
-    let x2_id = x.runtime.start(&x2).await.expect("start x2");
-    y.runtime.start(&y1).await.expect("start y1");
+    let x1_id = x.runtime.create_and_start(&x1).await.expect("start x1");
+    let x2_id = x.runtime.create_and_start(&x2).await.expect("start x2");
+    y.runtime.create_and_start(&y1).await.expect("start y1");
     x.runtime.wait(&x2_id).await.expect("x2 exits");
 
     let mut owned = x.runtime.list_owned(&x.executor).await.expect("list x");
@@ -413,7 +414,7 @@ async fn usage_samples_a_busy_container() {
     };
     let id = h
         .runtime
-        .start(&h.spec(&["sh", "-c", "yes > /dev/null"]))
+        .create_and_start(&h.spec(&["sh", "-c", "yes > /dev/null"]))
         .await
         .expect("start");
     let usage = tokio::time::timeout(Duration::from_secs(30), h.runtime.usage(&id))
@@ -437,7 +438,7 @@ async fn a_start_failure_is_clear_and_leaves_no_container() {
         return;
     };
     let spec = h.spec(&["/nonexistent"]);
-    match h.runtime.start(&spec).await {
+    match h.runtime.create_and_start(&spec).await {
         Err(e @ RuntimeError::StartFailed { .. }) => {
             let reason = e.job_reason();
             assert!(
@@ -511,7 +512,7 @@ async fn gpu_device_requests_reach_the_engine() {
     // the error names the driver, and no container is left.
     let mut spec = h.spec(&["true"]);
     spec.gpu_ids = vec!["GPU-00000000-0000-0000-0000-000000000000".to_owned()];
-    let err = h.runtime.start(&spec).await.unwrap_err();
+    let err = h.runtime.create_and_start(&spec).await.unwrap_err();
     assert!(
         matches!(
             err,

@@ -31,22 +31,51 @@ pub(super) enum Signal {
     /// The agent is shutting down: flush what is buffered and leave the container running,
     /// for a restarted agent to re-attach to.
     Detach,
+    /// The executor lost its lease (self-fencing): stop and remove the container and record
+    /// nothing, since the store may have handed the job and its resources to another.
+    Fence,
 }
 
-/// The receiving side of a job task's signal.
-pub(super) type SignalRx = watch::Receiver<Option<Signal>>;
+/// What a job task listens to: its own signal from the agent's loop, and the executor-wide
+/// fence the heartbeat task raises when the lease is lost (it cannot wait for the loop,
+/// which may itself be waiting on an unreachable store).
+pub(super) struct SignalRx {
+    /// The task's own signal.
+    pub(super) own: watch::Receiver<Option<Signal>>,
+    /// The fence generation: any change means fence.
+    pub(super) fence: watch::Receiver<u64>,
+}
 
 /// Waits for the next signal; `Detach` when the agent dropped the sender.
 async fn next_signal(rx: &mut SignalRx) -> Signal {
-    match rx.wait_for(Option::is_some).await {
-        Ok(signal) => signal.clone().unwrap_or(Signal::Detach),
-        Err(_) => Signal::Detach,
+    let fence = async {
+        match rx.fence.changed().await {
+            Ok(()) => Signal::Fence,
+            // The agent is gone: no fence will come.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let own = async {
+        rx.own
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|signal| signal.clone())
+            .unwrap_or(Signal::Detach)
+    };
+    tokio::select! {
+        biased;
+        signal = fence => signal,
+        signal = own => signal,
     }
 }
 
 /// The signal already sent, if any.
 fn current_signal(rx: &SignalRx) -> Option<Signal> {
-    rx.borrow().clone()
+    if rx.fence.has_changed().unwrap_or(false) {
+        return Some(Signal::Fence);
+    }
+    rx.own.borrow().clone()
 }
 
 /// Runs a job the store assigned to this executor, from the pull to its terminal state.
@@ -95,38 +124,49 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
         return;
     }
 
-    // Create and start. Not cancelled half-way: that could leave a container behind.
+    // Create, have the store confirm that this attempt is this executor's, then start: a
+    // container starts only after that confirmation, and only one path gets it (an event,
+    // the fallback check, the reconcile after a restart, a repeated event), so no job's
+    // container runs twice. Not cancelled half-way: that could leave a container behind.
     let spec = container_spec(&shared, &job);
-    let container = match shared.runtime.start(&spec).await {
+    let container = match shared.runtime.create(&spec).await {
         Ok(container) => container,
         Err(error) => {
-            tracing::warn!(job = %id, error = %error, "container did not start");
+            tracing::warn!(job = %id, error = %error, "container could not be created");
             shared
                 .record(id, attempt, Outcome::failed(error.job_reason()))
                 .await;
             return;
         }
     };
-    tracing::info!(job = %id, container = %container, "container started");
-    if let Some(Signal::Stop(outcome)) = current_signal(&signal) {
-        tracing::info!(job = %id, "stopped while starting");
-        shared
-            .stop_then_record(id, attempt, &container, outcome)
-            .await;
+    if let Some(signal) = current_signal(&signal) {
+        tracing::info!(job = %id, "stopped before the start");
+        shared.remove(&container).await;
+        if let Signal::Stop(outcome) = signal {
+            shared.record(id, attempt, outcome).await;
+        }
         return;
     }
-
     if let Err(error) = shared.mark_running(id, attempt).await {
-        // Aborted or expired while starting, or the store stayed down: this container must
-        // not outlive the decision.
-        tracing::warn!(job = %id, error = %error, "could not mark the job running; stopping its container");
-        shared.stop_and_remove(&container).await;
+        // Aborted, expired or run by another path meanwhile, or the store stayed down: the
+        // attempt is not confirmed, and the container never starts.
+        tracing::warn!(job = %id, error = %error, "the store did not confirm this attempt; removing its container unstarted");
+        shared.remove(&container).await;
         if retry::is_transient(&error) {
             let reason = format!("could not record the start of the container: {error}");
             shared.record(id, attempt, Outcome::failed(reason)).await;
         }
         return;
     }
+    if let Err(error) = shared.runtime.start(&container, id).await {
+        tracing::warn!(job = %id, error = %error, "container did not start");
+        shared.remove(&container).await;
+        shared
+            .record(id, attempt, Outcome::failed(error.job_reason()))
+            .await;
+        return;
+    }
+    tracing::info!(job = %id, container = %container, "container started");
     follow(shared, id, attempt, container, signal, true).await;
 }
 
@@ -222,6 +262,15 @@ async fn follow(
                     forwarder.stop().await;
                 }
             }
+            Signal::Fence => {
+                tracing::warn!(job = %id, container = %container, "lease lost: stopping the container, recording nothing");
+                // Its buffered lines would go to a store that is likely unreachable, and
+                // are refused there anyway once the job has been given up: drop them.
+                if let Some(forwarder) = forwarder {
+                    forwarder.abandon();
+                }
+                shared.stop_and_remove(&container).await;
+            }
         },
     }
 }
@@ -255,6 +304,11 @@ impl LogForwarder {
             let _ = stop.send(());
             let _ = task.await;
         }
+    }
+
+    /// Ends at once, dropping what is buffered.
+    fn abandon(self) {
+        self.task.abort();
     }
 
     /// Sends what is buffered and ends.

@@ -5,10 +5,14 @@
 //!
 //! * **Register** its capacity (from [`AgentConfig`] when overridden, else the
 //!   [`HostProbe`]) and its GPUs (from the [`GpuProbe`]).
-//! * **Heartbeat** every `heartbeat_interval` with the host's observed usage. Heartbeats
-//!   never touch allocations. When the store answers `ExecutorNotFound` (the executor was
-//!   expired, its jobs failed as "executor lost"), it registers again and at once stops the
-//!   containers of the jobs the expiry failed.
+//! * **Heartbeat** every `heartbeat_interval` with the host's observed usage; the interval
+//!   is registered with the executor, and its lease (three intervals) is what the store
+//!   judges it by. Heartbeats never touch allocations. When the store answers
+//!   `ExecutorNotFound` (the executor was expired, its jobs failed as "executor lost"), it
+//!   stops the containers of its jobs first and only then registers again.
+//! * **Self-fencing**: when the lease runs out without a renewal (the store or the network
+//!   is down), every job container is stopped and removed and nothing is recorded for it:
+//!   the store may already have handed those jobs and their resources to others.
 //! * **Reconcile** at start: see [`reconcile`](self#reconcile-after-a-restart).
 //! * **Wait for events** with [`JobStore::next_event`], which wakes at once on an
 //!   assignment or abort; `poll_interval` only bounds the wait. When a wait ends without an
@@ -18,8 +22,10 @@
 //!   gives this executor have their containers stopped, and outcomes the store refused
 //!   while it was down are recorded.
 //! * **Run each job** in its own task: pull (progress lines go to the job's log), create
-//!   and start the container with the job's limits and its assigned GPU UUIDs, mark it
-//!   running, forward its output in batches (one `append_logs` per `log_batch_max` lines or
+//!   the container with the job's limits and its assigned GPU UUIDs, have the store confirm
+//!   the job's attempt (`mark_running`), and only then start the container (a path that
+//!   loses that race removes its container unstarted, so no job's container runs twice);
+//!   forward its output in batches (one `append_logs` per `log_batch_max` lines or
 //!   `log_flush_interval`), wait for its exit, record `Outcome::exited(code, oom)`, remove
 //!   the container. A runtime failure (image unavailable, create or start failed, engine
 //!   unreachable) fails the job with [`RuntimeError::job_reason`](crate::RuntimeError::job_reason).
@@ -27,6 +33,8 @@
 //!   container (SIGTERM, `stop_grace`, then SIGKILL), removes it and finishes the job with
 //!   the cause's outcome (a user abort ends `aborted`, a max-runtime abort ends `failed`
 //!   "timed out").
+//! * **Fencing**: every write about a job (mark running, log lines, the outcome) names the
+//!   attempt the agent was given; the store refuses a stale one.
 //! * **Store outages** mid-job: every store operation of a job is retried with backoff for
 //!   `store_retry_for`; an outcome still unrecorded then is kept and retried at each
 //!   fallback check. Containers are removed whatever the store says, so none is left running
@@ -51,6 +59,8 @@
 //!   it, or stops it on abort. Output produced after the restart is not captured (runtimes
 //!   stream from the container's start, which would duplicate every line); a note in the
 //!   job's log says so;
+//! * a container of such a job that was created and never started is removed, and the job
+//!   handled as one without a container;
 //! * any other container (job terminal, unknown, or given to another executor) is stopped
 //!   and removed.
 //!
@@ -108,6 +118,9 @@ struct Shared {
     /// Outcomes the store refused for longer than the retry budget, with the attempt each
     /// is about, recorded later.
     unrecorded: Mutex<HashMap<JobId, (u32, Outcome)>>,
+    /// Raised (its generation bumped) by the heartbeat task when the lease is lost: every
+    /// job task stops its container and records nothing.
+    fence: tokio::sync::watch::Sender<u64>,
 }
 
 impl Shared {
@@ -190,6 +203,7 @@ impl ExecutorAgent {
             runtime: self.runtime,
             config: self.config,
             unrecorded: Mutex::new(HashMap::new()),
+            fence: tokio::sync::watch::Sender::new(0),
         });
         let id = shared.config.id.clone();
         tracing::info!(
@@ -199,6 +213,7 @@ impl ExecutorAgent {
             gpus = registration.gpus.len(),
             "registering executor"
         );
+        let registering = tokio::time::Instant::now();
         let registered = tokio::select! {
             biased;
             () = &mut shutdown => return Ok(()),
@@ -213,11 +228,13 @@ impl ExecutorAgent {
 
         let reregistered = Arc::new(Notify::new());
         let heartbeat = tokio::spawn(heartbeat::heartbeat(
-            shared.store.clone(),
+            shared.clone(),
             self.host,
-            registration,
-            shared.config.heartbeat_interval,
-            reregistered.clone(),
+            heartbeat::Lease {
+                registration,
+                renewed: registering,
+                reregistered: reregistered.clone(),
+            },
         ));
         let mut jobs = tasks::JobTasks::default();
         // A shutdown during the reconcile skips the event loop: the shutdown future must not

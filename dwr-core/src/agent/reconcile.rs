@@ -48,7 +48,13 @@ pub(super) async fn reconcile(shared: &Arc<Shared>, jobs: &mut JobTasks) -> Resu
         let ours = job
             .as_ref()
             .is_some_and(|j| j.state.holds_resources() && j.executor.as_ref() == Some(id));
-        if ours && !jobs.has(container.job) {
+        if ours && !container.started {
+            // Created, never started: the agent stopped before the store confirmed the
+            // attempt (or before the start). Removed; the job is handled below as one
+            // without a container.
+            tracing::info!(job = %container.job, container = %container.id, "removing a container that was never started");
+            shared.remove(&container.id).await;
+        } else if ours && !jobs.has(container.job) {
             tracing::info!(job = %container.job, container = %container.id, running = container.running, "re-attaching to a job's container");
             with_container.insert(container.job);
             jobs.spawn_reattach(shared, container.job, container.id);

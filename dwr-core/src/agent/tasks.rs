@@ -55,8 +55,12 @@ impl JobTasks {
             tracing::debug!(job = %id, "already being handled");
             return;
         }
-        let (signal, rx) = watch::channel(None);
+        let (signal, own) = watch::channel(None);
         self.signals.insert(id, signal);
+        let rx = job::SignalRx {
+            own,
+            fence: shared.fence.subscribe(),
+        };
         let shared = shared.clone();
         self.tasks.spawn(async move {
             job::run_assigned(shared, job, rx).await;
@@ -71,8 +75,12 @@ impl JobTasks {
         id: JobId,
         container: ContainerId,
     ) {
-        let (signal, rx) = watch::channel(None);
+        let (signal, own) = watch::channel(None);
         self.signals.insert(id, signal);
+        let rx = job::SignalRx {
+            own,
+            fence: shared.fence.subscribe(),
+        };
         let shared = shared.clone();
         self.tasks.spawn(async move {
             job::reattach(shared, id, container, rx).await;

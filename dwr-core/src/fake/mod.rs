@@ -11,9 +11,11 @@
 //! * [`FakeHostProbe`]: a configured CPU and memory capacity.
 
 mod behaviour;
+mod faulty;
 mod probe;
 mod runtime;
 
 pub use behaviour::{FakeBehaviour, MAX_FAKE_LINES};
+pub use faulty::{Fault, FaultyStore, Op};
 pub use probe::{FakeGpuProbe, FakeHostProbe};
 pub use runtime::FakeRuntime;

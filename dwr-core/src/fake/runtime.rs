@@ -54,13 +54,24 @@ struct State {
     unavailable: HashSet<String>,
     started_specs: Vec<ContainerSpec>,
     removed: u64,
+    /// Starts per job, ever (a container started twice would count twice).
+    starts: HashMap<JobId, u64>,
+    /// Containers whose start fails (their behaviour says `start-fail`).
+    doomed: HashSet<ContainerId>,
 }
 
 struct FakeContainer {
     job: JobId,
     executor: ExecutorId,
     lines: Arc<[String]>,
-    /// When and how it exits by itself; `None` when it hangs.
+    /// The spec it was created from.
+    spec: ContainerSpec,
+    /// How long it runs once started, and how it exits then; `None` when it hangs.
+    run: Option<(Duration, ExitStatus)>,
+    /// Whether it was started.
+    started: bool,
+    /// When and how it exits by itself, from its start; `None` when it hangs or was never
+    /// started.
     natural_exit: Option<(Instant, ExitStatus)>,
     exits_on_term: bool,
     /// Set when it was stopped before its natural exit.
@@ -135,14 +146,19 @@ impl FakeRuntime {
         self.unreachable.store(unreachable, Ordering::SeqCst);
     }
 
-    /// Containers created and not yet exited.
+    /// Containers started and not yet exited.
     pub fn running_count(&self) -> usize {
         let now = Instant::now();
         self.lock()
             .containers
             .values()
-            .filter(|c| c.status(now).is_none())
+            .filter(|c| c.started && c.status(now).is_none())
             .count()
+    }
+
+    /// How many times a container of `job` was started, ever.
+    pub fn starts_of(&self, job: JobId) -> u64 {
+        self.lock().starts.get(&job).copied().unwrap_or(0)
     }
 
     /// Containers created and not yet removed, running or not.
@@ -150,7 +166,8 @@ impl FakeRuntime {
         self.lock().containers.len()
     }
 
-    /// Every spec given to a successful or failed `start`, in order.
+    /// The spec of every container given to a successful or failed `start` (and of every
+    /// failed `create`), in order.
     pub fn started_specs(&self) -> Vec<ContainerSpec> {
         self.lock().started_specs.clone()
     }
@@ -201,30 +218,23 @@ impl ContainerRuntime for FakeRuntime {
         Ok(())
     }
 
-    async fn start(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError> {
         self.check_reachable()?;
         let behaviour = (self.behaviour)(spec);
-        let mut state = self.lock();
-        if self.record_specs {
-            state.started_specs.push(spec.clone());
-        }
         if behaviour.pull_fails {
+            if self.record_specs {
+                self.lock().started_specs.push(spec.clone());
+            }
             return Err(RuntimeError::ImageUnavailable {
                 image: spec.image.clone(),
                 reason: "fake: pull-fail".to_owned(),
-            });
-        }
-        if behaviour.start_fails {
-            return Err(RuntimeError::StartFailed {
-                job: spec.job,
-                source: "fake: start-fail".into(),
             });
         }
         let id = ContainerId(format!(
             "fake-{}",
             self.next_id.fetch_add(1, Ordering::Relaxed)
         ));
-        let natural_exit = (!behaviour.hang).then(|| {
+        let run = (!behaviour.hang).then(|| {
             let code = if behaviour.oom {
                 KILLED
             } else {
@@ -234,18 +244,66 @@ impl ContainerRuntime for FakeRuntime {
                 code,
                 oom_killed: behaviour.oom,
             };
-            (Instant::now() + behaviour.run_for, status)
+            (behaviour.run_for, status)
         });
         let container = FakeContainer {
             job: spec.job,
             executor: spec.executor.clone(),
             lines: behaviour.lines.into(),
-            natural_exit,
+            spec: spec.clone(),
+            run,
+            started: false,
+            natural_exit: None,
             exits_on_term: behaviour.exits_on_term,
             stopped: watch::channel(None).0,
         };
+        // Whether its start will fail is decided now, from the spec, as for a real engine
+        // (a bad command is found at start).
+        let start_fails = behaviour.start_fails;
+        let mut state = self.lock();
         state.containers.insert(id.clone(), container);
+        if start_fails {
+            state.doomed.insert(id.clone());
+        }
         Ok(id)
+    }
+
+    async fn start(&self, id: &ContainerId, job: JobId) -> Result<(), RuntimeError> {
+        self.check_reachable()?;
+        let mut state = self.lock();
+        let doomed = state.doomed.contains(id);
+        let record = self.record_specs;
+        let Some(container) = state.containers.get_mut(id) else {
+            return Err(Self::not_found(id));
+        };
+        if container.started {
+            return Err(RuntimeError::StartFailed {
+                job,
+                source: "fake: the container was started already".into(),
+            });
+        }
+        let spec = record.then(|| container.spec.clone());
+        if !doomed {
+            container.started = true;
+            container.natural_exit = container
+                .run
+                .map(|(run_for, status)| (Instant::now() + run_for, status));
+        }
+        let container_job = container.job;
+        if let Some(spec) = spec {
+            state.started_specs.push(spec);
+        }
+        if doomed {
+            // As the Docker runtime does: a container that cannot start is not left behind.
+            state.doomed.remove(id);
+            state.containers.remove(id);
+            return Err(RuntimeError::StartFailed {
+                job,
+                source: "fake: start-fail".into(),
+            });
+        }
+        *state.starts.entry(container_job).or_default() += 1;
+        Ok(())
     }
 
     fn logs(&self, id: &ContainerId) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
@@ -350,6 +408,7 @@ impl ContainerRuntime for FakeRuntime {
     async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
         self.check_reachable()?;
         let mut state = self.lock();
+        state.doomed.remove(id);
         if let Some(container) = state.containers.remove(id) {
             state.removed += 1;
             // Like `docker rm -f`: a running container is killed; waiters see 137.
@@ -379,7 +438,8 @@ impl ContainerRuntime for FakeRuntime {
             .map(|(id, c)| OwnedContainer {
                 id: id.clone(),
                 job: c.job,
-                running: c.status(now).is_none(),
+                running: c.started && c.status(now).is_none(),
+                started: c.started,
             })
             .collect();
         owned.sort_by(|a, b| a.id.0.cmp(&b.id.0));

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::error::StoreError;
 use crate::executor::Executor;
 use crate::ids::{ExecutorId, JobId};
-use crate::job::{AbortCause, Job, JobState, Outcome, REASON_EXECUTOR_LOST};
+use crate::job::{executor_lost, AbortCause, Job, JobState, Outcome};
 use crate::placement::{ClusterView, Explanation, Placement};
 use crate::spec::{GpuRequest, JobSpec, SpecError};
 use crate::store::{AbortRequested, Assignment, Expiry, JobQuery, JobStore};
@@ -226,8 +226,9 @@ impl Scheduler {
         // own lease; the store checks again, so one that heartbeated since is kept.
         let mut expired = Vec::new();
         for exec in executors.iter().filter(|e| !e.is_alive(now)) {
+            let reason = executor_lost(exec.id(), exec.lease_ttl());
             let failed = store
-                .expire_executor(exec.id(), Expiry::IfLeaseExpired, REASON_EXECUTOR_LOST)
+                .expire_executor(exec.id(), Expiry::IfLeaseExpired, &reason)
                 .await?;
             if failed.is_empty() && store.executor(exec.id()).await.is_ok() {
                 // It heartbeated between the read and the expiry: still alive.

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dwr_core::{
-    ContainerId, ContainerRuntime, ContainerSpec, ExecutorId, ExitStatus, JobId, LogLine,
+    ContainerId, ContainerRuntime, ContainerRuntimeExt, ContainerSpec, ExecutorId, ExitStatus,
+    JobId, LogLine,
 };
 use dwr_docker::{DockerConfig, DockerRuntime};
 use futures::StreamExt;
@@ -86,7 +87,7 @@ impl Harness {
 
     /// Starts `spec`, waits for the exit, then reads the whole output; removes the container.
     pub async fn run(&self, spec: &ContainerSpec) -> (ExitStatus, Vec<LogLine>) {
-        let id = self.runtime.start(spec).await.expect("start");
+        let id = self.runtime.create_and_start(spec).await.expect("start");
         let logs = tokio::spawn(collect_logs(self.runtime.clone(), id.clone()));
         let status = tokio::time::timeout(TEST_BOUND, self.runtime.wait(&id))
             .await

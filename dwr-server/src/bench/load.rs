@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use dwr_core::placement::FirstFit;
 use dwr_core::{
-    AgentConfig, ContainerRuntime, ContainerSpec, ExecutorAgent, ExecutorId, Expiry, FakeGpuProbe,
-    FakeHostProbe, FakeRuntime, InMemoryJobStore, Job, JobId, JobQuery, JobSpec, JobState,
-    JobStore, Scheduler, SchedulerConfig, SubmitError,
+    AgentConfig, ContainerRuntime, ContainerRuntimeExt, ContainerSpec, ExecutorAgent, ExecutorId,
+    Expiry, FakeGpuProbe, FakeHostProbe, FakeRuntime, InMemoryJobStore, Job, JobId, JobQuery,
+    JobSpec, JobState, JobStore, Scheduler, SchedulerConfig, SubmitError,
 };
 use dwr_docker::{DockerConfig, DockerRuntime};
 use dwr_redis::{RedisConfig, RedisJobStore};
@@ -396,7 +396,7 @@ async fn docker_paired(
         };
         let t = Instant::now();
         let id = runtime
-            .start(&container)
+            .create_and_start(&container)
             .await
             .map_err(BenchError::Docker)?;
         direct.push(t.elapsed().as_secs_f64() * 1e3);

@@ -23,7 +23,8 @@ mockall::mock! {
     #[async_trait]
     impl ContainerRuntime for Runtime {
         async fn ensure_image(&self, image: &str, progress: ProgressSink) -> Result<(), RuntimeError>;
-        async fn start(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError>;
+        async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError>;
+        async fn start(&self, id: &ContainerId, job: crate::JobId) -> Result<(), RuntimeError>;
         fn logs(&self, id: &ContainerId) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
         async fn usage(&self, id: &ContainerId) -> Result<ContainerUsage, RuntimeError>;
         async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, RuntimeError>;
@@ -56,9 +57,10 @@ fn runtime() -> MockRuntime {
 /// Expects a start that succeeds, output `lines`, an exit with `status`, and one removal.
 fn runs_and_exits(runtime: &mut MockRuntime, lines: &'static [&'static str], status: ExitStatus) {
     runtime
-        .expect_start()
+        .expect_create()
         .times(1)
         .returning(|_| Ok(container()));
+    runtime.expect_start().times(1).returning(|_, _| Ok(()));
     runtime.expect_logs().returning(move |_| {
         stream::iter(lines.iter().map(|text| {
             Ok(LogLine {
@@ -108,6 +110,7 @@ async fn a_failed_pull_fails_the_job_without_starting_anything() {
                 reason: "no registry".into(),
             })
         });
+    runtime.expect_create().times(0);
     runtime.expect_start().times(0);
     runtime.expect_remove().times(0);
     let (job, _) = run_one(Arc::default(), runtime, JobState::Failed).await;
@@ -146,11 +149,15 @@ async fn a_failed_create_or_start_fails_the_job_with_its_cause() {
         let mut runtime = runtime();
         let error = std::sync::Mutex::new(Some(error));
         runtime
+            .expect_create()
+            .times(1)
+            .returning(|_| Ok(container()));
+        runtime
             .expect_start()
             .times(1)
-            .returning(move |_| Err(error.lock().unwrap().take().expect("start called once")));
-        // The runtime removes a container it failed to start; there is no id to remove.
-        runtime.expect_remove().times(0);
+            .returning(move |_, _| Err(error.lock().unwrap().take().expect("start called once")));
+        // A container that did not start is removed, never left behind.
+        runtime.expect_remove().times(1).returning(|_| Ok(()));
         let (job, _) = run_one(Arc::default(), runtime, JobState::Failed).await;
         let reason = job.reason.unwrap();
         assert!(reason.contains(expected), "{reason}");
@@ -197,9 +204,10 @@ async fn an_oom_kill_is_recorded() {
 async fn losing_the_engine_mid_run_fails_the_job_and_still_removes_the_container() {
     let mut runtime = runtime();
     runtime
-        .expect_start()
+        .expect_create()
         .times(1)
         .returning(|_| Ok(container()));
+    runtime.expect_start().times(1).returning(|_, _| Ok(()));
     runtime
         .expect_logs()
         .returning(|_| stream::pending().boxed());

@@ -2,5 +2,6 @@
 //! (`with_fake`), and with a mocked runtime injecting failures (`failures`).
 
 mod failures;
+mod fencing;
 mod support;
 mod with_fake;

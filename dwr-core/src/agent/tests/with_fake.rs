@@ -10,7 +10,7 @@ use crate::agent::{REASON_CONTAINER_LOST, REASON_EXECUTOR_SHUT_DOWN};
 use crate::fake::FakeRuntime;
 use crate::job::{AbortCause, JobState, REASON_EXECUTOR_LOST, REASON_TIMED_OUT};
 use crate::memory::InMemoryJobStore;
-use crate::runtime::ContainerRuntime;
+use crate::runtime::ContainerRuntimeExt;
 use crate::store::{Expiry, JobStore};
 use crate::{ExecutorId, ExecutorRegistration};
 
@@ -252,7 +252,7 @@ async fn reconcile_removes_strays_starts_waiting_jobs_and_fails_lost_ones() {
         gpu_ids: vec![],
         volumes: vec![],
     };
-    runtime.start(&stray_spec).await.unwrap();
+    runtime.create_and_start(&stray_spec).await.unwrap();
     store
         .finish(stray, &crate::Outcome::failed("gone"), None)
         .await

@@ -6,6 +6,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc::unbounded_channel;
 
 use super::*;
+use crate::runtime::ContainerRuntimeExt;
 
 fn spec(command: &[&str]) -> ContainerSpec {
     ContainerSpec {
@@ -30,7 +31,7 @@ async fn texts(rt: &FakeRuntime, id: &ContainerId) -> Vec<String> {
 async fn a_container_runs_prints_and_exits_with_its_code() {
     let rt = FakeRuntime::new();
     let id = rt
-        .start(&spec(&["fake", "run=5s", "exit=3", "print=a", "print=b"]))
+        .create_and_start(&spec(&["fake", "run=5s", "exit=3", "print=a", "print=b"]))
         .await
         .unwrap();
     assert_eq!(rt.running_count(), 1);
@@ -52,7 +53,7 @@ async fn a_container_runs_prints_and_exits_with_its_code() {
 #[tokio::test(start_paused = true)]
 async fn oom_and_echo() {
     let rt = FakeRuntime::new();
-    let oom = rt.start(&spec(&["fake", "oom"])).await.unwrap();
+    let oom = rt.create_and_start(&spec(&["fake", "oom"])).await.unwrap();
     assert_eq!(
         rt.wait(&oom).await.unwrap(),
         ExitStatus {
@@ -60,7 +61,10 @@ async fn oom_and_echo() {
             oom_killed: true
         }
     );
-    let echo = rt.start(&spec(&["echo", "hello"])).await.unwrap();
+    let echo = rt
+        .create_and_start(&spec(&["echo", "hello"]))
+        .await
+        .unwrap();
     assert_eq!(texts(&rt, &echo).await, ["hello"]);
     assert_eq!(rt.wait(&echo).await.unwrap().code, 0);
 }
@@ -68,7 +72,7 @@ async fn oom_and_echo() {
 #[tokio::test(start_paused = true)]
 async fn a_hanging_container_is_killed_after_the_grace_period() {
     let rt = Arc::new(FakeRuntime::new());
-    let id = rt.start(&spec(&["fake", "hang"])).await.unwrap();
+    let id = rt.create_and_start(&spec(&["fake", "hang"])).await.unwrap();
     let waiter = tokio::spawn({
         let (rt, id) = (rt.clone(), id.clone());
         async move { rt.wait(&id).await }
@@ -85,14 +89,17 @@ async fn a_hanging_container_is_killed_after_the_grace_period() {
 #[tokio::test(start_paused = true)]
 async fn term_handlers_exit_143_at_once_and_short_runs_finish_within_grace() {
     let rt = FakeRuntime::new();
-    let term = rt.start(&spec(&["fake", "hang", "term"])).await.unwrap();
+    let term = rt
+        .create_and_start(&spec(&["fake", "hang", "term"]))
+        .await
+        .unwrap();
     let before = Instant::now();
     rt.stop(&term, Duration::from_secs(10)).await.unwrap();
     assert_eq!(before.elapsed(), Duration::ZERO);
     assert_eq!(rt.wait(&term).await.unwrap().code, 143);
 
     let short = rt
-        .start(&spec(&["fake", "run=2s", "exit=4"]))
+        .create_and_start(&spec(&["fake", "run=2s", "exit=4"]))
         .await
         .unwrap();
     rt.stop(&short, Duration::from_secs(10)).await.unwrap();
@@ -117,18 +124,18 @@ async fn failures_and_unreachability() {
         Err(RuntimeError::ImageUnavailable { .. })
     ));
     assert!(matches!(
-        rt.start(&spec(&["fake", "pull-fail"])).await,
+        rt.create_and_start(&spec(&["fake", "pull-fail"])).await,
         Err(RuntimeError::ImageUnavailable { .. })
     ));
     assert!(matches!(
-        rt.start(&spec(&["fake", "start-fail"])).await,
+        rt.create_and_start(&spec(&["fake", "start-fail"])).await,
         Err(RuntimeError::StartFailed { .. })
     ));
     assert_eq!(rt.container_count(), 0);
     assert_eq!(rt.started_specs().len(), 2);
     rt.set_unreachable(true);
     assert!(matches!(
-        rt.start(&spec(&["true"])).await,
+        rt.create_and_start(&spec(&["true"])).await,
         Err(RuntimeError::Unreachable { .. })
     ));
     assert!(matches!(
@@ -149,9 +156,9 @@ async fn list_owned_filters_by_executor_and_reports_running() {
     let done = spec(&["true"]);
     let mut other = spec(&["fake", "hang"]);
     other.executor = ExecutorId::new("e2");
-    let hang_id = rt.start(&hang).await.unwrap();
-    let done_id = rt.start(&done).await.unwrap();
-    rt.start(&other).await.unwrap();
+    let hang_id = rt.create_and_start(&hang).await.unwrap();
+    let done_id = rt.create_and_start(&done).await.unwrap();
+    rt.create_and_start(&other).await.unwrap();
     let owned = rt.list_owned(&ExecutorId::new("e1")).await.unwrap();
     assert_eq!(
         owned,
@@ -159,12 +166,14 @@ async fn list_owned_filters_by_executor_and_reports_running() {
             OwnedContainer {
                 id: hang_id,
                 job: hang.job,
-                running: true
+                running: true,
+                started: true,
             },
             OwnedContainer {
                 id: done_id,
                 job: done.job,
-                running: false
+                running: false,
+                started: true,
             },
         ]
     );

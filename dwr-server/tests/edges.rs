@@ -1,0 +1,385 @@
+//! End to end at the edges: lost executors, skewed clocks and a network partition, with the
+//! real `dwr` binary, a real `redis-server` and the real Docker engine (see `common`).
+//!
+//! Every scheduler here runs at its defaults (a 30 s heartbeat setting and a 10 s tick), as
+//! a new user leaves it; each executor registers its own `HEARTBEAT_INTERVAL=1`, so its
+//! lease is 3 s whatever the scheduler was started with.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use common::*;
+
+/// An executor's lease: three of its 1 s heartbeat intervals.
+const LEASE: Duration = Duration::from_secs(3 * HEARTBEAT_SECS);
+
+/// Whether a container of job `id` is running.
+fn job_container_running(id: &str) -> bool {
+    !output(
+        "docker",
+        &[
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label=dwr.job_id={id}"),
+            "--filter",
+            "status=running",
+        ],
+    )
+    .trim()
+    .is_empty()
+}
+
+/// Polls `probe` every 50 ms until it holds; returns how long that took, or panics naming
+/// `what` after `limit`.
+async fn until(limit: Duration, what: &str, mut probe: impl AsyncProbe) -> Duration {
+    let started = Instant::now();
+    loop {
+        if probe.holds().await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} did not happen within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A condition polled by [`until`].
+trait AsyncProbe {
+    async fn holds(&mut self) -> bool;
+}
+
+impl<F, Fut> AsyncProbe for F
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    async fn holds(&mut self) -> bool {
+        self().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_executor_under_a_default_scheduler_loses_its_jobs_within_4_s() {
+    let _serial = SERIAL.lock().await;
+    if !services_available() {
+        return;
+    }
+    let mut c = Cluster::new();
+    c.start_scheduler_at_defaults().await;
+    let a = c.start_executor("a", "1", "512").await;
+    let id = c.submit(job(&["sleep", "600"], 1.0, 0.25)).await;
+    c.wait_status(&id, "running", Duration::from_secs(30)).await;
+
+    c.executor_proc(&a).kill9();
+    let killed = Instant::now();
+    let failed = c.wait_status(&id, "failed", Duration::from_secs(20)).await;
+    let took = killed.elapsed();
+    assert_eq!(
+        failed["reason"],
+        format!("executor lost: {a} sent no heartbeat for its 3 s lease")
+    );
+    // The executor's own lease (3 s), not the scheduler's 90 s nor its 10 s tick.
+    assert!(took <= Duration::from_secs(4), "failed after {took:?}");
+    assert!(!c.executor_alive(&a).await);
+    remove_containers(&format!("dwr.executor={a}"));
+}
+
+/// Executors whose clocks are five minutes behind and ahead (under `faketime`) are judged
+/// by the store's clock: neither is expired while it heartbeats, both run jobs, and the one
+/// ahead (whose own timestamps would keep it alive five minutes too long) is lost within its
+/// lease once killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_with_clocks_five_minutes_off_are_judged_by_the_stores_clock() {
+    let _serial = SERIAL.lock().await;
+    if !services_available() {
+        return;
+    }
+    let lib = libfaketime();
+    let mut c = Cluster::new();
+    c.start_scheduler_at_defaults().await;
+    // The library itself, not the `faketime` wrapper: that forks, and a kill -9 of it would
+    // leave the executor running.
+    let skewed = |offset| {
+        [
+            ("LD_PRELOAD", lib.clone()),
+            ("FAKETIME", offset),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+        ]
+    };
+    let env = skewed("-300s".to_owned());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let behind = c.start_executor_with("behind", "1", "512", &[], &env).await;
+    let env = skewed("+300s".to_owned());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ahead = c.start_executor_with("ahead", "1", "512", &[], &env).await;
+    // The executors' clocks really are off.
+    let off = output_with_env("date", &["+%s"], &skewed("+300s".to_owned()));
+    let real = output("date", &["+%s"]);
+    let diff = off.trim().parse::<i64>().unwrap() - real.trim().parse::<i64>().unwrap();
+    assert!(
+        (290..=310).contains(&diff),
+        "libfaketime moved the clock by {diff} s"
+    );
+
+    // Twice the lease: an executor judged by its own clock would be gone (behind) by now.
+    tokio::time::sleep(LEASE * 2).await;
+    for id in [&behind, &ahead] {
+        assert!(c.executor_alive(id).await, "{id} was expired");
+    }
+    let on_ahead = c
+        .submit(job(&["sh", "-c", "echo started; sleep 600"], 1.0, 0.25))
+        .await;
+    let on_behind = c
+        .submit(job(&["sh", "-c", "echo started; sleep 600"], 1.0, 0.25))
+        .await;
+    let mut placed = Vec::new();
+    for id in [&on_ahead, &on_behind] {
+        let running = c.wait_status(id, "running", Duration::from_secs(30)).await;
+        placed.push(running["executor_id"].as_str().unwrap().to_owned());
+    }
+    placed.sort();
+    let mut both = vec![ahead.clone(), behind.clone()];
+    both.sort();
+    assert_eq!(placed, both, "one job on each executor");
+    // The times the store recorded are its own: not five minutes in the past or future.
+    let job = c.get(&format!("/jobs/{on_ahead}")).await;
+    let started = job["started_at"].as_str().unwrap().to_owned();
+    let now = c.get("/stats").await["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(started <= now, "started_at {started} is after now {now}");
+
+    // Kill the one ahead: lost within its lease, not five minutes later.
+    let job_on_ahead = if c.get(&format!("/jobs/{on_ahead}")).await["executor_id"] == ahead.as_str()
+    {
+        on_ahead.clone()
+    } else {
+        on_behind.clone()
+    };
+    c.executor_proc(&ahead).kill9();
+    let killed = Instant::now();
+    c.wait_status(&job_on_ahead, "failed", Duration::from_secs(20))
+        .await;
+    assert!(
+        killed.elapsed() <= Duration::from_secs(4),
+        "lost after {:?}",
+        killed.elapsed()
+    );
+    assert!(c.executor_alive(&behind).await, "the one behind stays");
+    remove_containers(&format!("dwr.executor={ahead}"));
+}
+
+/// How many times the job's log says `started`.
+async fn started_lines(c: &Cluster, id: &str) -> usize {
+    let log = c.get(&format!("/jobs/{id}/logs")).await;
+    log["lines"]
+        .as_array()
+        .map_or(0, |lines| lines.iter().filter(|l| *l == "started").count())
+}
+
+/// The path of libfaketime (installed by `scripts/provision.sh`).
+fn libfaketime() -> String {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+        .find(|path| path.exists());
+    match found {
+        Some(path) => path.display().to_string(),
+        None => {
+            panic!("libfaketime is not installed (the faketime package); run scripts/provision.sh")
+        }
+    }
+}
+
+/// What `program` prints with `env` set.
+fn output_with_env(program: &str, args: &[&str], env: &[(&str, String)]) -> String {
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A TCP relay between one executor and Redis that the test can cut and restore.
+struct Relay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start(to_port: u16) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = {
+            let cut = cut.clone();
+            let connections = connections.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if cut.load(Ordering::SeqCst) {
+                        // Cut: the connection is dropped at once.
+                        continue;
+                    }
+                    let pipe = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(("127.0.0.1", to_port)).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    connections.lock().unwrap().push(pipe);
+                }
+            })
+        };
+        Relay {
+            port,
+            cut,
+            connections,
+            accept,
+        }
+    }
+
+    /// Drops every connection through the relay and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for pipe in self.connections.lock().unwrap().drain(..) {
+            pipe.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// A partition between one executor and Redis: its job leaves `running` within its lease
+/// + 1 s, its container is stopped by the executor itself, another executor takes new work;
+/// once the partition heals nothing has run twice, the lost job's record is not
+/// overwritten by its old executor, and no CPU or memory is held twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_executor_fences_itself_and_nothing_runs_twice() {
+    let _serial = SERIAL.lock().await;
+    if !services_available() {
+        return;
+    }
+    let mut c = Cluster::new();
+    c.start_scheduler_at_defaults().await;
+    let relay = Relay::start(c.redis.port).await;
+    let relay_port = relay.port.to_string();
+    // "a" comes first by id: first fit places there while it is alive.
+    let a = c
+        .start_executor_with("a", "1", "512", &[], &[("REDIS_PORT", &relay_port)])
+        .await;
+    let b = c.start_executor("b", "1", "512").await;
+    let lost = c
+        .submit(job(&["sh", "-c", "echo started; sleep 600"], 1.0, 0.25))
+        .await;
+    let running = c
+        .wait_status(&lost, "running", Duration::from_secs(30))
+        .await;
+    assert_eq!(running["executor_id"], a.as_str());
+    // Running is recorded once the store confirmed the attempt, just before the start.
+    until(Duration::from_secs(10), "its container running", || async {
+        job_container_running(&lost)
+    })
+    .await;
+    until(
+        Duration::from_secs(10),
+        "its first line in the log",
+        || async { started_lines(&c, &lost).await == 1 },
+    )
+    .await;
+
+    relay.cut();
+    let cut = Instant::now();
+    let failed = c
+        .wait_status(&lost, "failed", Duration::from_secs(20))
+        .await;
+    let left_running = cut.elapsed();
+    assert!(
+        left_running <= LEASE + Duration::from_secs(1),
+        "left running after {left_running:?}"
+    );
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("executor lost: {a}")),
+        "{failed}"
+    );
+    // The executor, cut off from Redis, stops the container itself: within its lease, plus
+    // the 1 s stop grace (`sleep` ignores SIGTERM) and a little slack for the engine.
+    let stopped = until(LEASE + Duration::from_secs(3), "the self-fence", || async {
+        !job_container_running(&lost)
+    })
+    .await;
+    let stopped_after = cut.elapsed();
+    assert!(
+        stopped_after <= LEASE + Duration::from_secs(3),
+        "stopped {stopped_after:?} after the cut ({stopped:?} after the job failed)"
+    );
+
+    // Work goes on elsewhere meanwhile.
+    let next = c.submit(job(&["echo", "elsewhere"], 1.0, 0.25)).await;
+    let done = c
+        .wait_status(&next, "succeeded", Duration::from_secs(30))
+        .await;
+    assert_eq!(done["executor_id"], b.as_str());
+
+    relay.restore();
+    until(Duration::from_secs(20), "the executor back", || async {
+        c.executor_alive(&a).await
+    })
+    .await;
+    // It takes work again.
+    let after = c.submit(job(&["echo", "back"], 1.0, 0.25)).await;
+    let back = c
+        .wait_status(&after, "succeeded", Duration::from_secs(30))
+        .await;
+    assert_eq!(back["executor_id"], a.as_str());
+
+    // Nothing ran twice, nothing was overwritten, nothing is held twice.
+    let lost_now = c.get(&format!("/jobs/{lost}")).await;
+    assert_eq!(lost_now["status"], "failed", "{lost_now}");
+    assert_eq!(lost_now["reason"], failed["reason"]);
+    assert_eq!(started_lines(&c, &lost).await, 1, "the job ran once");
+    assert!(containers_of_job(&lost).is_empty(), "its container is gone");
+    for id in [&a, &b] {
+        let e = c.executor(id).await.unwrap();
+        assert_eq!(
+            e["available_cpu_cores"], e["total_cpu_cores"],
+            "{id} holds CPU with nothing running: {e}"
+        );
+        assert_eq!(
+            e["available_memory_gb"], e["total_memory_gb"],
+            "{id} holds memory with nothing running: {e}"
+        );
+    }
+}
