@@ -33,6 +33,7 @@ mod executors;
 mod jobs;
 mod lifecycle;
 mod logs;
+mod retries;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -62,6 +63,10 @@ pub use lifecycle::{
     request_abort_by_state,
 };
 pub use logs::{logs_append_and_read_from_offset, wait_logs_wakes_on_append_and_on_finish};
+pub use retries::{
+    a_failed_attempt_is_retried_by_its_policy, retries_follow_backoff_causes_aborts_and_expiry,
+    writes_from_a_stale_attempt_are_refused,
+};
 
 use crate::error::{Rejection, StoreError};
 use crate::executor::{Executor, ExecutorRegistration, GpuDevice};
@@ -110,6 +115,9 @@ macro_rules! __job_store_for_each_check {
             wait_for_work_wakes_on_changes,
             logs_append_and_read_from_offset,
             wait_logs_wakes_on_append_and_on_finish,
+            writes_from_a_stale_attempt_are_refused,
+            a_failed_attempt_is_retried_by_its_policy,
+            retries_follow_backoff_causes_aborts_and_expiry,
         ] }
     };
 }

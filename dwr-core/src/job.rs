@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ExecutorId, JobId};
+use crate::retry::{AttemptRecord, RetryCause};
 use crate::spec::JobSpec;
 use crate::time::Timestamp;
 
@@ -166,6 +167,10 @@ pub struct Outcome {
     pub reason: Option<String>,
     /// Whether the kernel OOM-killed the container.
     pub oom_killed: bool,
+    /// Why the attempt failed, as far as retries care (`None`: success, abort, timeout, or
+    /// a failure no retry can help).
+    #[serde(default)]
+    pub cause: Option<RetryCause>,
 }
 
 impl Outcome {
@@ -179,12 +184,24 @@ impl Outcome {
             (0, false) => (JobState::Succeeded, None),
             (c, false) => (JobState::Failed, Some(format!("exited with code {c}"))),
         };
+        let cause = match (code, oom_killed) {
+            (_, true) => Some(RetryCause::Oom),
+            (0, false) => None,
+            (_, false) => Some(RetryCause::ExitNonzero),
+        };
         Self {
             state,
             exit_code: Some(code),
             reason,
             oom_killed,
+            cause,
         }
+    }
+
+    /// The same outcome attributed to `cause` (for retries).
+    pub fn because(mut self, cause: RetryCause) -> Self {
+        self.cause = Some(cause);
+        self
     }
 
     /// A failure for `reason`, without an exit code.
@@ -194,6 +211,7 @@ impl Outcome {
             exit_code: None,
             reason: Some(reason.into()),
             oom_killed: false,
+            cause: None,
         }
     }
 
@@ -204,6 +222,7 @@ impl Outcome {
             exit_code: None,
             reason: Some(reason.into()),
             oom_killed: false,
+            cause: None,
         }
     }
 
@@ -242,6 +261,13 @@ pub struct Job {
     /// the store refuses a write about any other attempt (fencing).
     #[serde(default)]
     pub attempt: u32,
+    /// The attempts that ended, oldest first.
+    #[serde(default)]
+    pub attempts: Vec<AttemptRecord>,
+    /// While pending after a failed attempt: when the next one may be placed (by the
+    /// store's clock).
+    #[serde(default)]
+    pub retry_at: Option<Timestamp>,
     /// Submission time.
     pub created_at: Timestamp,
     /// Time of the last change.
@@ -269,6 +295,8 @@ impl Job {
             oom_killed: false,
             abort_requested: None,
             attempt: 0,
+            attempts: Vec::new(),
+            retry_at: None,
             created_at: now,
             updated_at: now,
             assigned_at: None,
@@ -307,6 +335,80 @@ impl Job {
         Ok(())
     }
 
+    /// Ends the job's current attempt with `outcome`: when the attempt failed for a cause
+    /// its retry policy names, with retries left and no abort requested, the job goes back
+    /// to `pending` until its backoff has passed ([`Ended::Retry`]); otherwise it moves to
+    /// the outcome's terminal state ([`Ended::Final`]). An attempt that was under way
+    /// (assigned or running) leaves an [`AttemptRecord`] either way.
+    pub fn end_attempt(
+        &mut self,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<Ended, IllegalTransition> {
+        let under_way = self.state.holds_resources();
+        let retry = under_way
+            && outcome.state == JobState::Failed
+            && self.abort_requested.is_none()
+            && self.spec.retry.retries(outcome.cause, self.attempt);
+        if !retry {
+            let record = under_way.then(|| self.attempt_record(outcome, now));
+            self.finish(outcome, now)?;
+            self.attempts.extend(record);
+            return Ok(Ended::Final);
+        }
+        let record = self.attempt_record(outcome, now);
+        self.attempts.push(record);
+        let at = now.plus(self.spec.retry.delay_before(self.attempt));
+        self.state = JobState::Pending;
+        self.updated_at = now;
+        self.retry_at = Some(at);
+        self.executor = None;
+        self.executor_ip = None;
+        self.gpu_ids.clear();
+        self.assigned_at = None;
+        self.started_at = None;
+        self.exit_code = None;
+        self.oom_killed = false;
+        self.reason = outcome.reason.clone();
+        Ok(Ended::Retry { at })
+    }
+
+    fn attempt_record(&self, outcome: &Outcome, now: Timestamp) -> AttemptRecord {
+        AttemptRecord {
+            attempt: self.attempt,
+            executor: self.executor.clone(),
+            executor_ip: self.executor_ip.clone(),
+            started_at: self.started_at,
+            ended_at: now,
+            exit_code: outcome.exit_code,
+            reason: outcome.reason.clone(),
+        }
+    }
+
+    /// While waiting for its next attempt: `retry 2/3 in 20 s after: executor lost`.
+    pub fn retry_reason(&self, now: Timestamp) -> Option<String> {
+        let at = self.retry_at.filter(|_| self.state == JobState::Pending)?;
+        let retry = self.attempts.len();
+        let after = self
+            .attempts
+            .last()
+            .and_then(|a| a.reason.as_deref())
+            .unwrap_or("a failed attempt");
+        let wait = at.since(now);
+        Some(if wait.is_zero() {
+            format!(
+                "retry {retry}/{} due now after: {after}",
+                self.spec.retry.max_retries
+            )
+        } else {
+            format!(
+                "retry {retry}/{} in {} s after: {after}",
+                self.spec.retry.max_retries,
+                wait.as_millis().div_ceil(1000)
+            )
+        })
+    }
+
     /// Moves to the terminal state of `outcome` and records its details.
     pub fn finish(&mut self, outcome: &Outcome, now: Timestamp) -> Result<(), IllegalTransition> {
         if !outcome.state.is_terminal() {
@@ -317,12 +419,25 @@ impl Job {
             });
         }
         self.transition(outcome.state, now)?;
+        self.retry_at = None;
         self.exit_code = outcome.exit_code;
         self.reason = outcome.reason.clone();
         self.oom_killed = outcome.oom_killed;
         self.abort_requested = None;
         Ok(())
     }
+}
+
+/// What [`Job::end_attempt`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The job reached its terminal state.
+    Final,
+    /// The job is pending again; its next attempt may be placed from `at` on.
+    Retry {
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// A transition the lifecycle forbids.

@@ -21,6 +21,7 @@ pub mod memory;
 pub mod placement;
 pub mod probe;
 pub mod resources;
+pub mod retry;
 pub mod runtime;
 pub mod scheduler;
 pub mod spec;
@@ -38,6 +39,7 @@ pub use memory::InMemoryJobStore;
 pub use placement::{ClusterView, Explanation, FirstFit, Placement, Spread};
 pub use probe::{GpuProbe, HostProbe};
 pub use resources::{Dimension, Resources};
+pub use retry::{AttemptRecord, RetryCause, RetryPolicy};
 pub use runtime::{
     ContainerId, ContainerRuntime, ContainerRuntimeExt, ContainerSpec, ContainerUsage, ExitStatus,
     LogLine, LogSource, OwnedContainer, ProgressSink,

@@ -51,8 +51,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Rejection, StoreError};
 use crate::executor::{Executor, ExecutorRegistration, HostUsage};
 use crate::ids::{ExecutorId, JobId};
-use crate::job::{AbortCause, Job, JobState, Outcome};
+use crate::job::{AbortCause, Ended, Job, JobState, Outcome};
 use crate::resources::Dimension;
+use crate::retry::RetryCause;
 use crate::store::{
     AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore,
 };
@@ -270,6 +271,7 @@ impl State {
             }
         })?;
         entry.job.attempt += 1;
+        entry.job.retry_at = None;
         entry.job.executor = Some(assignment.executor.clone());
         entry.job.executor_ip = Some(executor.registration.ip.clone());
         entry.job.gpu_ids = assignment.gpu_ids.clone();
@@ -331,8 +333,10 @@ impl State {
         Ok(())
     }
 
-    /// Moves a non-terminal job to the terminal state of `outcome`, releasing what it holds.
-    /// Returns the job's log notifier to ring (if someone follows it).
+    /// Ends the current attempt of a non-terminal job with `outcome` (see
+    /// [`Job::end_attempt`]): to its terminal state, or back to pending for a retry;
+    /// releases what it held either way. Returns the job's log notifier to ring (if someone
+    /// follows it) when the job ended.
     fn finish_job(
         &mut self,
         id: JobId,
@@ -345,29 +349,38 @@ impl State {
             .ok_or(StoreError::JobNotFound { id })?;
         let from = entry.job.state;
         let held = from.holds_resources();
-        entry
-            .job
-            .finish(outcome, now)
-            .map_err(|_| StoreError::InvalidTransition {
-                id,
-                state: from,
-                action: "finish",
-            })?;
+        // What the attempt held, before a retry clears it from the job.
+        let holder = entry.job.clone();
+        let ended =
+            entry
+                .job
+                .end_attempt(outcome, now)
+                .map_err(|_| StoreError::InvalidTransition {
+                    id,
+                    state: from,
+                    action: "finish",
+                })?;
         let job = entry.job.clone();
         let seq = entry.seq;
         let notify = entry.log_notify.clone();
         if held {
-            if let Some(executor) = job
+            if let Some(executor) = holder
                 .executor
                 .as_ref()
                 .and_then(|e| self.executors.get_mut(e))
             {
-                release(executor, &job);
+                release(executor, &holder);
             }
         }
         self.reindex(id, seq, from, job.state);
-        self.finished.insert((now, seq), id);
-        Ok((job, notify))
+        match ended {
+            Ended::Final => {
+                self.finished.insert((now, seq), id);
+                Ok((job, notify))
+            }
+            // Still going: log followers keep following.
+            Ended::Retry { .. } => Ok((job, None)),
+        }
     }
 }
 
@@ -558,8 +571,13 @@ impl JobStore for InMemoryJobStore {
             let mut st = self.lock();
             let job = &st.entry(id)?.job;
             let state = job.state;
-            if attempt.is_some_and(|a| a != job.attempt) {
-                return Err(stale(job, attempt.unwrap_or_default()));
+            // An executor reports on its attempt only while that attempt is under way (or,
+            // idempotently, once it made the job terminal): not about an older attempt,
+            // nor about one that ended in a retry.
+            if let Some(attempt) = attempt {
+                if attempt != job.attempt || state == JobState::Pending {
+                    return Err(stale(job, attempt));
+                }
             }
             if state.is_terminal() {
                 return Ok(Finished {
@@ -673,7 +691,7 @@ impl JobStore for InMemoryJobStore {
                 return Ok(Vec::new());
             }
             let jobs = executor.jobs.clone();
-            let outcome = Outcome::failed(reason);
+            let outcome = Outcome::failed(reason).because(RetryCause::ExecutorLost);
             let mut failed = Vec::with_capacity(jobs.len());
             let mut notifies = Vec::new();
             for job in jobs {

@@ -17,6 +17,8 @@ use crate::spec::VolumeMount;
 pub const LABEL_JOB_ID: &str = "dwr.job_id";
 /// Label carrying the executor id on every container dwr starts.
 pub const LABEL_EXECUTOR: &str = "dwr.executor";
+/// Label carrying the job's attempt a container runs.
+pub const LABEL_ATTEMPT: &str = "dwr.attempt";
 
 /// The engine's id of a container.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,6 +36,10 @@ impl fmt::Display for ContainerId {
 pub struct ContainerSpec {
     /// The job.
     pub job: JobId,
+    /// The job's attempt this container runs (goes into the name, so that two attempts on
+    /// one engine never collide, and the `dwr.attempt` label).
+    #[serde(default)]
+    pub attempt: u32,
     /// The executor starting it (goes into the labels).
     pub executor: ExecutorId,
     /// The executor's IP (goes into `EXECUTOR_IP`).

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::resources::Resources;
+use crate::retry::{RetryPolicy, MAX_RETRIES, MAX_RETRY_BACKOFF};
 
 /// Default time a job may wait for room before it fails.
 pub const DEFAULT_ALLOCATION_TIMEOUT: Duration = Duration::from_secs(300);
@@ -152,6 +153,9 @@ pub struct JobSpec {
     pub max_runtime: Duration,
     /// Host volumes to mount (refused by executors without an allow-list).
     pub volumes: Vec<VolumeMount>,
+    /// How failed attempts are retried (by default they are not).
+    #[serde(default)]
+    pub retry: RetryPolicy,
 }
 
 impl JobSpec {
@@ -174,6 +178,7 @@ impl JobSpec {
             allocation_timeout: DEFAULT_ALLOCATION_TIMEOUT,
             max_runtime: DEFAULT_MAX_RUNTIME,
             volumes: Vec::new(),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -229,6 +234,28 @@ impl JobSpec {
             });
         }
         self.validate_gpu()?;
+        if self.retry.max_retries > MAX_RETRIES {
+            return Err(SpecError::OutOfRange {
+                field: "max_retries",
+                min: 0,
+                max: u64::from(MAX_RETRIES),
+                value: u64::from(self.retry.max_retries),
+            });
+        }
+        if self.retry.backoff > MAX_RETRY_BACKOFF {
+            return Err(SpecError::OutOfRange {
+                field: "retry_backoff_seconds",
+                min: 0,
+                max: MAX_RETRY_BACKOFF.as_secs(),
+                value: self.retry.backoff.as_secs(),
+            });
+        }
+        if self.retry.retry_on.is_empty() && self.retry.max_retries > 0 {
+            return Err(SpecError::Invalid {
+                field: "retry_on",
+                reason: "names no cause, so max_retries would never apply".into(),
+            });
+        }
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(SpecError::Invalid {

@@ -135,9 +135,13 @@ pub enum AbortRequested {
 /// * **Fencing.** Each commit of a job starts a new attempt ([`Job::attempt`]). The writes an
 ///   executor makes about a job (`mark_running`, `append_logs`, `finish` with an attempt)
 ///   name the attempt; the store refuses, with [`StoreError::StaleAttempt`] and nothing
-///   changed, a write about an attempt that is not the job's current one, or about a job
-///   that no longer holds resources (it ended: lost executor, abort, timeout). `finish` of
-///   the current attempt of a job already terminal stays idempotent (`changed: false`).
+///   changed, a write about an attempt that is not the job's current one, or about one that
+///   is no longer under way (the job ended, or went back to pending for a retry). `finish`
+///   of the current attempt of a job already terminal stays idempotent (`changed: false`).
+/// * **Retries.** A transition that ends an attempt (`finish`, `expire_executor`) applies
+///   [`Job::end_attempt`]: a failed attempt the job's retry policy covers sends the job back
+///   to `pending` (releasing what it held, recording the attempt, setting `retry_at`)
+///   instead of ending it; `finish` then answers `state: Pending, changed: true`.
 /// * **Atomic transitions.** `submit`, `commit_assignment`, `mark_running`, `finish`,
 ///   `request_abort` and `expire_executor` each apply completely or not at all, and no two
 ///   interleave on the same job or executor. Two schedulers racing on one store can never

@@ -383,3 +383,65 @@ async fn the_loop_expires_a_lost_executor_at_its_own_lease() {
     stop_tx.send(()).unwrap();
     runner.await.unwrap().unwrap();
 }
+
+/// A failed attempt with retries left goes back to pending and is placed again when its
+/// backoff has passed: the run loop wakes for it then, not at its hour-long tick.
+#[tokio::test]
+async fn the_loop_places_a_retried_job_when_its_backoff_has_passed() {
+    let store = Arc::new(InMemoryJobStore::new());
+    executor(&store, "a", 1000, 1024, &[]).await;
+    let s = scheduler(
+        &store,
+        SchedulerConfig {
+            tick: Duration::from_secs(3600),
+            ..Default::default()
+        },
+    );
+    let mut sp = spec(1000, 100);
+    sp.retry.max_retries = 2;
+    sp.retry.backoff = Duration::from_millis(800);
+    let id = s.submit(sp).await.unwrap().id;
+    s.run_pass().await.unwrap();
+    let exec = ExecutorId::new("a");
+    store.mark_running(id, &exec, 1).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            s.run(async {
+                stop_rx.await.ok();
+            })
+            .await
+        })
+    };
+    let failed_at = std::time::Instant::now();
+    let done = store
+        .finish(id, &Outcome::exited(2, false), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(done.state, JobState::Pending);
+    let job = store.job(id).await.unwrap();
+    let reason = job.retry_reason(store.now().await.unwrap()).unwrap();
+    assert!(
+        reason.starts_with("retry 1/2 in 1 s after: exited with code 2"),
+        "{reason}"
+    );
+    loop {
+        let job = store.job(id).await.unwrap();
+        if job.attempt == 2 {
+            assert_eq!(job.state, JobState::Assigned);
+            break;
+        }
+        assert!(
+            failed_at.elapsed() < Duration::from_secs(3),
+            "not placed again 3 s after a backoff of 0.8 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        failed_at.elapsed() >= Duration::from_millis(750),
+        "placed again before its backoff passed"
+    );
+    stop_tx.send(()).unwrap();
+    runner.await.unwrap().unwrap();
+}

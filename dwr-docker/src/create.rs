@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use bollard::container::Config;
 use bollard::models::{DeviceRequest, HostConfig, Mount, MountTypeEnum};
-use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
+use dwr_core::runtime::{LABEL_ATTEMPT, LABEL_EXECUTOR, LABEL_JOB_ID};
 use dwr_core::{ContainerSpec, RuntimeError, VolumeMount};
 
 use crate::config::DockerConfig;
@@ -21,7 +21,7 @@ pub const NO_GPUS: &str = "void";
 
 /// The container name of a job: `dwr-<job id>`.
 pub fn container_name(spec: &ContainerSpec) -> String {
-    format!("dwr-{}", spec.job)
+    format!("dwr-{}-{}", spec.job, spec.attempt)
 }
 
 /// The create request for `spec` under `config`. Fails with `VolumeRefused` for a host path
@@ -51,6 +51,7 @@ pub fn container_config(
     let labels = HashMap::from([
         (LABEL_JOB_ID.to_owned(), spec.job.to_string()),
         (LABEL_EXECUTOR.to_owned(), spec.executor.to_string()),
+        (LABEL_ATTEMPT.to_owned(), spec.attempt.to_string()),
     ]);
     let memory_bytes =
         i64::try_from(spec.memory_mib.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
@@ -152,6 +153,7 @@ mod tests {
     fn spec() -> ContainerSpec {
         ContainerSpec {
             job: JobId::new(),
+            attempt: 1,
             executor: ExecutorId::new("exec-1"),
             executor_ip: "10.0.0.7".to_owned(),
             image: "busybox:latest".to_owned(),
@@ -186,12 +188,13 @@ mod tests {
         let labels = config.labels.as_ref().unwrap();
         assert_eq!(labels[LABEL_JOB_ID], spec.job.to_string());
         assert_eq!(labels[LABEL_EXECUTOR], "exec-1");
+        assert_eq!(labels[LABEL_ATTEMPT], "1");
         let env = env_of(&config);
         assert!(env.contains(&"FOO=bar".to_owned()));
         assert!(env.contains(&format!("JOB_ID={}", spec.job)));
         assert!(env.contains(&"EXECUTOR_IP=10.0.0.7".to_owned()));
         assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=void".to_owned()));
-        assert_eq!(container_name(&spec), format!("dwr-{}", spec.job));
+        assert_eq!(container_name(&spec), format!("dwr-{}-1", spec.job));
     }
 
     #[test]

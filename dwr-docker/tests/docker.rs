@@ -334,7 +334,7 @@ async fn env_labels_and_limits_are_set_on_the_container() {
         .expect("inspect");
     assert_eq!(
         inspect.name.as_deref(),
-        Some(format!("/dwr-{}", spec.job).as_str())
+        Some(format!("/dwr-{}-{}", spec.job, spec.attempt).as_str())
     );
     let labels = inspect
         .config

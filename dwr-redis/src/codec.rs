@@ -51,6 +51,21 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         "attempt",
         (job.attempt > 0).then(|| job.attempt.to_string()),
     );
+    // What the scripts read to decide on a retry (the spec JSON has it too, for Rust).
+    let retry = &job.spec.retry;
+    if retry.max_retries > 0 {
+        opt("max_retries", Some(retry.max_retries.to_string()));
+        opt("retry_ms", Some(retry.backoff.as_millis().to_string()));
+        opt("retry_on", Some(retry.retry_on_list()));
+    }
+    opt("retry_at", job.retry_at.map(|t| t.millis().to_string()));
+    if !job.attempts.is_empty() {
+        let attempts = serde_json::to_string(&job.attempts).map_err(|e| StoreError::Corrupt {
+            what: format!("attempts of job {}", job.id),
+            source: Box::new(e),
+        })?;
+        opt("attempts", Some(attempts));
+    }
     opt(
         "finished_at",
         job.finished_at.map(|t| t.millis().to_string()),
@@ -125,6 +140,17 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
         oom_killed: map.get("oom").is_some_and(|v| v == "1"),
         abort_requested: map.get("abort").and_then(|c| parse_abort_cause(c)),
         attempt: int("attempt")?.map_or(0, |a| u32::try_from(a).unwrap_or(u32::MAX)),
+        attempts: match map.get("attempts") {
+            // Written by the scripts with cjson, which encodes an empty table as `{}`.
+            Some(text) if text != "{}" => {
+                serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+                    what: what(),
+                    source: Box::new(e),
+                })?
+            }
+            _ => Vec::new(),
+        },
+        retry_at: ts("retry_at")?,
         created_at,
         updated_at: ts("updated_at")?.unwrap_or(created_at),
         assigned_at: ts("assigned_at")?,

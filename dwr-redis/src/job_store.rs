@@ -101,6 +101,7 @@ fn committed_from_snapshot(
     job.assigned_at = Some(now);
     job.updated_at = now;
     job.attempt = snapshot.attempt.saturating_add(1);
+    job.retry_at = None;
     job
 }
 
@@ -350,12 +351,20 @@ impl JobStore for RedisJobStore {
             if outcome.oom_killed { "1" } else { "0" }.to_owned(),
             attempt.map(|a| a.to_string()).unwrap_or_default(),
             self.log_ttl_secs(),
+            outcome
+                .cause
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
         ];
         let reply = self.inner.batchers.finish.call(args).await?;
         let (status, rest) = status_reply(&reply, "finish")?;
         match status.as_str() {
             "ok" => Ok(Finished {
                 state: outcome.state,
+                changed: true,
+            }),
+            "retry" => Ok(Finished {
+                state: JobState::Pending,
                 changed: true,
             }),
             "unchanged" => Ok(Finished {

@@ -14,9 +14,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dwr_core::retry::MAX_RETRY_BACKOFF;
 use dwr_core::spec::{MAX_CPU_MILLIS, MAX_MEMORY_MIB};
 use dwr_core::{
-    Executor, GpuModel, GpuRequest, Job, JobSpec, JobState, SpecError, Timestamp, VolumeMount,
+    AttemptRecord, Executor, GpuModel, GpuRequest, Job, JobSpec, JobState, RetryCause, SpecError,
+    Timestamp, VolumeMount,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -73,6 +75,19 @@ pub struct JobRequest {
     /// Longest run in seconds before the job is stopped and failed (default 3600; extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_runtime_seconds: Option<u64>,
+    /// Retries after a failed first attempt, 0..=100 (default 0; extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100)]
+    pub max_retries: Option<u32>,
+    /// Seconds before the first retry, doubling for each later one up to 600 (default 10;
+    /// extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 600)]
+    pub retry_backoff_seconds: Option<u64>,
+    /// The failures that are retried, out of `executor_lost`, `start_failed`,
+    /// `exit_nonzero` and `oom` (default: all of them; extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<String>>,
 }
 
 impl JobRequest {
@@ -143,6 +158,30 @@ impl JobRequest {
         }
         if let Some(secs) = self.max_runtime_seconds {
             spec.max_runtime = Duration::from_secs(secs);
+        }
+        if let Some(n) = self.max_retries {
+            spec.retry.max_retries = n;
+        }
+        if let Some(secs) = self.retry_backoff_seconds {
+            if secs > MAX_RETRY_BACKOFF.as_secs() {
+                return Err(SpecError::OutOfRange {
+                    field: "retry_backoff_seconds",
+                    min: 0,
+                    max: MAX_RETRY_BACKOFF.as_secs(),
+                    value: secs,
+                });
+            }
+            spec.retry.backoff = Duration::from_secs(secs);
+        }
+        if let Some(causes) = self.retry_on {
+            spec.retry.retry_on = causes
+                .iter()
+                .map(|c| c.parse::<RetryCause>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| SpecError::Invalid {
+                    field: "retry_on",
+                    reason: e.to_string(),
+                })?;
         }
         spec.validate().map_err(to_wire_field)?;
         Ok(spec)
@@ -299,6 +338,63 @@ pub struct JobView {
     /// An abort was requested and is being carried out.
     #[serde(default)]
     pub abort_requested: bool,
+    /// Retries after a failed first attempt.
+    #[serde(default)]
+    pub max_retries: u32,
+    /// Seconds before the first retry (doubling for each later one, up to 600).
+    #[serde(default)]
+    pub retry_backoff_seconds: u64,
+    /// The failures that are retried.
+    #[serde(default)]
+    pub retry_on: Vec<String>,
+    /// The current attempt: 0 before the first assignment, then 1, 2, ...
+    #[serde(default)]
+    pub attempt: u32,
+    /// Every attempt that ended, oldest first.
+    #[serde(default)]
+    pub attempts: Vec<AttemptView>,
+    /// While pending for a retry: when it may be placed again.
+    #[serde(default)]
+    pub retry_at: Option<String>,
+}
+
+/// One ended attempt of a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptView {
+    /// Its number (1 for the first).
+    pub attempt: u32,
+    /// The executor it ran on.
+    #[serde(default)]
+    pub executor_id: Option<String>,
+    /// That executor's IP.
+    #[serde(default)]
+    pub executor_ip: Option<String>,
+    /// When its container started, if it did.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub ended_at: String,
+    /// The container's exit code, if it exited.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    /// Why it ended.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl AttemptView {
+    /// The view of an attempt record.
+    pub fn from_record(record: &AttemptRecord) -> Self {
+        Self {
+            attempt: record.attempt,
+            executor_id: record.executor.as_ref().map(ToString::to_string),
+            executor_ip: record.executor_ip.clone(),
+            started_at: record.started_at.map(Timestamp::to_rfc3339),
+            ended_at: record.ended_at.to_rfc3339(),
+            exit_code: record.exit_code,
+            reason: record.reason.clone(),
+        }
+    }
 }
 
 impl JobView {
@@ -336,6 +432,17 @@ impl JobView {
             oom_killed: job.oom_killed,
             pending_reason: pending_reason.filter(|_| job.state == JobState::Pending),
             abort_requested: job.abort_requested.is_some(),
+            max_retries: spec.retry.max_retries,
+            retry_backoff_seconds: spec.retry.backoff.as_secs(),
+            retry_on: spec
+                .retry
+                .retry_on
+                .iter()
+                .map(|c| c.as_str().to_owned())
+                .collect(),
+            attempt: job.attempt,
+            attempts: job.attempts.iter().map(AttemptView::from_record).collect(),
+            retry_at: ts(job.retry_at.filter(|_| job.state == JobState::Pending)),
         }
     }
 }

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use crate::error::StoreError;
 use crate::ids::JobId;
 use crate::job::{Job, JobState, Outcome};
+use crate::retry::RetryCause;
 use crate::runtime::{ContainerId, ContainerSpec};
 
 use super::{logs, retry, Shared};
@@ -119,7 +120,11 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
     if let Err(error) = pulled {
         tracing::warn!(job = %id, image = %job.spec.image, error = %error, "image unavailable");
         shared
-            .record(id, attempt, Outcome::failed(error.job_reason()))
+            .record(
+                id,
+                attempt,
+                Outcome::failed(error.job_reason()).because(RetryCause::StartFailed),
+            )
             .await;
         return;
     }
@@ -134,7 +139,11 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
         Err(error) => {
             tracing::warn!(job = %id, error = %error, "container could not be created");
             shared
-                .record(id, attempt, Outcome::failed(error.job_reason()))
+                .record(
+                    id,
+                    attempt,
+                    Outcome::failed(error.job_reason()).because(RetryCause::StartFailed),
+                )
                 .await;
             return;
         }
@@ -154,7 +163,13 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
         shared.remove(&container).await;
         if retry::is_transient(&error) {
             let reason = format!("could not record the start of the container: {error}");
-            shared.record(id, attempt, Outcome::failed(reason)).await;
+            shared
+                .record(
+                    id,
+                    attempt,
+                    Outcome::failed(reason).because(RetryCause::StartFailed),
+                )
+                .await;
         }
         return;
     }
@@ -162,7 +177,11 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
         tracing::warn!(job = %id, error = %error, "container did not start");
         shared.remove(&container).await;
         shared
-            .record(id, attempt, Outcome::failed(error.job_reason()))
+            .record(
+                id,
+                attempt,
+                Outcome::failed(error.job_reason()).because(RetryCause::StartFailed),
+            )
             .await;
         return;
     }
@@ -239,7 +258,7 @@ async fn follow(
                         forwarder.stop().await;
                     }
                     let _ = shared.runtime.stop(&container, shared.config.stop_grace).await;
-                    Outcome::failed(error.job_reason())
+                    Outcome::failed(error.job_reason()).because(RetryCause::ExecutorLost)
                 }
             };
             shared.record(id, attempt, outcome).await;
@@ -322,6 +341,7 @@ impl LogForwarder {
 fn container_spec(shared: &Shared, job: &Job) -> ContainerSpec {
     ContainerSpec {
         job: job.id,
+        attempt: job.attempt,
         executor: shared.config.id.clone(),
         executor_ip: shared.config.ip.clone(),
         image: job.spec.image.clone(),

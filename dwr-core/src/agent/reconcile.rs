@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::error::StoreError;
 use crate::ids::JobId;
 use crate::job::{JobState, Outcome, REASON_EXECUTOR_LOST};
+use crate::retry::RetryCause;
 
 use super::job::Signal;
 use super::tasks::JobTasks;
@@ -79,7 +80,11 @@ pub(super) async fn reconcile(shared: &Arc<Shared>, jobs: &mut JobTasks) -> Resu
             JobState::Running => {
                 tracing::warn!(job = %job_id, "running job has no container after the restart");
                 shared
-                    .record(job_id, job.attempt, Outcome::failed(REASON_CONTAINER_LOST))
+                    .record(
+                        job_id,
+                        job.attempt,
+                        Outcome::failed(REASON_CONTAINER_LOST).because(RetryCause::ExecutorLost),
+                    )
                     .await;
             }
             _ => {}
@@ -120,7 +125,12 @@ pub(super) async fn fallback_check(shared: &Arc<Shared>, jobs: &mut JobTasks) {
                 JobState::Running => {
                     tracing::warn!(job = %id, "fallback check: running job without a task");
                     shared
-                        .record(id, job.attempt, Outcome::failed(REASON_CONTAINER_LOST))
+                        .record(
+                            id,
+                            job.attempt,
+                            Outcome::failed(REASON_CONTAINER_LOST)
+                                .because(RetryCause::ExecutorLost),
+                        )
                         .await;
                 }
                 _ => {}

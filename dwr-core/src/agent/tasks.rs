@@ -8,6 +8,7 @@ use tokio::task::JoinSet;
 
 use crate::ids::JobId;
 use crate::job::{Job, Outcome};
+use crate::retry::RetryCause;
 use crate::runtime::ContainerId;
 
 use super::job::{self, Signal};
@@ -102,7 +103,9 @@ impl JobTasks {
     /// Hands over (or, draining, stops) every job and waits for the tasks to end.
     pub(super) async fn shut_down(mut self, shared: &Shared) {
         let (signal, budget) = if shared.config.drain_on_shutdown {
-            let stop = Signal::Stop(Outcome::failed(REASON_EXECUTOR_SHUT_DOWN));
+            let stop = Signal::Stop(
+                Outcome::failed(REASON_EXECUTOR_SHUT_DOWN).because(RetryCause::ExecutorLost),
+            );
             (
                 stop,
                 shared.config.stop_grace + DETACH_TIMEOUT + DETACH_TIMEOUT,

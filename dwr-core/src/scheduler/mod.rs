@@ -82,6 +82,12 @@ pub struct PassReport {
     /// the run loop wakes for a pass then, so a lost executor's jobs leave `running`
     /// within its lease, not at the next tick.
     pub next_lease_deadline: Option<Timestamp>,
+    /// Jobs pending for a retry whose backoff has not passed (not placed, not counted in
+    /// `pending`).
+    pub waiting_retry: usize,
+    /// The earliest instant (store clock) at which such a job may be placed: the run loop
+    /// wakes for a pass then.
+    pub next_retry_at: Option<Timestamp>,
     /// Jobs failed because they waited past their allocation timeout or are infeasible.
     pub failed: Vec<JobId>,
     /// Running jobs asked to stop for running past their max runtime.
@@ -284,7 +290,13 @@ impl Scheduler {
         batch: &mut Batch,
     ) -> Result<Option<Explanation>, StoreError> {
         let store = &self.inner.store;
-        let waited = now.since(job.created_at);
+        if let Some(at) = job.retry_at.filter(|at| *at > now) {
+            report.waiting_retry += 1;
+            report.next_retry_at = Some(report.next_retry_at.map_or(at, |next| next.min(at)));
+            return Ok(None);
+        }
+        // A retried job waits for room from when its backoff ended.
+        let waited = now.since(job.retry_at.unwrap_or(job.created_at).max(job.created_at));
         let shape = Shape::of(&job.spec);
         let placed = match no_room.get(&shape) {
             Some(why) => Err(why.clone()),
@@ -461,8 +473,10 @@ impl Scheduler {
                         );
                     }
                     // Both instants are the store's: no local clock enters the wait.
-                    report
-                        .next_lease_deadline
+                    [report.next_lease_deadline, report.next_retry_at]
+                        .into_iter()
+                        .flatten()
+                        .min()
                         .map(|deadline| deadline.since(report.now) + LEASE_WAKE_MARGIN)
                 }
                 Err(e) => {

@@ -73,6 +73,7 @@ impl Harness {
     pub fn spec(&self, command: &[&str]) -> ContainerSpec {
         ContainerSpec {
             job: JobId::new(),
+            attempt: 1,
             executor: self.executor.clone(),
             executor_ip: "127.0.0.1".to_owned(),
             image: self.image.clone(),

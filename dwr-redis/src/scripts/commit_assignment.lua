@@ -6,7 +6,7 @@ local id, ex = ARGV[2], ARGV[3]
 local now = now_ms()
 local jk, xk = k_job(id), k_exec(ex)
 
-local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt')
+local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt', 'retry_at')
 local state = j[1]
 if not state then return { 'job_not_found' } end
 if state ~= 'pending' then return { 'not_pending', state } end
@@ -52,6 +52,8 @@ local attempt = tonumber(j[6] or '0') + 1
 local assigned = { 'state', 'assigned', 'executor', ex, 'executor_ip', ip, 'gpu_ids', ARGV[4],
   'assigned_at', now, 'updated_at', now, 'attempt', attempt }
 redis.call('HSET', jk, unpack(assigned))
+-- A retried job's backoff is over. (The scheduler's copy in the event may still carry it.)
+if j[7] then redis.call('HDEL', jk, 'retry_at') end
 move_state(id, 'pending', 'assigned', j[5])
 -- The event carries the job hash as a JSON array of fields and values, so that the
 -- executor need not read the job back: 'assigned <id> <json>'. With the scheduler's copy

@@ -46,10 +46,10 @@ end
 
 -- What a terminal transition needs of a job, read in one HMGET: state, executor, cpu,
 -- mem, ngpu, gpu_ids, seq, then the optional fields it may clear: abort, exit_code,
--- reason, and log_total (set once the job has log lines; nil state: no such job).
+-- reason, log_total (set once the job has log lines; nil state: no such job), retry_at.
 local function job_for_finish(id)
   return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
-    'seq', 'abort', 'exit_code', 'reason', 'log_total')
+    'seq', 'abort', 'exit_code', 'reason', 'log_total', 'retry_at')
 end
 
 -- Gives back what job `id` holds on its executor (`j` from job_for_finish). Exactly once:
@@ -85,6 +85,7 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   -- Fields to clear, only those present (j[8..10]): usually none, and no HDEL.
   local del = {}
   if j[8] then del[1] = 'abort' end
+  if j[12] then del[#del + 1] = 'retry_at' end
   if exit_code == nil or exit_code == '' then
     if j[9] then del[#del + 1] = 'exit_code' end
   else
@@ -109,6 +110,54 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   if ttl > 0 and j[11] then redis.call('EXPIRE', k_logs(id), ttl) end
   wake()
   redis.call('PUBLISH', ch_logs(id), 'end')
+end
+
+-- The longest wait before a retry (dwr_core::retry::MAX_RETRY_BACKOFF), ms.
+local MAX_RETRY_MS = 600000
+
+-- Ends the current attempt of job `id` (`j` from job_for_finish), a mirror of
+-- dwr_core::Job::end_attempt: an attempt under way (assigned or running) is recorded in the
+-- job's `attempts`; when it failed for a `cause` ('' for none) its retry policy names, with
+-- retries left and no abort requested, the job goes back to pending until its backoff has
+-- passed ('retry'); otherwise finish_job ends it ('final').
+local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, cause)
+  local state = j[1]
+  if state == 'assigned' or state == 'running' then
+    local jk = k_job(id)
+    local r = redis.call('HMGET', jk, 'attempt', 'max_retries', 'retry_ms', 'retry_on',
+      'attempts', 'executor_ip', 'started_at')
+    local attempt = tonumber(r[1] or '0')
+    local attempts = {}
+    if r[5] and r[5] ~= '{}' then attempts = cjson.decode(r[5]) end
+    local record = { attempt = attempt, executor = j[2], executor_ip = r[6],
+      started_at = tonumber(r[7] or ''), ended_at = now }
+    if exit_code ~= nil and exit_code ~= '' then record.exit_code = tonumber(exit_code) end
+    if reason ~= nil and reason ~= '' then record.reason = reason end
+    attempts[#attempts + 1] = record
+    local encoded = cjson.encode(attempts)
+    local retry = to == 'failed' and not j[8] and cause ~= '' and r[2]
+      and attempt <= tonumber(r[2])
+      and string.find(',' .. (r[4] or '') .. ',', ',' .. cause .. ',', 1, true)
+    if retry then
+      release(id, j)
+      local delay = tonumber(r[3] or '0') * 2 ^ math.min(attempt - 1, 31)
+      if delay > MAX_RETRY_MS then delay = MAX_RETRY_MS end
+      local set = { 'state', 'pending', 'updated_at', now, 'retry_at', now + math.floor(delay),
+        'attempts', encoded, 'gpu_ids', '[]', 'oom', '0' }
+      if reason ~= nil and reason ~= '' then
+        set[#set + 1] = 'reason'
+        set[#set + 1] = reason
+      end
+      redis.call('HSET', jk, unpack(set))
+      redis.call('HDEL', jk, 'executor', 'executor_ip', 'assigned_at', 'started_at', 'exit_code')
+      move_state(id, state, 'pending', j[7])
+      wake()
+      return 'retry'
+    end
+    redis.call('HSET', jk, 'attempts', encoded)
+  end
+  finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
+  return 'final'
 end
 
 -- An executor as three parts: its hash, its GPU holders, its job ids.

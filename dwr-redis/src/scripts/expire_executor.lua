@@ -17,7 +17,7 @@ for _, id in ipairs(redis.call('SMEMBERS', k_exec_jobs(ex))) do
   local j = job_for_finish(id)
   local state = j[1]
   if state and LEGAL[state] and LEGAL[state]['failed'] then
-    finish_job(id, j, 'failed', '', reason, '0', now, ARGV[5])
+    end_attempt(id, j, 'failed', '', reason, '0', now, ARGV[5], 'executor_lost')
     failed[#failed + 1] = id
   end
 end

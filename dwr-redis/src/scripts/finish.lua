@@ -1,15 +1,22 @@
 -- finish.lua: moves a job to a terminal state and releases what it held, once. Idempotent.
 -- ARGV: prefix, job id, terminal state, exit code or '', reason or '', oom '0'/'1', attempt
--- (an executor's report; '' for none), log TTL (s, 0 = none).
+-- (an executor's report; '' for none), log TTL (s, 0 = none), retry cause ('' for none).
+-- A failed attempt its retry policy covers sends the job back to pending: { 'retry' }.
 local id, to = ARGV[2], ARGV[3]
 local j = job_for_finish(id)
 local state = j[1]
 if not state then return { 'job_not_found' } end
+-- An executor reports on its attempt only while it is under way (or, idempotently, once it
+-- made the job terminal): not about an older one, nor one that ended in a retry.
 if ARGV[7] ~= '' then
-  local refused = stale(ARGV[7], state, redis.call('HGET', k_job(id), 'attempt'), false)
+  local current = redis.call('HGET', k_job(id), 'attempt') or '0'
+  local refused = stale(ARGV[7], state, current, false)
   if refused then return refused end
+  if state == 'pending' then return { 'stale', state, current } end
 end
 if TERMINAL[state] then return { 'unchanged', state } end
 if not (LEGAL[state] and LEGAL[state][to]) then return { 'invalid', state } end
-finish_job(id, j, to, ARGV[4], ARGV[5], ARGV[6], now_ms(), ARGV[8])
+if end_attempt(id, j, to, ARGV[4], ARGV[5], ARGV[6], now_ms(), ARGV[8], ARGV[9]) == 'retry' then
+  return { 'retry' }
+end
 return { 'ok' }

@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use dwr_core::{AbortRequested, Job, JobId, JobQuery, JobState};
+use dwr_core::{AbortRequested, Job, JobId, JobQuery, JobState, Timestamp};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -15,13 +15,25 @@ pub const DEFAULT_LIST_LIMIT: usize = 100;
 /// Largest `limit` on `GET /jobs`.
 pub const MAX_LIST_LIMIT: usize = 1000;
 
-/// The view of `job` with its pending reason, if any.
-pub(super) fn view(state: &AppState, job: &Job) -> JobView {
+/// The view of `job` with its pending reason, if any: the retry it waits for (as of `now`,
+/// the store's clock), or why the last pass could not place it.
+pub(super) fn view(state: &AppState, job: &Job, now: Timestamp) -> JobView {
     let reason = (job.state == JobState::Pending)
-        .then(|| state.scheduler.pending_reason(job.id))
-        .flatten()
-        .map(|why| why.to_string());
+        .then(|| {
+            job.retry_reason(now).or_else(|| {
+                state
+                    .scheduler
+                    .pending_reason(job.id)
+                    .map(|why| why.to_string())
+            })
+        })
+        .flatten();
     JobView::from_job(job, reason)
+}
+
+/// The store's clock (retry reasons count the seconds left by it).
+async fn store_now(state: &AppState) -> Result<Timestamp, ApiError> {
+    Ok(state.scheduler.store().now().await?)
 }
 
 /// Parses a path's job id: 400 naming it when it is not a UUID.
@@ -120,7 +132,10 @@ pub(super) async fn list_jobs(
         params.map_err(|e| ApiError::validation(format!("bad query string: {}", e.body_text())))?;
     let query = params.to_query()?;
     let jobs = state.scheduler.store().jobs(&query).await?;
-    Ok(Json(jobs.iter().map(|job| view(&state, job)).collect()))
+    let now = store_now(&state).await?;
+    Ok(Json(
+        jobs.iter().map(|job| view(&state, job, now)).collect(),
+    ))
 }
 
 /// One job; while pending, `pending_reason` says why it has not been placed.
@@ -139,7 +154,8 @@ pub(super) async fn get_job(
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_job_id(&job_id)?;
     let job = state.scheduler.store().job(id).await?;
-    Ok(Json(view(&state, &job)))
+    let now = store_now(&state).await?;
+    Ok(Json(view(&state, &job, now)))
 }
 
 /// Aborts a job: a pending one at once (`aborted`), an assigned or running one through its
@@ -162,5 +178,6 @@ pub(super) async fn abort_job(
         AbortRequested::AbortedAtOnce(job) | AbortRequested::Signalled(job) => job,
     };
     tracing::info!(job = %id, state = %job.state, "abort requested");
-    Ok(Json(view(&state, &job)))
+    let now = store_now(&state).await?;
+    Ok(Json(view(&state, &job, now)))
 }

@@ -384,6 +384,7 @@ async fn docker_paired(
     for _ in 0..jobs {
         let container = ContainerSpec {
             job: JobId::new(),
+            attempt: 1,
             executor: direct_executor.clone(),
             executor_ip: "127.0.0.1".into(),
             image: spec.image.clone(),

@@ -7,7 +7,7 @@ use dwr_core::JobId;
 use super::args::{format_mib, trim_number};
 use super::table::{key_values, Table, NONE};
 use super::{Api, ClientError, JobsArgs};
-use crate::wire::JobView;
+use crate::wire::{AttemptView, JobView};
 
 /// The longest command shown in the jobs table; `dwr job ID` shows it in full.
 const COMMAND_WIDTH: usize = 40;
@@ -140,11 +140,53 @@ pub fn job_detail(job: &JobView) -> String {
         "max runtime",
         Some(format!("{}s", job.max_runtime_seconds)).filter(|_| job.max_runtime_seconds > 0),
     );
+    opt(
+        "retries",
+        (job.max_retries > 0).then(|| {
+            format!(
+                "up to {} on {}, backoff {}s doubling",
+                job.max_retries,
+                job.retry_on.join(", "),
+                job.retry_backoff_seconds
+            )
+        }),
+    );
+    opt(
+        "attempt",
+        (job.attempt > 0).then(|| job.attempt.to_string()),
+    );
+    opt("retry at", job.retry_at.clone());
     opt("created", Some(job.created_at.clone()));
     opt("assigned", job.assigned_at.clone());
     opt("started", job.started_at.clone());
     opt("finished", job.finished_at.clone());
-    key_values(&pairs)
+    let mut text = key_values(&pairs);
+    if !job.attempts.is_empty() {
+        text.push_str(
+            "
+attempts:
+",
+        );
+        text.push_str(&attempts_table(&job.attempts).to_string());
+    }
+    text
+}
+
+/// The ended attempts of a job, one line each.
+pub fn attempts_table(attempts: &[AttemptView]) -> Table {
+    let mut table = Table::new(["ATTEMPT", "EXECUTOR", "STARTED", "ENDED", "EXIT", "REASON"])
+        .right_align(&[0, 4]);
+    for a in attempts {
+        table.push([
+            a.attempt.to_string(),
+            a.executor_id.clone().unwrap_or_default(),
+            a.started_at.clone().unwrap_or_else(|| NONE.to_owned()),
+            a.ended_at.clone(),
+            a.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            a.reason.clone().unwrap_or_default(),
+        ]);
+    }
+    table
 }
 
 /// The job's memory in MiB (`memory_mb` when the server sent it, else from `memory_gb`).

@@ -48,6 +48,17 @@ pub struct SubmitArgs {
     /// How long the job may run before it is stopped and failed: seconds, or 30m, 2h.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_runtime: Option<Duration>,
+    /// Retries after a failed first attempt (0..=100; default 0).
+    #[arg(long, value_name = "N")]
+    pub max_retries: Option<u32>,
+    /// Wait before the first retry, doubling for each later one up to 10m: seconds, or 30s,
+    /// 2m (default 10s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub retry_backoff: Option<Duration>,
+    /// A failure to retry (repeatable; default all): executor_lost, start_failed,
+    /// exit_nonzero, oom.
+    #[arg(long = "retry-on", value_name = "CAUSE", value_parser = parse_retry_cause)]
+    pub retry_on: Vec<String>,
     /// Wait until the job ends; exit with its exit code (1 if it failed without one).
     #[arg(long)]
     pub wait: bool,
@@ -57,6 +68,13 @@ pub struct SubmitArgs {
     /// The command and its arguments, after `--` (not run through a shell).
     #[arg(value_name = "COMMAND", required = true, last = true, num_args = 1..)]
     pub command: Vec<String>,
+}
+
+/// Checks a retry cause here, so a typo is refused before anything is sent.
+fn parse_retry_cause(text: &str) -> Result<String, String> {
+    text.parse::<dwr_core::RetryCause>()
+        .map(|c| c.as_str().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// Checks `host:container[:ro|rw]` here, so a typo is refused before anything is sent.
@@ -85,6 +103,9 @@ impl SubmitArgs {
             volumes: some_vec(&self.volumes),
             env: (!env.is_empty()).then_some(env),
             max_runtime_seconds: self.max_runtime.map(|d| d.as_secs()),
+            max_retries: self.max_retries,
+            retry_backoff_seconds: self.retry_backoff.map(|d| d.as_secs()),
+            retry_on: some_vec(&self.retry_on),
         }
     }
 }

@@ -242,6 +242,7 @@ async fn reconcile_removes_strays_starts_waiting_jobs_and_fails_lost_ones() {
     let stray = assign(&*store, &id, &["fake", "hang"], &[]).await;
     let stray_spec = crate::ContainerSpec {
         job: stray,
+        attempt: 1,
         executor: id.clone(),
         executor_ip: "10.0.0.7".into(),
         image: "img".into(),

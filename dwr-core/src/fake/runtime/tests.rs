@@ -11,6 +11,7 @@ use crate::runtime::ContainerRuntimeExt;
 fn spec(command: &[&str]) -> ContainerSpec {
     ContainerSpec {
         job: JobId::new(),
+        attempt: 1,
         executor: ExecutorId::new("e1"),
         executor_ip: "10.0.0.1".into(),
         image: "img".into(),
