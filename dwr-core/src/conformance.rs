@@ -55,7 +55,8 @@ pub use executors::{
 pub use jobs::{
     all_jobs_page_in_arrival_order_across_states, counts_cover_every_state,
     jobs_are_listed_newest_first_with_paging, pending_jobs_in_arrival_order,
-    purge_finished_deletes_old_terminal_jobs, submit_get_and_duplicate, unknown_ids_are_not_found,
+    purge_finished_deletes_old_terminal_jobs, submit_get_and_duplicate,
+    submit_with_an_idempotency_key_creates_once, unknown_ids_are_not_found,
 };
 pub use lifecycle::{
     abort_then_finish_releases_once, finish_after_expire_changes_nothing,
@@ -83,6 +84,7 @@ macro_rules! __job_store_for_each_check {
     ($mode:ident $($arg:tt)*) => {
         $crate::__job_store_check! { $mode ($($arg)*) [
             submit_get_and_duplicate,
+            submit_with_an_idempotency_key_creates_once,
             unknown_ids_are_not_found,
             jobs_are_listed_newest_first_with_paging,
             all_jobs_page_in_arrival_order_across_states,

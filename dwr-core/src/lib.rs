@@ -48,5 +48,8 @@ pub use scheduler::{
     PassReport, Placed, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError,
 };
 pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, VolumeMount};
-pub use store::{AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore};
+pub use store::{
+    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore, Submission,
+    IDEMPOTENCY_TTL,
+};
 pub use time::Timestamp;

@@ -55,7 +55,7 @@ use crate::job::{AbortCause, Ended, Job, JobState, Outcome};
 use crate::resources::Dimension;
 use crate::retry::RetryCause;
 use crate::store::{
-    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore,
+    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore, Submission,
 };
 use crate::time::Timestamp;
 
@@ -155,6 +155,8 @@ struct State {
     /// Event queues by executor. Never removed (only cleared on expiry) so that a waiter
     /// holding a queue's `Notify` always waits on the one future events will ring.
     queues: HashMap<ExecutorId, EventQueue>,
+    /// Idempotency keys: the job each names, and until when (store clock).
+    idempotency: HashMap<String, (JobId, Timestamp)>,
 }
 
 struct JobEntry {
@@ -229,6 +231,39 @@ fn rejected(assignment: &Assignment, reason: Rejection) -> StoreError {
 }
 
 impl State {
+    /// Stores a new pending job stamped `now` (see [`JobStore::submit`]).
+    fn insert_job(&mut self, mut job: Job, now: Timestamp) -> Result<Job, StoreError> {
+        if self.jobs.contains_key(&job.id) {
+            return Err(StoreError::JobExists { id: job.id });
+        }
+        if job.state != JobState::Pending {
+            // A job enters the store pending; any other state would hold resources it was
+            // never allocated, or skip the lifecycle.
+            return Err(StoreError::InvalidTransition {
+                id: job.id,
+                state: job.state,
+                action: "submit a job that is not pending",
+            });
+        }
+        job.created_at = now;
+        job.updated_at = now;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let id = job.id;
+        self.all.insert(seq, id);
+        self.by_state[slot(JobState::Pending)].insert(seq, id);
+        self.jobs.insert(
+            id,
+            JobEntry {
+                job: job.clone(),
+                seq,
+                log: JobLog::default(),
+                log_notify: None,
+            },
+        );
+        Ok(job)
+    }
+
     fn entry(&self, id: JobId) -> Result<&JobEntry, StoreError> {
         self.jobs.get(&id).ok_or(StoreError::JobNotFound { id })
     }
@@ -429,42 +464,36 @@ impl JobStore for InMemoryJobStore {
         Ok(self.clock.now())
     }
 
-    async fn submit(&self, mut job: Job) -> Result<Job, StoreError> {
-        let stored = {
-            let mut st = self.lock();
-            if st.jobs.contains_key(&job.id) {
-                return Err(StoreError::JobExists { id: job.id });
-            }
-            if job.state != JobState::Pending {
-                // A job enters the store pending; any other state would hold resources it
-                // was never allocated, or skip the lifecycle.
-                return Err(StoreError::InvalidTransition {
-                    id: job.id,
-                    state: job.state,
-                    action: "submit a job that is not pending",
-                });
-            }
-            let now = self.clock.now();
-            job.created_at = now;
-            job.updated_at = now;
-            let seq = st.next_seq;
-            st.next_seq += 1;
-            let id = job.id;
-            st.all.insert(seq, id);
-            st.by_state[slot(JobState::Pending)].insert(seq, id);
-            st.jobs.insert(
-                id,
-                JobEntry {
-                    job: job.clone(),
-                    seq,
-                    log: JobLog::default(),
-                    log_notify: None,
-                },
-            );
-            job
-        };
+    async fn submit(&self, job: Job) -> Result<Job, StoreError> {
+        let now = self.clock.now();
+        let stored = self.lock().insert_job(job, now)?;
         self.wake_schedulers();
         Ok(stored)
+    }
+
+    async fn submit_idempotent(
+        &self,
+        job: Job,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Submission, StoreError> {
+        let now = self.clock.now();
+        let created = {
+            let mut st = self.lock();
+            // Expired keys go when they are next looked at, or at a purge.
+            match st.idempotency.get(key) {
+                Some(&(id, until)) if now <= until => {
+                    return Ok(Submission::Existing(st.entry(id)?.job.clone()));
+                }
+                _ => {}
+            }
+            let stored = st.insert_job(job, now)?;
+            st.idempotency
+                .insert(key.to_owned(), (stored.id, now.plus(ttl)));
+            stored
+        };
+        self.wake_schedulers();
+        Ok(Submission::Created(created))
     }
 
     async fn job(&self, id: JobId) -> Result<Job, StoreError> {
@@ -816,8 +845,10 @@ impl JobStore for InMemoryJobStore {
     }
 
     async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
-        let finished_before = self.clock.now().minus(older_than);
+        let now = self.clock.now();
+        let finished_before = now.minus(older_than);
         let mut st = self.lock();
+        st.idempotency.retain(|_, (_, until)| now <= *until);
         let cut: Vec<((Timestamp, u64), JobId)> = st
             .finished
             .range(..=(finished_before, u64::MAX))

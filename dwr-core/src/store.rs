@@ -99,6 +99,18 @@ pub struct Finished {
     pub changed: bool,
 }
 
+/// How long an idempotency key of [`JobStore::submit_idempotent`] names its job: 24 h.
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What [`JobStore::submit_idempotent`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Submission {
+    /// The key was new: the job was stored (as returned).
+    Created(Job),
+    /// The key named a job already: that job as it is now; nothing was stored.
+    Existing(Job),
+}
+
 /// When [`JobStore::expire_executor`] removes an executor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Expiry {
@@ -167,6 +179,18 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// Stores a new pending job and wakes schedulers. `JobExists` if the id is taken. The
     /// store stamps `created_at` and `updated_at` with its clock; returns the job stored.
     async fn submit(&self, job: Job) -> Result<Job, StoreError>;
+
+    /// [`submit`](Self::submit) under an idempotency `key`, atomically: when no job was
+    /// submitted under `key` within `ttl` (by the store's clock), stores `job` and keeps the
+    /// key naming it for `ttl`; otherwise stores nothing and returns the job the key names,
+    /// as it is now. Of concurrent calls with one key exactly one creates a job.
+    /// `JobNotFound` when the job the key names was purged since.
+    async fn submit_idempotent(
+        &self,
+        job: Job,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Submission, StoreError>;
 
     /// The job with this id, or `JobNotFound`.
     async fn job(&self, id: JobId) -> Result<Job, StoreError>;

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use dwr_core::{
     AbortCause, AbortRequested, Assignment, Dimension, Executor, ExecutorEvent, ExecutorId,
     ExecutorRegistration, Expiry, Finished, HostUsage, Job, JobId, JobQuery, JobState, JobStore,
-    Outcome, Rejection, StoreError, Timestamp,
+    Outcome, Rejection, StoreError, Submission, Timestamp,
 };
 use redis::AsyncCommands;
 
@@ -158,6 +158,51 @@ fn commit_reply(assignment: &Assignment, reply: &redis::Value) -> Result<Job, St
 }
 
 impl RedisJobStore {
+    /// `submit.lua`: stores `job`, under an idempotency key when given (see
+    /// [`JobStore::submit_idempotent`]).
+    async fn store_job(
+        &self,
+        mut job: Job,
+        key: Option<(&str, Duration)>,
+    ) -> Result<Submission, StoreError> {
+        if job.state != JobState::Pending {
+            return Err(StoreError::InvalidTransition {
+                id: job.id,
+                state: job.state,
+                action: "submit",
+            });
+        }
+        let (key, ttl) = key.unwrap_or(("", Duration::ZERO));
+        let mut args = vec![
+            job.id.to_string(),
+            job.state.as_str().to_owned(),
+            key.to_owned(),
+            ttl.as_millis().max(1).to_string(),
+        ];
+        for (field, value) in job_fields(&job)? {
+            args.push(field.to_owned());
+            args.push(value);
+        }
+        let reply = self.inner.batchers.submit.call(args).await?;
+        let (status, rest) = status_reply(&reply, "submit")?;
+        match status.as_str() {
+            "ok" => {
+                let now = millis_at(rest, 0, "submit")?;
+                job.created_at = now;
+                job.updated_at = now;
+                Ok(Submission::Created(job))
+            }
+            "existing" => {
+                let id: JobId = text_at(rest, 0, "submit")?
+                    .parse()
+                    .map_err(|e: dwr_core::MalformedJobId| corrupt("submit", e.to_string()))?;
+                self.job(id).await.map(Submission::Existing)
+            }
+            "job_exists" => Err(StoreError::JobExists { id: job.id }),
+            other => Err(unexpected("submit", other)),
+        }
+    }
+
     fn log_ttl_secs(&self) -> String {
         self.inner.config.log_ttl.as_secs().to_string()
     }
@@ -235,31 +280,20 @@ impl JobStore for RedisJobStore {
         Ok(Timestamp(secs * 1000 + micros / 1000))
     }
 
-    async fn submit(&self, mut job: Job) -> Result<Job, StoreError> {
-        if job.state != JobState::Pending {
-            return Err(StoreError::InvalidTransition {
-                id: job.id,
-                state: job.state,
-                action: "submit",
-            });
+    async fn submit(&self, job: Job) -> Result<Job, StoreError> {
+        match self.store_job(job, None).await? {
+            Submission::Created(job) => Ok(job),
+            Submission::Existing(job) => Err(unexpected("submit", &job.id.to_string())),
         }
-        let mut args = vec![job.id.to_string(), job.state.as_str().to_owned()];
-        for (field, value) in job_fields(&job)? {
-            args.push(field.to_owned());
-            args.push(value);
-        }
-        let reply = self.inner.batchers.submit.call(args).await?;
-        let (status, rest) = status_reply(&reply, "submit")?;
-        match status.as_str() {
-            "ok" => {
-                let now = millis_at(rest, 0, "submit")?;
-                job.created_at = now;
-                job.updated_at = now;
-                Ok(job)
-            }
-            "job_exists" => Err(StoreError::JobExists { id: job.id }),
-            other => Err(unexpected("submit", other)),
-        }
+    }
+
+    async fn submit_idempotent(
+        &self,
+        job: Job,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Submission, StoreError> {
+        self.store_job(job, Some((key, ttl))).await
     }
 
     async fn job(&self, id: JobId) -> Result<Job, StoreError> {

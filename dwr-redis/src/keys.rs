@@ -26,6 +26,7 @@ const EXECUTOR: &str = "executor:";
 const EXECUTOR_JOBS: &str = "executor_jobs:";
 const EXECUTOR_GPUS: &str = "executor_gpus:";
 const EXECUTOR_EVENTS: &str = "executor_events:";
+const IDEMPOTENCY: &str = "idempotency:";
 const WAKE_CHANNEL: &str = "wake";
 const LOG_CHANNEL: &str = "log_events:";
 
@@ -102,6 +103,11 @@ impl Keys {
         format!("{LOGS}{id}")
     }
 
+    /// String: the id of the job submitted under an idempotency key (expires after 24 h).
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}{IDEMPOTENCY}{key}", self.prefix)
+    }
+
     /// Pub/sub channel announcing work for schedulers.
     pub fn wake_channel(&self) -> String {
         self.k(WAKE_CHANNEL)
@@ -116,7 +122,7 @@ impl Keys {
 /// Lua definitions of every key name, prepended to each script. The prefix is `ARGV[1]`
 /// of every script call.
 pub(crate) fn lua_prelude() -> String {
-    let fns: [(&str, &str, bool); 8] = [
+    let fns: [(&str, &str, bool); 9] = [
         ("k_job", JOB, true),
         ("k_state", JOBS_BY_STATE, true),
         ("k_exec", EXECUTOR, true),
@@ -125,6 +131,7 @@ pub(crate) fn lua_prelude() -> String {
         ("k_events", EXECUTOR_EVENTS, true),
         ("ch_logs", LOG_CHANNEL, true),
         ("k_logs", LOGS, false),
+        ("k_idem", IDEMPOTENCY, true),
     ];
     let mut out = String::from("local P = ARGV[1]\n");
     for (name, suffix, prefixed) in fns {

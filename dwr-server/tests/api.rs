@@ -2,186 +2,30 @@
 //! executors played through the store's own operations (register, mark running, append
 //! logs, finish), so every answer is deterministic.
 
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::{Body, Bytes};
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
+use dwr_core::fake::{FaultyStore, Op};
 use dwr_core::{
-    AbortCause, AbortRequested, Assignment, Executor, ExecutorEvent, ExecutorId,
-    ExecutorRegistration, Expiry, Finished, FirstFit, HostUsage, InMemoryJobStore, Job, JobId,
-    JobQuery, JobState, JobStore, Outcome, Scheduler, SchedulerConfig, StoreError, Timestamp,
+    ExecutorId, ExecutorRegistration, FirstFit, InMemoryJobStore, JobId, Outcome, Scheduler,
+    SchedulerConfig,
 };
 use dwr_server::{app, ApiConfig, AppState};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-/// A store that delegates to the in-memory one, or fails (`DOWN`), or is slow (`SLOW`).
-#[derive(Debug)]
-struct Switchable {
-    inner: InMemoryJobStore,
-    mode: AtomicU8,
-}
-
-const UP: u8 = 0;
-const DOWN: u8 = 1;
-const SLOW: u8 = 2;
-
-impl Switchable {
-    async fn gate(&self, operation: &'static str) -> Result<(), StoreError> {
-        match self.mode.load(Ordering::SeqCst) {
-            DOWN => Err(StoreError::Unavailable {
-                operation,
-                source: "connection refused (secret internal detail)".into(),
-            }),
-            SLOW => {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
-#[async_trait]
-impl JobStore for Switchable {
-    async fn now(&self) -> Result<Timestamp, StoreError> {
-        self.inner.now().await
-    }
-
-    async fn submit(&self, job: Job) -> Result<Job, StoreError> {
-        self.gate("submit").await?;
-        self.inner.submit(job).await
-    }
-    async fn job(&self, id: JobId) -> Result<Job, StoreError> {
-        self.gate("job").await?;
-        self.inner.job(id).await
-    }
-    async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
-        self.gate("jobs").await?;
-        self.inner.jobs(query).await
-    }
-    async fn pending_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
-        self.gate("pending_jobs").await?;
-        self.inner.pending_jobs(limit).await
-    }
-    async fn counts(&self) -> Result<std::collections::BTreeMap<JobState, u64>, StoreError> {
-        self.gate("counts").await?;
-        self.inner.counts().await
-    }
-    async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError> {
-        self.gate("commit_assignment").await?;
-        self.inner.commit_assignment(assignment).await
-    }
-    async fn mark_running(
-        &self,
-        id: JobId,
-        executor: &ExecutorId,
-        attempt: u32,
-    ) -> Result<(), StoreError> {
-        self.gate("mark_running").await?;
-        self.inner.mark_running(id, executor, attempt).await
-    }
-    async fn finish(
-        &self,
-        id: JobId,
-        outcome: &Outcome,
-        attempt: Option<u32>,
-    ) -> Result<Finished, StoreError> {
-        self.gate("finish").await?;
-        self.inner.finish(id, outcome, attempt).await
-    }
-    async fn request_abort(
-        &self,
-        id: JobId,
-        cause: AbortCause,
-    ) -> Result<AbortRequested, StoreError> {
-        self.gate("request_abort").await?;
-        self.inner.request_abort(id, cause).await
-    }
-    async fn register_executor(
-        &self,
-        registration: &ExecutorRegistration,
-    ) -> Result<Executor, StoreError> {
-        self.gate("register_executor").await?;
-        self.inner.register_executor(registration).await
-    }
-    async fn heartbeat(&self, id: &ExecutorId, usage: &HostUsage) -> Result<(), StoreError> {
-        self.gate("heartbeat").await?;
-        self.inner.heartbeat(id, usage).await
-    }
-    async fn executor(&self, id: &ExecutorId) -> Result<Executor, StoreError> {
-        self.gate("executor").await?;
-        self.inner.executor(id).await
-    }
-    async fn executors(&self) -> Result<Vec<Executor>, StoreError> {
-        self.gate("executors").await?;
-        self.inner.executors().await
-    }
-    async fn expire_executor(
-        &self,
-        id: &ExecutorId,
-        when: Expiry,
-        reason: &str,
-    ) -> Result<Vec<JobId>, StoreError> {
-        self.gate("expire_executor").await?;
-        self.inner.expire_executor(id, when, reason).await
-    }
-    async fn next_event(
-        &self,
-        executor: &ExecutorId,
-        wait: Duration,
-    ) -> Result<Option<ExecutorEvent>, StoreError> {
-        self.gate("next_event").await?;
-        self.inner.next_event(executor, wait).await
-    }
-    async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError> {
-        self.gate("wait_for_work").await?;
-        self.inner.wait_for_work(wait).await
-    }
-    async fn append_logs(
-        &self,
-        id: JobId,
-        attempt: Option<u32>,
-        lines: &[String],
-    ) -> Result<(), StoreError> {
-        self.gate("append_logs").await?;
-        self.inner.append_logs(id, attempt, lines).await
-    }
-    async fn logs(&self, id: JobId, from: usize) -> Result<Vec<String>, StoreError> {
-        self.gate("logs").await?;
-        self.inner.logs(id, from).await
-    }
-    async fn wait_logs(
-        &self,
-        id: JobId,
-        from: usize,
-        wait: Duration,
-    ) -> Result<Vec<String>, StoreError> {
-        self.gate("wait_logs").await?;
-        self.inner.wait_logs(id, from, wait).await
-    }
-    async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
-        self.gate("purge_finished").await?;
-        self.inner.purge_finished(older_than).await
-    }
-}
-
 struct Harness {
     app: Router,
-    store: Arc<Switchable>,
+    store: Arc<FaultyStore>,
     token: Option<String>,
 }
 
 fn harness_with(config: ApiConfig) -> Harness {
-    let store = Arc::new(Switchable {
-        inner: InMemoryJobStore::new(),
-        mode: AtomicU8::new(UP),
-    });
+    let store = Arc::new(FaultyStore::new(Arc::new(InMemoryJobStore::new())));
     let scheduler = Scheduler::new(
         store.clone(),
         Arc::new(FirstFit),
@@ -250,7 +94,22 @@ impl Harness {
         body: Option<Vec<u8>>,
         token: Option<&str>,
     ) -> Answer {
+        self.send_with(method, uri, body, token, &[]).await
+    }
+
+    /// Sends a request with extra `headers`.
+    async fn send_with(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let mut request = Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -297,7 +156,7 @@ impl Harness {
     }
 
     async fn total_jobs(&self) -> u64 {
-        self.store.inner.counts().await.unwrap().values().sum()
+        self.store.inner().counts().await.unwrap().values().sum()
     }
 
     async fn register(&self, id: &str, cpu_millis: u64, memory_mib: u64) {
@@ -308,7 +167,7 @@ impl Harness {
             memory_mib,
             vec![],
         );
-        self.store.inner.register_executor(&reg).await.unwrap();
+        self.store.inner().register_executor(&reg).await.unwrap();
     }
 }
 
@@ -423,7 +282,7 @@ async fn logs_plain_and_followed() {
     h.send(Method::POST, "/schedule", None).await;
     let job_id: JobId = id.parse().unwrap();
     let exec = ExecutorId::new("exec-a");
-    let store = &h.store.inner;
+    let store = &h.store.inner();
     store.mark_running(job_id, &exec, 1).await.unwrap();
     store
         .append_logs(job_id, None, &["one".into(), "two".into()])
@@ -442,13 +301,13 @@ async fn logs_plain_and_followed() {
     let writer = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
         store2
-            .inner
+            .inner()
             .append_logs(job_id, None, &["three".into()])
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         store2
-            .inner
+            .inner()
             .finish(job_id, &Outcome::exited(0, false), None)
             .await
             .unwrap();
@@ -854,15 +713,15 @@ async fn cleanup_purges_finished_jobs() {
 #[tokio::test]
 async fn a_broken_store_gives_503_without_internals() {
     let h = harness();
-    h.store.mode.store(DOWN, Ordering::SeqCst);
+    h.store.set_all_down(true);
     let health = h.get("/health").await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health.json()["status"], "unhealthy");
     for answer in [h.get("/jobs").await, h.post_json("/jobs", hello()).await] {
         answer.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
-        assert!(!String::from_utf8_lossy(&answer.body).contains("secret internal detail"));
+        assert!(!String::from_utf8_lossy(&answer.body).contains("injected fault"));
     }
-    h.store.mode.store(UP, Ordering::SeqCst);
+    h.store.set_all_down(false);
     assert_eq!(h.get("/health").await.status, StatusCode::OK);
 }
 
@@ -872,7 +731,7 @@ async fn a_slow_request_times_out_as_json() {
         request_timeout: Duration::from_millis(100),
         ..ApiConfig::default()
     });
-    h.store.mode.store(SLOW, Ordering::SeqCst);
+    h.store.set_all_delay(Duration::from_secs(5));
     h.get("/jobs")
         .await
         .assert_error(StatusCode::SERVICE_UNAVAILABLE, "longer than");
@@ -898,10 +757,7 @@ async fn wait_status(h: &Harness, id: &str, status: &str) -> Value {
 async fn jobs_run_through_the_scheduling_loop_and_an_agent_with_the_fake_runtime() {
     use dwr_core::{AgentConfig, ExecutorAgent, FakeGpuProbe, FakeHostProbe, FakeRuntime};
 
-    let store = Arc::new(Switchable {
-        inner: InMemoryJobStore::new(),
-        mode: AtomicU8::new(UP),
-    });
+    let store = Arc::new(FaultyStore::new(Arc::new(InMemoryJobStore::new())));
     let scheduler = Scheduler::new(
         store.clone(),
         Arc::new(FirstFit),
@@ -988,4 +844,69 @@ async fn serve_answers_on_a_socket_and_stops_on_shutdown() {
         .unwrap()
         .unwrap();
     assert!(reqwest::get(format!("http://{addr}/health")).await.is_err());
+}
+
+/// `POST /jobs` with an `Idempotency-Key`.
+async fn submit_with_key(h: &Harness, body: &Value, key: &str) -> Answer {
+    h.send_with(
+        Method::POST,
+        "/jobs",
+        Some(body.to_string().into_bytes()),
+        h.token.as_deref(),
+        &[("Idempotency-Key", key)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_a_repeated_submit_return_the_first_job() {
+    let h = harness();
+    let first = submit_with_key(&h, &hello(), "order-42").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.json());
+    let again = submit_with_key(&h, &hello(), "order-42").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.json());
+    assert_eq!(again.json()["job_id"], first.json()["job_id"]);
+    assert_eq!(h.total_jobs().await, 1, "no second job");
+
+    // Another request under the same key is refused, naming the key; nothing is stored.
+    let mut other = hello();
+    other["command"] = json!(["echo", "something else"]);
+    submit_with_key(&h, &other, "order-42")
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "Idempotency-Key");
+    // Another key is another job; no key is a new job every time.
+    assert_eq!(
+        submit_with_key(&h, &hello(), "order-43").await.status,
+        StatusCode::CREATED
+    );
+    h.submit(hello()).await;
+    h.submit(hello()).await;
+    assert_eq!(h.total_jobs().await, 4);
+
+    for bad in ["", "has space", &"k".repeat(256), "caf\u{e9}"] {
+        let answer = submit_with_key(&h, &hello(), bad).await;
+        answer.assert_error(StatusCode::BAD_REQUEST, "Idempotency-Key");
+    }
+    assert_eq!(h.total_jobs().await, 4, "bad keys store nothing");
+}
+
+/// A client whose submit is slow to answer sends it again with its key while the first is
+/// still in flight (its own timeout passed): one job, both answers name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_sent_again_after_a_client_timeout_creates_one_job() {
+    let h = Arc::new(harness());
+    h.store
+        .set_delay(Op::SubmitIdempotent, Duration::from_millis(300));
+    let slow = {
+        let h = h.clone();
+        tokio::spawn(async move { submit_with_key(&h, &hello(), "retry-me").await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let retried = submit_with_key(&h, &hello(), "retry-me").await;
+    let first = slow.await.unwrap();
+    let mut statuses = [first.status, retried.status];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CREATED]);
+    assert_eq!(first.json()["job_id"], retried.json()["job_id"]);
+    assert_eq!(h.total_jobs().await, 1);
 }

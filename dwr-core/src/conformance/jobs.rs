@@ -9,7 +9,7 @@ use crate::error::StoreError;
 use crate::executor::HostUsage;
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{AbortCause, Job, JobState, Outcome};
-use crate::store::{Assignment, JobQuery, JobStore};
+use crate::store::{Assignment, JobQuery, JobStore, Submission};
 
 fn ids(jobs: &[Job]) -> Vec<JobId> {
     jobs.iter().map(|j| j.id).collect()
@@ -383,4 +383,80 @@ pub async fn purge_finished_deletes_old_terminal_jobs(store: Arc<dyn JobStore>) 
         0,
         "purge twice"
     );
+}
+
+/// An idempotency key creates one job: a later submit under it returns that job and stores
+/// nothing, concurrent ones create exactly one, another key creates another, and an expired
+/// key is free again.
+pub async fn submit_with_an_idempotency_key_creates_once(store: Arc<dyn JobStore>) {
+    let day = Duration::from_secs(24 * 3600);
+    let first = Job::new(JobId::new(), spec(100, 64), at(0));
+    let created = match store
+        .submit_idempotent(first.clone(), "key-1", day)
+        .await
+        .expect("submit")
+    {
+        Submission::Created(job) => job,
+        other => panic!("first submit: {other:?}"),
+    };
+    assert_eq!(created.id, first.id);
+    let again = Job::new(JobId::new(), spec(100, 64), at(0));
+    match store
+        .submit_idempotent(again.clone(), "key-1", day)
+        .await
+        .expect("submit")
+    {
+        Submission::Existing(job) => assert_eq!(job, created),
+        other => panic!("repeated submit: {other:?}"),
+    }
+    assert!(matches!(
+        store.job(again.id).await,
+        Err(StoreError::JobNotFound { .. })
+    ));
+    let other = Job::new(JobId::new(), spec(100, 64), at(0));
+    assert!(matches!(
+        store.submit_idempotent(other, "key-2", day).await,
+        Ok(Submission::Created(_))
+    ));
+
+    // Concurrent submits under one key: exactly one job.
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let job = Job::new(JobId::new(), spec(100, 64), at(0));
+                store.submit_idempotent(job, "key-3", day).await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    for racer in racers {
+        match racer.await.expect("task").expect("submit") {
+            Submission::Created(job) => {
+                created += 1;
+                ids.insert(job.id);
+            }
+            Submission::Existing(job) => {
+                ids.insert(job.id);
+            }
+        }
+    }
+    assert_eq!((created, ids.len()), (1, 1), "one job for one key");
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts[&JobState::Pending], 3);
+
+    // A key is kept for its TTL only.
+    let short = Duration::from_millis(200);
+    let one = Job::new(JobId::new(), spec(100, 64), at(0));
+    store
+        .submit_idempotent(one, "key-4", short)
+        .await
+        .expect("submit");
+    tokio::time::sleep(short * 2).await;
+    let two = Job::new(JobId::new(), spec(100, 64), at(0));
+    assert!(matches!(
+        store.submit_idempotent(two, "key-4", short).await,
+        Ok(Submission::Created(_))
+    ));
 }

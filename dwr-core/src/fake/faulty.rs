@@ -16,7 +16,7 @@ use crate::executor::{Executor, ExecutorRegistration, HostUsage};
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{AbortCause, Job, JobState, Outcome};
 use crate::store::{
-    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore,
+    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore, Submission,
 };
 use crate::time::Timestamp;
 
@@ -28,6 +28,8 @@ pub enum Op {
     Now,
     /// [`JobStore::submit`].
     Submit,
+    /// [`JobStore::submit_idempotent`].
+    SubmitIdempotent,
     /// [`JobStore::job`].
     Job,
     /// [`JobStore::jobs`].
@@ -76,6 +78,7 @@ impl Op {
         match self {
             Op::Now => "now",
             Op::Submit => "submit",
+            Op::SubmitIdempotent => "submit_idempotent",
             Op::Job => "job",
             Op::Jobs => "jobs",
             Op::PendingJobs => "pending_jobs",
@@ -154,6 +157,8 @@ pub struct FaultyStore {
     all_down: AtomicBool,
     /// Abort events are dropped by `next_event` while set: lost deliveries.
     lose_aborts: AtomicBool,
+    /// A delay before every call, of every operation (a slow store).
+    all_delay: Mutex<Duration>,
     /// Assignment events are held back by `next_event` while set: late deliveries.
     hold_assignments: AtomicBool,
 }
@@ -175,6 +180,7 @@ impl FaultyStore {
             faults: Mutex::new(Faults::default()),
             all_down: AtomicBool::new(false),
             lose_aborts: AtomicBool::new(false),
+            all_delay: Mutex::new(Duration::ZERO),
             hold_assignments: AtomicBool::new(false),
         }
     }
@@ -212,6 +218,11 @@ impl FaultyStore {
         self.lock().delays.insert(op, delay);
     }
 
+    /// Every call of every operation waits `delay` first (`Duration::ZERO` to stop).
+    pub fn set_all_delay(&self, delay: Duration) {
+        *self.all_delay.lock().unwrap_or_else(|e| e.into_inner()) = delay;
+    }
+
     /// `next_event` drops abort events while `lose` is set.
     pub fn set_lose_aborts(&self, lose: bool) {
         self.lose_aborts.store(lose, Ordering::SeqCst);
@@ -246,6 +257,11 @@ impl FaultyStore {
             .push(Box::new(hook));
     }
 
+    /// How many injected faults are still waiting for calls of `op`.
+    pub fn faults_left(&self, op: Op) -> usize {
+        self.lock().next.get(&op).map_or(0, Vec::len)
+    }
+
     /// How many calls of `op` were made.
     pub fn calls(&self, op: Op) -> u64 {
         self.lock().calls.get(&op).copied().unwrap_or(0)
@@ -268,7 +284,8 @@ impl FaultyStore {
                     Some(h.remove(0))
                 }
             });
-            let delay = f.delays.get(&op).copied().unwrap_or_default();
+            let all = *self.all_delay.lock().unwrap_or_else(|e| e.into_inner());
+            let delay = f.delays.get(&op).copied().unwrap_or_default().max(all);
             let down =
                 self.all_down.load(Ordering::SeqCst) || f.down.get(&op).copied().unwrap_or(false);
             let fault = if down {
@@ -324,6 +341,19 @@ impl JobStore for FaultyStore {
 
     async fn submit(&self, job: Job) -> Result<Job, StoreError> {
         self.run(Op::Submit, self.inner.submit(job)).await
+    }
+
+    async fn submit_idempotent(
+        &self,
+        job: Job,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Submission, StoreError> {
+        self.run(
+            Op::SubmitIdempotent,
+            self.inner.submit_idempotent(job, key, ttl),
+        )
+        .await
     }
 
     async fn job(&self, id: JobId) -> Result<Job, StoreError> {

@@ -29,7 +29,9 @@ use crate::ids::{ExecutorId, JobId};
 use crate::job::{executor_lost, AbortCause, Job, JobState, Outcome};
 use crate::placement::{ClusterView, Explanation, Placement};
 use crate::spec::{GpuRequest, JobSpec, SpecError};
-use crate::store::{AbortRequested, Assignment, Expiry, JobQuery, JobStore};
+use crate::store::{
+    AbortRequested, Assignment, Expiry, JobQuery, JobStore, Submission, IDEMPOTENCY_TTL,
+};
 use crate::time::Timestamp;
 
 /// How long after a lease deadline the run loop wakes to expire the executor: past the
@@ -108,6 +110,14 @@ pub enum SubmitError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The idempotency key names a job submitted with another request; nothing was stored.
+    #[error("Idempotency-Key {key:?} was used for job {job} with a different request")]
+    KeyReused {
+        /// The key.
+        key: String,
+        /// The job it names.
+        job: JobId,
+    },
 }
 
 /// The scheduler. Cheap to clone: clones share one state.
@@ -174,6 +184,36 @@ impl Scheduler {
         let job = self.inner.store.submit(job).await?;
         self.trigger();
         Ok(job)
+    }
+
+    /// Like [`submit`](Self::submit) under an idempotency `key` (kept for
+    /// [`IDEMPOTENCY_TTL`]): the first submit with the key creates the job; a later one
+    /// with the same spec returns that job ([`Submission::Existing`]) and creates nothing,
+    /// one with another spec is `KeyReused`. A client that sends a submit again after a
+    /// timeout, with the same key, never gets a second job.
+    pub async fn submit_idempotent(
+        &self,
+        spec: JobSpec,
+        key: &str,
+    ) -> Result<Submission, SubmitError> {
+        spec.validate()?;
+        let job = Job::new(JobId::new(), spec.clone(), Timestamp::default());
+        let submission = self
+            .inner
+            .store
+            .submit_idempotent(job, key, IDEMPOTENCY_TTL)
+            .await?;
+        match &submission {
+            Submission::Created(_) => self.trigger(),
+            Submission::Existing(existing) if existing.spec != spec => {
+                return Err(SubmitError::KeyReused {
+                    key: key.to_owned(),
+                    job: existing.id,
+                });
+            }
+            Submission::Existing(_) => {}
+        }
+        Ok(submission)
     }
 
     /// Aborts a job: a pending job at once, an assigned or running one through its executor.

@@ -1,7 +1,13 @@
 -- submit.lua: stores a new pending job and wakes schedulers.
--- ARGV: prefix, job id, state, then field/value pairs of the job hash. The creation time is
--- Redis TIME, whatever the caller's clock said; the reply carries it.
-local id = ARGV[2]
+-- ARGV: prefix, job id, state, idempotency key ('' for none), its TTL (ms), then field/value
+-- pairs of the job hash. The creation time is Redis TIME, whatever the caller's clock said;
+-- the reply carries it. Under a key that names a job already, nothing is stored and the
+-- reply is { 'existing', id }.
+local id, key = ARGV[2], ARGV[4]
+if key ~= '' then
+  local existing = redis.call('GET', k_idem(key))
+  if existing then return { 'existing', existing } end
+end
 local jk = k_job(id)
 -- HSETNX checks that the id is free and creates the hash in one key look-up (every job
 -- hash has its `id`).
@@ -9,7 +15,8 @@ if redis.call('HSETNX', jk, 'id', id) == 0 then
   return { 'job_exists' }
 end
 local seq = redis.call('INCR', K_SEQ)
-redis.call('HSET', jk, 'seq', seq, unpack(ARGV, 4))
+redis.call('HSET', jk, 'seq', seq, unpack(ARGV, 6))
+if key ~= '' then redis.call('SET', k_idem(key), id, 'PX', ARGV[5]) end
 local now = now_ms()
 redis.call('HSET', jk, 'created_at', now, 'updated_at', now)
 redis.call('ZADD', k_state(ARGV[3]), seq, id)

@@ -136,6 +136,11 @@ impl From<SubmitError> for ApiError {
         match err {
             SubmitError::Invalid(spec) => spec.into(),
             SubmitError::Store(store) => store.into(),
+            SubmitError::KeyReused { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                err.to_string(),
+            ),
             other => {
                 error!(error = ?other, "submit failed");
                 Self::internal()

@@ -1,9 +1,11 @@
 //! Routes of jobs: `POST /jobs`, `GET /jobs`, `GET /jobs/{job_id}`, `DELETE /jobs/{job_id}`.
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use dwr_core::{AbortRequested, Job, JobId, JobQuery, JobState, Timestamp};
+use dwr_core::{
+    AbortRequested, Job, JobId, JobQuery, JobState, StoreError, Submission, SubmitError, Timestamp,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -41,11 +43,44 @@ pub(super) fn parse_job_id(text: &str) -> Result<JobId, ApiError> {
     Ok(text.trim().parse::<JobId>()?)
 }
 
-/// Submits a job. 201 and the job (pending) on success; nothing is stored on a 4xx.
+/// The header that makes a submit idempotent.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The `Idempotency-Key` header, if any: 1 to 255 visible ASCII characters (400 naming the
+/// header otherwise).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?;
+    if text.is_empty()
+        || text.len() > MAX_IDEMPOTENCY_KEY
+        || !text.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// Submits a job. 201 and the job (pending) on success; nothing is stored on a 4xx. With an
+/// `Idempotency-Key` already used in the last 24 h for the same request: 200 and the job it
+/// created then (as it is now), and nothing new is stored.
 #[utoipa::path(
     post, path = "/jobs", request_body = JobRequest, tag = "jobs",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the submit idempotent for 24 h: 1 to 255 visible ASCII characters"),
+    ),
     responses(
         (status = 201, description = "Job accepted, pending", body = JobView),
+        (status = 200, description = "The job already submitted with this Idempotency-Key", body = JobView),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "A field is missing, of the wrong type or invalid", body = ErrorBody),
@@ -54,12 +89,33 @@ pub(super) fn parse_job_id(text: &str) -> Result<JobId, ApiError> {
 )]
 pub(super) async fn submit_job(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<JobRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let key = idempotency_key(&headers)?;
     let spec = request.into_spec()?;
-    let job = state.scheduler.submit(spec).await?;
-    tracing::info!(job = %job.id, image = %job.spec.image, "job submitted");
-    Ok((StatusCode::CREATED, Json(JobView::from_job(&job, None))))
+    let Some(key) = key else {
+        let job = state.scheduler.submit(spec).await?;
+        tracing::info!(job = %job.id, image = %job.spec.image, "job submitted");
+        return Ok((StatusCode::CREATED, Json(JobView::from_job(&job, None))));
+    };
+    match state.scheduler.submit_idempotent(spec, &key).await {
+        Ok(Submission::Created(job)) => {
+            tracing::info!(job = %job.id, image = %job.spec.image, "job submitted (idempotency key)");
+            Ok((StatusCode::CREATED, Json(JobView::from_job(&job, None))))
+        }
+        Ok(Submission::Existing(job)) => {
+            tracing::info!(job = %job.id, "submit repeated with its idempotency key");
+            let now = store_now(&state).await?;
+            Ok((StatusCode::OK, Json(view(&state, &job, now))))
+        }
+        Err(SubmitError::Store(StoreError::JobNotFound { id })) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("the job {id} submitted with this Idempotency-Key was deleted since"),
+        )),
+        Err(other) => Err(other.into()),
+    }
 }
 
 /// Query of `GET /jobs`. Values are taken as text and checked here so that a bad one is

@@ -106,6 +106,21 @@ impl Api {
             .await
     }
 
+    /// `POST path` with a JSON body and an `Idempotency-Key` header.
+    pub async fn post_idempotent<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+        key: &str,
+    ) -> Result<Body, ClientError> {
+        let request = self
+            .http
+            .post(self.url(path))
+            .header("Idempotency-Key", key)
+            .json(body);
+        self.send(request, path).await
+    }
+
     /// `DELETE path`.
     pub async fn delete(&self, path: &str) -> Result<Body, ClientError> {
         self.send(self.http.delete(self.url(path)), path).await

@@ -59,6 +59,11 @@ pub struct SubmitArgs {
     /// exit_nonzero, oom.
     #[arg(long = "retry-on", value_name = "CAUSE", value_parser = parse_retry_cause)]
     pub retry_on: Vec<String>,
+    /// The submit's idempotency key (default: a new random one). The submit is sent again
+    /// with it when the server cannot be reached or does not answer in time, so a retried
+    /// submit never creates a second job.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
     /// Wait until the job ends; exit with its exit code (1 if it failed without one).
     #[arg(long)]
     pub wait: bool,
@@ -69,6 +74,11 @@ pub struct SubmitArgs {
     #[arg(value_name = "COMMAND", required = true, last = true, num_args = 1..)]
     pub command: Vec<String>,
 }
+
+/// How many times `dwr submit` sends its request when the server cannot be reached.
+const SUBMIT_TRIES: u32 = 3;
+/// Pause between those tries.
+const SUBMIT_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Checks a retry cause here, so a typo is refused before anything is sent.
 fn parse_retry_cause(text: &str) -> Result<String, String> {
@@ -113,7 +123,23 @@ impl SubmitArgs {
 /// Submits the job; prints its id (or its JSON); with `--wait`/`--follow` stays until it ends
 /// and returns its exit code.
 pub async fn run(api: &Api, args: &SubmitArgs, json: bool) -> Result<i32, ClientError> {
-    let body = api.post("/jobs", &args.to_request()).await?;
+    let key = args
+        .idempotency_key
+        .clone()
+        // A fresh random UUID (a job id is one).
+        .unwrap_or_else(|| dwr_core::JobId::new().to_string());
+    let request = args.to_request();
+    let mut tries = 0;
+    let body = loop {
+        tries += 1;
+        match api.post_idempotent("/jobs", &request, &key).await {
+            Err(ClientError::Unreachable { .. }) if tries < SUBMIT_TRIES => {
+                // Sent again with the same key: at most one job, whatever the first did.
+                tokio::time::sleep(SUBMIT_RETRY_PAUSE).await;
+            }
+            other => break other?,
+        }
+    };
     let job: JobView = body.decode()?;
     let id = super::jobs::parse_id(&job.job_id).map_err(|_| ClientError::BadResponse {
         url: body.url.clone(),

@@ -1,14 +1,14 @@
 //! The agent's reaction to runtime failures and store errors, with a mocked runtime.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 
-use super::support::{assign, config, until_state, FlakyStore, Running};
+use super::support::{assign, config, faulty, until_state, Running};
 use crate::error::RuntimeError;
+use crate::fake::{Fault, FaultyStore, Op};
 use crate::ids::ExecutorId;
 use crate::job::{Job, JobState};
 use crate::runtime::{
@@ -80,7 +80,7 @@ fn runs_and_exits(runtime: &mut MockRuntime, lines: &'static [&'static str], sta
 
 /// Runs one job through an agent over `runtime` and returns it in state `state`.
 async fn run_one(
-    store: Arc<FlakyStore>,
+    store: Arc<FaultyStore>,
     runtime: MockRuntime,
     state: JobState,
 ) -> (Job, Vec<String>) {
@@ -113,7 +113,7 @@ async fn a_failed_pull_fails_the_job_without_starting_anything() {
     runtime.expect_create().times(0);
     runtime.expect_start().times(0);
     runtime.expect_remove().times(0);
-    let (job, _) = run_one(Arc::default(), runtime, JobState::Failed).await;
+    let (job, _) = run_one(faulty(), runtime, JobState::Failed).await;
     assert_eq!(
         job.reason.as_deref(),
         Some("image dwr-test/busybox:latest unavailable: no registry")
@@ -158,7 +158,7 @@ async fn a_failed_create_or_start_fails_the_job_with_its_cause() {
             .returning(move |_, _| Err(error.lock().unwrap().take().expect("start called once")));
         // A container that did not start is removed, never left behind.
         runtime.expect_remove().times(1).returning(|_| Ok(()));
-        let (job, _) = run_one(Arc::default(), runtime, JobState::Failed).await;
+        let (job, _) = run_one(faulty(), runtime, JobState::Failed).await;
         let reason = job.reason.unwrap();
         assert!(reason.contains(expected), "{reason}");
         assert!(reason.ends_with("boom"), "the cause is kept: {reason}");
@@ -176,7 +176,7 @@ async fn a_non_zero_exit_fails_the_job_with_its_code_and_output() {
             oom_killed: false,
         },
     );
-    let (job, log) = run_one(Arc::default(), runtime, JobState::Failed).await;
+    let (job, log) = run_one(faulty(), runtime, JobState::Failed).await;
     assert_eq!(job.exit_code, Some(3));
     assert_eq!(job.reason.as_deref(), Some("exited with code 3"));
     assert!(!job.oom_killed);
@@ -194,7 +194,7 @@ async fn an_oom_kill_is_recorded() {
             oom_killed: true,
         },
     );
-    let (job, _) = run_one(Arc::default(), runtime, JobState::Failed).await;
+    let (job, _) = run_one(faulty(), runtime, JobState::Failed).await;
     assert!(job.oom_killed);
     assert_eq!(job.exit_code, Some(137));
     assert_eq!(job.reason.as_deref(), Some("out of memory (OOM killed)"));
@@ -219,7 +219,7 @@ async fn losing_the_engine_mid_run_fails_the_job_and_still_removes_the_container
     });
     runtime.expect_stop().times(1).returning(|_, _| Ok(()));
     runtime.expect_remove().times(1).returning(|_| Ok(()));
-    let (job, _) = run_one(Arc::default(), runtime, JobState::Failed).await;
+    let (job, _) = run_one(faulty(), runtime, JobState::Failed).await;
     let reason = job.reason.unwrap();
     assert!(
         reason.starts_with("container engine unreachable"),
@@ -229,9 +229,9 @@ async fn losing_the_engine_mid_run_fails_the_job_and_still_removes_the_container
 
 #[tokio::test]
 async fn store_errors_mid_job_are_retried_until_the_job_ends() {
-    let store = Arc::new(FlakyStore::default());
-    store.append_failures.store(3, Ordering::SeqCst);
-    store.finish_failures.store(3, Ordering::SeqCst);
+    let store = faulty();
+    store.fail_next(Op::AppendLogs, Fault::Unavailable, 3);
+    store.fail_next(Op::Finish, Fault::Unavailable, 3);
     let mut runtime = runtime();
     runs_and_exits(
         &mut runtime,
@@ -244,9 +244,9 @@ async fn store_errors_mid_job_are_retried_until_the_job_ends() {
     let (job, log) = run_one(store.clone(), runtime, JobState::Succeeded).await;
     assert_eq!(job.exit_code, Some(0));
     assert_eq!(log, ["one", "two"], "the batch was retried, not lost");
-    assert_eq!(store.append_failures.load(Ordering::SeqCst), 0);
-    assert_eq!(store.finish_failures.load(Ordering::SeqCst), 0);
-    assert_eq!(store.finish_calls.load(Ordering::SeqCst), 4);
+    assert_eq!(store.faults_left(Op::AppendLogs), 0);
+    assert_eq!(store.faults_left(Op::Finish), 0);
+    assert_eq!(store.calls(Op::Finish), 4);
 }
 
 #[tokio::test]
@@ -258,7 +258,7 @@ async fn an_engine_unreachable_at_start_up_stops_the_agent() {
             source: boom(),
         })
     });
-    let store: Arc<dyn JobStore> = Arc::new(FlakyStore::default());
+    let store: Arc<dyn JobStore> = faulty();
     let agent = crate::ExecutorAgent::new(
         store,
         Arc::new(runtime),

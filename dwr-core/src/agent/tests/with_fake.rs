@@ -1,13 +1,13 @@
 //! The agent over the in-memory store and the fake runtime.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::support::{assign, config, until_state, within, FlakyStore, Running};
+use super::support::{assign, config, faulty, until_state, within, Running};
 use crate::agent::job::REATTACH_NOTE;
 use crate::agent::{REASON_CONTAINER_LOST, REASON_EXECUTOR_SHUT_DOWN};
 use crate::fake::FakeRuntime;
+use crate::fake::{Fault, Op};
 use crate::job::{AbortCause, JobState, REASON_EXECUTOR_LOST, REASON_TIMED_OUT};
 use crate::memory::InMemoryJobStore;
 use crate::runtime::ContainerRuntimeExt;
@@ -80,7 +80,7 @@ async fn an_assignment_runs_at_once_with_the_jobs_limits_gpus_and_env() {
 
 #[tokio::test]
 async fn output_reaches_the_store_in_order_and_in_batches() {
-    let store = Arc::new(FlakyStore::default());
+    let store = faulty();
     let runtime = Arc::new(FakeRuntime::new());
     let mut cfg = config("e1");
     cfg.log_batch_max = 100;
@@ -91,7 +91,7 @@ async fn output_reaches_the_store_in_order_and_in_batches() {
     assert_eq!(done.reason.as_deref(), Some("exited with code 2"));
     let expected: Vec<String> = (1..=1000).map(|i| format!("line {i}")).collect();
     assert_eq!(output(&*store, job).await, expected);
-    let appends = store.appends.load(Ordering::SeqCst);
+    let appends = store.calls(Op::AppendLogs);
     assert!(
         appends <= 12,
         "1000 lines in batches of 100 (+ pull progress) took {appends} appends"
@@ -331,13 +331,13 @@ async fn draining_on_shutdown_stops_jobs_and_deregisters() {
 
 #[tokio::test]
 async fn an_outcome_survives_a_long_store_outage() {
-    let store = Arc::new(FlakyStore::default());
+    let store = faulty();
     let runtime = Arc::new(FakeRuntime::new());
     let mut cfg = config("e1");
     cfg.store_retry_for = Duration::from_millis(300);
     cfg.poll_interval = Duration::from_millis(100);
     let agent = Running::start(store.clone(), runtime.clone(), cfg).await;
-    store.finish_down.store(true, Ordering::SeqCst);
+    store.set_down(Op::Finish, true);
     let job = assign(&*store, &agent.id, &["fake", "exit=4"], &[]).await;
     // The container is removed although the outcome could not be recorded.
     within(LIVENESS, "the removal", || async {
@@ -346,7 +346,7 @@ async fn an_outcome_survives_a_long_store_outage() {
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(store.job(job).await.unwrap().state, JobState::Running);
-    store.finish_down.store(false, Ordering::SeqCst);
+    store.set_down(Op::Finish, false);
     let done = until_state(&*store, job, JobState::Failed, LIVENESS).await;
     assert_eq!(done.exit_code, Some(4));
     agent.stop().await.unwrap();
@@ -354,8 +354,8 @@ async fn an_outcome_survives_a_long_store_outage() {
 
 #[tokio::test]
 async fn a_lost_abort_event_is_honoured_at_the_fallback_check() {
-    let store = Arc::new(FlakyStore::default());
-    store.lose_aborts.store(true, Ordering::SeqCst);
+    let store = faulty();
+    store.set_lose_aborts(true);
     let runtime = Arc::new(FakeRuntime::new());
     let mut cfg = config("e1");
     cfg.poll_interval = Duration::from_millis(200);
@@ -399,8 +399,8 @@ async fn configured_capacity_and_location_override_the_probes() {
 
 #[tokio::test]
 async fn a_lost_reply_of_mark_running_does_not_lose_the_job() {
-    let store = Arc::new(FlakyStore::default());
-    store.mark_running_lost_replies.store(1, Ordering::SeqCst);
+    let store = faulty();
+    store.fail_next(Op::MarkRunning, Fault::LostReply, 1);
     let runtime = Arc::new(FakeRuntime::new());
     let agent = Running::start(store.clone(), runtime.clone(), config("e1")).await;
     let job = assign(
@@ -412,6 +412,6 @@ async fn a_lost_reply_of_mark_running_does_not_lose_the_job() {
     .await;
     until_state(&*store, job, JobState::Succeeded, LIVENESS).await;
     assert_eq!(output(&*store, job).await, ["done"]);
-    assert_eq!(store.mark_running_lost_replies.load(Ordering::SeqCst), 0);
+    assert_eq!(store.faults_left(Op::MarkRunning), 0);
     agent.stop().await.unwrap();
 }
