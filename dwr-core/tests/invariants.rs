@@ -1,6 +1,7 @@
 //! Property test: random interleavings of submits, scheduling passes, heartbeats, starts,
-//! exits, aborts and executor deaths against the in-memory store never break the
-//! invariants of the cluster.
+//! exits (with retries), aborts, executor deaths and writes from stale attempts against the
+//! in-memory store never break the invariants of the cluster: no over-allocation, no GPU
+//! held twice, never two running attempts of one job, never a stale write accepted.
 //!
 //! The simulation drives the store and the scheduler directly, step by step, with a
 //! simulated clock, so every run is deterministic and proptest can shrink a failure to
@@ -28,6 +29,13 @@ enum Op {
         mem: u64,
         gpus: u32,
         model: Option<usize>,
+        retries: u32,
+        backoff_secs: u64,
+    },
+    /// An executor writes about an attempt of the job that is not under way any more.
+    Stale {
+        job: usize,
+        kind: u8,
     },
     Pass,
     Advance {
@@ -57,8 +65,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (1u64..=4, 1u64..=4, 0u32..=2, proptest::option::of(0usize..MODELS.len()))
-            .prop_map(|(c, m, g, model)| Op::Submit { cpu: c * 500, mem: m * 512, gpus: g, model }),
+        4 => (1u64..=4, 1u64..=4, 0u32..=2, proptest::option::of(0usize..MODELS.len()), 0u32..=2, prop_oneof![Just(0u64), Just(30u64)])
+            .prop_map(|(c, m, g, model, retries, backoff_secs)| Op::Submit { cpu: c * 500, mem: m * 512, gpus: g, model, retries, backoff_secs }),
+        2 => (0usize..64, 0u8..3).prop_map(|(job, kind)| Op::Stale { job, kind }),
         3 => Just(Op::Pass),
         1 => (1u64..=120).prop_map(|secs| Op::Advance { secs }),
         2 => (0usize..8).prop_map(|exec| Op::Heartbeat { exec }),
@@ -77,7 +86,10 @@ struct Sim {
     clock: Arc<ManualClock>,
     executors: Vec<(ExecutorId, bool)>,
     jobs: Vec<JobId>,
-    assigned_events: HashMap<JobId, usize>,
+    /// Assigned events seen, per job and attempt.
+    assigned_events: HashMap<(JobId, u32), usize>,
+    /// The attempts of each job an executor got the store's confirmation to run, in order.
+    runs: HashMap<JobId, Vec<u32>>,
     terminal: HashMap<JobId, JobState>,
 }
 
@@ -97,6 +109,7 @@ impl Sim {
             executors: Vec::new(),
             jobs: Vec::new(),
             assigned_events: HashMap::new(),
+            runs: HashMap::new(),
             terminal: HashMap::new(),
         };
         for _ in 0..executors {
@@ -138,12 +151,16 @@ impl Sim {
                 mem,
                 gpus,
                 model,
+                retries,
+                backoff_secs,
             } => {
                 let mut spec = JobSpec::new("img", vec!["run".into()], cpu, mem);
                 if gpus > 0 {
                     let rule = model.map_or(GpuModel::Any, |m| GpuModel::parse(MODELS[m]));
                     spec = spec.with_gpus(gpus, rule);
                 }
+                spec.retry.max_retries = retries;
+                spec.retry.backoff = Duration::from_secs(backoff_secs);
                 let job = Job::new(JobId::new(), spec, self.clock.now());
                 store.submit(job.clone()).await.unwrap();
                 self.jobs.push(job.id);
@@ -186,11 +203,21 @@ impl Sim {
                 };
                 let running = store.jobs(&query).await.unwrap();
                 if !running.is_empty() {
-                    let id = running[job % running.len()].id;
+                    let running = &running[job % running.len()];
+                    // The executor reports on its attempt; a failure may be retried.
                     store
-                        .finish(id, &Outcome::exited(code, oom), None)
+                        .finish(
+                            running.id,
+                            &Outcome::exited(code, oom),
+                            Some(running.attempt),
+                        )
                         .await
                         .unwrap();
+                }
+            }
+            Op::Stale { job, kind } => {
+                if let Some(id) = self.job(job) {
+                    self.stale_write(id, kind).await;
                 }
             }
             Op::Abort { job } => {
@@ -222,10 +249,21 @@ impl Sim {
         };
         match event {
             ExecutorEvent::Assigned(job) => {
-                let job = job.id;
-                *self.assigned_events.entry(job).or_default() += 1;
+                let (job, attempt) = (job.id, job.attempt);
+                *self.assigned_events.entry((job, attempt)).or_default() += 1;
                 // The job may have been aborted or expired meanwhile: then this is refused.
-                let _ = self.store.mark_running(job, id, 1).await;
+                if self.store.mark_running(job, id, attempt).await.is_ok() {
+                    // Confirmed: every earlier attempt of the job has ended by now.
+                    let stored = self.store.job(job).await.unwrap();
+                    let ended: HashSet<u32> = stored.attempts.iter().map(|a| a.attempt).collect();
+                    for earlier in 1..attempt {
+                        assert!(
+                            ended.contains(&earlier),
+                            "job {job}: attempt {attempt} runs while attempt {earlier} has not ended"
+                        );
+                    }
+                    self.runs.entry(job).or_default().push(attempt);
+                }
             }
             ExecutorEvent::Abort(job, cause) => {
                 self.store
@@ -234,6 +272,63 @@ impl Sim {
                     .unwrap();
             }
         }
+    }
+
+    /// An executor writes about an attempt of `id` that is not under way (an older one, or
+    /// the current one once it ended in a retry): refused, nothing changed.
+    async fn stale_write(&mut self, id: JobId, kind: u8) {
+        let before = self.store.job(id).await.unwrap();
+        let stale = if before.state == JobState::Pending && before.attempt > 0 {
+            before.attempt
+        } else if before.attempt > 1 {
+            before.attempt - 1
+        } else {
+            return;
+        };
+        let exec = before
+            .attempts
+            .iter()
+            .find(|a| a.attempt == stale)
+            .and_then(|a| a.executor.clone())
+            .unwrap_or_else(|| ExecutorId::new("exec-00"));
+        let logs = self.store.logs(id, 0).await.unwrap();
+        let refused = match kind {
+            0 => self
+                .store
+                .finish(id, &Outcome::exited(0, false), Some(stale))
+                .await
+                .err(),
+            1 => self
+                .store
+                .append_logs(id, Some(stale), &["late line".into()])
+                .await
+                .err(),
+            _ => self.store.mark_running(id, &exec, stale).await.err(),
+        };
+        assert!(
+            matches!(
+                refused,
+                Some(
+                    StoreError::StaleAttempt { .. }
+                        | StoreError::InvalidTransition { .. }
+                        | StoreError::AlreadyTerminal { .. }
+                )
+            ),
+            "a write from stale attempt {stale} of job {id} ({}) was accepted: {refused:?}",
+            before.state
+        );
+        if kind < 2 {
+            assert!(
+                matches!(refused, Some(StoreError::StaleAttempt { .. })),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(
+            self.store.job(id).await.unwrap(),
+            before,
+            "a refused write changed the job"
+        );
+        assert_eq!(self.store.logs(id, 0).await.unwrap(), logs);
     }
 
     /// Checks every invariant against the store's state.
@@ -249,9 +344,33 @@ impl Sim {
             } else if job.state.is_terminal() {
                 self.terminal.insert(*id, job.state);
             }
+            for attempt in 1..=job.attempt {
+                assert!(
+                    self.assigned_events
+                        .get(&(*id, attempt))
+                        .copied()
+                        .unwrap_or(0)
+                        <= 1,
+                    "attempt {attempt} of job {id} assigned twice"
+                );
+            }
+            if let Some(runs) = self.runs.get(id) {
+                assert!(
+                    runs.windows(2).all(|w| w[0] < w[1]),
+                    "job {id}: an attempt ran twice: {runs:?}"
+                );
+                let ended = job.attempts.len() as u32;
+                let under_way = u32::from(job.state.holds_resources());
+                assert!(
+                    runs.len() as u32 <= ended + under_way,
+                    "job {id}: {} attempts ran, {ended} ended and {under_way} under way",
+                    runs.len()
+                );
+            }
             assert!(
-                self.assigned_events.get(id).copied().unwrap_or(0) <= 1,
-                "job {id} assigned twice"
+                job.attempt <= job.spec.retry.max_retries + 1,
+                "job {id}: attempt {} past its retries",
+                job.attempt
             );
             if job.state.holds_resources() {
                 let exec = job
