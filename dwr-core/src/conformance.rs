@@ -25,8 +25,11 @@
 //!   outcome) is `InvalidTransition` and changes nothing.
 //! * `commit_assignment` of an unknown job is `JobNotFound`; of an unknown executor,
 //!   `Rejected(ExecutorGone)`; a GPU named twice in one assignment is `GpuUnavailable`.
-//! * Liveness: an executor whose last heartbeat is older than `stale_before` is stale; one
-//!   whose heartbeat equals it is not.
+//! * Liveness: an executor is judged by its own lease on the store's clock; the lease checks
+//!   register executors with a 300 ms lease and outlive it by sleeping (the store's clock is
+//!   real time: no caller passes one).
+//! * Fencing: `mark_running` checks the state and the executor first (`AlreadyTerminal`,
+//!   `InvalidTransition`), then the attempt (`StaleAttempt`).
 
 mod assign;
 mod executors;
@@ -272,15 +275,20 @@ pub(crate) async fn store_now(store: &Arc<dyn JobStore>) -> Timestamp {
     store.now().await.expect("now")
 }
 
+/// How far a caller's reading of the store's clock may be off the clock itself: the
+/// latency of reading it (a store may carry one reading forward between readings).
+pub(crate) const CLOCK_READ_SLACK: Duration = Duration::from_millis(5);
+
 /// Asserts that `stamp` was taken from the store's clock between `before` (read from it
-/// earlier) and now.
+/// earlier) and now, give or take [`CLOCK_READ_SLACK`].
 pub(crate) async fn assert_stamped(
     store: &Arc<dyn JobStore>,
     what: &str,
     stamp: Option<Timestamp>,
     before: Timestamp,
 ) {
-    let after = store_now(store).await;
+    let after = store_now(store).await.plus(CLOCK_READ_SLACK);
+    let before = before.minus(CLOCK_READ_SLACK);
     let stamp = stamp.unwrap_or_else(|| panic!("{what}: not stamped"));
     assert!(
         before <= stamp && stamp <= after,

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use dwr_core::{
-    AbortCause, Executor, ExecutorEvent, ExecutorId, ExecutorRegistration, HostUsage, Job, JobId,
-    JobState, Resources, StoreError, Timestamp,
+    AbortCause, AttemptRecord, Executor, ExecutorEvent, ExecutorId, ExecutorRegistration,
+    HostUsage, Job, JobId, JobState, Resources, StoreError, Timestamp,
 };
 use redis::Value;
 
@@ -128,7 +128,7 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
         None => Vec::new(),
     };
     let created_at = ts("created_at")?.ok_or_else(|| corrupt(what(), "created_at missing"))?;
-    Ok(Job {
+    let mut job = Job {
         id,
         spec,
         state,
@@ -156,7 +156,25 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
         assigned_at: ts("assigned_at")?,
         started_at: ts("started_at")?,
         finished_at: ts("finished_at")?,
-    })
+    };
+    // The scripts keep only the attempts that ended in a retry; the final one is the
+    // job's own fields (dwr_core::Job::end_attempt records it, so both stores agree).
+    let recorded = job
+        .attempts
+        .last()
+        .is_some_and(|a| a.attempt == job.attempt);
+    if job.state.is_terminal() && job.attempt > 0 && !recorded {
+        job.attempts.push(AttemptRecord {
+            attempt: job.attempt,
+            executor: job.executor.clone(),
+            executor_ip: job.executor_ip.clone(),
+            started_at: job.started_at,
+            ended_at: job.finished_at.unwrap_or(job.updated_at),
+            exit_code: job.exit_code,
+            reason: job.reason.clone(),
+        });
+    }
+    Ok(job)
 }
 
 /// A flat `HGETALL` answer as a map.

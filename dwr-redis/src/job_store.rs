@@ -19,6 +19,10 @@ use crate::codec::{
 use crate::error::{corrupt, store_error};
 use crate::store::RedisJobStore;
 
+/// How long [`JobStore::now`] carries a reading of Redis `TIME` forward before it reads
+/// it again.
+const CLOCK_REFRESH: Duration = Duration::from_secs(1);
+
 /// Most events one pop takes off an executor's list; the ones not returned at once wait
 /// in the store handle for the next calls (see `EventBuffer`).
 const EVENT_BATCH: usize = 128;
@@ -179,7 +183,11 @@ impl RedisJobStore {
             key.to_owned(),
             ttl.as_millis().max(1).to_string(),
         ];
-        for (field, value) in job_fields(&job)? {
+        // The script stamps the creation time itself.
+        for (field, value) in job_fields(&job)?
+            .into_iter()
+            .filter(|(field, _)| !matches!(*field, "created_at" | "updated_at"))
+        {
             args.push(field.to_owned());
             args.push(value);
         }
@@ -272,12 +280,26 @@ impl RedisJobStore {
 
 #[async_trait]
 impl JobStore for RedisJobStore {
+    /// Redis's clock: `TIME`, read at most once per [`CLOCK_REFRESH`] and carried forward
+    /// in between by the local monotonic clock (which does not step, and drifts from
+    /// Redis's by parts per million), so a scheduling pass costs no extra round trip. The
+    /// reading is taken as of the middle of its round trip.
     async fn now(&self) -> Result<Timestamp, StoreError> {
+        let cached = *self.inner.clock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, read)) = cached {
+            if read.elapsed() < CLOCK_REFRESH {
+                return Ok(at.plus(read.elapsed()));
+            }
+        }
+        let sent = std::time::Instant::now();
         let (secs, micros): (i64, i64) = redis::cmd("TIME")
             .query_async(&mut self.conn())
             .await
             .map_err(|e| store_error("now", e))?;
-        Ok(Timestamp(secs * 1000 + micros / 1000))
+        let read = sent + sent.elapsed() / 2;
+        let at = Timestamp(secs * 1000 + micros / 1000);
+        *self.inner.clock.lock().unwrap_or_else(|e| e.into_inner()) = Some((at, read));
+        Ok(at.plus(read.elapsed()))
     }
 
     async fn submit(&self, job: Job) -> Result<Job, StoreError> {

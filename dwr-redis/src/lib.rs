@@ -50,6 +50,25 @@
 //! The scripts derive keys from the prefix, so the store needs a single Redis (or a
 //! primary with replicas), not Redis Cluster.
 //!
+//! # One clock
+//!
+//! Every time the scripts write (submission, assignment, start, end, heartbeat) and every
+//! lease they judge is Redis `TIME`, read inside the script: callers send no times.
+//! [`JobStore::now`](dwr_core::JobStore::now) reads the same clock for the scheduler's own
+//! comparisons (allocation timeouts, max runtimes). An executor's lease (`lease_ms`, three of
+//! the heartbeat intervals it registered) is judged against its `last_heartbeat` by
+//! `commit_assignment` and `expire_executor`. Scripts are replicated by their effects
+//! (the default since Redis 5), which is what allows `TIME` before writes.
+//!
+//! # Fencing and retries
+//!
+//! `commit_assignment` counts the job's attempts (`attempt`); `mark_running`, `append_logs`
+//! and `finish` take the attempt of the executor writing and refuse (`stale`) any other, or
+//! one no longer under way. `finish` and `expire_executor` end an attempt like
+//! `dwr_core::Job::end_attempt`: a failed attempt the job's retry policy (`max_retries`,
+//! `retry_ms`, `retry_on`, written at submit when there are retries) covers sends it back to
+//! pending with `retry_at`, and every ended attempt is appended to `attempts`.
+//!
 //! # Keys
 //!
 //! `{p}` is the configured prefix ([`RedisConfig::key_prefix`], default `dwr:`); distinct
@@ -60,13 +79,14 @@
 //! | Key | Type | Written by | Expires |
 //! |---|---|---|---|
 //! | `{p}seq` | string (counter) | `submit` (`INCR`: arrival sequence) | never |
-//! | `{p}job:{job_id}` | hash: `id`, `spec` (JSON of the `JobSpec`), `state`, `seq`, `cpu`, `mem`, `ngpu`, `gpu_ids` (JSON), `executor`, `executor_ip`, `exit_code`, `reason`, `oom`, `abort`, `created_at`, `updated_at`, `assigned_at`, `started_at`, `finished_at` (ms), `log_total` (lines ever appended: follower offsets stay valid after trimming) | every job transition | deleted by `purge_finished` |
+//! | `{p}job:{job_id}` | hash: `id`, `spec` (JSON of the `JobSpec`), `state`, `seq`, `cpu`, `mem`, `ngpu`, `gpu_ids` (JSON), `executor`, `executor_ip`, `exit_code`, `reason`, `oom`, `abort`, `created_at`, `updated_at`, `assigned_at`, `started_at`, `finished_at` (ms, Redis `TIME`), `log_total` (lines ever appended: follower offsets stay valid after trimming), `attempt`, `attempts` (JSON of the ended attempts), `retry_at` (ms, while pending for a retry), and with retries `max_retries`, `retry_ms`, `retry_on` | every job transition | deleted by `purge_finished` |
+//! | `{p}idempotency:{key}` | string: the id of the job submitted under an `Idempotency-Key` | `submit` with a key (`SET PX`) | after 24 h |
 //! | `{p}jobs:{state}` | sorted set per state: job id, score = sequence; every job is in exactly one, and listing all jobs reads the six (`list_jobs.lua`) | every transition | members move or are purged |
-//! | `{p}jobs:finish_order` | list of terminal job ids in the order they finished (a list, not a sorted set by time: appending costs O(1); `purge_finished` takes from the head while the head is due, so a job stamped later than one behind it, by clock skew between callers, holds that one back until it is due too) | terminal transitions | purge pops them |
+//! | `{p}jobs:finish_order` | list of terminal job ids in the order they finished (a list, not a sorted set by time: appending costs O(1); `purge_finished` takes from the head while the head is due, which agrees with the finish times now that Redis `TIME` stamps them all; a job stamped by an earlier version's caller later than one behind it holds that one back until it is due too) | terminal transitions | purge pops them |
 //! | `{p}jobs:finished` | sorted set: job id, score = finish time (ms): written by earlier versions only, drained by purge | — | members removed by purge |
 //! | `{p}jobs:all` | sorted set of every job: written by earlier versions only | — | deleted by purge |
 //! | `{p}executors` | set of executor ids | `register_executor`, `expire_executor` | never |
-//! | `{p}executor:{id}` | hash: `id`, `reg` (JSON), `ip`, `cpu_total`, `mem_total`, `gpu_total`, `dev:{uuid}`, `registered_at`, `last_heartbeat`, `usage` (JSON) — written by register/heartbeat; `cpu_alloc`, `mem_alloc`, `gpu_alloc` — written only by commit and release | scripts only | deleted by `expire_executor` |
+//! | `{p}executor:{id}` | hash: `id`, `reg` (JSON), `ip`, `cpu_total`, `mem_total`, `gpu_total`, `dev:{uuid}`, `registered_at`, `last_heartbeat` (Redis `TIME`), `lease_ms` (its lease: 3 of its heartbeat intervals), `usage` (JSON) — written by register/heartbeat; `cpu_alloc`, `mem_alloc`, `gpu_alloc` — written only by commit and release | scripts only | deleted by `expire_executor` |
 //! | `{p}executor_jobs:{id}` | set of the job ids it holds | commit, release | deleted by `expire_executor` |
 //! | `{p}executor_gpus:{id}` | hash: GPU UUID → job id holding it | commit, release | deleted by `expire_executor` |
 //! | `{p}executor_events:{id}` | list of `assigned <job>` / `abort <job> <cause>` | `commit_assignment`, `request_abort` (`RPUSH`); the executor pops (`BLMPOP`) | deleted by `expire_executor` |

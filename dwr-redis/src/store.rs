@@ -40,6 +40,9 @@ pub(crate) struct Inner {
     pub wake: WakeListener,
     /// Requests sent through this handle and its clones (each one round trip).
     pub requests: Arc<AtomicU64>,
+    /// Redis's clock as last read (`TIME`) and the local instant of that reading; see
+    /// [`JobStore::now`](dwr_core::JobStore::now) on [`RedisJobStore`].
+    pub clock: std::sync::Mutex<Option<(dwr_core::Timestamp, std::time::Instant)>>,
     /// Group commit of the per-job transitions (see [`crate::batch`]).
     pub batchers: Batchers,
 }
@@ -146,6 +149,7 @@ impl RedisJobStore {
                 events: EventBuffer::default(),
                 wake,
                 requests,
+                clock: std::sync::Mutex::new(None),
                 batchers,
             }),
         })

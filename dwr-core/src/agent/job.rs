@@ -418,6 +418,9 @@ impl Shared {
         })
         .await;
         match result {
+            Ok(finished) if finished.changed && finished.state == JobState::Pending => {
+                tracing::info!(job = %id, attempt, reason = ?outcome.reason, "attempt failed; the job will be retried");
+            }
             Ok(finished) if finished.changed => {
                 tracing::info!(job = %id, state = %finished.state, reason = ?outcome.reason, "job finished");
             }

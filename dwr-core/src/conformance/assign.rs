@@ -51,7 +51,7 @@ async fn records_and_allocates(store: &Arc<dyn JobStore>, name: &str, with_snaps
         submitted_after,
     )
     .await;
-    assert!(committed.created_at <= committed_after);
+    assert!(committed.created_at <= committed_after.plus(super::CLOCK_READ_SLACK));
     let stored = job(store, id).await;
     assert_eq!(stored, committed, "the stored job is the returned one");
 

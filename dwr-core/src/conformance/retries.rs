@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{assign, executor, job, register, spec, store_now, submit};
+use super::{assign, executor, job, register, spec, store_now, submit, CLOCK_READ_SLACK};
 use crate::error::StoreError;
 use crate::ids::JobId;
 use crate::job::{AbortCause, JobState, Outcome};
@@ -112,7 +112,7 @@ pub async fn a_failed_attempt_is_retried_by_its_policy(store: Arc<dyn JobStore>)
     let id = submit_spec(&store, retrying(1, Duration::ZERO, &RetryCause::ALL)).await;
     assign(&store, id, &e1, &[]).await;
     store.mark_running(id, &e1, 1).await.expect("run");
-    let before = store_now(&store).await;
+    let before = store_now(&store).await.minus(CLOCK_READ_SLACK);
     let done = store
         .finish(id, &Outcome::exited(3, false), Some(1))
         .await
@@ -177,12 +177,12 @@ pub async fn retries_follow_backoff_causes_aborts_and_expiry(store: Arc<dyn JobS
     let id = submit_spec(&store, retrying(3, backoff, &[RetryCause::Oom])).await;
     assign(&store, id, &exec, &[]).await;
     store.mark_running(id, &exec, 1).await.expect("run");
-    let before = store_now(&store).await;
+    let before = store_now(&store).await.minus(CLOCK_READ_SLACK);
     store
         .finish(id, &Outcome::exited(137, true), Some(1))
         .await
         .expect("finish");
-    let after = store_now(&store).await;
+    let after = store_now(&store).await.plus(CLOCK_READ_SLACK);
     let at = job(&store, id).await.retry_at.expect("retry_at");
     assert!(
         at >= before.plus(backoff) && at <= after.plus(backoff),

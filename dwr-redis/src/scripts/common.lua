@@ -10,10 +10,15 @@ local LEGAL = {
 local TERMINAL = { succeeded = true, failed = true, aborted = true }
 
 -- The store's clock: Redis TIME in ms. Every stamp a script writes and every lease it judges
--- is read from it, never from a caller, so the callers' clocks do not matter.
+-- is read from it, never from a caller, so the callers' clocks do not matter. Read once per
+-- script call: the operations of a batch (batch.rs) happen at one instant.
+local NOW = nil
 local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not NOW then
+    local t = redis.call('TIME')
+    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return NOW
 end
 
 -- The lease of an executor registered by a version that did not record one: 3 x 30 s.
@@ -44,12 +49,16 @@ local function move_state(id, from, to, seq)
   redis.call('ZADD', k_state(to), seq, id)
 end
 
--- What a terminal transition needs of a job, read in one HMGET: state, executor, cpu,
--- mem, ngpu, gpu_ids, seq, then the optional fields it may clear: abort, exit_code,
--- reason, log_total (set once the job has log lines; nil state: no such job), retry_at.
+-- What a terminal transition needs of a job, read in one HMGET: state (1), executor (2),
+-- cpu (3), mem (4), ngpu (5), gpu_ids (6), seq (7), then the optional fields it may clear:
+-- abort (8), exit_code (9), reason (10), log_total (11: set once the job has log lines),
+-- retry_at (12); then what ending an attempt reads: attempt (13), max_retries (14),
+-- retry_ms (15), retry_on (16), attempts (17), executor_ip (18), started_at (19). A nil
+-- state: no such job.
 local function job_for_finish(id)
   return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
-    'seq', 'abort', 'exit_code', 'reason', 'log_total', 'retry_at')
+    'seq', 'abort', 'exit_code', 'reason', 'log_total', 'retry_at', 'attempt', 'max_retries',
+    'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at')
 end
 
 -- Gives back what job `id` holds on its executor (`j` from job_for_finish). Exactly once:
@@ -116,29 +125,30 @@ end
 local MAX_RETRY_MS = 600000
 
 -- Ends the current attempt of job `id` (`j` from job_for_finish), a mirror of
--- dwr_core::Job::end_attempt: an attempt under way (assigned or running) is recorded in the
--- job's `attempts`; when it failed for a `cause` ('' for none) its retry policy names, with
--- retries left and no abort requested, the job goes back to pending until its backoff has
--- passed ('retry'); otherwise finish_job ends it ('final').
+-- dwr_core::Job::end_attempt: when an attempt under way (assigned or running) failed for a
+-- `cause` ('' for none) its retry policy names, with retries left and no abort requested,
+-- the attempt is recorded in the job's `attempts` and the job goes back to pending until
+-- its backoff has passed ('retry'); otherwise finish_job ends it ('final'). The final
+-- attempt is not written to `attempts`: its record is the job's own fields, which the
+-- store's codec reads it from (one JSON encode less on every job's end).
 local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, cause)
   local state = j[1]
-  if state == 'assigned' or state == 'running' then
+  if (state == 'assigned' or state == 'running') and to == 'failed' and cause ~= ''
+      and j[14] and not j[8] then
     local jk = k_job(id)
-    local r = redis.call('HMGET', jk, 'attempt', 'max_retries', 'retry_ms', 'retry_on',
-      'attempts', 'executor_ip', 'started_at')
+    local r = { j[13], j[14], j[15], j[16], j[17], j[18], j[19] }
     local attempt = tonumber(r[1] or '0')
-    local attempts = {}
-    if r[5] and r[5] ~= '{}' then attempts = cjson.decode(r[5]) end
-    local record = { attempt = attempt, executor = j[2], executor_ip = r[6],
-      started_at = tonumber(r[7] or ''), ended_at = now }
-    if exit_code ~= nil and exit_code ~= '' then record.exit_code = tonumber(exit_code) end
-    if reason ~= nil and reason ~= '' then record.reason = reason end
-    attempts[#attempts + 1] = record
-    local encoded = cjson.encode(attempts)
-    local retry = to == 'failed' and not j[8] and cause ~= '' and r[2]
-      and attempt <= tonumber(r[2])
+    local retry = attempt <= tonumber(r[2])
       and string.find(',' .. (r[4] or '') .. ',', ',' .. cause .. ',', 1, true)
     if retry then
+      local attempts = {}
+      if r[5] and r[5] ~= '{}' then attempts = cjson.decode(r[5]) end
+      local record = { attempt = attempt, executor = j[2], executor_ip = r[6],
+        started_at = tonumber(r[7] or ''), ended_at = now }
+      if exit_code ~= nil and exit_code ~= '' then record.exit_code = tonumber(exit_code) end
+      if reason ~= nil and reason ~= '' then record.reason = reason end
+      attempts[#attempts + 1] = record
+      local encoded = cjson.encode(attempts)
       release(id, j)
       local delay = tonumber(r[3] or '0') * 2 ^ math.min(attempt - 1, 31)
       if delay > MAX_RETRY_MS then delay = MAX_RETRY_MS end
@@ -154,7 +164,6 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
       wake()
       return 'retry'
     end
-    redis.call('HSET', jk, 'attempts', encoded)
   end
   finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   return 'final'

@@ -1,6 +1,6 @@
 -- submit.lua: stores a new pending job and wakes schedulers.
 -- ARGV: prefix, job id, state, idempotency key ('' for none), its TTL (ms), then field/value
--- pairs of the job hash. The creation time is Redis TIME, whatever the caller's clock said;
+-- pairs of the job hash but its times. The creation time is Redis TIME, whatever the caller's clock said;
 -- the reply carries it. Under a key that names a job already, nothing is stored and the
 -- reply is { 'existing', id }.
 local id, key = ARGV[2], ARGV[4]
@@ -15,10 +15,9 @@ if redis.call('HSETNX', jk, 'id', id) == 0 then
   return { 'job_exists' }
 end
 local seq = redis.call('INCR', K_SEQ)
-redis.call('HSET', jk, 'seq', seq, unpack(ARGV, 6))
-if key ~= '' then redis.call('SET', k_idem(key), id, 'PX', ARGV[5]) end
 local now = now_ms()
-redis.call('HSET', jk, 'created_at', now, 'updated_at', now)
+redis.call('HSET', jk, 'seq', seq, 'created_at', now, 'updated_at', now, unpack(ARGV, 6))
+if key ~= '' then redis.call('SET', k_idem(key), id, 'PX', ARGV[5]) end
 redis.call('ZADD', k_state(ARGV[3]), seq, id)
 wake()
 return { 'ok', tostring(now) }
