@@ -58,15 +58,19 @@ pub use executors::{
 pub use jobs::{
     all_jobs_page_in_arrival_order_across_states, counts_cover_every_state,
     jobs_are_listed_newest_first_with_paging, pending_jobs_in_arrival_order,
-    purge_finished_deletes_old_terminal_jobs, submit_get_and_duplicate,
-    submit_with_an_idempotency_key_creates_once, unknown_ids_are_not_found,
+    purge_finished_beyond_keeps_the_newest, purge_finished_deletes_old_terminal_jobs,
+    submit_get_and_duplicate, submit_with_an_idempotency_key_creates_once,
+    unknown_ids_are_not_found,
 };
 pub use lifecycle::{
     abort_then_finish_releases_once, finish_after_expire_changes_nothing,
     finish_follows_the_lifecycle, finish_releases_once, mark_running_only_by_its_executor,
     request_abort_by_state,
 };
-pub use logs::{logs_append_and_read_from_offset, wait_logs_wakes_on_append_and_on_finish};
+pub use logs::{
+    logs_append_and_read_from_offset, logs_stop_at_the_byte_cap_with_one_marker,
+    wait_logs_wakes_on_append_and_on_finish,
+};
 pub use retries::{
     a_failed_attempt_is_retried_by_its_policy, retries_follow_backoff_causes_aborts_and_expiry,
     writes_from_a_stale_attempt_are_refused,
@@ -94,6 +98,7 @@ macro_rules! __job_store_for_each_check {
             pending_jobs_in_arrival_order,
             counts_cover_every_state,
             purge_finished_deletes_old_terminal_jobs,
+            purge_finished_beyond_keeps_the_newest,
             commit_assignment_records_and_allocates,
             commit_rejects_a_job_not_pending,
             commit_rejects_an_unknown_executor,
@@ -120,6 +125,7 @@ macro_rules! __job_store_for_each_check {
             wait_for_work_wakes_on_changes,
             logs_append_and_read_from_offset,
             wait_logs_wakes_on_append_and_on_finish,
+            logs_stop_at_the_byte_cap_with_one_marker,
             writes_from_a_stale_attempt_are_refused,
             a_failed_attempt_is_retried_by_its_policy,
             retries_follow_backoff_causes_aborts_and_expiry,

@@ -49,7 +49,7 @@ pub use scheduler::{
 };
 pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, VolumeMount};
 pub use store::{
-    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore, Submission,
-    IDEMPOTENCY_TTL,
+    log_cap_marker, AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery,
+    JobStore, Submission, DEFAULT_LOG_MAX_BYTES, IDEMPOTENCY_TTL, MAX_LOG_LINE_BYTES,
 };
 pub use time::Timestamp;

@@ -69,6 +69,7 @@ pub struct InMemoryJobStore {
     /// Woken by submit, finish, abort of a pending job, executor expiry and registration.
     work: Notify,
     log_cap: usize,
+    log_max_bytes: u64,
     /// The one clock every transition is stamped with and every lease judged by.
     clock: Arc<dyn Clock>,
 }
@@ -86,8 +87,16 @@ impl InMemoryJobStore {
             state: Mutex::new(State::default()),
             work: Notify::new(),
             log_cap,
+            log_max_bytes: crate::store::DEFAULT_LOG_MAX_BYTES,
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same store keeping at most `max_bytes` of log per job (0: no byte cap); see
+    /// [`JobStore::append_logs`].
+    pub fn with_log_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.log_max_bytes = max_bytes;
+        self
     }
 
     /// The same store keeping time by `clock` instead of the process clock (tests pick
@@ -172,6 +181,11 @@ struct JobLog {
     lines: VecDeque<String>,
     /// Lines dropped from the front by the cap: the absolute number of `lines[0]`.
     dropped: usize,
+    /// Bytes of the lines kept (ever appended and not cut by the byte cap).
+    bytes: u64,
+    /// Bytes and lines cut by the byte cap; once non-zero, the last line is the marker.
+    cut_bytes: u64,
+    cut_lines: u64,
 }
 
 impl JobLog {
@@ -179,8 +193,32 @@ impl JobLog {
         self.dropped + self.lines.len()
     }
 
-    fn push(&mut self, new: &[String], cap: usize) {
-        self.lines.extend(new.iter().cloned());
+    /// Appends `new` up to `max_bytes` of log (0: no byte cap), then keeps the newest
+    /// `cap` lines.
+    fn push(&mut self, new: &[String], cap: usize, max_bytes: u64) {
+        let mut taken = 0;
+        if self.cut_lines == 0 {
+            for line in new {
+                let len = line.len() as u64;
+                if max_bytes > 0 && self.bytes + len > max_bytes {
+                    break;
+                }
+                self.bytes += len;
+                taken += 1;
+            }
+        }
+        self.lines.extend(new[..taken].iter().cloned());
+        let cut = &new[taken..];
+        if !cut.is_empty() {
+            let first_cut = self.cut_lines == 0;
+            self.cut_lines += cut.len() as u64;
+            self.cut_bytes += cut.iter().map(|l| l.len() as u64).sum::<u64>();
+            let marker = crate::store::log_cap_marker(max_bytes, self.cut_bytes, self.cut_lines);
+            match self.lines.back_mut() {
+                Some(last) if !first_cut => *last = marker,
+                _ => self.lines.push_back(marker),
+            }
+        }
         let over = self.lines.len().saturating_sub(cap);
         if over > 0 {
             self.lines.drain(..over);
@@ -797,7 +835,7 @@ impl JobStore for InMemoryJobStore {
                     return Err(stale(&entry.job, attempt));
                 }
             }
-            entry.log.push(lines, cap);
+            entry.log.push(lines, cap, self.log_max_bytes);
             entry.log_notify.clone()
         };
         ring(notify);
@@ -864,5 +902,23 @@ impl JobStore for InMemoryJobStore {
             }
         }
         Ok(cut.len() as u64)
+    }
+
+    async fn purge_finished_beyond(&self, keep: u64) -> Result<u64, StoreError> {
+        let mut st = self.lock();
+        let excess = (st.finished.len() as u64).saturating_sub(keep);
+        let mut deleted = 0;
+        for _ in 0..excess {
+            let Some((_, id)) = st.finished.pop_first() else {
+                break;
+            };
+            if let Some(entry) = st.jobs.remove(&id) {
+                st.all.remove(&entry.seq);
+                st.by_state[slot(entry.job.state)].remove(&entry.seq);
+                ring(entry.log_notify);
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 }

@@ -304,6 +304,12 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// Appends lines to the job's log in one operation. With `attempt` (an executor's
     /// output) the write is fenced: refused with `StaleAttempt` unless it is the job's
     /// current attempt and the job still holds resources (assigned or running).
+    ///
+    /// A job's log keeps at most its store's byte cap (default [`DEFAULT_LOG_MAX_BYTES`],
+    /// counted over the lines' bytes): the first line that would pass it, and every line
+    /// after it, is dropped, and the log ends with one line, [`log_cap_marker`], that says
+    /// how much was dropped (rewritten in place as more is). The appender is not told: its
+    /// output was accepted, and only kept up to the cap.
     async fn append_logs(
         &self,
         id: JobId,
@@ -328,4 +334,24 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// they finished rather than by their finish times (the Redis store does): with one
     /// clock stamping every finish the two orders agree, except across a step of that clock.
     async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError>;
+
+    /// Deletes the terminal jobs (and their logs) that finished first, beyond the `keep`
+    /// that finished last. Returns how many were deleted.
+    async fn purge_finished_beyond(&self, keep: u64) -> Result<u64, StoreError>;
+}
+
+/// Bytes of log kept per job unless a store is configured otherwise: 16 MiB.
+pub const DEFAULT_LOG_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The longest log line, bytes: executors split longer output into lines of this size, so
+/// that no component ever buffers an unbounded line.
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+/// The last line of a log that reached its byte cap (`cap` bytes kept): how many bytes, in
+/// how many lines, were dropped after it. Both stores write exactly this text.
+pub fn log_cap_marker(cap: u64, dropped_bytes: u64, dropped_lines: u64) -> String {
+    format!(
+        "[dwr] log cap of {cap} bytes reached: {dropped_bytes} more bytes in {dropped_lines} \
+         lines were dropped"
+    )
 }

@@ -29,6 +29,9 @@ pub struct RedisConfig {
     pub log_max_lines: usize,
     /// How long a job's log is kept once the job is terminal (zero = forever).
     pub log_ttl: Duration,
+    /// Bytes kept per job log (0 = no cap); past it the log ends with one marker line
+    /// (see `dwr_core::JobStore::append_logs`).
+    pub log_max_bytes: u64,
     /// Time allowed to open a connection.
     pub connect_timeout: Duration,
     /// Time allowed for one command's answer (non-blocking commands).
@@ -51,6 +54,7 @@ impl Default for RedisConfig {
             key_prefix: DEFAULT_PREFIX.to_owned(),
             log_max_lines: DEFAULT_LOG_MAX_LINES,
             log_ttl: DEFAULT_LOG_TTL,
+            log_max_bytes: dwr_core::DEFAULT_LOG_MAX_BYTES,
             connect_timeout: Duration::from_secs(5),
             response_timeout: Duration::from_secs(10),
             reconnect_retries: 6,
@@ -71,6 +75,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("key_prefix", &self.key_prefix)
             .field("log_max_lines", &self.log_max_lines)
             .field("log_ttl", &self.log_ttl)
+            .field("log_max_bytes", &self.log_max_bytes)
             .finish_non_exhaustive()
     }
 }

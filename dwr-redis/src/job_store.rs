@@ -655,11 +655,12 @@ impl JobStore for RedisJobStore {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut args = Vec::with_capacity(lines.len() + 4);
+        let mut args = Vec::with_capacity(lines.len() + 5);
         args.push(id.to_string());
         args.push(attempt.map(|a| a.to_string()).unwrap_or_default());
         args.push(self.inner.config.log_max_lines.to_string());
         args.push(self.log_ttl_secs());
+        args.push(self.inner.config.log_max_bytes.to_string());
         args.extend(lines.iter().cloned());
         let reply = self.inner.batchers.append_logs.call(args).await?;
         let (status, rest) = status_reply(&reply, "append_logs")?;
@@ -729,12 +730,24 @@ impl JobStore for RedisJobStore {
     }
 
     async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError> {
+        self.purge(older_than.as_millis().min(i64::MAX as u128).to_string(), -1)
+            .await
+    }
+
+    async fn purge_finished_beyond(&self, keep: u64) -> Result<u64, StoreError> {
+        self.purge(String::new(), keep.min(i64::MAX as u64) as i64)
+            .await
+    }
+}
+
+impl RedisJobStore {
+    /// Runs the purge script in batches of [`PURGE_BATCH`] until nothing is due: jobs that
+    /// finished `age_ms` ago or earlier ('' for no age), or beyond the `keep` that finished
+    /// last (-1 for no count).
+    async fn purge(&self, age_ms: String, keep: i64) -> Result<u64, StoreError> {
         let mut total = 0u64;
         loop {
-            let args = vec![
-                older_than.as_millis().min(i64::MAX as u128).to_string(),
-                PURGE_BATCH.to_string(),
-            ];
+            let args = vec![age_ms.clone(), PURGE_BATCH.to_string(), keep.to_string()];
             let script = &self.inner.scripts.purge;
             let reply = self.eval("purge_finished", script, args).await?;
             let (deleted, more): (u64, u8) = redis::from_redis_value(&reply)

@@ -460,3 +460,48 @@ pub async fn submit_with_an_idempotency_key_creates_once(store: Arc<dyn JobStore
         Ok(Submission::Created(_))
     ));
 }
+
+/// `purge_finished_beyond` keeps the `keep` terminal jobs that finished last and deletes
+/// the others, with their logs, never touching a job still under way.
+pub async fn purge_finished_beyond_keeps_the_newest(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
+    let mut finished = Vec::new();
+    for _ in 0..5 {
+        let id = submit(&store, spec(100, 64)).await;
+        store
+            .append_logs(id, None, &["line".into()])
+            .await
+            .expect("logs");
+        store
+            .finish(id, &Outcome::failed("gave up"), None)
+            .await
+            .expect("finish");
+        finished.push(id);
+        // Distinct finish times, so the order is the clock's as well as the calls'.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let pending = submit(&store, spec(100, 64)).await;
+    let running = submit(&store, spec(100, 64)).await;
+    assign(&store, running, &exec, &[]).await;
+    assert_eq!(store.purge_finished_beyond(10).await.expect("purge"), 0);
+    assert_eq!(store.purge_finished_beyond(2).await.expect("purge"), 3);
+    for id in &finished[..3] {
+        assert!(
+            matches!(store.job(*id).await, Err(StoreError::JobNotFound { .. })),
+            "the oldest finished jobs go first"
+        );
+        assert!(matches!(
+            store.logs(*id, 0).await,
+            Err(StoreError::JobNotFound { .. })
+        ));
+    }
+    for id in finished[3..].iter().chain([&pending, &running]) {
+        job(&store, *id).await;
+    }
+    assert_eq!(store.purge_finished_beyond(2).await.expect("purge"), 0);
+    assert_eq!(store.purge_finished_beyond(0).await.expect("purge"), 2);
+    let counts = store.counts().await.expect("counts");
+    assert_eq!(counts[&JobState::Failed], 0);
+    assert_eq!(counts[&JobState::Pending], 1);
+    assert_eq!(counts[&JobState::Assigned], 1);
+}

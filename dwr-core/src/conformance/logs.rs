@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{assign, register, spec, submit, LONG_WAIT, WAKE_BOUND};
 use crate::job::Outcome;
-use crate::store::JobStore;
+use crate::store::{log_cap_marker, JobStore, DEFAULT_LOG_MAX_BYTES};
 
 fn lines(texts: &[&str]) -> Vec<String> {
     texts.iter().map(|t| (*t).to_owned()).collect()
@@ -118,4 +118,45 @@ pub async fn wait_logs_wakes_on_append_and_on_finish(store: Arc<dyn JobStore>) {
         .expect("wait_logs on an ended job did not return")
         .expect("wait_logs");
     assert!(ended.is_empty());
+}
+
+/// A log keeps at most the default byte cap: the line that would pass it and every later
+/// one are dropped, and the log ends with one marker line counting what was dropped,
+/// rewritten as more is. Lines up to the cap exactly are kept whole.
+pub async fn logs_stop_at_the_byte_cap_with_one_marker(store: Arc<dyn JobStore>) {
+    const MIB: usize = 1024 * 1024;
+    let id = submit(&store, spec(100, 100)).await;
+    let whole = (DEFAULT_LOG_MAX_BYTES as usize) / MIB;
+    let big: Vec<String> = (0..whole - 1)
+        .map(|i| format!("{i:x}").repeat(MIB)[..MIB].to_owned())
+        .collect();
+    store.append_logs(id, None, &big).await.expect("append");
+    // The last MiB fits exactly; the 10 bytes after it do not, nor anything after them.
+    let batch = lines(&["z".repeat(MIB).as_str(), "0123456789", "x"]);
+    store.append_logs(id, None, &batch).await.expect("append");
+    let marker = log_cap_marker(DEFAULT_LOG_MAX_BYTES, 11, 2);
+    assert_eq!(
+        store.logs(id, whole).await.expect("logs"),
+        vec![marker],
+        "the log ends with one marker after the cap"
+    );
+    store
+        .append_logs(id, None, &lines(&["more", ""]))
+        .await
+        .expect("append");
+    let all = store.logs(id, 0).await.expect("logs");
+    assert_eq!(all.len(), whole + 1, "one marker, rewritten in place");
+    assert_eq!(all[whole - 1], "z".repeat(MIB));
+    assert_eq!(all[..whole - 1], big[..]);
+    assert_eq!(all[whole], log_cap_marker(DEFAULT_LOG_MAX_BYTES, 15, 4));
+    let kept: usize = all[..whole].iter().map(String::len).sum();
+    assert_eq!(kept as u64, DEFAULT_LOG_MAX_BYTES);
+
+    // Another job's log has its own cap.
+    let other = submit(&store, spec(100, 100)).await;
+    store
+        .append_logs(other, None, &lines(&["fine"]))
+        .await
+        .expect("append");
+    assert_eq!(store.logs(other, 0).await.expect("logs"), lines(&["fine"]));
 }

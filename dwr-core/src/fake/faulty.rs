@@ -531,6 +531,11 @@ impl JobStore for FaultyStore {
         self.run(Op::PurgeFinished, self.inner.purge_finished(older_than))
             .await
     }
+
+    async fn purge_finished_beyond(&self, keep: u64) -> Result<u64, StoreError> {
+        self.run(Op::PurgeFinished, self.inner.purge_finished_beyond(keep))
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
--- purge.lua: deletes up to a batch of terminal jobs finished before a time, with their logs.
--- ARGV: prefix, age (ms: jobs that finished longer ago than this by Redis TIME), batch
--- size. Returns { deleted, more }: how many jobs were deleted, and 1 when the batch ran out
--- before the due jobs did.
-local before, batch = now_ms() - tonumber(ARGV[2]), tonumber(ARGV[3])
+-- purge.lua: deletes up to a batch of terminal jobs, with their logs: those finished before
+-- a time, or those beyond the newest `keep` by finish order.
+-- ARGV: prefix, age (ms: jobs that finished longer ago than this by Redis TIME; '' for
+-- none), batch size, keep (-1 for no count). Returns { deleted, more }: how many jobs were
+-- deleted, and 1 when the batch ran out before the due jobs did.
+local age, batch, keep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+-- With no age, nothing is due by age: -1 is before every finish time.
+local before = age and (now_ms() - age) or -1
 local deleted, taken = 0, 0
 
 local function delete(id, state)
@@ -28,11 +31,14 @@ end
 -- Redis TIME, so the order agrees with them (but across a step of the server's clock, or
 -- jobs finished by an earlier version with its callers' clocks: then a job stamped later
 -- than one behind it holds that one back until it is due itself).
+local excess = 0
+if keep >= 0 then excess = redis.call('LLEN', K_FINISH_ORDER) - keep end
 while taken < batch do
   local id = redis.call('LINDEX', K_FINISH_ORDER, 0)
   if not id then break end
   local j = redis.call('HMGET', k_job(id), 'state', 'finished_at')
-  if j[1] and tonumber(j[2] or '0') > before then break end
+  if excess <= 0 and j[1] and tonumber(j[2] or '0') > before then break end
+  excess = excess - 1
   redis.call('LPOP', K_FINISH_ORDER)
   taken = taken + 1
   -- An entry without its hash (deleted by hand) just goes.
