@@ -45,7 +45,7 @@ pub use runtime::{
     LogLine, LogSource, OwnedContainer, ProgressSink,
 };
 pub use scheduler::{
-    PassReport, Placed, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError,
+    PassReport, Placed, Retention, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError,
 };
 pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, VolumeMount};
 pub use store::{

@@ -445,3 +445,114 @@ async fn the_loop_places_a_retried_job_when_its_backoff_has_passed() {
     stop_tx.send(()).unwrap();
     runner.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn pending_jobs_behind_the_considered_ones_still_time_out() {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
+    executor(&store, "a", 1000, 1024, &[]).await;
+    let s = scheduler(
+        &store,
+        SchedulerConfig {
+            max_jobs_per_pass: 3,
+            ..SchedulerConfig::default()
+        },
+    );
+    let filler = s.submit(spec(1000, 100)).await.unwrap().id;
+    s.run_pass().await.unwrap();
+    assert_eq!(store.job(filler).await.unwrap().state, JobState::Assigned);
+    let mut waiting = Vec::new();
+    for _ in 0..2500 {
+        waiting.push(s.submit(spec(1000, 100)).await.unwrap().id);
+    }
+    clock.advance(Duration::from_secs(301));
+    store
+        .heartbeat(&ExecutorId::new("a"), &HostUsage::default())
+        .await
+        .unwrap();
+    // The considered three fail in the pass; those behind them, a page per housekeeping
+    // pass (1,000), until none is left: a queue longer than a pass reads is no excuse.
+    let mut passes = 0;
+    while store.counts().await.unwrap()[&JobState::Pending] > 0 {
+        s.run_pass().await.unwrap();
+        passes += 1;
+        assert!(passes <= 4, "pending jobs behind the first page never time out");
+    }
+    for id in [waiting[0], waiting[2499]] {
+        let job = store.job(id).await.unwrap();
+        assert_eq!(job.state, JobState::Failed);
+        assert!(
+            job.reason.as_deref().unwrap().starts_with("allocation timeout"),
+            "{:?}",
+            job.reason
+        );
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_finished_jobs_by_age_and_by_count() {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
+    let s = scheduler(
+        &store,
+        SchedulerConfig {
+            retention: dwr_core::Retention {
+                max_age: Some(Duration::from_secs(3600)),
+                max_jobs: Some(2),
+                every: Duration::from_secs(60),
+            },
+            ..SchedulerConfig::default()
+        },
+    );
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = s.submit(spec(1000, 100)).await.unwrap().id;
+        store.finish(id, &Outcome::failed("x"), None).await.unwrap();
+        ids.push(id);
+        clock.advance(Duration::from_secs(1));
+    }
+    let live = s.submit(spec(1000, 100)).await.unwrap().id;
+    // Beyond the two that finished last.
+    assert_eq!(s.apply_retention().await.unwrap(), 3);
+    assert!(store.job(ids[2]).await.is_err());
+    assert!(store.job(ids[3]).await.is_ok());
+    // An hour later, by age.
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(s.apply_retention().await.unwrap(), 2);
+    assert_eq!(store.job(live).await.unwrap().state, JobState::Pending);
+    assert_eq!(s.apply_retention().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn the_run_loop_applies_retention_in_the_background() {
+    let store = Arc::new(InMemoryJobStore::new());
+    let s = scheduler(
+        &store,
+        SchedulerConfig {
+            retention: dwr_core::Retention {
+                max_age: None,
+                max_jobs: Some(0),
+                every: Duration::from_millis(50),
+            },
+            ..SchedulerConfig::default()
+        },
+    );
+    let id = s.submit(spec(1000, 100)).await.unwrap().id;
+    store.finish(id, &Outcome::failed("x"), None).await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let looping = s.clone();
+    let task = tokio::spawn(async move {
+        looping
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.job(id).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "never deleted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}

@@ -13,8 +13,33 @@ pub struct SchedulerConfig {
     /// until its allocation timeout. Default: at once, as Slurm refuses a job no partition
     /// can run.
     pub infeasible_grace: Option<Duration>,
-    /// At most this many pending jobs are considered per pass (oldest first).
+    /// At most this many pending jobs are considered per pass (oldest first). Those behind
+    /// them are still checked for their allocation timeout, a page per housekeeping pass.
     pub max_jobs_per_pass: usize,
+    /// Which finished jobs (and their logs) are deleted in the background.
+    pub retention: Retention,
+}
+
+/// How long finished jobs are kept: older than `max_age`, or beyond the `max_jobs` that
+/// finished last, they are deleted (with their logs) in the background, in bounded batches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished longer ago than this (by the store's clock): deleted. `None`: kept by age.
+    pub max_age: Option<Duration>,
+    /// More finished jobs than this: the first finished are deleted. `None`: no count.
+    pub max_jobs: Option<u64>,
+    /// How often the background deletion runs.
+    pub every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_jobs: Some(1_000_000),
+            every: Duration::from_secs(60),
+        }
+    }
 }
 
 impl Default for SchedulerConfig {
@@ -23,6 +48,7 @@ impl Default for SchedulerConfig {
             tick: Duration::from_secs(10),
             infeasible_grace: Some(Duration::ZERO),
             max_jobs_per_pass: 10_000,
+            retention: Retention::default(),
         }
     }
 }

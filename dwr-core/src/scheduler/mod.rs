@@ -12,7 +12,7 @@
 mod config;
 mod metrics;
 
-pub use config::SchedulerConfig;
+pub use config::{Retention, SchedulerConfig};
 pub use metrics::SchedulerMetrics;
 
 use std::collections::HashMap;
@@ -41,6 +41,10 @@ const LEASE_WAKE_MARGIN: Duration = Duration::from_millis(5);
 /// Most placements a pass decides before committing them (one
 /// [`JobStore::commit_assignments`] call).
 pub const COMMIT_BATCH: usize = 256;
+
+/// Pending jobs behind the considered ones checked for their allocation timeout per
+/// housekeeping pass.
+const SWEEP_PAGE: usize = 1000;
 
 /// Placements decided in a pass and not yet committed: the assignments, and beside each
 /// what the pass needs once its commit is answered.
@@ -138,6 +142,9 @@ struct Inner {
     /// across an await.
     pending_reasons: Mutex<HashMap<JobId, Explanation>>,
     metrics: Mutex<SchedulerMetrics>,
+    /// Where the sweep of the pending jobs behind the first page goes on (newest-first
+    /// offset among those jobs).
+    sweep_offset: Mutex<usize>,
 }
 
 impl Scheduler {
@@ -153,6 +160,7 @@ impl Scheduler {
                 placement,
                 config,
                 wake: Notify::new(),
+                sweep_offset: Mutex::new(0),
                 pass_lock: tokio::sync::Mutex::new(()),
                 pending_reasons: Mutex::new(HashMap::new()),
                 metrics: Mutex::new(SchedulerMetrics::default()),
@@ -288,6 +296,7 @@ impl Scheduler {
         report.expired_executors = expired;
         if housekeeping {
             self.stop_overdue(now, report).await?;
+            self.sweep_behind(now, report).await?;
         }
 
         let mut view = ClusterView::from_executors(&executors, now);
@@ -496,7 +505,20 @@ impl Scheduler {
         tokio::pin!(shutdown);
         let tick = self.inner.config.tick;
         let mut next_housekeeping = tokio::time::Instant::now();
+        let retention_every = self
+            .inner
+            .config
+            .retention
+            .every
+            .max(Duration::from_millis(10));
+        let mut next_retention = tokio::time::Instant::now() + retention_every;
         loop {
+            if tokio::time::Instant::now() >= next_retention {
+                next_retention = tokio::time::Instant::now() + retention_every;
+                if let Err(e) = self.apply_retention().await {
+                    warn!(error = %e, "deleting old finished jobs failed; trying again later");
+                }
+            }
             let now_instant = tokio::time::Instant::now();
             let housekeeping = now_instant >= next_housekeeping;
             if housekeeping {
@@ -527,8 +549,9 @@ impl Scheduler {
                     }
                 }
             };
-            let until_tick =
-                next_housekeeping.saturating_duration_since(tokio::time::Instant::now());
+            let until_tick = next_housekeeping
+                .min(next_retention)
+                .saturating_duration_since(tokio::time::Instant::now());
             let until_tick = until_lease.map_or(until_tick, |lease| lease.min(until_tick));
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
@@ -541,6 +564,86 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// Checks the allocation timeouts of one page of the pending jobs that no pass
+    /// considers (those behind the oldest `max_jobs_per_pass`), so that every pending job
+    /// eventually fails when it waited too long, however long the queue. A page per
+    /// housekeeping pass, going round.
+    async fn sweep_behind(
+        &self,
+        now: Timestamp,
+        report: &mut PassReport,
+    ) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let considered = self.inner.config.max_jobs_per_pass;
+        let pending = store
+            .counts()
+            .await?
+            .get(&JobState::Pending)
+            .copied()
+            .unwrap_or(0);
+        // Newest first, the jobs behind the considered ones are the first `behind`.
+        let behind = (pending as usize).saturating_sub(considered);
+        if behind == 0 {
+            *lock(&self.inner.sweep_offset) = 0;
+            return Ok(());
+        }
+        let offset = {
+            let mut at = lock(&self.inner.sweep_offset);
+            if *at >= behind {
+                *at = 0;
+            }
+            let offset = *at;
+            *at += SWEEP_PAGE;
+            offset
+        };
+        let query = JobQuery {
+            state: Some(JobState::Pending),
+            offset,
+            limit: SWEEP_PAGE.min(behind - offset),
+        };
+        for job in store.jobs(&query).await? {
+            if job.retry_at.is_some_and(|at| at > now) {
+                continue;
+            }
+            let waited = now.since(job.retry_at.unwrap_or(job.created_at).max(job.created_at));
+            if waited <= job.spec.allocation_timeout {
+                continue;
+            }
+            let reason = format!(
+                "allocation timeout: not placed within {} s: {considered} or more older jobs \
+                 were pending ahead of it",
+                job.spec.allocation_timeout.as_secs()
+            );
+            if store
+                .finish(job.id, &Outcome::failed(&reason), None)
+                .await?
+                .changed
+            {
+                info!(job = %job.id, %reason, "job failed before placement");
+                report.failed.push(job.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes finished jobs past the [`Retention`] of the config, in the store's bounded
+    /// batches. Returns how many were deleted.
+    pub async fn apply_retention(&self) -> Result<u64, StoreError> {
+        let retention = self.inner.config.retention;
+        let store = &self.inner.store;
+        let mut deleted = 0;
+        if let Some(age) = retention.max_age {
+            deleted += store.purge_finished(age).await?;
+        }
+        if let Some(keep) = retention.max_jobs {
+            deleted += store.purge_finished_beyond(keep).await?;
+        }
+        if deleted > 0 {
+            info!(deleted, "retention: finished jobs deleted");
+        }
+        Ok(deleted)
     }
 
     fn forget_reason(&self, id: JobId) {
