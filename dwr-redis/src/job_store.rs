@@ -695,19 +695,13 @@ impl JobStore for RedisJobStore {
         if !lines.is_empty() || state.is_terminal() || wait.is_zero() {
             return Ok(lines);
         }
-        // Subscribe first, then read again, so a line appended in between is not missed.
-        // Pub/sub (not a per-job list) because any number of followers may watch one job.
-        let subscribe = async {
-            self.count_request();
-            let mut pubsub = self.inner.client.get_async_pubsub().await?;
-            pubsub.subscribe(self.inner.keys.log_channel(id)).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        let pubsub = match tokio::time::timeout(self.inner.config.connect_timeout, subscribe).await
-        {
-            Ok(Ok(pubsub)) => pubsub,
-            Ok(Err(e)) => return Err(store_error("wait_logs", e)),
-            Err(_) => return Err(timed_out("wait_logs")),
+        // Watch first, then read again, so a line appended in between is not missed. The
+        // followers of this process share one subscription (pub/sub, not a per-job list,
+        // because any number of followers may watch one job).
+        let connect = self.inner.config.connect_timeout;
+        let mut watching = match self.inner.log_watch.watch(&id.to_string(), connect).await {
+            Ok(watching) => watching,
+            Err(()) => return Err(timed_out("wait_logs")),
         };
         let (state, lines) = self.read_logs(id, from).await?;
         let state = state.ok_or(StoreError::JobNotFound { id })?;
@@ -715,10 +709,10 @@ impl JobStore for RedisJobStore {
             return Ok(lines);
         }
         let deadline = tokio::time::Instant::now() + wait;
-        let mut messages = pubsub.into_on_message();
         loop {
-            let next = futures::StreamExt::next(&mut messages);
-            let woke = matches!(tokio::time::timeout_at(deadline, next).await, Ok(Some(_)));
+            let woke = tokio::time::timeout_at(deadline, watching.changed())
+                .await
+                .is_ok();
             let (state, lines) = self.read_logs(id, from).await?;
             // A purged job is gone for its followers too.
             let state = state.ok_or(StoreError::JobNotFound { id })?;

@@ -117,6 +117,25 @@ impl Keys {
     pub fn log_channel(&self, id: JobId) -> String {
         format!("{}{LOG_CHANNEL}{id}", self.prefix)
     }
+
+    /// What every [`log_channel`](Self::log_channel) starts with.
+    pub fn log_channel_prefix(&self) -> String {
+        format!("{}{LOG_CHANNEL}", self.prefix)
+    }
+
+    /// The `PSUBSCRIBE` pattern matching every job's log channel (the prefix's glob
+    /// characters escaped).
+    pub fn log_channel_pattern(&self) -> String {
+        let mut pattern = String::new();
+        for c in self.log_channel_prefix().chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        pattern
+    }
 }
 
 /// Lua definitions of every key name, prepended to each script. The prefix is `ARGV[1]`

@@ -14,7 +14,7 @@ use crate::config::RedisConfig;
 use crate::error::{store_error, Error};
 use crate::keys::Keys;
 use crate::scripts::Scripts;
-use crate::wait::{BlockingPool, EventBuffer, WakeListener};
+use crate::wait::{BlockingPool, EventBuffer, LogWatch, WakeListener};
 
 /// A [`JobStore`](dwr_core::JobStore) over Redis: every transition is one Lua script, so
 /// any number of schedulers and executors can share one Redis.
@@ -28,7 +28,6 @@ pub struct RedisJobStore {
 pub(crate) struct Inner {
     pub config: RedisConfig,
     pub keys: Keys,
-    pub client: Client,
     /// Shared multiplexed connection for every non-blocking command; reconnects by itself.
     pub conn: ConnectionManager,
     pub scripts: Scripts,
@@ -38,6 +37,8 @@ pub(crate) struct Inner {
     pub events: EventBuffer,
     /// Pub/sub subscription that wakes `wait_for_work`.
     pub wake: WakeListener,
+    /// The one pattern subscription every log follower of this process shares.
+    pub log_watch: LogWatch,
     /// Requests sent through this handle and its clones (each one round trip).
     pub requests: Arc<AtomicU64>,
     /// Redis's clock as last read (`TIME`) and the local instant of that reading; see
@@ -138,11 +139,17 @@ impl RedisJobStore {
             keys.wake_channel(),
             config.reconnect_max_delay,
         );
+        let log_watch = LogWatch::new(
+            client.clone(),
+            keys.log_channel_pattern(),
+            keys.log_channel_prefix(),
+            config.reconnect_max_delay,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
+                log_watch,
                 config,
                 keys,
-                client,
                 conn,
                 scripts,
                 blocking,

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -212,4 +212,172 @@ async fn subscribe(client: &Client, channel: &str) -> RedisResult<redis::aio::Pu
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     Ok(pubsub)
+}
+
+/// Log followers of this process share one pattern subscription to every job's log
+/// channel, instead of a connection each: a task reads the messages and wakes the followers
+/// of the job each one names. Every (re)subscription also wakes every follower, since
+/// messages may have been missed while it was disconnected.
+pub(crate) struct LogWatch {
+    client: Client,
+    pattern: String,
+    channel_prefix: String,
+    max_delay: Duration,
+    shared: Arc<LogWatchShared>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct LogWatchShared {
+    /// Followed jobs (by id as in the channel name): a version bumped per message, and how
+    /// many followers hold it.
+    jobs: Mutex<HashMap<String, (watch::Sender<u64>, usize)>>,
+    /// Bumped on every (re)subscription.
+    subscribed: watch::Sender<u64>,
+}
+
+/// One follower's interest in a job's log; dropping it ends the interest.
+pub(crate) struct Watching {
+    shared: Arc<LogWatchShared>,
+    job: String,
+    lines: watch::Receiver<u64>,
+    subscribed: watch::Receiver<u64>,
+}
+
+impl Watching {
+    /// Returns at the next message about the job, or at a resubscription.
+    pub async fn changed(&mut self) {
+        tokio::select! {
+            r = self.lines.changed() => { if r.is_err() { std::future::pending::<()>().await } }
+            r = self.subscribed.changed() => { if r.is_err() { std::future::pending::<()>().await } }
+        }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let mut jobs = self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, holders)) = jobs.get_mut(&self.job) {
+            *holders -= 1;
+            if *holders == 0 {
+                jobs.remove(&self.job);
+            }
+        }
+    }
+}
+
+impl LogWatch {
+    pub fn new(
+        client: Client,
+        pattern: String,
+        channel_prefix: String,
+        max_delay: Duration,
+    ) -> Self {
+        Self {
+            client,
+            pattern,
+            channel_prefix,
+            max_delay,
+            shared: Arc::new(LogWatchShared::default()),
+            task: Mutex::new(None),
+        }
+    }
+
+    /// Registers interest in `job`'s log, starting the shared subscription on first use
+    /// and waiting up to `connect` for it to be in place, so that a line appended after
+    /// this returns wakes the follower. `Err` when the subscription is not in place in time.
+    pub async fn watch(&self, job: &str, connect: Duration) -> Result<Watching, ()> {
+        let mut subscribed = self.shared.subscribed.subscribe();
+        {
+            let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+            if task.is_none() {
+                *task = Some(tokio::spawn(listen_logs(
+                    self.client.clone(),
+                    self.pattern.clone(),
+                    self.channel_prefix.clone(),
+                    self.max_delay,
+                    Arc::downgrade(&self.shared),
+                )));
+            }
+        }
+        let lines = {
+            let mut jobs = self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let (tx, holders) = jobs
+                .entry(job.to_owned())
+                .or_insert_with(|| (watch::channel(0).0, 0));
+            *holders += 1;
+            tx.subscribe()
+        };
+        let watching = Watching {
+            shared: self.shared.clone(),
+            job: job.to_owned(),
+            lines,
+            subscribed: subscribed.clone(),
+        };
+        let ready = tokio::time::timeout(connect, subscribed.wait_for(|v| *v > 0)).await;
+        match ready {
+            Ok(Ok(_)) => Ok(watching),
+            _ => Err(()),
+        }
+    }
+
+    /// Jobs followed now (for tests and debugging).
+    #[cfg(test)]
+    pub fn followed(&self) -> usize {
+        self.shared.jobs.lock().map(|j| j.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for LogWatch {
+    fn drop(&mut self) {
+        if let Ok(mut task) = self.task.lock() {
+            if let Some(task) = task.take() {
+                task.abort();
+            }
+        }
+    }
+}
+
+async fn listen_logs(
+    client: Client,
+    pattern: String,
+    channel_prefix: String,
+    max_delay: Duration,
+    shared: std::sync::Weak<LogWatchShared>,
+) {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.psubscribe(&pattern).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match subscribed.await {
+            Ok(pubsub) => {
+                delay = Duration::from_millis(50);
+                let Some(s) = shared.upgrade() else { return };
+                s.subscribed.send_modify(|v| *v = v.wrapping_add(1));
+                drop(s);
+                let mut messages = pubsub.into_on_message();
+                while let Some(message) = messages.next().await {
+                    let Some(s) = shared.upgrade() else { return };
+                    let channel = message.get_channel_name();
+                    let Some(job) = channel.strip_prefix(channel_prefix.as_str()) else {
+                        continue;
+                    };
+                    let jobs = s.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some((tx, _)) = jobs.get(job) {
+                        tx.send_modify(|v| *v = v.wrapping_add(1));
+                    }
+                }
+                tracing::debug!(%pattern, "log subscription lost; resubscribing");
+            }
+            Err(err) => tracing::debug!(%pattern, error = %err, "log subscription failed"),
+        }
+        if shared.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(max_delay.max(Duration::from_millis(50)));
+    }
 }

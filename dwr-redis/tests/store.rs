@@ -473,3 +473,130 @@ async fn the_invariant_check_sees_a_tampered_allocation() {
         "{found:?}"
     );
 }
+
+/// How many connections Redis has in pub/sub mode.
+fn pubsub_clients(raw: &mut redis::Connection) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(raw)
+        .unwrap();
+    list.lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+#[tokio::test]
+async fn log_followers_share_one_subscription() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = Arc::new(server.store().await);
+    let mut raw = server.client();
+    let mut ids = Vec::new();
+    for _ in 0..40 {
+        let j = job();
+        ids.push(j.id);
+        store.submit(j).await.unwrap();
+    }
+    // Two followers per job, all waiting at once.
+    let mut waiters = Vec::new();
+    for id in ids.iter().chain(ids.iter()) {
+        let (store, id) = (store.clone(), *id);
+        waiters.push(tokio::spawn(async move {
+            store.wait_logs(id, 0, Duration::from_secs(60)).await
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + BOUND;
+    while pubsub_clients(&mut raw) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "nobody subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let every follower reach its wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        pubsub_clients(&mut raw),
+        1,
+        "80 followers of 40 jobs hold one subscription between them"
+    );
+    for id in &ids {
+        store
+            .append_logs(*id, None, &[format!("hello {id}")])
+            .await
+            .unwrap();
+    }
+    for (i, waiter) in waiters.into_iter().enumerate() {
+        let lines = tokio::time::timeout(BOUND, waiter)
+            .await
+            .expect("a follower was not woken")
+            .unwrap()
+            .unwrap();
+        assert_eq!(lines, vec![format!("hello {}", ids[i % ids.len()])]);
+    }
+    assert_eq!(
+        pubsub_clients(&mut raw),
+        1,
+        "the subscription is kept for later followers"
+    );
+}
+
+#[tokio::test]
+async fn redis_memory_grows_by_no_more_than_the_log_cap() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let cap: u64 = 1024 * 1024;
+    let config = RedisConfig {
+        log_max_bytes: cap,
+        ..server.config()
+    };
+    let store = RedisJobStore::connect(config).await.unwrap();
+    let mut raw = server.client();
+    let used = |raw: &mut redis::Connection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("memory").query(raw).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let j = job();
+    let id = j.id;
+    store.submit(j).await.unwrap();
+    let before = used(&mut raw);
+    // 32 MiB of output in 16 KiB lines, 64 lines per append.
+    let line = "y".repeat(16 * 1024);
+    for _ in 0..32 {
+        store
+            .append_logs(id, None, &vec![line.clone(); 64])
+            .await
+            .unwrap();
+    }
+    let grown = used(&mut raw).saturating_sub(before);
+    let stored: Vec<String> = raw.lrange(format!("job_logs:{id}"), 0, -1).unwrap();
+    let kept: usize = stored[..stored.len() - 1].iter().map(String::len).sum();
+    assert_eq!(kept as u64, cap, "16 KiB lines fill the 1 MiB cap exactly");
+    assert_eq!(
+        stored.last().unwrap(),
+        &dwr_core::log_cap_marker(cap, 31 * 1024 * 1024, 31 * 64)
+    );
+    // The list holds the cap and its own overhead: a 16 KiB line is a list node of its
+    // own in a 20 KiB allocator size class, the worst case (measured: 1,333,944 bytes).
+    let key_bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(format!("job_logs:{id}"))
+        .query(&mut raw)
+        .unwrap();
+    assert!(
+        key_bytes < cap + cap / 3,
+        "the log list takes {key_bytes} bytes for a cap of {cap}"
+    );
+    // The whole server: 32 MiB were sent; besides the list, only transient buffers (the
+    // scripts' arguments) and the scripts themselves.
+    assert!(
+        grown < 2 * cap,
+        // Without the cap it would be 32 MiB and more.
+        "Redis grew by {grown} bytes for a log capped at {cap}"
+    );
+    println!("32 MiB appended, 1 MiB cap: log list {key_bytes} bytes, used_memory +{grown}");
+}
