@@ -48,6 +48,7 @@ pub use assign::{
     commit_rejects_a_gpu_count_mismatch, commit_rejects_a_job_not_pending,
     commit_rejects_an_unknown_executor, commit_rejects_no_room_per_dimension,
     commit_rejects_unavailable_gpus, concurrent_commits_never_over_allocate,
+    pending_for_placement_reads_little_and_commits_whole,
 };
 pub use executors::{
     events_are_delivered_once, executors_are_listed_by_id, expire_executor_fails_its_jobs,
@@ -108,6 +109,7 @@ macro_rules! __job_store_for_each_check {
             commit_rejects_a_gpu_count_mismatch,
             commit_assignments_apply_in_order,
             a_job_is_never_assigned_twice,
+            pending_for_placement_reads_little_and_commits_whole,
             concurrent_commits_never_over_allocate,
             mark_running_only_by_its_executor,
             finish_follows_the_lifecycle,

@@ -562,6 +562,20 @@ impl JobStore for InMemoryJobStore {
             .collect())
     }
 
+    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let st = self.lock();
+        Ok(st.by_state[slot(JobState::Pending)]
+            .values()
+            .take(limit)
+            .filter_map(|id| st.jobs.get(id))
+            .map(|e| Job {
+                spec: e.job.spec.for_placement(),
+                attempts: Vec::new(),
+                ..e.job.clone()
+            })
+            .collect())
+    }
+
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
         let st = self.lock();
         Ok(JobState::ALL

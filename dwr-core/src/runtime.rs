@@ -12,6 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::error::RuntimeError;
 use crate::ids::{ExecutorId, JobId};
 use crate::spec::VolumeMount;
+use crate::store::MAX_LOG_LINE_BYTES;
 
 /// Label carrying the job id on every container dwr starts.
 pub const LABEL_JOB_ID: &str = "dwr.job_id";
@@ -58,6 +59,9 @@ pub struct ContainerSpec {
     pub gpu_ids: Vec<String>,
     /// Host volumes (checked against the runtime's allow-list).
     pub volumes: Vec<VolumeMount>,
+    /// The container's root filesystem is mounted read-only.
+    #[serde(default)]
+    pub read_only_rootfs: bool,
 }
 
 /// Which output stream a log line came from.
@@ -119,6 +123,21 @@ fn started_default() -> bool {
 /// Where pull progress lines go (into the job's log).
 pub type ProgressSink = UnboundedSender<String>;
 
+/// How many bytes of `line` (the rest of a line, without its newline) make its next piece:
+/// all of it when it fits in [`MAX_LOG_LINE_BYTES`], else at most that many, moved back to
+/// the start of a UTF-8 character (at most 3 bytes back) so that no character is cut in two.
+/// Bytes that are not UTF-8 are cut at the limit. Never 0 for a non-empty `line`.
+pub fn log_piece_len(line: &[u8]) -> usize {
+    if line.len() <= MAX_LOG_LINE_BYTES {
+        return line.len();
+    }
+    let is_continuation = |b: u8| b & 0b1100_0000 == 0b1000_0000;
+    (MAX_LOG_LINE_BYTES - 3..=MAX_LOG_LINE_BYTES)
+        .rev()
+        .find(|&cut| !is_continuation(line[cut]))
+        .unwrap_or(MAX_LOG_LINE_BYTES)
+}
+
 /// A container engine as an executor uses it.
 ///
 /// # Contract
@@ -133,7 +152,9 @@ pub type ProgressSink = UnboundedSender<String>;
 /// * `start` starts a created container. Starting a container a second time is an error
 ///   (`StartFailed`), never a second run: at most one start per container.
 /// * `logs` streams stdout and stderr lines, in order per stream, from the start of the
-///   container, ending when the container exits.
+///   container, ending when the container exits. A line longer than
+///   [`MAX_LOG_LINE_BYTES`] arrives as several lines of at most that many bytes, cut where
+///   [`log_piece_len`] says, that concatenate back to it: no line is ever held whole.
 /// * `wait` returns when the container has exited (at once if it already has).
 /// * `stop` sends SIGTERM, waits up to `grace`, then kills; stopping an exited container
 ///   is not an error. `remove` of a missing container is not an error (idempotent).
@@ -185,3 +206,32 @@ pub trait ContainerRuntimeExt: ContainerRuntime {
 }
 
 impl<T: ContainerRuntime + ?Sized> ContainerRuntimeExt for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_that_fits_is_one_piece() {
+        assert_eq!(log_piece_len(b""), 0);
+        assert_eq!(log_piece_len(b"short"), 5);
+        let full = vec![b'a'; MAX_LOG_LINE_BYTES];
+        assert_eq!(log_piece_len(&full), MAX_LOG_LINE_BYTES);
+    }
+
+    #[test]
+    fn a_long_line_is_cut_at_the_limit_on_a_character_boundary() {
+        let ascii = vec![b'a'; MAX_LOG_LINE_BYTES + 1];
+        assert_eq!(log_piece_len(&ascii), MAX_LOG_LINE_BYTES);
+        // A 4-byte character straddling the limit is left whole for the next piece.
+        let mut text = "a".repeat(MAX_LOG_LINE_BYTES - 2);
+        text.push('😀');
+        text.push_str("tail");
+        let cut = log_piece_len(text.as_bytes());
+        assert_eq!(cut, MAX_LOG_LINE_BYTES - 2);
+        assert!(text.is_char_boundary(cut));
+        // Bytes that are not UTF-8 are cut at the limit.
+        let junk = vec![0x80; MAX_LOG_LINE_BYTES + 10];
+        assert_eq!(log_piece_len(&junk), MAX_LOG_LINE_BYTES);
+    }
+}

@@ -29,6 +29,181 @@ pub const MAX_CPU_MILLIS: u64 = 1024 * 1000;
 pub const MAX_MEMORY_MIB: u64 = 16 * 1024 * 1024;
 /// Largest GPU count of one job.
 pub const MAX_GPUS: u32 = 64;
+/// Most command arguments (the program included).
+pub const MAX_COMMAND_ARGS: usize = 4096;
+/// Most bytes of all command arguments together.
+pub const MAX_COMMAND_BYTES: usize = 128 * 1024;
+/// Most environment variables.
+pub const MAX_ENV_ENTRIES: usize = 512;
+/// Most bytes of all environment names and values together.
+pub const MAX_ENV_BYTES: usize = 128 * 1024;
+/// Most volumes.
+pub const MAX_VOLUMES: usize = 64;
+/// Longest image reference (Docker's own limit on a repository name is 255).
+pub const MAX_IMAGE_REFERENCE: usize = 512;
+
+/// Checks a list of strings against a count and a total size, and for NUL bytes (which no
+/// process argument or environment entry can carry).
+fn check_strings<'a>(
+    field: &'static str,
+    items: impl Iterator<Item = &'a String>,
+    max_count: usize,
+    max_bytes: usize,
+) -> Result<(), SpecError> {
+    let (mut count, mut bytes) = (0usize, 0usize);
+    for item in items {
+        count += 1;
+        bytes += item.len();
+        if item.contains('\0') {
+            return Err(SpecError::Invalid {
+                field,
+                reason: "contains a NUL byte".into(),
+            });
+        }
+    }
+    let what = if field == "env" {
+        "variables"
+    } else {
+        "arguments"
+    };
+    let count = if field == "env" { count / 2 } else { count };
+    let max_count = if field == "env" {
+        max_count / 2
+    } else {
+        max_count
+    };
+    if count > max_count {
+        return Err(SpecError::Invalid {
+            field,
+            reason: format!("at most {max_count} {what}, got {count}"),
+        });
+    }
+    if bytes > max_bytes {
+        return Err(SpecError::Invalid {
+            field,
+            reason: format!("at most {max_bytes} bytes in all, got {bytes}"),
+        });
+    }
+    Ok(())
+}
+
+/// Checks `reference` against Docker's reference grammar:
+/// `[host[:port]/]path[:tag][@algorithm:hex]`, where each path component is lowercase
+/// letters and digits joined by `.`, `_`, `__` or dashes, a tag is up to 128 of
+/// `[A-Za-z0-9_.-]` not starting with `.` or `-`, and a digest is `algorithm:hex` (32 or
+/// more hex digits).
+pub fn check_image_reference(reference: &str) -> Result<(), String> {
+    let bad = |why: &str| {
+        Err(format!("{why} (an image reference such as registry.example.com:5000/team/app:1.2 or busybox@sha256:<hex>)"))
+    };
+    if reference.len() > MAX_IMAGE_REFERENCE {
+        return bad(&format!("longer than {MAX_IMAGE_REFERENCE} characters"));
+    }
+    if reference.chars().any(|c| !c.is_ascii_graphic()) {
+        return bad("must be printable ASCII without spaces");
+    }
+    let (name_tag, digest) = match reference.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (reference, None),
+    };
+    if let Some(digest) = digest {
+        let ok = digest.split_once(':').is_some_and(|(algo, hex)| {
+            !algo.is_empty()
+                && algo
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
+                && hex.len() >= 32
+                && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if !ok {
+            return bad("has a malformed digest");
+        }
+    }
+    // A tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+    let last_slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[last_slash..].rfind(':') {
+        Some(i) => (
+            &name_tag[..last_slash + i],
+            Some(&name_tag[last_slash + i + 1..]),
+        ),
+        None => (name_tag, None),
+    };
+    if let Some(tag) = tag {
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && !tag.starts_with(['.', '-'])
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !ok {
+            return bad("has a malformed tag");
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    // The first part is a registry host when it looks like one.
+    if parts.len() > 1
+        && (parts[0].contains(['.', ':'])
+            || parts[0] == "localhost"
+            || parts[0].bytes().any(|b| b.is_ascii_uppercase()))
+    {
+        let host = parts.remove(0);
+        let (domain, port) = match host.split_once(':') {
+            Some((d, p)) => (d, Some(p)),
+            None => (host, None),
+        };
+        let domain_ok = !domain.is_empty()
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        let port_ok = match port {
+            None => true,
+            Some(p) => !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()),
+        };
+        if !domain_ok || !port_ok {
+            return bad("has a malformed registry host");
+        }
+    }
+    // [a-z0-9]+ ((\.|_|__|-+) [a-z0-9]+)*
+    let component_ok = |c: &str| {
+        let b = c.as_bytes();
+        let alnum = |i: usize| {
+            b.get(i)
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        };
+        let mut i = 0;
+        loop {
+            let run = i;
+            while alnum(i) {
+                i += 1;
+            }
+            if i == run {
+                return false;
+            }
+            if i == b.len() {
+                return true;
+            }
+            match b[i] {
+                b'.' => i += 1,
+                b'_' => i += if b.get(i + 1) == Some(&b'_') { 2 } else { 1 },
+                b'-' => {
+                    while b.get(i) == Some(&b'-') {
+                        i += 1;
+                    }
+                }
+                _ => return false,
+            }
+        }
+    };
+    if parts.is_empty() || !parts.iter().all(|p| component_ok(p)) {
+        return bad("has a malformed repository name: lowercase letters, digits and separators (. _ __ -) between them");
+    }
+    Ok(())
+}
 
 /// Which GPU model a job accepts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -156,6 +331,10 @@ pub struct JobSpec {
     /// How failed attempts are retried (by default they are not).
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// Run the container with a read-only root filesystem (default false); mounted volumes
+    /// keep their own mode.
+    #[serde(default)]
+    pub read_only_rootfs: bool,
 }
 
 impl JobSpec {
@@ -179,6 +358,7 @@ impl JobSpec {
             max_runtime: DEFAULT_MAX_RUNTIME,
             volumes: Vec::new(),
             retry: RetryPolicy::default(),
+            read_only_rootfs: false,
         }
     }
 
@@ -196,20 +376,56 @@ impl JobSpec {
         Resources::new(self.cpu_millis, self.memory_mib, self.gpu.count)
     }
 
+    /// The spec as placement reads it: what decides where and whether it fits (resources,
+    /// GPUs, regions, datacenters) and when it gives up (allocation timeout), without what
+    /// only the container needs (`command`, `env`, `volumes`), which may be large. See
+    /// [`JobStore::pending_for_placement`](crate::JobStore::pending_for_placement).
+    pub fn for_placement(&self) -> JobSpec {
+        JobSpec {
+            command: Vec::new(),
+            env: BTreeMap::new(),
+            volumes: Vec::new(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether this is a [`for_placement`](Self::for_placement) view (a stored job always
+    /// has a command).
+    pub fn is_placement_view(&self) -> bool {
+        self.command.is_empty()
+    }
+
     /// Checks every field; the first problem found is returned, naming its field.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.image.trim().is_empty() {
             return Err(SpecError::Empty { field: "image" });
         }
-        if self.image.len() > 512 || self.image.chars().any(char::is_whitespace) {
+        if let Err(reason) = check_image_reference(&self.image) {
             return Err(SpecError::Invalid {
                 field: "image",
-                reason: "must be an image reference without whitespace, at most 512 characters"
-                    .into(),
+                reason,
             });
         }
         if self.command.is_empty() || self.command[0].trim().is_empty() {
             return Err(SpecError::Empty { field: "command" });
+        }
+        check_strings(
+            "command",
+            self.command.iter(),
+            MAX_COMMAND_ARGS,
+            MAX_COMMAND_BYTES,
+        )?;
+        check_strings(
+            "env",
+            self.env.iter().flat_map(|(k, v)| [k, v]),
+            2 * MAX_ENV_ENTRIES,
+            MAX_ENV_BYTES,
+        )?;
+        if self.volumes.len() > MAX_VOLUMES {
+            return Err(SpecError::Invalid {
+                field: "volumes",
+                reason: format!("at most {MAX_VOLUMES} volumes, got {}", self.volumes.len()),
+            });
         }
         if self.cpu_millis == 0 {
             return Err(SpecError::NotPositive { field: "cpu" });
@@ -393,6 +609,83 @@ impl SpecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_references_follow_dockers_grammar() {
+        for good in [
+            "busybox",
+            "busybox:latest",
+            "dwr-test/busybox:latest",
+            "library/ubuntu:22.04",
+            "registry.example.com:5000/team/app:1.2",
+            "localhost/app",
+            "localhost:5000/a__b/c-d--e/f.g:v1_2-3.4",
+            "ghcr.io/org/image@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "app:tag@sha256:0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(check_image_reference(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "Busybox",
+            "busybox:",
+            "busybox:-x",
+            "bus box",
+            "busybox/",
+            "/busybox",
+            "a//b",
+            "a..b",
+            "a___b",
+            "-a",
+            "a-",
+            "app@sha256:xyz",
+            "app@sha256:0123",
+            "reg:port/app",
+            "x".repeat(600).as_str(),
+            "bad\u{7f}",
+            "caf\u{e9}",
+        ] {
+            let err = check_image_reference(bad).unwrap_err();
+            assert!(err.contains("an image reference such as"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn commands_env_and_volumes_are_bounded() {
+        let base = JobSpec::new("busybox", vec!["true".into()], 100, 64);
+        let field = |spec: &JobSpec| spec.validate().err().map(|e| e.field());
+        let mut s = base.clone();
+        s.command = vec!["x".into(); MAX_COMMAND_ARGS + 1];
+        assert_eq!(field(&s), Some("command"));
+        s.command = vec!["x".repeat(MAX_COMMAND_BYTES + 1)];
+        assert_eq!(field(&s), Some("command"));
+        s.command = vec!["echo".into(), "a\0b".into()];
+        assert_eq!(field(&s), Some("command"));
+        s.command = vec!["x".into(); MAX_COMMAND_ARGS];
+        assert_eq!(field(&s), None, "the bound itself is allowed");
+
+        let mut s = base.clone();
+        s.env = (0..=MAX_ENV_ENTRIES)
+            .map(|i| (format!("K{i}"), "v".into()))
+            .collect();
+        assert_eq!(field(&s), Some("env"));
+        s.env = [("K".to_owned(), "v".repeat(MAX_ENV_BYTES))].into();
+        assert_eq!(field(&s), Some("env"));
+        s.env = [("K".to_owned(), "a\0b".to_owned())].into();
+        assert_eq!(field(&s), Some("env"));
+        s.env = (0..MAX_ENV_ENTRIES)
+            .map(|i| (format!("K{i}"), "v".into()))
+            .collect();
+        assert_eq!(field(&s), None);
+
+        let mut s = base;
+        s.volumes = (0..=MAX_VOLUMES)
+            .map(|i| format!("/data/{i}:/mnt/{i}").parse().unwrap())
+            .collect();
+        assert_eq!(field(&s), Some("volumes"));
+        s.volumes.pop();
+        assert_eq!(field(&s), None);
+    }
 
     fn good() -> JobSpec {
         JobSpec::new("busybox", vec!["echo".into(), "hi".into()], 500, 256)

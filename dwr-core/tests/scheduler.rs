@@ -476,13 +476,19 @@ async fn pending_jobs_behind_the_considered_ones_still_time_out() {
     while store.counts().await.unwrap()[&JobState::Pending] > 0 {
         s.run_pass().await.unwrap();
         passes += 1;
-        assert!(passes <= 4, "pending jobs behind the first page never time out");
+        assert!(
+            passes <= 4,
+            "pending jobs behind the first page never time out"
+        );
     }
     for id in [waiting[0], waiting[2499]] {
         let job = store.job(id).await.unwrap();
         assert_eq!(job.state, JobState::Failed);
         assert!(
-            job.reason.as_deref().unwrap().starts_with("allocation timeout"),
+            job.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("allocation timeout"),
             "{:?}",
             job.reason
         );

@@ -24,6 +24,25 @@ pub const ENV_PULL_POLICY: &str = "DWR_PULL_POLICY";
 pub const ENV_STOP_GRACE: &str = "DWR_STOP_GRACE_SECS";
 /// Environment variable with the timeout of one engine request in seconds (streams excepted).
 pub const ENV_REQUEST_TIMEOUT: &str = "DWR_DOCKER_TIMEOUT_SECS";
+/// Environment variable with the user job containers run as (`uid[:gid]` or a name the
+/// image knows); unset: the image's own user.
+pub const ENV_CONTAINER_USER: &str = "DWR_CONTAINER_USER";
+/// Environment variable with the size at which a job container's log file on the executor is
+/// rotated (`10m`, `512k`, `1g` or bytes; binary units, as Docker reads them).
+pub const ENV_LOG_MAX_SIZE: &str = "DWR_CONTAINER_LOG_MAX_SIZE";
+/// Environment variable with the number of log files kept per job container (1 to 100).
+pub const ENV_LOG_MAX_FILES: &str = "DWR_CONTAINER_LOG_MAX_FILES";
+
+/// Default size at which a job container's log file is rotated: 10 MiB.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// Default number of log files kept per job container.
+pub const DEFAULT_LOG_MAX_FILES: u32 = 3;
+/// Smallest log file size accepted: 1 KiB.
+const MIN_LOG_MAX_SIZE: u64 = 1024;
+/// Largest log file size accepted: 1 TiB.
+const MAX_LOG_MAX_SIZE: u64 = 1 << 40;
+/// Most log files accepted per job container.
+const MAX_LOG_MAX_FILES: u32 = 100;
 
 /// The socket used when `DOCKER_HOST` is not set.
 pub const DEFAULT_SOCKET: &str = "unix:///var/run/docker.sock";
@@ -76,6 +95,15 @@ pub struct DockerConfig {
     /// Timeout of one engine request until its response starts (log and wait streams may
     /// run longer).
     pub request_timeout: Duration,
+    /// The user job containers run as (`uid[:gid]`, or a user or group name the image
+    /// knows); `None`: the image's own user.
+    pub container_user: Option<String>,
+    /// Bytes at which a job container's log file on the executor (Docker's `json-file`
+    /// driver) is rotated.
+    pub log_max_size: u64,
+    /// Log files kept per job container: the executor's disk holds at most
+    /// `log_max_size × log_max_files` bytes of any one job's output.
+    pub log_max_files: u32,
 }
 
 impl Default for DockerConfig {
@@ -89,6 +117,9 @@ impl Default for DockerConfig {
             pull_policy: PullPolicy::Missing,
             stop_grace: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
+            container_user: None,
+            log_max_size: DEFAULT_LOG_MAX_SIZE,
+            log_max_files: DEFAULT_LOG_MAX_FILES,
         }
     }
 }
@@ -96,7 +127,8 @@ impl Default for DockerConfig {
 impl DockerConfig {
     /// The defaults, overridden by the environment variables `DOCKER_HOST`, `DWR_DOCKER_NETWORK`,
     /// `DWR_VOLUME_ALLOWLIST`, `DWR_PIDS_LIMIT`, `DWR_PULL_STALL_TIMEOUT_SECS`, `DWR_PULL_POLICY`,
-    /// `DWR_STOP_GRACE_SECS` and `DWR_DOCKER_TIMEOUT_SECS` where set and non-empty.
+    /// `DWR_STOP_GRACE_SECS`, `DWR_DOCKER_TIMEOUT_SECS`, `DWR_CONTAINER_USER`,
+    /// `DWR_CONTAINER_LOG_MAX_SIZE` and `DWR_CONTAINER_LOG_MAX_FILES` where set and non-empty.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|var| std::env::var(var).ok())
     }
@@ -132,6 +164,15 @@ impl DockerConfig {
         if let Some(value) = get(ENV_REQUEST_TIMEOUT) {
             config.request_timeout = parse_seconds(ENV_REQUEST_TIMEOUT, &value)?;
         }
+        if let Some(value) = get(ENV_CONTAINER_USER) {
+            config.container_user = Some(parse_container_user(&value)?);
+        }
+        if let Some(value) = get(ENV_LOG_MAX_SIZE) {
+            config.log_max_size = parse_log_max_size(&value)?;
+        }
+        if let Some(value) = get(ENV_LOG_MAX_FILES) {
+            config.log_max_files = parse_log_max_files(&value)?;
+        }
         Ok(config)
     }
 
@@ -139,6 +180,76 @@ impl DockerConfig {
     pub fn endpoint(&self) -> &str {
         self.docker_host.as_deref().unwrap_or(DEFAULT_SOCKET)
     }
+}
+
+/// Reads a container user as [`ENV_CONTAINER_USER`] takes it: `user`, `uid`, `user:group`
+/// or `uid:gid`, names made of letters, digits, `_`, `-` and `.`.
+pub fn parse_container_user(value: &str) -> Result<String, Error> {
+    let user = value.trim();
+    let name_ok = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    let valid = match user.split_once(':') {
+        Some((name, group)) => name_ok(name) && name_ok(group),
+        None => name_ok(user),
+    };
+    if !valid {
+        return Err(Error::invalid_config(
+            ENV_CONTAINER_USER,
+            value,
+            "expected user, uid, user:group or uid:gid",
+        ));
+    }
+    Ok(user.to_owned())
+}
+
+/// Reads a log file size as [`ENV_LOG_MAX_SIZE`] takes it: a whole number of bytes with an
+/// optional binary unit `k`, `m` or `g` (`kb`, `KiB`, `MB` ... are read the same, as Docker
+/// reads them: 1k = 1024 bytes), from 1 KiB to 1 TiB.
+pub fn parse_log_max_size(value: &str) -> Result<u64, Error> {
+    let bad = |reason: &str| Error::invalid_config(ENV_LOG_MAX_SIZE, value, reason);
+    let text = value.trim().to_ascii_lowercase();
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let unit = unit.trim_start();
+    let unit = unit.strip_suffix('b').unwrap_or(unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let multiplier: u64 = match unit {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        _ => return Err(bad("expected a size such as 10m, 512k or 1g")),
+    };
+    let bytes = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| bad("expected a size such as 10m, 512k or 1g"))?;
+    if !(MIN_LOG_MAX_SIZE..=MAX_LOG_MAX_SIZE).contains(&bytes) {
+        return Err(bad("must be from 1k to 1024g"));
+    }
+    Ok(bytes)
+}
+
+/// Reads a number of log files as [`ENV_LOG_MAX_FILES`] takes it: 1 to 100.
+pub fn parse_log_max_files(value: &str) -> Result<u32, Error> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_LOG_MAX_FILES).contains(n))
+        .ok_or_else(|| {
+            Error::invalid_config(
+                ENV_LOG_MAX_FILES,
+                value,
+                "expected a whole number from 1 to 100",
+            )
+        })
 }
 
 fn parse_allowlist(list: &str) -> Result<Vec<PathBuf>, Error> {
@@ -192,6 +303,9 @@ mod tests {
         assert_eq!(config.pids_limit, Some(4096));
         assert_eq!(config.network_mode, "default");
         assert_eq!(config.endpoint(), DEFAULT_SOCKET);
+        assert_eq!(config.container_user, None);
+        assert_eq!(config.log_max_size, 10 * 1024 * 1024);
+        assert_eq!(config.log_max_files, 3);
     }
 
     #[test]
@@ -205,6 +319,9 @@ mod tests {
             (ENV_PULL_POLICY, "Always"),
             (ENV_STOP_GRACE, "5"),
             (ENV_REQUEST_TIMEOUT, "60"),
+            (ENV_CONTAINER_USER, "1000:1000"),
+            (ENV_LOG_MAX_SIZE, "512k"),
+            (ENV_LOG_MAX_FILES, "5"),
         ]))
         .unwrap();
         assert_eq!(config.endpoint(), "unix:///tmp/d.sock");
@@ -218,6 +335,43 @@ mod tests {
         assert_eq!(config.pull_policy, PullPolicy::Always);
         assert_eq!(config.stop_grace, Duration::from_secs(5));
         assert_eq!(config.request_timeout, Duration::from_secs(60));
+        assert_eq!(config.container_user.as_deref(), Some("1000:1000"));
+        assert_eq!(config.log_max_size, 512 * 1024);
+        assert_eq!(config.log_max_files, 5);
+    }
+
+    #[test]
+    fn log_sizes_read_as_docker_reads_them() {
+        for (text, bytes) in [
+            ("10m", 10 << 20),
+            ("10M", 10 << 20),
+            ("10MB", 10 << 20),
+            ("10 MiB", 10 << 20),
+            ("512k", 512 << 10),
+            ("1g", 1 << 30),
+            ("4096", 4096),
+        ] {
+            assert_eq!(parse_log_max_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "m", "10x", "-1m", "1.5m", "12", "2000g"] {
+            let err = parse_log_max_size(bad).unwrap_err();
+            assert!(err.to_string().contains(ENV_LOG_MAX_SIZE), "{bad}: {err}");
+        }
+        assert_eq!(parse_log_max_files("1"), Ok(1));
+        for bad in ["0", "101", "three"] {
+            assert!(parse_log_max_files(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn container_users_are_names_or_ids() {
+        for good in ["1000", "1000:1000", "nobody", "app_user:staff", "www-data"] {
+            assert_eq!(parse_container_user(good).as_deref(), Ok(good));
+        }
+        for bad in ["", ":", "1000:", "a b", "root;rm", "a:b:c"] {
+            let err = parse_container_user(bad).unwrap_err();
+            assert!(err.to_string().contains(ENV_CONTAINER_USER), "{bad}: {err}");
+        }
     }
 
     #[test]

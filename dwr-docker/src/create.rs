@@ -1,11 +1,13 @@
 //! Turning a [`ContainerSpec`] into the engine's create request: limits, env, labels, GPUs,
-//! and the volume allow-list check.
+//! the volume allow-list check, and the hardening every job container gets (an init as
+//! PID 1, no privilege gain, dropped capabilities, a bounded log file).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bollard::container::Config;
-use bollard::models::{DeviceRequest, HostConfig, Mount, MountTypeEnum};
+use bollard::models::{
+    ContainerCreateBody, DeviceRequest, HostConfig, HostConfigLogConfig, Mount, MountType,
+};
 use dwr_core::runtime::{LABEL_ATTEMPT, LABEL_EXECUTOR, LABEL_JOB_ID};
 use dwr_core::{ContainerSpec, RuntimeError, VolumeMount};
 
@@ -19,6 +21,18 @@ pub const RESERVED_ENV: [&str; 3] = ["JOB_ID", "EXECUTOR_IP", "NVIDIA_VISIBLE_DE
 /// exposes no device for `void`, whatever the image sets.
 pub const NO_GPUS: &str = "void";
 
+/// Capabilities dropped from every job container, beyond Docker's defaults: `NET_RAW`
+/// (raw and packet sockets: spoofing on the executor's network) and `MKNOD` (device nodes).
+pub const DROPPED_CAPABILITIES: [&str; 2] = ["NET_RAW", "MKNOD"];
+
+/// Security options of every job container: no process in it can gain privileges (setuid
+/// binaries, file capabilities) beyond those it started with.
+pub const SECURITY_OPTIONS: [&str; 1] = ["no-new-privileges"];
+
+/// The log driver of every job container: a local file the engine rotates, which is also
+/// what the logs API reads back.
+pub const LOG_DRIVER: &str = "json-file";
+
 /// The container name of a job: `dwr-<job id>`.
 pub fn container_name(spec: &ContainerSpec) -> String {
     format!("dwr-{}-{}", spec.job, spec.attempt)
@@ -30,7 +44,7 @@ pub fn container_name(spec: &ContainerSpec) -> String {
 pub fn container_config(
     spec: &ContainerSpec,
     config: &DockerConfig,
-) -> Result<Config<String>, RuntimeError> {
+) -> Result<ContainerCreateBody, RuntimeError> {
     for (field, value) in [
         ("cpu_millis", spec.cpu_millis),
         ("memory_mib", spec.memory_mib),
@@ -72,13 +86,22 @@ pub fn container_config(
         memory_swap: Some(memory_bytes),
         pids_limit: config.pids_limit.map(i64::from),
         privileged: Some(false),
+        // Docker's init (tini) as PID 1 forwards SIGTERM to the job and reaps orphans. A job
+        // that is PID 1 itself ignores SIGTERM unless it installs a handler (most don't), so
+        // every stop would wait out the whole grace and end in SIGKILL.
+        init: Some(true),
+        security_opt: Some(SECURITY_OPTIONS.map(str::to_owned).to_vec()),
+        cap_drop: Some(DROPPED_CAPABILITIES.map(str::to_owned).to_vec()),
+        readonly_rootfs: Some(spec.read_only_rootfs),
+        log_config: Some(log_config(config)),
         network_mode,
         device_requests,
         mounts: (!mounts.is_empty()).then_some(mounts),
         ..Default::default()
     };
-    Ok(Config {
+    Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
+        user: config.container_user.clone(),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: Some(env),
         labels: Some(labels),
@@ -88,6 +111,28 @@ pub fn container_config(
         tty: Some(false),
         ..Default::default()
     })
+}
+
+/// The `json-file` driver, rotated at [`DockerConfig::log_max_size`] and keeping
+/// [`DockerConfig::log_max_files`] files, so a job's output cannot fill the executor's disk.
+fn log_config(config: &DockerConfig) -> HostConfigLogConfig {
+    HostConfigLogConfig {
+        typ: Some(LOG_DRIVER.to_owned()),
+        config: Some(HashMap::from([
+            ("max-size".to_owned(), docker_size(config.log_max_size)),
+            ("max-file".to_owned(), config.log_max_files.to_string()),
+        ])),
+    }
+}
+
+/// `bytes` as Docker writes a size: in the largest binary unit that divides it (`10m`).
+pub fn docker_size(bytes: u64) -> String {
+    for (unit, size) in [("g", 1u64 << 30), ("m", 1 << 20), ("k", 1 << 10)] {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
 }
 
 /// The job's env, then `JOB_ID`, `EXECUTOR_IP` and `NVIDIA_VISIBLE_DEVICES`, which win over
@@ -129,7 +174,7 @@ fn bind_mount(volume: &VolumeMount, allowlist: &[PathBuf]) -> Result<Mount, Runt
     Ok(Mount {
         target: Some(volume.container_path.clone()),
         source: Some(host.to_string_lossy().into_owned()),
-        typ: Some(MountTypeEnum::BIND),
+        typ: Some(MountType::BIND),
         read_only: Some(volume.read_only),
         ..Default::default()
     })
@@ -163,10 +208,11 @@ mod tests {
             memory_mib: 512,
             gpu_ids: Vec::new(),
             volumes: Vec::new(),
+            read_only_rootfs: false,
         }
     }
 
-    fn env_of(config: &Config<String>) -> Vec<String> {
+    fn env_of(config: &ContainerCreateBody) -> Vec<String> {
         config.env.clone().unwrap()
     }
 
@@ -185,6 +231,24 @@ mod tests {
             "default leaves the engine's choice"
         );
         assert_eq!(host.device_requests, None);
+        assert_eq!(host.init, Some(true));
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_owned()])
+        );
+        assert_eq!(
+            host.cap_drop,
+            Some(vec!["NET_RAW".to_owned(), "MKNOD".to_owned()])
+        );
+        assert_eq!(host.readonly_rootfs, Some(false));
+        let log = host.log_config.as_ref().unwrap();
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        let log = log.config.as_ref().unwrap();
+        assert_eq!(
+            (log["max-size"].as_str(), log["max-file"].as_str()),
+            ("10m", "3")
+        );
+        assert_eq!(config.user, None, "the image's own user by default");
         let labels = config.labels.as_ref().unwrap();
         assert_eq!(labels[LABEL_JOB_ID], spec.job.to_string());
         assert_eq!(labels[LABEL_EXECUTOR], "exec-1");
@@ -195,6 +259,35 @@ mod tests {
         assert!(env.contains(&"EXECUTOR_IP=10.0.0.7".to_owned()));
         assert!(env.contains(&"NVIDIA_VISIBLE_DEVICES=void".to_owned()));
         assert_eq!(container_name(&spec), format!("dwr-{}-1", spec.job));
+    }
+
+    #[test]
+    fn user_read_only_root_and_log_rotation_follow_config_and_spec() {
+        let mut spec = spec();
+        spec.read_only_rootfs = true;
+        let config = DockerConfig {
+            container_user: Some("1000:1000".to_owned()),
+            log_max_size: 512 * 1024,
+            log_max_files: 5,
+            ..DockerConfig::default()
+        };
+        let body = container_config(&spec, &config).unwrap();
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        let host = body.host_config.unwrap();
+        assert_eq!(host.readonly_rootfs, Some(true));
+        let log = host.log_config.unwrap().config.unwrap();
+        assert_eq!(
+            (log["max-size"].as_str(), log["max-file"].as_str()),
+            ("512k", "5")
+        );
+    }
+
+    #[test]
+    fn sizes_are_written_in_the_largest_exact_unit() {
+        assert_eq!(docker_size(10 * 1024 * 1024), "10m");
+        assert_eq!(docker_size(1536 * 1024), "1536k");
+        assert_eq!(docker_size(2 << 30), "2g");
+        assert_eq!(docker_size(1000), "1000");
     }
 
     #[test]

@@ -13,7 +13,9 @@ const MIB: u64 = 1024 * 1024;
 pub struct SysinfoHostProbe {
     cpu_millis: u64,
     memory_mib: u64,
-    system: Mutex<System>,
+    /// `None` where sysinfo cannot read this platform (never on Linux): capacity then comes
+    /// from the standard library's CPU count, and usage reads as zero.
+    system: Option<Mutex<System>>,
 }
 
 impl Default for SysinfoHostProbe {
@@ -27,14 +29,27 @@ impl SysinfoHostProbe {
     pub fn new() -> Self {
         let system = System::new_with_specifics(
             RefreshKind::nothing()
-                .with_cpu(CpuRefreshKind::nothing().with_cpu_usage())
+                .with_cpu(CpuRefreshKind::nothing().with_usage())
                 .with_memory(MemoryRefreshKind::nothing().with_ram()),
         );
-        let cores = system.cpus().len().max(1) as u64;
-        Self {
-            cpu_millis: cores * 1000,
-            memory_mib: system.total_memory() / MIB,
-            system: Mutex::new(system),
+        match system {
+            Ok(system) => {
+                let cores = system.cpus().len().max(1) as u64;
+                Self {
+                    cpu_millis: cores * 1000,
+                    memory_mib: system.total_memory() / MIB,
+                    system: Some(Mutex::new(system)),
+                }
+            }
+            Err(e) => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+                tracing::error!(error = %e, "sysinfo cannot read this host: reporting {cores} cores, no memory and no usage");
+                Self {
+                    cpu_millis: cores * 1000,
+                    memory_mib: 0,
+                    system: None,
+                }
+            }
         }
     }
 }
@@ -49,8 +64,11 @@ impl HostProbe for SysinfoHostProbe {
     }
 
     fn usage(&self) -> HostUsage {
+        let Some(system) = &self.system else {
+            return HostUsage::default();
+        };
         // A poisoned lock only means another sampler panicked mid-refresh; the data is fine.
-        let mut system = self.system.lock().unwrap_or_else(|p| p.into_inner());
+        let mut system = system.lock().unwrap_or_else(|p| p.into_inner());
         system.refresh_cpu_usage();
         system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
         HostUsage {

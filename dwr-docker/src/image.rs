@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::errors::Error as BollardError;
-use bollard::models::CreateImageInfo;
+use bollard::models::{CreateImageInfo, ProgressDetail};
 use dwr_core::{ProgressSink, RuntimeError};
 use futures::{Stream, StreamExt};
 
@@ -99,12 +99,48 @@ impl ProgressThrottle {
             line.push_str(": ");
         }
         line.push_str(status);
-        if let Some(p) = info.progress.as_deref().filter(|p| !p.is_empty()) {
+        if let Some(p) = info.progress_detail.as_ref().and_then(progress_figures) {
             line.push(' ');
-            line.push_str(p);
+            line.push_str(&p);
         }
         Some(line)
     }
+}
+
+/// `current/total` of a layer's download or extraction in decimal units, as the Docker CLI
+/// prints them (`1.2MB/10MB`); `None` without figures. The engine's own progress bar string
+/// is no longer part of the API models, so it is rebuilt from the numbers.
+fn progress_figures(detail: &ProgressDetail) -> Option<String> {
+    let current = detail.current.filter(|&c| c > 0)?;
+    Some(match detail.total.filter(|&t| t > 0) {
+        Some(total) => format!("{}/{}", human_size(current), human_size(total)),
+        None => human_size(current),
+    })
+}
+
+/// A byte count with at most four significant digits and a decimal unit (`kB`, `MB`, ...).
+fn human_size(bytes: i64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let digits = if value >= 100.0 {
+        1
+    } else if value >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let text = if unit == 0 {
+        format!("{value}")
+    } else {
+        let fixed = format!("{value:.digits$}");
+        fixed.trim_end_matches('0').trim_end_matches('.').to_owned()
+    };
+    format!("{text}{}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -112,11 +148,15 @@ mod tests {
     use super::*;
     use tokio::sync::mpsc::unbounded_channel;
 
-    fn info(id: &str, status: &str, progress: &str) -> Result<CreateImageInfo, BollardError> {
+    /// A progress message; `progress` is `(current, total)` bytes, `(0, 0)` for none.
+    fn info(id: &str, status: &str, progress: (i64, i64)) -> Result<CreateImageInfo, BollardError> {
         Ok(CreateImageInfo {
             id: (!id.is_empty()).then(|| id.to_owned()),
             status: Some(status.to_owned()),
-            progress: (!progress.is_empty()).then(|| progress.to_owned()),
+            progress_detail: (progress != (0, 0)).then_some(ProgressDetail {
+                current: Some(progress.0),
+                total: Some(progress.1),
+            }),
             ..Default::default()
         })
     }
@@ -144,10 +184,10 @@ mod tests {
     async fn progress_lines_are_sent_and_repeats_throttled() {
         let (tx, mut rx) = unbounded_channel();
         let stream = futures::stream::iter(vec![
-            info("", "Pulling from library/busybox", ""),
-            info("abc", "Downloading", "[=>   ] 1MB/10MB"),
-            info("abc", "Downloading", "[==>  ] 2MB/10MB"),
-            info("abc", "Download complete", ""),
+            info("", "Pulling from library/busybox", (0, 0)),
+            info("abc", "Downloading", (1_000_000, 10_000_000)),
+            info("abc", "Downloading", (2_000_000, 10_000_000)),
+            info("abc", "Download complete", (0, 0)),
         ]);
         follow_pull("busybox", stream, Duration::from_secs(5), &tx, unexpected)
             .await
@@ -161,9 +201,28 @@ mod tests {
             lines,
             vec![
                 "pull: Pulling from library/busybox",
-                "pull: abc: Downloading [=>   ] 1MB/10MB",
+                "pull: abc: Downloading 1MB/10MB",
                 "pull: abc: Download complete",
             ]
+        );
+    }
+
+    #[test]
+    fn sizes_read_like_the_docker_cli() {
+        assert_eq!(human_size(532), "532B");
+        assert_eq!(human_size(1_000), "1kB");
+        assert_eq!(human_size(1_234_567), "1.235MB");
+        assert_eq!(human_size(45_600_000), "45.6MB");
+        assert_eq!(human_size(812_300_000), "812.3MB");
+        assert_eq!(human_size(3_000_000_000), "3GB");
+        let detail = |current, total| ProgressDetail {
+            current: Some(current),
+            total: Some(total),
+        };
+        assert_eq!(progress_figures(&detail(0, 10)), None);
+        assert_eq!(
+            progress_figures(&detail(1_500_000, 0)).as_deref(),
+            Some("1.5MB")
         );
     }
 
@@ -171,7 +230,7 @@ mod tests {
     async fn engine_errors_are_image_unavailable() {
         let (tx, _rx) = unbounded_channel();
         let stream = futures::stream::iter(vec![
-            info("", "Pulling", ""),
+            info("", "Pulling", (0, 0)),
             Err(BollardError::DockerStreamError {
                 error: "manifest unknown".to_owned(),
             }),

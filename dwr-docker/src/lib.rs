@@ -7,6 +7,17 @@
 //!   - `NanoCpus` from the CPU request, `Memory` and `MemorySwap` equal (no swap beyond the
 //!     limit), a pids limit ([`DockerConfig::pids_limit`], 4096 by default), never privileged,
 //!     the configured network mode;
+//!   - Docker's init (`init: true`, tini) as PID 1: it forwards SIGTERM to the job and reaps
+//!     zombies. Without it the job is PID 1, which the kernel shields from every signal it
+//!     has no handler for, so a stop of `sleep 600` waited out the whole grace (10 s) and
+//!     ended in SIGKILL; with it the job ends at once (exit 143 when it dies of SIGTERM);
+//!   - `no-new-privileges` ([`SECURITY_OPTIONS`]), the capabilities `NET_RAW` and `MKNOD`
+//!     dropped ([`DROPPED_CAPABILITIES`]), the user [`DockerConfig::container_user`] when set
+//!     (else the image's), and a read-only root filesystem when the job asks for one
+//!     (`read_only_rootfs`; volumes keep their own mode);
+//!   - the `json-file` log driver rotated at [`DockerConfig::log_max_size`] (10 MiB) keeping
+//!     [`DockerConfig::log_max_files`] (3) files, so a job's output on the executor's disk is
+//!     bounded whatever the engine's default driver is;
 //!   - env `JOB_ID`, `EXECUTOR_IP` and the job's own variables; the job cannot override
 //!     `JOB_ID`, `EXECUTOR_IP` or `NVIDIA_VISIBLE_DEVICES` (its values are dropped with a
 //!     warning), so a job cannot pose as another or widen its GPUs;
@@ -22,7 +33,9 @@
 //!
 //!   Images are pulled only when missing (or before every job with
 //!   [`PullPolicy::Always`]); a pull that goes [`DockerConfig::pull_stall_timeout`]
-//!   without a message fails with `PullStalled`. Output is streamed as lines per stream.
+//!   without a message fails with `PullStalled`. Output is streamed as lines per stream; a
+//!   line longer than [`dwr_core::MAX_LOG_LINE_BYTES`] (16 KiB) arrives in pieces of at most
+//!   that size, so the agent never holds an unbounded line.
 //!   `wait` reads the exit code and `OOMKilled` from the engine's state. Two engine limits
 //!   (seen on Docker 20.10 with containerd 1.6) are worth knowing:
 //!   - the engine learns of OOM kills from containerd's cgroup watcher, armed just after the
@@ -46,7 +59,9 @@
 //! the engine's own), `DWR_VOLUME_ALLOWLIST` (`:`-separated absolute paths),
 //! `DWR_PIDS_LIMIT` (`0`: none), `DWR_PULL_STALL_TIMEOUT_SECS` (120), `DWR_PULL_POLICY`
 //! (`missing` or `always`; default `missing`),
-//! `DWR_STOP_GRACE_SECS` (10) and `DWR_DOCKER_TIMEOUT_SECS` (120).
+//! `DWR_STOP_GRACE_SECS` (10), `DWR_DOCKER_TIMEOUT_SECS` (120), `DWR_CONTAINER_USER`
+//! (`uid[:gid]` or a name; default: the image's user), `DWR_CONTAINER_LOG_MAX_SIZE` (`10m`)
+//! and `DWR_CONTAINER_LOG_MAX_FILES` (3).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -72,11 +87,13 @@ mod runtime;
 mod stats;
 
 pub use config::{
-    DockerConfig, PullPolicy, DEFAULT_SOCKET, ENV_DOCKER_HOST, ENV_NETWORK, ENV_PIDS_LIMIT,
+    parse_container_user, parse_log_max_files, parse_log_max_size, DockerConfig, PullPolicy,
+    DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, DEFAULT_SOCKET, ENV_CONTAINER_USER,
+    ENV_DOCKER_HOST, ENV_LOG_MAX_FILES, ENV_LOG_MAX_SIZE, ENV_NETWORK, ENV_PIDS_LIMIT,
     ENV_PULL_POLICY, ENV_PULL_STALL_TIMEOUT, ENV_REQUEST_TIMEOUT, ENV_STOP_GRACE,
     ENV_VOLUME_ALLOWLIST,
 };
-pub use create::{NO_GPUS, RESERVED_ENV};
+pub use create::{DROPPED_CAPABILITIES, LOG_DRIVER, NO_GPUS, RESERVED_ENV, SECURITY_OPTIONS};
 pub use error::Error;
 pub use gpu::NvmlGpuProbe;
 pub use host::SysinfoHostProbe;

@@ -3,10 +3,12 @@
 
 use std::collections::VecDeque;
 
-use bollard::container::{LogOutput, LogsOptions};
+use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
+use bollard::query_parameters::LogsOptionsBuilder;
 use bollard::Docker;
-use dwr_core::{ContainerId, LogLine, LogSource, RuntimeError};
+use dwr_core::runtime::log_piece_len;
+use dwr_core::{ContainerId, LogLine, LogSource, RuntimeError, MAX_LOG_LINE_BYTES};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
@@ -25,13 +27,12 @@ pub fn follow_lines(
     id: ContainerId,
     map_error: impl Fn(BollardError) -> RuntimeError + Send + Sync + 'static,
 ) -> BoxStream<'static, Result<LogLine, RuntimeError>> {
-    let options = LogsOptions::<String> {
-        follow: true,
-        stdout: true,
-        stderr: true,
-        tail: "all".to_owned(),
-        ..Default::default()
-    };
+    let options = LogsOptionsBuilder::new()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .tail("all")
+        .build();
     let frames = docker.logs(&id.0, Some(options)).boxed();
     let follower = Follower {
         docker,
@@ -116,13 +117,12 @@ impl Follower {
 
 /// The frames at the end of the log of `id` that come after `seen`, the last ones received.
 async fn catch_up(docker: &Docker, id: &ContainerId, seen: &[LogOutput]) -> Vec<LogOutput> {
-    let options = LogsOptions::<String> {
-        follow: false,
-        stdout: true,
-        stderr: true,
-        tail: CATCH_UP_FRAMES.to_string(),
-        ..Default::default()
-    };
+    let options = LogsOptionsBuilder::new()
+        .follow(false)
+        .stdout(true)
+        .stderr(true)
+        .tail(&CATCH_UP_FRAMES.to_string())
+        .build();
     let mut tail = Vec::with_capacity(CATCH_UP_FRAMES);
     let mut frames = docker.logs(&id.0, Some(options));
     while let Some(frame) = frames.next().await {
@@ -151,6 +151,11 @@ pub fn missing_suffix<'a, T: PartialEq>(seen: &[T], tail: &'a [T]) -> &'a [T] {
 /// Cuts chunks of stdout and stderr into lines. A partial line is held until its newline
 /// arrives or the stream ends ([`finish`](Self::finish)); bytes are decoded per line, so a
 /// UTF-8 character split across chunks survives.
+///
+/// No line is held or emitted whole past [`MAX_LOG_LINE_BYTES`]: a longer one is emitted as
+/// pieces of at most that many bytes, cut on a character boundary ([`log_piece_len`]), as
+/// soon as more than that is held. The pieces concatenate back to the line, and the agent's
+/// memory per container stays bounded whatever a job prints.
 #[derive(Debug, Default)]
 pub struct LineSplitter {
     stdout: Vec<u8>,
@@ -158,7 +163,8 @@ pub struct LineSplitter {
 }
 
 impl LineSplitter {
-    /// Adds a chunk of `source` and returns the lines it completes, in order.
+    /// Adds a chunk of `source` and returns the lines (and pieces of long lines) it
+    /// completes, in order.
     pub fn push(&mut self, source: LogSource, chunk: &[u8]) -> Vec<LogLine> {
         let buffer = match source {
             LogSource::Stdout => &mut self.stdout,
@@ -169,8 +175,18 @@ impl LineSplitter {
         let mut start = 0;
         while let Some(offset) = buffer[start..].iter().position(|&b| b == b'\n') {
             let end = start + offset;
-            lines.push(line(source, &buffer[start..end]));
+            push_pieces(&mut lines, source, strip_cr(&buffer[start..end]));
             start = end + 1;
+        }
+        // The partial line left: cut while more than a piece's worth is held, keeping the
+        // rest (never empty) for the newline to come. A full piece and a `\r` are held one
+        // byte longer: the `\r` may begin the line's CRLF, which must not become a line.
+        while buffer.len() - start > MAX_LOG_LINE_BYTES
+            && !(buffer.len() - start == MAX_LOG_LINE_BYTES + 1 && buffer.ends_with(b"\r"))
+        {
+            let len = log_piece_len(&buffer[start..]);
+            lines.push(line(source, &buffer[start..start + len]));
+            start += len;
         }
         buffer.drain(..start);
         lines
@@ -184,7 +200,7 @@ impl LineSplitter {
             (LogSource::Stderr, &mut self.stderr),
         ] {
             if !buffer.is_empty() {
-                lines.push(line(source, buffer));
+                push_pieces(&mut lines, source, strip_cr(buffer));
                 buffer.clear();
             }
         }
@@ -192,8 +208,23 @@ impl LineSplitter {
     }
 }
 
+/// Appends the complete line `bytes` to `lines`: as one line, or in pieces when long.
+fn push_pieces(lines: &mut Vec<LogLine>, source: LogSource, mut bytes: &[u8]) {
+    loop {
+        let len = log_piece_len(bytes);
+        lines.push(line(source, &bytes[..len]));
+        bytes = &bytes[len..];
+        if bytes.is_empty() {
+            return;
+        }
+    }
+}
+
+fn strip_cr(bytes: &[u8]) -> &[u8] {
+    bytes.strip_suffix(b"\r").unwrap_or(bytes)
+}
+
 fn line(source: LogSource, bytes: &[u8]) -> LogLine {
-    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     LogLine {
         source,
         text: String::from_utf8_lossy(bytes).into_owned(),
@@ -240,6 +271,60 @@ mod tests {
         assert_eq!(missing_suffix(&[7, 7, 7], &[7, 7, 8]), &[8]);
         assert_eq!(missing_suffix(&[7, 7, 7], &[7, 7, 7]), &[] as &[i32]);
         assert_eq!(missing_suffix(&[1, 2], &[5, 6]), &[5, 6]);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_split_as_it_arrives() {
+        const MAX: usize = MAX_LOG_LINE_BYTES;
+        let mut s = LineSplitter::default();
+        // 100 KiB of varied text without a newline, fed in 4 KiB chunks.
+        let text: String = (0..30_000).map(|i| i.to_string()).collect();
+        let text = &text[..100 * 1024];
+        let mut pieces = Vec::new();
+        for chunk in text.as_bytes().chunks(4096) {
+            pieces.extend(s.push(LogSource::Stdout, chunk));
+            assert!(s.stdout.len() <= MAX, "held {} bytes", s.stdout.len());
+        }
+        pieces.extend(s.finish());
+        assert_eq!(pieces.len(), text.len().div_ceil(MAX));
+        assert!(pieces.iter().all(|l| l.text.len() <= MAX));
+        assert_eq!(texts(&pieces).concat(), text);
+
+        // A long line inside one chunk, with its newline, then a short one.
+        let long = "x".repeat(2 * MAX + 1);
+        let lines = s.push(LogSource::Stderr, format!("{long}\r\nshort\n").as_bytes());
+        assert_eq!(
+            lines.iter().map(|l| l.text.len()).collect::<Vec<_>>(),
+            vec![MAX, MAX, 1, 5]
+        );
+        assert!(lines.iter().all(|l| l.source == LogSource::Stderr));
+
+        // Exactly the limit is one line, and its newline adds no empty line.
+        let exact = "y".repeat(MAX);
+        assert!(s.push(LogSource::Stdout, exact.as_bytes()).is_empty());
+        assert_eq!(
+            texts(&s.push(LogSource::Stdout, b"\n")),
+            vec![exact.as_str()]
+        );
+        // So is the limit and a CRLF whose `\n` comes in the next chunk.
+        let crlf_pending = format!("{exact}\r");
+        assert!(s
+            .push(LogSource::Stdout, crlf_pending.as_bytes())
+            .is_empty());
+        assert_eq!(
+            texts(&s.push(LogSource::Stdout, b"\n")),
+            vec![exact.as_str()]
+        );
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_character() {
+        let mut s = LineSplitter::default();
+        let text = "é".repeat(MAX_LOG_LINE_BYTES); // two bytes each
+        let mut pieces = s.push(LogSource::Stdout, text.as_bytes());
+        pieces.extend(s.finish());
+        assert!(pieces.iter().all(|l| !l.text.contains('\u{fffd}')));
+        assert_eq!(texts(&pieces).concat(), text);
     }
 
     #[test]

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bollard::container::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
-    StartContainerOptions, StatsOptions, StopContainerOptions, WaitContainerOptions,
-};
 use bollard::errors::Error as BollardError;
-use bollard::image::CreateImageOptions;
-use bollard::models::ContainerStateStatusEnum;
+use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
 use bollard::{Docker, API_DEFAULT_VERSION};
 use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
 use dwr_core::{
@@ -132,10 +132,9 @@ impl DockerRuntime {
         let reference = pull_reference(image);
         tracing::info!(%image, %reference, "pulling image");
         let _ = progress.send(format!("pull: pulling {reference}"));
-        let options = CreateImageOptions {
-            from_image: reference.as_str(),
-            ..Default::default()
-        };
+        let options = CreateImageOptionsBuilder::new()
+            .from_image(&reference)
+            .build();
         let stream = self.docker.create_image(Some(options), None, None);
         follow_pull(
             image,
@@ -201,10 +200,7 @@ impl ContainerRuntime for DockerRuntime {
         let created = self
             .docker
             .create_container(
-                Some(CreateContainerOptions {
-                    name: name.as_str(),
-                    platform: None,
-                }),
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
                 config,
             )
             .await
@@ -243,7 +239,7 @@ impl ContainerRuntime for DockerRuntime {
         }
         if let Err(e) = self
             .docker
-            .start_container(&id.0, None::<StartContainerOptions<String>>)
+            .start_container(&id.0, None::<StartContainerOptions>)
             .await
         {
             self.remove_quietly(&id.0, job).await;
@@ -265,10 +261,10 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn usage(&self, id: &ContainerId) -> Result<ContainerUsage, RuntimeError> {
-        let options = StatsOptions {
-            stream: false,
-            one_shot: false,
-        };
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(false)
+            .build();
         let mut stream = self.docker.stats(&id.0, Some(options));
         match stream.next().await {
             Some(Ok(stats)) => Ok(usage_of(&stats)),
@@ -282,9 +278,9 @@ impl ContainerRuntime for DockerRuntime {
 
     async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, RuntimeError> {
         loop {
-            let options = WaitContainerOptions {
-                condition: "not-running",
-            };
+            let options = WaitContainerOptionsBuilder::new()
+                .condition("not-running")
+                .build();
             let mut stream = self.docker.wait_container(&id.0, Some(options));
             match stream.next().await {
                 // bollard reports a non-zero exit as an error; the code is read below either way.
@@ -315,14 +311,14 @@ impl ContainerRuntime for DockerRuntime {
     async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError> {
         // Round up: a grace of 500 ms must not become an immediate kill.
         let secs = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
-        let t = i64::try_from(secs).unwrap_or(i64::MAX);
+        let t = i32::try_from(secs).unwrap_or(i32::MAX);
         // The engine answers only once the container has stopped: allow the grace and more.
         let docker = self
             .docker
             .clone()
             .with_timeout(self.config.request_timeout + Duration::from_secs(secs));
         match docker
-            .stop_container(&id.0, Some(StopContainerOptions { t }))
+            .stop_container(&id.0, Some(StopContainerOptionsBuilder::new().t(t).build()))
             .await
         {
             // 304 (already stopped) is a success for bollard.
@@ -332,11 +328,11 @@ impl ContainerRuntime for DockerRuntime {
     }
 
     async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {
-        let options = RemoveContainerOptions {
-            force: true,
-            v: true,
-            link: false,
-        };
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .link(false)
+            .build();
         match self.docker.remove_container(&id.0, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if is_status(&e, 404) => Ok(()),
@@ -351,11 +347,10 @@ impl ContainerRuntime for DockerRuntime {
             "label".to_owned(),
             vec![format!("{LABEL_EXECUTOR}={executor}")],
         )]);
-        let options = ListContainersOptions {
-            all: true,
-            filters,
-            ..Default::default()
-        };
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
         let containers = self
             .docker
             .list_containers(Some(options))
@@ -373,8 +368,8 @@ impl ContainerRuntime for DockerRuntime {
                 Some(job) => owned.push(OwnedContainer {
                     id: ContainerId(id),
                     job,
-                    running: c.state.as_deref() == Some("running"),
-                    started: c.state.as_deref() != Some("created"),
+                    running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
+                    started: c.state != Some(ContainerSummaryStateEnum::CREATED),
                 }),
                 None => {
                     tracing::warn!(container = %id, %executor, "owned container without a valid {LABEL_JOB_ID} label; skipped")

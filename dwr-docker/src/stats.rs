@@ -1,34 +1,45 @@
 //! Turning one engine stats sample into a [`ContainerUsage`], as `docker stats` computes it.
 
-use bollard::container::{MemoryStatsStats, Stats};
+use bollard::models::{ContainerCpuStats, ContainerStatsResponse};
 use dwr_core::ContainerUsage;
 
 /// The usage in `stats`: CPU % of one core from the delta to the previous sample, memory
 /// without reclaimable page cache.
-pub fn usage_of(stats: &Stats) -> ContainerUsage {
-    let cpu = &stats.cpu_stats;
-    let pre = &stats.precpu_stats;
+pub fn usage_of(stats: &ContainerStatsResponse) -> ContainerUsage {
+    let none = ContainerCpuStats::default();
+    let cpu = stats.cpu_stats.as_ref().unwrap_or(&none);
+    let pre = stats.precpu_stats.as_ref().unwrap_or(&none);
+    let total = |s: &ContainerCpuStats| s.cpu_usage.as_ref().and_then(|u| u.total_usage);
     let online = cpu
         .online_cpus
+        .map(u64::from)
         .filter(|&n| n > 0)
-        .or_else(|| cpu.cpu_usage.percpu_usage.as_ref().map(|v| v.len() as u64))
+        .or_else(|| {
+            cpu.cpu_usage
+                .as_ref()
+                .and_then(|u| u.percpu_usage.as_ref())
+                .map(|v| v.len() as u64)
+        })
         .unwrap_or(1);
     let cpu_percent = cpu_percent(
-        cpu.cpu_usage.total_usage,
-        pre.cpu_usage.total_usage,
+        total(cpu).unwrap_or(0),
+        total(pre).unwrap_or(0),
         cpu.system_cpu_usage.unwrap_or(0),
         pre.system_cpu_usage.unwrap_or(0),
         online,
     );
-    let memory = &stats.memory_stats;
-    let cache = match memory.stats {
-        Some(MemoryStatsStats::V1(v1)) => Some(v1.total_inactive_file),
-        Some(MemoryStatsStats::V2(v2)) => Some(v2.inactive_file),
-        None => None,
-    };
+    let memory = stats.memory_stats.as_ref();
+    // memory.stat as the engine passes it on: cgroup v1 names the reclaimable cache
+    // `total_inactive_file`, cgroup v2 `inactive_file`.
+    let cache = memory.and_then(|m| m.stats.as_ref()).and_then(|s| {
+        s.get("total_inactive_file")
+            .or_else(|| s.get("inactive_file"))
+            .copied()
+    });
+    let usage = memory.and_then(|m| m.usage).unwrap_or(0);
     ContainerUsage {
         cpu_percent,
-        memory_bytes: memory_bytes(memory.usage.unwrap_or(0), cache),
+        memory_bytes: memory_bytes(usage, cache),
     }
 }
 

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use bollard::container::InspectContainerOptions;
+use bollard::query_parameters::InspectContainerOptions;
 use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
 use dwr_core::{
     ContainerId, ContainerRuntime, ContainerRuntimeExt, ExitStatus, JobId, LogLine, LogSource,
@@ -131,11 +131,11 @@ async fn abort_of_a_process_ignoring_sigterm_ends_within_the_grace() {
     let Some(h) = Harness::default().await else {
         return;
     };
-    // sleep as PID 1 has no SIGTERM handler, and PID 1 ignores unhandled signals: only the
-    // SIGKILL after the grace period ends it.
+    // The init as PID 1 passes SIGTERM on to the shell, which ignores it (and so does the
+    // sleep it starts): only the SIGKILL after the grace period ends them.
     let id = h
         .runtime
-        .create_and_start(&h.spec(&["sleep", "600"]))
+        .create_and_start(&h.spec(&["sh", "-c", "trap '' TERM; sleep 600"]))
         .await
         .expect("start");
     let began = Instant::now();
@@ -434,21 +434,44 @@ async fn usage_samples_a_busy_container() {
 
 #[tokio::test]
 async fn a_start_failure_is_clear_and_leaves_no_container() {
-    let Some(h) = Harness::default().await else {
+    // A user the image does not know: the engine refuses the start itself.
+    let config = DockerConfig {
+        container_user: Some("no-such-user".to_owned()),
+        ..DockerConfig::from_env().expect("config")
+    };
+    let Some(h) = Harness::new(config).await else {
         return;
     };
-    let spec = h.spec(&["/nonexistent"]);
+    let spec = h.spec(&["true"]);
     match h.runtime.create_and_start(&spec).await {
         Err(e @ RuntimeError::StartFailed { .. }) => {
             let reason = e.job_reason();
             assert!(
-                reason.contains(&spec.job.to_string()) && reason.contains("/nonexistent"),
+                reason.contains(&spec.job.to_string()) && reason.contains("no-such-user"),
                 "{reason}"
             );
         }
         other => panic!("expected StartFailed, got {other:?}"),
     }
     assert!(h.runtime.list_owned(&h.executor).await.unwrap().is_empty());
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn a_missing_command_exits_127_and_says_why() {
+    let Some(h) = Harness::default().await else {
+        return;
+    };
+    // The init starts, then fails to run the command: an exit like a shell's "not found",
+    // with the init's reason in the job's log (before init, this was a start failure).
+    let (status, lines) = h.run(&h.spec(&["/nonexistent"])).await;
+    assert_eq!(status.code, 127, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.source == LogSource::Stderr && l.text.contains("/nonexistent")),
+        "{lines:?}"
+    );
     h.finish().await;
 }
 

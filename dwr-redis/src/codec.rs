@@ -12,11 +12,27 @@ use redis::Value;
 use crate::error::corrupt;
 
 /// The fields of a job hash, as field/value pairs (optional fields only when set).
+/// Specs longer than this (JSON bytes) are stored with their placement view beside them
+/// (`place`): a scheduling pass reads that instead. Shorter ones are read whole, which
+/// costs no more than the view would, and saves writing it.
+pub(crate) const PLACEMENT_VIEW_FROM: usize = 1024;
+
 pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, StoreError> {
     let spec = serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt {
         what: format!("spec of job {}", job.id),
         source: Box::new(e),
     })?;
+    // A large spec also gets its placement view, which is what a scheduling pass reads.
+    let place = if spec.len() > PLACEMENT_VIEW_FROM {
+        Some(
+            serde_json::to_string(&job.spec.for_placement()).map_err(|e| StoreError::Corrupt {
+                what: format!("spec of job {}", job.id),
+                source: Box::new(e),
+            })?,
+        )
+    } else {
+        None
+    };
     let mut f = vec![
         ("id", job.id.to_string()),
         ("spec", spec),
@@ -34,6 +50,7 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
             f.push((name, v));
         }
     };
+    opt("place", place);
     opt("executor", job.executor.as_ref().map(|e| e.to_string()));
     opt("executor_ip", job.executor_ip.clone());
     opt("exit_code", job.exit_code.map(|c| c.to_string()));
@@ -380,7 +397,8 @@ mod tests {
 
     #[test]
     fn a_job_survives_the_hash() {
-        let spec = JobSpec::new("img", vec![], 1500, 512).with_gpus(2, GpuModel::Any);
+        let mut spec = JobSpec::new("img", vec![], 1500, 512).with_gpus(2, GpuModel::Any);
+        spec.read_only_rootfs = true;
         let mut job = Job::new(JobId::new(), spec, Timestamp(1_700_000_000_123));
         job.transition(JobState::Assigned, Timestamp(1_700_000_000_200))
             .unwrap();
@@ -403,6 +421,26 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         assert_eq!(job_from_map(&map).unwrap(), job);
+    }
+
+    #[test]
+    fn a_spec_stored_before_read_only_rootfs_reads_as_writable() {
+        let job = Job::new(
+            JobId::new(),
+            JobSpec::new("img", vec![], 100, 64),
+            Timestamp(1_700_000_000_000),
+        );
+        let mut map: HashMap<String, String> = job_fields(&job)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let mut spec: serde_json::Value = serde_json::from_str(&map["spec"]).unwrap();
+        spec.as_object_mut().unwrap().remove("read_only_rootfs");
+        map.insert("spec".to_owned(), spec.to_string());
+        let read = job_from_map(&map).unwrap();
+        assert!(!read.spec.read_only_rootfs);
+        assert_eq!(read, job);
     }
 
     /// An `assigned` event as commit_assignment.lua queues it: the hash as a JSON array.

@@ -76,6 +76,11 @@ fn snapshot_arg(assignment: &Assignment) -> String {
     if job.id != assignment.job {
         return String::new();
     }
+    // A placement view lacks what the executor needs: the script reads the job for the
+    // event, and the reply still builds on the snapshot.
+    if job.spec.is_placement_view() {
+        return "-".to_owned();
+    }
     let Ok(fields) = job_fields(job) else {
         return String::new();
     };
@@ -337,6 +342,20 @@ impl JobStore for RedisJobStore {
 
     async fn pending_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
         self.list(JobState::Pending.as_str(), 0, limit, "fwd").await
+    }
+
+    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let script = &self.inner.scripts.pending_placement;
+        let reply = self
+            .eval("pending_for_placement", script, vec![limit.to_string()])
+            .await?;
+        array(&reply, "pending_placement")?
+            .iter()
+            .map(|hash| job_from_map(&crate::codec::flat_map(hash, "pending_placement")?))
+            .collect()
     }
 
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {

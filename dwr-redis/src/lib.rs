@@ -79,7 +79,7 @@
 //! | Key | Type | Written by | Expires |
 //! |---|---|---|---|
 //! | `{p}seq` | string (counter) | `submit` (`INCR`: arrival sequence) | never |
-//! | `{p}job:{job_id}` | hash: `id`, `spec` (JSON of the `JobSpec`), `state`, `seq`, `cpu`, `mem`, `ngpu`, `gpu_ids` (JSON), `executor`, `executor_ip`, `exit_code`, `reason`, `oom`, `abort`, `created_at`, `updated_at`, `assigned_at`, `started_at`, `finished_at` (ms, Redis `TIME`), `log_total` (lines ever appended: follower offsets stay valid after trimming), `attempt`, `attempts` (JSON of the ended attempts), `retry_at` (ms, while pending for a retry), and with retries `max_retries`, `retry_ms`, `retry_on` | every job transition | deleted by `purge_finished` |
+//! | `{p}job:{job_id}` | hash: `id`, `spec` (JSON of the `JobSpec`), `place` (JSON of its placement view, only beside a spec over 1 KiB: what a scheduling pass reads), `state`, `seq`, `cpu`, `mem`, `ngpu`, `gpu_ids` (JSON), `executor`, `executor_ip`, `exit_code`, `reason`, `oom`, `abort`, `created_at`, `updated_at`, `assigned_at`, `started_at`, `finished_at` (ms, Redis `TIME`), `log_total` (lines ever appended: follower offsets stay valid after trimming), `log_bytes` (bytes kept, against [`RedisConfig::log_max_bytes`]), `log_cut_bytes` / `log_cut_lines` (dropped past it), `attempt`, `attempts` (JSON of the ended attempts), `retry_at` (ms, while pending for a retry), and with retries `max_retries`, `retry_ms`, `retry_on` | every job transition | deleted by `purge_finished` |
 //! | `{p}idempotency:{key}` | string: the id of the job submitted under an `Idempotency-Key` | `submit` with a key (`SET PX`) | after 24 h |
 //! | `{p}jobs:{state}` | sorted set per state: job id, score = sequence; every job is in exactly one, and listing all jobs reads the six (`list_jobs.lua`) | every transition | members move or are purged |
 //! | `{p}jobs:finish_order` | list of terminal job ids in the order they finished (a list, not a sorted set by time: appending costs O(1); `purge_finished` takes from the head while the head is due, which agrees with the finish times now that Redis `TIME` stamps them all; a job stamped by an earlier version's caller later than one behind it holds that one back until it is due too) | terminal transitions | purge pops them |
@@ -90,9 +90,9 @@
 //! | `{p}executor_jobs:{id}` | set of the job ids it holds | commit, release | deleted by `expire_executor` |
 //! | `{p}executor_gpus:{id}` | hash: GPU UUID → job id holding it | commit, release | deleted by `expire_executor` |
 //! | `{p}executor_events:{id}` | list of `assigned <job>` / `abort <job> <cause>` | `commit_assignment`, `request_abort` (`RPUSH`); the executor pops (`BLMPOP`) | deleted by `expire_executor` |
-//! | `job_logs:{job_id}` (no prefix) | list of lines, oldest first, capped at [`RedisConfig::log_max_lines`] (`LTRIM`) | `append_logs` | [`RedisConfig::log_ttl`] once the job is terminal; purge |
+//! | `job_logs:{job_id}` (no prefix) | list of lines, oldest first, capped at [`RedisConfig::log_max_lines`] (`LTRIM`) and [`RedisConfig::log_max_bytes`] (then ending in one marker line) | `append_logs` | [`RedisConfig::log_ttl`] once the job is terminal; purge |
 //! | `{p}wake` | pub/sub channel | `submit`, `finish`, `register_executor`, `expire_executor` publish | — |
-//! | `{p}log_events:{job_id}` | pub/sub channel | `append_logs`, terminal transitions publish | — |
+//! | `{p}log_events:{job_id}` | pub/sub channel | `append_logs`, terminal transitions publish; the log followers of a process share one `PSUBSCRIBE {p}log_events:*` | — |
 //!
 //! `LRANGE job_logs:<id> 0 -1` prints a job's log, as the original system documented.
 //!

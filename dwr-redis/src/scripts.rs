@@ -25,6 +25,7 @@ pub(crate) struct Scripts {
     pub append_logs: Script,
     pub read_logs: Script,
     pub list_jobs: Script,
+    pub pending_placement: Script,
     pub executors: Script,
     pub purge: Script,
     pub check_invariants: Script,
@@ -60,6 +61,7 @@ impl Scripts {
             append_logs: build(include_str!("scripts/append_logs.lua")),
             read_logs: build(include_str!("scripts/read_logs.lua")),
             list_jobs: build(include_str!("scripts/list_jobs.lua")),
+            pending_placement: build(include_str!("scripts/pending_placement.lua")),
             executors: build(include_str!("scripts/executors.lua")),
             purge: build(include_str!("scripts/purge.lua")),
             check_invariants: build(include_str!("scripts/check_invariants.lua")),
@@ -74,7 +76,7 @@ impl Scripts {
     }
 
     /// All scripts with their names, for loading them up front.
-    pub fn all(&self) -> [(&'static str, &Script); 19] {
+    pub fn all(&self) -> [(&'static str, &Script); 20] {
         [
             ("submit", &self.submit),
             ("commit_assignment", &self.commit_assignment),
@@ -87,6 +89,7 @@ impl Scripts {
             ("append_logs", &self.append_logs),
             ("read_logs", &self.read_logs),
             ("list_jobs", &self.list_jobs),
+            ("pending_placement", &self.pending_placement),
             ("executors", &self.executors),
             ("purge", &self.purge),
             ("check_invariants", &self.check_invariants),

@@ -66,6 +66,25 @@ impl RedisJobStore {
             .map_err(|e| store_error("info", e))?;
         Ok(CommandStats::parse(&info))
     }
+
+    /// Bytes the server uses (`used_memory` of `INFO memory`) and the keys of its
+    /// database (`DBSIZE`): what a long run's memory figures watch.
+    pub async fn memory_and_keys(&self) -> Result<(u64, u64), StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let (info, keys): (String, u64) = redis::pipe()
+            .cmd("INFO")
+            .arg("memory")
+            .cmd("DBSIZE")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store_error("info", e))?;
+        let used = info
+            .lines()
+            .find_map(|line| line.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        Ok((used, keys))
+    }
 }
 
 #[cfg(test)]

@@ -320,12 +320,6 @@ impl LogWatch {
             _ => Err(()),
         }
     }
-
-    /// Jobs followed now (for tests and debugging).
-    #[cfg(test)]
-    pub fn followed(&self) -> usize {
-        self.shared.jobs.lock().map(|j| j.len()).unwrap_or(0)
-    }
 }
 
 impl Drop for LogWatch {

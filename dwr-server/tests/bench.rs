@@ -15,6 +15,7 @@ async fn the_load_tool_runs_every_job_to_its_end_and_reports_consistent_figures(
         jobs: 300,
         concurrency: 16,
         job_ms: 2,
+        retention_secs: None,
     })
     .await
     .unwrap();
@@ -32,6 +33,32 @@ async fn the_load_tool_runs_every_job_to_its_end_and_reports_consistent_figures(
     assert!(report.jobs_per_second > 0.0 && report.wall_seconds > 0.0);
     assert!(report.rss_peak_mib >= report.rss_start_mib);
     assert!(report.redis_commands_per_job.is_none() && report.docker_overhead_p50_ms.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_short_retention_the_run_ends_with_few_jobs_kept() {
+    let report = run_bench(BenchArgs {
+        store: StoreKind::Memory,
+        redis_url: String::new(),
+        runtime: RuntimeKind::Fake,
+        image: String::new(),
+        executors: 2,
+        jobs: 3000,
+        concurrency: 16,
+        job_ms: 5,
+        retention_secs: Some(0.2),
+    })
+    .await
+    .unwrap();
+    // Every job ran to its end (the closed loop counts the deleted ones), and most of
+    // them were deleted before the run ended: 3,000 jobs of 5 ms, 16 at a time, take a
+    // second at the very least, five times the retention.
+    assert_eq!(report.jobs, 3000);
+    assert!(
+        report.succeeded < 3000,
+        "{} finished jobs still stored with a retention of 0.2 s",
+        report.succeeded
+    );
 }
 
 #[tokio::test]

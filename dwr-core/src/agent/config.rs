@@ -13,6 +13,9 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// Default largest number of log lines sent to the store in one append.
 pub const DEFAULT_LOG_BATCH_MAX: usize = 500;
+/// Default largest number of log bytes sent to the store in one append: with lines of up
+/// to 16 KiB, a batch by count alone would be 8 MiB, held several times over on its way.
+pub const DEFAULT_LOG_BATCH_MAX_BYTES: usize = 1024 * 1024;
 /// Default longest time a log line waits in the agent before it is sent.
 pub const DEFAULT_LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 /// Default time a store operation of a job is retried while the store is unavailable.
@@ -47,6 +50,8 @@ pub struct AgentConfig {
     pub stop_grace: Duration,
     /// Most log lines sent in one append.
     pub log_batch_max: usize,
+    /// Most log bytes sent in one append (a line is never split for it).
+    pub log_batch_max_bytes: usize,
     /// Longest time a log line waits before it is sent.
     pub log_flush_interval: Duration,
     /// How long a store operation of a job is retried, with backoff, while the store is
@@ -75,6 +80,7 @@ impl AgentConfig {
             poll_interval: DEFAULT_POLL_INTERVAL,
             stop_grace: DEFAULT_STOP_GRACE,
             log_batch_max: DEFAULT_LOG_BATCH_MAX,
+            log_batch_max_bytes: DEFAULT_LOG_BATCH_MAX_BYTES,
             log_flush_interval: DEFAULT_LOG_FLUSH_INTERVAL,
             store_retry_for: DEFAULT_STORE_RETRY_FOR,
             drain_on_shutdown: false,

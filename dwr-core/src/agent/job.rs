@@ -351,6 +351,7 @@ fn container_spec(shared: &Shared, job: &Job) -> ContainerSpec {
         memory_mib: job.spec.memory_mib,
         gpu_ids: job.gpu_ids.clone(),
         volumes: job.spec.volumes.clone(),
+        read_only_rootfs: job.spec.read_only_rootfs,
     }
 }
 

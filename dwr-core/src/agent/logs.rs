@@ -12,7 +12,8 @@ use crate::ids::JobId;
 use super::{retry, Shared};
 
 /// Sends the lines of `lines` to the job's log in order, one `append_logs` per batch of at
-/// most `log_batch_max` lines or per `log_flush_interval`, whichever fills first.
+/// most `log_batch_max` lines or `log_batch_max_bytes` bytes, or per `log_flush_interval`,
+/// whichever fills first.
 ///
 /// Returns when the stream ends or fails, or when `stop` fires (or its sender is dropped),
 /// after sending what it holds. The stop and the flush timer are polled before the next
@@ -27,7 +28,9 @@ pub(super) async fn forward(
 ) {
     let mut lines = std::pin::pin!(lines);
     let batch_max = shared.config.log_batch_max.max(1);
+    let bytes_max = shared.config.log_batch_max_bytes.max(1);
     let mut batch: Vec<String> = Vec::new();
+    let mut batch_bytes = 0usize;
     let mut flush_at: Option<Instant> = None;
     loop {
         let deadline = flush_at;
@@ -36,6 +39,7 @@ pub(super) async fn forward(
             _ = &mut stop => break,
             () = sleep_until(deadline), if deadline.is_some() => {
                 send(&shared, job, attempt, &mut batch).await;
+                batch_bytes = 0;
                 flush_at = None;
             }
             line = lines.next() => match line {
@@ -43,9 +47,11 @@ pub(super) async fn forward(
                     if batch.is_empty() {
                         flush_at = Some(Instant::now() + shared.config.log_flush_interval);
                     }
+                    batch_bytes += text.len();
                     batch.push(text);
-                    if batch.len() >= batch_max {
+                    if batch.len() >= batch_max || batch_bytes >= bytes_max {
                         send(&shared, job, attempt, &mut batch).await;
+                        batch_bytes = 0;
                         flush_at = None;
                     }
                 }

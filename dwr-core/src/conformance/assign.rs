@@ -12,7 +12,7 @@ use crate::error::{Rejection, StoreError};
 use crate::ids::{ExecutorId, JobId};
 use crate::job::JobState;
 use crate::resources::{Dimension, Resources};
-use crate::store::{ExecutorEvent, Expiry, JobQuery, JobStore};
+use crate::store::{Assignment, ExecutorEvent, Expiry, JobQuery, JobStore};
 
 /// A commit records executor, IP, GPUs and time on the job, allocates on the executor, and
 /// queues `Assigned` for it, carrying the job exactly as stored by the commit: with a
@@ -477,4 +477,75 @@ pub async fn commit_assignments_apply_in_order(store: Arc<dyn JobStore>) {
     }
     assert_eq!(order, vec![c, b], "events in commit order");
     assert!(store.commit_assignments(&[]).await.is_empty());
+}
+
+/// `pending_for_placement` reads the oldest pending jobs with at least what placement
+/// needs (a large spec may come as its placement view, without command, env and volumes),
+/// and committing with such a view as the snapshot still hands the executor the whole job.
+pub async fn pending_for_placement_reads_little_and_commits_whole(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
+    let small = submit(&store, spec(100, 64)).await;
+    let mut large_spec = spec(200, 128);
+    large_spec.env = (0..64)
+        .map(|i| (format!("VAR_{i}"), "v".repeat(1024)))
+        .collect();
+    large_spec.command = vec!["sh".into(), "-c".into(), "echo x".repeat(2000)];
+    large_spec.eligible_regions = vec!["eu".into()];
+    let large = submit(&store, large_spec.clone()).await;
+    let running = submit(&store, spec(100, 64)).await;
+    assign(&store, running, &exec, &[]).await;
+
+    let views = store.pending_for_placement(10).await.expect("views");
+    let full = store.pending_jobs(10).await.expect("pending");
+    assert_eq!(
+        views.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [small, large],
+        "the oldest pending jobs, in order"
+    );
+    for (view, whole) in views.iter().zip(&full) {
+        assert_eq!(view.spec.for_placement(), whole.spec.for_placement());
+        assert!(view.spec == whole.spec || view.spec == whole.spec.for_placement());
+        assert_eq!(
+            (view.state, view.created_at, view.attempt, view.retry_at),
+            (whole.state, whole.created_at, whole.attempt, whole.retry_at)
+        );
+    }
+    assert!(
+        views[1].spec.env.is_empty() && views[1].spec.command.is_empty(),
+        "a 64 KiB environment is not read by a scheduling pass"
+    );
+    assert_eq!(
+        store.pending_for_placement(1).await.expect("views").len(),
+        1
+    );
+    assert!(store
+        .pending_for_placement(0)
+        .await
+        .expect("views")
+        .is_empty());
+
+    let mut assignment = Assignment::new(large, exec.clone(), Vec::new());
+    assignment.snapshot = Some(Arc::new(views[1].clone()));
+    store.commit_assignment(&assignment).await.expect("commit");
+    // The assignment of `running` came first.
+    let mut delivered = None;
+    while let Some(event) = store
+        .next_event(&exec, Duration::ZERO)
+        .await
+        .expect("next_event")
+    {
+        if let ExecutorEvent::Assigned(job) = event {
+            if job.id == large {
+                delivered = Some(job);
+            }
+        }
+    }
+    let delivered = delivered.expect("the executor got the assignment");
+    assert_eq!(
+        delivered.spec, large_spec,
+        "the executor gets the whole spec"
+    );
+    assert_eq!(delivered.state, JobState::Assigned);
+    assert_eq!(delivered.attempt, 1);
+    assert_eq!(job(&store, large).await.spec, large_spec);
 }

@@ -30,7 +30,8 @@ pub struct FakeBehaviour {
     /// It runs until stopped.
     pub hang: bool,
     /// It exits with 143 as soon as it receives SIGTERM; otherwise `stop` kills it with 137
-    /// after the grace period (the behaviour of a PID 1 without a SIGTERM handler).
+    /// after the grace period (the behaviour of a process that ignores SIGTERM; under the
+    /// Docker runtime's init most jobs behave like `term`).
     pub exits_on_term: bool,
 }
 

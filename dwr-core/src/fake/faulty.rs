@@ -369,6 +369,11 @@ impl JobStore for FaultyStore {
             .await
     }
 
+    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        self.run(Op::PendingJobs, self.inner.pending_for_placement(limit))
+            .await
+    }
+
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
         self.run(Op::Counts, self.inner.counts()).await
     }

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use crate::error::RuntimeError;
 use crate::ids::{ExecutorId, JobId};
 use crate::runtime::{
-    ContainerId, ContainerRuntime, ContainerSpec, ContainerUsage, ExitStatus, LogLine, LogSource,
-    OwnedContainer, ProgressSink,
+    log_piece_len, ContainerId, ContainerRuntime, ContainerSpec, ContainerUsage, ExitStatus,
+    LogLine, LogSource, OwnedContainer, ProgressSink,
 };
 
 use super::behaviour::FakeBehaviour;
@@ -128,8 +128,9 @@ impl FakeRuntime {
         }
     }
 
-    /// Whether to keep every started spec for [`started_specs`](Self::started_specs)
-    /// (on by default; a load test pushing many jobs turns it off to save memory).
+    /// Whether to keep every started spec for [`started_specs`](Self::started_specs) and
+    /// every job's start count for [`starts_of`](Self::starts_of) (on by default; a load
+    /// test pushing millions of jobs turns it off, or its memory grows with every job).
     pub fn recording_specs(mut self, record: bool) -> Self {
         self.record_specs = record;
         self
@@ -249,7 +250,7 @@ impl ContainerRuntime for FakeRuntime {
         let container = FakeContainer {
             job: spec.job,
             executor: spec.executor.clone(),
-            lines: behaviour.lines.into(),
+            lines: delivered_lines(behaviour.lines).into(),
             spec: spec.clone(),
             run,
             started: false,
@@ -302,7 +303,9 @@ impl ContainerRuntime for FakeRuntime {
                 source: "fake: start-fail".into(),
             });
         }
-        *state.starts.entry(container_job).or_default() += 1;
+        if self.record_specs {
+            *state.starts.entry(container_job).or_default() += 1;
+        }
         Ok(())
     }
 
@@ -450,6 +453,27 @@ impl ContainerRuntime for FakeRuntime {
 /// Waits for a container's exit: its natural one or a stop, whichever comes first. `None`
 /// when the container was dropped without an exit status (cannot happen through `remove`,
 /// which records one).
+/// The lines a container prints as a runtime delivers them: one longer than
+/// [`MAX_LOG_LINE_BYTES`](crate::MAX_LOG_LINE_BYTES) as several, cut by [`log_piece_len`], as
+/// the Docker runtime cuts real output.
+fn delivered_lines(lines: Vec<String>) -> Vec<String> {
+    let mut delivered = Vec::with_capacity(lines.len());
+    for line in lines {
+        if log_piece_len(line.as_bytes()) == line.len() {
+            delivered.push(line);
+            continue;
+        }
+        let mut rest = line.as_str();
+        while !rest.is_empty() {
+            // A cut of valid UTF-8 always falls on a character boundary.
+            let (piece, tail) = rest.split_at(log_piece_len(rest.as_bytes()));
+            delivered.push(piece.to_owned());
+            rest = tail;
+        }
+    }
+    delivered
+}
+
 async fn wait_exit(
     natural_exit: Option<(Instant, ExitStatus)>,
     mut stopped: watch::Receiver<Option<ExitStatus>>,

@@ -18,6 +18,8 @@ pub struct SchedulerMetrics {
     pub pass_seconds_total: f64,
     /// Live executors seen by the last pass.
     pub executors_alive: u64,
+    /// Finished jobs deleted by the retention.
+    pub retention_deleted: u64,
 }
 
 impl SchedulerMetrics {

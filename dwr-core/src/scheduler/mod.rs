@@ -301,8 +301,10 @@ impl Scheduler {
 
         let mut view = ClusterView::from_executors(&executors, now);
         lock(&self.inner.metrics).executors_alive = view.alive() as u64;
+        // Only what placement reads: a long queue of jobs with large commands or
+        // environments costs the pass little.
         let pending = store
-            .pending_jobs(self.inner.config.max_jobs_per_pass)
+            .pending_for_placement(self.inner.config.max_jobs_per_pass)
             .await?;
         let mut reasons = HashMap::new();
         let mut no_room = NoRoom::default();
@@ -641,6 +643,7 @@ impl Scheduler {
             deleted += store.purge_finished_beyond(keep).await?;
         }
         if deleted > 0 {
+            lock(&self.inner.metrics).retention_deleted += deleted;
             info!(deleted, "retention: finished jobs deleted");
         }
         Ok(deleted)

@@ -83,6 +83,7 @@ impl Harness {
             memory_mib: 64,
             gpu_ids: Vec::new(),
             volumes: Vec::new(),
+            read_only_rootfs: false,
         }
     }
 

@@ -1,7 +1,7 @@
 -- commit_assignment.lua: checks and records one assignment, allocates, queues the event.
 -- ARGV: prefix, job id, executor id, gpu_ids as JSON, the job as the scheduler read it (the
--- JSON array of its hash's fields and values, without the closing bracket) or '', then the
--- GPU UUIDs. The executor must be alive by its own lease and Redis TIME.
+-- JSON array of its hash's fields and values, without the closing bracket), '-' when that
+-- copy is a placement view, or '', then the GPU UUIDs. The executor must be alive by its own lease and Redis TIME.
 local id, ex = ARGV[2], ARGV[3]
 local now = now_ms()
 local jk, xk = k_job(id), k_exec(ex)
@@ -60,6 +60,12 @@ move_state(id, 'pending', 'assigned', j[5])
 -- of the pending job, that is its array followed by the fields just written (a later
 -- field wins), and the reply is the IP; without, the hash is read back and is the reply.
 local snapshot = ARGV[5]
+if snapshot == '-' then
+  -- The scheduler's copy is a placement view: the event carries the hash read back, and
+  -- the reply is the IP (the scheduler has what it needs of the job).
+  redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(redis.call('HGETALL', jk)))
+  return { 'ok', ip, tostring(now) }
+end
 if snapshot ~= '' then
   -- As strings, as the hash holds them.
   assigned[10], assigned[12], assigned[14] = tostring(now), tostring(now), tostring(attempt)

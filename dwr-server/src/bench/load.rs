@@ -8,7 +8,7 @@ use dwr_core::placement::FirstFit;
 use dwr_core::{
     AgentConfig, ContainerRuntime, ContainerRuntimeExt, ContainerSpec, ExecutorAgent, ExecutorId,
     Expiry, FakeGpuProbe, FakeHostProbe, FakeRuntime, InMemoryJobStore, Job, JobId, JobQuery,
-    JobSpec, JobState, JobStore, Scheduler, SchedulerConfig, SubmitError,
+    JobSpec, JobState, JobStore, Retention, Scheduler, SchedulerConfig, SubmitError,
 };
 use dwr_docker::{DockerConfig, DockerRuntime};
 use dwr_redis::{RedisConfig, RedisJobStore};
@@ -67,6 +67,11 @@ pub struct BenchArgs {
     /// With the fake runtime, how long each job runs (0: it exits at once).
     #[arg(long, default_value_t = 0)]
     pub job_ms: u64,
+    /// Delete finished jobs older than this many seconds in the background (the
+    /// scheduler's retention; default: the scheduler's own, 7 days): a long run with a
+    /// short retention shows whether memory and Redis stay flat.
+    #[arg(long)]
+    pub retention_secs: Option<f64>,
 }
 
 /// The figures of one run; printed as the last line, as JSON.
@@ -102,6 +107,9 @@ pub struct BenchReport {
     pub rss_peak_mib: f64,
     /// Resident memory sampled every half second during the run, MiB.
     pub rss_samples_mib: Vec<f64>,
+    /// With `--store redis`: Redis's `used_memory` (MiB) and key count, sampled every
+    /// half second.
+    pub redis_samples: Vec<(f64, u64)>,
     /// Redis commands run per job over the run, those inside the Lua scripts included
     /// (all clients: submit, scheduling, executor events, heartbeats, logs, this tool's
     /// progress polling), with `--store redis`.
@@ -160,11 +168,16 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let scheduler = Scheduler::new(
-        store.clone(),
-        Arc::new(FirstFit),
-        SchedulerConfig::default(),
-    );
+    let mut scheduler_config = SchedulerConfig::default();
+    if let Some(secs) = args.retention_secs.filter(|s| s.is_finite() && *s > 0.0) {
+        let age = Duration::from_secs_f64(secs);
+        scheduler_config.retention = Retention {
+            max_age: Some(age),
+            max_jobs: None,
+            every: (age / 2).clamp(Duration::from_millis(100), Duration::from_secs(60)),
+        };
+    }
+    let scheduler = Scheduler::new(store.clone(), Arc::new(FirstFit), scheduler_config);
     let mut tasks = Vec::new();
     for n in 0..args.executors {
         let mut config = AgentConfig::new(bench_executor(n), "127.0.0.1");
@@ -209,13 +222,19 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let started = Instant::now();
     let sampler = tokio::spawn({
         let rx = stop_rx.clone();
+        let redis = redis.clone();
         async move {
-            let mut samples = Vec::new();
+            let (mut samples, mut redis_samples) = (Vec::new(), Vec::new());
             while !*rx.borrow() {
                 samples.push(rss_mib().0);
+                if let Some(r) = &redis {
+                    if let Ok((used, keys)) = r.memory_and_keys().await {
+                        redis_samples.push((used as f64 / (1024.0 * 1024.0), keys));
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            samples
+            (samples, redis_samples)
         }
     });
     // With Docker, jobs alternate one by one with direct starts (see `docker_paired`).
@@ -254,7 +273,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         None => None,
     };
     stop_tx.send_replace(true);
-    let rss_samples_mib = sampler.await.unwrap_or_default();
+    let (rss_samples_mib, redis_samples) = sampler.await.unwrap_or_default();
     let (_, rss_peak_mib) = rss_mib();
     for task in tasks {
         let _ = task.await;
@@ -332,6 +351,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         rss_start_mib,
         rss_peak_mib,
         rss_samples_mib,
+        redis_samples,
         redis_commands_per_job: redis_delta
             .as_ref()
             .map(|(d, _)| d.total() as f64 / submitted as f64),
@@ -394,6 +414,7 @@ async fn docker_paired(
             memory_mib: spec.memory_mib,
             gpu_ids: Vec::new(),
             volumes: Vec::new(),
+            read_only_rootfs: spec.read_only_rootfs,
         };
         let t = Instant::now();
         let id = runtime
@@ -484,13 +505,17 @@ async fn submit_closed_loop(
             check_submission(done)?;
             submitted_ok += 1;
         }
-        // Give back one permit per job that reached a terminal state.
+        // Give back one permit per job that reached a terminal state: those still stored,
+        // and those the retention deleted (read first: a job deleted between the two reads
+        // is counted at the next round, never twice).
+        let deleted = scheduler.metrics().retention_deleted as usize;
         let counts = store.counts().await.map_err(BenchError::Store)?;
-        let done = counts
-            .iter()
-            .filter(|(state, _)| state.is_terminal())
-            .map(|(_, n)| *n as usize)
-            .sum::<usize>();
+        let done = deleted
+            + counts
+                .iter()
+                .filter(|(state, _)| state.is_terminal())
+                .map(|(_, n)| *n as usize)
+                .sum::<usize>();
         if done > released {
             permits.add_permits(done - released);
             released = done;
@@ -567,6 +592,13 @@ fn print_report(r: &BenchReport) {
         "  rss MiB              start {:.1}  peak {:.1}",
         r.rss_start_mib, r.rss_peak_mib
     );
+    if let (Some(first), Some(last)) = (r.redis_samples.first(), r.redis_samples.last()) {
+        let peak = r.redis_samples.iter().map(|s| s.0).fold(0.0, f64::max);
+        println!(
+            "  redis used MiB       first {:.1}  peak {peak:.1}  last {:.1}; keys first {} last {}",
+            first.0, last.0, first.1, last.1
+        );
+    }
     if let (Some(c), Some(t)) = (r.redis_commands_per_job, r.redis_round_trips_per_job) {
         println!("  redis per job        {t:.2} round trips, {c:.2} commands (inside scripts too)");
     }

@@ -252,6 +252,7 @@ async fn reconcile_removes_strays_starts_waiting_jobs_and_fails_lost_ones() {
         memory_mib: 10,
         gpu_ids: vec![],
         volumes: vec![],
+        read_only_rootfs: false,
     };
     runtime.create_and_start(&stray_spec).await.unwrap();
     store

@@ -21,6 +21,7 @@ fn spec(command: &[&str]) -> ContainerSpec {
         memory_mib: 64,
         gpu_ids: vec![],
         volumes: vec![],
+        read_only_rootfs: false,
     }
 }
 
@@ -68,6 +69,26 @@ async fn oom_and_echo() {
         .unwrap();
     assert_eq!(texts(&rt, &echo).await, ["hello"]);
     assert_eq!(rt.wait(&echo).await.unwrap().code, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_line_longer_than_the_limit_arrives_in_pieces() {
+    let rt = FakeRuntime::new();
+    let long: String = (0..10_000).map(|i| format!("{i:x}é")).collect();
+    assert!(long.len() > 2 * crate::MAX_LOG_LINE_BYTES);
+    let print = format!("print={long}");
+    let id = rt
+        .create_and_start(&spec(&["fake", &print, "print=after"]))
+        .await
+        .unwrap();
+    let lines = texts(&rt, &id).await;
+    let (last, pieces) = lines.split_last().unwrap();
+    assert_eq!(last, "after");
+    assert!(pieces.len() >= long.len().div_ceil(crate::MAX_LOG_LINE_BYTES));
+    assert!(pieces
+        .iter()
+        .all(|p| !p.is_empty() && p.len() <= crate::MAX_LOG_LINE_BYTES));
+    assert_eq!(pieces.concat(), long);
 }
 
 #[tokio::test(start_paused = true)]
