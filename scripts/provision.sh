@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision a Debian host for dwr: Docker engine, the offline test image, redis-server,
-# faketime (for the clock-skew tests).
+# faketime (for the clock-skew tests), and the API fuzzer (schemathesis from PyPI, in a
+# virtualenv; see scripts/fuzz-env.sh).
 #
 #   scripts/provision.sh                everything (used by scripts/test.sh)
 #   scripts/provision.sh --docker-only  only the Docker engine and the test image (used by `dwr dev`)
@@ -24,6 +25,9 @@ usage() {
     echo "usage: $0 [--docker-only]" >&2
     exit 2
 }
+
+# shellcheck source=scripts/fuzz-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/fuzz-env.sh"
 
 docker_only=0
 for arg in "$@"; do
@@ -80,6 +84,8 @@ if [ "$docker_only" -eq 0 ]; then
     command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
     # The clock-skew tests run executors under faketime (LD_PRELOAD), five minutes off.
     command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+    # The API fuzzer's virtualenv (Debian's python3 leaves venv and ensurepip to this package).
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 fi
 
 # --- install packages ------------------------------------------------------------------------
@@ -154,6 +160,21 @@ if [ "$docker_only" -eq 0 ]; then
     say "redis-server is present ($(command -v redis-server))"
     command -v faketime >/dev/null 2>&1 || die "faketime is still missing"
     say "faketime is present ($(command -v faketime))"
+fi
+
+# --- the API fuzzer --------------------------------------------------------------------------
+
+if [ "$docker_only" -eq 0 ]; then
+    if cmp -s "$FUZZ_REQUIREMENTS" "$FUZZ_STAMP" && [ -x "$DWR_VENV/bin/st" ]; then
+        say "schemathesis is present ($DWR_VENV)"
+    else
+        say "installing schemathesis into $DWR_VENV (from PyPI; scripts/fuzz/requirements.txt)"
+        python3 -m venv "$DWR_VENV" || die "cannot create the virtualenv $DWR_VENV"
+        "$DWR_VENV/bin/pip" install --quiet --disable-pip-version-check \
+            --requirement "$FUZZ_REQUIREMENTS" || die "installing schemathesis failed"
+        cp "$FUZZ_REQUIREMENTS" "$FUZZ_STAMP"
+        say "schemathesis installed ($("$DWR_VENV/bin/st" --version))"
+    fi
 fi
 
 say "ready"

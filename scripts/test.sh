@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every test: provision the host, then format check, lints, tests, doc tests, benches.
+# Run every test: provision the host, then format check, lints, tests, the API fuzz run, doc
+# tests, benches.
 #
 #   scripts/test.sh [extra args for cargo test]
 #
@@ -23,6 +24,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test (all targets)"
 cargo test --workspace --all-targets "$@"
+
+step "API fuzz run (schemathesis against /openapi.json, without and with a token)"
+scripts/fuzz-api.sh
 
 step "cargo test (doc tests)"
 cargo test --workspace --doc "$@"

@@ -6,10 +6,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use dwr_core::{AgentConfig, ExecutorId, FirstFit, Placement, SchedulerConfig, Spread};
+use dwr_core::{AgentConfig, ExecutorId, FirstFit, Placement, Retention, SchedulerConfig, Spread};
 use dwr_redis::RedisConfig;
 
 use crate::api::ApiConfig;
+use crate::http::ConnectionLimits;
+
+/// An executor's region when none is configured (Nomad's default).
+pub const DEFAULT_REGION: &str = "global";
+/// An executor's datacenter when none is configured (Nomad's default).
+pub const DEFAULT_DATACENTER: &str = "dc1";
+
+/// How often the scheduler deletes finished jobs past their retention, at most.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 /// A configuration value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,6 +61,57 @@ pub fn parse_grace(text: &str) -> Result<InfeasibleGrace, String> {
             "{text:?} must be a number of seconds (0 or more) or never"
         )),
     }
+}
+
+/// A duration written as a number with an optional unit: `s` (the default), `m`, `h` or `d`
+/// (`7d`, `90m`, `3600`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((at, _)) => (&t[..at], &t[at..]),
+        None => (t, "s"),
+    };
+    let scale = match unit {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    match number.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && n * scale <= 100.0 * 365.0 * 86_400.0 => {
+            Ok(Duration::from_secs_f64(n * scale))
+        }
+        _ => Err(format!(
+            "{text:?} must be a positive duration such as 7d, 12h, 90m or 3600"
+        )),
+    }
+}
+
+/// Retention by age: a duration, or `forever`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxAge(pub Option<Duration>);
+
+fn parse_max_age(text: &str) -> Result<MaxAge, String> {
+    if text.trim().eq_ignore_ascii_case("forever") {
+        return Ok(MaxAge(None));
+    }
+    parse_duration(text).map(|d| MaxAge(Some(d)))
+}
+
+/// Retention by count: a number of jobs, or `unlimited`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxJobs(pub Option<u64>);
+
+fn parse_max_jobs(text: &str) -> Result<MaxJobs, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("unlimited") {
+        return Ok(MaxJobs(None));
+    }
+    t.replace('_', "")
+        .parse::<u64>()
+        .map(|n| MaxJobs(Some(n)))
+        .map_err(|_| format!("{text:?} must be a number of jobs or unlimited"))
 }
 
 fn parse_positive_cores(text: &str) -> Result<f64, String> {
@@ -137,6 +197,11 @@ pub struct CommonArgs {
     /// re-read of its jobs); assignments themselves wake at once.
     #[arg(long, env = "JOB_POLL_INTERVAL", default_value = "10", value_parser = parse_seconds)]
     pub job_poll_interval: Duration,
+    /// Bytes of log kept per job (0: no cap); past it the log ends with one line saying
+    /// how much was dropped. Enforced by the store on every append, so it is the setting
+    /// of the processes that write logs (executors, dev).
+    #[arg(long, env = "DWR_LOG_MAX_BYTES", default_value_t = dwr_core::DEFAULT_LOG_MAX_BYTES)]
+    pub log_max_bytes: u64,
     /// Directory of scheduler.log / executor.log.
     #[arg(long, env = "DWR_LOG_DIR", default_value = ".")]
     pub log_dir: PathBuf,
@@ -165,13 +230,20 @@ impl PlacementKind {
 /// Settings of the HTTP API and the scheduling loop.
 #[derive(Args, Debug, Clone)]
 pub struct ApiArgs {
-    /// Address the API listens on.
+    /// Address the API listens on [default: 127.0.0.1 without an API token, 0.0.0.0 with
+    /// one]. Any address but loopback without a token is refused unless
+    /// `--insecure-no-auth` is given.
+    #[arg(long = "api-host", env = "SCHEDULER_API_HOST")]
+    pub api_host: Option<IpAddr>,
+    /// Allow listening on a non-loopback address without an API token: anyone who reaches
+    /// the port can then run any image on every executor.
     #[arg(
-        long = "api-host",
-        env = "SCHEDULER_API_HOST",
-        default_value = "0.0.0.0"
+        long,
+        env = "DWR_INSECURE_NO_AUTH",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
     )]
-    pub api_host: IpAddr,
+    pub insecure_no_auth: bool,
     /// Port the API listens on (0: any free port).
     #[arg(long = "api-port", env = "SCHEDULER_API_PORT", default_value_t = 8000)]
     pub api_port: u16,
@@ -188,14 +260,68 @@ pub struct ApiArgs {
     /// Longest time one API request may take, seconds.
     #[arg(long, env = "DWR_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub request_timeout: Duration,
+    /// Finished jobs (and their logs) older than this are deleted in the background:
+    /// a duration (`7d`, `12h`, `30m`, seconds) or `forever`.
+    #[arg(long, env = "DWR_RETENTION", default_value = "7d", value_parser = parse_max_age)]
+    pub retention: MaxAge,
+    /// At most this many finished jobs are kept (the first finished are deleted first), or
+    /// `unlimited`.
+    #[arg(long, env = "DWR_RETENTION_MAX_JOBS", default_value = "1000000", value_parser = parse_max_jobs)]
+    pub retention_max_jobs: MaxJobs,
+    /// Most API connections open at once; more wait to be accepted.
+    #[arg(long, env = "DWR_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a client may take to send a request's headers before its connection is
+    /// closed (slow clients).
+    #[arg(long, env = "DWR_HEADER_READ_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub header_read_timeout: Duration,
+    /// Most log streams (`follow=true`) open at once; one more is answered 503.
+    #[arg(long, env = "DWR_MAX_LOG_FOLLOWERS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_log_followers: u32,
 }
 
 impl ApiArgs {
+    /// The token, when one is configured (an empty one is none).
+    pub fn token(&self) -> Option<&str> {
+        self.api_token.as_deref().filter(|t| !t.is_empty())
+    }
+
+    /// The address to listen on: the configured one, else 127.0.0.1 without a token and
+    /// 0.0.0.0 (the original system's default) with one. An address other than loopback
+    /// without a token is refused unless `--insecure-no-auth` allows it.
+    pub fn listen_ip(&self) -> Result<IpAddr, ConfigError> {
+        let token = self.token().is_some();
+        let ip = self.api_host.unwrap_or(if token {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        });
+        if !token && !ip.is_loopback() && !self.insecure_no_auth {
+            return Err(ConfigError {
+                field: "SCHEDULER_API_HOST",
+                reason: format!(
+                    "listening on {ip} without an API token would let anyone who reaches the \
+                     port run any image on every executor; set DWR_API_TOKEN (--api-token), \
+                     listen on 127.0.0.1, or allow it with --insecure-no-auth \
+                     (DWR_INSECURE_NO_AUTH=1)"
+                ),
+            });
+        }
+        Ok(ip)
+    }
+
     /// The API's own settings.
     pub fn api_config(&self) -> ApiConfig {
         ApiConfig {
-            api_token: self.api_token.clone().filter(|t| !t.is_empty()),
+            api_token: self.token().map(str::to_owned),
             request_timeout: self.request_timeout,
+            connections: ConnectionLimits {
+                max_connections: self.max_connections as usize,
+                header_read_timeout: self.header_read_timeout,
+            },
+            max_log_followers: self.max_log_followers as usize,
             ..ApiConfig::default()
         }
     }
@@ -205,6 +331,14 @@ impl ApiArgs {
         SchedulerConfig {
             tick: common.job_poll_interval,
             infeasible_grace: self.infeasible_grace.0,
+            retention: Retention {
+                max_age: self.retention.0,
+                max_jobs: self.retention_max_jobs.0,
+                // Often enough that an age of a minute is kept to within about two.
+                every: self.retention.0.map_or(RETENTION_EVERY, |age| {
+                    (age / 2).clamp(Duration::from_secs(1), RETENTION_EVERY)
+                }),
+            },
             ..SchedulerConfig::default()
         }
     }
@@ -220,10 +354,12 @@ pub struct AgentArgs {
     /// Executor id, to run several executors on one host [default: the IP].
     #[arg(long, env = "EXECUTOR_ID")]
     pub executor_id: Option<String>,
-    /// Region of this executor.
+    /// Region of this executor [default: the original system's `EXECUTOR_REGION`, else
+    /// `global`].
     #[arg(long, env = "DWR_REGION")]
     pub region: Option<String>,
-    /// Datacenter of this executor.
+    /// Datacenter of this executor [default: the original system's `EXECUTOR_DATACENTER`,
+    /// else `dc1`].
     #[arg(long, env = "DWR_DATACENTER")]
     pub datacenter: Option<String>,
     /// Host paths jobs may mount (comma-separated); none: every host mount is refused.
@@ -242,6 +378,20 @@ pub struct AgentArgs {
     /// (before every job, following a tag that moved).
     #[arg(long, env = "DWR_PULL_POLICY", value_enum, default_value = "missing")]
     pub pull_policy: PullPolicyArg,
+    /// User job containers run as: `uid[:gid]`, or a user or group name the images know
+    /// [default: each image's own user].
+    #[arg(long, env = dwr_docker::ENV_CONTAINER_USER, value_parser = dwr_docker::parse_container_user)]
+    pub container_user: Option<String>,
+    /// Size at which a job container's log file on this host is rotated (Docker's json-file
+    /// driver): 10m, 512k, 1g (binary units) [default: 10m].
+    #[arg(long, env = dwr_docker::ENV_LOG_MAX_SIZE, value_name = "SIZE",
+          value_parser = dwr_docker::parse_log_max_size)]
+    pub container_log_max_size: Option<u64>,
+    /// Log files kept per job container, 1..=100: with the size, what one job's output may
+    /// take of this host's disk [default: 3].
+    #[arg(long, env = dwr_docker::ENV_LOG_MAX_FILES, value_name = "N",
+          value_parser = dwr_docker::parse_log_max_files)]
+    pub container_log_max_files: Option<u32>,
 }
 
 /// The `--pull-policy` values.
@@ -289,8 +439,21 @@ impl AgentArgs {
             });
         }
         let mut config = AgentConfig::new(ExecutorId::new(id), ip);
-        config.region = self.region.clone().filter(|r| !r.is_empty());
-        config.datacenter = self.datacenter.clone().filter(|d| !d.is_empty());
+        // Never null on the wire: clients of the original system read these and send them
+        // back as eligible_regions / eligible_datacenters. Nomad's defaults.
+        let named = |flag: &Option<String>, original: &str, default: &str| {
+            flag.clone()
+                .or_else(|| std::env::var(original).ok())
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_owned())
+        };
+        config.region = Some(named(&self.region, "EXECUTOR_REGION", DEFAULT_REGION));
+        config.datacenter = Some(named(
+            &self.datacenter,
+            "EXECUTOR_DATACENTER",
+            DEFAULT_DATACENTER,
+        ));
         config.cpu_millis = self.cpus.map(|c| (c * 1000.0).round().max(1.0) as u64);
         config.memory_mib = self.memory_mb;
         config.heartbeat_interval = common.heartbeat_interval;
@@ -342,7 +505,8 @@ mod tests {
     fn defaults_are_the_originals() {
         let b = Both::try_parse_from(["dwr"]).unwrap();
         assert_eq!(b.api.api_port, 8000);
-        assert_eq!(b.api.api_host.to_string(), "0.0.0.0");
+        // Without a token the API listens on loopback only (unlike the original 0.0.0.0).
+        assert_eq!(b.api.listen_ip().unwrap().to_string(), "127.0.0.1");
         assert_eq!(b.common.heartbeat_interval, Duration::from_secs(30));
         assert_eq!(b.common.job_poll_interval, Duration::from_secs(10));
         let redis = b.common.redis.to_config().unwrap();
@@ -397,9 +561,49 @@ mod tests {
             vec!["dwr", "--api-port", "70000"],
             vec!["dwr", "--executor-ip", "not-an-ip"],
             vec!["dwr", "--infeasible-grace", "-1"],
+            vec!["dwr", "--container-user", "a b"],
+            vec!["dwr", "--container-log-max-size", "10x"],
+            vec!["dwr", "--container-log-max-files", "0"],
         ] {
             assert!(Both::try_parse_from(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn container_user_and_log_rotation_flags() {
+        let b = Both::try_parse_from([
+            "dwr",
+            "--container-user",
+            "1000:1000",
+            "--container-log-max-size",
+            "20m",
+            "--container-log-max-files",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(b.agent.container_user.as_deref(), Some("1000:1000"));
+        assert_eq!(b.agent.container_log_max_size, Some(20 * 1024 * 1024));
+        assert_eq!(b.agent.container_log_max_files, Some(5));
+    }
+
+    #[test]
+    fn no_token_means_loopback_unless_insecure_is_asked_for() {
+        let parse = |args: &[&str]| Both::try_parse_from(args).unwrap().api;
+        // With a token, the original default: every interface.
+        let api = parse(&["dwr", "--api-token", "s3cret"]);
+        assert_eq!(api.listen_ip().unwrap().to_string(), "0.0.0.0");
+        // Without one, any other address than loopback is refused, naming the way out.
+        let api = parse(&["dwr", "--api-host", "0.0.0.0"]);
+        let err = api.listen_ip().unwrap_err();
+        assert_eq!(err.field, "SCHEDULER_API_HOST");
+        assert!(err.reason.contains("--insecure-no-auth"), "{err}");
+        assert!(err.reason.contains("DWR_INSECURE_NO_AUTH=1"), "{err}");
+        let api = parse(&["dwr", "--api-host", "10.1.2.3", "--api-token", ""]);
+        assert!(api.listen_ip().is_err(), "an empty token is no token");
+        let api = parse(&["dwr", "--api-host", "::1"]);
+        assert_eq!(api.listen_ip().unwrap().to_string(), "::1");
+        let api = parse(&["dwr", "--api-host", "0.0.0.0", "--insecure-no-auth"]);
+        assert_eq!(api.listen_ip().unwrap().to_string(), "0.0.0.0");
     }
 
     #[test]

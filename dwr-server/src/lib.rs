@@ -10,6 +10,7 @@ pub mod api;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod service;
 pub mod wire;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use clap::Args;
 use dwr_core::{
-    AgentError, ExecutorAgent, InMemoryJobStore, JobStore, RuntimeError, Scheduler, StoreError,
+    AgentError, ContainerRuntime, ExecutorAgent, FakeRuntime, InMemoryJobStore, JobStore,
+    RuntimeError, Scheduler, StoreError,
 };
 use dwr_docker::{DockerConfig, DockerRuntime, NvmlGpuProbe, SysinfoHostProbe};
 use dwr_redis::RedisJobStore;
@@ -57,6 +58,12 @@ pub struct DevArgs {
     /// Executor settings.
     #[command(flatten)]
     pub agent: AgentArgs,
+    /// Run jobs in dwr-core's fake runtime instead of Docker: nothing is pulled or started,
+    /// a job prints its arguments and exits 0 at once (a command `fake ...` picks another
+    /// behaviour, see `FakeBehaviour`). For trying the API without Docker, and for the API
+    /// fuzz run of `scripts/fuzz-api.sh`.
+    #[arg(long, env = "DWR_FAKE_RUNTIME")]
+    pub fake_runtime: bool,
 }
 
 /// Why a service could not start or stopped with an error.
@@ -155,7 +162,8 @@ impl Shutdown {
 }
 
 async fn connect_redis(common: &CommonArgs) -> Result<Arc<dyn JobStore>, ServiceError> {
-    let config = common.redis.to_config()?;
+    let mut config = common.redis.to_config()?;
+    config.log_max_bytes = common.log_max_bytes;
     let target = config.redacted_url();
     let store =
         RedisJobStore::connect(config)
@@ -176,6 +184,16 @@ async fn connect_docker(agent: &AgentArgs) -> Result<DockerRuntime, ServiceError
     }
     config.stop_grace = agent.stop_grace;
     config.pull_policy = agent.pull_policy.into();
+    // The flags read the same variables as `from_env`; a flag given on the command line wins.
+    if let Some(user) = &agent.container_user {
+        config.container_user = Some(user.clone());
+    }
+    if let Some(size) = agent.container_log_max_size {
+        config.log_max_size = size;
+    }
+    if let Some(files) = agent.container_log_max_files {
+        config.log_max_files = files;
+    }
     let endpoint = config.endpoint().to_owned();
     DockerRuntime::connect(config)
         .await
@@ -183,7 +201,15 @@ async fn connect_docker(agent: &AgentArgs) -> Result<DockerRuntime, ServiceError
 }
 
 async fn bind(api: &ApiArgs) -> Result<TcpListener, ServiceError> {
-    let addr = SocketAddr::new(api.api_host, api.api_port);
+    let ip = api.listen_ip()?;
+    if api.token().is_none() && !ip.is_loopback() {
+        warn!(
+            %ip,
+            "the API listens beyond loopback without a token (--insecure-no-auth): anyone who \
+             reaches it can run any image on every executor"
+        );
+    }
+    let addr = SocketAddr::new(ip, api.api_port);
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServiceError::Bind { addr, source })
@@ -201,8 +227,9 @@ pub async fn serve(
     let looping = scheduler.clone();
     let loop_stop = stop.clone();
     let scheduling = tokio::spawn(async move { looping.run(loop_stop.wait()).await });
+    let limits = api.connections;
     let router = app(AppState::new(scheduler, api));
-    let server = axum::serve(listener, router).with_graceful_shutdown(stop.clone().wait());
+    let server = crate::http::serve(listener, router, limits, stop.clone().wait());
     let grace = stop.clone();
     let served = tokio::select! {
         r = server => r.map_err(ServiceError::Serve),
@@ -225,6 +252,8 @@ pub async fn run_scheduler(
     args: SchedulerArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
+    // A refused address is said before anything is connected.
+    args.api.listen_ip()?;
     let store = connect_redis(&args.common).await?;
     let scheduler = Scheduler::new(
         store,
@@ -261,15 +290,21 @@ pub async fn run_executor(
 }
 
 /// `dwr dev`: the API, the scheduler and one executor in one process, on the in-memory store
-/// (or Redis when `REDIS_URL` / `REDIS_HOST` is set), with the Docker runtime. Prints the
-/// API address and a command to try. Fails at once, saying how to start it, when Docker is
-/// not reachable.
+/// (or Redis when `REDIS_URL` / `REDIS_HOST` is set), with the Docker runtime (or the fake
+/// one with `--fake-runtime`). Prints the API address and a command to try. Fails at once,
+/// saying how to start it, when Docker is not reachable.
 pub async fn run_dev(
     args: DevArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
     let mut config = args.agent.agent_config(&args.common)?;
-    let runtime = connect_docker(&args.agent).await?;
+    // A refused address is said before anything is connected.
+    args.api.listen_ip()?;
+    let runtime: Arc<dyn ContainerRuntime> = if args.fake_runtime {
+        Arc::new(FakeRuntime::new().recording_specs(false))
+    } else {
+        Arc::new(connect_docker(&args.agent).await?)
+    };
     let in_memory = !args.common.redis.explicitly_set();
     // The in-memory store ends with this process, so no restarted executor could ever
     // re-attach to a container left running: stop them all on the way out instead.
@@ -282,7 +317,7 @@ pub async fn run_dev(
         )
     } else {
         (
-            Arc::new(InMemoryJobStore::new()),
+            Arc::new(InMemoryJobStore::new().with_log_max_bytes(args.common.log_max_bytes)),
             "in-memory store".to_owned(),
         )
     };
@@ -296,7 +331,7 @@ pub async fn run_dev(
     let stop = Shutdown::new(shutdown);
     let agent = ExecutorAgent::new(
         store,
-        Arc::new(runtime),
+        runtime,
         Arc::new(NvmlGpuProbe::new()),
         Arc::new(SysinfoHostProbe::new()),
         config.clone(),

@@ -47,6 +47,7 @@ pub struct JobRequest {
     pub memory_gb: Option<f64>,
     /// Memory in MiB, an alternative to `memory_gb` (extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "whole_number")]
     pub memory_mb: Option<u64>,
     /// `null` for no GPU, `"any"`, or a model name matched against the executors' GPUs
     /// (case-insensitive substring, `"A100"` matches `"NVIDIA A100-SXM4-80GB"`).
@@ -55,9 +56,11 @@ pub struct JobRequest {
     /// GPU devices wanted; defaults to 1 when `gpu_type` is set, else 0. A count without a
     /// `gpu_type` accepts any model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "whole_number")]
     pub gpu_count: Option<u32>,
     /// Seconds the job may wait for room before it fails (default 300, at least 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "whole_number")]
     pub allocation_timeout: Option<u64>,
     /// Regions the job may run in; empty or absent means any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,20 +77,62 @@ pub struct JobRequest {
     pub env: Option<BTreeMap<String, String>>,
     /// Longest run in seconds before the job is stopped and failed (default 3600; extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "whole_number")]
     pub max_runtime_seconds: Option<u64>,
     /// Retries after a failed first attempt, 0..=100 (default 0; extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "whole_number")]
     #[schema(minimum = 0, maximum = 100)]
     pub max_retries: Option<u32>,
     /// Seconds before the first retry, doubling for each later one up to 600 (default 10;
     /// extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "whole_number")]
     #[schema(minimum = 0, maximum = 600)]
     pub retry_backoff_seconds: Option<u64>,
     /// The failures that are retried, out of `executor_lost`, `start_failed`,
     /// `exit_nonzero` and `oom` (default: all of them; extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_on: Option<Vec<String>>,
+    /// Run the container with a read-only root filesystem (default false; volumes keep
+    /// their own mode; extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_only_rootfs: Option<bool>,
+}
+
+/// Deserializes an optional whole number written as an integer (`30`) or as a number without
+/// a fraction (`30.0`): JSON Schema's `integer` admits both, and so did the original
+/// system's server. A fraction, a negative number or one out of `T`'s range is refused,
+/// naming the field.
+fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::{Error, Unexpected};
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let whole = match (number.as_u64(), number.as_f64()) {
+        (Some(n), _) => n,
+        // Below 2^64 (`u64::MAX as f64` rounds up to it), the cast is exact.
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..u64::MAX as f64).contains(&f) => f as u64,
+        (None, Some(f)) => {
+            return Err(D::Error::invalid_value(
+                Unexpected::Float(f),
+                &"a whole number, 0 or more",
+            ))
+        }
+        (None, None) => {
+            return Err(D::Error::invalid_value(
+                Unexpected::Other("a number"),
+                &"a whole number, 0 or more",
+            ))
+        }
+    };
+    T::try_from(whole).map(Some).map_err(|_| {
+        D::Error::invalid_value(Unexpected::Unsigned(whole), &"a smaller whole number")
+    })
 }
 
 impl JobRequest {
@@ -153,6 +198,7 @@ impl JobRequest {
         spec.eligible_regions = self.eligible_regions.unwrap_or_default();
         spec.eligible_datacenters = self.eligible_datacenters.unwrap_or_default();
         spec.volumes = volumes;
+        spec.read_only_rootfs = self.read_only_rootfs.unwrap_or(false);
         if let Some(secs) = self.allocation_timeout {
             spec.allocation_timeout = Duration::from_secs(secs);
         }
@@ -296,6 +342,9 @@ pub struct JobView {
     /// Longest run, seconds.
     #[serde(default)]
     pub max_runtime_seconds: u64,
+    /// The container's root filesystem is read-only.
+    #[serde(default)]
+    pub read_only_rootfs: bool,
     /// `pending`, `assigned`, `running`, `succeeded`, `failed` or `aborted`.
     #[schema(value_type = String, example = "pending")]
     pub status: JobState,
@@ -417,6 +466,7 @@ impl JobView {
             volumes: spec.volumes.iter().map(ToString::to_string).collect(),
             env: spec.env.clone(),
             max_runtime_seconds: spec.max_runtime.as_secs(),
+            read_only_rootfs: spec.read_only_rootfs,
             status: job.state,
             status_date: job.status_date().to_rfc3339(),
             executor_ip: job.executor_ip.clone(),
@@ -593,6 +643,12 @@ pub struct ClusterStats {
     pub memory_utilization: f64,
     /// Jobs assigned to or running on any executor.
     pub running_jobs: usize,
+    /// Allocated CPU, percent of live capacity, 2 decimals (the original system's name).
+    #[serde(default)]
+    pub cluster_cpu_utilization: f64,
+    /// Allocated memory, percent of live capacity, 2 decimals (the original system's name).
+    #[serde(default)]
+    pub cluster_memory_utilization: f64,
 }
 
 impl ClusterStats {
@@ -624,6 +680,15 @@ impl ClusterStats {
         };
         s.cpu_utilization = used(s.total_cpu_cores, s.available_cpu_cores);
         s.memory_utilization = used(s.total_memory_gb, s.available_memory_gb);
+        let used2 = |total: f64, free: f64| {
+            if total <= 0.0 {
+                0.0
+            } else {
+                ((total - free) / total * 10_000.0).round() / 100.0
+            }
+        };
+        s.cluster_cpu_utilization = used2(s.total_cpu_cores, s.available_cpu_cores);
+        s.cluster_memory_utilization = used2(s.total_memory_gb, s.available_memory_gb);
         s
     }
 }
@@ -654,13 +719,75 @@ pub struct QueueStats {
     pub aborted: u64,
     /// All jobs.
     pub total: u64,
+    /// Pending jobs (the original system's name).
+    #[serde(default)]
+    pub pending_jobs: u64,
+    /// Assigned and running jobs (the original system's name).
+    #[serde(default)]
+    pub running_jobs: u64,
+    /// Pending jobs by size, among the oldest [`PENDING_SCAN`] (the original system's).
+    #[serde(default)]
+    pub pending_by_size: PendingBySize,
+    /// The pending job that has waited longest; null when none is pending.
+    #[serde(default)]
+    pub oldest_pending_job: Option<OldestPending>,
+}
+
+/// Pending jobs read for the figures about them in `GET /stats`.
+pub const PENDING_SCAN: usize = 10_000;
+
+/// Pending jobs by size, as the original system classed them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingBySize {
+    /// At most 2 cores and 4 GB.
+    pub small: u64,
+    /// At most 8 cores and 16 GB (and not small).
+    pub medium: u64,
+    /// Larger.
+    pub large: u64,
+}
+
+/// The pending job that has waited longest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OldestPending {
+    /// Its id.
+    pub job_id: String,
+    /// When it was submitted (RFC 3339).
+    pub created_at: String,
+    /// How long it has waited, seconds.
+    pub wait_seconds: u64,
 }
 
 impl QueueStats {
+    /// Adds the figures about the pending jobs `oldest_first` (the oldest pending ones) as
+    /// of `now`.
+    pub fn with_pending(mut self, oldest_first: &[Job], now: Timestamp) -> Self {
+        for job in oldest_first {
+            let (millis, mib) = (job.spec.cpu_millis, job.spec.memory_mib);
+            if millis <= 2000 && mib <= 4 * 1024 {
+                self.pending_by_size.small += 1;
+            } else if millis <= 8000 && mib <= 16 * 1024 {
+                self.pending_by_size.medium += 1;
+            } else {
+                self.pending_by_size.large += 1;
+            }
+        }
+        self.oldest_pending_job = oldest_first.first().map(|job| OldestPending {
+            job_id: job.id.to_string(),
+            created_at: job.created_at.to_rfc3339(),
+            wait_seconds: now.since(job.created_at).as_secs(),
+        });
+        self
+    }
+
     /// Counts from the store's per-state map.
     pub fn from_counts(counts: &BTreeMap<JobState, u64>) -> Self {
         let get = |s: JobState| counts.get(&s).copied().unwrap_or(0);
         Self {
+            pending_jobs: get(JobState::Pending),
+            running_jobs: get(JobState::Assigned) + get(JobState::Running),
+            pending_by_size: PendingBySize::default(),
+            oldest_pending_job: None,
             pending: get(JobState::Pending),
             assigned: get(JobState::Assigned),
             running: get(JobState::Running),
@@ -930,6 +1057,39 @@ mod tests {
             assert_eq!(err.field(), field, "{err}");
             assert!(err.to_string().contains(field), "{err}");
         }
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_with_a_zero_fraction() {
+        let parse = |extra: serde_json::Value| {
+            let mut body = serde_json::json!({
+                "docker_image": "busybox", "command": ["true"], "cpu_cores": 1
+            });
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<JobRequest>(body)
+        };
+        let r = parse(serde_json::json!({"memory_mb": 256.0, "gpu_count": 0.0, "max_retries": 2}))
+            .unwrap();
+        assert_eq!(
+            (r.memory_mb, r.gpu_count, r.max_retries),
+            (Some(256), Some(0), Some(2))
+        );
+        for bad in [
+            serde_json::json!({"memory_mb": 1.5}),
+            serde_json::json!({"allocation_timeout": -30}),
+            serde_json::json!({"gpu_count": 5e9}),
+            serde_json::json!({"max_runtime_seconds": "60"}),
+        ] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse(serde_json::json!({"memory_mb": null}))
+                .unwrap()
+                .memory_mb,
+            None
+        );
     }
 
     #[test]

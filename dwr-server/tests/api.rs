@@ -267,11 +267,136 @@ async fn schedule_assigns_and_cluster_views_follow() {
     assert_eq!(ex["cluster_stats"]["alive_executors"], 1);
     assert_eq!(ex["cluster_stats"]["available_cpu_cores"], 1.5);
 
+    // The original system's names too: 0.5 of 2 cores and 0.25 of 4 GB allocated.
+    assert_eq!(ex["cluster_stats"]["cluster_cpu_utilization"], 25.0);
+    assert_eq!(ex["cluster_stats"]["cluster_memory_utilization"], 6.25);
+
+    // Pending jobs of each size class, the oldest first.
+    let small = h.submit(hello()).await;
+    let mut medium = hello();
+    medium["cpu_cores"] = json!(4);
+    medium["memory_gb"] = json!(16);
+    h.submit(medium).await;
+    let mut large = hello();
+    large["memory_gb"] = json!(16.5);
+    h.submit(large).await;
+
     let stats = h.get("/stats").await.json();
     assert_eq!(stats["queue"]["assigned"], 1);
-    assert_eq!(stats["queue"]["total"], 1);
+    assert_eq!(stats["queue"]["total"], 4);
+    assert_eq!(stats["queue"]["pending_jobs"], 3);
+    assert_eq!(stats["queue"]["running_jobs"], 1);
+    assert_eq!(
+        stats["queue"]["pending_by_size"],
+        json!({"small": 1, "medium": 1, "large": 1})
+    );
+    assert_eq!(
+        stats["queue"]["oldest_pending_job"]["job_id"],
+        small.as_str()
+    );
+    assert!(stats["queue"]["oldest_pending_job"]["wait_seconds"].is_u64());
     assert_eq!(stats["cluster"]["total_executors"], 1);
+    assert_eq!(stats["cluster"]["total_cpu_cores"], 2.0);
+    assert_eq!(stats["cluster"]["available_memory_gb"], 3.75);
+    assert_eq!(stats["cluster"]["cluster_cpu_utilization"], 25.0);
+    assert_eq!(stats["cluster"]["cluster_memory_utilization"], 6.25);
     assert!(stats["timestamp"].is_string());
+}
+
+#[tokio::test]
+async fn what_a_job_may_carry_is_bounded_and_named() {
+    let h = harness();
+    let with = |field: &str, value: Value| {
+        let mut body = hello();
+        body[field] = value;
+        body
+    };
+    let many_args: Vec<String> = vec!["x".into(); 5000];
+    let env: serde_json::Map<String, Value> =
+        (0..600).map(|i| (format!("K{i}"), json!("v"))).collect();
+    let volumes: Vec<String> = (0..65).map(|i| format!("/data/{i}:/mnt/{i}")).collect();
+    for (body, field) in [
+        (with("command", json!(many_args)), "command"),
+        (
+            with("command", json!(["echo", "x".repeat(200_000)])),
+            "command",
+        ),
+        (with("env", json!(env)), "env"),
+        (with("env", json!({"BIG": "v".repeat(200_000)})), "env"),
+        (with("volumes", json!(volumes)), "volumes"),
+        (
+            with("docker_image", json!("Not/A/Valid:Image")),
+            "docker_image",
+        ),
+        (with("docker_image", json!("busybox:")), "docker_image"),
+        (
+            with("docker_image", json!("busybox@sha256:short")),
+            "docker_image",
+        ),
+    ] {
+        h.post_json("/jobs", body)
+            .await
+            .assert_error(StatusCode::UNPROCESSABLE_ENTITY, field);
+    }
+    assert_eq!(h.total_jobs().await, 0, "a refused job changes nothing");
+    h.submit(with(
+        "docker_image",
+        json!("registry.local:5000/team/app:1.2"),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn log_streams_past_the_cap_get_503_and_offsets_are_bounded() {
+    let h = harness_with(ApiConfig {
+        max_log_followers: 2,
+        ..ApiConfig::default()
+    });
+    // Pending with no executor: a follow stream stays open.
+    let id = h.submit(hello()).await;
+    let follow = |h: &Harness| {
+        let request = Request::builder()
+            .uri(format!("/jobs/{id}/logs?follow=true"))
+            .body(Body::empty())
+            .unwrap();
+        h.app.clone().oneshot(request)
+    };
+    let first = follow(&h).await.unwrap();
+    let second = follow(&h).await.unwrap();
+    assert_eq!(
+        (first.status(), second.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = follow(&h).await.unwrap();
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = third.into_body().collect().await.unwrap().to_bytes();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"], "too_many_followers", "{v}");
+    // Reading without follow is never refused.
+    assert_eq!(
+        h.get(&format!("/jobs/{id}/logs")).await.status,
+        StatusCode::OK
+    );
+    // A stream that ends (its client went away) gives its place back.
+    drop(first);
+    let fourth = follow(&h).await.unwrap();
+    assert_eq!(fourth.status(), StatusCode::OK);
+    drop((second, fourth));
+
+    for uri in [
+        "/jobs?offset=100000001".to_owned(),
+        "/jobs?offset=99999999999999999999999999".to_owned(),
+        format!("/jobs/{id}/logs?offset=1000000001"),
+        format!("/jobs/{id}/logs?offset=18446744073709551616&follow=true"),
+    ] {
+        h.get(&uri)
+            .await
+            .assert_error(StatusCode::BAD_REQUEST, "offset");
+    }
+    h.get(&format!("/jobs/{id}/logs?offset=x"))
+        .await
+        .assert_error(StatusCode::UNPROCESSABLE_ENTITY, "offset");
+    assert_eq!(h.get("/jobs?offset=100000000").await.json(), json!([]));
 }
 
 #[tokio::test]
@@ -295,6 +420,14 @@ async fn logs_plain_and_followed() {
     assert_eq!(v["job_id"], id.as_str());
     assert_eq!(v["lines"], json!(["one", "two"]));
     assert_eq!(v["logs"], "one\ntwo");
+    // Paged: from a line number on.
+    let page = h.get(&format!("/jobs/{id}/logs?offset=1")).await.json();
+    assert_eq!(
+        (&page["lines"], &page["logs"]),
+        (&json!(["two"]), &json!("two"))
+    );
+    let past = h.get(&format!("/jobs/{id}/logs?offset=9")).await.json();
+    assert_eq!((&past["lines"], &past["logs"]), (&json!([]), &json!("")));
 
     // Follow while the job still runs: more lines and the finish come later.
     let store2 = h.store.clone();

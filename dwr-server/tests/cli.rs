@@ -443,3 +443,32 @@ fn client_commands_against_dwr_dev() {
         "says where and what to start: {unreachable}"
     );
 }
+
+/// Without a token, the API listens on loopback only: asking for another address is
+/// refused at start, naming the flag that allows it, before anything is connected.
+#[test]
+fn no_token_and_a_public_address_is_refused_at_start() {
+    for command in ["scheduler", "dev"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_dwr"))
+            .arg(command)
+            .env("SCHEDULER_API_HOST", "0.0.0.0")
+            .env("SCHEDULER_API_PORT", "0")
+            .env_remove("DWR_API_TOKEN")
+            .env_remove("DWR_INSECURE_NO_AUTH")
+            // Nothing would answer here: the refusal must come first.
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("DWR_LOG_DIR", std::env::temp_dir())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run dwr");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command}: {stderr}");
+        assert!(stderr.contains("SCHEDULER_API_HOST"), "{command}: {stderr}");
+        assert!(stderr.contains("--insecure-no-auth"), "{command}: {stderr}");
+        assert!(
+            stderr.contains("DWR_INSECURE_NO_AUTH=1"),
+            "{command}: {stderr}"
+        );
+    }
+}

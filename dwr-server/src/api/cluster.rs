@@ -11,7 +11,7 @@ use utoipa::IntoParams;
 use super::{ApiError, AppState};
 use crate::wire::{
     AssignmentView, CleanupResponse, ClusterStats, ErrorBody, ExecutorView, ExecutorsResponse,
-    QueueStats, ScheduleResponse, SchedulerStats, StatsResponse,
+    QueueStats, ScheduleResponse, SchedulerStats, StatsResponse, PENDING_SCAN,
 };
 
 /// Default age, minutes, of the finished jobs `POST /cleanup` deletes.
@@ -81,8 +81,8 @@ pub(super) async fn cleanup(
         params.map_err(|e| ApiError::validation(format!("bad query string: {}", e.body_text())))?;
     let minutes = match params.timeout_minutes.as_deref() {
         None => DEFAULT_CLEANUP_MINUTES,
-        Some(text) => match text.trim().parse::<u64>() {
-            Ok(n) if n <= MAX_CLEANUP_MINUTES => n,
+        Some(text) => match super::jobs::is_digits(text).then(|| text.parse::<u64>()) {
+            Some(Ok(n)) if n <= MAX_CLEANUP_MINUTES => n,
             _ => {
                 return Err(ApiError::validation(format!(
                 "timeout_minutes must be an integer between 0 and {MAX_CLEANUP_MINUTES}, got {:?}",
@@ -147,11 +147,14 @@ pub(super) async fn executors(
     responses((status = 200, description = "Queue and cluster figures", body = StatsResponse))
 )]
 pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>, ApiError> {
-    let counts = state.scheduler.store().counts().await?;
+    let store = state.scheduler.store();
+    let counts = store.counts().await?;
+    let pending = store.pending_jobs(PENDING_SCAN).await?;
+    let now = store.now().await?;
     let executors = executor_views(&state).await?;
     let m = state.scheduler.metrics();
     Ok(Json(StatsResponse {
-        queue: QueueStats::from_counts(&counts),
+        queue: QueueStats::from_counts(&counts).with_pending(&pending, now),
         cluster: ClusterStats::from_executors(&executors),
         scheduler: SchedulerStats {
             passes: m.passes,

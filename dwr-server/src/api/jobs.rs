@@ -16,6 +16,8 @@ use crate::wire::{ErrorBody, JobRequest, JobView};
 pub const DEFAULT_LIST_LIMIT: usize = 100;
 /// Largest `limit` on `GET /jobs`.
 pub const MAX_LIST_LIMIT: usize = 1000;
+/// Largest `offset` on `GET /jobs` (a 400 beyond).
+pub const MAX_LIST_OFFSET: usize = 100_000_000;
 
 /// The view of `job` with its pending reason, if any: the retry it waits for (as of `now`,
 /// the store's clock), or why the last pass could not place it.
@@ -36,6 +38,12 @@ pub(super) fn view(state: &AppState, job: &Job, now: Timestamp) -> JobView {
 /// The store's clock (retry reasons count the seconds left by it).
 async fn store_now(state: &AppState) -> Result<Timestamp, ApiError> {
     Ok(state.scheduler.store().now().await?)
+}
+
+/// True when `text` is a whole number as the OpenAPI document's `integer` query parameters
+/// take it: ASCII digits only, without a sign or a space.
+pub(super) fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Parses a path's job id: 400 naming it when it is not a UUID.
@@ -81,9 +89,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     responses(
         (status = 201, description = "Job accepted, pending", body = JobView),
         (status = 200, description = "The job already submitted with this Idempotency-Key", body = JobView),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or a malformed Idempotency-Key", body = ErrorBody),
+        (status = 409, description = "The job submitted with this Idempotency-Key was deleted since", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 422, description = "A field is missing, of the wrong type or invalid", body = ErrorBody),
+        (status = 422, description = "A field is missing, of the wrong type or invalid, or the Idempotency-Key was used with another request", body = ErrorBody),
         (status = 503, description = "Store unavailable", body = ErrorBody),
     )
 )]
@@ -135,18 +144,18 @@ pub(super) struct ListParams {
 
 impl ListParams {
     fn to_query(&self) -> Result<JobQuery, ApiError> {
-        let state = match self.status_filter.as_deref().map(str::trim) {
-            None | Some("") => None,
+        // Exactly one of the six names, as the OpenAPI document's enum says.
+        let state = match self.status_filter.as_deref() {
+            None => None,
             Some(text) => Some(
-                text.to_ascii_lowercase()
-                    .parse::<JobState>()
+                text.parse::<JobState>()
                     .map_err(|e| ApiError::validation(format!("status_filter: {e}")))?,
             ),
         };
         let limit = match self.limit.as_deref() {
             None => DEFAULT_LIST_LIMIT,
-            Some(text) => match text.trim().parse::<usize>() {
-                Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+            Some(text) => match is_digits(text).then(|| text.parse::<usize>()) {
+                Some(Ok(n)) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
                 _ => {
                     return Err(ApiError::validation(format!(
                         "limit must be an integer between 1 and {MAX_LIST_LIMIT}, got {:?}",
@@ -157,12 +166,24 @@ impl ListParams {
         };
         let offset = match self.offset.as_deref() {
             None => 0,
-            Some(text) => text.trim().parse::<usize>().map_err(|_| {
-                ApiError::validation(format!(
+            Some(text) if is_digits(text) => match text.parse::<usize>() {
+                Ok(n) if n <= MAX_LIST_OFFSET => n,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "offset_out_of_range",
+                        format!(
+                            "offset must be at most {MAX_LIST_OFFSET}, got {:?}",
+                            text.chars().take(32).collect::<String>()
+                        ),
+                    ))
+                }
+            },
+            Some(text) => {
+                return Err(ApiError::validation(format!(
                     "offset must be a non-negative integer, got {:?}",
                     text.chars().take(32).collect::<String>()
-                ))
-            })?,
+                )))
+            }
         };
         Ok(JobQuery {
             state,
@@ -177,6 +198,7 @@ impl ListParams {
     get, path = "/jobs", params(ListParams), tag = "jobs",
     responses(
         (status = 200, description = "Jobs, newest first", body = [JobView]),
+        (status = 400, description = "offset past its bound", body = ErrorBody),
         (status = 422, description = "Bad status_filter, limit or offset", body = ErrorBody),
     )
 )]
@@ -223,6 +245,7 @@ pub(super) async fn get_job(
         (status = 200, description = "Aborted, or abort requested", body = JobView),
         (status = 400, description = "Malformed id, or the job is already finished", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody),
+        (status = 409, description = "The job changed state meanwhile", body = ErrorBody),
     )
 )]
 pub(super) async fn abort_job(

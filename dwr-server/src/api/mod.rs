@@ -6,11 +6,13 @@
 //! time (the follow-logs stream is limited only in the time to its first byte).
 
 mod cluster;
+mod doc;
 mod error;
 mod jobs;
 mod logs;
 mod ops;
 
+pub use doc::{openapi, ApiDoc};
 pub use error::{parse_json, ApiError, ApiJson};
 
 use std::sync::Arc;
@@ -23,10 +25,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use dwr_core::Scheduler;
+
+use crate::http::ConnectionLimits;
+use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::OpenApi;
 
 /// Settings of the API itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +40,10 @@ pub struct ApiConfig {
     pub body_limit: usize,
     /// Longest time a request may take before it gets a 503 `timeout`.
     pub request_timeout: Duration,
+    /// Connection limits of the server loop.
+    pub connections: ConnectionLimits,
+    /// Most log streams (`follow=true`) open at once; one more gets a 503.
+    pub max_log_followers: usize,
 }
 
 impl Default for ApiConfig {
@@ -45,6 +52,8 @@ impl Default for ApiConfig {
             api_token: None,
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            connections: ConnectionLimits::default(),
+            max_log_followers: 256,
         }
     }
 }
@@ -59,6 +68,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// When the server started (for uptime).
     pub started: Instant,
+    /// Permits for open log streams, one each ([`ApiConfig::max_log_followers`]).
+    pub followers: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -66,44 +77,10 @@ impl AppState {
     pub fn new(scheduler: Scheduler, config: ApiConfig) -> Self {
         Self {
             scheduler,
+            followers: Arc::new(Semaphore::new(config.max_log_followers)),
             config: Arc::new(config),
             started: Instant::now(),
         }
-    }
-}
-
-/// The OpenAPI document of the API, generated from the handlers and the wire types.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "dwr", description = "dwr: distributed workload runner API"),
-    paths(
-        jobs::submit_job,
-        jobs::list_jobs,
-        jobs::get_job,
-        jobs::abort_job,
-        logs::job_logs,
-        cluster::schedule,
-        cluster::cleanup,
-        cluster::executors,
-        cluster::stats,
-        ops::health,
-        ops::metrics,
-        ops::openapi_json,
-    ),
-    modifiers(&BearerAuth),
-    security(("bearer" = []))
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
     }
 }
 

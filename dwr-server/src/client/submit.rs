@@ -59,6 +59,9 @@ pub struct SubmitArgs {
     /// exit_nonzero, oom.
     #[arg(long = "retry-on", value_name = "CAUSE", value_parser = parse_retry_cause)]
     pub retry_on: Vec<String>,
+    /// Run the container with a read-only root filesystem (volumes keep their own mode).
+    #[arg(long)]
+    pub read_only_rootfs: bool,
     /// The submit's idempotency key (default: a new random one). The submit is sent again
     /// with it when the server cannot be reached or does not answer in time, so a retried
     /// submit never creates a second job.
@@ -116,6 +119,7 @@ impl SubmitArgs {
             max_retries: self.max_retries,
             retry_backoff_seconds: self.retry_backoff.map(|d| d.as_secs()),
             retry_on: some_vec(&self.retry_on),
+            read_only_rootfs: self.read_only_rootfs.then_some(true),
         }
     }
 }
@@ -211,7 +215,8 @@ mod tests {
         let args = submit(
             "submit img:1 --cpus 0.5 --memory 1.5g --gpus 2 --gpu-type A100 -e A=1 \
              --env B=x=y --region eu --region us --datacenter dc1 -v /data:/in:ro \
-             --allocation-timeout 5m --max-runtime 90 --wait -- sh -c echo --not-a-flag",
+             --allocation-timeout 5m --max-runtime 90 --read-only-rootfs --wait \
+             -- sh -c echo --not-a-flag",
         );
         let r = args.to_request();
         assert_eq!(r.docker_image, "img:1");
@@ -233,6 +238,7 @@ mod tests {
             (r.allocation_timeout, r.max_runtime_seconds),
             (Some(300), Some(90))
         );
+        assert_eq!(r.read_only_rootfs, Some(true));
         assert!(args.wait && !args.follow);
         // What the server will make of it: a valid spec.
         let spec = r.into_spec().expect("the server accepts it");
@@ -240,6 +246,7 @@ mod tests {
             (spec.cpu_millis, spec.memory_mib, spec.gpu.count),
             (500, 1536, 2)
         );
+        assert!(spec.read_only_rootfs);
     }
 
     #[test]
@@ -249,6 +256,7 @@ mod tests {
         assert_eq!((r.gpu_count, &r.gpu_type, &r.env), (None, &None, &None));
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!((r.eligible_regions, r.volumes), (None, None));
+        assert_eq!(r.read_only_rootfs, None, "a writable root unless asked");
         assert!(
             json.get("gpu_type").is_none(),
             "unset fields are left out: {json}"
