@@ -246,7 +246,7 @@ impl Worker {
         if let Value::Array(items) = &value {
             if let [Value::BulkString(status), message] = items.as_slice() {
                 if status == SCRIPT_ERROR.as_bytes() {
-                    let message: String = redis::from_redis_value(message).unwrap_or_default();
+                    let message: String = redis::from_redis_value_ref(message).unwrap_or_default();
                     return Err(corrupt(
                         format!("reply to {}", self.operation),
                         format!("script error: {message}"),
@@ -374,7 +374,7 @@ mod tests {
             }
         }
         let refused = Arc::new(RedisError::from((
-            redis::ErrorKind::ResponseError,
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
             "refused",
             "bad reply".to_owned(),
         )));

@@ -210,7 +210,7 @@ pub(crate) fn flat_map(value: &Value, what: &str) -> Result<HashMap<String, Stri
 
 /// An array of strings.
 pub(crate) fn strings(value: &Value, what: &str) -> Result<Vec<String>, StoreError> {
-    redis::from_redis_value(value).map_err(|e| StoreError::Corrupt {
+    redis::from_redis_value_ref(value).map_err(|e| StoreError::Corrupt {
         what: what.to_owned(),
         source: Box::new(e),
     })
@@ -234,7 +234,7 @@ pub(crate) fn status_reply<'a>(
     let (first, rest) = items
         .split_first()
         .ok_or_else(|| corrupt(script, "empty reply"))?;
-    let status: String = redis::from_redis_value(first).map_err(|e| StoreError::Corrupt {
+    let status: String = redis::from_redis_value_ref(first).map_err(|e| StoreError::Corrupt {
         what: script.to_owned(),
         source: Box::new(e),
     })?;
@@ -244,7 +244,7 @@ pub(crate) fn status_reply<'a>(
 /// The `i`-th payload item as a string.
 pub(crate) fn text_at(rest: &[Value], i: usize, script: &str) -> Result<String, StoreError> {
     rest.get(i)
-        .and_then(|v| redis::from_redis_value::<String>(v).ok())
+        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
         .ok_or_else(|| corrupt(script, format!("payload item {i} missing")))
 }
 

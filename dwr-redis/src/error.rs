@@ -2,7 +2,7 @@
 //! Redis failures onto [`StoreError`].
 
 use dwr_core::StoreError;
-use redis::{ErrorKind, RedisError};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 /// Errors of configuring and connecting a [`RedisJobStore`](crate::RedisJobStore).
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +44,13 @@ pub(crate) fn is_unavailable(err: &RedisError) -> bool {
         || err.is_timeout()
         || matches!(
             err.kind(),
-            ErrorKind::BusyLoadingError
-                | ErrorKind::TryAgain
-                | ErrorKind::MasterDown
-                | ErrorKind::ReadOnly
-                | ErrorKind::ClusterDown
-                | ErrorKind::AuthenticationFailed
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::ClusterDown
+            ) | ErrorKind::AuthenticationFailed
         )
 }
 

@@ -40,7 +40,7 @@ fn unexpected(script: &str, status: &str) -> StoreError {
 /// older Redis: `BLMPOP` came in 7.0, `LPOP` with a count in 6.2).
 fn is_unknown_command(err: &redis::RedisError) -> bool {
     let text = err.to_string().to_ascii_lowercase();
-    err.kind() == redis::ErrorKind::ResponseError
+    err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
         && (text.contains("unknown command") || text.contains("wrong number of arguments"))
 }
 
@@ -568,7 +568,7 @@ impl JobStore for RedisJobStore {
         }
         rest.iter()
             .map(|v| {
-                let text: String = redis::from_redis_value(v)
+                let text: String = redis::from_redis_value_ref(v)
                     .map_err(|e| corrupt("expire_executor", e.to_string()))?;
                 text.parse().map_err(|e: dwr_core::MalformedJobId| {
                     corrupt("expire_executor", e.to_string())
@@ -586,72 +586,73 @@ impl JobStore for RedisJobStore {
             return parse_event(&text).map(Some);
         }
         let key = self.inner.keys.executor_events(executor);
-        let mut popped: Vec<String> = if wait.is_zero() {
-            let mut lpop = redis::cmd("LPOP");
-            lpop.arg(&key);
-            if !self.inner.events.legacy() {
-                lpop.arg(EVENT_BATCH);
-            }
-            let reply: Option<redis::Value> = match lpop.query_async(&mut self.conn()).await {
-                Err(e) if is_unknown_command(&e) && self.inner.events.fall_back() => {
-                    return self.next_event(executor, wait).await;
+        let mut popped: Vec<String> =
+            if wait.is_zero() {
+                let mut lpop = redis::cmd("LPOP");
+                lpop.arg(&key);
+                if !self.inner.events.legacy() {
+                    lpop.arg(EVENT_BATCH);
                 }
-                reply => reply.map_err(|e| store_error("next_event", e))?,
-            };
-            match reply {
-                None => Vec::new(),
-                Some(v @ redis::Value::Array(_)) => {
-                    redis::from_redis_value(&v).map_err(|e| corrupt("next_event", e.to_string()))?
-                }
-                Some(v) => vec![redis::from_redis_value(&v)
-                    .map_err(|e| corrupt("next_event", e.to_string()))?],
-            }
-        } else {
-            let pool = &self.inner.blocking;
-            // Blocking pops take seconds with millisecond resolution; 0 means "forever".
-            let secs = format!("{:.3}", wait.as_secs_f64().max(0.001));
-            loop {
-                let (mut conn, reused) = pool
-                    .take()
-                    .await
-                    .map_err(|e| store_error("next_event", e))?;
-                self.count_request();
-                let legacy = self.inner.events.legacy();
-                let pop = async {
-                    if legacy {
-                        let mut blpop = redis::cmd("BLPOP");
-                        blpop.arg(&key).arg(&secs);
-                        let reply: Option<(String, String)> = blpop.query_async(&mut conn).await?;
-                        Ok(reply.map(|(_, event)| vec![event]).unwrap_or_default())
-                    } else {
-                        // Everything queued, up to EVENT_BATCH, in one round trip.
-                        let mut blmpop = redis::cmd("BLMPOP");
-                        blmpop.arg(&secs).arg(1).arg(&key).arg("LEFT");
-                        blmpop.arg("COUNT").arg(EVENT_BATCH);
-                        let reply: Option<(String, Vec<String>)> =
-                            blmpop.query_async(&mut conn).await?;
-                        Ok::<_, redis::RedisError>(
-                            reply.map(|(_, events)| events).unwrap_or_default(),
-                        )
+                let reply: Option<redis::Value> = match lpop.query_async(&mut self.conn()).await {
+                    Err(e) if is_unknown_command(&e) && self.inner.events.fall_back() => {
+                        return self.next_event(executor, wait).await;
                     }
+                    reply => reply.map_err(|e| store_error("next_event", e))?,
                 };
-                match tokio::time::timeout(wait + BLOCK_GRACE, pop).await {
-                    Ok(Ok(events)) => {
-                        pool.give_back(conn);
-                        break events;
-                    }
-                    // A server before Redis 7 has no BLMPOP: pop one at a time from now on.
-                    Ok(Err(e)) if is_unknown_command(&e) && self.inner.events.fall_back() => {
-                        pool.give_back(conn);
-                    }
-                    // A pooled connection that died while idle (Redis restarted since):
-                    // it never blocked, so nothing was popped; try a fresh one.
-                    Ok(Err(e)) if reused && (e.is_connection_dropped() || e.is_io_error()) => {}
-                    Ok(Err(e)) => return Err(store_error("next_event", e)),
-                    Err(_) => return Err(timed_out("next_event")),
+                match reply {
+                    None => Vec::new(),
+                    Some(v @ redis::Value::Array(_)) => redis::from_redis_value(v)
+                        .map_err(|e| corrupt("next_event", e.to_string()))?,
+                    Some(v) => vec![redis::from_redis_value(v)
+                        .map_err(|e| corrupt("next_event", e.to_string()))?],
                 }
-            }
-        };
+            } else {
+                let pool = &self.inner.blocking;
+                // Blocking pops take seconds with millisecond resolution; 0 means "forever".
+                let secs = format!("{:.3}", wait.as_secs_f64().max(0.001));
+                loop {
+                    let (mut conn, reused) = pool
+                        .take()
+                        .await
+                        .map_err(|e| store_error("next_event", e))?;
+                    self.count_request();
+                    let legacy = self.inner.events.legacy();
+                    let pop = async {
+                        if legacy {
+                            let mut blpop = redis::cmd("BLPOP");
+                            blpop.arg(&key).arg(&secs);
+                            let reply: Option<(String, String)> =
+                                blpop.query_async(&mut conn).await?;
+                            Ok(reply.map(|(_, event)| vec![event]).unwrap_or_default())
+                        } else {
+                            // Everything queued, up to EVENT_BATCH, in one round trip.
+                            let mut blmpop = redis::cmd("BLMPOP");
+                            blmpop.arg(&secs).arg(1).arg(&key).arg("LEFT");
+                            blmpop.arg("COUNT").arg(EVENT_BATCH);
+                            let reply: Option<(String, Vec<String>)> =
+                                blmpop.query_async(&mut conn).await?;
+                            Ok::<_, redis::RedisError>(
+                                reply.map(|(_, events)| events).unwrap_or_default(),
+                            )
+                        }
+                    };
+                    match tokio::time::timeout(wait + BLOCK_GRACE, pop).await {
+                        Ok(Ok(events)) => {
+                            pool.give_back(conn);
+                            break events;
+                        }
+                        // A server before Redis 7 has no BLMPOP: pop one at a time from now on.
+                        Ok(Err(e)) if is_unknown_command(&e) && self.inner.events.fall_back() => {
+                            pool.give_back(conn);
+                        }
+                        // A pooled connection that died while idle (Redis restarted since):
+                        // it never blocked, so nothing was popped; try a fresh one.
+                        Ok(Err(e)) if reused && (e.is_connection_dropped() || e.is_io_error()) => {}
+                        Ok(Err(e)) => return Err(store_error("next_event", e)),
+                        Err(_) => return Err(timed_out("next_event")),
+                    }
+                }
+            };
         if popped.is_empty() {
             return Ok(None);
         }
@@ -763,7 +764,7 @@ impl RedisJobStore {
             let args = vec![age_ms.clone(), PURGE_BATCH.to_string(), keep.to_string()];
             let script = &self.inner.scripts.purge;
             let reply = self.eval("purge_finished", script, args).await?;
-            let (deleted, more): (u64, u8) = redis::from_redis_value(&reply)
+            let (deleted, more): (u64, u8) = redis::from_redis_value_ref(&reply)
                 .map_err(|e| corrupt("purge_finished", e.to_string()))?;
             total += deleted;
             if more == 0 {

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dwr_core::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -75,14 +76,13 @@ impl RedisJobStore {
             url: url.clone(),
             source,
         })?;
-        let max_delay_ms = config.reconnect_max_delay.as_millis().max(1) as u64;
         let manager_config = ConnectionManagerConfig::new()
-            .set_exponent_base(2)
-            .set_factor(50)
-            .set_max_delay(max_delay_ms)
+            .set_exponent_base(2.0)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(config.reconnect_max_delay.max(Duration::from_millis(1)))
             .set_number_of_retries(config.reconnect_retries)
-            .set_connection_timeout(config.connect_timeout)
-            .set_response_timeout(config.response_timeout);
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.response_timeout));
         let conn = client
             .get_connection_manager_with_config(manager_config)
             .await

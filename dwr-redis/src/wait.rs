@@ -96,7 +96,8 @@ impl BlockingPool {
         if let Some(conn) = idle {
             return Ok((conn, true));
         }
-        let config = AsyncConnectionConfig::new().set_connection_timeout(self.connect_timeout);
+        let config =
+            AsyncConnectionConfig::new().set_connection_timeout(Some(self.connect_timeout));
         let conn = self
             .client
             .get_multiplexed_async_connection_with_config(&config)
