@@ -11,8 +11,9 @@ pub const ENV_DOCKER_HOST: &str = "DOCKER_HOST";
 /// Environment variable with the network mode of job containers (`default`, `none`, `host`,
 /// `bridge` or a network name).
 pub const ENV_NETWORK: &str = "DWR_DOCKER_NETWORK";
-/// Environment variable with the host paths that jobs may mount, separated by `:` like `PATH`.
-pub const ENV_VOLUME_ALLOWLIST: &str = "DWR_VOLUME_ALLOWLIST";
+/// Environment variable with the host paths that jobs may mount, comma-separated (the name
+/// and syntax of `dwr executor --volume-allow`).
+pub const ENV_VOLUME_ALLOW: &str = "DWR_VOLUME_ALLOW";
 /// Environment variable with the pids limit of job containers (`0` for none).
 pub const ENV_PIDS_LIMIT: &str = "DWR_PIDS_LIMIT";
 /// Environment variable with the seconds a pull may go without progress.
@@ -20,8 +21,6 @@ pub const ENV_PULL_STALL_TIMEOUT: &str = "DWR_PULL_STALL_TIMEOUT_SECS";
 /// Environment variable with the pull policy: `missing` (pull only images not present) or
 /// `always` (pull before every job, so a moved tag is followed).
 pub const ENV_PULL_POLICY: &str = "DWR_PULL_POLICY";
-/// Environment variable with the default stop grace period in seconds.
-pub const ENV_STOP_GRACE: &str = "DWR_STOP_GRACE_SECS";
 /// Environment variable with the timeout of one engine request in seconds (streams excepted).
 pub const ENV_REQUEST_TIMEOUT: &str = "DWR_DOCKER_TIMEOUT_SECS";
 /// Environment variable with the user job containers run as (`uid[:gid]` or a name the
@@ -90,8 +89,6 @@ pub struct DockerConfig {
     pub pull_stall_timeout: Duration,
     /// When images are pulled.
     pub pull_policy: PullPolicy,
-    /// Grace period between SIGTERM and SIGKILL that callers use when they have no other.
-    pub stop_grace: Duration,
     /// Timeout of one engine request until its response starts (log and wait streams may
     /// run longer).
     pub request_timeout: Duration,
@@ -115,7 +112,6 @@ impl Default for DockerConfig {
             pids_limit: Some(4096),
             pull_stall_timeout: Duration::from_secs(120),
             pull_policy: PullPolicy::Missing,
-            stop_grace: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             container_user: None,
             log_max_size: DEFAULT_LOG_MAX_SIZE,
@@ -126,8 +122,8 @@ impl Default for DockerConfig {
 
 impl DockerConfig {
     /// The defaults, overridden by the environment variables `DOCKER_HOST`, `DWR_DOCKER_NETWORK`,
-    /// `DWR_VOLUME_ALLOWLIST`, `DWR_PIDS_LIMIT`, `DWR_PULL_STALL_TIMEOUT_SECS`, `DWR_PULL_POLICY`,
-    /// `DWR_STOP_GRACE_SECS`, `DWR_DOCKER_TIMEOUT_SECS`, `DWR_CONTAINER_USER`,
+    /// `DWR_VOLUME_ALLOW`, `DWR_PIDS_LIMIT`, `DWR_PULL_STALL_TIMEOUT_SECS`, `DWR_PULL_POLICY`,
+    /// `DWR_DOCKER_TIMEOUT_SECS`, `DWR_CONTAINER_USER`,
     /// `DWR_CONTAINER_LOG_MAX_SIZE` and `DWR_CONTAINER_LOG_MAX_FILES` where set and non-empty.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|var| std::env::var(var).ok())
@@ -143,7 +139,7 @@ impl DockerConfig {
         if let Some(mode) = get(ENV_NETWORK) {
             config.network_mode = mode.trim().to_owned();
         }
-        if let Some(list) = get(ENV_VOLUME_ALLOWLIST) {
+        if let Some(list) = get(ENV_VOLUME_ALLOW) {
             config.volume_allowlist = parse_allowlist(&list)?;
         }
         if let Some(value) = get(ENV_PIDS_LIMIT) {
@@ -157,9 +153,6 @@ impl DockerConfig {
         }
         if let Some(value) = get(ENV_PULL_POLICY) {
             config.pull_policy = PullPolicy::parse(&value)?;
-        }
-        if let Some(value) = get(ENV_STOP_GRACE) {
-            config.stop_grace = parse_seconds(ENV_STOP_GRACE, &value)?;
         }
         if let Some(value) = get(ENV_REQUEST_TIMEOUT) {
             config.request_timeout = parse_seconds(ENV_REQUEST_TIMEOUT, &value)?;
@@ -254,10 +247,10 @@ pub fn parse_log_max_files(value: &str) -> Result<u32, Error> {
 
 fn parse_allowlist(list: &str) -> Result<Vec<PathBuf>, Error> {
     let mut paths = Vec::new();
-    for entry in list.split(':').map(str::trim).filter(|e| !e.is_empty()) {
+    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         if !entry.starts_with('/') {
             return Err(Error::invalid_config(
-                ENV_VOLUME_ALLOWLIST,
+                ENV_VOLUME_ALLOW,
                 list,
                 format!("{entry:?} is not an absolute path"),
             ));
@@ -313,11 +306,10 @@ mod tests {
         let config = DockerConfig::from_lookup(lookup(&[
             (ENV_DOCKER_HOST, "unix:///tmp/d.sock"),
             (ENV_NETWORK, "none"),
-            (ENV_VOLUME_ALLOWLIST, "/data:/scratch/x"),
+            (ENV_VOLUME_ALLOW, "/data, /scratch/x"),
             (ENV_PIDS_LIMIT, "0"),
             (ENV_PULL_STALL_TIMEOUT, "30"),
             (ENV_PULL_POLICY, "Always"),
-            (ENV_STOP_GRACE, "5"),
             (ENV_REQUEST_TIMEOUT, "60"),
             (ENV_CONTAINER_USER, "1000:1000"),
             (ENV_LOG_MAX_SIZE, "512k"),
@@ -333,7 +325,6 @@ mod tests {
         assert_eq!(config.pids_limit, None);
         assert_eq!(config.pull_stall_timeout, Duration::from_secs(30));
         assert_eq!(config.pull_policy, PullPolicy::Always);
-        assert_eq!(config.stop_grace, Duration::from_secs(5));
         assert_eq!(config.request_timeout, Duration::from_secs(60));
         assert_eq!(config.container_user.as_deref(), Some("1000:1000"));
         assert_eq!(config.log_max_size, 512 * 1024);
@@ -384,15 +375,15 @@ mod tests {
                 ..
             }
         ));
-        let err = DockerConfig::from_lookup(lookup(&[(ENV_VOLUME_ALLOWLIST, "data")])).unwrap_err();
-        assert!(err.to_string().contains(ENV_VOLUME_ALLOWLIST), "{err}");
+        let err = DockerConfig::from_lookup(lookup(&[(ENV_VOLUME_ALLOW, "data")])).unwrap_err();
+        assert!(err.to_string().contains(ENV_VOLUME_ALLOW), "{err}");
         let err = DockerConfig::from_lookup(lookup(&[(ENV_PULL_POLICY, "sometimes")])).unwrap_err();
         assert!(err.to_string().contains(ENV_PULL_POLICY), "{err}");
-        let err = DockerConfig::from_lookup(lookup(&[(ENV_STOP_GRACE, "0")])).unwrap_err();
+        let err = DockerConfig::from_lookup(lookup(&[(ENV_REQUEST_TIMEOUT, "0")])).unwrap_err();
         assert!(matches!(
             err,
             Error::InvalidConfig {
-                var: ENV_STOP_GRACE,
+                var: ENV_REQUEST_TIMEOUT,
                 ..
             }
         ));

@@ -56,10 +56,10 @@
 //! # Configuration
 //!
 //! [`DockerConfig::from_env`] reads `DOCKER_HOST`, `DWR_DOCKER_NETWORK` (default `default`:
-//! the engine's own), `DWR_VOLUME_ALLOWLIST` (`:`-separated absolute paths),
+//! the engine's own), `DWR_VOLUME_ALLOW` (comma-separated absolute paths),
 //! `DWR_PIDS_LIMIT` (`0`: none), `DWR_PULL_STALL_TIMEOUT_SECS` (120), `DWR_PULL_POLICY`
 //! (`missing` or `always`; default `missing`),
-//! `DWR_STOP_GRACE_SECS` (10), `DWR_DOCKER_TIMEOUT_SECS` (120), `DWR_CONTAINER_USER`
+//! `DWR_DOCKER_TIMEOUT_SECS` (120), `DWR_CONTAINER_USER`
 //! (`uid[:gid]` or a name; default: the image's user), `DWR_CONTAINER_LOG_MAX_SIZE` (`10m`)
 //! and `DWR_CONTAINER_LOG_MAX_FILES` (3).
 //!
@@ -90,8 +90,7 @@ pub use config::{
     parse_container_user, parse_log_max_files, parse_log_max_size, DockerConfig, PullPolicy,
     DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, DEFAULT_SOCKET, ENV_CONTAINER_USER,
     ENV_DOCKER_HOST, ENV_LOG_MAX_FILES, ENV_LOG_MAX_SIZE, ENV_NETWORK, ENV_PIDS_LIMIT,
-    ENV_PULL_POLICY, ENV_PULL_STALL_TIMEOUT, ENV_REQUEST_TIMEOUT, ENV_STOP_GRACE,
-    ENV_VOLUME_ALLOWLIST,
+    ENV_PULL_POLICY, ENV_PULL_STALL_TIMEOUT, ENV_REQUEST_TIMEOUT, ENV_VOLUME_ALLOW,
 };
 pub use create::{DROPPED_CAPABILITIES, LOG_DRIVER, NO_GPUS, RESERVED_ENV, SECURITY_OPTIONS};
 pub use error::Error;

@@ -83,7 +83,7 @@ impl std::fmt::Debug for RedisConfig {
 impl RedisConfig {
     /// The defaults, overridden by `REDIS_URL`, `REDIS_HOST`, `REDIS_PORT`,
     /// `REDIS_PASSWORD` and `REDIS_DB` where set (an empty variable counts as unset), and
-    /// by `DWR_REDIS_KEY_PREFIX`, `DWR_LOG_MAX_LINES` and `DWR_LOG_TTL_SECONDS`.
+    /// by `DWR_REDIS_PREFIX`, `DWR_LOG_MAX_LINES` and `DWR_LOG_TTL_SECONDS`.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -116,7 +116,7 @@ impl RedisConfig {
         if let Some(url) = get("REDIS_URL") {
             config.url = Some(url.trim().to_owned());
         }
-        if let Some(prefix) = get("DWR_REDIS_KEY_PREFIX") {
+        if let Some(prefix) = get("DWR_REDIS_PREFIX") {
             config.key_prefix = prefix.trim().to_owned();
         }
         if let Some(lines) = get("DWR_LOG_MAX_LINES") {
@@ -248,7 +248,7 @@ mod tests {
     #[test]
     fn store_settings_come_from_the_environment_too() {
         let c = from(&[
-            ("DWR_REDIS_KEY_PREFIX", "prod:"),
+            ("DWR_REDIS_PREFIX", "prod:"),
             ("DWR_LOG_MAX_LINES", "500"),
             ("DWR_LOG_TTL_SECONDS", "60"),
         ])
@@ -277,7 +277,7 @@ mod tests {
             (vec![("REDIS_URL", "http://x")], "REDIS_URL"),
             (vec![("DWR_LOG_MAX_LINES", "many")], "DWR_LOG_MAX_LINES"),
             (vec![("DWR_LOG_TTL_SECONDS", "-5")], "DWR_LOG_TTL_SECONDS"),
-            (vec![("DWR_REDIS_KEY_PREFIX", "job_logs:x")], "key_prefix"),
+            (vec![("DWR_REDIS_PREFIX", "job_logs:x")], "key_prefix"),
         ] {
             match from(&vars) {
                 Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),

@@ -11,7 +11,7 @@
 //!
 //! [`RedisConfig::from_env`] reads `REDIS_URL` (`redis://` or `rediss://`, wins when set),
 //! else `REDIS_HOST` (`localhost`), `REDIS_PORT` (6379), `REDIS_PASSWORD`, `REDIS_DB` (0);
-//! and `DWR_REDIS_KEY_PREFIX` (`dwr:`), `DWR_LOG_MAX_LINES` (100 000),
+//! and `DWR_REDIS_PREFIX` (`dwr:`), `DWR_LOG_MAX_LINES` (100 000),
 //! `DWR_LOG_TTL_SECONDS` (7 days). Configuration and connection failures are
 //! [`Error`]; the store's operations return [`StoreError`](dwr_core::StoreError).
 //!

@@ -12,6 +12,26 @@ use dwr_redis::RedisConfig;
 use crate::api::ApiConfig;
 use crate::http::ConnectionLimits;
 
+/// The original system's variable naming an executor's region, read when `DWR_REGION` is not
+/// set.
+pub const ENV_ORIGINAL_REGION: &str = "EXECUTOR_REGION";
+/// The original system's variable naming an executor's datacenter.
+pub const ENV_ORIGINAL_DATACENTER: &str = "EXECUTOR_DATACENTER";
+
+/// The variables `dwr` reads besides those of its flags (`dwr <command> --help` lists those):
+/// the Docker engine's settings (`dwr_docker::DockerConfig::from_env`), the original
+/// system's names for region and datacenter, and the log filter.
+pub const ENV_BESIDES_FLAGS: [&str; 8] = [
+    dwr_docker::ENV_DOCKER_HOST,
+    dwr_docker::ENV_NETWORK,
+    dwr_docker::ENV_PIDS_LIMIT,
+    dwr_docker::ENV_PULL_STALL_TIMEOUT,
+    dwr_docker::ENV_REQUEST_TIMEOUT,
+    ENV_ORIGINAL_REGION,
+    ENV_ORIGINAL_DATACENTER,
+    "RUST_LOG",
+];
+
 /// An executor's region when none is configured (Nomad's default).
 pub const DEFAULT_REGION: &str = "global";
 /// An executor's datacenter when none is configured (Nomad's default).
@@ -142,6 +162,14 @@ pub struct RedisArgs {
     /// Prefix of dwr's Redis keys (job logs stay at job_logs:{id}) [default: dwr:].
     #[arg(long, env = "DWR_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
+    /// Lines kept per job log in Redis; older lines are trimmed (0: no cap) [default:
+    /// 100000].
+    #[arg(long, env = "DWR_LOG_MAX_LINES")]
+    pub log_max_lines: Option<usize>,
+    /// Seconds a finished job's log list is kept in Redis (0: until the job is deleted)
+    /// [default: 604800, 7 days].
+    #[arg(long, env = "DWR_LOG_TTL_SECONDS")]
+    pub log_ttl_seconds: Option<u64>,
 }
 
 impl RedisArgs {
@@ -173,6 +201,12 @@ impl RedisArgs {
         config.url = self.redis_url.clone().filter(|u| !u.trim().is_empty());
         if let Some(prefix) = self.redis_prefix.as_deref().filter(|p| !p.is_empty()) {
             config.key_prefix = prefix.to_owned();
+        }
+        if let Some(lines) = self.log_max_lines {
+            config.log_max_lines = lines;
+        }
+        if let Some(secs) = self.log_ttl_seconds {
+            config.log_ttl = Duration::from_secs(secs);
         }
         config.validate().map_err(|e| ConfigError {
             field: "REDIS_URL",
@@ -448,10 +482,10 @@ impl AgentArgs {
                 .filter(|v| !v.is_empty())
                 .unwrap_or_else(|| default.to_owned())
         };
-        config.region = Some(named(&self.region, "EXECUTOR_REGION", DEFAULT_REGION));
+        config.region = Some(named(&self.region, ENV_ORIGINAL_REGION, DEFAULT_REGION));
         config.datacenter = Some(named(
             &self.datacenter,
-            "EXECUTOR_DATACENTER",
+            ENV_ORIGINAL_DATACENTER,
             DEFAULT_DATACENTER,
         ));
         config.cpu_millis = self.cpus.map(|c| (c * 1000.0).round().max(1.0) as u64);
@@ -514,6 +548,24 @@ mod tests {
             (redis.host.as_str(), redis.port, redis.db),
             ("localhost", 6379, 0)
         );
+        assert_eq!(
+            (redis.log_max_lines, redis.log_ttl),
+            (dwr_redis::DEFAULT_LOG_MAX_LINES, dwr_redis::DEFAULT_LOG_TTL)
+        );
+        let b = Both::try_parse_from([
+            "dwr",
+            "--log-max-lines",
+            "500",
+            "--log-ttl-seconds",
+            "60",
+            "--redis-prefix",
+            "prod:",
+        ])
+        .unwrap();
+        let redis = b.common.redis.to_config().unwrap();
+        assert_eq!(redis.log_max_lines, 500);
+        assert_eq!(redis.log_ttl, Duration::from_secs(60));
+        assert_eq!(redis.key_prefix, "prod:");
     }
 
     #[test]

@@ -182,7 +182,6 @@ async fn connect_docker(agent: &AgentArgs) -> Result<DockerRuntime, ServiceError
     if !agent.volume_allow.is_empty() {
         config.volume_allowlist = agent.volume_allow.clone();
     }
-    config.stop_grace = agent.stop_grace;
     config.pull_policy = agent.pull_policy.into();
     // The flags read the same variables as `from_env`; a flag given on the command line wins.
     if let Some(user) = &agent.container_user {
