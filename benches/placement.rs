@@ -14,8 +14,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dwr_core::placement::{ClusterView, ExecutorView, FirstFit, LinearFirstFit, Placement, Spread};
-use dwr_core::{ExecutorId, GpuDevice, GpuModel, JobSpec, Resources};
+use dwr::placement::{ClusterView, ExecutorView, FirstFit, LinearFirstFit, Placement, Spread};
+use dwr::{ExecutorId, GpuDevice, GpuModel, JobSpec, Resources};
 
 const SIZES: [usize; 3] = [10, 1_000, 10_000];
 const GPU_MODELS: [&str; 3] = [

@@ -5,16 +5,16 @@
 //! cargo run --example embedded
 //! ```
 //!
-//! A Rust service that hands container jobs to machines links `dwr-core` this way; swap
-//! `InMemoryJobStore` for `dwr_redis::RedisJobStore` and `FakeRuntime` for
-//! `dwr_docker::DockerRuntime` to run real containers on a fleet. The flow lives in
-//! [`run_demo`] so `tests/examples.rs` runs it as a test.
+//! A Rust service that hands container jobs to machines depends on `dwr` this way; swap
+//! `InMemoryJobStore` for `dwr::redis::RedisJobStore` (as `examples/embedded_redis.rs` does)
+//! and `FakeRuntime` for `dwr::docker::DockerRuntime` to run real containers on a fleet. The
+//! flow lives in [`run_demo`] so `tests/examples.rs` runs it as a test.
 
 use std::error::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dwr_core::{
+use dwr::{
     AgentConfig, ExecutorAgent, ExecutorId, FakeGpuProbe, FakeHostProbe, FakeRuntime, FirstFit,
     GpuModel, InMemoryJobStore, Job, JobSpec, JobStore, Scheduler, SchedulerConfig,
 };
@@ -62,14 +62,22 @@ pub fn demo_jobs() -> Vec<JobSpec> {
     ]
 }
 
-/// Starts a scheduler and one executor agent (4 cores, 8 GiB, one fake A100) on an in-memory
-/// store, submits `specs`, waits until every job is terminal (at most `deadline`), shuts both
-/// down cleanly and returns the jobs in submission order with their logs.
+/// [`run_demo_on`] an in-memory store.
 pub async fn run_demo(
     specs: Vec<JobSpec>,
     deadline: Duration,
 ) -> Result<Vec<Ended>, Box<dyn Error + Send + Sync>> {
-    let store: Arc<dyn JobStore> = Arc::new(InMemoryJobStore::new());
+    run_demo_on(Arc::new(InMemoryJobStore::new()), specs, deadline).await
+}
+
+/// Starts a scheduler and one executor agent (4 cores, 8 GiB, one fake A100) on `store`,
+/// submits `specs`, waits until every job is terminal (at most `deadline`), shuts both down
+/// cleanly and returns the jobs in submission order with their logs.
+pub async fn run_demo_on(
+    store: Arc<dyn JobStore>,
+    specs: Vec<JobSpec>,
+    deadline: Duration,
+) -> Result<Vec<Ended>, Box<dyn Error + Send + Sync>> {
     let scheduler = Scheduler::new(
         store.clone(),
         Arc::new(FirstFit),

@@ -1,4 +1,35 @@
-//! dwr: a distributed workload runner. This facade re-exports the core crate; the
-//! adapters (`dwr-redis`, `dwr-docker`) and the binary (`dwr-server`) are their own crates.
+//! dwr: a distributed workload runner, as a library.
+//!
+//! This is the crate to depend on to embed dwr in a Rust service. The core is at the top
+//! level: the model ([`Job`], [`JobSpec`], [`Executor`]), the traits ([`JobStore`],
+//! [`ContainerRuntime`], [`GpuProbe`], [`Placement`]), the [`Scheduler`] and the
+//! [`ExecutorAgent`], and the in-memory store and fakes for tests. The adapters a fleet runs
+//! on are behind features, both on by default:
+//!
+//! | feature | module | what |
+//! |---|---|---|
+//! | `redis` | [`redis`] | [`redis::RedisJobStore`]: the shared store of a cluster |
+//! | `docker` | [`docker`] | [`docker::DockerRuntime`], [`docker::NvmlGpuProbe`], [`docker::SysinfoHostProbe`] |
+//!
+//! ```toml
+//! [dependencies]
+//! dwr = { version = "0.1", default-features = false, features = ["redis"] }
+//! ```
+//!
+//! `examples/embedded.rs` runs a scheduler and an agent in one process on the in-memory
+//! store; `examples/embedded_redis.rs` does the same over a real Redis.
 
-pub use dwr_core as core;
+pub use dwr_core::*;
+
+/// The Redis job store (feature `redis`): every transition is one Lua script, so any number
+/// of schedulers and executors can share one Redis.
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use dwr_redis::*;
+}
+
+/// The Docker container runtime and the host's probes (feature `docker`).
+#[cfg(feature = "docker")]
+pub mod docker {
+    pub use dwr_docker::*;
+}

@@ -1,13 +1,17 @@
 //! Runs the flow of `examples/embedded.rs` (scheduler + agent on the in-memory store and the
-//! fake runtime) as a test, and checks how each demo job ended.
+//! fake runtime) as a test, and checks how each demo job ended; and the same flow over a
+//! private redis-server through `examples/embedded_redis.rs`.
 
 use std::time::Duration;
 
-use dwr_core::JobState;
+use dwr::JobState;
 
-#[path = "../examples/embedded.rs"]
-#[allow(dead_code)] // the example's `main` is not called here
-mod embedded;
+#[path = "../examples/embedded_redis.rs"]
+#[allow(dead_code)] // the examples' `main`s are not called here
+mod embedded_redis;
+
+// The Redis example includes the in-memory one: one copy of it serves both tests.
+use embedded_redis::embedded;
 
 #[tokio::test]
 async fn the_embedded_example_runs_every_job_to_its_end() {
@@ -57,4 +61,85 @@ async fn the_embedded_example_runs_every_job_to_its_end() {
         too_big.job.reason.is_some(),
         "a failed job says why: {too_big:?}"
     );
+}
+
+/// A private redis-server on a free loopback port, killed on drop.
+struct RedisServer(std::process::Child, u16);
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn redis_server() -> Option<RedisServer> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ok()?;
+    let child = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(e) if std::env::var("DWR_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
+            panic!("redis-server cannot start ({e}) under DWR_REQUIRE_SERVICES=1; run scripts/provision.sh")
+        }
+        Err(e) => {
+            eprintln!("skipping: redis-server cannot start ({e}); run scripts/provision.sh");
+            return None;
+        }
+    };
+    let server = RedisServer(child, port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(server)
+}
+
+#[tokio::test]
+async fn the_embedded_redis_example_runs_the_demo_over_redis_and_cleans_up() {
+    let Some(server) = redis_server() else {
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}", server.1);
+    let ended = embedded_redis::run_on_redis(&url)
+        .await
+        .expect("the demo runs to the end over Redis");
+    let states: Vec<JobState> = ended.iter().map(|e| e.job.state).collect();
+    use JobState::{Failed, Succeeded};
+    assert_eq!(
+        states,
+        [Succeeded, Succeeded, Failed, Failed, Succeeded, Failed],
+        "{ended:?}"
+    );
+    assert_eq!(
+        ended[0].logs.last().map(String::as_str),
+        Some("hello from dwr")
+    );
+    // What it stored is gone but for its executor (registrations are not purged).
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("dwr-example-*job*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let jobs: Vec<&String> = keys.iter().filter(|k| k.contains(":job:")).collect();
+    assert!(jobs.is_empty(), "job hashes left behind: {jobs:?}");
 }
