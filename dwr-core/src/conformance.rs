@@ -37,6 +37,7 @@ mod jobs;
 mod lifecycle;
 mod logs;
 mod retries;
+pub mod runtime;
 
 use std::future::Future;
 use std::sync::Arc;
