@@ -100,23 +100,74 @@ impl Explanation {
         why
     }
 
-    /// A short machine-readable reason for metrics: `no_executors`, `infeasible`,
-    /// `constraints`, `cpu`, `memory` or `gpu`.
-    pub fn metric_reason(&self) -> &'static str {
+    /// What kept the job from being placed, for metrics.
+    pub fn failure(&self) -> PlacementFailure {
         let f = &self.filtered;
         if self.executors == f.dead {
-            "no_executors"
+            PlacementFailure::NoExecutors
         } else if self.infeasible {
-            "infeasible"
+            PlacementFailure::Infeasible
         } else if self.exhausted.total() == 0 {
-            "constraints"
+            PlacementFailure::Constraints
         } else if self.exhausted.gpu >= self.exhausted.cpu.max(self.exhausted.memory) {
-            "gpu"
+            PlacementFailure::Gpu
         } else if self.exhausted.memory >= self.exhausted.cpu {
-            "memory"
+            PlacementFailure::Memory
         } else {
-            "cpu"
+            PlacementFailure::Cpu
         }
+    }
+}
+
+/// Why a placement failed, as counted in `dwr_placement_failures_total{reason}` and
+/// `GET /stats`: the main reason of an [`Explanation`], or a commit the store refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PlacementFailure {
+    /// Live executors had too little free CPU (the most common shortage).
+    Cpu,
+    /// Too little free memory.
+    Memory,
+    /// Too few free GPUs.
+    Gpu,
+    /// No live executor met the job's regions, datacenters or GPU model.
+    Constraints,
+    /// No live executor at all.
+    NoExecutors,
+    /// No live executor could ever run it, even empty.
+    Infeasible,
+    /// The store refused the commit: the scheduler's view was stale.
+    Rejected,
+}
+
+impl PlacementFailure {
+    /// Every reason, in the order metrics list them.
+    pub const ALL: [PlacementFailure; 7] = [
+        PlacementFailure::Cpu,
+        PlacementFailure::Memory,
+        PlacementFailure::Gpu,
+        PlacementFailure::Constraints,
+        PlacementFailure::NoExecutors,
+        PlacementFailure::Infeasible,
+        PlacementFailure::Rejected,
+    ];
+
+    /// The reason's name in metrics and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacementFailure::Cpu => "cpu",
+            PlacementFailure::Memory => "memory",
+            PlacementFailure::Gpu => "gpu",
+            PlacementFailure::Constraints => "constraints",
+            PlacementFailure::NoExecutors => "no_executors",
+            PlacementFailure::Infeasible => "infeasible",
+            PlacementFailure::Rejected => "rejected",
+        }
+    }
+}
+
+impl fmt::Display for PlacementFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

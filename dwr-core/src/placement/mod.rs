@@ -16,7 +16,7 @@ mod index;
 mod spread;
 mod view;
 
-pub use explain::{Exhausted, Explanation, Filtered};
+pub use explain::{Exhausted, Explanation, Filtered, PlacementFailure};
 pub use first_fit::{FirstFit, LinearFirstFit};
 pub use spread::Spread;
 pub use view::{ClusterView, ExecutorView};

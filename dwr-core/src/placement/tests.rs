@@ -148,7 +148,7 @@ fn regions_datacenters_and_liveness_filter() {
         why.infeasible,
         "no live executor satisfies both constraints"
     );
-    assert_eq!(why.metric_reason(), "infeasible");
+    assert_eq!(why.failure(), PlacementFailure::Infeasible);
 }
 
 #[test]
@@ -186,7 +186,7 @@ fn no_live_executor_is_waiting_not_infeasible() {
         .place(&job(1, 1), &ClusterView::default())
         .unwrap_err();
     assert!(!why.infeasible);
-    assert_eq!(why.metric_reason(), "no_executors");
+    assert_eq!(why.failure(), PlacementFailure::NoExecutors);
     let mut dead = exec("a", 1000, 1000, vec![]);
     dead.alive = false;
     let why = Spread

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::placement::PlacementFailure;
+
 /// A snapshot of the scheduler's counters.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SchedulerMetrics {
@@ -9,9 +11,9 @@ pub struct SchedulerMetrics {
     pub passes: u64,
     /// Jobs placed (assignments committed).
     pub placements: u64,
-    /// Placement failures by reason: `cpu`, `memory`, `gpu`, `constraints`,
+    /// Placement failures by reason (see [`PlacementFailure`]): `cpu`, `memory`, `gpu`, `constraints`,
     /// `no_executors`, `infeasible`, `rejected` (a commit the store refused).
-    pub placement_failures: BTreeMap<String, u64>,
+    pub placement_failures: BTreeMap<PlacementFailure, u64>,
     /// Duration of the last pass in seconds.
     pub last_pass_seconds: f64,
     /// Sum of all pass durations in seconds (with `passes`, a Prometheus summary).
@@ -23,10 +25,7 @@ pub struct SchedulerMetrics {
 }
 
 impl SchedulerMetrics {
-    pub(crate) fn count_failure(&mut self, reason: &str) {
-        *self
-            .placement_failures
-            .entry(reason.to_owned())
-            .or_default() += 1;
+    pub(crate) fn count_failure(&mut self, reason: PlacementFailure) {
+        *self.placement_failures.entry(reason).or_default() += 1;
     }
 }

@@ -27,7 +27,7 @@ use crate::error::StoreError;
 use crate::executor::Executor;
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{executor_lost, AbortCause, Job, JobState, Outcome};
-use crate::placement::{ClusterView, Explanation, Placement};
+use crate::placement::{ClusterView, Explanation, Placement, PlacementFailure};
 use crate::spec::{GpuRequest, JobSpec, SpecError};
 use crate::store::{
     AbortRequested, Assignment, Expiry, JobQuery, JobStore, Submission, IDEMPOTENCY_TTL,
@@ -376,7 +376,7 @@ impl Scheduler {
             }
             Err(why) => {
                 no_room.entry(shape).or_insert_with(|| why.clone());
-                lock(&self.inner.metrics).count_failure(why.metric_reason());
+                lock(&self.inner.metrics).count_failure(why.failure());
                 let infeasible_for_long = why.infeasible
                     && self
                         .inner
@@ -446,7 +446,7 @@ impl Scheduler {
                     debug!(job = %assignment.job, %reason, "assignment rejected; view was stale");
                     view.set_aside(decided.index);
                     report.rejected += 1;
-                    lock(&self.inner.metrics).count_failure("rejected");
+                    lock(&self.inner.metrics).count_failure(PlacementFailure::Rejected);
                     self.trigger();
                     reasons.insert(decided.job.id, Explanation::of(&decided.job.spec, view));
                 }

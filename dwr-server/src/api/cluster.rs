@@ -159,7 +159,11 @@ pub(super) async fn stats(State(state): State<AppState>) -> Result<Json<StatsRes
         scheduler: SchedulerStats {
             passes: m.passes,
             placements: m.placements,
-            placement_failures: m.placement_failures,
+            placement_failures: m
+                .placement_failures
+                .iter()
+                .map(|(reason, n)| (reason.as_str().to_owned(), *n))
+                .collect(),
             last_pass_seconds: m.last_pass_seconds,
             uptime_seconds: state.started.elapsed().as_secs(),
         },

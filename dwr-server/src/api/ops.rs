@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use dwr_core::placement::PlacementFailure;
 use dwr_core::{JobState, Timestamp};
 
 use super::{openapi, ApiError, AppState};
@@ -14,17 +15,6 @@ use crate::wire::{ErrorBody, HealthResponse};
 
 /// How long `/health` waits for the store.
 const HEALTH_STORE_WAIT: Duration = Duration::from_secs(2);
-
-/// Placement failure reasons always present in `/metrics` (zero until one happens).
-const FAILURE_REASONS: [&str; 7] = [
-    "cpu",
-    "memory",
-    "gpu",
-    "constraints",
-    "no_executors",
-    "infeasible",
-    "rejected",
-];
 
 /// Liveness: 200 `healthy` when the store answers, 503 `unhealthy` when it does not.
 #[utoipa::path(
@@ -99,17 +89,11 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
             .into(),
     );
     line("# TYPE dwr_placement_failures_total counter".into());
-    let mut reasons: Vec<&str> = FAILURE_REASONS.to_vec();
-    for extra in m.placement_failures.keys() {
-        if !reasons.contains(&extra.as_str()) {
-            reasons.push(extra);
-        }
-    }
-    for reason in reasons {
-        let n = m.placement_failures.get(reason).copied().unwrap_or(0);
+    // Every reason, zero until one happens.
+    for reason in PlacementFailure::ALL {
+        let n = m.placement_failures.get(&reason).copied().unwrap_or(0);
         line(format!(
-            "dwr_placement_failures_total{{reason=\"{}\"}} {n}",
-            escape_label(reason)
+            "dwr_placement_failures_total{{reason=\"{reason}\"}} {n}"
         ));
     }
     line("# HELP dwr_scheduling_pass_seconds Duration of scheduling passes.".into());
@@ -139,14 +123,6 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         out,
     )
         .into_response())
-}
-
-/// Escapes a Prometheus label value.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The OpenAPI 3.1 document of this API, exact for this server: with an API token it
