@@ -671,24 +671,24 @@ impl ClusterStats {
             s.total_gpus += v.total_gpus;
             s.available_gpus += v.available_gpus;
         }
-        let used = |total: f64, free: f64| {
+        // Allocated percent of live capacity, rounded to `decimals`.
+        let used = |total: f64, free: f64, decimals: i32| {
+            let scale = 10f64.powi(decimals);
             if total <= 0.0 {
                 0.0
             } else {
-                ((total - free) / total * 1000.0).round() / 10.0
+                ((total - free) / total * 100.0 * scale).round() / scale
             }
         };
-        s.cpu_utilization = used(s.total_cpu_cores, s.available_cpu_cores);
-        s.memory_utilization = used(s.total_memory_gb, s.available_memory_gb);
-        let used2 = |total: f64, free: f64| {
-            if total <= 0.0 {
-                0.0
-            } else {
-                ((total - free) / total * 10_000.0).round() / 100.0
-            }
-        };
-        s.cluster_cpu_utilization = used2(s.total_cpu_cores, s.available_cpu_cores);
-        s.cluster_memory_utilization = used2(s.total_memory_gb, s.available_memory_gb);
+        let (cpu, mem) = (
+            (s.total_cpu_cores, s.available_cpu_cores),
+            (s.total_memory_gb, s.available_memory_gb),
+        );
+        s.cpu_utilization = used(cpu.0, cpu.1, 1);
+        s.memory_utilization = used(mem.0, mem.1, 1);
+        // The original system's fields: two decimals.
+        s.cluster_cpu_utilization = used(cpu.0, cpu.1, 2);
+        s.cluster_memory_utilization = used(mem.0, mem.1, 2);
         s
     }
 }
