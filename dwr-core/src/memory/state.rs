@@ -1,0 +1,159 @@
+//! The store's tables and their indexes, touched only under the lock: job entries, the
+//! arrival and per-state indexes, submission (plain and idempotent) and the reads over them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::executors::EventQueue;
+use super::logs::JobLog;
+use crate::error::StoreError;
+use crate::executor::Executor;
+use crate::ids::{ExecutorId, JobId};
+use crate::job::{Job, JobState};
+use crate::store::{JobQuery, Submission};
+use crate::time::Timestamp;
+
+/// Everything the store holds; only ever touched under the mutex.
+#[derive(Default)]
+pub(super) struct State {
+    /// Sequence number of the next submitted job (arrival order).
+    next_seq: u64,
+    pub(super) jobs: HashMap<JobId, JobEntry>,
+    /// Every job by arrival sequence.
+    pub(super) all: BTreeMap<u64, JobId>,
+    /// Jobs of each state (index [`slot`]) by arrival sequence.
+    pub(super) by_state: [BTreeMap<u64, JobId>; 6],
+    /// Terminal jobs by (finish time, sequence), for `purge_finished`.
+    pub(super) finished: BTreeMap<(Timestamp, u64), JobId>,
+    pub(super) executors: BTreeMap<ExecutorId, Executor>,
+    /// Event queues by executor. Never removed (only cleared on expiry) so that a waiter
+    /// holding a queue's `Notify` always waits on the one future events will ring.
+    pub(super) queues: HashMap<ExecutorId, EventQueue>,
+    /// Idempotency keys: the job each names, and until when (store clock).
+    pub(super) idempotency: HashMap<String, (JobId, Timestamp)>,
+}
+
+pub(super) struct JobEntry {
+    pub(super) job: Job,
+    pub(super) seq: u64,
+    pub(super) log: JobLog,
+    /// Created by the first follower; rung on append and when the job becomes terminal.
+    pub(super) log_notify: Option<Arc<Notify>>,
+}
+
+/// Index of a state in [`State::by_state`].
+pub(super) fn slot(state: JobState) -> usize {
+    match state {
+        JobState::Pending => 0,
+        JobState::Assigned => 1,
+        JobState::Running => 2,
+        JobState::Succeeded => 3,
+        JobState::Failed => 4,
+        JobState::Aborted => 5,
+    }
+}
+
+impl State {
+    /// Stores a new pending job stamped `now` (see `JobStore::submit`).
+    pub(super) fn insert_job(&mut self, mut job: Job, now: Timestamp) -> Result<Job, StoreError> {
+        if self.jobs.contains_key(&job.id) {
+            return Err(StoreError::JobExists { id: job.id });
+        }
+        if job.state != JobState::Pending {
+            // A job enters the store pending; any other state would hold resources it was
+            // never allocated, or skip the lifecycle.
+            return Err(StoreError::InvalidTransition {
+                id: job.id,
+                state: job.state,
+                action: "submit a job that is not pending",
+            });
+        }
+        job.created_at = now;
+        job.updated_at = now;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let id = job.id;
+        self.all.insert(seq, id);
+        self.by_state[slot(JobState::Pending)].insert(seq, id);
+        self.jobs.insert(
+            id,
+            JobEntry {
+                job: job.clone(),
+                seq,
+                log: JobLog::default(),
+                log_notify: None,
+            },
+        );
+        Ok(job)
+    }
+
+    /// Stores `job` under `key` for `ttl`, or returns the job a live `key` already names.
+    pub(super) fn submit_idempotent(
+        &mut self,
+        job: Job,
+        key: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> Result<Submission, StoreError> {
+        // Expired keys go when they are next looked at, or at a purge.
+        match self.idempotency.get(key) {
+            Some(&(id, until)) if now <= until => {
+                return Ok(Submission::Existing(self.entry(id)?.job.clone()));
+            }
+            _ => {}
+        }
+        let stored = self.insert_job(job, now)?;
+        self.idempotency
+            .insert(key.to_owned(), (stored.id, now.plus(ttl)));
+        Ok(Submission::Created(stored))
+    }
+
+    pub(super) fn entry(&self, id: JobId) -> Result<&JobEntry, StoreError> {
+        self.jobs.get(&id).ok_or(StoreError::JobNotFound { id })
+    }
+
+    pub(super) fn entry_mut(&mut self, id: JobId) -> Result<&mut JobEntry, StoreError> {
+        self.jobs.get_mut(&id).ok_or(StoreError::JobNotFound { id })
+    }
+
+    /// Moves a job between state indexes (the job itself is already updated).
+    pub(super) fn reindex(&mut self, id: JobId, seq: u64, from: JobState, to: JobState) {
+        self.by_state[slot(from)].remove(&seq);
+        self.by_state[slot(to)].insert(seq, id);
+    }
+
+    /// A page of jobs, the newest first, of one state or all.
+    pub(super) fn jobs(&self, query: &JobQuery) -> Vec<Job> {
+        let index = match query.state {
+            Some(state) => &self.by_state[slot(state)],
+            None => &self.all,
+        };
+        index
+            .values()
+            .rev()
+            .skip(query.offset)
+            .take(query.limit)
+            .filter_map(|id| self.jobs.get(id).map(|e| e.job.clone()))
+            .collect()
+    }
+
+    /// Up to `limit` pending jobs, the oldest first, each as `view` copies it.
+    pub(super) fn pending(&self, limit: usize, view: impl Fn(&Job) -> Job) -> Vec<Job> {
+        self.by_state[slot(JobState::Pending)]
+            .values()
+            .take(limit)
+            .filter_map(|id| self.jobs.get(id).map(|e| view(&e.job)))
+            .collect()
+    }
+
+    /// The number of jobs in every state.
+    pub(super) fn counts(&self) -> BTreeMap<JobState, u64> {
+        JobState::ALL
+            .into_iter()
+            .map(|state| (state, self.by_state[slot(state)].len() as u64))
+            .collect()
+    }
+}
