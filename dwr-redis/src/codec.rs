@@ -256,9 +256,37 @@ pub(crate) fn millis_at(rest: &[Value], i: usize, script: &str) -> Result<Timest
         .map_err(|_| corrupt(script, format!("payload item {i} is not a time")))
 }
 
+/// A status `script` should not send.
+pub(crate) fn unexpected(script: &str, status: &str) -> StoreError {
+    corrupt(script, format!("unexpected status {status:?}"))
+}
+
+/// The error a script's refusal `status` (payload `rest`) about job `id` stands for: the
+/// refusals several scripts share, `job_not_found`, `terminal`, `invalid` (of `action`)
+/// and `stale` (of the caller's `attempt`); any other status is [`unexpected`].
+pub(crate) fn refusal(
+    script: &str,
+    action: &'static str,
+    id: JobId,
+    attempt: Option<u32>,
+    status: &str,
+    rest: &[Value],
+) -> StoreError {
+    let error = match status {
+        "job_not_found" => Ok(StoreError::JobNotFound { id }),
+        "terminal" => state_at(rest, script).map(|state| StoreError::AlreadyTerminal { id, state }),
+        "invalid" => {
+            state_at(rest, script).map(|state| StoreError::InvalidTransition { id, state, action })
+        }
+        "stale" => stale_at(id, attempt.unwrap_or_default(), rest, script),
+        other => Ok(unexpected(script, other)),
+    };
+    error.unwrap_or_else(|unreadable| unreadable)
+}
+
 /// The refusal of a write about `attempt` of job `id` that a script found stale: its
 /// payload is the job's state and current attempt.
-pub(crate) fn stale_at(
+fn stale_at(
     id: JobId,
     attempt: u32,
     rest: &[Value],
@@ -278,6 +306,21 @@ pub(crate) fn job_at(rest: &[Value], script: &str) -> Result<Job, StoreError> {
         .first()
         .ok_or_else(|| corrupt(script, "job missing from reply"))?;
     job_from_map(&flat_map(value, script)?)
+}
+
+/// The job hashes (`HGETALL` answers) of an array answer.
+pub(crate) fn jobs_from(value: &Value, script: &str) -> Result<Vec<Job>, StoreError> {
+    array(value, script)?
+        .iter()
+        .map(|hash| job_from_map(&flat_map(hash, script)?))
+        .collect()
+}
+
+/// The `i`-th payload item as a job id.
+pub(crate) fn job_id_at(rest: &[Value], i: usize, script: &str) -> Result<JobId, StoreError> {
+    text_at(rest, i, script)?
+        .parse()
+        .map_err(|e: dwr_core::MalformedJobId| corrupt(script, e.to_string()))
 }
 
 /// A job state named by a script.

@@ -25,7 +25,9 @@
 //! never over-allocate an executor or hand out a GPU twice, and a connection that drops
 //! mid-call leaves the transition either fully applied or not at all. A script refusal is
 //! a status reply (`{"no_room", "cpu"}`, …) decoded into the typed
-//! [`StoreError`](dwr_core::StoreError) / [`Rejection`](dwr_core::Rejection).
+//! [`StoreError`](dwr_core::StoreError) / [`Rejection`](dwr_core::Rejection). The states
+//! and the legal moves the scripts check are generated into them from
+//! [`JobState`](dwr_core::JobState) (`can_become`), as the key names are from [`keys`].
 //!
 //! # Group commit
 //!
@@ -154,6 +156,10 @@
 //! flight), which counts every request at the client ([`RedisJobStore::requests_sent`]),
 //! measures about 0.2 round trips per job (BENCHMARKS.md). `cargo run --release -p dwr-redis --example
 //! transition_cost` prints the server CPU each transition costs.
+
+// The test harness shared with the integration tests names the crate.
+#[cfg(test)]
+extern crate self as dwr_redis;
 
 mod batch;
 mod codec;

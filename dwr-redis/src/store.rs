@@ -1,5 +1,5 @@
 //! [`RedisJobStore`]: the connection, the scripts, and the helpers the
-//! [`JobStore`](dwr_core::JobStore) implementation (in `job_store.rs`) is built from.
+//! [`JobStore`](dwr_core::JobStore) implementation (in `job_store/`) is built from.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -123,6 +123,12 @@ pub async fn finish_follows_the_lifecycle(store: Arc<dyn JobStore>) {
 
     let assigned = submit(&store, spec(100, 100)).await;
     assign(&store, assigned, &exec, &[]).await;
+    // assigned → running is a legal move, but not one a finish may make.
+    expect_invalid(
+        store.finish(assigned, &not_terminal, None).await,
+        assigned,
+        JobState::Assigned,
+    );
     let pull_failed = Outcome::failed("image unavailable");
     let done = store
         .finish(assigned, &pull_failed, None)

@@ -10,7 +10,7 @@ for _, ex in ipairs(redis.call('SMEMBERS', K_EXECUTORS)) do
   local cpu, mem, ngpu = 0, 0, 0
   for _, id in ipairs(redis.call('SMEMBERS', k_exec_jobs(ex))) do
     local j = redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu')
-    if j[1] ~= 'assigned' and j[1] ~= 'running' then
+    if not HOLDS_RESOURCES[j[1]] then
       fail(ex .. ': holds job ' .. id .. ' in state ' .. tostring(j[1]))
     elseif j[2] ~= ex then
       fail(ex .. ': holds job ' .. id .. ' assigned to ' .. tostring(j[2]))
@@ -41,7 +41,7 @@ for _, ex in ipairs(redis.call('SMEMBERS', K_EXECUTORS)) do
     end
   end
 end
-for _, state in ipairs({ 'assigned', 'running' }) do
+for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
   for _, id in ipairs(redis.call('ZRANGE', k_state(state), 0, -1)) do
     local ex = redis.call('HGET', k_job(id), 'executor')
     if not ex or redis.call('SISMEMBER', k_exec_jobs(ex), id) == 0 then

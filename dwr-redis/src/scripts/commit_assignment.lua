@@ -9,7 +9,7 @@ local jk, xk = k_job(id), k_exec(ex)
 local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt', 'retry_at')
 local state = j[1]
 if not state then return { 'job_not_found' } end
-if state ~= 'pending' then return { 'not_pending', state } end
+if not can_become(state, S_ASSIGNED) then return { 'not_pending', state } end
 
 -- The executor's hash exists exactly while it is registered (both change in one script).
 local x = redis.call('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',
@@ -49,12 +49,12 @@ redis.call('SADD', k_exec_jobs(ex), id)
 local ip = x[8] or ''
 -- Each commit is the job's next attempt: what every later write of its executor names.
 local attempt = tonumber(j[6] or '0') + 1
-local assigned = { 'state', 'assigned', 'executor', ex, 'executor_ip', ip, 'gpu_ids', ARGV[4],
+local assigned = { 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids', ARGV[4],
   'assigned_at', now, 'updated_at', now, 'attempt', attempt }
 redis.call('HSET', jk, unpack(assigned))
 -- A retried job's backoff is over. (The scheduler's copy in the event may still carry it.)
 if j[7] then redis.call('HDEL', jk, 'retry_at') end
-move_state(id, 'pending', 'assigned', j[5])
+move_state(id, state, S_ASSIGNED, j[5])
 -- The event carries the job hash as a JSON array of fields and values, so that the
 -- executor need not read the job back: 'assigned <id> <json>'. With the scheduler's copy
 -- of the pending job, that is its array followed by the fields just written (a later

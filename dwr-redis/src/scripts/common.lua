@@ -1,13 +1,14 @@
--- common.lua: helpers shared by every script (prepended after the generated key prelude).
--- Every script gets the key prefix as ARGV[1]; the key functions come from keys.rs.
+-- common.lua: helpers shared by every script (prepended after the generated preludes).
+-- Every script gets the key prefix as ARGV[1]; the key functions come from keys.rs, the
+-- lifecycle (S_PENDING ... S_ABORTED, STATES, TERMINAL, HOLDS_RESOURCES, CAN_BECOME) is
+-- generated from dwr_core::JobState by scripts.rs: no script spells a state by hand.
 
--- The legal lifecycle transitions, a mirror of dwr_core::JobState::can_become.
-local LEGAL = {
-  pending = { assigned = true, failed = true, aborted = true },
-  assigned = { running = true, failed = true, aborted = true },
-  running = { succeeded = true, failed = true, aborted = true },
-}
-local TERMINAL = { succeeded = true, failed = true, aborted = true }
+-- Whether the lifecycle lets a job in state `from` go to `to`
+-- (dwr_core::JobState::can_become). An unknown state goes nowhere.
+local function can_become(from, to)
+  local moves = CAN_BECOME[from]
+  return moves ~= nil and moves[to] == true
+end
 
 -- The store's clock: Redis TIME in ms. Every stamp a script writes and every lease it judges
 -- is read from it, never from a caller, so the callers' clocks do not matter. Read once per
@@ -30,8 +31,7 @@ local DEFAULT_LEASE_MS = 90000
 local function stale(attempt, state, current, live)
   if attempt == '' then return nil end
   current = current or '0'
-  if tonumber(attempt) ~= tonumber(current)
-      or (live and state ~= 'assigned' and state ~= 'running') then
+  if tonumber(attempt) ~= tonumber(current) or (live and not HOLDS_RESOURCES[state]) then
     return { 'stale', state, current }
   end
   return nil
@@ -133,8 +133,7 @@ local MAX_RETRY_MS = 600000
 -- store's codec reads it from (one JSON encode less on every job's end).
 local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, cause)
   local state = j[1]
-  if (state == 'assigned' or state == 'running') and to == 'failed' and cause ~= ''
-      and j[14] and not j[8] then
+  if HOLDS_RESOURCES[state] and to == S_FAILED and cause ~= '' and j[14] and not j[8] then
     local jk = k_job(id)
     local r = { j[13], j[14], j[15], j[16], j[17], j[18], j[19] }
     local attempt = tonumber(r[1] or '0')
@@ -152,7 +151,9 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
       release(id, j)
       local delay = tonumber(r[3] or '0') * 2 ^ math.min(attempt - 1, 31)
       if delay > MAX_RETRY_MS then delay = MAX_RETRY_MS end
-      local set = { 'state', 'pending', 'updated_at', now, 'retry_at', now + math.floor(delay),
+      -- Back to pending, a move can_become does not allow: like Job::end_attempt, a retry
+      -- is not a transition of the lifecycle but a new attempt of the same job.
+      local set = { 'state', S_PENDING, 'updated_at', now, 'retry_at', now + math.floor(delay),
         'attempts', encoded, 'gpu_ids', '[]', 'oom', '0' }
       if reason ~= nil and reason ~= '' then
         set[#set + 1] = 'reason'
@@ -160,7 +161,7 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
       end
       redis.call('HSET', jk, unpack(set))
       redis.call('HDEL', jk, 'executor', 'executor_ip', 'assigned_at', 'started_at', 'exit_code')
-      move_state(id, state, 'pending', j[7])
+      move_state(id, state, S_PENDING, j[7])
       wake()
       return 'retry'
     end

@@ -16,8 +16,8 @@ local failed = { 'ok' }
 for _, id in ipairs(redis.call('SMEMBERS', k_exec_jobs(ex))) do
   local j = job_for_finish(id)
   local state = j[1]
-  if state and LEGAL[state] and LEGAL[state]['failed'] then
-    end_attempt(id, j, 'failed', '', reason, '0', now, ARGV[5], 'executor_lost')
+  if can_become(state, S_FAILED) then
+    end_attempt(id, j, S_FAILED, '', reason, '0', now, ARGV[5], 'executor_lost')
     failed[#failed + 1] = id
   end
 end

@@ -12,10 +12,13 @@ if ARGV[7] ~= '' then
   local current = j[13] or '0'
   local refused = stale(ARGV[7], state, current, false)
   if refused then return refused end
-  if state == 'pending' then return { 'stale', state, current } end
+  if state == S_PENDING then return { 'stale', state, current } end
 end
+-- Deliberately not can_become: a terminal job reports its state, so that a repeated report
+-- (an agent retrying after a lost answer) succeeds.
 if TERMINAL[state] then return { 'unchanged', state } end
-if not (LEGAL[state] and LEGAL[state][to]) then return { 'invalid', state } end
+-- Only to an end: `running` is a legal move from `assigned`, but not one a finish makes.
+if not TERMINAL[to] or not can_become(state, to) then return { 'invalid', state } end
 if end_attempt(id, j, to, ARGV[4], ARGV[5], ARGV[6], now_ms(), ARGV[8], ARGV[9]) == 'retry' then
   return { 'retry' }
 end

@@ -12,8 +12,7 @@ local offset, limit, rev = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == 'rev
 local function page_of_all()
   local keys, total = {}, 0
   local low, high
-  for i, state in ipairs({ 'pending', 'assigned', 'running', 'succeeded', 'failed',
-    'aborted' }) do
+  for i, state in ipairs(STATES) do
     local key = k_state(state)
     keys[i] = key
     local n = redis.call('ZCARD', key)

@@ -7,9 +7,9 @@ local state = j[1]
 if not state then return { 'job_not_found' } end
 local now = now_ms()
 if TERMINAL[state] then return { 'terminal', state } end
-if state ~= 'assigned' or j[2] ~= ex then return { 'invalid', state } end
+if not can_become(state, S_RUNNING) or j[2] ~= ex then return { 'invalid', state } end
 local refused = stale(ARGV[4], state, j[4], false)
 if refused then return refused end
-redis.call('HSET', jk, 'state', 'running', 'started_at', now, 'updated_at', now)
-move_state(id, 'assigned', 'running', j[3])
+redis.call('HSET', jk, 'state', S_RUNNING, 'started_at', now, 'updated_at', now)
+move_state(id, state, S_RUNNING, j[3])
 return { 'ok' }

@@ -6,7 +6,7 @@
 -- ARGV: prefix, limit (> 0). Returns the hashes as flat arrays, oldest first.
 local limit = tonumber(ARGV[2])
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', k_state('pending'), 0, limit - 1)) do
+for _, id in ipairs(redis.call('ZRANGE', k_state(S_PENDING), 0, limit - 1)) do
   local hash = redis.call('HGETALL', k_job(id))
   if #hash > 0 then
     local place

@@ -6,7 +6,7 @@ local j = job_for_finish(id)
 local state = j[1]
 if not state then return { 'job_not_found' } end
 if TERMINAL[state] then return { 'terminal', state } end
-if state == 'pending' then
+if state == S_PENDING then
   finish_job(id, j, to, '', reason, '0', now, ARGV[6])
   return { 'aborted', redis.call('HGETALL', jk) }
 end

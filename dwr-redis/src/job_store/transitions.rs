@@ -1,0 +1,92 @@
+//! What happens to a job after its assignment: its executor marks it running
+//! (`mark_running.lua`), it finishes (`finish.lua`), or an abort is requested
+//! (`request_abort.lua`).
+
+use dwr_core::{
+    AbortCause, AbortRequested, ExecutorId, Finished, JobId, JobState, Outcome, StoreError,
+};
+
+use crate::codec::{abort_cause_str, job_at, refusal, state_at, status_reply};
+use crate::store::RedisJobStore;
+
+/// assigned → running, only by the executor of `attempt`.
+pub(super) async fn mark_running(
+    store: &RedisJobStore,
+    id: JobId,
+    executor: &ExecutorId,
+    attempt: u32,
+) -> Result<(), StoreError> {
+    let args = vec![id.to_string(), executor.to_string(), attempt.to_string()];
+    let reply = store.inner.batchers.mark_running.call(args).await?;
+    let (status, rest) = status_reply(&reply, "mark_running")?;
+    match status.as_str() {
+        "ok" => Ok(()),
+        other => Err(refusal(
+            "mark_running",
+            "mark running",
+            id,
+            Some(attempt),
+            other,
+            rest,
+        )),
+    }
+}
+
+/// Ends the job's attempt with `outcome` (idempotent once terminal); a failure its retry
+/// policy covers sends it back to pending.
+pub(super) async fn finish(
+    store: &RedisJobStore,
+    id: JobId,
+    outcome: &Outcome,
+    attempt: Option<u32>,
+) -> Result<Finished, StoreError> {
+    let args = vec![
+        id.to_string(),
+        outcome.state.as_str().to_owned(),
+        outcome.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+        outcome.reason.clone().unwrap_or_default(),
+        if outcome.oom_killed { "1" } else { "0" }.to_owned(),
+        attempt.map(|a| a.to_string()).unwrap_or_default(),
+        store.log_ttl_secs(),
+        outcome
+            .cause
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+    ];
+    let reply = store.inner.batchers.finish.call(args).await?;
+    let (status, rest) = status_reply(&reply, "finish")?;
+    let (state, changed) = match status.as_str() {
+        "ok" => (outcome.state, true),
+        "retry" => (JobState::Pending, true),
+        "unchanged" => (state_at(rest, "finish")?, false),
+        other => return Err(refusal("finish", "finish", id, attempt, other, rest)),
+    };
+    Ok(Finished { state, changed })
+}
+
+/// Aborts a pending job at once, or signals the executor of one under way.
+pub(super) async fn request_abort(
+    store: &RedisJobStore,
+    id: JobId,
+    cause: AbortCause,
+) -> Result<AbortRequested, StoreError> {
+    let outcome = cause.outcome();
+    let args = vec![
+        id.to_string(),
+        abort_cause_str(cause).to_owned(),
+        outcome.state.as_str().to_owned(),
+        outcome.reason.unwrap_or_default(),
+        store.log_ttl_secs(),
+    ];
+    let script = &store.inner.scripts.request_abort;
+    let reply = store.eval("request_abort", script, args).await?;
+    let (status, rest) = status_reply(&reply, "request_abort")?;
+    match status.as_str() {
+        "aborted" => Ok(AbortRequested::AbortedAtOnce(job_at(
+            rest,
+            "request_abort",
+        )?)),
+        "signalled" => Ok(AbortRequested::Signalled(job_at(rest, "request_abort")?)),
+        other => Err(refusal("request_abort", "abort", id, None, other, rest)),
+    }
+}
