@@ -22,6 +22,12 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "dwr-client depends on none of the server's machinery (axum, redis, bollard)"
+if cargo tree -p dwr-client -e normal --prefix none | grep -E '^(axum|redis|bollard) '; then
+  echo "test: dwr-client must not depend on axum, redis or bollard" >&2
+  exit 1
+fi
+
 step "cargo test (all targets)"
 cargo test --workspace --all-targets "$@"
 

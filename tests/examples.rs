@@ -1,6 +1,7 @@
 //! Runs the flow of `examples/embedded.rs` (scheduler + agent on the in-memory store and the
-//! fake runtime) as a test, and checks how each demo job ended; and the same flow over a
-//! private redis-server through `examples/embedded_redis.rs`.
+//! fake runtime) as a test, and checks how each demo job ended; the same flow over a
+//! private redis-server through `examples/embedded_redis.rs`; and `examples/submit.rs`
+//! against the real API served in process.
 
 use std::time::Duration;
 
@@ -9,6 +10,10 @@ use dwr::JobState;
 #[path = "../examples/embedded_redis.rs"]
 #[allow(dead_code)] // the examples' `main`s are not called here
 mod embedded_redis;
+
+#[path = "../examples/submit.rs"]
+#[allow(dead_code)]
+mod submit;
 
 // The Redis example includes the in-memory one: one copy of it serves both tests.
 use embedded_redis::embedded;
@@ -142,4 +147,63 @@ async fn the_embedded_redis_example_runs_the_demo_over_redis_and_cleans_up() {
         .unwrap();
     let jobs: Vec<&String> = keys.iter().filter(|k| k.contains(":job:")).collect();
     assert!(jobs.is_empty(), "job hashes left behind: {jobs:?}");
+}
+
+#[tokio::test]
+async fn the_submit_example_follows_its_job_through_the_client() {
+    use std::sync::Arc;
+
+    use dwr::{
+        AgentConfig, ExecutorAgent, ExecutorId, FakeGpuProbe, FakeHostProbe, FakeRuntime, FirstFit,
+        InMemoryJobStore, JobStore, Scheduler, SchedulerConfig,
+    };
+    use dwr_server::{app, ApiConfig, AppState};
+
+    let store: Arc<dyn JobStore> = Arc::new(InMemoryJobStore::new());
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(FirstFit),
+        SchedulerConfig::default(),
+    );
+    let agent = ExecutorAgent::new(
+        store.clone(),
+        Arc::new(FakeRuntime::new()),
+        Arc::new(FakeGpuProbe::none()),
+        Arc::new(FakeHostProbe::new(4_000, 8_192)),
+        AgentConfig::new(ExecutorId::new("example-1"), "127.0.0.1"),
+    );
+    tokio::spawn({
+        let scheduler = scheduler.clone();
+        async move { scheduler.run(std::future::pending()).await }
+    });
+    tokio::spawn(agent.run(std::future::pending()));
+    let config = ApiConfig {
+        api_token: Some("s3cret".into()),
+        ..ApiConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = app(AppState::new(scheduler, config));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let client = dwr::client::Client::new(&url)
+        .unwrap()
+        .with_token(Some("s3cret"));
+    let done = tokio::time::timeout(Duration::from_secs(30), submit::run(&client, "img"))
+        .await
+        .expect("the job ends")
+        .expect("the example runs");
+    assert_eq!(done.status, JobState::Succeeded, "{done:?}");
+    assert_eq!(done.executor_id.as_deref(), Some("example-1"));
+    let logs = client.logs(done.id().unwrap()).await.unwrap();
+    assert_eq!(
+        logs.lines.last().map(String::as_str),
+        Some("hello from dwr")
+    );
+
+    // Without the token the server refuses it, and the error says what to set.
+    let anonymous = dwr::client::Client::new(&url).unwrap();
+    let err = submit::run(&anonymous, "img").await.expect_err("401");
+    assert_eq!(err.status(), Some(401), "{err}");
+    assert!(err.to_string().contains("DWR_API_TOKEN"), "{err}");
 }

@@ -27,6 +27,7 @@ pub mod scheduler;
 pub mod spec;
 pub mod store;
 pub mod time;
+pub mod units;
 
 pub use agent::{AgentConfig, AgentError, ExecutorAgent};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -47,7 +48,7 @@ pub use runtime::{
 pub use scheduler::{
     PassReport, Placed, Retention, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError,
 };
-pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, VolumeMount};
+pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, SpecField, VolumeMount};
 pub use store::{
     log_cap_marker, AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery,
     JobStore, Submission, DEFAULT_LOG_MAX_BYTES, IDEMPOTENCY_TTL, MAX_LOG_LINE_BYTES,

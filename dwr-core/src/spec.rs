@@ -45,7 +45,7 @@ pub const MAX_IMAGE_REFERENCE: usize = 512;
 /// Checks a list of strings against a count and a total size, and for NUL bytes (which no
 /// process argument or environment entry can carry).
 fn check_strings<'a>(
-    field: &'static str,
+    field: SpecField,
     items: impl Iterator<Item = &'a String>,
     max_count: usize,
     max_bytes: usize,
@@ -61,13 +61,17 @@ fn check_strings<'a>(
             });
         }
     }
-    let what = if field == "env" {
+    let what = if field == SpecField::Env {
         "variables"
     } else {
         "arguments"
     };
-    let count = if field == "env" { count / 2 } else { count };
-    let max_count = if field == "env" {
+    let count = if field == SpecField::Env {
+        count / 2
+    } else {
+        count
+    };
+    let max_count = if field == SpecField::Env {
         max_count / 2
     } else {
         max_count
@@ -398,52 +402,60 @@ impl JobSpec {
     /// Checks every field; the first problem found is returned, naming its field.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.image.trim().is_empty() {
-            return Err(SpecError::Empty { field: "image" });
+            return Err(SpecError::Empty {
+                field: SpecField::DockerImage,
+            });
         }
         if let Err(reason) = check_image_reference(&self.image) {
             return Err(SpecError::Invalid {
-                field: "image",
+                field: SpecField::DockerImage,
                 reason,
             });
         }
         if self.command.is_empty() || self.command[0].trim().is_empty() {
-            return Err(SpecError::Empty { field: "command" });
+            return Err(SpecError::Empty {
+                field: SpecField::Command,
+            });
         }
         check_strings(
-            "command",
+            SpecField::Command,
             self.command.iter(),
             MAX_COMMAND_ARGS,
             MAX_COMMAND_BYTES,
         )?;
         check_strings(
-            "env",
+            SpecField::Env,
             self.env.iter().flat_map(|(k, v)| [k, v]),
             2 * MAX_ENV_ENTRIES,
             MAX_ENV_BYTES,
         )?;
         if self.volumes.len() > MAX_VOLUMES {
             return Err(SpecError::Invalid {
-                field: "volumes",
+                field: SpecField::Volumes,
                 reason: format!("at most {MAX_VOLUMES} volumes, got {}", self.volumes.len()),
             });
         }
         if self.cpu_millis == 0 {
-            return Err(SpecError::NotPositive { field: "cpu" });
+            return Err(SpecError::NotPositive {
+                field: SpecField::CpuCores,
+            });
         }
         if self.cpu_millis > MAX_CPU_MILLIS {
             return Err(SpecError::OutOfRange {
-                field: "cpu",
+                field: SpecField::CpuCores,
                 min: 1,
                 max: MAX_CPU_MILLIS,
                 value: self.cpu_millis,
             });
         }
         if self.memory_mib == 0 {
-            return Err(SpecError::NotPositive { field: "memory" });
+            return Err(SpecError::NotPositive {
+                field: SpecField::MemoryGb,
+            });
         }
         if self.memory_mib > MAX_MEMORY_MIB {
             return Err(SpecError::OutOfRange {
-                field: "memory",
+                field: SpecField::MemoryGb,
                 min: 1,
                 max: MAX_MEMORY_MIB,
                 value: self.memory_mib,
@@ -452,7 +464,7 @@ impl JobSpec {
         self.validate_gpu()?;
         if self.retry.max_retries > MAX_RETRIES {
             return Err(SpecError::OutOfRange {
-                field: "max_retries",
+                field: SpecField::MaxRetries,
                 min: 0,
                 max: u64::from(MAX_RETRIES),
                 value: u64::from(self.retry.max_retries),
@@ -460,7 +472,7 @@ impl JobSpec {
         }
         if self.retry.backoff > MAX_RETRY_BACKOFF {
             return Err(SpecError::OutOfRange {
-                field: "retry_backoff_seconds",
+                field: SpecField::RetryBackoffSeconds,
                 min: 0,
                 max: MAX_RETRY_BACKOFF.as_secs(),
                 value: self.retry.backoff.as_secs(),
@@ -468,34 +480,34 @@ impl JobSpec {
         }
         if self.retry.retry_on.is_empty() && self.retry.max_retries > 0 {
             return Err(SpecError::Invalid {
-                field: "retry_on",
+                field: SpecField::RetryOn,
                 reason: "names no cause, so max_retries would never apply".into(),
             });
         }
         for key in self.env.keys() {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 return Err(SpecError::Invalid {
-                    field: "env",
+                    field: SpecField::Env,
                     reason: format!("bad variable name {key:?}"),
                 });
             }
         }
         for (field, list) in [
-            ("eligible_regions", &self.eligible_regions),
-            ("eligible_datacenters", &self.eligible_datacenters),
+            (SpecField::EligibleRegions, &self.eligible_regions),
+            (SpecField::EligibleDatacenters, &self.eligible_datacenters),
         ] {
             if list.iter().any(|name| name.trim().is_empty()) {
                 return Err(SpecError::Empty { field });
             }
         }
         Self::check_range(
-            "allocation_timeout",
+            SpecField::AllocationTimeout,
             self.allocation_timeout,
             MIN_ALLOCATION_TIMEOUT,
             MAX_ALLOCATION_TIMEOUT,
         )?;
         Self::check_range(
-            "max_runtime",
+            SpecField::MaxRuntimeSeconds,
             self.max_runtime,
             Duration::from_secs(1),
             MAX_MAX_RUNTIME,
@@ -510,7 +522,7 @@ impl JobSpec {
     fn validate_gpu(&self) -> Result<(), SpecError> {
         if self.gpu.count > MAX_GPUS {
             return Err(SpecError::OutOfRange {
-                field: "gpu_count",
+                field: SpecField::GpuCount,
                 min: 0,
                 max: u64::from(MAX_GPUS),
                 value: u64::from(self.gpu.count),
@@ -518,19 +530,19 @@ impl JobSpec {
         }
         match (&self.gpu.model, self.gpu.count) {
             (None, n) if n > 0 => Err(SpecError::Invalid {
-                field: "gpu_type",
+                field: SpecField::GpuType,
                 reason: "a GPU model rule (\"any\" or a model name) is required when gpu_count > 0"
                     .into(),
             }),
-            (Some(GpuModel::Named(name)), _) if name.trim().is_empty() => {
-                Err(SpecError::Empty { field: "gpu_type" })
-            }
+            (Some(GpuModel::Named(name)), _) if name.trim().is_empty() => Err(SpecError::Empty {
+                field: SpecField::GpuType,
+            }),
             _ => Ok(()),
         }
     }
 
     fn check_range(
-        field: &'static str,
+        field: SpecField,
         value: Duration,
         min: Duration,
         max: Duration,
@@ -547,6 +559,78 @@ impl JobSpec {
     }
 }
 
+/// A field of a job, by the name the HTTP API gives it: what a [`SpecError`] names.
+///
+/// The API's names are the ones people write (`cpu_cores`, `memory_gb`), so an error names
+/// the field as it was given; a program that builds a [`JobSpec`] in Rust finds each one's
+/// counterpart in [`SpecField::name`]'s table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SpecField {
+    /// `docker_image`: [`JobSpec::image`].
+    DockerImage,
+    /// `command`: [`JobSpec::command`].
+    Command,
+    /// `cpu_cores`: [`JobSpec::cpu_millis`].
+    CpuCores,
+    /// `memory_gb`: [`JobSpec::memory_mib`].
+    MemoryGb,
+    /// `memory_mb`: [`JobSpec::memory_mib`], the API's alternative to `memory_gb`.
+    MemoryMb,
+    /// `gpu_type`: [`GpuRequest::model`].
+    GpuType,
+    /// `gpu_count`: [`GpuRequest::count`].
+    GpuCount,
+    /// `env`: [`JobSpec::env`].
+    Env,
+    /// `volumes`: [`JobSpec::volumes`].
+    Volumes,
+    /// `eligible_regions`: [`JobSpec::eligible_regions`].
+    EligibleRegions,
+    /// `eligible_datacenters`: [`JobSpec::eligible_datacenters`].
+    EligibleDatacenters,
+    /// `allocation_timeout` (seconds): [`JobSpec::allocation_timeout`].
+    AllocationTimeout,
+    /// `max_runtime_seconds`: [`JobSpec::max_runtime`].
+    MaxRuntimeSeconds,
+    /// `max_retries`: [`RetryPolicy::max_retries`](crate::RetryPolicy::max_retries).
+    MaxRetries,
+    /// `retry_backoff_seconds`: [`RetryPolicy::backoff`](crate::RetryPolicy::backoff).
+    RetryBackoffSeconds,
+    /// `retry_on`: [`RetryPolicy::retry_on`](crate::RetryPolicy::retry_on).
+    RetryOn,
+}
+
+impl SpecField {
+    /// The field's name in the HTTP API.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SpecField::DockerImage => "docker_image",
+            SpecField::Command => "command",
+            SpecField::CpuCores => "cpu_cores",
+            SpecField::MemoryGb => "memory_gb",
+            SpecField::MemoryMb => "memory_mb",
+            SpecField::GpuType => "gpu_type",
+            SpecField::GpuCount => "gpu_count",
+            SpecField::Env => "env",
+            SpecField::Volumes => "volumes",
+            SpecField::EligibleRegions => "eligible_regions",
+            SpecField::EligibleDatacenters => "eligible_datacenters",
+            SpecField::AllocationTimeout => "allocation_timeout",
+            SpecField::MaxRuntimeSeconds => "max_runtime_seconds",
+            SpecField::MaxRetries => "max_retries",
+            SpecField::RetryBackoffSeconds => "retry_backoff_seconds",
+            SpecField::RetryOn => "retry_on",
+        }
+    }
+}
+
+impl fmt::Display for SpecField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Why a [`JobSpec`] was refused. Each variant names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -555,19 +639,19 @@ pub enum SpecError {
     #[error("{field} must not be empty")]
     Empty {
         /// The field.
-        field: &'static str,
+        field: SpecField,
     },
     /// A quantity that must be positive is zero or negative.
     #[error("{field} must be greater than 0")]
     NotPositive {
         /// The field.
-        field: &'static str,
+        field: SpecField,
     },
     /// A value outside its allowed range.
     #[error("{field} must be between {min} and {max}, got {value}")]
     OutOfRange {
         /// The field.
-        field: &'static str,
+        field: SpecField,
         /// Smallest allowed value.
         min: u64,
         /// Largest allowed value.
@@ -579,7 +663,7 @@ pub enum SpecError {
     #[error("{field} is invalid: {reason}")]
     Invalid {
         /// The field.
-        field: &'static str,
+        field: SpecField,
         /// The rule it broke.
         reason: String,
     },
@@ -595,13 +679,13 @@ pub enum SpecError {
 
 impl SpecError {
     /// The name of the field at fault.
-    pub fn field(&self) -> &'static str {
+    pub fn field(&self) -> SpecField {
         match self {
             SpecError::Empty { field }
             | SpecError::NotPositive { field }
             | SpecError::OutOfRange { field, .. }
-            | SpecError::Invalid { field, .. } => field,
-            SpecError::BadVolume { .. } => "volumes",
+            | SpecError::Invalid { field, .. } => *field,
+            SpecError::BadVolume { .. } => SpecField::Volumes,
         }
     }
 }
@@ -656,11 +740,11 @@ mod tests {
         let field = |spec: &JobSpec| spec.validate().err().map(|e| e.field());
         let mut s = base.clone();
         s.command = vec!["x".into(); MAX_COMMAND_ARGS + 1];
-        assert_eq!(field(&s), Some("command"));
+        assert_eq!(field(&s), Some(SpecField::Command));
         s.command = vec!["x".repeat(MAX_COMMAND_BYTES + 1)];
-        assert_eq!(field(&s), Some("command"));
+        assert_eq!(field(&s), Some(SpecField::Command));
         s.command = vec!["echo".into(), "a\0b".into()];
-        assert_eq!(field(&s), Some("command"));
+        assert_eq!(field(&s), Some(SpecField::Command));
         s.command = vec!["x".into(); MAX_COMMAND_ARGS];
         assert_eq!(field(&s), None, "the bound itself is allowed");
 
@@ -668,11 +752,11 @@ mod tests {
         s.env = (0..=MAX_ENV_ENTRIES)
             .map(|i| (format!("K{i}"), "v".into()))
             .collect();
-        assert_eq!(field(&s), Some("env"));
+        assert_eq!(field(&s), Some(SpecField::Env));
         s.env = [("K".to_owned(), "v".repeat(MAX_ENV_BYTES))].into();
-        assert_eq!(field(&s), Some("env"));
+        assert_eq!(field(&s), Some(SpecField::Env));
         s.env = [("K".to_owned(), "a\0b".to_owned())].into();
-        assert_eq!(field(&s), Some("env"));
+        assert_eq!(field(&s), Some(SpecField::Env));
         s.env = (0..MAX_ENV_ENTRIES)
             .map(|i| (format!("K{i}"), "v".into()))
             .collect();
@@ -682,7 +766,7 @@ mod tests {
         s.volumes = (0..=MAX_VOLUMES)
             .map(|i| format!("/data/{i}:/mnt/{i}").parse().unwrap())
             .collect();
-        assert_eq!(field(&s), Some("volumes"));
+        assert_eq!(field(&s), Some(SpecField::Volumes));
         s.volumes.pop();
         assert_eq!(field(&s), None);
     }
@@ -705,7 +789,7 @@ mod tests {
                     image: " ".into(),
                     ..good()
                 },
-                "image",
+                "docker_image",
             ),
             (
                 JobSpec {
@@ -726,21 +810,21 @@ mod tests {
                     cpu_millis: 0,
                     ..good()
                 },
-                "cpu",
+                "cpu_cores",
             ),
             (
                 JobSpec {
                     memory_mib: 0,
                     ..good()
                 },
-                "memory",
+                "memory_gb",
             ),
             (
                 JobSpec {
                     cpu_millis: MAX_CPU_MILLIS + 1,
                     ..good()
                 },
-                "cpu",
+                "cpu_cores",
             ),
             (
                 JobSpec {
@@ -766,7 +850,7 @@ mod tests {
                     max_runtime: Duration::ZERO,
                     ..good()
                 },
-                "max_runtime",
+                "max_runtime_seconds",
             ),
             (
                 JobSpec {
@@ -796,7 +880,7 @@ mod tests {
         ];
         for (spec, field) in cases {
             let err = spec.validate().expect_err(field);
-            assert_eq!(err.field(), field, "{err}");
+            assert_eq!(err.field().name(), field, "{err}");
             assert!(err.to_string().contains(field), "{err}");
         }
     }

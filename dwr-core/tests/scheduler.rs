@@ -47,7 +47,7 @@ async fn an_invalid_spec_is_refused_and_nothing_is_stored() {
     let s = scheduler(&store, SchedulerConfig::default());
     let err = s.submit(spec(0, 100)).await.unwrap_err();
     assert!(
-        matches!(err, SubmitError::Invalid(ref e) if e.field() == "cpu"),
+        matches!(err, SubmitError::Invalid(ref e) if e.field() == dwr_core::SpecField::CpuCores),
         "{err}"
     );
     let counts = store.counts().await.unwrap();

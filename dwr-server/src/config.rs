@@ -488,7 +488,8 @@ impl AgentArgs {
             ENV_ORIGINAL_DATACENTER,
             DEFAULT_DATACENTER,
         ));
-        config.cpu_millis = self.cpus.map(|c| (c * 1000.0).round().max(1.0) as u64);
+        // Checked finite and positive by `parse_positive_cores`; rounded up by the one rule.
+        config.cpu_millis = self.cpus.and_then(dwr_core::units::millicores);
         config.memory_mib = self.memory_mb;
         config.heartbeat_interval = common.heartbeat_interval;
         config.poll_interval = common.job_poll_interval;

@@ -1,7 +1,6 @@
 //! dwr-server: the pieces of the `dwr` binary as a library.
 //!
 //! * [`api`]: the HTTP API ([`app`] builds the router over an [`AppState`]).
-//! * [`wire`]: the JSON types of the API, shared with the client commands.
 //! * [`config`]: flags and environment variables of the services.
 //! * [`service`]: `dwr scheduler`, `dwr executor` and `dwr dev` as library functions.
 //! * [`client`]: the client commands (`dwr submit`, `dwr jobs`, …) over HTTP.
@@ -13,7 +12,6 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod service;
-pub mod wire;
 
 pub use api::{app, ApiConfig, ApiDoc, ApiError, AppState};
 pub use service::{

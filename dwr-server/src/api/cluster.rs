@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{ApiError, AppState};
-use crate::wire::{
+use dwr_client::wire::{
     AssignmentView, CleanupResponse, ClusterStats, ErrorBody, ExecutorView, ExecutorsResponse,
     QueueStats, ScheduleResponse, SchedulerStats, StatsResponse, PENDING_SCAN,
 };

@@ -24,7 +24,6 @@ use utoipa::OpenApi;
 use super::cluster::MAX_CLEANUP_MINUTES;
 use super::jobs::{MAX_IDEMPOTENCY_KEY, MAX_LIST_LIMIT};
 use super::{cluster, jobs, logs, ops, ApiConfig};
-use crate::wire::MIB_PER_GB;
 
 /// The OpenAPI document of the API as generated from the handlers and the wire types; what
 /// a server serves is [`openapi`].
@@ -263,8 +262,8 @@ fn volume_pattern() -> String {
 /// `JobSpec::validate` check.
 fn exact_job_request(schema: &mut Value) {
     let not_blank = not_blank();
-    let cores = MAX_CPU_MILLIS as f64 / 1000.0;
-    let gb = MAX_MEMORY_MIB as f64 / MIB_PER_GB;
+    let cores = dwr_core::units::cores(MAX_CPU_MILLIS);
+    let gb = dwr_core::units::gb(MAX_MEMORY_MIB);
     let constraints = [
         (
             "docker_image",

@@ -11,7 +11,7 @@ use dwr_core::{MalformedJobId, SpecError, StoreError, SubmitError};
 use serde::de::DeserializeOwned;
 use tracing::{error, warn};
 
-use crate::wire::ErrorBody;
+use dwr_client::wire::ErrorBody;
 
 /// An error answer: a status code, a short kind and a sentence naming the problem.
 ///
@@ -213,7 +213,7 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::JobRequest;
+    use dwr_client::wire::JobRequest;
 
     #[test]
     fn json_errors_name_the_field() {

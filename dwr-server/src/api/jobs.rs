@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{ApiError, ApiJson, AppState};
-use crate::wire::{ErrorBody, JobRequest, JobView};
+use dwr_client::wire::{ErrorBody, JobRequest, JobView};
 
 /// Default of `limit` on `GET /jobs`.
 pub const DEFAULT_LIST_LIMIT: usize = 100;

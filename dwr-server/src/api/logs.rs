@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 
 use super::jobs::{is_digits, parse_job_id};
 use super::{ApiError, AppState};
-use crate::wire::{ErrorBody, LogsResponse};
+use dwr_client::wire::{ErrorBody, LogsResponse};
 
 /// How long one wait for new lines lasts before the job's state is checked again.
 const FOLLOW_WAIT: Duration = Duration::from_secs(5);

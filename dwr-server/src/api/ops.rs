@@ -11,7 +11,7 @@ use dwr_core::placement::PlacementFailure;
 use dwr_core::{JobState, Timestamp};
 
 use super::{openapi, ApiError, AppState};
-use crate::wire::{ErrorBody, HealthResponse};
+use dwr_client::wire::{ErrorBody, HealthResponse};
 
 /// How long `/health` waits for the store.
 const HEALTH_STORE_WAIT: Duration = Duration::from_secs(2);

@@ -5,15 +5,14 @@
 
 use std::time::Duration;
 
-/// MiB in one GiB: the API's `memory_gb` is binary (1 GB = 1024 MiB).
-pub const MIB_PER_GIB: u64 = 1024;
+use dwr_core::units::MIB_PER_GB as MIB_PER_GIB;
 
 /// Parses a memory size with a unit into MiB: `512m`, `512MiB`, `1g`, `1.5GB`, `2Gi`, `1t`.
 ///
 /// Units are binary and case-insensitive (`g` = `gb` = `gi` = `gib` = 1024 MiB). A bare
 /// number is refused: `--memory 2` could mean 2 MiB or 2 GiB, and guessing wrong silently
-/// gets a job OOM-killed or never placed. Fractions round to the nearest MiB; the result must
-/// be at least 1 MiB.
+/// gets a job OOM-killed or never placed. Fractions round up to a whole MiB
+/// ([`dwr_core::units`]' one rule).
 pub fn parse_memory_mib(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t
@@ -45,16 +44,10 @@ pub fn parse_memory_mib(text: &str) -> Result<u64, String> {
             ))
         }
     };
-    let mib = (value * per_unit).round();
-    if !mib.is_finite() || mib > u64::MAX as f64 / 2.0 {
-        return Err(format!("{text:?} is too large"));
+    if value <= 0.0 {
+        return Err(format!("{text:?}: memory must be greater than 0"));
     }
-    if mib < 1.0 {
-        return Err(format!(
-            "{text:?} is less than 1 MiB; memory must be at least 1m"
-        ));
-    }
-    Ok(mib as u64)
+    dwr_core::units::mib(value, per_unit).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Parses a CPU count (`1`, `0.5`, `2.25`): a finite number greater than 0.
@@ -145,6 +138,9 @@ mod tests {
             ("0.5g", 512),
             ("1t", 1024 * 1024),
             ("2048k", 2),
+            // Fractions round up, by the one rule of `dwr_core::units`.
+            ("100k", 1),
+            ("1.0001m", 2),
         ] {
             assert_eq!(parse_memory_mib(text), Ok(mib), "{text}");
         }
@@ -158,8 +154,8 @@ mod tests {
             ("g", "expected a number"),
             ("", "expected a number"),
             ("1.2.3g", "not a number"),
-            ("0m", "less than 1 MiB"),
-            ("100k", "less than 1 MiB"),
+            ("0m", "greater than 0"),
+            ("99999999999999999999t", "too large"),
             ("-1g", "expected a number"),
         ] {
             let err = parse_memory_mib(text).expect_err(text);

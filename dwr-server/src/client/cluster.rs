@@ -2,25 +2,25 @@
 
 use super::args::trim_number;
 use super::table::{key_values, Table};
-use super::{Api, ClientError};
-use crate::wire::{ClusterStats, ExecutorsResponse, StatsResponse};
+use super::ClientError;
+use dwr_client::{to_pretty_json, Client, ClusterStats, ExecutorsResponse, StatsResponse};
 
 /// `dwr executors`: one line per executor and a totals line.
-pub async fn executors(api: &Api, json: bool) -> Result<String, ClientError> {
-    let body = api.get("/executors").await?;
+pub async fn executors(api: &Client, json: bool) -> Result<String, ClientError> {
+    let executors = api.executors().await?;
     if json {
-        return Ok(body.pretty()? + "\n");
+        return Ok(to_pretty_json(&executors) + "\n");
     }
-    Ok(executors_text(&body.decode()?))
+    Ok(executors_text(&executors))
 }
 
 /// `dwr stats`: queue counts, cluster totals and scheduler figures.
-pub async fn stats(api: &Api, json: bool) -> Result<String, ClientError> {
-    let body = api.get("/stats").await?;
+pub async fn stats(api: &Client, json: bool) -> Result<String, ClientError> {
+    let stats = api.stats().await?;
     if json {
-        return Ok(body.pretty()? + "\n");
+        return Ok(to_pretty_json(&stats) + "\n");
     }
-    Ok(stats_text(&body.decode()?))
+    Ok(stats_text(&stats))
 }
 
 /// The executors table followed by the cluster totals.
@@ -133,7 +133,7 @@ pub fn stats_text(s: &StatsResponse) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{ExecutorView, QueueStats, SchedulerStats};
+    use dwr_client::{ExecutorView, QueueStats, SchedulerStats};
 
     fn executor(id: &str, alive: bool) -> ExecutorView {
         ExecutorView {

@@ -6,8 +6,8 @@ use dwr_core::JobId;
 
 use super::args::{format_mib, trim_number};
 use super::table::{key_values, Table, NONE};
-use super::{Api, ClientError, JobsArgs};
-use crate::wire::{AttemptView, JobView};
+use super::{ClientError, JobsArgs};
+use dwr_client::{to_pretty_json, AttemptView, Client, JobView, JobsQuery};
 
 /// The longest command shown in the jobs table; `dwr job ID` shows it in full.
 const COMMAND_WIDTH: usize = 40;
@@ -20,22 +20,17 @@ pub fn parse_id(text: &str) -> Result<JobId, ClientError> {
     })
 }
 
-/// `GET /jobs/{id}`.
-pub async fn fetch(api: &Api, id: JobId) -> Result<JobView, ClientError> {
-    api.get(&format!("/jobs/{id}")).await?.decode()
-}
-
-/// `dwr jobs`: the table of jobs, or the server's JSON array.
-pub async fn list(api: &Api, args: &JobsArgs, json: bool) -> Result<String, ClientError> {
-    let mut path = format!("/jobs?limit={}", args.limit);
-    if let Some(status) = args.status {
-        path.push_str(&format!("&status_filter={status}"));
-    }
-    let body = api.get(&path).await?;
+/// `dwr jobs`: the table of jobs, or their JSON array.
+pub async fn list(api: &Client, args: &JobsArgs, json: bool) -> Result<String, ClientError> {
+    let query = JobsQuery {
+        status: args.status,
+        limit: Some(args.limit),
+        offset: None,
+    };
+    let jobs = api.jobs(&query).await?;
     if json {
-        return Ok(body.pretty()? + "\n");
+        return Ok(to_pretty_json(&jobs) + "\n");
     }
-    let jobs: Vec<JobView> = body.decode()?;
     if jobs.is_empty() {
         return Ok(match args.status {
             Some(status) => format!("no {status} jobs\n"),
@@ -46,28 +41,27 @@ pub async fn list(api: &Api, args: &JobsArgs, json: bool) -> Result<String, Clie
 }
 
 /// `dwr job ID`: one job in detail, or its JSON.
-pub async fn show(api: &Api, id: &str, json: bool) -> Result<String, ClientError> {
-    let id = parse_id(id)?;
-    let body = api.get(&format!("/jobs/{id}")).await?;
+pub async fn show(api: &Client, id: &str, json: bool) -> Result<String, ClientError> {
+    let job = api.job(parse_id(id)?).await?;
     if json {
-        return Ok(body.pretty()? + "\n");
+        return Ok(to_pretty_json(&job) + "\n");
     }
-    Ok(job_detail(&body.decode()?))
+    Ok(job_detail(&job))
 }
 
 /// `dwr abort ID`: asks the server to abort the job.
-pub async fn abort(api: &Api, id: &str, json: bool) -> Result<String, ClientError> {
+pub async fn abort(api: &Client, id: &str, json: bool) -> Result<String, ClientError> {
     let id = parse_id(id)?;
-    let body = api.delete(&format!("/jobs/{id}")).await?;
+    let job = api.abort(id).await?;
     if json {
-        return Ok(body.pretty()? + "\n");
+        return Ok(to_pretty_json(&job) + "\n");
     }
     // The answer is the job as it stands; a running job ends `aborted` once its executor has
     // stopped the container.
-    Ok(match body.decode::<JobView>() {
-        Ok(job) if job.status.is_terminal() => format!("job {id} {}\n", job.status),
-        Ok(job) => format!("abort of job {id} requested (status {})\n", job.status),
-        Err(_) => format!("abort of job {id} requested\n"),
+    Ok(if job.status.is_terminal() {
+        format!("job {id} {}\n", job.status)
+    } else {
+        format!("abort of job {id} requested (status {})\n", job.status)
     })
 }
 
@@ -194,7 +188,7 @@ fn memory_mib(job: &JobView) -> f64 {
     if job.memory_mb > 0 {
         job.memory_mb as f64
     } else {
-        job.memory_gb * crate::wire::MIB_PER_GB
+        job.memory_gb * dwr_core::units::MIB_PER_GB as f64
     }
 }
 

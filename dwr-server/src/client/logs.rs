@@ -1,35 +1,26 @@
-//! `dwr logs [-f] ID`, and following a job to its end: log lines streamed from
-//! `GET /jobs/{id}/logs?follow=true`, status changes (and why a job is still pending) on stderr.
+//! `dwr logs [-f] ID`, and following a job to its end on a terminal: log lines on stdout
+//! (stderr with `--json`), status changes (and why a job is still pending) on stderr. The
+//! following itself is [`Client::follow`]'s.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use dwr_client::{to_pretty_json, Client, JobView};
 use dwr_core::{JobId, JobState};
-use futures::StreamExt;
 
-use super::{jobs, Api, ClientError};
-use crate::wire::{JobView, LogsResponse};
+use super::ClientError;
 
-/// How often a followed job's status is polled while its log stream is reopened.
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
-/// First pause between two polls of an awaited job: short jobs end in well under a second.
-const WATCH_FIRST_PAUSE: Duration = Duration::from_millis(50);
-/// Longest pause between two polls of an awaited job (one request a second at most).
-const WATCH_MAX_PAUSE: Duration = Duration::from_secs(1);
-/// After the job ended, how long the log stream gets to deliver its last lines.
-const DRAIN_GRACE: Duration = Duration::from_secs(3);
 /// A pending job's unchanged reason is repeated this often.
 const REPEAT_PENDING_AFTER: Duration = Duration::from_secs(15);
 /// Two pending notes are never closer than this, even when the reason changes.
 const MIN_PENDING_GAP: Duration = Duration::from_secs(3);
 
 /// `dwr logs ID`: every line so far, oldest first (or the server's JSON).
-pub async fn all(api: &Api, id: JobId, json: bool) -> Result<String, ClientError> {
-    let body = api.get(&format!("/jobs/{id}/logs")).await?;
+pub async fn all(api: &Client, id: JobId, json: bool) -> Result<String, ClientError> {
+    let logs = api.logs(id).await?;
     if json {
-        return Ok(body.pretty()? + "\n");
+        return Ok(to_pretty_json(&logs) + "\n");
     }
-    let logs: LogsResponse = body.decode()?;
     let mut text = logs.lines.join("\n");
     if !text.is_empty() {
         text.push('\n');
@@ -39,132 +30,34 @@ pub async fn all(api: &Api, id: JobId, json: bool) -> Result<String, ClientError
 
 /// `dwr logs -f ID`: prints lines as they come until the job ends. With `json`, the log
 /// lines (which are not JSON) go to stderr and the final job is printed as JSON on stdout.
-pub async fn follow(api: &Api, id: JobId, json: bool) -> Result<(), ClientError> {
+pub async fn follow(api: &Client, id: JobId, json: bool) -> Result<(), ClientError> {
     let job = if json {
         follow_to_end(api, id, &mut std::io::stderr()).await?
     } else {
         follow_to_end(api, id, &mut std::io::stdout()).await?
     };
     if json {
-        super::print(&(serde_json::to_string_pretty(&job).unwrap_or_default() + "\n"))?;
+        super::print(&(to_pretty_json(&job) + "\n"))?;
     } else {
         eprintln!("{}", final_note(&job));
     }
     Ok(())
 }
 
-/// Streams the job's log into `out` until the job is terminal and returns the job as it
-/// ended; status notes go to stderr.
-///
-/// A stream that ends or breaks while the job is still live is reopened, skipping the lines
-/// already printed, so a server restart or a proxy timeout does not end the follow.
+/// Writes the job's log into `out` until the job ends, with status notes on stderr;
+/// returns the job as it ended.
 pub async fn follow_to_end(
-    api: &Api,
+    api: &Client,
     id: JobId,
-    out: &mut (dyn Write + Send),
+    out: &mut impl Write,
 ) -> Result<JobView, ClientError> {
-    let path = format!("/jobs/{id}/logs?follow=true");
     let mut reporter = StatusReporter::default();
-    let mut printed = 0usize;
-    loop {
-        let response = api.stream(&path).await?;
-        let skip = printed;
-        let copy = copy_lines(response, skip, &mut printed, &mut *out);
-        tokio::pin!(copy);
-        tokio::select! {
-            _ = &mut copy => {}
-            ended = watch(api, id, &mut reporter) => {
-                let job = ended?;
-                // The job is over: let the stream hand over its last lines, then stop.
-                let _ = tokio::time::timeout(DRAIN_GRACE, &mut copy).await;
-                return Ok(job);
-            }
-        }
-        let job = jobs::fetch(api, id).await?;
-        report(reporter.observe(&job, Instant::now()));
-        if job.status.is_terminal() {
-            return Ok(job);
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
-
-/// Polls the job until it is terminal, printing status notes; returns the final job.
-///
-/// The pause between polls starts short and grows to a second, and starts over when the
-/// job changes state: a short job is seen ending at once, a long one costs one request a
-/// second.
-pub async fn watch(
-    api: &Api,
-    id: JobId,
-    reporter: &mut StatusReporter,
-) -> Result<JobView, ClientError> {
-    let mut pause = WATCH_FIRST_PAUSE;
-    let mut last_state = None;
-    loop {
-        let job = jobs::fetch(api, id).await?;
-        report(reporter.observe(&job, Instant::now()));
-        if job.status.is_terminal() {
-            return Ok(job);
-        }
-        if last_state != Some(job.status) {
-            last_state = Some(job.status);
-            pause = WATCH_FIRST_PAUSE;
-        }
-        tokio::time::sleep(pause).await;
-        pause = next_pause(pause);
-    }
-}
-
-/// The pause after `pause`: half as long again, at most [`WATCH_MAX_PAUSE`].
-fn next_pause(pause: Duration) -> Duration {
-    (pause + pause / 2).min(WATCH_MAX_PAUSE)
-}
-
-fn report(notes: Vec<String>) {
-    for note in notes {
-        eprintln!("{note}");
-    }
-}
-
-/// Copies the stream's lines to the terminal, skipping the first `skip` (already printed by
-/// an earlier stream); `printed` counts every line of this stream seen so far. A broken
-/// stream simply ends: the caller decides from the job's status what comes next.
-async fn copy_lines(
-    response: reqwest::Response,
-    skip: usize,
-    printed: &mut usize,
-    out: &mut (dyn Write + Send),
-) {
-    let mut stream = response.bytes_stream();
-    let mut pending: Vec<u8> = Vec::new();
-    let mut index = 0usize;
-    let mut emit = |line: &[u8], index: &mut usize| {
-        if *index >= skip {
-            write_line(out, line);
-            *printed = (*printed).max(*index + 1);
-        }
-        *index += 1;
+    let write_line = |line: &str| {
+        // A closed pipe (`dwr logs -f ID | head`) is not worth an error: the lines are gone
+        // anyway.
+        let _ = writeln!(out, "{line}").and_then(|_| out.flush());
     };
-    while let Some(Ok(chunk)) = stream.next().await {
-        pending.extend_from_slice(&chunk);
-        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=end).collect();
-            emit(&line[..line.len() - 1], &mut index);
-        }
-    }
-    if !pending.is_empty() {
-        emit(&pending, &mut index);
-    }
-}
-
-fn write_line(out: &mut (dyn Write + Send), line: &[u8]) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    // A closed pipe (`dwr logs -f ID | head`) is not worth an error: the lines are gone anyway.
-    let _ = out
-        .write_all(line)
-        .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| out.flush());
+    Ok(api.follow(id, write_line, reporter.printer()).await?)
 }
 
 /// Decides which status notes to print while following a job: state changes, and while the
@@ -179,6 +72,16 @@ pub struct StatusReporter {
 }
 
 impl StatusReporter {
+    /// An observer for [`Client::follow`] and [`Client::wait`] that prints the notes on
+    /// stderr.
+    pub fn printer(&mut self) -> impl FnMut(&JobView) + '_ {
+        |job| {
+            for note in self.observe(job, Instant::now()) {
+                eprintln!("{note}");
+            }
+        }
+    }
+
     /// The notes to print for this observation of the job at `now` (often none).
     pub fn observe(&mut self, job: &JobView, now: Instant) -> Vec<String> {
         let mut notes = Vec::new();
@@ -304,19 +207,6 @@ mod tests {
         assert_eq!(notes.len(), 1);
         assert!(notes[0].ends_with("running on 10.0.0.2"), "{notes:?}");
         assert!(r.observe(&job, now).is_empty());
-    }
-
-    #[test]
-    fn polling_backs_off_to_one_second() {
-        let mut pause = WATCH_FIRST_PAUSE;
-        let mut waited = Duration::ZERO;
-        for _ in 0..20 {
-            waited += pause;
-            pause = next_pause(pause);
-        }
-        assert_eq!(pause, WATCH_MAX_PAUSE);
-        assert!(next_pause(WATCH_FIRST_PAUSE) > WATCH_FIRST_PAUSE);
-        assert!(waited > Duration::from_secs(5), "{waited:?}");
     }
 
     #[test]

@@ -8,7 +8,6 @@
 pub mod args;
 mod cluster;
 pub mod error;
-pub mod http;
 mod jobs;
 mod logs;
 mod submit;
@@ -18,14 +17,12 @@ mod tests;
 
 use std::io::Write;
 
+pub use dwr_client::DEFAULT_URL;
 pub use error::ClientError;
-pub use http::Api;
 pub use submit::SubmitArgs;
 
+use dwr_client::Client;
 use dwr_core::JobState;
-
-/// The default server URL (the default `SCHEDULER_API_PORT` on this host).
-pub const DEFAULT_URL: &str = "http://localhost:8000";
 
 /// A client command.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -118,7 +115,12 @@ pub async fn run(command: ClientCommand, options: ClientOptions) -> Result<i32, 
         "" => DEFAULT_URL,
         url => url,
     };
-    let api = Api::new(url, options.token.clone())?;
+    let api = Client::new(url)
+        .map_err(|e| ClientError::InvalidArgument {
+            argument: "--url",
+            reason: e.to_string(),
+        })?
+        .with_token(options.token.clone());
     let json = options.json;
     let text = match command {
         ClientCommand::Submit(args) => return submit::run(&api, &args, json).await,

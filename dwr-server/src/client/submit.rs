@@ -7,9 +7,9 @@ use std::time::Duration;
 use dwr_core::VolumeMount;
 
 use super::args::{parse_cpus, parse_duration, parse_env, parse_memory_mib};
-use super::logs::{exit_code_of, final_note, follow_to_end, watch, StatusReporter};
-use super::{Api, ClientError};
-use crate::wire::{JobRequest, JobView};
+use super::logs::{exit_code_of, final_note, follow_to_end, StatusReporter};
+use super::ClientError;
+use dwr_client::{to_pretty_json, Client, JobRequest};
 
 /// Arguments of `dwr submit`.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,11 +78,6 @@ pub struct SubmitArgs {
     pub command: Vec<String>,
 }
 
-/// How many times `dwr submit` sends its request when the server cannot be reached.
-const SUBMIT_TRIES: u32 = 3;
-/// Pause between those tries.
-const SUBMIT_RETRY_PAUSE: Duration = Duration::from_secs(1);
-
 /// Checks a retry cause here, so a typo is refused before anything is sent.
 fn parse_retry_cause(text: &str) -> Result<String, String> {
     text.parse::<dwr_core::RetryCause>()
@@ -126,32 +121,16 @@ impl SubmitArgs {
 
 /// Submits the job; prints its id (or its JSON); with `--wait`/`--follow` stays until it ends
 /// and returns its exit code.
-pub async fn run(api: &Api, args: &SubmitArgs, json: bool) -> Result<i32, ClientError> {
-    let key = args
-        .idempotency_key
-        .clone()
-        // A fresh random UUID (a job id is one).
-        .unwrap_or_else(|| dwr_core::JobId::new().to_string());
-    let request = args.to_request();
-    let mut tries = 0;
-    let body = loop {
-        tries += 1;
-        match api.post_idempotent("/jobs", &request, &key).await {
-            Err(ClientError::Unreachable { .. }) if tries < SUBMIT_TRIES => {
-                // Sent again with the same key: at most one job, whatever the first did.
-                tokio::time::sleep(SUBMIT_RETRY_PAUSE).await;
-            }
-            other => break other?,
-        }
+pub async fn run(api: &Client, args: &SubmitArgs, json: bool) -> Result<i32, ClientError> {
+    // A server that cannot be reached is tried again with the same key: at most one job.
+    let job = match &args.idempotency_key {
+        Some(key) => api.submit_with_key(&args.to_request(), key).await?,
+        None => api.submit(&args.to_request()).await?,
     };
-    let job: JobView = body.decode()?;
-    let id = super::jobs::parse_id(&job.job_id).map_err(|_| ClientError::BadResponse {
-        url: body.url.clone(),
-        reason: format!("job_id {:?} is not a UUID", job.job_id),
-    })?;
+    let id = job.id()?;
     if !(args.wait || args.follow) {
         let text = if json {
-            body.pretty()? + "\n"
+            to_pretty_json(&job) + "\n"
         } else {
             format!("{id}\n")
         };
@@ -168,14 +147,11 @@ pub async fn run(api: &Api, args: &SubmitArgs, json: bool) -> Result<i32, Client
     } else if args.follow {
         follow_to_end(api, id, &mut std::io::stdout()).await?
     } else {
-        watch(api, id, &mut StatusReporter::default()).await?
+        let mut reporter = StatusReporter::default();
+        api.wait(id, reporter.printer()).await?
     };
     if json {
-        let text = serde_json::to_string_pretty(&done).map_err(|e| ClientError::BadResponse {
-            url: body.url.clone(),
-            reason: e.to_string(),
-        })?;
-        super::print(&(text + "\n"))?;
+        super::print(&(to_pretty_json(&done) + "\n"))?;
     } else {
         eprintln!("{}", final_note(&done));
     }

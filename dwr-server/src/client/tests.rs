@@ -11,8 +11,10 @@ use dwr_core::{
     InMemoryJobStore, JobState, JobStore, Scheduler, SchedulerConfig,
 };
 
-use super::logs::{follow_to_end, watch, StatusReporter};
-use super::{cluster, jobs, logs, submit, Api, ClientCommand, ClientError, ClientOptions};
+use dwr_client::{Client, Error};
+
+use super::logs::{follow_to_end, StatusReporter};
+use super::{cluster, jobs, logs, submit, ClientCommand, ClientError, ClientOptions};
 use crate::api::{app, ApiConfig, AppState};
 
 const EXECUTOR: &str = "client-test-1";
@@ -77,19 +79,18 @@ fn submit_args(line: &[&str]) -> submit::SubmitArgs {
 }
 
 /// Submits without waiting and returns the job id.
-async fn submit_job(api: &Api, line: &[&str]) -> dwr_core::JobId {
-    let body = api
-        .post("/jobs", &submit_args(line).to_request())
+async fn submit_job(api: &Client, line: &[&str]) -> dwr_core::JobId {
+    let job = api
+        .submit(&submit_args(line).to_request())
         .await
         .expect("submitted");
-    let job: crate::wire::JobView = body.decode().expect("a job");
-    jobs::parse_id(&job.job_id).expect("an id")
+    job.id().expect("an id")
 }
 
 #[tokio::test]
 async fn submit_wait_returns_the_jobs_exit_code() {
     let (url, _store) = server(None).await;
-    let api = Api::new(&url, None).unwrap();
+    let api = Client::new(&url).unwrap();
     let ok = submit_args(&["submit", "img", "--wait", "--", "echo", "hi"]);
     assert_eq!(submit::run(&api, &ok, false).await.unwrap(), 0);
     let failing = submit_args(&["submit", "img", "--wait", "--", "fake", "exit=3"]);
@@ -101,7 +102,7 @@ async fn submit_wait_returns_the_jobs_exit_code() {
 #[tokio::test]
 async fn follow_streams_every_line_in_order_until_the_end() {
     let (url, _store) = server(None).await;
-    let api = Api::new(&url, None).unwrap();
+    let api = Client::new(&url).unwrap();
     let id = submit_job(
         &api,
         &[
@@ -134,7 +135,7 @@ async fn follow_streams_every_line_in_order_until_the_end() {
 #[tokio::test]
 async fn jobs_job_abort_executors_and_stats() {
     let (url, store) = server(None).await;
-    let api = Api::new(&url, None).unwrap();
+    let api = Client::new(&url).unwrap();
     // A job filling the executor, and one that must wait behind it.
     let big = submit_job(
         &api,
@@ -197,15 +198,15 @@ async fn jobs_job_abort_executors_and_stats() {
     // Abort the big one: the waiting job then runs.
     let said = jobs::abort(&api, &big.to_string(), false).await.unwrap();
     assert!(said.contains(&big.to_string()), "{said}");
-    let done = watch(&api, waiting, &mut reporter).await.unwrap();
+    let done = api.wait(waiting, reporter.printer()).await.unwrap();
     assert_eq!(done.status, JobState::Succeeded);
-    let big_job = jobs::fetch(&api, big).await.unwrap();
+    let big_job = api.job(big).await.unwrap();
     assert_eq!(big_job.status, JobState::Aborted);
     let again = jobs::abort(&api, &big.to_string(), false)
         .await
         .expect_err("already finished");
     assert!(
-        matches!(again, ClientError::Server { status: 400, .. }),
+        matches!(again, ClientError::Api(Error::Server { status: 400, .. })),
         "{again:?}"
     );
 }
@@ -213,19 +214,19 @@ async fn jobs_job_abort_executors_and_stats() {
 #[tokio::test]
 async fn server_errors_and_tokens() {
     let (url, _store) = server(Some("s3cret")).await;
-    let anonymous = Api::new(&url, None).unwrap();
+    let anonymous = Client::new(&url).unwrap();
     let err = cluster::stats(&anonymous, false).await.unwrap_err();
     assert!(
-        matches!(err, ClientError::Server { status: 401, .. }),
+        matches!(err, ClientError::Api(Error::Server { status: 401, .. })),
         "{err:?}"
     );
     assert!(err.to_string().contains("DWR_API_TOKEN"), "{err}");
 
-    let api = Api::new(&url, Some("s3cret".into())).unwrap();
+    let api = Client::new(&url).unwrap().with_token(Some("s3cret"));
     let unknown = "00000000-0000-4000-8000-000000000000";
     let err = jobs::show(&api, unknown, false).await.unwrap_err();
     assert!(
-        matches!(err, ClientError::Server { status: 404, .. }),
+        matches!(err, ClientError::Api(Error::Server { status: 404, .. })),
         "{err:?}"
     );
     assert!(err.to_string().contains(unknown), "{err}");
@@ -233,11 +234,8 @@ async fn server_errors_and_tokens() {
     // A request the server refuses: the detail names the field.
     let mut request = submit_args(&["submit", "img", "--", "true"]).to_request();
     request.allocation_timeout = Some(1);
-    let err = api.post("/jobs", &request).await.unwrap_err();
-    assert!(
-        matches!(err, ClientError::Server { status: 422, .. }),
-        "{err:?}"
-    );
+    let err = api.submit(&request).await.unwrap_err();
+    assert!(matches!(err, Error::Server { status: 422, .. }), "{err:?}");
     assert!(err.to_string().contains("allocation_timeout"), "{err}");
 
     // `run` itself: the options reach the server.
