@@ -140,22 +140,23 @@ impl DockerConfig {
             config.network_mode = mode.trim().to_owned();
         }
         if let Some(list) = get(ENV_VOLUME_ALLOW) {
-            config.volume_allowlist = parse_allowlist(&list)?;
+            config.volume_allowlist = list
+                .split(',')
+                .filter(|entry| !entry.trim().is_empty())
+                .map(parse_allowed_path)
+                .collect::<Result<_, _>>()?;
         }
         if let Some(value) = get(ENV_PIDS_LIMIT) {
-            let n: u32 = value.trim().parse().map_err(|_| {
-                Error::invalid_config(ENV_PIDS_LIMIT, &value, "expected a whole number")
-            })?;
-            config.pids_limit = (n > 0).then_some(n);
+            config.set_pids_limit(parse_pids_limit(&value)?);
         }
         if let Some(value) = get(ENV_PULL_STALL_TIMEOUT) {
-            config.pull_stall_timeout = parse_seconds(ENV_PULL_STALL_TIMEOUT, &value)?;
+            config.pull_stall_timeout = parse_pull_stall_timeout(&value)?;
         }
         if let Some(value) = get(ENV_PULL_POLICY) {
             config.pull_policy = PullPolicy::parse(&value)?;
         }
         if let Some(value) = get(ENV_REQUEST_TIMEOUT) {
-            config.request_timeout = parse_seconds(ENV_REQUEST_TIMEOUT, &value)?;
+            config.request_timeout = parse_request_timeout(&value)?;
         }
         if let Some(value) = get(ENV_CONTAINER_USER) {
             config.container_user = Some(parse_container_user(&value)?);
@@ -167,6 +168,12 @@ impl DockerConfig {
             config.log_max_files = parse_log_max_files(&value)?;
         }
         Ok(config)
+    }
+
+    /// Sets the most processes per job container, as [`ENV_PIDS_LIMIT`] gives it: `0` is
+    /// no limit.
+    pub fn set_pids_limit(&mut self, limit: u32) {
+        self.pids_limit = (limit > 0).then_some(limit);
     }
 
     /// The engine endpoint this config names, for connecting and for error messages.
@@ -245,19 +252,36 @@ pub fn parse_log_max_files(value: &str) -> Result<u32, Error> {
         })
 }
 
-fn parse_allowlist(list: &str) -> Result<Vec<PathBuf>, Error> {
-    let mut paths = Vec::new();
-    for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        if !entry.starts_with('/') {
-            return Err(Error::invalid_config(
-                ENV_VOLUME_ALLOW,
-                list,
-                format!("{entry:?} is not an absolute path"),
-            ));
-        }
-        paths.push(PathBuf::from(entry));
+/// Reads one entry of [`ENV_VOLUME_ALLOW`]: an absolute host path.
+pub fn parse_allowed_path(entry: &str) -> Result<PathBuf, Error> {
+    let path = entry.trim();
+    if !path.starts_with('/') {
+        return Err(Error::invalid_config(
+            ENV_VOLUME_ALLOW,
+            entry,
+            format!("{path:?} is not an absolute path"),
+        ));
     }
-    Ok(paths)
+    Ok(PathBuf::from(path))
+}
+
+/// Reads [`ENV_PIDS_LIMIT`]: a whole number, `0` for no limit (see
+/// [`DockerConfig::set_pids_limit`]).
+pub fn parse_pids_limit(value: &str) -> Result<u32, Error> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| Error::invalid_config(ENV_PIDS_LIMIT, value, "expected a whole number"))
+}
+
+/// Reads [`ENV_PULL_STALL_TIMEOUT`]: whole seconds, at least 1.
+pub fn parse_pull_stall_timeout(value: &str) -> Result<Duration, Error> {
+    parse_seconds(ENV_PULL_STALL_TIMEOUT, value)
+}
+
+/// Reads [`ENV_REQUEST_TIMEOUT`]: whole seconds, at least 1.
+pub fn parse_request_timeout(value: &str) -> Result<Duration, Error> {
+    parse_seconds(ENV_REQUEST_TIMEOUT, value)
 }
 
 fn parse_seconds(var: &'static str, value: &str) -> Result<Duration, Error> {

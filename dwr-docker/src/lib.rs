@@ -87,7 +87,8 @@ mod runtime;
 mod stats;
 
 pub use config::{
-    parse_container_user, parse_log_max_files, parse_log_max_size, DockerConfig, PullPolicy,
+    parse_allowed_path, parse_container_user, parse_log_max_files, parse_log_max_size,
+    parse_pids_limit, parse_pull_stall_timeout, parse_request_timeout, DockerConfig, PullPolicy,
     DEFAULT_LOG_MAX_FILES, DEFAULT_LOG_MAX_SIZE, DEFAULT_SOCKET, ENV_CONTAINER_USER,
     ENV_DOCKER_HOST, ENV_LOG_MAX_FILES, ENV_LOG_MAX_SIZE, ENV_NETWORK, ENV_PIDS_LIMIT,
     ENV_PULL_POLICY, ENV_PULL_STALL_TIMEOUT, ENV_REQUEST_TIMEOUT, ENV_VOLUME_ALLOW,

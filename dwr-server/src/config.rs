@@ -19,18 +19,8 @@ pub const ENV_ORIGINAL_REGION: &str = "EXECUTOR_REGION";
 pub const ENV_ORIGINAL_DATACENTER: &str = "EXECUTOR_DATACENTER";
 
 /// The variables `dwr` reads besides those of its flags (`dwr <command> --help` lists those):
-/// the Docker engine's settings (`dwr_docker::DockerConfig::from_env`), the original
-/// system's names for region and datacenter, and the log filter.
-pub const ENV_BESIDES_FLAGS: [&str; 8] = [
-    dwr_docker::ENV_DOCKER_HOST,
-    dwr_docker::ENV_NETWORK,
-    dwr_docker::ENV_PIDS_LIMIT,
-    dwr_docker::ENV_PULL_STALL_TIMEOUT,
-    dwr_docker::ENV_REQUEST_TIMEOUT,
-    ENV_ORIGINAL_REGION,
-    ENV_ORIGINAL_DATACENTER,
-    "RUST_LOG",
-];
+/// the original system's names for region and datacenter, and the log filter.
+pub const ENV_BESIDES_FLAGS: [&str; 3] = [ENV_ORIGINAL_REGION, ENV_ORIGINAL_DATACENTER, "RUST_LOG"];
 
 /// An executor's region when none is configured (Nomad's default).
 pub const DEFAULT_REGION: &str = "global";
@@ -396,9 +386,32 @@ pub struct AgentArgs {
     /// else `dc1`].
     #[arg(long, env = "DWR_DATACENTER")]
     pub datacenter: Option<String>,
-    /// Host paths jobs may mount (comma-separated); none: every host mount is refused.
-    #[arg(long, env = "DWR_VOLUME_ALLOW", value_delimiter = ',')]
+    /// Host paths jobs may mount (comma-separated, absolute); none: every host mount is
+    /// refused.
+    #[arg(long, env = dwr_docker::ENV_VOLUME_ALLOW, value_delimiter = ',',
+          value_parser = dwr_docker::parse_allowed_path)]
     pub volume_allow: Vec<PathBuf>,
+    /// The Docker engine: `unix://`, `tcp://` or `http://` [default:
+    /// unix:///var/run/docker.sock].
+    #[arg(long, env = dwr_docker::ENV_DOCKER_HOST, value_name = "URL")]
+    pub docker_host: Option<String>,
+    /// Network mode of job containers: `none`, `host`, `bridge` or a network name [default:
+    /// the engine's].
+    #[arg(long, env = dwr_docker::ENV_NETWORK, value_name = "MODE")]
+    pub docker_network: Option<String>,
+    /// Most processes per job container; 0: no limit [default: 4096].
+    #[arg(long, env = dwr_docker::ENV_PIDS_LIMIT, value_name = "N",
+          value_parser = dwr_docker::parse_pids_limit)]
+    pub pids_limit: Option<u32>,
+    /// An image pull without progress for this many seconds fails the job [default: 120].
+    #[arg(long, env = dwr_docker::ENV_PULL_STALL_TIMEOUT, value_name = "SECONDS",
+          value_parser = dwr_docker::parse_pull_stall_timeout)]
+    pub pull_stall_timeout: Option<Duration>,
+    /// Timeout of one Docker engine request, seconds (log and wait streams excepted)
+    /// [default: 120].
+    #[arg(long, env = dwr_docker::ENV_REQUEST_TIMEOUT, value_name = "SECONDS",
+          value_parser = dwr_docker::parse_request_timeout)]
+    pub docker_timeout: Option<Duration>,
     /// CPU cores to offer [default: the host's].
     #[arg(long, env = "DWR_EXECUTOR_CPUS", value_parser = parse_positive_cores)]
     pub cpus: Option<f64>,
@@ -410,7 +423,7 @@ pub struct AgentArgs {
     pub stop_grace: Duration,
     /// When job images are pulled: `missing` (only images not present locally) or `always`
     /// (before every job, following a tag that moved).
-    #[arg(long, env = "DWR_PULL_POLICY", value_enum, default_value = "missing")]
+    #[arg(long, env = dwr_docker::ENV_PULL_POLICY, value_enum, default_value = "missing")]
     pub pull_policy: PullPolicyArg,
     /// User job containers run as: `uid[:gid]`, or a user or group name the images know
     /// [default: each image's own user].
@@ -495,6 +508,36 @@ impl AgentArgs {
         config.poll_interval = common.job_poll_interval;
         config.stop_grace = self.stop_grace;
         Ok(config)
+    }
+
+    /// The Docker runtime's settings.
+    pub fn docker_config(&self) -> dwr_docker::DockerConfig {
+        // Every Docker setting is a flag (reading the variable of `DockerConfig::from_env`'s
+        // name): read once, by clap, with the same parsers.
+        let defaults = dwr_docker::DockerConfig::default();
+        let mut config = dwr_docker::DockerConfig {
+            docker_host: self.docker_host.clone(),
+            network_mode: self
+                .docker_network
+                .clone()
+                .unwrap_or(defaults.network_mode.clone()),
+            volume_allowlist: self.volume_allow.clone(),
+            pull_stall_timeout: self
+                .pull_stall_timeout
+                .unwrap_or(defaults.pull_stall_timeout),
+            pull_policy: self.pull_policy.into(),
+            request_timeout: self.docker_timeout.unwrap_or(defaults.request_timeout),
+            container_user: self.container_user.clone(),
+            log_max_size: self.container_log_max_size.unwrap_or(defaults.log_max_size),
+            log_max_files: self
+                .container_log_max_files
+                .unwrap_or(defaults.log_max_files),
+            ..defaults
+        };
+        if let Some(limit) = self.pids_limit {
+            config.set_pids_limit(limit);
+        }
+        config
     }
 }
 
@@ -596,6 +639,28 @@ mod tests {
             (Some(1500), Some(512))
         );
         assert_eq!(b.agent.volume_allow.len(), 2);
+        let docker = b.agent.docker_config();
+        assert_eq!(docker.volume_allowlist, b.agent.volume_allow);
+        assert_eq!(
+            (docker.pids_limit, docker.request_timeout),
+            (Some(4096), Duration::from_secs(120)),
+            "unset Docker settings keep DockerConfig's defaults"
+        );
+        let d = Both::try_parse_from([
+            "dwr",
+            "--pids-limit",
+            "0",
+            "--docker-timeout",
+            "7",
+            "--docker-host",
+            "tcp://127.0.0.1:2375",
+        ])
+        .unwrap()
+        .agent
+        .docker_config();
+        assert_eq!(d.pids_limit, None, "0 is no limit");
+        assert_eq!(d.request_timeout, Duration::from_secs(7));
+        assert_eq!(d.endpoint(), "tcp://127.0.0.1:2375");
         // The executor registers its own interval: its lease is three of them.
         assert_eq!(agent.heartbeat_interval, Duration::from_secs(1));
         assert_eq!(b.api.placement, PlacementKind::Spread);
@@ -617,6 +682,9 @@ mod tests {
             vec!["dwr", "--container-user", "a b"],
             vec!["dwr", "--container-log-max-size", "10x"],
             vec!["dwr", "--container-log-max-files", "0"],
+            vec!["dwr", "--volume-allow", "/data,relative"],
+            vec!["dwr", "--pids-limit", "many"],
+            vec!["dwr", "--pull-stall-timeout", "0"],
         ] {
             assert!(Both::try_parse_from(&bad).is_err(), "{bad:?}");
         }

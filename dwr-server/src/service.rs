@@ -12,7 +12,7 @@ use dwr_core::{
     AgentError, ContainerRuntime, ExecutorAgent, FakeRuntime, InMemoryJobStore, JobStore,
     RuntimeError, Scheduler, StoreError,
 };
-use dwr_docker::{DockerConfig, DockerRuntime, NvmlGpuProbe, SysinfoHostProbe};
+use dwr_docker::{DockerRuntime, NvmlGpuProbe, SysinfoHostProbe};
 use dwr_redis::RedisJobStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -90,13 +90,6 @@ pub enum ServiceError {
         /// The cause.
         #[source]
         source: std::io::Error,
-    },
-    /// The Docker settings from the environment are unusable.
-    #[error("invalid Docker settings")]
-    DockerConfig {
-        /// The cause.
-        #[source]
-        source: dwr_docker::Error,
     },
     /// The Docker engine does not answer.
     #[error(
@@ -177,22 +170,7 @@ async fn connect_redis(common: &CommonArgs) -> Result<Arc<dyn JobStore>, Service
 }
 
 async fn connect_docker(agent: &AgentArgs) -> Result<DockerRuntime, ServiceError> {
-    let mut config =
-        DockerConfig::from_env().map_err(|source| ServiceError::DockerConfig { source })?;
-    if !agent.volume_allow.is_empty() {
-        config.volume_allowlist = agent.volume_allow.clone();
-    }
-    config.pull_policy = agent.pull_policy.into();
-    // The flags read the same variables as `from_env`; a flag given on the command line wins.
-    if let Some(user) = &agent.container_user {
-        config.container_user = Some(user.clone());
-    }
-    if let Some(size) = agent.container_log_max_size {
-        config.log_max_size = size;
-    }
-    if let Some(files) = agent.container_log_max_files {
-        config.log_max_files = files;
-    }
+    let config = agent.docker_config();
     let endpoint = config.endpoint().to_owned();
     DockerRuntime::connect(config)
         .await
