@@ -68,61 +68,16 @@ async fn the_embedded_example_runs_every_job_to_its_end() {
     );
 }
 
-/// A private redis-server on a free loopback port, killed on drop.
-struct RedisServer(std::process::Child, u16);
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn redis_server() -> Option<RedisServer> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .ok()?;
-    let child = std::process::Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "no"])
-        .stdout(std::process::Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(child) => child,
-        Err(e) if std::env::var("DWR_REQUIRE_SERVICES").is_ok_and(|v| v == "1") => {
-            panic!("redis-server cannot start ({e}) under DWR_REQUIRE_SERVICES=1; run scripts/provision.sh")
-        }
-        Err(e) => {
-            eprintln!("skipping: redis-server cannot start ({e}); run scripts/provision.sh");
-            return None;
-        }
-    };
-    let server = RedisServer(child, port);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "redis-server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(server)
-}
+/// A private redis-server on a free loopback port, killed on drop: dwr-redis's test support.
+#[path = "../dwr-redis/tests/common/mod.rs"]
+mod redis_support;
 
 #[tokio::test]
 async fn the_embedded_redis_example_runs_the_demo_over_redis_and_cleans_up() {
-    let Some(server) = redis_server() else {
+    let Some(server) = redis_support::RedisServer::start() else {
         return;
     };
-    let url = format!("redis://127.0.0.1:{}", server.1);
+    let url = format!("redis://127.0.0.1:{}", server.port());
     let ended = embedded_redis::run_on_redis(&url)
         .await
         .expect("the demo runs to the end over Redis");
@@ -151,50 +106,50 @@ async fn the_embedded_redis_example_runs_the_demo_over_redis_and_cleans_up() {
 
 #[tokio::test]
 async fn the_submit_example_follows_its_job_through_the_client() {
-    use std::sync::Arc;
+    use clap::Parser;
 
-    use dwr::{
-        AgentConfig, ExecutorAgent, ExecutorId, FakeGpuProbe, FakeHostProbe, FakeRuntime, FirstFit,
-        InMemoryJobStore, JobStore, Scheduler, SchedulerConfig,
-    };
-    use dwr_server::{app, ApiConfig, AppState};
+    /// `dwr dev`'s arguments, as its command line gives them.
+    #[derive(Parser)]
+    struct Dev {
+        #[command(flatten)]
+        args: dwr_server::DevArgs,
+    }
 
-    let store: Arc<dyn JobStore> = Arc::new(InMemoryJobStore::new());
-    let scheduler = Scheduler::new(
-        store.clone(),
-        Arc::new(FirstFit),
-        SchedulerConfig::default(),
-    );
-    let agent = ExecutorAgent::new(
-        store.clone(),
-        Arc::new(FakeRuntime::new()),
-        Arc::new(FakeGpuProbe::none()),
-        Arc::new(FakeHostProbe::new(4_000, 8_192)),
-        AgentConfig::new(ExecutorId::new("example-1"), "127.0.0.1"),
-    );
-    tokio::spawn({
-        let scheduler = scheduler.clone();
-        async move { scheduler.run(std::future::pending()).await }
-    });
-    tokio::spawn(agent.run(std::future::pending()));
-    let config = ApiConfig {
-        api_token: Some("s3cret".into()),
-        ..ApiConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = app(AppState::new(scheduler, config));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-
+    // What the example's doc says to run first: `dwr dev`, here with the fake runtime.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port()
+        .to_string();
+    let dev = Dev::try_parse_from([
+        "dev",
+        "--fake-runtime",
+        "--api-port",
+        &port,
+        "--api-token",
+        "s3cret",
+    ])
+    .unwrap();
+    tokio::spawn(dwr_server::run_dev(dev.args, std::future::pending()));
+    let url = format!("http://127.0.0.1:{port}");
     let client = dwr::client::Client::new(&url)
         .unwrap()
         .with_token(Some("s3cret"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while client.health().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dwr dev did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     let done = tokio::time::timeout(Duration::from_secs(30), submit::run(&client, "img"))
         .await
         .expect("the job ends")
         .expect("the example runs");
     assert_eq!(done.status, JobState::Succeeded, "{done:?}");
-    assert_eq!(done.executor_id.as_deref(), Some("example-1"));
+    assert!(done.executor_id.is_some(), "{done:?}");
     let logs = client.logs(done.id().unwrap()).await.unwrap();
     assert_eq!(
         logs.lines.last().map(String::as_str),
