@@ -39,6 +39,7 @@ mod logs;
 mod retries;
 pub mod runtime;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,6 +215,24 @@ pub(crate) async fn submit(store: &Arc<dyn JobStore>, spec: JobSpec) -> JobId {
         .await
         .unwrap_or_else(|e| panic!("submit of {id} failed: {e}"));
     id
+}
+
+/// Runs `task(0)` to `task(tasks - 1)` at once, each on a Tokio task of its own, and
+/// returns the jobs they say they committed, asserting that no job was committed twice.
+/// For races of commits: the checks here, and a store's own tests.
+pub async fn race<F, Fut>(tasks: usize, task: F) -> Vec<JobId>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Vec<JobId>> + Send + 'static,
+{
+    let handles: Vec<_> = (0..tasks).map(|t| tokio::spawn(task(t))).collect();
+    let mut won = Vec::new();
+    for handle in handles {
+        won.extend(handle.await.expect("task"));
+    }
+    let unique: HashSet<JobId> = won.iter().copied().collect();
+    assert_eq!(unique.len(), won.len(), "a job was committed twice");
+    won
 }
 
 /// A GPU device with this UUID.

@@ -158,6 +158,7 @@ pub fn log_piece_len(line: &[u8]) -> usize {
 /// * `wait` returns when the container has exited (at once if it already has).
 /// * `stop` sends SIGTERM, waits up to `grace`, then kills; stopping an exited container
 ///   is not an error. `remove` of a missing container is not an error (idempotent).
+#[cfg_attr(test, mockall::automock)]
 #[async_trait]
 pub trait ContainerRuntime: Debug + Send + Sync + 'static {
     /// Makes sure `image` is present locally, pulling it if missing.

@@ -3,6 +3,8 @@
 //! some failing, some OOM-killed, some aborted) to their terminal states, while a monitor
 //! checks that no executor is ever over-allocated and no GPU is ever held twice.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,12 +84,7 @@ async fn a_thousand_jobs_reach_their_terminal_states_without_breaking_invariants
             let mut checks = 0u64;
             while !*rx.borrow() {
                 for e in store.executors().await.unwrap() {
-                    assert!(
-                        e.allocated.fits_in(&e.capacity()),
-                        "{} over-allocated: {:?}",
-                        e.id(),
-                        e.allocated
-                    );
+                    common::assert_not_over_allocated(&e);
                     assert_eq!(
                         e.allocated.gpus as usize,
                         e.gpu_holders.len(),

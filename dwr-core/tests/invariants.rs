@@ -7,6 +7,8 @@
 //! simulated clock, so every run is deterministic and proptest can shrink a failure to
 //! the shortest sequence of operations.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -399,11 +401,7 @@ impl Sim {
                 "{}: allocation differs from its jobs",
                 exec.id()
             );
-            assert!(
-                exec.allocated.fits_in(&exec.capacity()),
-                "{} over-allocated",
-                exec.id()
-            );
+            common::assert_not_over_allocated(exec);
             for (gpu, holder) in &exec.gpu_holders {
                 assert_eq!(
                     gpu_owner.get(gpu),

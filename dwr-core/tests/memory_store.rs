@@ -1,10 +1,13 @@
 //! The JobStore conformance suite and in-memory-specific tests, run against
 //! [`InMemoryJobStore`].
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dwr_core::conformance::race;
 use dwr_core::memory::DEFAULT_LOG_CAP;
 use dwr_core::{
     Assignment, ExecutorRegistration, GpuDevice, GpuModel, InMemoryJobStore, Job, JobId, JobSpec,
@@ -148,64 +151,55 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
     let ids = Arc::new(ids);
     let execs = Arc::new(execs);
 
-    let tasks: Vec<_> = (0..8)
-        .map(|t| {
-            let store = store.clone();
-            let ids = ids.clone();
-            let execs = execs.clone();
-            tokio::spawn(async move {
-                let mut won = Vec::new();
-                for round in 0..3 {
-                    for k in 0..ids.len() {
-                        let id = ids[(k * 7 + t * 25 + round) % ids.len()];
-                        let wanted = store.job(id).await.unwrap().spec.gpu.count as usize;
-                        for reg in execs.iter() {
-                            let free: Vec<String> = store
-                                .executor(&reg.id)
-                                .await
-                                .unwrap()
-                                .free_gpus()
-                                .into_iter()
-                                .map(|g| g.uuid)
-                                .take(wanted)
-                                .collect();
-                            if free.len() < wanted {
-                                continue;
-                            }
-                            let a = Assignment::new(id, reg.id.clone(), free);
-                            match store.commit_assignment(&a).await {
-                                Ok(job) => {
-                                    won.push(id);
-                                    // Some jobs finish at once, making room for others.
-                                    if (k + t) % 3 == 0 {
-                                        let f = store
-                                            .finish(job.id, &Outcome::failed("x"), None)
-                                            .await
-                                            .unwrap();
-                                        assert!(f.changed);
-                                    }
+    let won = race(8, |t| {
+        let (store, ids, execs) = (store.clone(), ids.clone(), execs.clone());
+        async move {
+            let mut won = Vec::new();
+            for round in 0..3 {
+                for k in 0..ids.len() {
+                    let id = ids[(k * 7 + t * 25 + round) % ids.len()];
+                    let wanted = store.job(id).await.unwrap().spec.gpu.count as usize;
+                    for reg in execs.iter() {
+                        let free: Vec<String> = store
+                            .executor(&reg.id)
+                            .await
+                            .unwrap()
+                            .free_gpus()
+                            .into_iter()
+                            .map(|g| g.uuid)
+                            .take(wanted)
+                            .collect();
+                        if free.len() < wanted {
+                            continue;
+                        }
+                        let a = Assignment::new(id, reg.id.clone(), free);
+                        match store.commit_assignment(&a).await {
+                            Ok(job) => {
+                                won.push(id);
+                                // Some jobs finish at once, making room for others.
+                                if (k + t) % 3 == 0 {
+                                    let f = store
+                                        .finish(job.id, &Outcome::failed("x"), None)
+                                        .await
+                                        .unwrap();
+                                    assert!(f.changed);
                                 }
-                                Err(StoreError::Rejected { reason, .. }) => {
-                                    assert!(
-                                        !matches!(reason, Rejection::GpuCountMismatch { .. }),
-                                        "{reason}"
-                                    );
-                                }
-                                Err(other) => panic!("unexpected {other}"),
                             }
+                            Err(StoreError::Rejected { reason, .. }) => {
+                                assert!(
+                                    !matches!(reason, Rejection::GpuCountMismatch { .. }),
+                                    "{reason}"
+                                );
+                            }
+                            Err(other) => panic!("unexpected {other}"),
                         }
                     }
                 }
-                won
-            })
-        })
-        .collect();
-    let mut won = Vec::new();
-    for task in tasks {
-        won.extend(task.await.unwrap());
-    }
-    let unique: HashSet<_> = won.iter().copied().collect();
-    assert_eq!(unique.len(), won.len(), "a job was assigned twice");
+            }
+            won
+        }
+    })
+    .await;
     // Any two jobs fit on any executor (CPU 2 × 1750 ≤ 4000, memory 2 × 2560 ≤ 8192), and
     // 200 jobs are more than the first executor holds, so each executor takes at least
     // two whatever the interleaving (the count itself varies with it: 19 to 30 seen).
@@ -218,11 +212,7 @@ async fn racing_schedulers_never_over_allocate_or_double_assign() {
     let mut held_gpus = HashSet::new();
     for reg in execs.iter() {
         let ex = store.executor(&reg.id).await.unwrap();
-        assert!(
-            ex.allocated.fits_in(&ex.capacity()),
-            "{} over-allocated",
-            reg.id
-        );
+        common::assert_not_over_allocated(&ex);
         let mut sum = Resources::ZERO;
         for id in &ex.jobs {
             let job = store.job(*id).await.unwrap();

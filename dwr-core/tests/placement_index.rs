@@ -214,6 +214,18 @@ fn free_room(view: &ClusterView) -> Vec<(Resources, Vec<String>)> {
         .collect()
 }
 
+/// What an `Op::Reserve` asks of `exec`: `cpu` and `mem`, and the first `gpus` of its free
+/// devices (as many as there are).
+fn reservation(exec: &ExecutorView, cpu: u64, mem: u64, gpus: usize) -> (Resources, Vec<String>) {
+    let ids: Vec<String> = exec
+        .free_gpus
+        .iter()
+        .take(gpus)
+        .map(|g| g.uuid.clone())
+        .collect();
+    (Resources::new(cpu, mem, ids.len() as u32), ids)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -239,13 +251,7 @@ proptest! {
                 Op::SetAside(i) => view.set_aside(i % view.len()),
                 Op::Reserve { exec, cpu, mem, gpus } => {
                     let index = exec % view.len();
-                    let ids: Vec<String> = view.executors()[index]
-                        .free_gpus
-                        .iter()
-                        .take(*gpus)
-                        .map(|g| g.uuid.clone())
-                        .collect();
-                    let want = Resources::new(*cpu, *mem, ids.len() as u32);
+                    let (want, ids) = reservation(&view.executors()[index], *cpu, *mem, *gpus);
                     view.reserve(index, &want, &ids);
                 }
             }
@@ -283,13 +289,7 @@ proptest! {
                     let index = exec % view.len();
                     let before = view.clone();
                     let exec_view = &view.executors()[index];
-                    let ids: Vec<String> = exec_view
-                        .free_gpus
-                        .iter()
-                        .take(*gpus)
-                        .map(|g| g.uuid.clone())
-                        .collect();
-                    let want = Resources::new(*cpu, *mem, ids.len() as u32);
+                    let (want, ids) = reservation(exec_view, *cpu, *mem, *gpus);
                     let fits = want.fits_in(&exec_view.free);
                     prop_assert_eq!(view.reserve(index, &want, &ids), fits);
                     if fits {

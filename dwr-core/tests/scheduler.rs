@@ -1,14 +1,18 @@
 //! Scheduler tests over the in-memory store: placement, wake-ups, timeouts, lost executors.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use dwr_core::placement::FirstFit;
 use dwr_core::{
     AbortCause, ExecutorEvent, ExecutorId, ExecutorRegistration, GpuDevice, GpuModel, HostUsage,
-    InMemoryJobStore, JobSpec, JobState, JobStore, ManualClock, Outcome, Scheduler,
-    SchedulerConfig, SubmitError, Timestamp,
+    InMemoryJobStore, JobId, JobSpec, JobState, JobStore, ManualClock, Outcome, Scheduler,
+    SchedulerConfig, StoreError, SubmitError, Timestamp,
 };
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 const TTL: Duration = Duration::from_secs(90);
 
@@ -18,6 +22,60 @@ fn spec(cpu: u64, mem: u64) -> JobSpec {
 
 fn scheduler(store: &Arc<InMemoryJobStore>, config: SchedulerConfig) -> Scheduler {
     Scheduler::new(store.clone(), Arc::new(FirstFit), config)
+}
+
+/// A store on a manual clock, and the clock.
+fn clocked_store() -> (Arc<ManualClock>, Arc<InMemoryJobStore>) {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
+    (clock, store)
+}
+
+/// A scheduler whose tick is an hour: it acts soon only when woken.
+fn hour_tick_scheduler(store: &Arc<InMemoryJobStore>) -> Scheduler {
+    let tick = Duration::from_secs(3600);
+    scheduler(
+        store,
+        SchedulerConfig {
+            tick,
+            ..Default::default()
+        },
+    )
+}
+
+/// A scheduler's run loop on a task of its own, until [`RunLoop::stop`].
+struct RunLoop {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), StoreError>>,
+}
+
+impl RunLoop {
+    fn start(s: &Scheduler) -> RunLoop {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (s, shutdown) = (s.clone(), async { stopped.await.unwrap_or(()) });
+        let task = tokio::spawn(async move { s.run(shutdown).await });
+        RunLoop { stop, task }
+    }
+
+    /// Stops the loop and asserts that it ended without an error.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Asserts that the next event of `exec`, waited for up to `wait`, assigns it job `id`.
+async fn assert_assigned_next(
+    store: &InMemoryJobStore,
+    exec: &ExecutorId,
+    id: JobId,
+    wait: Duration,
+) {
+    let event = store.next_event(exec, wait).await.unwrap();
+    assert!(
+        matches!(&event, Some(ExecutorEvent::Assigned(job)) if job.id == id),
+        "{event:?}"
+    );
 }
 
 async fn executor(store: &InMemoryJobStore, id: &str, cpu: u64, mem: u64, gpus: &[&str]) {
@@ -159,8 +217,7 @@ async fn an_infeasible_gpu_job_fails_fast_saying_no_executor_has_gpus() {
 
 #[tokio::test]
 async fn a_job_that_waits_past_its_allocation_timeout_fails_with_the_reason() {
-    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
-    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
+    let (clock, store) = clocked_store();
     executor(&store, "a", 1000, 1024, &[]).await;
     let s = scheduler(&store, SchedulerConfig::default());
     let filler = s.submit(spec(1000, 100)).await.unwrap().id;
@@ -184,8 +241,7 @@ async fn a_job_that_waits_past_its_allocation_timeout_fails_with_the_reason() {
 
 #[tokio::test]
 async fn a_lost_executor_fails_its_jobs_and_frees_its_room() {
-    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
-    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
+    let (clock, store) = clocked_store();
     executor(&store, "a", 1000, 1024, &[]).await;
     let s = scheduler(&store, SchedulerConfig::default());
     let id = s.submit(spec(1000, 100)).await.unwrap().id;
@@ -212,8 +268,7 @@ async fn a_lost_executor_fails_its_jobs_and_frees_its_room() {
 
 #[tokio::test]
 async fn a_job_past_its_max_runtime_is_asked_to_stop_as_timed_out() {
-    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
-    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
+    let (clock, store) = clocked_store();
     executor(&store, "a", 1000, 1024, &[]).await;
     let s = scheduler(&store, SchedulerConfig::default());
     let mut sp = spec(100, 100);
@@ -222,11 +277,7 @@ async fn a_job_past_its_max_runtime_is_asked_to_stop_as_timed_out() {
     s.run_pass().await.unwrap();
     let exec = ExecutorId::new("a");
     store.mark_running(id, &exec, 1).await.unwrap();
-    let event = store.next_event(&exec, Duration::ZERO).await.unwrap();
-    assert!(
-        matches!(&event, Some(ExecutorEvent::Assigned(job)) if job.id == id),
-        "{event:?}"
-    );
+    assert_assigned_next(&store, &exec, id, Duration::ZERO).await;
     clock.advance(Duration::from_secs(61));
     store.heartbeat(&exec, &HostUsage::default()).await.unwrap();
     let report = s.run_pass_with(true).await.unwrap();
@@ -271,12 +322,7 @@ async fn two_schedulers_racing_never_over_allocate() {
         "each committed assignment is one assigned job"
     );
     for e in store.executors().await.unwrap() {
-        assert!(
-            e.allocated.fits_in(&e.capacity()),
-            "{} over-allocated: {:?}",
-            e.id(),
-            e.allocated
-        );
+        common::assert_not_over_allocated(&e);
     }
 }
 
@@ -284,36 +330,14 @@ async fn two_schedulers_racing_never_over_allocate() {
 async fn the_loop_places_a_submitted_job_without_waiting_for_the_tick() {
     let store = Arc::new(InMemoryJobStore::new());
     executor(&store, "a", 1000, 1024, &[]).await;
-    let s = scheduler(
-        &store,
-        SchedulerConfig {
-            tick: Duration::from_secs(3600),
-            ..Default::default()
-        },
-    );
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.run(async {
-                stop_rx.await.ok();
-            })
-            .await
-        })
-    };
+    let s = hour_tick_scheduler(&store);
+    let running = RunLoop::start(&s);
     // Let the first pass run and the loop go to sleep on its hour-long tick.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let id = s.submit(spec(100, 100)).await.unwrap().id;
-    let event = store
-        .next_event(&ExecutorId::new("a"), Duration::from_secs(10))
-        .await
-        .unwrap();
-    assert!(
-        matches!(&event, Some(ExecutorEvent::Assigned(job)) if job.id == id),
-        "{event:?}"
-    );
-    stop_tx.send(()).unwrap();
-    runner.await.unwrap().unwrap();
+    let a = ExecutorId::new("a");
+    assert_assigned_next(&store, &a, id, Duration::from_secs(10)).await;
+    running.stop().await;
 }
 
 /// The run loop expires a lost executor when its own lease runs out (three of the
@@ -330,28 +354,13 @@ async fn the_loop_expires_a_lost_executor_at_its_own_lease() {
     // Its lease runs from here.
     let started = std::time::Instant::now();
     store.register_executor(&long).await.unwrap();
-    let s = scheduler(
-        &store,
-        SchedulerConfig {
-            tick: Duration::from_secs(3600),
-            ..Default::default()
-        },
-    );
+    let s = hour_tick_scheduler(&store);
     let on_short = s.submit(spec(1000, 100)).await.unwrap().id;
     let on_long = s.submit(spec(1000, 100)).await.unwrap().id;
     s.run_pass().await.unwrap();
     let job = store.job(on_short).await.unwrap();
     assert_eq!(job.executor, Some(ExecutorId::new("a-short")), "first fit");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.run(async {
-                stop_rx.await.ok();
-            })
-            .await
-        })
-    };
+    let running = RunLoop::start(&s);
     // No heartbeat from "a-short": its lease (300 ms) runs out; the loop must notice within
     // a second of that though its tick is an hour.
     loop {
@@ -380,8 +389,7 @@ async fn the_loop_expires_a_lost_executor_at_its_own_lease() {
         "an executor with a 90 s lease is kept"
     );
     assert!(store.executor(&ExecutorId::new("b-long")).await.is_ok());
-    stop_tx.send(()).unwrap();
-    runner.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 /// A failed attempt with retries left goes back to pending and is placed again when its
@@ -390,13 +398,7 @@ async fn the_loop_expires_a_lost_executor_at_its_own_lease() {
 async fn the_loop_places_a_retried_job_when_its_backoff_has_passed() {
     let store = Arc::new(InMemoryJobStore::new());
     executor(&store, "a", 1000, 1024, &[]).await;
-    let s = scheduler(
-        &store,
-        SchedulerConfig {
-            tick: Duration::from_secs(3600),
-            ..Default::default()
-        },
-    );
+    let s = hour_tick_scheduler(&store);
     let mut sp = spec(1000, 100);
     sp.retry.max_retries = 2;
     sp.retry.backoff = Duration::from_millis(800);
@@ -404,16 +406,7 @@ async fn the_loop_places_a_retried_job_when_its_backoff_has_passed() {
     s.run_pass().await.unwrap();
     let exec = ExecutorId::new("a");
     store.mark_running(id, &exec, 1).await.unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            s.run(async {
-                stop_rx.await.ok();
-            })
-            .await
-        })
-    };
+    let running = RunLoop::start(&s);
     let failed_at = std::time::Instant::now();
     let done = store
         .finish(id, &Outcome::exited(2, false), Some(1))
@@ -442,14 +435,12 @@ async fn the_loop_places_a_retried_job_when_its_backoff_has_passed() {
         failed_at.elapsed() >= Duration::from_millis(750),
         "placed again before its backoff passed"
     );
-    stop_tx.send(()).unwrap();
-    runner.await.unwrap().unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
 async fn pending_jobs_behind_the_considered_ones_still_time_out() {
-    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
-    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
+    let (clock, store) = clocked_store();
     executor(&store, "a", 1000, 1024, &[]).await;
     let s = scheduler(
         &store,
@@ -497,8 +488,7 @@ async fn pending_jobs_behind_the_considered_ones_still_time_out() {
 
 #[tokio::test]
 async fn retention_deletes_finished_jobs_by_age_and_by_count() {
-    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
-    let store = Arc::new(InMemoryJobStore::new().with_clock(clock.clone()));
+    let (clock, store) = clocked_store();
     let s = scheduler(
         &store,
         SchedulerConfig {
@@ -545,20 +535,11 @@ async fn the_run_loop_applies_retention_in_the_background() {
     );
     let id = s.submit(spec(1000, 100)).await.unwrap().id;
     store.finish(id, &Outcome::failed("x"), None).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let looping = s.clone();
-    let task = tokio::spawn(async move {
-        looping
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = RunLoop::start(&s);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while store.job(id).await.is_ok() {
         assert!(tokio::time::Instant::now() < deadline, "never deleted");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = stop.send(());
-    task.await.unwrap().unwrap();
+    running.stop().await;
 }

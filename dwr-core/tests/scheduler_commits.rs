@@ -3,6 +3,8 @@
 //! refused executor is left out for the rest of the pass, and its jobs stay pending with a
 //! reason and are placed by the next pass.
 
+mod common;
+
 use std::sync::Arc;
 
 use dwr_core::fake::{FaultyStore, Op};
@@ -83,11 +85,7 @@ async fn refused_commits_leave_the_rest_of_the_batch_placed() {
     assert_eq!(placed, vec![ids[0], ids[1]]);
     assert!(report.assignments.iter().all(|p| p.executor == b));
     for e in store.executors().await.unwrap() {
-        assert!(
-            e.allocated.fits_in(&e.capacity()),
-            "{} over-allocated",
-            e.id()
-        );
+        common::assert_not_over_allocated(&e);
     }
 }
 

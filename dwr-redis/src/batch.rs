@@ -102,36 +102,26 @@ pub(crate) struct Coalescer {
 }
 
 /// What the task of a [`Coalescer`] needs.
-struct Worker {
-    operation: &'static str,
-    conn: ConnectionManager,
-    prefix: String,
-    single: Script,
-    batch: Script,
-    requests: Arc<AtomicU64>,
+pub(crate) struct Worker {
+    /// A name for errors.
+    pub operation: &'static str,
+    /// The connection the calls go out on.
+    pub conn: ConnectionManager,
+    /// The key prefix, the first argument of every call.
+    pub prefix: String,
+    /// The script sent for a lone operation.
+    pub single: Script,
+    /// The [`batch_form`] of the same body, sent for several.
+    pub batch: Script,
+    /// Counts one per call sent.
+    pub requests: Arc<AtomicU64>,
 }
 
 impl Coalescer {
-    /// Starts the task for `operation` (a name for errors), sending `single` for a lone
-    /// operation and `batch` (the [`batch_form`] of the same body) for several. Each call
-    /// sent counts one in `requests`. Must be called inside a Tokio runtime.
-    pub fn start(
-        operation: &'static str,
-        conn: ConnectionManager,
-        prefix: String,
-        single: Script,
-        batch: Script,
-        requests: Arc<AtomicU64>,
-    ) -> Self {
+    /// Starts the task of `worker`. Must be called inside a Tokio runtime.
+    pub fn start(worker: Worker) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        let worker = Worker {
-            operation,
-            conn,
-            prefix,
-            single,
-            batch,
-            requests,
-        };
+        let operation = worker.operation;
         tokio::spawn(worker.run(rx));
         Self { operation, queue }
     }

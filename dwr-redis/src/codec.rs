@@ -438,6 +438,15 @@ mod tests {
     use super::*;
     use dwr_core::{GpuModel, JobSpec, Outcome};
 
+    /// The job's hash as [`job_fields`] writes it.
+    fn fields(job: &Job) -> HashMap<String, String> {
+        job_fields(job)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect()
+    }
+
     #[test]
     fn a_job_survives_the_hash() {
         let mut spec = JobSpec::new("img", vec![], 1500, 512).with_gpus(2, GpuModel::Any);
@@ -449,21 +458,11 @@ mod tests {
         job.executor_ip = Some("10.0.0.1".into());
         job.gpu_ids = vec!["GPU-a".into(), "GPU-b".into()];
         job.abort_requested = Some(AbortCause::TimedOut);
-        let map: HashMap<String, String> = job_fields(&job)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        assert_eq!(job_from_map(&map).unwrap(), job);
+        assert_eq!(job_from_map(&fields(&job)).unwrap(), job);
 
         job.finish(&Outcome::exited(3, false), Timestamp(1_700_000_001_000))
             .unwrap();
-        let map: HashMap<String, String> = job_fields(&job)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
-        assert_eq!(job_from_map(&map).unwrap(), job);
+        assert_eq!(job_from_map(&fields(&job)).unwrap(), job);
     }
 
     #[test]
@@ -473,11 +472,7 @@ mod tests {
             JobSpec::new("img", vec![], 100, 64),
             Timestamp(1_700_000_000_000),
         );
-        let mut map: HashMap<String, String> = job_fields(&job)
-            .unwrap()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect();
+        let mut map = fields(&job);
         let mut spec: serde_json::Value = serde_json::from_str(&map["spec"]).unwrap();
         spec.as_object_mut().unwrap().remove("read_only_rootfs");
         map.insert("spec".to_owned(), spec.to_string());

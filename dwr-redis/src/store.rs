@@ -10,7 +10,7 @@ use dwr_core::StoreError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script, Value};
 
-use crate::batch::Coalescer;
+use crate::batch::{Coalescer, Worker};
 use crate::config::RedisConfig;
 use crate::error::{store_error, Error};
 use crate::keys::Keys;
@@ -105,14 +105,14 @@ impl RedisJobStore {
         let keys = Keys::new(config.key_prefix.clone());
         let requests = Arc::new(AtomicU64::new(0));
         let batcher = |operation, single: &Script, batch: &Script| {
-            Coalescer::start(
+            Coalescer::start(Worker {
                 operation,
-                conn.clone(),
-                keys.prefix().to_owned(),
-                single.clone(),
-                batch.clone(),
-                requests.clone(),
-            )
+                conn: conn.clone(),
+                prefix: keys.prefix().to_owned(),
+                single: single.clone(),
+                batch: batch.clone(),
+                requests: requests.clone(),
+            })
         };
         let batchers = Batchers {
             submit: batcher("submit", &scripts.submit, &scripts.batch.submit),

@@ -4,21 +4,25 @@ use dwr_server::bench::{
     run_bench, run_simulation, BenchArgs, RuntimeKind, SimulateArgs, StoreKind,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_load_tool_runs_every_job_to_its_end_and_reports_consistent_figures() {
-    let report = run_bench(BenchArgs {
+/// `dwr bench` over the in-memory store and the fake runtime: two executors, 16 jobs in
+/// flight, `jobs` jobs of `job_ms` each.
+fn in_memory(jobs: usize, job_ms: u64, retention_secs: Option<f64>) -> BenchArgs {
+    BenchArgs {
         store: StoreKind::Memory,
         redis_url: String::new(),
         runtime: RuntimeKind::Fake,
         image: String::new(),
         executors: 2,
-        jobs: 300,
+        jobs,
         concurrency: 16,
-        job_ms: 2,
-        retention_secs: None,
-    })
-    .await
-    .unwrap();
+        job_ms,
+        retention_secs,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_tool_runs_every_job_to_its_end_and_reports_consistent_figures() {
+    let report = run_bench(in_memory(300, 2, None)).await.unwrap();
     assert_eq!((report.jobs, report.succeeded), (300, 300));
     for p in [report.submit_to_running_ms, report.submit_to_terminal_ms] {
         assert!(
@@ -37,19 +41,7 @@ async fn the_load_tool_runs_every_job_to_its_end_and_reports_consistent_figures(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_short_retention_the_run_ends_with_few_jobs_kept() {
-    let report = run_bench(BenchArgs {
-        store: StoreKind::Memory,
-        redis_url: String::new(),
-        runtime: RuntimeKind::Fake,
-        image: String::new(),
-        executors: 2,
-        jobs: 3000,
-        concurrency: 16,
-        job_ms: 5,
-        retention_secs: Some(0.2),
-    })
-    .await
-    .unwrap();
+    let report = run_bench(in_memory(3000, 5, Some(0.2))).await.unwrap();
     // Every job ran to its end (the closed loop counts the deleted ones), and most of
     // them were deleted before the run ended: 3,000 jobs of 5 ms, 16 at a time, take a
     // second at the very least, five times the retention.

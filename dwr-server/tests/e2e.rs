@@ -18,22 +18,18 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_world_overflow_gpu_and_bad_input() {
-    let _serial = SERIAL.lock().await;
-    if !services_available() {
+    let Some(mut c) = Cluster::serial().await else {
         return;
-    }
-    let mut c = Cluster::new();
+    };
     c.start_scheduler().await;
     let a = c.start_executor("a", "1", "512").await;
     let b = c.start_executor("b", "1", "512").await;
 
     // Hello world: succeeds, its output is in Redis at job_logs:{id}, its container is gone.
-    let hello = c
-        .submit(job(&["echo", "hello from dwr"], 0.25, 0.125))
-        .await;
     let done = c
-        .wait_status(&hello, "succeeded", Duration::from_secs(30))
+        .run_to_success(job(&["echo", "hello from dwr"], 0.25, 0.125))
         .await;
+    let hello = done["job_id"].as_str().unwrap().to_owned();
     assert_eq!(done["exit_code"], 0);
     assert_eq!(done["executor_ip"], "127.0.0.1");
     let lines = c.redis.lrange(&format!("job_logs:{hello}")).await;
@@ -55,15 +51,12 @@ async fn hello_world_overflow_gpu_and_bad_input() {
     // Two one-core jobs on two one-core executors: one each.
     let first = c.submit(job(&["sleep", "30"], 1.0, 0.25)).await;
     let second = c.submit(job(&["sleep", "30"], 1.0, 0.25)).await;
-    let mut placed = Vec::new();
-    for id in [&first, &second] {
-        let j = c.wait_status(id, "running", Duration::from_secs(30)).await;
-        placed.push(j["executor_id"].as_str().unwrap().to_owned());
-    }
-    placed.sort();
-    let mut both = vec![a.clone(), b.clone()];
-    both.sort();
-    assert_eq!(placed, both, "the overflow went to the other executor");
+    c.assert_one_on_each(
+        [&first, &second],
+        [&a, &b],
+        "the overflow went to the other executor",
+    )
+    .await;
     // A third waits, saying why.
     let third = c.submit(job(&["true"], 1.0, 0.25)).await;
     let pending = c
@@ -75,11 +68,7 @@ async fn hello_world_overflow_gpu_and_bad_input() {
         .await;
     assert_eq!(pending["status"], "pending");
     for id in [&first, &second, &third] {
-        c.http
-            .delete(c.url(&format!("/jobs/{id}")))
-            .send()
-            .await
-            .unwrap();
+        c.abort(id).await;
     }
 
     // A GPU job on a cluster without GPUs fails fast, saying so.
@@ -142,23 +131,15 @@ async fn hello_world_overflow_gpu_and_bad_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_of_a_running_job_stops_its_container() {
-    let _serial = SERIAL.lock().await;
-    if !services_available() {
+    let Some(mut c) = Cluster::serial().await else {
         return;
-    }
-    let mut c = Cluster::new();
+    };
     c.start_scheduler().await;
     c.start_executor("a", "1", "512").await;
     let id = c.submit(job(&["sleep", "600"], 0.5, 0.125)).await;
     c.wait_status(&id, "running", Duration::from_secs(30)).await;
     assert_eq!(containers_of_job(&id).len(), 1, "its container runs");
-    let r = c
-        .http
-        .delete(c.url(&format!("/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(c.abort(&id).await.status().as_u16(), 200);
     // `sleep` has no SIGTERM handler; the init dwr runs as PID 1 passes the signal on, so the
     // stop ends it at once instead of waiting out the 10 s grace. The bound is 1 s.
     let asked = Instant::now();
@@ -182,35 +163,17 @@ async fn abort_of_a_running_job_stops_its_container() {
         gone < Duration::from_secs(2),
         "aborted after {aborted:?}, container gone after {gone:?}"
     );
-    let r = c
-        .http
-        .delete(c.url(&format!("/jobs/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let r = c.abort(&id).await;
     assert_eq!(r.status().as_u16(), 400, "aborting a finished job");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_executor_fails_its_jobs_and_a_new_one_takes_work() {
-    let _serial = SERIAL.lock().await;
-    if !services_available() {
+    let Some(mut c) = Cluster::serial().await else {
         return;
-    }
-    let mut c = Cluster::new();
+    };
     c.start_scheduler().await;
-    let a = c.start_executor("a", "1", "512").await;
-    let id = c.submit(job(&["sleep", "600"], 1.0, 0.25)).await;
-    c.wait_status(&id, "running", Duration::from_secs(30)).await;
-
-    c.executor_proc(&a).kill9();
-    let killed = Instant::now();
-    let failed = c.wait_status(&id, "failed", Duration::from_secs(20)).await;
-    let took = killed.elapsed();
-    assert_eq!(
-        failed["reason"],
-        format!("executor lost: {a} sent no heartbeat for its 3 s lease")
-    );
+    let (a, took) = c.lose_an_executor_running_a_job().await;
     // Three heartbeat intervals of TTL, one scheduler tick, and slack for a busy machine.
     assert!(
         took <= Duration::from_secs(3 * HEARTBEAT_SECS + 1 + 4),
@@ -230,20 +193,15 @@ async fn a_killed_executor_fails_its_jobs_and_a_new_one_takes_work() {
     remove_containers(&format!("dwr.executor={a}"));
 
     let b = c.start_executor("b", "1", "512").await;
-    let next = c.submit(job(&["echo", "after"], 1.0, 0.25)).await;
-    let done = c
-        .wait_status(&next, "succeeded", Duration::from_secs(30))
-        .await;
+    let done = c.run_to_success(job(&["echo", "after"], 1.0, 0.25)).await;
     assert_eq!(done["executor_id"], b.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_scheduler_loses_nothing() {
-    let _serial = SERIAL.lock().await;
-    if !services_available() {
+    let Some(mut c) = Cluster::serial().await else {
         return;
-    }
-    let mut c = Cluster::new();
+    };
     c.start_scheduler().await;
     c.start_executor("a", "1", "512").await;
     // One core, three one-core jobs: they run one after another.

@@ -52,24 +52,11 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_executor_under_a_default_scheduler_loses_its_jobs_within_4_s() {
-    let _serial = SERIAL.lock().await;
-    if !services_available() {
+    let Some(mut c) = Cluster::serial().await else {
         return;
-    }
-    let mut c = Cluster::new();
+    };
     c.start_scheduler_at_defaults().await;
-    let a = c.start_executor("a", "1", "512").await;
-    let id = c.submit(job(&["sleep", "600"], 1.0, 0.25)).await;
-    c.wait_status(&id, "running", Duration::from_secs(30)).await;
-
-    c.executor_proc(&a).kill9();
-    let killed = Instant::now();
-    let failed = c.wait_status(&id, "failed", Duration::from_secs(20)).await;
-    let took = killed.elapsed();
-    assert_eq!(
-        failed["reason"],
-        format!("executor lost: {a} sent no heartbeat for its 3 s lease")
-    );
+    let (a, took) = c.lose_an_executor_running_a_job().await;
     // The executor's own lease (3 s), not the scheduler's 90 s nor its 10 s tick.
     assert!(took <= Duration::from_secs(4), "failed after {took:?}");
     assert!(!c.executor_alive(&a).await);
@@ -82,12 +69,10 @@ async fn a_killed_executor_under_a_default_scheduler_loses_its_jobs_within_4_s()
 /// lease once killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executors_with_clocks_five_minutes_off_are_judged_by_the_stores_clock() {
-    let _serial = SERIAL.lock().await;
-    if !services_available() {
+    let Some(mut c) = Cluster::serial().await else {
         return;
-    }
+    };
     let lib = libfaketime();
-    let mut c = Cluster::new();
     c.start_scheduler_at_defaults().await;
     // The library itself, not the `faketime` wrapper: that forks, and a kill -9 of it would
     // leave the executor running.
@@ -124,15 +109,12 @@ async fn executors_with_clocks_five_minutes_off_are_judged_by_the_stores_clock()
     let on_behind = c
         .submit(job(&["sh", "-c", "echo started; sleep 600"], 1.0, 0.25))
         .await;
-    let mut placed = Vec::new();
-    for id in [&on_ahead, &on_behind] {
-        let running = c.wait_status(id, "running", Duration::from_secs(30)).await;
-        placed.push(running["executor_id"].as_str().unwrap().to_owned());
-    }
-    placed.sort();
-    let mut both = vec![ahead.clone(), behind.clone()];
-    both.sort();
-    assert_eq!(placed, both, "one job on each executor");
+    c.assert_one_on_each(
+        [&on_ahead, &on_behind],
+        [&ahead, &behind],
+        "one job on each executor",
+    )
+    .await;
     // The times the store recorded are its own: not five minutes in the past or future.
     let job = c.get(&format!("/jobs/{on_ahead}")).await;
     let started = job["started_at"].as_str().unwrap().to_owned();
@@ -269,11 +251,9 @@ impl Drop for Relay {
 /// twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_executor_fences_itself_and_its_job_is_retried_elsewhere() {
-    let _serial = SERIAL.lock().await;
-    if !services_available() {
+    let Some(mut c) = Cluster::serial().await else {
         return;
-    }
-    let mut c = Cluster::new();
+    };
     c.start_scheduler_at_defaults().await;
     let relay = Relay::start(c.redis.port).await;
     let relay_port = relay.port.to_string();
@@ -340,9 +320,8 @@ async fn a_partitioned_executor_fences_itself_and_its_job_is_retried_elsewhere()
         .await;
     assert_eq!(retried["executor_id"], b.as_str());
     // Other work goes on meanwhile.
-    let next = c.submit(job(&["echo", "elsewhere"], 1.0, 0.25)).await;
     let done = c
-        .wait_status(&next, "succeeded", Duration::from_secs(30))
+        .run_to_success(job(&["echo", "elsewhere"], 1.0, 0.25))
         .await;
     assert_eq!(done["executor_id"], b.as_str());
 
@@ -352,10 +331,7 @@ async fn a_partitioned_executor_fences_itself_and_its_job_is_retried_elsewhere()
     })
     .await;
     // It takes work again.
-    let after = c.submit(job(&["echo", "back"], 1.0, 0.25)).await;
-    let back = c
-        .wait_status(&after, "succeeded", Duration::from_secs(30))
-        .await;
+    let back = c.run_to_success(job(&["echo", "back"], 1.0, 0.25)).await;
     assert_eq!(back["executor_id"], a.as_str());
 
     // Each attempt ran once, and the old one wrote nothing after it was given up.
@@ -377,13 +353,7 @@ async fn a_partitioned_executor_fences_itself_and_its_job_is_retried_elsewhere()
     assert!(!executor_runs_a_container(&a), "nothing of it runs on a");
 
     // Nothing is held twice: once the job is aborted, both executors are free.
-    let r = c
-        .http
-        .delete(c.url(&format!("/jobs/{lost}")))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    assert!(c.abort(&lost).await.status().is_success());
     c.wait_status(&lost, "aborted", Duration::from_secs(20))
         .await;
     for id in [&a, &b] {

@@ -120,11 +120,7 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
     if let Err(error) = pulled {
         tracing::warn!(job = %id, image = %job.spec.image, error = %error, "image unavailable");
         shared
-            .record(
-                id,
-                attempt,
-                Outcome::failed(error.job_reason()).because(RetryCause::StartFailed),
-            )
+            .record_start_failure(id, attempt, error.job_reason())
             .await;
         return;
     }
@@ -139,11 +135,7 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
         Err(error) => {
             tracing::warn!(job = %id, error = %error, "container could not be created");
             shared
-                .record(
-                    id,
-                    attempt,
-                    Outcome::failed(error.job_reason()).because(RetryCause::StartFailed),
-                )
+                .record_start_failure(id, attempt, error.job_reason())
                 .await;
             return;
         }
@@ -163,13 +155,7 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
         shared.remove(&container).await;
         if retry::is_transient(&error) {
             let reason = format!("could not record the start of the container: {error}");
-            shared
-                .record(
-                    id,
-                    attempt,
-                    Outcome::failed(reason).because(RetryCause::StartFailed),
-                )
-                .await;
+            shared.record_start_failure(id, attempt, reason).await;
         }
         return;
     }
@@ -177,11 +163,7 @@ pub(super) async fn run_assigned(shared: Arc<Shared>, job: Job, mut signal: Sign
         tracing::warn!(job = %id, error = %error, "container did not start");
         shared.remove(&container).await;
         shared
-            .record(
-                id,
-                attempt,
-                Outcome::failed(error.job_reason()).because(RetryCause::StartFailed),
-            )
+            .record_start_failure(id, attempt, error.job_reason())
             .await;
         return;
     }
@@ -436,6 +418,13 @@ impl Shared {
                 tracing::warn!(job = %id, error = %error, "could not record the job's outcome");
             }
         }
+    }
+
+    /// Records that the attempt failed before its container ran, for `reason`: a failure
+    /// its retry policy may retry (`start_failed`).
+    async fn record_start_failure(&self, id: JobId, attempt: u32, reason: String) {
+        let outcome = Outcome::failed(reason).because(RetryCause::StartFailed);
+        self.record(id, attempt, outcome).await;
     }
 
     /// Stops a container (grace, then kill) and waits for its exit status, if it can be had.

@@ -1,6 +1,7 @@
 //! [`JobTasks`]: the agent's job tasks and the signal sender of each.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -56,17 +57,7 @@ impl JobTasks {
             tracing::debug!(job = %id, "already being handled");
             return;
         }
-        let (signal, own) = watch::channel(None);
-        self.signals.insert(id, signal);
-        let rx = job::SignalRx {
-            own,
-            fence: shared.fence.subscribe(),
-        };
-        let shared = shared.clone();
-        self.tasks.spawn(async move {
-            job::run_assigned(shared, job, rx).await;
-            Some(id)
-        });
+        self.spawn(shared, id, |shared, rx| job::run_assigned(shared, job, rx));
     }
 
     /// Starts the task that re-attaches to a job's container.
@@ -76,15 +67,27 @@ impl JobTasks {
         id: JobId,
         container: ContainerId,
     ) {
+        self.spawn(shared, id, |shared, rx| {
+            job::reattach(shared, id, container, rx)
+        });
+    }
+
+    /// Starts `task`, the task of job `id`, with a signal channel of its own (replacing the
+    /// job's sender) that also hears the agent's fence.
+    fn spawn<F, Fut>(&mut self, shared: &Arc<Shared>, id: JobId, task: F)
+    where
+        F: FnOnce(Arc<Shared>, job::SignalRx) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let (signal, own) = watch::channel(None);
         self.signals.insert(id, signal);
         let rx = job::SignalRx {
             own,
             fence: shared.fence.subscribe(),
         };
-        let shared = shared.clone();
+        let task = task(shared.clone(), rx);
         self.tasks.spawn(async move {
-            job::reattach(shared, id, container, rx).await;
+            task.await;
             Some(id)
         });
     }

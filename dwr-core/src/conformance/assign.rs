@@ -1,17 +1,18 @@
 //! Conformance checks of `commit_assignment`: what it records, and every rejection.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
     assert_rejected, assert_stamped, assert_unchanged, assign, assignment, executor, gpu_spec, job,
-    outlive_short_lease, register, register_short_lease, spec, store_now, submit,
+    outlive_short_lease, race, register, register_short_lease, spec, store_now, submit,
 };
 use crate::error::{Rejection, StoreError};
 use crate::ids::{ExecutorId, JobId};
 use crate::job::JobState;
 use crate::resources::{Dimension, Resources};
+use crate::spec::JobSpec;
 use crate::store::{Assignment, ExecutorEvent, Expiry, JobQuery, JobStore};
 
 /// A commit records executor, IP, GPUs and time on the job, allocates on the executor, and
@@ -86,36 +87,42 @@ async fn records_and_allocates(store: &Arc<dyn JobStore>, name: &str, with_snaps
     assert_eq!(assigned.first(), Some(&committed), "newest assigned job");
 }
 
+/// Asserts that a commit of `id` to the registered `exec` naming `gpus` is rejected with
+/// one of the `accepted` reasons (see [`assert_rejected`]), and changes nothing.
+async fn assert_refused(
+    store: &Arc<dyn JobStore>,
+    id: JobId,
+    exec: &ExecutorId,
+    gpus: &[&str],
+    what: &str,
+    accepted: &[Rejection],
+) {
+    let before = (job(store, id).await, executor(store, exec).await);
+    let r = store.commit_assignment(&assignment(id, exec, gpus)).await;
+    assert_rejected(r, what, |r| accepted.contains(r));
+    assert_unchanged(store, what, &before.0, Some(&before.1)).await;
+}
+
 /// A job that is no longer pending is rejected with its state; nothing changes.
 pub async fn commit_rejects_a_job_not_pending(store: Arc<dyn JobStore>) {
     let e1 = register(&store, "e1", 4000, 4096, &[]).await;
     let e2 = register(&store, "e2", 4000, 4096, &[]).await;
     let id = submit(&store, spec(1000, 1024)).await;
     assign(&store, id, &e1, &[]).await;
-    let before = (job(&store, id).await, executor(&store, &e2).await);
-    let r = store.commit_assignment(&assignment(id, &e2, &[])).await;
-    assert_rejected(r, "assigned job", |r| {
-        *r == Rejection::JobNotPending {
-            state: JobState::Assigned,
-        }
-    });
-    assert_unchanged(&store, "assigned job", &before.0, Some(&before.1)).await;
+    let assigned = Rejection::JobNotPending {
+        state: JobState::Assigned,
+    };
+    assert_refused(&store, id, &e2, &[], "assigned job", &[assigned]).await;
 
     let aborted = submit(&store, spec(1000, 1024)).await;
     store
         .request_abort(aborted, crate::job::AbortCause::User)
         .await
         .expect("abort");
-    let before_job = job(&store, aborted).await;
-    let r = store
-        .commit_assignment(&assignment(aborted, &e2, &[]))
-        .await;
-    assert_rejected(r, "aborted job", |r| {
-        *r == Rejection::JobNotPending {
-            state: JobState::Aborted,
-        }
-    });
-    assert_unchanged(&store, "aborted job", &before_job, Some(&before.1)).await;
+    let not_pending = Rejection::JobNotPending {
+        state: JobState::Aborted,
+    };
+    assert_refused(&store, aborted, &e2, &[], "aborted job", &[not_pending]).await;
 }
 
 /// An executor never registered, or expired, is `ExecutorGone`; nothing changes.
@@ -148,10 +155,8 @@ pub async fn commit_rejects_a_dead_executor(store: Arc<dyn JobStore>) {
     let exec = register_short_lease(&store, "e1").await;
     let id = submit(&store, spec(1000, 1024)).await;
     outlive_short_lease().await;
-    let before = (job(&store, id).await, executor(&store, &exec).await);
-    let r = store.commit_assignment(&assignment(id, &exec, &[])).await;
-    assert_rejected(r, "stale heartbeat", |r| *r == Rejection::ExecutorNotAlive);
-    assert_unchanged(&store, "stale heartbeat", &before.0, Some(&before.1)).await;
+    let not_alive = [Rejection::ExecutorNotAlive];
+    assert_refused(&store, id, &exec, &[], "stale heartbeat", &not_alive).await;
 
     // A heartbeat brings it back.
     store
@@ -166,46 +171,37 @@ pub async fn commit_rejects_a_dead_executor(store: Arc<dyn JobStore>) {
 /// instead the device that is not free (`GpuUnavailable`).
 pub async fn commit_rejects_no_room_per_dimension(store: Arc<dyn JobStore>) {
     let exec = register(&store, "e1", 2000, 2048, &["GPU-a0"]).await;
-    let cases = [
+    let refused_no_room = async |cases: [(JobSpec, Dimension, &str); 2]| {
+        for (job_spec, dimension, what) in cases {
+            let id = submit(&store, job_spec).await;
+            let no_room = [Rejection::NoRoom { dimension }];
+            assert_refused(&store, id, &exec, &[], what, &no_room).await;
+        }
+    };
+    refused_no_room([
         (spec(2001, 100), Dimension::Cpu, "cpu over capacity"),
         (spec(100, 2049), Dimension::Memory, "memory over capacity"),
-    ];
-    for (job_spec, dimension, what) in cases {
-        let id = submit(&store, job_spec).await;
-        let before = (job(&store, id).await, executor(&store, &exec).await);
-        let r = store.commit_assignment(&assignment(id, &exec, &[])).await;
-        assert_rejected(r, what, |r| *r == Rejection::NoRoom { dimension });
-        assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
-    }
+    ])
+    .await;
 
     // Room taken by other jobs: 1500 of 2000 mCPU, 1024 of 2048 MiB, the one GPU.
     let holder = submit(&store, gpu_spec(1500, 1024, 1)).await;
     assign(&store, holder, &exec, &["GPU-a0"]).await;
-    let cases = [
+    refused_no_room([
         (spec(501, 100), Dimension::Cpu, "cpu taken"),
         (spec(100, 1025), Dimension::Memory, "memory taken"),
-    ];
-    for (job_spec, dimension, what) in cases {
-        let id = submit(&store, job_spec).await;
-        let before = (job(&store, id).await, executor(&store, &exec).await);
-        let r = store.commit_assignment(&assignment(id, &exec, &[])).await;
-        assert_rejected(r, what, |r| *r == Rejection::NoRoom { dimension });
-        assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
-    }
+    ])
+    .await;
     let id = submit(&store, gpu_spec(100, 100, 1)).await;
-    let before = (job(&store, id).await, executor(&store, &exec).await);
-    let r = store
-        .commit_assignment(&assignment(id, &exec, &["GPU-a0"]))
-        .await;
-    assert_rejected(r, "gpu taken", |r| {
-        *r == Rejection::NoRoom {
+    let taken = [
+        Rejection::NoRoom {
             dimension: Dimension::Gpu,
-        } || *r
-            == Rejection::GpuUnavailable {
-                uuid: "GPU-a0".into(),
-            }
-    });
-    assert_unchanged(&store, "gpu taken", &before.0, Some(&before.1)).await;
+        },
+        Rejection::GpuUnavailable {
+            uuid: "GPU-a0".into(),
+        },
+    ];
+    assert_refused(&store, id, &exec, &["GPU-a0"], "gpu taken", &taken).await;
 
     // Exactly full is fine.
     let fits = submit(&store, spec(500, 1024)).await;
@@ -232,14 +228,10 @@ pub async fn commit_rejects_unavailable_gpus(store: Arc<dyn JobStore>) {
     ];
     for (gpus, bad, what) in cases {
         let id = submit(&store, gpu_spec(100, 100, 2)).await;
-        let before = (job(&store, id).await, executor(&store, &e1).await);
-        let r = store.commit_assignment(&assignment(id, &e1, gpus)).await;
-        assert_rejected(r, what, |r| {
-            *r == Rejection::GpuUnavailable {
-                uuid: (*bad).to_owned(),
-            }
-        });
-        assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
+        let unavailable = Rejection::GpuUnavailable {
+            uuid: (*bad).to_owned(),
+        };
+        assert_refused(&store, id, &e1, gpus, what, &[unavailable]).await;
     }
     let id = submit(&store, gpu_spec(100, 100, 2)).await;
     assign(&store, id, &e1, &["GPU-a2", "GPU-a1"]).await;
@@ -264,15 +256,11 @@ pub async fn commit_rejects_a_gpu_count_mismatch(store: Arc<dyn JobStore>) {
             gpu_spec(100, 100, wanted)
         };
         let id = submit(&store, job_spec).await;
-        let before = (job(&store, id).await, executor(&store, &exec).await);
-        let r = store.commit_assignment(&assignment(id, &exec, gpus)).await;
-        assert_rejected(r, what, |r| {
-            *r == Rejection::GpuCountMismatch {
-                given: gpus.len(),
-                wanted,
-            }
-        });
-        assert_unchanged(&store, what, &before.0, Some(&before.1)).await;
+        let mismatch = Rejection::GpuCountMismatch {
+            given: gpus.len(),
+            wanted,
+        };
+        assert_refused(&store, id, &exec, gpus, what, &[mismatch]).await;
     }
 }
 
@@ -340,43 +328,34 @@ pub async fn concurrent_commits_never_over_allocate(store: Arc<dyn JobStore>) {
         ids.push(submit(&store, job_spec).await);
     }
     let ids = Arc::new(ids);
-    let tasks: Vec<_> = (0..4)
-        .map(|t| {
-            let store = store.clone();
-            let ids = ids.clone();
-            let execs = execs.clone();
-            tokio::spawn(async move {
-                let mut won = Vec::new();
-                // Each task walks the jobs from a different start and tries every executor
-                // and every GPU on it.
-                for k in 0..ids.len() {
-                    let id = ids[(k + t * 5) % ids.len()];
-                    for (e, devices) in execs.iter().zip(gpus) {
-                        let wants_gpu = store.job(id).await.expect("job").spec.gpu.count > 0;
-                        let choices: Vec<&[&str]> = if wants_gpu {
-                            devices.chunks(1).collect()
-                        } else {
-                            vec![&[]]
-                        };
-                        for g in choices {
-                            match store.commit_assignment(&assignment(id, e, g)).await {
-                                Ok(_) => won.push(id),
-                                Err(StoreError::Rejected { .. }) => {}
-                                Err(other) => panic!("unexpected error {other}"),
-                            }
+    let won = race(4, |t| {
+        let (store, ids, execs) = (store.clone(), ids.clone(), execs.clone());
+        async move {
+            let mut won = Vec::new();
+            // Each task walks the jobs from a different start and tries every executor
+            // and every GPU on it.
+            for k in 0..ids.len() {
+                let id = ids[(k + t * 5) % ids.len()];
+                for (e, devices) in execs.iter().zip(gpus) {
+                    let wants_gpu = store.job(id).await.expect("job").spec.gpu.count > 0;
+                    let choices: Vec<&[&str]> = if wants_gpu {
+                        devices.chunks(1).collect()
+                    } else {
+                        vec![&[]]
+                    };
+                    for g in choices {
+                        match store.commit_assignment(&assignment(id, e, g)).await {
+                            Ok(_) => won.push(id),
+                            Err(StoreError::Rejected { .. }) => {}
+                            Err(other) => panic!("unexpected error {other}"),
                         }
                     }
                 }
-                won
-            })
-        })
-        .collect();
-    let mut won = Vec::new();
-    for task in tasks {
-        won.extend(task.await.expect("task"));
-    }
-    let unique: HashSet<JobId> = won.iter().copied().collect();
-    assert_eq!(unique.len(), won.len(), "a job was committed twice");
+            }
+            won
+        }
+    })
+    .await;
 
     let mut assigned_total = Resources::ZERO;
     for e in &execs {

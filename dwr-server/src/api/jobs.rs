@@ -35,9 +35,11 @@ pub(super) fn view(state: &AppState, job: &Job, now: Timestamp) -> JobView {
     JobView::from_job(job, reason)
 }
 
-/// The store's clock (retry reasons count the seconds left by it).
-async fn store_now(state: &AppState) -> Result<Timestamp, ApiError> {
-    Ok(state.scheduler.store().now().await?)
+/// The [`view`] of `job` as of the store's clock now (retry reasons count the seconds left
+/// by it).
+async fn view_now(state: &AppState, job: &Job) -> Result<Json<JobView>, ApiError> {
+    let now = state.scheduler.store().now().await?;
+    Ok(Json(view(state, job, now)))
 }
 
 /// True when `text` is a whole number as the OpenAPI document's `integer` query parameters
@@ -115,8 +117,7 @@ pub(super) async fn submit_job(
         }
         Ok(Submission::Existing(job)) => {
             tracing::info!(job = %job.id, "submit repeated with its idempotency key");
-            let now = store_now(&state).await?;
-            Ok((StatusCode::OK, Json(view(&state, &job, now))))
+            Ok((StatusCode::OK, view_now(&state, &job).await?))
         }
         Err(SubmitError::Store(StoreError::JobNotFound { id })) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -210,7 +211,7 @@ pub(super) async fn list_jobs(
         params.map_err(|e| ApiError::validation(format!("bad query string: {}", e.body_text())))?;
     let query = params.to_query()?;
     let jobs = state.scheduler.store().jobs(&query).await?;
-    let now = store_now(&state).await?;
+    let now = state.scheduler.store().now().await?;
     Ok(Json(
         jobs.iter().map(|job| view(&state, job, now)).collect(),
     ))
@@ -232,8 +233,7 @@ pub(super) async fn get_job(
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_job_id(&job_id)?;
     let job = state.scheduler.store().job(id).await?;
-    let now = store_now(&state).await?;
-    Ok(Json(view(&state, &job, now)))
+    view_now(&state, &job).await
 }
 
 /// Aborts a job: a pending one at once (`aborted`), an assigned or running one through its
@@ -257,6 +257,5 @@ pub(super) async fn abort_job(
         AbortRequested::AbortedAtOnce(job) | AbortRequested::Signalled(job) => job,
     };
     tracing::info!(job = %id, state = %job.state, "abort requested");
-    let now = store_now(&state).await?;
-    Ok(Json(view(&state, &job, now)))
+    view_now(&state, &job).await
 }

@@ -173,6 +173,8 @@ pub struct Cluster {
     pub executors: Vec<(String, Proc)>,
     pub executor_ids: Vec<String>,
     pub http: reqwest::Client,
+    /// This test binary's turn (see [`Cluster::serial`]), released after the clean-up.
+    turn: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
 impl Cluster {
@@ -187,7 +189,20 @@ impl Cluster {
             executors: Vec::new(),
             executor_ids: Vec::new(),
             http: reqwest::Client::new(),
+            turn: None,
         }
+    }
+
+    /// Waits for this test binary's turn ([`SERIAL`]) and, when the services are here, a new
+    /// cluster that holds the turn until it is dropped; `None` when the test is skipped.
+    pub async fn serial() -> Option<Cluster> {
+        let turn = SERIAL.lock().await;
+        if !services_available() {
+            return None;
+        }
+        let mut c = Cluster::new();
+        c.turn = Some(turn);
+        Some(c)
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -395,6 +410,56 @@ impl Cluster {
 
     pub async fn wait_status(&self, id: &str, status: &str, within: Duration) -> Value {
         self.wait_job(id, within, |j| j["status"] == status).await
+    }
+
+    /// Submits `body` and waits up to 30 s for the job to succeed; returns the job.
+    pub async fn run_to_success(&self, body: Value) -> Value {
+        let id = self.submit(body).await;
+        self.wait_status(&id, "succeeded", Duration::from_secs(30))
+            .await
+    }
+
+    /// `DELETE /jobs/{id}`: aborts the job.
+    pub async fn abort(&self, id: &str) -> reqwest::Response {
+        let url = self.url(&format!("/jobs/{id}"));
+        self.http.delete(url).send().await.unwrap()
+    }
+
+    /// Waits up to 30 s for each of `jobs` to run, and asserts that they run one on each of
+    /// `executors`.
+    pub async fn assert_one_on_each(&self, jobs: [&str; 2], executors: [&str; 2], what: &str) {
+        let mut placed = Vec::new();
+        for id in jobs {
+            let running = self
+                .wait_status(id, "running", Duration::from_secs(30))
+                .await;
+            placed.push(running["executor_id"].as_str().unwrap().to_owned());
+        }
+        placed.sort();
+        let mut executors = executors.to_vec();
+        executors.sort();
+        assert_eq!(placed, executors, "{what}");
+    }
+
+    /// Starts the one-core executor "a", runs a long job on it, kills the executor (SIGKILL)
+    /// and waits up to 20 s for the job to fail as lost, at the end of the executor's 3 s
+    /// lease; returns the executor's id and how long after the kill the job failed.
+    pub async fn lose_an_executor_running_a_job(&mut self) -> (String, Duration) {
+        let a = self.start_executor("a", "1", "512").await;
+        let id = self.submit(job(&["sleep", "600"], 1.0, 0.25)).await;
+        self.wait_status(&id, "running", Duration::from_secs(30))
+            .await;
+        self.executor_proc(&a).kill9();
+        let killed = Instant::now();
+        let failed = self
+            .wait_status(&id, "failed", Duration::from_secs(20))
+            .await;
+        let took = killed.elapsed();
+        assert_eq!(
+            failed["reason"],
+            format!("executor lost: {a} sent no heartbeat for its 3 s lease")
+        );
+        (a, took)
     }
 }
 

@@ -3,42 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, StreamExt};
 
 use super::support::{assign, config, faulty, until_state, Running};
 use crate::error::RuntimeError;
 use crate::fake::{Fault, FaultyStore, Op};
-use crate::ids::ExecutorId;
 use crate::job::{Job, JobState};
-use crate::runtime::{
-    ContainerId, ContainerRuntime, ContainerSpec, ContainerUsage, ExitStatus, LogLine, LogSource,
-    OwnedContainer, ProgressSink,
-};
+use crate::runtime::{ContainerId, ExitStatus, LogLine, LogSource};
 use crate::store::JobStore;
 
-mockall::mock! {
-    pub Runtime {}
-
-    #[async_trait]
-    impl ContainerRuntime for Runtime {
-        async fn ensure_image(&self, image: &str, progress: ProgressSink) -> Result<(), RuntimeError>;
-        async fn create(&self, spec: &ContainerSpec) -> Result<ContainerId, RuntimeError>;
-        async fn start(&self, id: &ContainerId, job: crate::JobId) -> Result<(), RuntimeError>;
-        fn logs(&self, id: &ContainerId) -> BoxStream<'static, Result<LogLine, RuntimeError>>;
-        async fn usage(&self, id: &ContainerId) -> Result<ContainerUsage, RuntimeError>;
-        async fn wait(&self, id: &ContainerId) -> Result<ExitStatus, RuntimeError>;
-        async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<(), RuntimeError>;
-        async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError>;
-        async fn list_owned(&self, executor: &ExecutorId) -> Result<Vec<OwnedContainer>, RuntimeError>;
-    }
-}
-
-impl std::fmt::Debug for MockRuntime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MockRuntime")
-    }
-}
+/// The mock of every `ContainerRuntime` method (`automock` on the trait).
+type MockRuntime = crate::runtime::MockContainerRuntime;
 
 const LIMIT: Duration = Duration::from_secs(5);
 

@@ -5,21 +5,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::support::{assign, config, until_state, within, Running};
+use super::support::{assign, config, faulty, until_state, within, Running};
 use crate::agent::REASON_CONTAINER_LOST;
 use crate::fake::{FakeRuntime, FaultyStore, Op};
+use crate::ids::JobId;
 use crate::job::JobState;
-use crate::memory::InMemoryJobStore;
 use crate::store::{Expiry, JobStore};
 
 /// Bound for liveness waits (generous: the tests share the machine with builds).
 const LIVENESS: Duration = Duration::from_secs(5);
 
 fn parts() -> (Arc<FaultyStore>, Arc<FakeRuntime>) {
-    (
-        Arc::new(FaultyStore::new(Arc::new(InMemoryJobStore::new()))),
-        Arc::new(FakeRuntime::new()),
-    )
+    (faulty(), Arc::new(FakeRuntime::new()))
+}
+
+/// An agent with a 300 ms lease (heartbeats every 100 ms) running a job that hangs until
+/// SIGTERM; returns once the job is running.
+async fn running_a_hanging_job() -> (Arc<FaultyStore>, Arc<FakeRuntime>, Running, JobId) {
+    let (store, runtime) = parts();
+    let mut cfg = config("e1");
+    cfg.heartbeat_interval = Duration::from_millis(100);
+    let agent = Running::start(store.clone(), runtime.clone(), cfg).await;
+    let job = assign(&*store, &agent.id, &["fake", "hang", "term"], &[]).await;
+    until_state(&*store, job, JobState::Running, LIVENESS).await;
+    (store, runtime, agent, job)
 }
 
 /// An assignment whose event is held back is run by the fallback check; when the held-back
@@ -61,12 +70,7 @@ async fn a_late_assignment_event_after_the_fallback_check_ran_the_job_starts_not
 /// recorded as lost by its fallback check.
 #[tokio::test]
 async fn an_executor_that_cannot_renew_its_lease_stops_its_containers_and_records_nothing() {
-    let (store, runtime) = parts();
-    let mut cfg = config("e1");
-    cfg.heartbeat_interval = Duration::from_millis(100);
-    let agent = Running::start(store.clone(), runtime.clone(), cfg).await;
-    let job = assign(&*store, &agent.id, &["fake", "hang", "term"], &[]).await;
-    until_state(&*store, job, JobState::Running, LIVENESS).await;
+    let (store, runtime, agent, job) = running_a_hanging_job().await;
     assert_eq!(runtime.running_count(), 1);
 
     store.set_down(Op::Heartbeat, true);
@@ -98,12 +102,7 @@ async fn an_executor_that_cannot_renew_its_lease_stops_its_containers_and_record
 /// again: by the time its capacity is offered, none of its old jobs runs.
 #[tokio::test]
 async fn an_expired_executor_stops_its_containers_before_it_registers_again() {
-    let (store, runtime) = parts();
-    let mut cfg = config("e1");
-    cfg.heartbeat_interval = Duration::from_millis(100);
-    let agent = Running::start(store.clone(), runtime.clone(), cfg).await;
-    let job = assign(&*store, &agent.id, &["fake", "hang", "term"], &[]).await;
-    until_state(&*store, job, JobState::Running, LIVENESS).await;
+    let (store, runtime, agent, job) = running_a_hanging_job().await;
 
     let running_at_register = Arc::new(AtomicUsize::new(usize::MAX));
     let seen = running_at_register.clone();
