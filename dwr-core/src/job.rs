@@ -16,7 +16,7 @@ pub const REASON_EXECUTOR_LOST: &str = "executor lost";
 
 /// The reason recorded on the jobs of executor `id`, lost after its lease of `lease`
 /// ran out: `executor lost: <id> sent no heartbeat for its 3 s lease`.
-pub fn executor_lost(id: &crate::ids::ExecutorId, lease: std::time::Duration) -> String {
+pub fn executor_lost(id: &ExecutorId, lease: std::time::Duration) -> String {
     format!(
         "{REASON_EXECUTOR_LOST}: {id} sent no heartbeat for its {} lease",
         seconds(lease)
@@ -219,10 +219,7 @@ impl Outcome {
     pub fn aborted(reason: impl Into<String>) -> Self {
         Self {
             state: JobState::Aborted,
-            exit_code: None,
-            reason: Some(reason.into()),
-            oom_killed: false,
-            cause: None,
+            ..Self::failed(reason)
         }
     }
 
@@ -356,8 +353,7 @@ impl Job {
             self.attempts.extend(record);
             return Ok(Ended::Final);
         }
-        let record = self.attempt_record(outcome, now);
-        self.attempts.push(record);
+        self.attempts.push(self.attempt_record(outcome, now));
         let at = now.plus(self.spec.retry.delay_before(self.attempt));
         self.state = JobState::Pending;
         self.updated_at = now;
@@ -395,18 +391,13 @@ impl Job {
             .and_then(|a| a.reason.as_deref())
             .unwrap_or("a failed attempt");
         let wait = at.since(now);
-        Some(if wait.is_zero() {
-            format!(
-                "retry {retry}/{} due now after: {after}",
-                self.spec.retry.max_retries
-            )
+        let when = if wait.is_zero() {
+            "due now".to_owned()
         } else {
-            format!(
-                "retry {retry}/{} in {} s after: {after}",
-                self.spec.retry.max_retries,
-                wait.as_millis().div_ceil(1000)
-            )
-        })
+            format!("in {} s", wait.as_millis().div_ceil(1000))
+        };
+        let max = self.spec.retry.max_retries;
+        Some(format!("retry {retry}/{max} {when} after: {after}"))
     }
 
     /// Moves to the terminal state of `outcome` and records its details.

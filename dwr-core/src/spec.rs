@@ -61,20 +61,11 @@ fn check_strings<'a>(
             });
         }
     }
-    let what = if field == SpecField::Env {
-        "variables"
+    // The environment is counted as names and values: report it in variables.
+    let (what, count, max_count) = if field == SpecField::Env {
+        ("variables", count / 2, max_count / 2)
     } else {
-        "arguments"
-    };
-    let count = if field == SpecField::Env {
-        count / 2
-    } else {
-        count
-    };
-    let max_count = if field == SpecField::Env {
-        max_count / 2
-    } else {
-        max_count
+        ("arguments", count, max_count)
     };
     if count > max_count {
         return Err(SpecError::Invalid {
@@ -435,31 +426,21 @@ impl JobSpec {
                 reason: format!("at most {MAX_VOLUMES} volumes, got {}", self.volumes.len()),
             });
         }
-        if self.cpu_millis == 0 {
-            return Err(SpecError::NotPositive {
-                field: SpecField::CpuCores,
-            });
-        }
-        if self.cpu_millis > MAX_CPU_MILLIS {
-            return Err(SpecError::OutOfRange {
-                field: SpecField::CpuCores,
-                min: 1,
-                max: MAX_CPU_MILLIS,
-                value: self.cpu_millis,
-            });
-        }
-        if self.memory_mib == 0 {
-            return Err(SpecError::NotPositive {
-                field: SpecField::MemoryGb,
-            });
-        }
-        if self.memory_mib > MAX_MEMORY_MIB {
-            return Err(SpecError::OutOfRange {
-                field: SpecField::MemoryGb,
-                min: 1,
-                max: MAX_MEMORY_MIB,
-                value: self.memory_mib,
-            });
+        for (field, value, max) in [
+            (SpecField::CpuCores, self.cpu_millis, MAX_CPU_MILLIS),
+            (SpecField::MemoryGb, self.memory_mib, MAX_MEMORY_MIB),
+        ] {
+            if value == 0 {
+                return Err(SpecError::NotPositive { field });
+            }
+            if value > max {
+                return Err(SpecError::OutOfRange {
+                    field,
+                    min: 1,
+                    max,
+                    value,
+                });
+            }
         }
         self.validate_gpu()?;
         if self.retry.max_retries > MAX_RETRIES {
@@ -470,14 +451,12 @@ impl JobSpec {
                 value: u64::from(self.retry.max_retries),
             });
         }
-        if self.retry.backoff > MAX_RETRY_BACKOFF {
-            return Err(SpecError::OutOfRange {
-                field: SpecField::RetryBackoffSeconds,
-                min: 0,
-                max: MAX_RETRY_BACKOFF.as_secs(),
-                value: self.retry.backoff.as_secs(),
-            });
-        }
+        Self::check_range(
+            SpecField::RetryBackoffSeconds,
+            self.retry.backoff,
+            Duration::ZERO,
+            MAX_RETRY_BACKOFF,
+        )?;
         if self.retry.retry_on.is_empty() && self.retry.max_retries > 0 {
             return Err(SpecError::Invalid {
                 field: SpecField::RetryOn,
@@ -783,98 +762,42 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(JobSpec, &str)> = vec![
-            (
-                JobSpec {
-                    image: " ".into(),
-                    ..good()
-                },
-                "docker_image",
-            ),
-            (
-                JobSpec {
-                    command: vec![],
-                    ..good()
-                },
-                "command",
-            ),
-            (
-                JobSpec {
-                    command: vec!["".into()],
-                    ..good()
-                },
-                "command",
-            ),
-            (
-                JobSpec {
-                    cpu_millis: 0,
-                    ..good()
-                },
-                "cpu_cores",
-            ),
-            (
-                JobSpec {
-                    memory_mib: 0,
-                    ..good()
-                },
-                "memory_gb",
-            ),
-            (
-                JobSpec {
-                    cpu_millis: MAX_CPU_MILLIS + 1,
-                    ..good()
-                },
-                "cpu_cores",
-            ),
-            (
-                JobSpec {
-                    gpu: GpuRequest {
-                        count: 1,
-                        model: None,
-                    },
-                    ..good()
-                },
-                "gpu_type",
-            ),
+        let with = |change: fn(&mut JobSpec)| {
+            let mut spec = good();
+            change(&mut spec);
+            spec
+        };
+        let cases = [
+            (with(|s| s.image = " ".into()), "docker_image"),
+            (with(|s| s.command = vec![]), "command"),
+            (with(|s| s.command = vec!["".into()]), "command"),
+            (with(|s| s.cpu_millis = 0), "cpu_cores"),
+            (with(|s| s.memory_mib = 0), "memory_gb"),
+            (with(|s| s.cpu_millis = MAX_CPU_MILLIS + 1), "cpu_cores"),
+            (with(|s| s.gpu.count = 1), "gpu_type"),
             (good().with_gpus(1, GpuModel::Named(" ".into())), "gpu_type"),
             (good().with_gpus(65, GpuModel::Any), "gpu_count"),
             (
-                JobSpec {
-                    allocation_timeout: Duration::from_secs(29),
-                    ..good()
-                },
+                with(|s| s.allocation_timeout = Duration::from_secs(29)),
                 "allocation_timeout",
             ),
             (
-                JobSpec {
-                    max_runtime: Duration::ZERO,
-                    ..good()
-                },
+                with(|s| s.max_runtime = Duration::ZERO),
                 "max_runtime_seconds",
             ),
             (
-                JobSpec {
-                    eligible_regions: vec!["".into()],
-                    ..good()
-                },
+                with(|s| s.eligible_regions = vec!["".into()]),
                 "eligible_regions",
             ),
+            (with(|s| s.env = [("A=B".into(), "x".into())].into()), "env"),
             (
-                JobSpec {
-                    env: [("A=B".to_string(), "x".to_string())].into(),
-                    ..good()
-                },
-                "env",
-            ),
-            (
-                JobSpec {
-                    volumes: vec![VolumeMount {
+                with(|s| {
+                    s.volumes = vec![VolumeMount {
                         host_path: "rel".into(),
                         container_path: "/c".into(),
                         read_only: false,
-                    }],
-                    ..good()
-                },
+                    }]
+                }),
                 "volumes",
             ),
         ];

@@ -34,6 +34,11 @@ fn lines(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("line {i}")).collect()
 }
 
+/// The smallest valid spec.
+fn tiny() -> JobSpec {
+    JobSpec::new("i", vec!["c".into()], 1, 1)
+}
+
 async fn submit(store: &InMemoryJobStore, spec: JobSpec) -> JobId {
     let id = JobId::new();
     store.submit(Job::new(id, spec, now())).await.unwrap();
@@ -45,7 +50,7 @@ async fn the_log_cap_drops_the_oldest_lines_and_keeps_offsets_absolute() {
     let store = InMemoryJobStore::with_log_cap(5);
     assert_eq!(store.log_cap(), 5);
     assert_eq!(InMemoryJobStore::new().log_cap(), DEFAULT_LOG_CAP);
-    let id = submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
+    let id = submit(&store, tiny()).await;
     store.append_logs(id, None, &lines(0..3)).await.unwrap();
     store.append_logs(id, None, &lines(3..8)).await.unwrap();
     assert_eq!(
@@ -76,7 +81,7 @@ async fn the_log_cap_drops_the_oldest_lines_and_keeps_offsets_absolute() {
     );
 
     let none = InMemoryJobStore::with_log_cap(0);
-    let id = submit(&none, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
+    let id = submit(&none, tiny()).await;
     none.append_logs(id, None, &lines(0..3)).await.unwrap();
     assert!(none.logs(id, 0).await.unwrap().is_empty());
 }
@@ -84,11 +89,7 @@ async fn the_log_cap_drops_the_oldest_lines_and_keeps_offsets_absolute() {
 #[tokio::test]
 async fn only_pending_jobs_can_be_submitted() {
     let store = InMemoryJobStore::new();
-    let mut job = Job::new(
-        JobId::new(),
-        JobSpec::new("i", vec!["c".into()], 1, 1),
-        now(),
-    );
+    let mut job = Job::new(JobId::new(), tiny(), now());
     job.state = JobState::Running;
     match store.submit(job.clone()).await {
         Err(StoreError::InvalidTransition { id, state, .. }) => {
@@ -105,7 +106,7 @@ async fn only_pending_jobs_can_be_submitted() {
 #[tokio::test]
 async fn debug_shows_sizes_without_blocking() {
     let store = InMemoryJobStore::new();
-    submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
+    submit(&store, tiny()).await;
     let text = format!("{store:?}");
     assert!(text.contains("jobs: 1"), "{text}");
 }
@@ -254,7 +255,7 @@ async fn next_event_loses_no_wake_up_under_a_stream_of_events() {
     store.register_executor(&reg).await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..300 {
-        ids.push(submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await);
+        ids.push(submit(&store, tiny()).await);
     }
     let producer = {
         let store = store.clone();
@@ -300,7 +301,7 @@ async fn next_event_loses_no_wake_up_under_a_stream_of_events() {
 async fn a_log_follower_sees_every_line_once() {
     const LINES: usize = 500;
     let store = Arc::new(InMemoryJobStore::new());
-    let id = submit(&store, JobSpec::new("i", vec!["c".into()], 1, 1)).await;
+    let id = submit(&store, tiny()).await;
     let (seen_tx, mut seen_rx) = tokio::sync::watch::channel(0usize);
     let writer = {
         let store = store.clone();

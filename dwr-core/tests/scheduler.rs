@@ -20,6 +20,11 @@ fn spec(cpu: u64, mem: u64) -> JobSpec {
     JobSpec::new("img", vec!["true".into()], cpu, mem)
 }
 
+/// Submits `spec` through `s` and returns the job's id.
+async fn submit(s: &Scheduler, spec: JobSpec) -> JobId {
+    s.submit(spec).await.unwrap().id
+}
+
 fn scheduler(store: &Arc<InMemoryJobStore>, config: SchedulerConfig) -> Scheduler {
     Scheduler::new(store.clone(), Arc::new(FirstFit), config)
 }
@@ -120,7 +125,7 @@ async fn a_pass_places_jobs_first_fit_and_explains_the_rest() {
     let s = scheduler(&store, SchedulerConfig::default());
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(s.submit(spec(1000, 512)).await.unwrap().id);
+        ids.push(submit(&s, spec(1000, 512)).await);
     }
     let report = s.run_pass().await.unwrap();
     let placed: Vec<_> = report
@@ -166,8 +171,8 @@ async fn a_small_job_is_not_blocked_by_a_big_one_ahead_of_it() {
             ..Default::default()
         },
     );
-    let big = s.submit(spec(4000, 512)).await.unwrap().id;
-    let small = s.submit(spec(500, 512)).await.unwrap().id;
+    let big = submit(&s, spec(4000, 512)).await;
+    let small = submit(&s, spec(500, 512)).await;
     let report = s.run_pass().await.unwrap();
     assert_eq!(report.assignments.len(), 1);
     assert_eq!(report.assignments[0].job, small);
@@ -183,16 +188,8 @@ async fn gpu_devices_are_assigned_by_uuid_and_model() {
     executor(&store, "a", 8000, 8192, &["NVIDIA A10"]).await;
     executor(&store, "b", 8000, 8192, &["NVIDIA H200", "NVIDIA H200"]).await;
     let s = scheduler(&store, SchedulerConfig::default());
-    let h200 = s
-        .submit(spec(100, 100).with_gpus(1, GpuModel::parse("H200")))
-        .await
-        .unwrap()
-        .id;
-    let any = s
-        .submit(spec(100, 100).with_gpus(1, GpuModel::Any))
-        .await
-        .unwrap()
-        .id;
+    let h200 = submit(&s, spec(100, 100).with_gpus(1, GpuModel::parse("H200"))).await;
+    let any = submit(&s, spec(100, 100).with_gpus(1, GpuModel::Any)).await;
     s.run_pass().await.unwrap();
     assert_eq!(store.job(h200).await.unwrap().gpu_ids, ["GPU-b-0"]);
     assert_eq!(store.job(any).await.unwrap().gpu_ids, ["GPU-a-0"]);
@@ -203,11 +200,7 @@ async fn an_infeasible_gpu_job_fails_fast_saying_no_executor_has_gpus() {
     let store = Arc::new(InMemoryJobStore::new());
     executor(&store, "a", 8000, 8192, &[]).await;
     let s = scheduler(&store, SchedulerConfig::default());
-    let id = s
-        .submit(spec(100, 100).with_gpus(1, GpuModel::Any))
-        .await
-        .unwrap()
-        .id;
+    let id = submit(&s, spec(100, 100).with_gpus(1, GpuModel::Any)).await;
     let report = s.run_pass().await.unwrap();
     assert_eq!(report.failed, [id]);
     let job = store.job(id).await.unwrap();
@@ -220,8 +213,8 @@ async fn a_job_that_waits_past_its_allocation_timeout_fails_with_the_reason() {
     let (clock, store) = clocked_store();
     executor(&store, "a", 1000, 1024, &[]).await;
     let s = scheduler(&store, SchedulerConfig::default());
-    let filler = s.submit(spec(1000, 100)).await.unwrap().id;
-    let waiting = s.submit(spec(1000, 100)).await.unwrap().id;
+    let filler = submit(&s, spec(1000, 100)).await;
+    let waiting = submit(&s, spec(1000, 100)).await;
     s.run_pass().await.unwrap();
     assert_eq!(store.job(filler).await.unwrap().state, JobState::Assigned);
     // 301 s later, the executor still alive.
@@ -244,7 +237,7 @@ async fn a_lost_executor_fails_its_jobs_and_frees_its_room() {
     let (clock, store) = clocked_store();
     executor(&store, "a", 1000, 1024, &[]).await;
     let s = scheduler(&store, SchedulerConfig::default());
-    let id = s.submit(spec(1000, 100)).await.unwrap().id;
+    let id = submit(&s, spec(1000, 100)).await;
     s.run_pass().await.unwrap();
     clock.advance(TTL + Duration::from_secs(1));
     let report = s.run_pass_with(false).await.unwrap();
@@ -258,7 +251,7 @@ async fn a_lost_executor_fails_its_jobs_and_frees_its_room() {
     assert!(store.executors().await.unwrap().is_empty());
     // A new executor then gets new work.
     executor(&store, "b", 1000, 1024, &[]).await;
-    let next = s.submit(spec(1000, 100)).await.unwrap().id;
+    let next = submit(&s, spec(1000, 100)).await;
     s.run_pass().await.unwrap();
     assert_eq!(
         store.job(next).await.unwrap().executor,
@@ -273,7 +266,7 @@ async fn a_job_past_its_max_runtime_is_asked_to_stop_as_timed_out() {
     let s = scheduler(&store, SchedulerConfig::default());
     let mut sp = spec(100, 100);
     sp.max_runtime = Duration::from_secs(60);
-    let id = s.submit(sp).await.unwrap().id;
+    let id = submit(&s, sp).await;
     s.run_pass().await.unwrap();
     let exec = ExecutorId::new("a");
     store.mark_running(id, &exec, 1).await.unwrap();
@@ -307,7 +300,7 @@ async fn two_schedulers_racing_never_over_allocate() {
         } else {
             spec(500, 256)
         };
-        ids.push(s1.submit(sp).await.unwrap().id);
+        ids.push(submit(&s1, sp).await);
     }
     let (r1, r2) = tokio::join!(s1.run_pass(), s2.run_pass());
     let placed = r1.unwrap().assignments.len() + r2.unwrap().assignments.len();
@@ -334,7 +327,7 @@ async fn the_loop_places_a_submitted_job_without_waiting_for_the_tick() {
     let running = RunLoop::start(&s);
     // Let the first pass run and the loop go to sleep on its hour-long tick.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let id = s.submit(spec(100, 100)).await.unwrap().id;
+    let id = submit(&s, spec(100, 100)).await;
     let a = ExecutorId::new("a");
     assert_assigned_next(&store, &a, id, Duration::from_secs(10)).await;
     running.stop().await;
@@ -355,8 +348,8 @@ async fn the_loop_expires_a_lost_executor_at_its_own_lease() {
     let started = std::time::Instant::now();
     store.register_executor(&long).await.unwrap();
     let s = hour_tick_scheduler(&store);
-    let on_short = s.submit(spec(1000, 100)).await.unwrap().id;
-    let on_long = s.submit(spec(1000, 100)).await.unwrap().id;
+    let on_short = submit(&s, spec(1000, 100)).await;
+    let on_long = submit(&s, spec(1000, 100)).await;
     s.run_pass().await.unwrap();
     let job = store.job(on_short).await.unwrap();
     assert_eq!(job.executor, Some(ExecutorId::new("a-short")), "first fit");
@@ -402,7 +395,7 @@ async fn the_loop_places_a_retried_job_when_its_backoff_has_passed() {
     let mut sp = spec(1000, 100);
     sp.retry.max_retries = 2;
     sp.retry.backoff = Duration::from_millis(800);
-    let id = s.submit(sp).await.unwrap().id;
+    let id = submit(&s, sp).await;
     s.run_pass().await.unwrap();
     let exec = ExecutorId::new("a");
     store.mark_running(id, &exec, 1).await.unwrap();
@@ -449,12 +442,12 @@ async fn pending_jobs_behind_the_considered_ones_still_time_out() {
             ..SchedulerConfig::default()
         },
     );
-    let filler = s.submit(spec(1000, 100)).await.unwrap().id;
+    let filler = submit(&s, spec(1000, 100)).await;
     s.run_pass().await.unwrap();
     assert_eq!(store.job(filler).await.unwrap().state, JobState::Assigned);
     let mut waiting = Vec::new();
     for _ in 0..2500 {
-        waiting.push(s.submit(spec(1000, 100)).await.unwrap().id);
+        waiting.push(submit(&s, spec(1000, 100)).await);
     }
     clock.advance(Duration::from_secs(301));
     store
@@ -502,12 +495,12 @@ async fn retention_deletes_finished_jobs_by_age_and_by_count() {
     );
     let mut ids = Vec::new();
     for _ in 0..5 {
-        let id = s.submit(spec(1000, 100)).await.unwrap().id;
+        let id = submit(&s, spec(1000, 100)).await;
         store.finish(id, &Outcome::failed("x"), None).await.unwrap();
         ids.push(id);
         clock.advance(Duration::from_secs(1));
     }
-    let live = s.submit(spec(1000, 100)).await.unwrap().id;
+    let live = submit(&s, spec(1000, 100)).await;
     // Beyond the two that finished last.
     assert_eq!(s.apply_retention().await.unwrap(), 3);
     assert!(store.job(ids[2]).await.is_err());
@@ -533,7 +526,7 @@ async fn the_run_loop_applies_retention_in_the_background() {
             ..SchedulerConfig::default()
         },
     );
-    let id = s.submit(spec(1000, 100)).await.unwrap().id;
+    let id = submit(&s, spec(1000, 100)).await;
     store.finish(id, &Outcome::failed("x"), None).await.unwrap();
     let running = RunLoop::start(&s);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -2,7 +2,7 @@
 //! operation, counts calls, and can run a hook before an operation. The one fault-injecting
 //! store that tests share, instead of a delegating wrapper of the whole trait per test.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -119,13 +119,13 @@ type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 #[derive(Default)]
 struct Faults {
     /// Faults for the next calls of an operation, used up in order.
-    next: HashMap<Op, Vec<Fault>>,
+    next: HashMap<Op, VecDeque<Fault>>,
     /// Operations failing (`Unavailable`) until told otherwise.
     down: HashMap<Op, bool>,
     /// A delay before every call of an operation.
     delays: HashMap<Op, Duration>,
     /// Hooks for the next call of an operation.
-    hooks: HashMap<Op, Vec<Hook>>,
+    hooks: HashMap<Op, VecDeque<Hook>>,
     /// Calls made, per operation (counted whether or not a fault hit them).
     calls: BTreeMap<Op, u64>,
     /// Sizes of the batches given to `commit_assignments`, in order.
@@ -254,12 +254,12 @@ impl FaultyStore {
             .hooks
             .entry(op)
             .or_default()
-            .push(Box::new(hook));
+            .push_back(Box::new(hook));
     }
 
     /// How many injected faults are still waiting for calls of `op`.
     pub fn faults_left(&self, op: Op) -> usize {
-        self.lock().next.get(&op).map_or(0, Vec::len)
+        self.lock().next.get(&op).map_or(0, VecDeque::len)
     }
 
     /// How many calls of `op` were made.
@@ -277,13 +277,7 @@ impl FaultyStore {
         let (hook, delay, fault) = {
             let mut f = self.lock();
             *f.calls.entry(op).or_default() += 1;
-            let hook = f.hooks.get_mut(&op).and_then(|h| {
-                if h.is_empty() {
-                    None
-                } else {
-                    Some(h.remove(0))
-                }
-            });
+            let hook = f.hooks.get_mut(&op).and_then(VecDeque::pop_front);
             let all = *self.all_delay.lock().unwrap_or_else(|e| e.into_inner());
             let delay = f.delays.get(&op).copied().unwrap_or_default().max(all);
             let down =
@@ -291,13 +285,7 @@ impl FaultyStore {
             let fault = if down {
                 Some(Fault::Unavailable)
             } else {
-                f.next.get_mut(&op).and_then(|q| {
-                    if q.is_empty() {
-                        None
-                    } else {
-                        Some(q.remove(0))
-                    }
-                })
+                f.next.get_mut(&op).and_then(VecDeque::pop_front)
             };
             (hook, delay, fault)
         };
@@ -388,20 +376,18 @@ impl JobStore for FaultyStore {
 
     async fn commit_assignments(&self, assignments: &[Assignment]) -> Vec<Result<Job, StoreError>> {
         self.lock().commit_batches.push(assignments.len());
-        match self.enter(Op::CommitAssignments).await {
-            None => self.inner.commit_assignments(assignments).await,
-            Some(Fault::Unavailable) => assignments
-                .iter()
-                .map(|_| Err(unavailable(Op::CommitAssignments)))
-                .collect(),
-            Some(Fault::LostReply) => {
-                self.inner.commit_assignments(assignments).await;
-                assignments
-                    .iter()
-                    .map(|_| Err(unavailable(Op::CommitAssignments)))
-                    .collect()
+        let fault = self.enter(Op::CommitAssignments).await;
+        // Only an `Unavailable` fault keeps the batch from the store; a lost reply applies it.
+        if fault != Some(Fault::Unavailable) {
+            let results = self.inner.commit_assignments(assignments).await;
+            if fault.is_none() {
+                return results;
             }
         }
+        assignments
+            .iter()
+            .map(|_| Err(unavailable(Op::CommitAssignments)))
+            .collect()
     }
 
     async fn mark_running(

@@ -258,12 +258,11 @@ impl ContainerRuntime for FakeRuntime {
             exits_on_term: behaviour.exits_on_term,
             stopped: watch::channel(None).0,
         };
-        // Whether its start will fail is decided now, from the spec, as for a real engine
-        // (a bad command is found at start).
-        let start_fails = behaviour.start_fails;
         let mut state = self.lock();
         state.containers.insert(id.clone(), container);
-        if start_fails {
+        // Whether its start will fail is decided now, from the spec, as for a real engine
+        // (a bad command is found at start).
+        if behaviour.start_fails {
             state.doomed.insert(id.clone());
         }
         Ok(id)
@@ -271,9 +270,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn start(&self, id: &ContainerId, job: JobId) -> Result<(), RuntimeError> {
         self.check_reachable()?;
-        let mut state = self.lock();
-        let doomed = state.doomed.contains(id);
-        let record = self.record_specs;
+        let state = &mut *self.lock();
         let Some(container) = state.containers.get_mut(id) else {
             return Err(Self::not_found(id));
         };
@@ -283,28 +280,23 @@ impl ContainerRuntime for FakeRuntime {
                 source: "fake: the container was started already".into(),
             });
         }
-        let spec = record.then(|| container.spec.clone());
-        if !doomed {
-            container.started = true;
-            container.natural_exit = container
-                .run
-                .map(|(run_for, status)| (Instant::now() + run_for, status));
+        if self.record_specs {
+            state.started_specs.push(container.spec.clone());
         }
-        let container_job = container.job;
-        if let Some(spec) = spec {
-            state.started_specs.push(spec);
-        }
-        if doomed {
+        if state.doomed.remove(id) {
             // As the Docker runtime does: a container that cannot start is not left behind.
-            state.doomed.remove(id);
             state.containers.remove(id);
             return Err(RuntimeError::StartFailed {
                 job,
                 source: "fake: start-fail".into(),
             });
         }
+        container.started = true;
+        container.natural_exit = container
+            .run
+            .map(|(run_for, status)| (Instant::now() + run_for, status));
         if self.record_specs {
-            *state.starts.entry(container_job).or_default() += 1;
+            *state.starts.entry(container.job).or_default() += 1;
         }
         Ok(())
     }
@@ -394,16 +386,7 @@ impl ContainerRuntime for FakeRuntime {
         }
         tokio::time::sleep(grace).await;
         if let Some(c) = self.lock().containers.get(id) {
-            c.stopped.send_if_modified(|status| {
-                let unset = status.is_none();
-                if unset {
-                    *status = Some(ExitStatus {
-                        code: KILLED,
-                        oom_killed: false,
-                    });
-                }
-                unset
-            });
+            kill(&c.stopped);
         }
         Ok(())
     }
@@ -415,17 +398,9 @@ impl ContainerRuntime for FakeRuntime {
         if let Some(container) = state.containers.remove(id) {
             state.removed += 1;
             // Like `docker rm -f`: a running container is killed; waiters see 137.
-            let running = container.status(Instant::now()).is_none();
-            container.stopped.send_if_modified(|status| {
-                let unset = running && status.is_none();
-                if unset {
-                    *status = Some(ExitStatus {
-                        code: KILLED,
-                        oom_killed: false,
-                    });
-                }
-                unset
-            });
+            if container.status(Instant::now()).is_none() {
+                kill(&container.stopped);
+            }
         }
         Ok(())
     }
@@ -450,9 +425,20 @@ impl ContainerRuntime for FakeRuntime {
     }
 }
 
-/// Waits for a container's exit: its natural one or a stop, whichever comes first. `None`
-/// when the container was dropped without an exit status (cannot happen through `remove`,
-/// which records one).
+/// Records that a container was killed (137), unless it has an exit status already.
+fn kill(stopped: &watch::Sender<Option<ExitStatus>>) {
+    stopped.send_if_modified(|status| {
+        let unset = status.is_none();
+        if unset {
+            *status = Some(ExitStatus {
+                code: KILLED,
+                oom_killed: false,
+            });
+        }
+        unset
+    });
+}
+
 /// The lines a container prints as a runtime delivers them: one longer than
 /// [`MAX_LOG_LINE_BYTES`](crate::MAX_LOG_LINE_BYTES) as several, cut by [`log_piece_len`], as
 /// the Docker runtime cuts real output.
@@ -474,6 +460,9 @@ fn delivered_lines(lines: Vec<String>) -> Vec<String> {
     delivered
 }
 
+/// Waits for a container's exit: its natural one or a stop, whichever comes first. `None`
+/// when the container was dropped without an exit status (cannot happen through `remove`,
+/// which records one).
 async fn wait_exit(
     natural_exit: Option<(Instant, ExitStatus)>,
     mut stopped: watch::Receiver<Option<ExitStatus>>,

@@ -228,7 +228,7 @@ impl Scheduler {
     pub async fn abort(&self, id: JobId) -> Result<AbortRequested, StoreError> {
         let outcome = self.inner.store.request_abort(id, AbortCause::User).await?;
         if matches!(outcome, AbortRequested::AbortedAtOnce(_)) {
-            self.forget_reason(id);
+            lock(&self.inner.pending_reasons).remove(&id);
         }
         Ok(outcome)
     }
@@ -593,11 +593,8 @@ impl Scheduler {
         }
         let offset = {
             let mut at = lock(&self.inner.sweep_offset);
-            if *at >= behind {
-                *at = 0;
-            }
-            let offset = *at;
-            *at += SWEEP_PAGE;
+            let offset = if *at >= behind { 0 } else { *at };
+            *at = offset + SWEEP_PAGE;
             offset
         };
         let query = JobQuery {
@@ -647,10 +644,6 @@ impl Scheduler {
             info!(deleted, "retention: finished jobs deleted");
         }
         Ok(deleted)
-    }
-
-    fn forget_reason(&self, id: JobId) {
-        lock(&self.inner.pending_reasons).remove(&id);
     }
 }
 

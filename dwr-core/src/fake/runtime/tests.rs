@@ -25,6 +25,11 @@ fn spec(command: &[&str]) -> ContainerSpec {
     }
 }
 
+/// Creates and starts a container running `command`.
+async fn started(rt: &FakeRuntime, command: &[&str]) -> ContainerId {
+    rt.create_and_start(&spec(command)).await.unwrap()
+}
+
 async fn texts(rt: &FakeRuntime, id: &ContainerId) -> Vec<String> {
     rt.logs(id).map(|l| l.unwrap().text).collect().await
 }
@@ -32,10 +37,7 @@ async fn texts(rt: &FakeRuntime, id: &ContainerId) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn a_container_runs_prints_and_exits_with_its_code() {
     let rt = FakeRuntime::new();
-    let id = rt
-        .create_and_start(&spec(&["fake", "run=5s", "exit=3", "print=a", "print=b"]))
-        .await
-        .unwrap();
+    let id = started(&rt, &["fake", "run=5s", "exit=3", "print=a", "print=b"]).await;
     assert_eq!(rt.running_count(), 1);
     let started = Instant::now();
     assert_eq!(texts(&rt, &id).await, ["a", "b"]);
@@ -55,7 +57,7 @@ async fn a_container_runs_prints_and_exits_with_its_code() {
 #[tokio::test(start_paused = true)]
 async fn oom_and_echo() {
     let rt = FakeRuntime::new();
-    let oom = rt.create_and_start(&spec(&["fake", "oom"])).await.unwrap();
+    let oom = started(&rt, &["fake", "oom"]).await;
     assert_eq!(
         rt.wait(&oom).await.unwrap(),
         ExitStatus {
@@ -63,10 +65,7 @@ async fn oom_and_echo() {
             oom_killed: true
         }
     );
-    let echo = rt
-        .create_and_start(&spec(&["echo", "hello"]))
-        .await
-        .unwrap();
+    let echo = started(&rt, &["echo", "hello"]).await;
     assert_eq!(texts(&rt, &echo).await, ["hello"]);
     assert_eq!(rt.wait(&echo).await.unwrap().code, 0);
 }
@@ -77,10 +76,7 @@ async fn a_line_longer_than_the_limit_arrives_in_pieces() {
     let long: String = (0..10_000).map(|i| format!("{i:x}é")).collect();
     assert!(long.len() > 2 * crate::MAX_LOG_LINE_BYTES);
     let print = format!("print={long}");
-    let id = rt
-        .create_and_start(&spec(&["fake", &print, "print=after"]))
-        .await
-        .unwrap();
+    let id = started(&rt, &["fake", &print, "print=after"]).await;
     let lines = texts(&rt, &id).await;
     let (last, pieces) = lines.split_last().unwrap();
     assert_eq!(last, "after");
@@ -94,7 +90,7 @@ async fn a_line_longer_than_the_limit_arrives_in_pieces() {
 #[tokio::test(start_paused = true)]
 async fn a_hanging_container_is_killed_after_the_grace_period() {
     let rt = Arc::new(FakeRuntime::new());
-    let id = rt.create_and_start(&spec(&["fake", "hang"])).await.unwrap();
+    let id = started(&rt, &["fake", "hang"]).await;
     let waiter = tokio::spawn({
         let (rt, id) = (rt.clone(), id.clone());
         async move { rt.wait(&id).await }
@@ -111,19 +107,13 @@ async fn a_hanging_container_is_killed_after_the_grace_period() {
 #[tokio::test(start_paused = true)]
 async fn term_handlers_exit_143_at_once_and_short_runs_finish_within_grace() {
     let rt = FakeRuntime::new();
-    let term = rt
-        .create_and_start(&spec(&["fake", "hang", "term"]))
-        .await
-        .unwrap();
+    let term = started(&rt, &["fake", "hang", "term"]).await;
     let before = Instant::now();
     rt.stop(&term, Duration::from_secs(10)).await.unwrap();
     assert_eq!(before.elapsed(), Duration::ZERO);
     assert_eq!(rt.wait(&term).await.unwrap().code, 143);
 
-    let short = rt
-        .create_and_start(&spec(&["fake", "run=2s", "exit=4"]))
-        .await
-        .unwrap();
+    let short = started(&rt, &["fake", "run=2s", "exit=4"]).await;
     rt.stop(&short, Duration::from_secs(10)).await.unwrap();
     assert_eq!(rt.wait(&short).await.unwrap().code, 4);
 }
