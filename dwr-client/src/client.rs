@@ -59,16 +59,14 @@ pub struct JobsQuery {
 impl JobsQuery {
     /// The query string, `?...` or empty.
     fn to_query_string(&self) -> String {
-        let mut pairs = Vec::new();
-        if let Some(status) = self.status {
-            pairs.push(format!("status_filter={status}"));
-        }
-        if let Some(limit) = self.limit {
-            pairs.push(format!("limit={limit}"));
-        }
-        if let Some(offset) = self.offset {
-            pairs.push(format!("offset={offset}"));
-        }
+        let pairs: Vec<String> = [
+            self.status.map(|status| format!("status_filter={status}")),
+            self.limit.map(|limit| format!("limit={limit}")),
+            self.offset.map(|offset| format!("offset={offset}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         if pairs.is_empty() {
             String::new()
         } else {
@@ -205,13 +203,8 @@ impl Client {
     /// `POST /cleanup`: a housekeeping pass, then finished jobs older than
     /// `timeout_minutes` (the server's default: 60) are deleted.
     pub async fn cleanup(&self, timeout_minutes: Option<u64>) -> Result<CleanupResponse, Error> {
-        match timeout_minutes {
-            Some(minutes) => {
-                self.post(&format!("/cleanup?timeout_minutes={minutes}"))
-                    .await
-            }
-            None => self.post("/cleanup").await,
-        }
+        let query = timeout_minutes.map_or(String::new(), |m| format!("?timeout_minutes={m}"));
+        self.post(&format!("/cleanup{query}")).await
     }
 
     /// `GET path` for a streaming body: no overall timeout; the caller reads the chunks.
@@ -320,7 +313,7 @@ fn root_cause(err: &reqwest::Error) -> String {
 /// else the status line and the start of the body.
 fn server_error(status: reqwest::StatusCode, text: &str) -> Error {
     let code = status.as_u16();
-    let (error, detail) = match serde_json::from_str::<ErrorBody>(text) {
+    let (error, mut detail) = match serde_json::from_str::<ErrorBody>(text) {
         Ok(body) => (body.error, body.detail),
         Err(_) => {
             let snippet: String = text.trim().chars().take(200).collect();
@@ -332,11 +325,9 @@ fn server_error(status: reqwest::StatusCode, text: &str) -> Error {
             (status_text(status), detail)
         }
     };
-    let detail = if code == 401 {
-        format!("{detail} (set DWR_API_TOKEN or --token to the server's API token)")
-    } else {
-        detail
-    };
+    if code == 401 {
+        detail.push_str(" (set DWR_API_TOKEN or --token to the server's API token)");
+    }
     Error::Server {
         status: code,
         error,

@@ -579,9 +579,14 @@ mod tests {
         agent: AgentArgs,
     }
 
+    /// Parses `dwr ARGS`, the arguments split at white space.
+    fn parse(args: &str) -> Result<Both, clap::Error> {
+        Both::try_parse_from(["dwr"].into_iter().chain(args.split_whitespace()))
+    }
+
     #[test]
     fn defaults_are_the_originals() {
-        let b = Both::try_parse_from(["dwr"]).unwrap();
+        let b = parse("").unwrap();
         assert_eq!(b.api.api_port, 8000);
         // Without a token the API listens on loopback only (unlike the original 0.0.0.0).
         assert_eq!(b.api.listen_ip().unwrap().to_string(), "127.0.0.1");
@@ -596,16 +601,7 @@ mod tests {
             (redis.log_max_lines, redis.log_ttl),
             (dwr_redis::DEFAULT_LOG_MAX_LINES, dwr_redis::DEFAULT_LOG_TTL)
         );
-        let b = Both::try_parse_from([
-            "dwr",
-            "--log-max-lines",
-            "500",
-            "--log-ttl-seconds",
-            "60",
-            "--redis-prefix",
-            "prod:",
-        ])
-        .unwrap();
+        let b = parse("--log-max-lines 500 --log-ttl-seconds 60 --redis-prefix prod:").unwrap();
         let redis = b.common.redis.to_config().unwrap();
         assert_eq!(redis.log_max_lines, 500);
         assert_eq!(redis.log_ttl, Duration::from_secs(60));
@@ -614,23 +610,10 @@ mod tests {
 
     #[test]
     fn flags_override_and_bad_values_are_refused() {
-        let b = Both::try_parse_from([
-            "dwr",
-            "--heartbeat-interval",
-            "1",
-            "--executor-id",
-            "e1",
-            "--executor-ip",
-            "127.0.0.1",
-            "--cpus",
-            "1.5",
-            "--memory-mb",
-            "512",
-            "--volume-allow",
-            "/data,/scratch",
-            "--placement",
-            "spread",
-        ])
+        let b = parse(
+            "--heartbeat-interval 1 --executor-id e1 --executor-ip 127.0.0.1 --cpus 1.5 \
+             --memory-mb 512 --volume-allow /data,/scratch --placement spread",
+        )
         .unwrap();
         let agent = b.agent.agent_config(&b.common).unwrap();
         assert_eq!(agent.id, ExecutorId::new("e1"));
@@ -646,18 +629,10 @@ mod tests {
             (Some(4096), Duration::from_secs(120)),
             "unset Docker settings keep DockerConfig's defaults"
         );
-        let d = Both::try_parse_from([
-            "dwr",
-            "--pids-limit",
-            "0",
-            "--docker-timeout",
-            "7",
-            "--docker-host",
-            "tcp://127.0.0.1:2375",
-        ])
-        .unwrap()
-        .agent
-        .docker_config();
+        let d = parse("--pids-limit 0 --docker-timeout 7 --docker-host tcp://127.0.0.1:2375")
+            .unwrap()
+            .agent
+            .docker_config();
         assert_eq!(d.pids_limit, None, "0 is no limit");
         assert_eq!(d.request_timeout, Duration::from_secs(7));
         assert_eq!(d.endpoint(), "tcp://127.0.0.1:2375");
@@ -666,11 +641,11 @@ mod tests {
         assert_eq!(b.api.placement, PlacementKind::Spread);
         let sched = b.api.scheduler_config(&b.common);
         assert_eq!(sched.infeasible_grace, Some(Duration::ZERO));
-        let c = Both::try_parse_from(["dwr", "--infeasible-grace", "never"]).unwrap();
+        let c = parse("--infeasible-grace never").unwrap();
         let sched = c.api.scheduler_config(&c.common);
         assert_eq!(sched.infeasible_grace, None);
         assert!(
-            Both::try_parse_from(["dwr", "--executor-ttl", "7"]).is_err(),
+            parse("--executor-ttl 7").is_err(),
             "the scheduler no longer judges executors by a TTL of its own"
         );
         for bad in [
@@ -692,15 +667,9 @@ mod tests {
 
     #[test]
     fn container_user_and_log_rotation_flags() {
-        let b = Both::try_parse_from([
-            "dwr",
-            "--container-user",
-            "1000:1000",
-            "--container-log-max-size",
-            "20m",
-            "--container-log-max-files",
-            "5",
-        ])
+        let b = parse(
+            "--container-user 1000:1000 --container-log-max-size 20m --container-log-max-files 5",
+        )
         .unwrap();
         assert_eq!(b.agent.container_user.as_deref(), Some("1000:1000"));
         assert_eq!(b.agent.container_log_max_size, Some(20 * 1024 * 1024));

@@ -295,13 +295,15 @@ fn client_commands_against_dwr_dev() {
     );
     let mut server = DevServer::start();
     server.wait_ready();
-    let small = ["--cpus", "0.25", "--memory", "64m"];
+    // `dwr submit` of a small job of the test image, with `rest` after the resources.
+    let submit = |rest: &[&str]| {
+        let mut args = vec!["submit", &image, "--cpus", "0.25", "--memory", "64m"];
+        args.extend(rest);
+        server.dwr(&args)
+    };
 
     // submit --wait: prints the id, exits with the job's exit code.
-    let mut args = vec!["submit", image.as_str()];
-    args.extend(small);
-    args.extend(["--wait", "--", "echo", "hello from dwr"]);
-    let hello = server.dwr(&args).ok();
+    let hello = submit(&["--wait", "--", "echo", "hello from dwr"]).ok();
     let hello_id = hello.first_line();
     assert!(
         is_uuid(&hello_id),
@@ -309,10 +311,7 @@ fn client_commands_against_dwr_dev() {
     );
     assert!(hello.stderr.contains("succeeded"), "{hello}");
 
-    let mut args = vec!["submit", image.as_str()];
-    args.extend(small);
-    args.extend(["--wait", "--", "sh", "-c", "echo failing; exit 3"]);
-    let failing = server.dwr(&args);
+    let failing = submit(&["--wait", "--", "sh", "-c", "echo failing; exit 3"]);
     assert_eq!(failing.code, 3, "the job's exit code comes back: {failing}");
     let failing_id = failing.first_line();
 
@@ -336,10 +335,7 @@ fn client_commands_against_dwr_dev() {
     assert_eq!(failed["exit_code"], 3, "{failed:#}");
 
     // submit --follow: the log lines stream to stdout after the id.
-    let mut args = vec!["submit", image.as_str()];
-    args.extend(small);
-    args.extend(["--follow", "--", "sh", "-c", "echo one; sleep 1; echo two"]);
-    let followed = server.dwr(&args).ok();
+    let followed = submit(&["--follow", "--", "sh", "-c", "echo one; sleep 1; echo two"]).ok();
     let lines: Vec<&str> = followed.stdout.lines().collect();
     assert!(is_uuid(lines.first().unwrap_or(&"")), "{followed}");
     let one = lines.iter().position(|l| *l == "one");
@@ -350,10 +346,7 @@ fn client_commands_against_dwr_dev() {
     );
 
     // abort: a running `sleep 600` ends aborted and its container goes away.
-    let mut args = vec!["submit", image.as_str()];
-    args.extend(small);
-    args.extend(["--", "sleep", "600"]);
-    let sleeper = server.dwr(&args).ok();
+    let sleeper = submit(&["--", "sleep", "600"]).ok();
     let sleeper_id = sleeper.first_line();
     assert!(is_uuid(&sleeper_id), "{sleeper}");
     server.wait_job(&sleeper_id, "running", |j| j["status"] == "running");

@@ -145,10 +145,7 @@ async fn abort_of_a_running_job_stops_its_container() {
     let asked = Instant::now();
     c.wait_status(&id, "aborted", Duration::from_secs(5)).await;
     let aborted = asked.elapsed();
-    loop {
-        if containers_of_job(&id).is_empty() {
-            break;
-        }
+    while !containers_of_job(&id).is_empty() {
         assert!(
             asked.elapsed() < Duration::from_secs(5),
             "container of {id} still there 5 s after the abort"
@@ -215,8 +212,7 @@ async fn a_restarted_scheduler_loses_nothing() {
     c.scheduler.as_mut().unwrap().kill9();
     tokio::time::sleep(Duration::from_secs(1)).await;
     c.start_scheduler().await;
-    let late = c.submit(job(&["echo", "late"], 1.0, 0.25)).await;
-    ids.push(late);
+    ids.push(c.submit(job(&["echo", "late"], 1.0, 0.25)).await);
     for id in &ids {
         c.wait_status(id, "succeeded", Duration::from_secs(60))
             .await;

@@ -60,7 +60,6 @@ async fn a_killed_executor_under_a_default_scheduler_loses_its_jobs_within_4_s()
     // The executor's own lease (3 s), not the scheduler's 90 s nor its 10 s tick.
     assert!(took <= Duration::from_secs(4), "failed after {took:?}");
     assert!(!c.executor_alive(&a).await);
-    remove_containers(&format!("dwr.executor={a}"));
 }
 
 /// Executors whose clocks are five minutes behind and ahead (under `faketime`) are judged
@@ -78,19 +77,19 @@ async fn executors_with_clocks_five_minutes_off_are_judged_by_the_stores_clock()
     // leave the executor running.
     let skewed = |offset| {
         [
-            ("LD_PRELOAD", lib.clone()),
+            ("LD_PRELOAD", lib.as_str()),
             ("FAKETIME", offset),
-            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
         ]
     };
-    let env = skewed("-300s".to_owned());
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let behind = c.start_executor_with("behind", "1", "512", &[], &env).await;
-    let env = skewed("+300s".to_owned());
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let ahead = c.start_executor_with("ahead", "1", "512", &[], &env).await;
+    let behind = c
+        .start_executor_with("behind", "1", "512", &skewed("-300s"))
+        .await;
+    let ahead = c
+        .start_executor_with("ahead", "1", "512", &skewed("+300s"))
+        .await;
     // The executors' clocks really are off.
-    let off = output_with_env("date", &["+%s"], &skewed("+300s".to_owned()));
+    let off = output_with_env("date", &["+%s"], &skewed("+300s"));
     let real = output("date", &["+%s"]);
     let diff = off.trim().parse::<i64>().unwrap() - real.trim().parse::<i64>().unwrap();
     assert!(
@@ -141,7 +140,6 @@ async fn executors_with_clocks_five_minutes_off_are_judged_by_the_stores_clock()
         killed.elapsed()
     );
     assert!(c.executor_alive(&behind).await, "the one behind stays");
-    remove_containers(&format!("dwr.executor={ahead}"));
 }
 
 /// How many times the job's log says `started`.
@@ -169,13 +167,11 @@ fn libfaketime() -> String {
 }
 
 /// What `program` prints with `env` set.
-fn output_with_env(program: &str, args: &[&str], env: &[(&str, String)]) -> String {
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output()
+fn output_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
 }
@@ -259,7 +255,7 @@ async fn a_partitioned_executor_fences_itself_and_its_job_is_retried_elsewhere()
     let relay_port = relay.port.to_string();
     // "a" comes first by id: first fit places there while it is alive.
     let a = c
-        .start_executor_with("a", "1", "512", &[], &[("REDIS_PORT", &relay_port)])
+        .start_executor_with("a", "1", "512", &[("REDIS_PORT", &relay_port)])
         .await;
     let b = c.start_executor("b", "2", "1024").await;
     let mut body = job(&["sh", "-c", "echo started; sleep 600"], 1.0, 0.25);

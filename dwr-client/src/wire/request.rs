@@ -302,94 +302,28 @@ mod tests {
 
     #[test]
     fn errors_name_wire_fields() {
-        let cases: Vec<(JobRequest, &str)> = vec![
+        // Each patch of a valid request is refused, naming the field it patches.
+        type Patch = fn(&mut JobRequest);
+        let cases: &[(Patch, &str)] = &[
+            (|r| r.cpu_cores = 0.0, "cpu_cores"),
+            (|r| r.cpu_cores = -1.0, "cpu_cores"),
+            (|r| r.cpu_cores = f64::NAN, "cpu_cores"),
+            (|r| r.cpu_cores = 1e12, "cpu_cores"),
+            (|r| r.memory_gb = Some(-2.0), "memory_gb"),
+            (|r| r.memory_gb = None, "memory_gb"),
             (
-                JobRequest {
-                    cpu_cores: 0.0,
-                    ..req()
-                },
-                "cpu_cores",
-            ),
-            (
-                JobRequest {
-                    cpu_cores: -1.0,
-                    ..req()
-                },
-                "cpu_cores",
-            ),
-            (
-                JobRequest {
-                    cpu_cores: f64::NAN,
-                    ..req()
-                },
-                "cpu_cores",
-            ),
-            (
-                JobRequest {
-                    cpu_cores: 1e12,
-                    ..req()
-                },
-                "cpu_cores",
-            ),
-            (
-                JobRequest {
-                    memory_gb: Some(-2.0),
-                    ..req()
-                },
-                "memory_gb",
-            ),
-            (
-                JobRequest {
-                    memory_gb: None,
-                    ..req()
-                },
-                "memory_gb",
-            ),
-            (
-                JobRequest {
-                    memory_mb: Some(0),
-                    memory_gb: None,
-                    ..req()
-                },
+                |r| (r.memory_mb, r.memory_gb) = (Some(0), None),
                 "memory_mb",
             ),
-            (
-                JobRequest {
-                    command: vec![],
-                    ..req()
-                },
-                "command",
-            ),
-            (
-                JobRequest {
-                    docker_image: "".into(),
-                    ..req()
-                },
-                "docker_image",
-            ),
-            (
-                JobRequest {
-                    allocation_timeout: Some(5),
-                    ..req()
-                },
-                "allocation_timeout",
-            ),
-            (
-                JobRequest {
-                    max_runtime_seconds: Some(0),
-                    ..req()
-                },
-                "max_runtime_seconds",
-            ),
-            (
-                JobRequest {
-                    volumes: Some(vec!["relative:/x".into()]),
-                    ..req()
-                },
-                "volumes",
-            ),
+            (|r| r.command = vec![], "command"),
+            (|r| r.docker_image = "".into(), "docker_image"),
+            (|r| r.allocation_timeout = Some(5), "allocation_timeout"),
+            (|r| r.max_runtime_seconds = Some(0), "max_runtime_seconds"),
+            (|r| r.volumes = Some(vec!["relative:/x".into()]), "volumes"),
         ];
-        for (request, field) in cases {
+        for &(patch, field) in cases {
+            let mut request = req();
+            patch(&mut request);
             let err = request.into_spec().expect_err(field);
             assert_eq!(err.field().name(), field, "{err}");
             assert!(err.to_string().contains(field), "{err}");

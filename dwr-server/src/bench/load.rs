@@ -8,10 +8,10 @@ use dwr_core::placement::FirstFit;
 use dwr_core::{
     AgentConfig, ContainerRuntime, ContainerRuntimeExt, ContainerSpec, ExecutorAgent, ExecutorId,
     Expiry, FakeGpuProbe, FakeHostProbe, FakeRuntime, InMemoryJobStore, Job, JobId, JobQuery,
-    JobSpec, JobState, JobStore, Retention, Scheduler, SchedulerConfig, SubmitError,
+    JobSpec, JobState, JobStore, Retention, Scheduler, SchedulerConfig, SubmitError, Timestamp,
 };
 use dwr_docker::{DockerConfig, DockerRuntime};
-use dwr_redis::{RedisConfig, RedisJobStore};
+use dwr_redis::{CommandStats, RedisConfig, RedisJobStore};
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -210,13 +210,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     }
     wait_for_executors(&*watch, args.executors).await?;
 
-    let commands_before = match &redis {
-        Some(r) => Some((
-            r.command_stats().await.map_err(BenchError::Store)?,
-            r.requests_sent(),
-        )),
-        None => None,
-    };
+    let commands_before = redis_counters(redis.as_ref()).await?;
     let (rss_start_mib, _) = rss_mib();
     let spec = job_spec(&args);
     let started = Instant::now();
@@ -265,13 +259,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         }
     };
     let wall = started.elapsed().as_secs_f64();
-    let commands_after = match &redis {
-        Some(r) => Some((
-            r.command_stats().await.map_err(BenchError::Store)?,
-            r.requests_sent(),
-        )),
-        None => None,
-    };
+    let commands_after = redis_counters(redis.as_ref()).await?;
     stop_tx.send_replace(true);
     let (rss_samples_mib, redis_samples) = sampler.await.unwrap_or_default();
     let (_, rss_peak_mib) = rss_mib();
@@ -280,20 +268,14 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     }
 
     let jobs = terminal_jobs(&*watch, args.jobs).await?;
-    let mut to_assigned = Vec::with_capacity(jobs.len());
-    let mut to_running = Vec::with_capacity(jobs.len());
-    let mut to_terminal = Vec::with_capacity(jobs.len());
-    for job in &jobs {
-        if let Some(t) = job.assigned_at {
-            to_assigned.push((t.millis() - job.created_at.millis()) as f64);
-        }
-        if let Some(t) = job.started_at {
-            to_running.push((t.millis() - job.created_at.millis()) as f64);
-        }
-        if let Some(t) = job.finished_at {
-            to_terminal.push((t.millis() - job.created_at.millis()) as f64);
-        }
-    }
+    let since_submit = |at: fn(&Job) -> Option<Timestamp>| -> Vec<f64> {
+        jobs.iter()
+            .filter_map(|j| ms_since_submit(j, at(j)))
+            .collect()
+    };
+    let mut to_assigned = since_submit(|j| j.assigned_at);
+    let mut to_running = since_submit(|j| j.started_at);
+    let mut to_terminal = since_submit(|j| j.finished_at);
     let succeeded = jobs
         .iter()
         .filter(|j| j.state == JobState::Succeeded)
@@ -320,12 +302,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let docker = baseline.map(|mut direct| {
         let running: std::collections::HashMap<JobId, f64> = jobs
             .iter()
-            .filter_map(|j| {
-                Some((
-                    j.id,
-                    (j.started_at?.millis() - j.created_at.millis()) as f64,
-                ))
-            })
+            .filter_map(|j| Some((j.id, ms_since_submit(j, j.started_at)?)))
             .collect();
         let mut paired: Vec<f64> = paired_ids
             .iter()
@@ -365,6 +342,23 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     Ok(report)
 }
 
+/// Milliseconds from the job's submit to `at`, when there is one.
+fn ms_since_submit(job: &Job, at: Option<Timestamp>) -> Option<f64> {
+    Some((at?.millis() - job.created_at.millis()) as f64)
+}
+
+/// The counters of `redis` (commands run inside it, requests this process sent), when the
+/// run is over Redis.
+async fn redis_counters(
+    redis: Option<&RedisJobStore>,
+) -> Result<Option<(CommandStats, u64)>, BenchError> {
+    let Some(r) = redis else {
+        return Ok(None);
+    };
+    let stats = r.command_stats().await.map_err(BenchError::Store)?;
+    Ok(Some((stats, r.requests_sent())))
+}
+
 fn job_spec(args: &BenchArgs) -> JobSpec {
     let command = match args.runtime {
         RuntimeKind::Docker => vec!["true".to_owned()],
@@ -378,8 +372,6 @@ fn job_spec(args: &BenchArgs) -> JobSpec {
     JobSpec::new(image, command, 100, 16)
 }
 
-/// Creates and starts `--baseline` containers straight through the runtime (create+start
-/// of the Engine API, no scheduler, no store) and returns the p50 in ms.
 /// With Docker: `jobs` rounds, each one container created and started straight through the
 /// runtime (the Engine API's create+start, no scheduler, no store; its time is the
 /// baseline sample) and then one job through dwr, each waited for until its container is

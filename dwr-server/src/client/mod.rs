@@ -87,16 +87,6 @@ pub struct ClientOptions {
     pub json: bool,
 }
 
-impl Default for ClientOptions {
-    fn default() -> Self {
-        Self {
-            url: DEFAULT_URL.to_owned(),
-            token: None,
-            json: false,
-        }
-    }
-}
-
 fn parse_state(text: &str) -> Result<JobState, String> {
     text.trim()
         .to_ascii_lowercase()

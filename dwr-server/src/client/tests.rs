@@ -59,19 +59,19 @@ async fn server(token: Option<&str>) -> (String, Arc<dyn JobStore>) {
     panic!("the fake executor did not register");
 }
 
-/// Parses a client command line (without the leading `dwr`).
-fn command(line: &[&str]) -> ClientCommand {
+/// Parses a client command line (without the leading `dwr`), split at white space.
+fn command(line: &str) -> ClientCommand {
     #[derive(Parser)]
     struct Cli {
         #[command(subcommand)]
         command: ClientCommand,
     }
-    Cli::try_parse_from(std::iter::once("dwr").chain(line.iter().copied()))
+    Cli::try_parse_from(std::iter::once("dwr").chain(line.split_whitespace()))
         .unwrap_or_else(|e| panic!("{line:?}: {e}"))
         .command
 }
 
-fn submit_args(line: &[&str]) -> submit::SubmitArgs {
+fn submit_args(line: &str) -> submit::SubmitArgs {
     match command(line) {
         ClientCommand::Submit(args) => *args,
         other => panic!("{other:?}"),
@@ -79,7 +79,7 @@ fn submit_args(line: &[&str]) -> submit::SubmitArgs {
 }
 
 /// Submits without waiting and returns the job id.
-async fn submit_job(api: &Client, line: &[&str]) -> dwr_core::JobId {
+async fn submit_job(api: &Client, line: &str) -> dwr_core::JobId {
     let job = api
         .submit(&submit_args(line).to_request())
         .await
@@ -91,11 +91,11 @@ async fn submit_job(api: &Client, line: &[&str]) -> dwr_core::JobId {
 async fn submit_wait_returns_the_jobs_exit_code() {
     let (url, _store) = server(None).await;
     let api = Client::new(&url).unwrap();
-    let ok = submit_args(&["submit", "img", "--wait", "--", "echo", "hi"]);
+    let ok = submit_args("submit img --wait -- echo hi");
     assert_eq!(submit::run(&api, &ok, false).await.unwrap(), 0);
-    let failing = submit_args(&["submit", "img", "--wait", "--", "fake", "exit=3"]);
+    let failing = submit_args("submit img --wait -- fake exit=3");
     assert_eq!(submit::run(&api, &failing, false).await.unwrap(), 3);
-    let oom = submit_args(&["submit", "img", "--wait", "--", "fake", "oom"]);
+    let oom = submit_args("submit img --wait -- fake oom");
     assert_eq!(submit::run(&api, &oom, true).await.unwrap(), 137);
 }
 
@@ -103,20 +103,8 @@ async fn submit_wait_returns_the_jobs_exit_code() {
 async fn follow_streams_every_line_in_order_until_the_end() {
     let (url, _store) = server(None).await;
     let api = Client::new(&url).unwrap();
-    let id = submit_job(
-        &api,
-        &[
-            "submit",
-            "img",
-            "--",
-            "fake",
-            "print=one",
-            "run=300ms",
-            "print=two",
-            "exit=4",
-        ],
-    )
-    .await;
+    let line = "submit img -- fake print=one run=300ms print=two exit=4";
+    let id = submit_job(&api, line).await;
     let mut out: Vec<u8> = Vec::new();
     let job = follow_to_end(&api, id, &mut out).await.expect("followed");
     assert_eq!(job.status, JobState::Failed);
@@ -137,15 +125,10 @@ async fn jobs_job_abort_executors_and_stats() {
     let (url, store) = server(None).await;
     let api = Client::new(&url).unwrap();
     // A job filling the executor, and one that must wait behind it.
-    let big = submit_job(
-        &api,
-        &[
-            "submit", "img", "--cpus", "4", "--memory", "1g", "--", "fake", "hang", "term",
-        ],
-    )
-    .await;
+    let line = "submit img --cpus 4 --memory 1g -- fake hang term";
+    let big = submit_job(&api, line).await;
     let mut reporter = StatusReporter::default();
-    let waiting = submit_job(&api, &["submit", "img", "--cpus", "1", "--", "true"]).await;
+    let waiting = submit_job(&api, "submit img --cpus 1 -- true").await;
     for _ in 0..500 {
         if store.job(big).await.unwrap().state == JobState::Running {
             break;
@@ -161,31 +144,12 @@ async fn jobs_job_abort_executors_and_stats() {
         "a pending job says why: {detail}"
     );
 
-    let table = jobs::list(
-        &api,
-        &super::JobsArgs {
-            status: None,
-            limit: 10,
-        },
-        false,
-    )
-    .await
-    .unwrap();
+    let up_to_10 = |status| super::JobsArgs { status, limit: 10 };
+    let table = jobs::list(&api, &up_to_10(None), false).await.unwrap();
     assert!(table.starts_with("JOB ID"), "{table}");
     assert!(table.contains(&big.to_string()) && table.contains(&waiting.to_string()));
-    let running: serde_json::Value = serde_json::from_str(
-        &jobs::list(
-            &api,
-            &super::JobsArgs {
-                status: Some(JobState::Running),
-                limit: 10,
-            },
-            true,
-        )
-        .await
-        .unwrap(),
-    )
-    .unwrap();
+    let running = jobs::list(&api, &up_to_10(Some(JobState::Running)), true).await;
+    let running: serde_json::Value = serde_json::from_str(&running.unwrap()).unwrap();
     assert_eq!(running.as_array().map(Vec::len), Some(1), "{running:#}");
     assert_eq!(running[0]["job_id"], big.to_string());
 
@@ -232,7 +196,7 @@ async fn server_errors_and_tokens() {
     assert!(err.to_string().contains(unknown), "{err}");
 
     // A request the server refuses: the detail names the field.
-    let mut request = submit_args(&["submit", "img", "--", "true"]).to_request();
+    let mut request = submit_args("submit img -- true").to_request();
     request.allocation_timeout = Some(1);
     let err = api.submit(&request).await.unwrap_err();
     assert!(matches!(err, Error::Server { status: 422, .. }), "{err:?}");
@@ -245,13 +209,11 @@ async fn server_errors_and_tokens() {
         json: true,
     };
     assert_eq!(
-        super::run(command(&["executors"]), options.clone())
+        super::run(command("executors"), options.clone())
             .await
             .unwrap(),
         0
     );
-    let err = super::run(command(&["job", "nope"]), options)
-        .await
-        .unwrap_err();
+    let err = super::run(command("job nope"), options).await.unwrap_err();
     assert_eq!(err.exit_code(), 2, "{err}");
 }

@@ -74,6 +74,13 @@ pub struct Proc {
 }
 
 impl Proc {
+    pub fn new(name: impl Into<String>, child: Child) -> Proc {
+        Proc {
+            name: name.into(),
+            child: Some(child),
+        }
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -136,10 +143,7 @@ impl Redis {
             .expect("redis-server starts");
         let redis = Redis {
             port,
-            _proc: Proc {
-                name: "redis-server".into(),
-                child: Some(child),
-            },
+            _proc: Proc::new("redis-server", child),
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -171,28 +175,12 @@ pub struct Cluster {
     pub logs: tempfile::TempDir,
     pub scheduler: Option<Proc>,
     pub executors: Vec<(String, Proc)>,
-    pub executor_ids: Vec<String>,
     pub http: reqwest::Client,
     /// This test binary's turn (see [`Cluster::serial`]), released after the clean-up.
-    turn: Option<tokio::sync::MutexGuard<'static, ()>>,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
-    pub fn new() -> Cluster {
-        let tag = uuid_like();
-        Cluster {
-            redis: Redis::start(),
-            api_port: free_port(),
-            prefix: format!("dwr-e2e-{tag}:"),
-            logs: tempfile::tempdir().unwrap(),
-            scheduler: None,
-            executors: Vec::new(),
-            executor_ids: Vec::new(),
-            http: reqwest::Client::new(),
-            turn: None,
-        }
-    }
-
     /// Waits for this test binary's turn ([`SERIAL`]) and, when the services are here, a new
     /// cluster that holds the turn until it is dropped; `None` when the test is skipped.
     pub async fn serial() -> Option<Cluster> {
@@ -200,9 +188,16 @@ impl Cluster {
         if !services_available() {
             return None;
         }
-        let mut c = Cluster::new();
-        c.turn = Some(turn);
-        Some(c)
+        Some(Cluster {
+            redis: Redis::start(),
+            api_port: free_port(),
+            prefix: format!("dwr-e2e-{}:", uuid_like()),
+            logs: tempfile::tempdir().unwrap(),
+            scheduler: None,
+            executors: Vec::new(),
+            http: reqwest::Client::new(),
+            _turn: turn,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -210,20 +205,7 @@ impl Cluster {
     }
 
     pub fn command(&self, args: &[&str], log_name: &str) -> Command {
-        self.wrapped_command(&[], args, log_name)
-    }
-
-    /// [`command`](Self::command) run through `wrapper` (a program and its arguments, such
-    /// as `faketime -f -300s`), when not empty.
-    pub fn wrapped_command(&self, wrapper: &[&str], args: &[&str], log_name: &str) -> Command {
-        let mut cmd = match wrapper.split_first() {
-            Some((program, rest)) => {
-                let mut cmd = Command::new(program);
-                cmd.args(rest).arg(env!("CARGO_BIN_EXE_dwr"));
-                cmd
-            }
-            None => Command::new(env!("CARGO_BIN_EXE_dwr")),
-        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dwr"));
         cmd.args(args);
         for var in [
             "REDIS_URL",
@@ -274,10 +256,7 @@ impl Cluster {
 
     async fn spawn_scheduler(&mut self, mut cmd: Command) {
         let child = cmd.spawn().expect("dwr scheduler starts");
-        self.scheduler = Some(Proc {
-            name: "dwr scheduler".into(),
-            child: Some(child),
-        });
+        self.scheduler = Some(Proc::new("dwr scheduler", child));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = self.http.get(self.url("/health")).send().await {
@@ -296,39 +275,28 @@ impl Cluster {
 
     /// Starts an executor with a unique id (returned) offering `cpus` cores and `memory_mb`.
     pub async fn start_executor(&mut self, name: &str, cpus: &str, memory_mb: &str) -> String {
-        self.start_executor_with(name, cpus, memory_mb, &[], &[])
-            .await
+        self.start_executor_with(name, cpus, memory_mb, &[]).await
     }
 
-    /// [`start_executor`](Self::start_executor) run through `wrapper` (see
-    /// [`wrapped_command`](Self::wrapped_command)) with `env` set on top.
+    /// [`start_executor`](Self::start_executor) with `env` set on top.
     pub async fn start_executor_with(
         &mut self,
         name: &str,
         cpus: &str,
         memory_mb: &str,
-        wrapper: &[&str],
         env: &[(&str, &str)],
     ) -> String {
         let id = format!("{}{name}", self.prefix.trim_end_matches(':'));
-        let mut cmd = self.wrapped_command(wrapper, &["executor"], &id);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd
+        let child = self
+            .command(&["executor"], &id)
+            .envs(env.iter().copied())
             .env("EXECUTOR_ID", &id)
             .env("DWR_EXECUTOR_CPUS", cpus)
             .env("DWR_EXECUTOR_MEMORY_MB", memory_mb)
             .spawn()
             .expect("dwr executor starts");
-        self.executors.push((
-            id.clone(),
-            Proc {
-                name: format!("dwr executor {id}"),
-                child: Some(child),
-            },
-        ));
-        self.executor_ids.push(id.clone());
+        let proc = Proc::new(format!("dwr executor {id}"), child);
+        self.executors.push((id.clone(), proc));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if self.executor_alive(&id).await {
@@ -474,34 +442,27 @@ impl Drop for Cluster {
         if let Some(s) = &mut self.scheduler {
             s.kill9();
         }
-        for id in &self.executor_ids {
+        for (id, _) in &self.executors {
             remove_containers(&format!("dwr.executor={id}"));
         }
     }
 }
 
+/// The ids of the containers (running or not) labelled `label`.
+pub fn containers(label: &str) -> Vec<String> {
+    let filter = format!("label={label}");
+    let ids = output("docker", &["ps", "-aq", "--filter", &filter]);
+    ids.split_whitespace().map(str::to_owned).collect()
+}
+
 pub fn remove_containers(label: &str) {
-    let ids = output(
-        "docker",
-        &["ps", "-aq", "--filter", &format!("label={label}")],
-    );
-    for id in ids.split_whitespace() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+    for id in containers(label) {
+        succeeds("docker", &["rm", "-f", &id]);
     }
 }
 
 pub fn containers_of_job(id: &str) -> Vec<String> {
-    output(
-        "docker",
-        &["ps", "-aq", "--filter", &format!("label=dwr.job_id={id}")],
-    )
-    .split_whitespace()
-    .map(str::to_owned)
-    .collect()
+    containers(&format!("dwr.job_id={id}"))
 }
 
 /// A short unique tag (time and pid) for keys and ids.
