@@ -317,14 +317,11 @@ impl ContainerRuntime for DockerRuntime {
             .docker
             .clone()
             .with_timeout(self.config.request_timeout + Duration::from_secs(secs));
-        match docker
+        // 304 (already stopped) is a success for bollard.
+        docker
             .stop_container(&id.0, Some(StopContainerOptionsBuilder::new().t(t).build()))
             .await
-        {
-            // 304 (already stopped) is a success for bollard.
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.container_error(id, "stop container", e)),
-        }
+            .map_err(|e| self.container_error(id, "stop container", e))
     }
 
     async fn remove(&self, id: &ContainerId) -> Result<(), RuntimeError> {

@@ -8,11 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use bollard::query_parameters::InspectContainerOptions;
 use dwr_core::runtime::{LABEL_EXECUTOR, LABEL_JOB_ID};
 use dwr_core::{
-    ContainerId, ContainerRuntime, ContainerRuntimeExt, ExitStatus, JobId, LogLine, LogSource,
-    RuntimeError, VolumeMount,
+    ContainerId, ContainerRuntime, ContainerRuntimeExt, JobId, LogSource, RuntimeError, VolumeMount,
 };
 use dwr_docker::{DockerConfig, DockerRuntime, PullPolicy};
 use futures::StreamExt;
@@ -20,15 +18,7 @@ use tokio::sync::mpsc::unbounded_channel;
 
 mod common;
 
-use common::Harness;
-
-fn texts(lines: &[LogLine], source: LogSource) -> Vec<String> {
-    lines
-        .iter()
-        .filter(|l| l.source == source)
-        .map(|l| l.text.clone())
-        .collect()
-}
+use common::{inspect, texts, Harness};
 
 #[tokio::test]
 async fn exit_code_propagates() {
@@ -36,21 +26,9 @@ async fn exit_code_propagates() {
         return;
     };
     let (status, _) = h.run(&h.spec(&["sh", "-c", "echo bye; exit 3"])).await;
-    assert_eq!(
-        status,
-        ExitStatus {
-            code: 3,
-            oom_killed: false
-        }
-    );
+    assert_eq!((status.code, status.oom_killed), (3, false));
     let (status, _) = h.run(&h.spec(&["true"])).await;
-    assert_eq!(
-        status,
-        ExitStatus {
-            code: 0,
-            oom_killed: false
-        }
-    );
+    assert_eq!((status.code, status.oom_killed), (0, false));
     h.finish().await;
 }
 
@@ -150,13 +128,7 @@ async fn abort_of_a_process_ignoring_sigterm_ends_within_the_grace() {
         .await
         .expect("wait returns at once after the stop")
         .expect("wait");
-    assert_eq!(
-        status,
-        ExitStatus {
-            code: 137,
-            oom_killed: false
-        }
-    );
+    assert_eq!((status.code, status.oom_killed), (137, false));
     // Stopping an exited container is not an error; removing twice is not either.
     h.runtime
         .stop(&id, Duration::from_secs(2))
@@ -323,15 +295,7 @@ async fn env_labels_and_limits_are_set_on_the_container() {
     spec.cpu_millis = 1500;
     let id = h.runtime.create_and_start(&spec).await.expect("start");
 
-    let docker = bollard::Docker::connect_with_local_defaults()
-        .expect("docker")
-        .negotiate_version()
-        .await
-        .expect("negotiate");
-    let inspect = docker
-        .inspect_container(&id.0, None::<InspectContainerOptions>)
-        .await
-        .expect("inspect");
+    let inspect = inspect(&id).await;
     assert_eq!(
         inspect.name.as_deref(),
         Some(format!("/dwr-{}-{}", spec.job, spec.attempt).as_str())
@@ -350,18 +314,8 @@ async fn env_labels_and_limits_are_set_on_the_container() {
     assert_eq!(host.memory_swap, Some(64 * 1024 * 1024));
     assert_eq!(host.pids_limit, Some(4096));
 
-    let mut stream = h.runtime.logs(&id);
-    let mut out = Vec::new();
-    while out.len() < 4 {
-        let line = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("env lines in time")
-            .expect("stream open")
-            .expect("line");
-        out.push(line.text);
-    }
     assert_eq!(
-        out,
+        h.first_lines(&id, 4).await,
         vec![
             spec.job.to_string(),
             "192.0.2.9".to_owned(),

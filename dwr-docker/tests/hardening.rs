@@ -8,26 +8,12 @@
 
 use std::time::{Duration, Instant};
 
-use bollard::models::ContainerInspectResponse;
-use bollard::query_parameters::InspectContainerOptions;
-use dwr_core::{ContainerId, ContainerRuntime, ContainerRuntimeExt, LogSource, MAX_LOG_LINE_BYTES};
+use dwr_core::{ContainerRuntime, ContainerRuntimeExt, LogSource, MAX_LOG_LINE_BYTES};
 use dwr_docker::DockerConfig;
 
 mod common;
 
-use common::Harness;
-
-/// The engine's view of container `id`.
-async fn inspect(id: &ContainerId) -> ContainerInspectResponse {
-    bollard::Docker::connect_with_local_defaults()
-        .expect("docker")
-        .negotiate_version()
-        .await
-        .expect("negotiate")
-        .inspect_container(&id.0, None::<InspectContainerOptions>)
-        .await
-        .expect("inspect")
-}
+use common::{inspect, texts, Harness};
 
 /// Capability bits (as in `/proc/<pid>/status`) of the two dropped capabilities.
 const CAP_NET_RAW: u32 = 13;
@@ -67,7 +53,7 @@ async fn every_container_has_an_init_no_new_privileges_and_fewer_capabilities() 
     assert_eq!(user, "", "the image's own user by default");
 
     // Inside: the job is not PID 1, cannot gain privileges, and lacks both capabilities.
-    let lines = first_lines(&h, &id, 3).await;
+    let lines = h.first_lines(&id, 3).await;
     let pid: u32 = lines[0]
         .strip_prefix("pid ")
         .and_then(|p| p.parse().ok())
@@ -120,7 +106,7 @@ async fn a_configured_user_and_log_rotation_reach_the_container() {
         .expect("log options");
     assert_eq!(log.get("max-size").map(String::as_str), Some("1m"));
     assert_eq!(log.get("max-file").map(String::as_str), Some("2"));
-    assert_eq!(first_lines(&h, &id, 2).await, vec!["1000", "1001"]);
+    assert_eq!(h.first_lines(&id, 2).await, vec!["1000", "1001"]);
     h.runtime.remove(&id).await.expect("remove");
     h.finish().await;
 }
@@ -142,12 +128,7 @@ async fn a_read_only_root_refuses_writes_only_when_asked() {
     read_only.job = dwr_core::JobId::new();
     let (status, lines) = h.run(&read_only).await;
     assert_eq!(status.code, 0, "{lines:?}");
-    let out: Vec<_> = lines
-        .iter()
-        .filter(|l| l.source == LogSource::Stdout)
-        .collect();
-    assert_eq!(out.len(), 1, "{lines:?}");
-    assert_eq!(out[0].text, "refused");
+    assert_eq!(texts(&lines, LogSource::Stdout), ["refused"], "{lines:?}");
     assert!(
         lines
             .iter()
@@ -219,20 +200,4 @@ async fn a_100_kib_line_arrives_in_pieces_of_at_most_16_kib() {
         "the pieces concatenate back to the line"
     );
     h.finish().await;
-}
-
-/// The first `n` lines of a running container's output.
-async fn first_lines(h: &Harness, id: &ContainerId, n: usize) -> Vec<String> {
-    use futures::StreamExt;
-    let mut stream = h.runtime.logs(id);
-    let mut out = Vec::new();
-    while out.len() < n {
-        let line = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .expect("lines in time")
-            .expect("stream open")
-            .expect("line");
-        out.push(line.text);
-    }
-    out
 }

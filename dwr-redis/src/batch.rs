@@ -143,17 +143,15 @@ impl Coalescer {
             .into_iter()
             .map(|args| {
                 let (reply, answer) = oneshot::channel();
-                let queued = self.queue.send(Op { args, reply }).is_ok();
-                (queued, answer)
+                // An operation the task can no longer take is dropped with its sender: its
+                // answer then reads as gone.
+                let _ = self.queue.send(Op { args, reply });
+                answer
             })
             .collect();
         let mut replies = Vec::with_capacity(answers.len());
-        for (queued, answer) in answers {
-            let reply = match queued {
-                true => answer.await.ok(),
-                false => None,
-            };
-            replies.push(reply.unwrap_or_else(|| Err(self.gone())));
+        for answer in answers {
+            replies.push(answer.await.unwrap_or_else(|_| Err(self.gone())));
         }
         replies
     }
@@ -190,10 +188,7 @@ impl Worker {
         if ops.len() == 1 {
             let op = ops.pop().expect("one operation");
             let mut invocation = self.single.prepare_invoke();
-            invocation.arg(&self.prefix);
-            for arg in &op.args {
-                invocation.arg(arg);
-            }
+            invocation.arg(&self.prefix).arg(&op.args);
             let reply = invocation.invoke_async(&mut self.conn).await;
             let _ = op
                 .reply
@@ -203,10 +198,7 @@ impl Worker {
         let mut invocation = self.batch.prepare_invoke();
         invocation.arg(&self.prefix);
         for op in ops.iter() {
-            invocation.arg(op.args.len());
-            for arg in &op.args {
-                invocation.arg(arg);
-            }
+            invocation.arg(op.args.len()).arg(&op.args);
         }
         let reply: Result<Vec<Value>, RedisError> = invocation.invoke_async(&mut self.conn).await;
         match reply {

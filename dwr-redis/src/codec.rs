@@ -9,30 +9,22 @@ use dwr_core::{
 };
 use redis::Value;
 
-use crate::error::corrupt;
+use crate::error::{corrupt, corrupt_by};
 
-/// The fields of a job hash, as field/value pairs (optional fields only when set).
 /// Specs longer than this (JSON bytes) are stored with their placement view beside them
 /// (`place`): a scheduling pass reads that instead. Shorter ones are read whole, which
 /// costs no more than the view would, and saves writing it.
 pub(crate) const PLACEMENT_VIEW_FROM: usize = 1024;
 
+/// The fields of a job hash, as field/value pairs (optional fields only when set).
 pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, StoreError> {
-    let spec = serde_json::to_string(&job.spec).map_err(|e| StoreError::Corrupt {
-        what: format!("spec of job {}", job.id),
-        source: Box::new(e),
-    })?;
-    // A large spec also gets its placement view, which is what a scheduling pass reads.
-    let place = if spec.len() > PLACEMENT_VIEW_FROM {
-        Some(
-            serde_json::to_string(&job.spec.for_placement()).map_err(|e| StoreError::Corrupt {
-                what: format!("spec of job {}", job.id),
-                source: Box::new(e),
-            })?,
-        )
-    } else {
-        None
-    };
+    let unwritable = |e| corrupt_by(format!("spec of job {}", job.id), e);
+    let spec = serde_json::to_string(&job.spec).map_err(unwritable)?;
+    let place = (spec.len() > PLACEMENT_VIEW_FROM)
+        .then(|| serde_json::to_string(&job.spec.for_placement()))
+        .transpose()
+        .map_err(unwritable)?;
+    let millis = |t: Option<Timestamp>| t.map(|t| t.millis().to_string());
     let mut f = vec![
         ("id", job.id.to_string()),
         ("spec", spec),
@@ -59,11 +51,8 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         "abort",
         job.abort_requested.map(|c| abort_cause_str(c).to_owned()),
     );
-    opt(
-        "assigned_at",
-        job.assigned_at.map(|t| t.millis().to_string()),
-    );
-    opt("started_at", job.started_at.map(|t| t.millis().to_string()));
+    opt("assigned_at", millis(job.assigned_at));
+    opt("started_at", millis(job.started_at));
     opt(
         "attempt",
         (job.attempt > 0).then(|| job.attempt.to_string()),
@@ -75,18 +64,13 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         opt("retry_ms", Some(retry.backoff.as_millis().to_string()));
         opt("retry_on", Some(retry.retry_on_list()));
     }
-    opt("retry_at", job.retry_at.map(|t| t.millis().to_string()));
+    opt("retry_at", millis(job.retry_at));
     if !job.attempts.is_empty() {
-        let attempts = serde_json::to_string(&job.attempts).map_err(|e| StoreError::Corrupt {
-            what: format!("attempts of job {}", job.id),
-            source: Box::new(e),
-        })?;
+        let attempts = serde_json::to_string(&job.attempts)
+            .map_err(|e| corrupt_by(format!("attempts of job {}", job.id), e))?;
         opt("attempts", Some(attempts));
     }
-    opt(
-        "finished_at",
-        job.finished_at.map(|t| t.millis().to_string()),
-    );
+    opt("finished_at", millis(job.finished_at));
     Ok(f)
 }
 
@@ -127,21 +111,11 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
             .transpose()
     };
     let ts = |name: &str| int(name).map(|v| v.map(Timestamp));
-    let id: JobId = req("id")?
-        .parse()
-        .map_err(|e: dwr_core::MalformedJobId| corrupt(what(), e.to_string()))?;
-    let spec = serde_json::from_str(req("spec")?).map_err(|e| StoreError::Corrupt {
-        what: what(),
-        source: Box::new(e),
-    })?;
-    let state: JobState = req("state")?
-        .parse()
-        .map_err(|e: dwr_core::UnknownJobState| corrupt(what(), e.to_string()))?;
+    let id: JobId = req("id")?.parse().map_err(|e| corrupt_by(what(), e))?;
+    let spec = serde_json::from_str(req("spec")?).map_err(|e| corrupt_by(what(), e))?;
+    let state: JobState = req("state")?.parse().map_err(|e| corrupt_by(what(), e))?;
     let gpu_ids: Vec<String> = match map.get("gpu_ids") {
-        Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-            what: what(),
-            source: Box::new(e),
-        })?,
+        Some(text) => serde_json::from_str(text).map_err(|e| corrupt_by(what(), e))?,
         None => Vec::new(),
     };
     let created_at = ts("created_at")?.ok_or_else(|| corrupt(what(), "created_at missing"))?;
@@ -160,10 +134,7 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
         attempts: match map.get("attempts") {
             // Written by the scripts with cjson, which encodes an empty table as `{}`.
             Some(text) if text != "{}" => {
-                serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-                    what: what(),
-                    source: Box::new(e),
-                })?
+                serde_json::from_str(text).map_err(|e| corrupt_by(what(), e))?
             }
             _ => Vec::new(),
         },
@@ -210,10 +181,7 @@ pub(crate) fn flat_map(value: &Value, what: &str) -> Result<HashMap<String, Stri
 
 /// An array of strings.
 pub(crate) fn strings(value: &Value, what: &str) -> Result<Vec<String>, StoreError> {
-    redis::from_redis_value_ref(value).map_err(|e| StoreError::Corrupt {
-        what: what.to_owned(),
-        source: Box::new(e),
-    })
+    redis::from_redis_value_ref(value).map_err(|e| corrupt_by(what, e))
 }
 
 /// The items of an array answer.
@@ -234,10 +202,7 @@ pub(crate) fn status_reply<'a>(
     let (first, rest) = items
         .split_first()
         .ok_or_else(|| corrupt(script, "empty reply"))?;
-    let status: String = redis::from_redis_value_ref(first).map_err(|e| StoreError::Corrupt {
-        what: script.to_owned(),
-        source: Box::new(e),
-    })?;
+    let status: String = redis::from_redis_value_ref(first).map_err(|e| corrupt_by(script, e))?;
     Ok((status, rest))
 }
 
@@ -284,6 +249,21 @@ pub(crate) fn refusal(
     error.unwrap_or_else(|unreadable| unreadable)
 }
 
+/// Nothing for a script's `ok`; the [`refusal`] any other status stands for.
+pub(crate) fn ok_or_refusal(
+    reply: &Value,
+    script: &str,
+    action: &'static str,
+    id: JobId,
+    attempt: Option<u32>,
+) -> Result<(), StoreError> {
+    let (status, rest) = status_reply(reply, script)?;
+    match status.as_str() {
+        "ok" => Ok(()),
+        other => Err(refusal(script, action, id, attempt, other, rest)),
+    }
+}
+
 /// The refusal of a write about `attempt` of job `id` that a script found stale: its
 /// payload is the job's state and current attempt.
 fn stale_at(
@@ -320,14 +300,14 @@ pub(crate) fn jobs_from(value: &Value, script: &str) -> Result<Vec<Job>, StoreEr
 pub(crate) fn job_id_at(rest: &[Value], i: usize, script: &str) -> Result<JobId, StoreError> {
     text_at(rest, i, script)?
         .parse()
-        .map_err(|e: dwr_core::MalformedJobId| corrupt(script, e.to_string()))
+        .map_err(|e| corrupt_by(script, e))
 }
 
 /// A job state named by a script.
 pub(crate) fn state_at(rest: &[Value], script: &str) -> Result<JobState, StoreError> {
     text_at(rest, 0, script)?
         .parse()
-        .map_err(|e: dwr_core::UnknownJobState| corrupt(script, e.to_string()))
+        .map_err(|e| corrupt_by(script, e))
 }
 
 /// An executor from its `{hash, gpu holders, job ids}` snapshot.
@@ -345,10 +325,7 @@ pub(crate) fn executor_from(value: &Value) -> Result<Executor, StoreError> {
         map.get("reg")
             .ok_or_else(|| corrupt(&what, "registration missing"))?,
     )
-    .map_err(|e| StoreError::Corrupt {
-        what: what.clone(),
-        source: Box::new(e),
-    })?;
+    .map_err(|e| corrupt_by(&what, e))?;
     let num = |name: &str| -> Result<i64, StoreError> {
         map.get(name)
             .and_then(|v| v.parse::<i64>().ok())
@@ -360,24 +337,19 @@ pub(crate) fn executor_from(value: &Value) -> Result<Executor, StoreError> {
         num("gpu_alloc")?.clamp(0, i64::from(u32::MAX)) as u32,
     );
     let usage: HostUsage = match map.get("usage") {
-        Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-            what: what.clone(),
-            source: Box::new(e),
-        })?,
+        Some(text) => serde_json::from_str(text).map_err(|e| corrupt_by(&what, e))?,
         None => HostUsage::default(),
     };
     let mut gpu_holders = BTreeMap::new();
     for (uuid, job) in flat_map(holders, &what)? {
-        let job: JobId = job
-            .parse()
-            .map_err(|e: dwr_core::MalformedJobId| corrupt(&what, e.to_string()))?;
+        let job: JobId = job.parse().map_err(|e| corrupt_by(&what, e))?;
         gpu_holders.insert(uuid, job);
     }
     let job_ids = strings(jobs, &what)?
         .iter()
         .map(|j| j.parse())
         .collect::<Result<_, _>>()
-        .map_err(|e: dwr_core::MalformedJobId| corrupt(&what, e.to_string()))?;
+        .map_err(|e| corrupt_by(&what, e))?;
     Ok(Executor {
         registration,
         allocated,
@@ -416,15 +388,10 @@ pub(crate) fn parse_event(text: &str) -> Result<ExecutorEvent, StoreError> {
 
 /// The job in an `assigned` event: a flat `HGETALL` array encoded as JSON.
 fn job_from_event_hash(json: &str) -> Result<Job, StoreError> {
-    let items: Vec<String> = serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
-        what: "job in an assigned event".to_owned(),
-        source: Box::new(e),
-    })?;
+    const WHAT: &str = "job in an assigned event";
+    let items: Vec<String> = serde_json::from_str(json).map_err(|e| corrupt_by(WHAT, e))?;
     if !items.len().is_multiple_of(2) {
-        return Err(corrupt(
-            "job in an assigned event",
-            "odd number of hash items",
-        ));
+        return Err(corrupt(WHAT, "odd number of hash items"));
     }
     let map: HashMap<String, String> = items
         .chunks_exact(2)

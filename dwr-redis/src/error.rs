@@ -62,10 +62,7 @@ pub(crate) fn store_error(operation: &'static str, err: RedisError) -> StoreErro
             source: Box::new(err),
         }
     } else {
-        StoreError::Corrupt {
-            what: format!("reply to {operation}"),
-            source: Box::new(err),
-        }
+        corrupt_by(format!("reply to {operation}"), err)
     }
 }
 
@@ -74,5 +71,16 @@ pub(crate) fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> Sto
     StoreError::Corrupt {
         what: what.into(),
         source: reason.into().into(),
+    }
+}
+
+/// A reply or stored value this version cannot read, with the error that said so.
+pub(crate) fn corrupt_by(
+    what: impl Into<String>,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        source: Box::new(source),
     }
 }

@@ -145,10 +145,7 @@ impl WakeListener {
 
     /// A receiver of the wake version, starting the listener on first use.
     pub fn receiver(&self) -> watch::Receiver<u64> {
-        let mut state = match self.state.lock() {
-            Ok(state) => state,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((rx, _)) = state.as_ref() {
             return rx.clone();
         }
@@ -178,10 +175,8 @@ impl WakeListener {
 
 impl Drop for WakeListener {
     fn drop(&mut self) {
-        if let Ok(mut state) = self.state.lock() {
-            if let Some((_, task)) = state.take() {
-                task.abort();
-            }
+        if let Some((_, task)) = self.state.get_mut().ok().and_then(Option::take) {
+            task.abort();
         }
     }
 }
@@ -325,10 +320,8 @@ impl LogWatch {
 
 impl Drop for LogWatch {
     fn drop(&mut self) {
-        if let Ok(mut task) = self.task.lock() {
-            if let Some(task) = task.take() {
-                task.abort();
-            }
+        if let Some(task) = self.task.get_mut().ok().and_then(Option::take) {
+            task.abort();
         }
     }
 }

@@ -31,14 +31,18 @@ fn assign(job: JobId, executor: &ExecutorId) -> Assignment {
     Assignment::new(job, executor.clone(), Vec::new())
 }
 
-/// Submits `n` small jobs and commits them all to `ex` (queueing `n` events); their ids.
-async fn assigned(store: &RedisJobStore, ex: &ExecutorId, n: usize) -> Vec<JobId> {
+/// Submits `n` small jobs, one by one; their ids.
+async fn submitted(store: &RedisJobStore, n: usize) -> Vec<JobId> {
     let mut ids = Vec::new();
     for _ in 0..n {
-        let j = job(100);
-        ids.push(j.id);
-        store.submit(j).await.unwrap();
+        ids.push(store.submit(job(100)).await.unwrap().id);
     }
+    ids
+}
+
+/// Submits `n` small jobs and commits them all to `ex` (queueing `n` events); their ids.
+async fn assigned(store: &RedisJobStore, ex: &ExecutorId, n: usize) -> Vec<JobId> {
+    let ids = submitted(store, n).await;
     let batch: Vec<Assignment> = ids.iter().map(|id| assign(*id, ex)).collect();
     for r in store.commit_assignments(&batch).await {
         r.unwrap();
@@ -48,20 +52,10 @@ async fn assigned(store: &RedisJobStore, ex: &ExecutorId, n: usize) -> Vec<JobId
 
 /// Script calls the server has run so far.
 fn script_calls(server: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut server.client())
-        .unwrap();
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split_once("calls=")?
-                .1
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
+    let calls = server.command_calls();
+    ["evalsha", "eval"]
+        .iter()
+        .filter_map(|c| calls.get(*c))
         .sum()
 }
 
@@ -146,10 +140,8 @@ async fn commits_of_one_batch_see_each_other() {
     let store = server.store().await;
     // Room for one of the two.
     let ex = executor(&store, "small", 1_000).await;
-    let (a, b) = (job(800), job(800));
-    let (ia, ib) = (a.id, b.id);
-    store.submit(a).await.unwrap();
-    store.submit(b).await.unwrap();
+    let ia = store.submit(job(800)).await.unwrap().id;
+    let ib = store.submit(job(800)).await.unwrap().id;
     let results = store
         .commit_assignments(&[assign(ia, &ex), assign(ib, &ex)])
         .await;
@@ -181,11 +173,7 @@ async fn an_operation_failing_in_a_batch_leaves_the_others_applied() {
     };
     let store = server.store().await;
     let ex = executor(&store, "mixed", 100_000).await;
-    let jobs: Vec<Job> = (0..3).map(|_| job(100)).collect();
-    let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
-    for j in jobs {
-        store.submit(j).await.unwrap();
-    }
+    let ids = submitted(&store, 3).await;
     // The middle job's hash is damaged so that its script raises an error.
     let key = format!("{}job:{}", store.keys().prefix(), ids[1]);
     let _: () = server.client().hset(&key, "cpu", "not a number").unwrap();
@@ -306,12 +294,7 @@ async fn operations_of_different_lengths_share_a_call() {
         return;
     };
     let store = server.store().await;
-    let mut ids = Vec::new();
-    for _ in 0..12 {
-        let j = job(100);
-        ids.push(j.id);
-        store.submit(j).await.unwrap();
-    }
+    let ids = submitted(&store, 12).await;
     // 5, 1, 3, 0, 5, 1, 3, 0, ... lines: longer and shorter operations alternate.
     let lines = |i: usize| -> Vec<String> {
         (0..[5, 1, 3, 0][i % 4])

@@ -4,33 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::RedisServer;
 use dwr_core::{
     Assignment, ExecutorId, ExecutorRegistration, Job, JobId, JobSpec, JobStore, Outcome, Timestamp,
 };
-
-/// `cmdstat_<name>:calls=<n>,...` lines as name → calls.
-fn command_calls(server: &RedisServer) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut server.client())
-        .expect("INFO commandstats");
-    info.lines()
-        .filter_map(|line| {
-            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_owned(), calls))
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_job_costs_six_round_trips() {
@@ -80,7 +59,7 @@ async fn one_job_costs_six_round_trips() {
         .unwrap();
     assert!(done.changed);
 
-    let mut calls = command_calls(&server);
+    let mut calls = server.command_calls();
     calls.remove("config|resetstat");
     // The commands a client sent; everything else ran inside those scripts.
     let client_sent = ["evalsha", "eval", "blpop", "blmpop", "script|load"];

@@ -43,9 +43,7 @@ async fn logs_live_at_job_logs_capped_and_expire_once_terminal() {
         ..server.config()
     };
     let store = RedisJobStore::connect(config).await.unwrap();
-    let j = job();
-    let id = j.id;
-    store.submit(j).await.unwrap();
+    let id = store.submit(job()).await.unwrap().id;
     let lines = |r: std::ops::Range<u32>| r.map(|i| format!("line {i}")).collect::<Vec<_>>();
     store.append_logs(id, None, &lines(0..2)).await.unwrap();
     store.append_logs(id, None, &lines(2..5)).await.unwrap();
@@ -77,13 +75,7 @@ async fn logs_live_at_job_logs_capped_and_expire_once_terminal() {
     assert!((1..=3_600).contains(&ttl), "TTL after a late batch: {ttl}");
     // A job that ends with no lines (no list to expire) gets the TTL with its first late
     // batch.
-    let quiet = job();
-    let quiet_id = quiet.id;
-    store.submit(quiet).await.unwrap();
-    store
-        .finish(quiet_id, &Outcome::failed("stopped"), None)
-        .await
-        .unwrap();
+    let quiet_id = finished(&store).await;
     store
         .append_logs(quiet_id, None, &lines(0..1))
         .await
@@ -101,9 +93,7 @@ async fn logs_live_at_job_logs_capped_and_expire_once_terminal() {
 
 /// Submits and finishes a job (stamped by Redis TIME).
 async fn finished(store: &RedisJobStore) -> JobId {
-    let j = job();
-    let id = j.id;
-    store.submit(j).await.unwrap();
+    let id = store.submit(job()).await.unwrap().id;
     store
         .finish(id, &Outcome::failed("stopped"), None)
         .await
@@ -172,9 +162,7 @@ async fn prefixes_keep_stores_apart_and_every_key_is_named() {
         return;
     };
     let (a, b) = (server.store().await, server.store().await);
-    let j = job();
-    let id = j.id;
-    a.submit(j).await.unwrap();
+    let id = a.submit(job()).await.unwrap().id;
     a.append_logs(id, None, &["x".into()]).await.unwrap();
     executor(&a, "e1").await;
     assert!(matches!(
@@ -207,9 +195,7 @@ async fn connects_from_environment_variables() {
     ]);
     let config = RedisConfig::from_lookup(|k| vars.get(k).cloned()).unwrap();
     let store = RedisJobStore::connect(config).await.unwrap();
-    let j = job();
-    let id = j.id;
-    store.submit(j).await.unwrap();
+    let id = store.submit(job()).await.unwrap().id;
     let mut raw = server.client();
     let _: () = redis::cmd("SELECT").arg(2).query(&mut raw).unwrap();
     let exists: bool = raw.exists(format!("dwr:job:{id}")).unwrap();
@@ -391,13 +377,13 @@ async fn racing_finish_abort_and_expiry_release_exactly_once() {
     for round in 0..20 {
         admin.register_executor(&reg).await.unwrap();
         let mut ids = Vec::new();
-        for i in 0..8u32 {
+        for i in 0..8 {
             let spec =
                 JobSpec::new("img", vec![], 1_000, 1_024).with_gpus(1, dwr_core::GpuModel::Any);
             let j = Job::new(JobId::new(), spec, Timestamp::now());
             ids.push(j.id);
+            let assignment = Assignment::new(j.id, ex.clone(), vec![format!("GPU-{i}")]);
             admin.submit(j).await.unwrap();
-            let assignment = Assignment::new(ids[i as usize], ex.clone(), vec![format!("GPU-{i}")]);
             admin.commit_assignment(&assignment).await.unwrap();
         }
         // Three handles race: one finishes every job, one aborts every job, one expires
@@ -494,9 +480,7 @@ async fn log_followers_share_one_subscription() {
     let mut raw = server.client();
     let mut ids = Vec::new();
     for _ in 0..40 {
-        let j = job();
-        ids.push(j.id);
-        store.submit(j).await.unwrap();
+        ids.push(store.submit(job()).await.unwrap().id);
     }
     // Two followers per job, all waiting at once.
     let mut waiters = Vec::new();
@@ -560,9 +544,7 @@ async fn redis_memory_grows_by_no_more_than_the_log_cap() {
             .parse()
             .unwrap()
     };
-    let j = job();
-    let id = j.id;
-    store.submit(j).await.unwrap();
+    let id = store.submit(job()).await.unwrap().id;
     let before = used(&mut raw);
     // 32 MiB of output in 16 KiB lines, 64 lines per append.
     let line = "y".repeat(16 * 1024);

@@ -6,9 +6,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use bollard::models::ContainerInspectResponse;
+use bollard::query_parameters::InspectContainerOptions;
 use dwr_core::{
     ContainerId, ContainerRuntime, ContainerRuntimeExt, ContainerSpec, ExecutorId, ExitStatus,
-    JobId, LogLine,
+    JobId, LogLine, LogSource,
 };
 use dwr_docker::{DockerConfig, DockerRuntime};
 use futures::StreamExt;
@@ -103,6 +105,21 @@ impl Harness {
         (status, lines)
     }
 
+    /// The first `n` lines of a running container's output.
+    pub async fn first_lines(&self, id: &ContainerId, n: usize) -> Vec<String> {
+        let mut stream = self.runtime.logs(id);
+        let mut out = Vec::new();
+        while out.len() < n {
+            let line = tokio::time::timeout(Duration::from_secs(20), stream.next())
+                .await
+                .expect("lines in time")
+                .expect("stream open")
+                .expect("line");
+            out.push(line.text);
+        }
+        out
+    }
+
     /// Removes what is left and checks that nothing of this executor remains.
     pub async fn finish(self) {
         for c in self.runtime.list_owned(&self.executor).await.expect("list") {
@@ -133,6 +150,27 @@ impl Drop for Harness {
         });
         let _ = cleanup.join();
     }
+}
+
+/// The engine's view of container `id`.
+pub async fn inspect(id: &ContainerId) -> ContainerInspectResponse {
+    bollard::Docker::connect_with_local_defaults()
+        .expect("docker")
+        .negotiate_version()
+        .await
+        .expect("negotiate")
+        .inspect_container(&id.0, None::<InspectContainerOptions>)
+        .await
+        .expect("inspect")
+}
+
+/// The texts of the lines from `source`.
+pub fn texts(lines: &[LogLine], source: LogSource) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.source == source)
+        .map(|l| l.text.clone())
+        .collect()
 }
 
 pub async fn collect_logs(runtime: DockerRuntime, id: ContainerId) -> Vec<LogLine> {

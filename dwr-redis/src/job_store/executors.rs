@@ -4,6 +4,7 @@
 use dwr_core::{Executor, ExecutorId, ExecutorRegistration, Expiry, HostUsage, JobId, StoreError};
 
 use crate::codec::{array, executor_from, job_id_at, status_reply, unexpected};
+use crate::error::corrupt_by;
 use crate::store::RedisJobStore;
 
 /// `register_executor.lua`: registers the executor, or refreshes it keeping what it holds.
@@ -11,10 +12,8 @@ pub(super) async fn register(
     store: &RedisJobStore,
     registration: &ExecutorRegistration,
 ) -> Result<Executor, StoreError> {
-    let reg = serde_json::to_string(registration).map_err(|e| StoreError::Corrupt {
-        what: format!("registration of executor {}", registration.id),
-        source: Box::new(e),
-    })?;
+    let reg = serde_json::to_string(registration)
+        .map_err(|e| corrupt_by(format!("registration of executor {}", registration.id), e))?;
     let mut args = vec![
         registration.id.to_string(),
         reg,
@@ -43,10 +42,8 @@ pub(super) async fn heartbeat(
     id: &ExecutorId,
     usage: &HostUsage,
 ) -> Result<(), StoreError> {
-    let usage = serde_json::to_string(usage).map_err(|e| StoreError::Corrupt {
-        what: format!("usage of executor {id}"),
-        source: Box::new(e),
-    })?;
+    let usage = serde_json::to_string(usage)
+        .map_err(|e| corrupt_by(format!("usage of executor {id}"), e))?;
     let script = &store.inner.scripts.heartbeat;
     let reply = store
         .eval("heartbeat", script, vec![id.to_string(), usage])

@@ -6,7 +6,7 @@ use std::time::Duration;
 use dwr_core::{JobId, JobState, StoreError};
 
 use super::timed_out;
-use crate::codec::{array, refusal, state_at, status_reply, strings, text_at};
+use crate::codec::{array, ok_or_refusal, state_at, strings, text_at};
 use crate::store::RedisJobStore;
 
 /// Appends `lines` as `attempt`'s output (`None`: not an executor's), within the caps.
@@ -28,26 +28,15 @@ pub(super) async fn append(
     args.push(config.log_max_bytes.to_string());
     args.extend(lines.iter().cloned());
     let reply = store.inner.batchers.append_logs.call(args).await?;
-    let (status, rest) = status_reply(&reply, "append_logs")?;
-    match status.as_str() {
-        "ok" => Ok(()),
-        other => Err(refusal(
-            "append_logs",
-            "append logs",
-            id,
-            attempt,
-            other,
-            rest,
-        )),
-    }
+    ok_or_refusal(&reply, "append_logs", "append logs", id, attempt)
 }
 
-/// Lines from absolute line `from` on, with the job's state (`None`: no such job).
+/// Lines from absolute line `from` on, with the job's state.
 pub(super) async fn read(
     store: &RedisJobStore,
     id: JobId,
     from: usize,
-) -> Result<(Option<JobState>, Vec<String>), StoreError> {
+) -> Result<(JobState, Vec<String>), StoreError> {
     let script = &store.inner.scripts.read_logs;
     let reply = store
         .eval("logs", script, vec![id.to_string(), from.to_string()])
@@ -58,9 +47,9 @@ pub(super) async fn read(
         None => Vec::new(),
     };
     if text_at(parts, 0, "read_logs")?.is_empty() {
-        return Ok((None, lines));
+        return Err(StoreError::JobNotFound { id });
     }
-    Ok((Some(state_at(parts, "read_logs")?), lines))
+    Ok((state_at(parts, "read_logs")?, lines))
 }
 
 /// Lines from `from` on, waiting up to `wait` for the first while the job is not terminal.
@@ -71,7 +60,6 @@ pub(super) async fn follow(
     wait: Duration,
 ) -> Result<Vec<String>, StoreError> {
     let (state, lines) = read(store, id, from).await?;
-    let state = state.ok_or(StoreError::JobNotFound { id })?;
     if !lines.is_empty() || state.is_terminal() || wait.is_zero() {
         return Ok(lines);
     }
@@ -84,7 +72,6 @@ pub(super) async fn follow(
         Err(()) => return Err(timed_out("wait_logs")),
     };
     let (state, lines) = read(store, id, from).await?;
-    let state = state.ok_or(StoreError::JobNotFound { id })?;
     if !lines.is_empty() || state.is_terminal() {
         return Ok(lines);
     }
@@ -93,9 +80,8 @@ pub(super) async fn follow(
         let woke = tokio::time::timeout_at(deadline, watching.changed())
             .await
             .is_ok();
+        // A purged job is gone for its followers too (`JobNotFound`).
         let (state, lines) = read(store, id, from).await?;
-        // A purged job is gone for its followers too.
-        let state = state.ok_or(StoreError::JobNotFound { id })?;
         // A message about lines before `from` wakes us without news: wait on.
         if !woke || !lines.is_empty() || state.is_terminal() {
             return Ok(lines);

@@ -205,10 +205,7 @@ impl JobStore for RedisJobStore {
     }
 
     async fn logs(&self, id: JobId, from: usize) -> Result<Vec<String>, StoreError> {
-        match logs::read(self, id, from).await? {
-            (None, _) => Err(StoreError::JobNotFound { id }),
-            (Some(_), lines) => Ok(lines),
-        }
+        Ok(logs::read(self, id, from).await?.1)
     }
 
     async fn wait_logs(

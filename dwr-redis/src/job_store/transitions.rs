@@ -6,7 +6,7 @@ use dwr_core::{
     AbortCause, AbortRequested, ExecutorId, Finished, JobId, JobState, Outcome, StoreError,
 };
 
-use crate::codec::{abort_cause_str, job_at, refusal, state_at, status_reply};
+use crate::codec::{abort_cause_str, job_at, ok_or_refusal, refusal, state_at, status_reply};
 use crate::store::RedisJobStore;
 
 /// assigned → running, only by the executor of `attempt`.
@@ -18,18 +18,7 @@ pub(super) async fn mark_running(
 ) -> Result<(), StoreError> {
     let args = vec![id.to_string(), executor.to_string(), attempt.to_string()];
     let reply = store.inner.batchers.mark_running.call(args).await?;
-    let (status, rest) = status_reply(&reply, "mark_running")?;
-    match status.as_str() {
-        "ok" => Ok(()),
-        other => Err(refusal(
-            "mark_running",
-            "mark running",
-            id,
-            Some(attempt),
-            other,
-            rest,
-        )),
-    }
+    ok_or_refusal(&reply, "mark_running", "mark running", id, Some(attempt))
 }
 
 /// Ends the job's attempt with `outcome` (idempotent once terminal); a failure its retry

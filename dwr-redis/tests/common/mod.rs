@@ -2,6 +2,7 @@
 //! store connected to it under a fresh key prefix.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -128,6 +129,21 @@ impl RedisServer {
         RedisJobStore::connect(self.config())
             .await
             .expect("connect to the test redis-server")
+    }
+
+    /// The calls of each command run so far (`INFO commandstats`: `cmdstat_<name>:calls=<n>,...`).
+    pub fn command_calls(&self) -> BTreeMap<String, u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.client())
+            .expect("INFO commandstats");
+        info.lines()
+            .filter_map(|line| {
+                let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest.strip_prefix("calls=")?.split(',').next()?;
+                Some((name.to_owned(), calls.parse().ok()?))
+            })
+            .collect()
     }
 
     /// A synchronous connection for inspecting the server.
