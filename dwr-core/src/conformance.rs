@@ -60,10 +60,10 @@ pub use executors::{
 };
 pub use jobs::{
     all_jobs_page_in_arrival_order_across_states, counts_cover_every_state,
-    jobs_are_listed_newest_first_with_paging, pending_jobs_in_arrival_order,
-    purge_finished_beyond_keeps_the_newest, purge_finished_deletes_old_terminal_jobs,
-    submit_get_and_duplicate, submit_with_an_idempotency_key_creates_once,
-    unknown_ids_are_not_found,
+    jobs_are_listed_newest_first_with_paging, pending_jobs_are_queued_by_priority_with_aging,
+    pending_jobs_in_arrival_order, purge_finished_beyond_keeps_the_newest,
+    purge_finished_deletes_old_terminal_jobs, submit_get_and_duplicate,
+    submit_with_an_idempotency_key_creates_once, unknown_ids_are_not_found,
 };
 pub use lifecycle::{
     abort_then_finish_releases_once, finish_after_expire_changes_nothing,
@@ -99,6 +99,7 @@ macro_rules! __job_store_for_each_check {
             jobs_are_listed_newest_first_with_paging,
             all_jobs_page_in_arrival_order_across_states,
             pending_jobs_in_arrival_order,
+            pending_jobs_are_queued_by_priority_with_aging,
             counts_cover_every_state,
             purge_finished_deletes_old_terminal_jobs,
             purge_finished_beyond_keeps_the_newest,

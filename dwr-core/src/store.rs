@@ -201,14 +201,20 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// Up to `limit` pending jobs in arrival order (oldest first).
     async fn pending_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
 
-    /// Like [`pending_jobs`](Self::pending_jobs), with only what a scheduling pass needs
-    /// of a job that is large to read: its spec may be its
+    /// Up to `limit` pending jobs in queue order, the order a scheduling pass considers
+    /// them: by [`JobSpec::queue_key`](crate::JobSpec::queue_key) (priority, aged by later
+    /// arrivals), then arrival. Each with only what a pass needs of a job that is large
+    /// to read: its spec may be its
     /// [`JobSpec::for_placement`](crate::JobSpec::for_placement) view (without `command`,
     /// `env` and `volumes`) and its `attempts` left out, so that a pass over a long queue
     /// of jobs with large commands or environments reads little. A store may return a
     /// small job whole. Either may be a commit's snapshot: with a view, the store takes
     /// the rest of the job from what it stores.
     async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+
+    /// How many pending jobs are ahead of job `id` in the queue; `None` when it is not
+    /// pending, `JobNotFound` when there is no such job.
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError>;
 
     /// Job counts per state (every state present, zero where none).
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;

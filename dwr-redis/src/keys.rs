@@ -16,6 +16,8 @@ pub const LOGS: &str = "job_logs:";
 const JOB: &str = "job:";
 const JOBS_BY_STATE: &str = "jobs:";
 const FINISH_ORDER: &str = "jobs:finish_order";
+/// Pending jobs in queue order (scored by `JobSpec::queue_key`).
+const QUEUE: &str = "jobs:queue";
 /// The sorted set by finish time that [`FINISH_ORDER`] replaced; `purge` still drains it.
 const JOBS_FINISHED_LEGACY: &str = "jobs:finished";
 /// The all-jobs sorted set of earlier versions, read and written no more; `purge` deletes it.
@@ -61,6 +63,11 @@ impl Keys {
     /// Sorted set of the jobs in `state`, scored by arrival sequence.
     pub fn jobs_in(&self, state: JobState) -> String {
         format!("{}{JOBS_BY_STATE}{}", self.prefix, state.as_str())
+    }
+
+    /// Sorted set of the pending jobs in queue order (by `JobSpec::queue_key`).
+    pub fn queue(&self) -> String {
+        self.k(QUEUE)
     }
 
     /// List of terminal job ids in the order they finished (oldest first), for purging.
@@ -161,6 +168,7 @@ pub(crate) fn lua_prelude() -> String {
     }
     for (name, suffix) in [
         ("K_FINISH_ORDER", FINISH_ORDER),
+        ("K_QUEUE", QUEUE),
         ("K_FINISHED_LEGACY", JOBS_FINISHED_LEGACY),
         ("K_ALL_LEGACY", JOBS_ALL_LEGACY),
         ("K_SEQ", SEQ),

@@ -38,7 +38,11 @@ fn lifecycle_prelude() -> String {
             format!("{{ {} }}", members.join(", "))
         }
     };
-    let mut out = String::new();
+    let mut out = format!(
+        "local PRIORITY_AGING_JOBS = {}\nlocal DEFAULT_PRIORITY = {}\n",
+        dwr_core::spec::PRIORITY_AGING_JOBS,
+        dwr_core::spec::DEFAULT_PRIORITY
+    );
     for state in JobState::ALL {
         out.push_str(&format!("local {} = '{state}'\n", lua_constant(state)));
     }

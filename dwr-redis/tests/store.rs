@@ -460,6 +460,45 @@ async fn the_invariant_check_sees_a_tampered_allocation() {
     );
 }
 
+#[tokio::test]
+async fn pending_jobs_stored_before_the_queue_join_it_at_the_default_priority() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let mut raw = server.client();
+    let prefix = store.keys().prefix().to_owned();
+    let urgent = Job {
+        spec: JobSpec {
+            priority: 90,
+            ..job().spec
+        },
+        ..job()
+    };
+    let (old, urgent) = (
+        store.submit(job()).await.unwrap().id,
+        store.submit(urgent).await.unwrap().id,
+    );
+    // The older job as an earlier version stored it: no queue entry, no queue key.
+    let _: i64 = raw.zrem(store.keys().queue(), old.to_string()).unwrap();
+    let _: i64 = raw.hdel(format!("{prefix}job:{old}"), "qk").unwrap();
+    assert!(!store.check_invariants().await.unwrap().is_empty());
+
+    let queue: Vec<JobId> = store
+        .pending_for_placement(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(queue, [urgent, old], "joined behind the higher priority");
+    assert_eq!(store.queue_position(old).await.unwrap(), Some(1));
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
 /// How many connections Redis has in pub/sub mode.
 fn pubsub_clients(raw: &mut redis::Connection) -> usize {
     let list: String = redis::cmd("CLIENT")

@@ -49,6 +49,13 @@ pub struct JobView {
     /// The container's root filesystem is read-only.
     #[serde(default)]
     pub read_only_rootfs: bool,
+    /// 0 (lowest) to 100.
+    #[serde(default = "default_priority")]
+    pub priority: u8,
+    /// While pending, in `GET /jobs/{id}`: how many pending jobs are ahead of it in the
+    /// queue (`null` elsewhere, and once it is placed).
+    #[serde(default)]
+    pub queue_position: Option<u64>,
     /// `pending`, `assigned`, `running`, `succeeded`, `failed` or `aborted`.
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "pending"))]
     pub status: JobState,
@@ -151,6 +158,10 @@ impl AttemptView {
     }
 }
 
+fn default_priority() -> u8 {
+    dwr_core::spec::DEFAULT_PRIORITY
+}
+
 impl JobView {
     /// The view of `job`; `pending_reason` is shown only while the job is pending.
     pub fn from_job(job: &Job, pending_reason: Option<String>) -> Self {
@@ -172,6 +183,8 @@ impl JobView {
             env: spec.env.clone(),
             max_runtime_seconds: spec.max_runtime.as_secs(),
             read_only_rootfs: spec.read_only_rootfs,
+            priority: spec.priority,
+            queue_position: None,
             status: job.state,
             status_date: job.status_date().to_rfc3339(),
             executor_ip: job.executor_ip.clone(),

@@ -82,6 +82,12 @@ pub struct JobRequest {
     /// their own mode; extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_only_rootfs: Option<bool>,
+    /// 0 (lowest) to 100 (default 50): a pending job of higher priority is placed first; a
+    /// waiting job gains a point for every 1,000 jobs submitted after it (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(deserialize_with = "whole_number")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
+    pub priority: Option<u32>,
 }
 
 /// Deserializes an optional whole number written as an integer (`30`) or as a number without
@@ -187,6 +193,19 @@ impl JobRequest {
         spec.eligible_datacenters = self.eligible_datacenters.unwrap_or_default();
         spec.volumes = volumes;
         spec.read_only_rootfs = self.read_only_rootfs.unwrap_or(false);
+        if let Some(priority) = self.priority {
+            let max = dwr_core::spec::MAX_PRIORITY;
+            spec.priority =
+                u8::try_from(priority)
+                    .ok()
+                    .filter(|&p| p <= max)
+                    .ok_or(SpecError::OutOfRange {
+                        field: SpecField::Priority,
+                        min: 0,
+                        max: u64::from(max),
+                        value: u64::from(priority),
+                    })?;
+        }
         if let Some(secs) = self.allocation_timeout {
             spec.allocation_timeout = Duration::from_secs(secs);
         }

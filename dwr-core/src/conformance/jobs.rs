@@ -9,6 +9,7 @@ use crate::error::StoreError;
 use crate::executor::HostUsage;
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{AbortCause, Job, JobState, Outcome};
+use crate::spec::{JobSpec, PRIORITY_AGING_JOBS};
 use crate::store::{Assignment, JobQuery, JobStore, Submission};
 
 fn ids(jobs: &[Job]) -> Vec<JobId> {
@@ -263,6 +264,79 @@ pub async fn pending_jobs_in_arrival_order(store: Arc<dyn JobStore>) {
     );
     let all_pending = store.pending_jobs(10).await.expect("pending_jobs");
     assert!(all_pending.iter().all(|j| j.state == JobState::Pending));
+}
+
+/// `pending_for_placement` returns the queue: by priority, then arrival; `queue_position`
+/// is a pending job's place in it. A job ages: one point for every
+/// `PRIORITY_AGING_JOBS` jobs submitted after it.
+pub async fn pending_jobs_are_queued_by_priority_with_aging(store: Arc<dyn JobStore>) {
+    let with = |priority: u8| JobSpec {
+        priority,
+        ..spec(100, 64)
+    };
+    let mut ids_by_priority = Vec::new();
+    for priority in [50, 90, 10, 90, 50, 100] {
+        ids_by_priority.push((priority, submit(&store, with(priority)).await));
+    }
+    // Highest first; equal priorities in arrival order (a stable sort keeps it).
+    ids_by_priority.sort_by_key(|(priority, _)| std::cmp::Reverse(*priority));
+    let queue: Vec<JobId> = ids_by_priority.iter().map(|(_, id)| *id).collect();
+    let placed = |limit: usize| {
+        let store = store.clone();
+        async move { ids(&store.pending_for_placement(limit).await.expect("queue")) }
+    };
+    assert_eq!(placed(10).await, queue, "by priority, then arrival");
+    assert_eq!(placed(2).await, queue[..2].to_vec(), "limit");
+    for (place, id) in queue.iter().enumerate() {
+        let position = store.queue_position(*id).await.expect("position");
+        assert_eq!(position, Some(place as u64), "{id}");
+    }
+
+    // Leaving the queue: an aborted job has no place, and the ones behind move up.
+    store
+        .request_abort(queue[1], AbortCause::User)
+        .await
+        .expect("abort");
+    assert_eq!(store.queue_position(queue[1]).await.expect("aborted"), None);
+    assert_eq!(
+        store.queue_position(queue[2]).await.expect("moved up"),
+        Some(1)
+    );
+    assert!(matches!(
+        store.queue_position(JobId::new()).await,
+        Err(StoreError::JobNotFound { .. })
+    ));
+    for id in &queue {
+        let _ = store.request_abort(*id, AbortCause::User).await;
+    }
+
+    // Aging: a job of priority 1 followed by PRIORITY_AGING_JOBS jobs of priority 0 has
+    // gained a point, and goes before a job of priority 2 submitted after them. Without
+    // aging the priority-2 job would go first.
+    let old = submit(&store, with(1)).await;
+    for _ in 0..PRIORITY_AGING_JOBS {
+        submit(&store, with(0)).await;
+    }
+    let newer = submit(&store, with(2)).await;
+    assert_eq!(
+        placed(2).await,
+        vec![old, newer],
+        "aged by the arrivals after it"
+    );
+    // One arrival short of a point, it has not caught up.
+    let old = submit(&store, with(1)).await;
+    for _ in 0..PRIORITY_AGING_JOBS - 2 {
+        submit(&store, with(0)).await;
+    }
+    let newer = submit(&store, with(2)).await;
+    let place = |id| {
+        let store = store.clone();
+        async move { store.queue_position(id).await.expect("position") }
+    };
+    assert!(
+        place(newer).await < place(old).await,
+        "not yet aged by a point"
+    );
 }
 
 /// `counts` has every state, zero where none, and follows each transition.

@@ -362,6 +362,10 @@ impl JobStore for FaultyStore {
             .await
     }
 
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+        self.run(Op::Job, self.inner.queue_position(id)).await
+    }
+
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
         self.run(Op::Counts, self.inner.counts()).await
     }

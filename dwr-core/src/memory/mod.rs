@@ -190,11 +190,15 @@ impl JobStore for InMemoryJobStore {
     }
 
     async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
-        Ok(self.lock().pending(limit, |job| Job {
+        Ok(self.lock().queued(limit, |job| Job {
             spec: job.spec.for_placement(),
             attempts: Vec::new(),
             ..job.clone()
         }))
+    }
+
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+        self.lock().queue_position(id)
     }
 
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {

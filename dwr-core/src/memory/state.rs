@@ -26,6 +26,8 @@ pub(super) struct State {
     pub(super) all: BTreeMap<u64, JobId>,
     /// Jobs of each state (index [`slot`]) by arrival sequence.
     pub(super) by_state: [BTreeMap<u64, JobId>; 6],
+    /// Pending jobs in queue order: by (`JobSpec::queue_key`, sequence).
+    pub(super) queue: BTreeMap<(i64, u64), JobId>,
     /// Terminal jobs by (finish time, sequence), for `purge_finished`.
     pub(super) finished: BTreeMap<(Timestamp, u64), JobId>,
     pub(super) executors: BTreeMap<ExecutorId, Executor>,
@@ -78,6 +80,7 @@ impl State {
         let id = job.id;
         self.all.insert(seq, id);
         self.by_state[slot(JobState::Pending)].insert(seq, id);
+        self.queue.insert((job.spec.queue_key(seq), seq), id);
         self.jobs.insert(
             id,
             JobEntry {
@@ -123,6 +126,14 @@ impl State {
     pub(super) fn reindex(&mut self, id: JobId, seq: u64, from: JobState, to: JobState) {
         self.by_state[slot(from)].remove(&seq);
         self.by_state[slot(to)].insert(seq, id);
+        if from != to && (from == JobState::Pending || to == JobState::Pending) {
+            let key = (self.jobs[&id].job.spec.queue_key(seq), seq);
+            if to == JobState::Pending {
+                self.queue.insert(key, id);
+            } else {
+                self.queue.remove(&key);
+            }
+        }
     }
 
     /// A page of jobs, the newest first, of one state or all.
@@ -142,9 +153,33 @@ impl State {
 
     /// Up to `limit` pending jobs, the oldest first, each as `view` copies it.
     pub(super) fn pending(&self, limit: usize, view: impl Fn(&Job) -> Job) -> Vec<Job> {
-        self.by_state[slot(JobState::Pending)]
-            .values()
-            .take(limit)
+        let ids = self.by_state[slot(JobState::Pending)].values();
+        self.copies(ids, limit, view)
+    }
+
+    /// Up to `limit` pending jobs in queue order, each as `view` copies it.
+    pub(super) fn queued(&self, limit: usize, view: impl Fn(&Job) -> Job) -> Vec<Job> {
+        self.copies(self.queue.values(), limit, view)
+    }
+
+    /// How many pending jobs are ahead of job `id` in the queue (`None` unless it is
+    /// pending). Counts along the queue: O(its place).
+    pub(super) fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+        let entry = self.entry(id)?;
+        if entry.job.state != JobState::Pending {
+            return Ok(None);
+        }
+        let key = (entry.job.spec.queue_key(entry.seq), entry.seq);
+        Ok(Some(self.queue.range(..key).count() as u64))
+    }
+
+    fn copies<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a JobId>,
+        limit: usize,
+        view: impl Fn(&Job) -> Job,
+    ) -> Vec<Job> {
+        ids.take(limit)
             .filter_map(|id| self.jobs.get(id).map(|e| view(&e.job)))
             .collect()
     }

@@ -33,6 +33,7 @@ pub(super) async fn submit(
         job.state.as_str().to_owned(),
         key.to_owned(),
         ttl.as_millis().max(1).to_string(),
+        job.spec.priority.to_string(),
     ];
     // The script stamps the creation time itself.
     for (field, value) in job_fields(&job)?
@@ -95,8 +96,8 @@ pub(super) async fn list(
     jobs_from(&reply, "list_jobs")
 }
 
-/// `pending_placement.lua`: the oldest `limit` pending jobs, a large spec as its
-/// placement view.
+/// `pending_placement.lua`: the first `limit` pending jobs in queue order, a large spec
+/// as its placement view.
 pub(super) async fn pending_for_placement(
     store: &RedisJobStore,
     limit: usize,
@@ -108,6 +109,23 @@ pub(super) async fn pending_for_placement(
     let args = vec![limit.to_string()];
     let reply = store.eval("pending_for_placement", script, args).await?;
     jobs_from(&reply, "pending_placement")
+}
+
+/// The job's rank in the queue (`ZRANK`), and whether it exists, in one round trip.
+pub(super) async fn queue_position(
+    store: &RedisJobStore,
+    id: JobId,
+) -> Result<Option<u64>, StoreError> {
+    let (rank, exists): (Option<u64>, bool) = redis::pipe()
+        .zrank(store.inner.keys.queue(), id.to_string())
+        .exists(store.inner.keys.job(id))
+        .query_async(&mut store.conn())
+        .await
+        .map_err(|e| store_error("queue_position", e))?;
+    if !exists {
+        return Err(StoreError::JobNotFound { id });
+    }
+    Ok(rank)
 }
 
 /// The size of every per-state index, in one pipelined round trip.

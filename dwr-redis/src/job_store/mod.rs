@@ -105,6 +105,10 @@ impl JobStore for RedisJobStore {
         jobs::pending_for_placement(self, limit).await
     }
 
+    async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
+        jobs::queue_position(self, id).await
+    }
+
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {
         jobs::counts(self).await
     }

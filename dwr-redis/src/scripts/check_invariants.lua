@@ -1,5 +1,6 @@
--- check_invariants.lua: verifies the allocation invariants of every executor and returns
--- one line per violation (empty when all hold). Read-only; for tests and operators.
+-- check_invariants.lua: verifies the allocation invariants of every executor, and that the
+-- queue holds exactly the pending jobs, and returns one line per violation (empty when all
+-- hold). Read-only; for tests and operators.
 -- ARGV: prefix.
 local bad = {}
 local function fail(msg) bad[#bad + 1] = msg end
@@ -48,5 +49,15 @@ for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
       fail('job ' .. id .. ' is ' .. state .. ' but not held by executor ' .. tostring(ex))
     end
   end
+end
+local queued = redis.call('ZRANGE', K_QUEUE, 0, -1)
+for _, id in ipairs(queued) do
+  local state = redis.call('HGET', k_job(id), 'state')
+  if state ~= S_PENDING then
+    fail('job ' .. id .. ' is queued but ' .. tostring(state))
+  end
+end
+if #queued ~= redis.call('ZCARD', k_state(S_PENDING)) then
+  fail(#queued .. ' jobs queued but ' .. redis.call('ZCARD', k_state(S_PENDING)) .. ' pending')
 end
 return bad

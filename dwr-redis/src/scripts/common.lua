@@ -42,23 +42,33 @@ end
 local WOKEN = false
 local function wake() WOKEN = true end
 
+-- A pending job's place in the queue (dwr_core::JobSpec::queue_key): lower goes first.
+local function queue_key(seq, priority)
+  return tonumber(seq) - tonumber(priority) * PRIORITY_AGING_JOBS
+end
+
 -- Moves a job between the per-state sorted sets, keeping its arrival sequence `seq` as
--- score.
-local function move_state(id, from, to, seq)
+-- score, and into or out of the queue of pending jobs (K_QUEUE, scored by queue key `qk`;
+-- a job stored before priorities has none and queues at the default priority).
+local function move_state(id, from, to, seq, qk)
   redis.call('ZREM', k_state(from), id)
   redis.call('ZADD', k_state(to), seq, id)
+  if from == S_PENDING then redis.call('ZREM', K_QUEUE, id) end
+  if to == S_PENDING then
+    redis.call('ZADD', K_QUEUE, qk or queue_key(seq, DEFAULT_PRIORITY), id)
+  end
 end
 
 -- What a terminal transition needs of a job, read in one HMGET: state (1), executor (2),
 -- cpu (3), mem (4), ngpu (5), gpu_ids (6), seq (7), then the optional fields it may clear:
 -- abort (8), exit_code (9), reason (10), log_total (11: set once the job has log lines),
 -- retry_at (12); then what ending an attempt reads: attempt (13), max_retries (14),
--- retry_ms (15), retry_on (16), attempts (17), executor_ip (18), started_at (19). A nil
--- state: no such job.
+-- retry_ms (15), retry_on (16), attempts (17), executor_ip (18), started_at (19), and the
+-- queue key a retry re-enters the queue with (20). A nil state: no such job.
 local function job_for_finish(id)
   return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
     'seq', 'abort', 'exit_code', 'reason', 'log_total', 'retry_at', 'attempt', 'max_retries',
-    'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at')
+    'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at', 'qk')
 end
 
 -- Gives back what job `id` holds on its executor (`j` from job_for_finish). Exactly once:
@@ -161,7 +171,7 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
       end
       redis.call('HSET', jk, unpack(set))
       redis.call('HDEL', jk, 'executor', 'executor_ip', 'assigned_at', 'started_at', 'exit_code')
-      move_state(id, state, S_PENDING, j[7])
+      move_state(id, state, S_PENDING, j[7], j[20])
       wake()
       return 'retry'
     end

@@ -1,6 +1,7 @@
 -- submit.lua: stores a new pending job and wakes schedulers.
--- ARGV: prefix, job id, state, idempotency key ('' for none), its TTL (ms), then field/value
--- pairs of the job hash but its times. The creation time is Redis TIME, whatever the caller's clock said;
+-- ARGV: prefix, job id, state, idempotency key ('' for none), its TTL (ms), priority, then
+-- field/value pairs of the job hash but its times. The job enters the queue (K_QUEUE) at
+-- its queue key, which the hash keeps (`qk`) for a retry to re-enter with. The creation time is Redis TIME, whatever the caller's clock said;
 -- the reply carries it. Under a key that names a job already, nothing is stored and the
 -- reply is { 'existing', id }.
 local id, key = ARGV[2], ARGV[4]
@@ -16,8 +17,11 @@ if redis.call('HSETNX', jk, 'id', id) == 0 then
 end
 local seq = redis.call('INCR', K_SEQ)
 local now = now_ms()
-redis.call('HSET', jk, 'seq', seq, 'created_at', now, 'updated_at', now, unpack(ARGV, 6))
+local qk = queue_key(seq, ARGV[6])
+redis.call('HSET', jk, 'seq', seq, 'qk', qk, 'created_at', now, 'updated_at', now,
+  unpack(ARGV, 7))
 if key ~= '' then redis.call('SET', k_idem(key), id, 'PX', ARGV[5]) end
 redis.call('ZADD', k_state(ARGV[3]), seq, id)
+redis.call('ZADD', K_QUEUE, qk, id)
 wake()
 return { 'ok', tostring(now) }

@@ -36,10 +36,30 @@ pub(super) fn view(state: &AppState, job: &Job, now: Timestamp) -> JobView {
 }
 
 /// The [`view`] of `job` as of the store's clock now (retry reasons count the seconds left
-/// by it).
+/// by it), with its place in the queue while it is pending, and what it waits behind.
 async fn view_now(state: &AppState, job: &Job) -> Result<Json<JobView>, ApiError> {
-    let now = state.scheduler.store().now().await?;
-    Ok(Json(view(state, job, now)))
+    let store = state.scheduler.store();
+    let now = store.now().await?;
+    let mut view = view(state, job, now);
+    if job.state == JobState::Pending {
+        view.queue_position = store.queue_position(job.id).await?;
+        if let Some(ahead @ 1..) = view.queue_position {
+            let behind = format!("behind {ahead} job{} in the queue", plural(ahead));
+            view.pending_reason = Some(match view.pending_reason.take() {
+                Some(why) => format!("{behind}; {why}"),
+                None => behind,
+            });
+        }
+    }
+    Ok(Json(view))
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
 }
 
 /// True when `text` is a whole number as the OpenAPI document's `integer` query parameters

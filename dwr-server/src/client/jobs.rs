@@ -101,6 +101,12 @@ pub fn job_detail(job: &JobView) -> String {
         }
     };
     opt("pending reason", job.pending_reason.clone());
+    opt(
+        "queue position",
+        job.queue_position
+            .map(|ahead| format!("{} (behind {ahead})", ahead + 1)),
+    );
+    opt("priority", Some(job.priority.to_string()));
     opt("reason", job.reason.clone());
     opt("exit code", job.exit_code.map(|c| c.to_string()));
     opt("oom killed", job.oom_killed.then(|| "yes".to_owned()));

@@ -62,6 +62,11 @@ pub struct SubmitArgs {
     /// Run the container with a read-only root filesystem (volumes keep their own mode).
     #[arg(long)]
     pub read_only_rootfs: bool,
+    /// Priority, 0 (lowest) to 100 [default: 50]: a pending job of higher priority is placed
+    /// first.
+    #[arg(long, value_name = "0-100",
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(dwr_core::spec::MAX_PRIORITY)))]
+    pub priority: Option<u32>,
     /// The submit's idempotency key (default: a new random one). The submit is sent again
     /// with it when the server cannot be reached or does not answer in time, so a retried
     /// submit never creates a second job.
@@ -115,6 +120,7 @@ impl SubmitArgs {
             retry_backoff_seconds: self.retry_backoff.map(|d| d.as_secs()),
             retry_on: some_vec(&self.retry_on),
             read_only_rootfs: self.read_only_rootfs.then_some(true),
+            priority: self.priority,
         }
     }
 }
@@ -191,7 +197,7 @@ mod tests {
         let args = submit(
             "submit img:1 --cpus 0.5 --memory 1.5g --gpus 2 --gpu-type A100 -e A=1 \
              --env B=x=y --region eu --region us --datacenter dc1 -v /data:/in:ro \
-             --allocation-timeout 5m --max-runtime 90 --read-only-rootfs --wait \
+             --allocation-timeout 5m --max-runtime 90 --read-only-rootfs --priority 80 --wait \
              -- sh -c echo --not-a-flag",
         );
         let r = args.to_request();
@@ -223,6 +229,7 @@ mod tests {
             (500, 1536, 2)
         );
         assert!(spec.read_only_rootfs);
+        assert_eq!((args.to_request().priority, spec.priority), (Some(80), 80));
     }
 
     #[test]
@@ -245,6 +252,7 @@ mod tests {
             ("submit img --memory 2 -- true", "--memory"),
             ("submit img --memory 1x -- true", "1x"),
             ("submit img --cpus 0 -- true", "--cpus"),
+            ("submit img --priority 101 -- true", "--priority"),
             ("submit img --env NOPE -- true", "NOPE"),
             ("submit img -v rel:/x -- true", "rel:/x"),
             ("submit img --allocation-timeout 5w -- true", "5w"),

@@ -22,6 +22,46 @@ async fn a_pending_job_says_why() {
 }
 
 #[tokio::test]
+async fn priority_orders_the_queue_and_a_job_says_what_it_waits_behind() {
+    let h = harness();
+    let mut ids = Vec::new();
+    for priority in [50, 90, 10] {
+        let mut body = hello();
+        body["priority"] = json!(priority);
+        ids.push(h.submit(body).await);
+    }
+    h.send(Method::POST, "/schedule", None).await;
+    let job = |i: usize| {
+        let uri = format!("/jobs/{}", ids[i]);
+        let h = &h;
+        async move { h.get(&uri).await.json() }
+    };
+    let (normal, urgent, low) = (job(0).await, job(1).await, job(2).await);
+    assert_eq!(urgent["priority"], 90);
+    assert_eq!(urgent["queue_position"], 0);
+    let why = urgent["pending_reason"].as_str().expect("why");
+    assert!(
+        why.contains("none registered") && !why.contains("behind"),
+        "{why}"
+    );
+    assert_eq!(normal["queue_position"], 1);
+    assert_eq!(low["queue_position"], 2, "{low}");
+    let why = low["pending_reason"].as_str().expect("why");
+    assert!(why.starts_with("behind 2 jobs in the queue; "), "{why}");
+    // Lists carry the priority, not the position (one look-up per job).
+    let listed = h.get("/jobs").await.json();
+    assert_eq!(listed[0]["priority"], 10);
+    assert!(listed[0]["queue_position"].is_null());
+
+    // Room for one job: the urgent one gets it, whatever the order of arrival.
+    h.register("exec-a", 500, 4096).await;
+    let report = h.send(Method::POST, "/schedule", None).await.json();
+    assert_eq!(report["scheduled_jobs"], 1, "{report}");
+    assert_eq!(report["assignments"][0]["job_id"], ids[1].as_str());
+    assert_eq!(job(0).await["queue_position"], 0);
+}
+
+#[tokio::test]
 async fn schedule_assigns_and_cluster_views_follow() {
     let h = harness();
     h.register("exec-a", 2000, 4096).await;

@@ -76,6 +76,10 @@ async fn bad_input_is_refused_naming_the_problem_and_nothing_is_stored() {
         json!({"gpu_count": -1}),
         json!({"gpu_count": 1000}),
         json!({"volumes": ["etc:/x"]}),
+        json!({"priority": 101}),
+        json!({"priority": 5000000000u64}),
+        json!({"priority": 1.5}),
+        json!({"priority": -1}),
     ] {
         let field = patch.as_object().unwrap().keys().next().unwrap().clone();
         h.post_json("/jobs", with(patch))
