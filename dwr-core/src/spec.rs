@@ -345,6 +345,10 @@ pub struct JobSpec {
     /// higher priority is considered first (see [`PRIORITY_AGING_JOBS`]).
     #[serde(default = "default_priority")]
     pub priority: u8,
+    /// The tenant that submitted it (the API's named tokens); `None` for the single token
+    /// or an API without tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 fn default_priority() -> u8 {
@@ -374,6 +378,7 @@ impl JobSpec {
             retry: RetryPolicy::default(),
             read_only_rootfs: false,
             priority: DEFAULT_PRIORITY,
+            owner: None,
         }
     }
 

@@ -274,6 +274,10 @@ pub struct ApiArgs {
     /// Bearer token required on every route but /health (none: no token).
     #[arg(long, env = "DWR_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Named tokens, each with a role (read, submit, admin), as SHA-256 digests in a TOML
+    /// file: see the README's "Tenants".
+    #[arg(long, env = "DWR_TOKENS_FILE", value_name = "PATH")]
+    pub tokens_file: Option<PathBuf>,
     /// Placement strategy.
     #[arg(long, env = "DWR_PLACEMENT", value_enum, default_value = "first-fit")]
     pub placement: PlacementKind,
@@ -316,7 +320,7 @@ impl ApiArgs {
     /// 0.0.0.0 (the original system's default) with one. An address other than loopback
     /// without a token is refused unless `--insecure-no-auth` allows it.
     pub fn listen_ip(&self) -> Result<IpAddr, ConfigError> {
-        let token = self.token().is_some();
+        let token = self.token().is_some() || self.tokens_file.is_some();
         let ip = self.api_host.unwrap_or(if token {
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         } else {
@@ -336,10 +340,21 @@ impl ApiArgs {
         Ok(ip)
     }
 
-    /// The API's own settings.
-    pub fn api_config(&self) -> ApiConfig {
-        ApiConfig {
+    /// The API's own settings; the tokens file is read here, and a bad one is refused
+    /// naming the entry.
+    pub fn api_config(&self) -> Result<ApiConfig, ConfigError> {
+        let tenants = match &self.tokens_file {
+            Some(path) => {
+                crate::api::auth::read_tokens_file(path).map_err(|reason| ConfigError {
+                    field: "DWR_TOKENS_FILE",
+                    reason,
+                })?
+            }
+            None => Vec::new(),
+        };
+        Ok(ApiConfig {
             api_token: self.token().map(str::to_owned),
+            tenants,
             request_timeout: self.request_timeout,
             connections: ConnectionLimits {
                 max_connections: self.max_connections as usize,
@@ -347,7 +362,7 @@ impl ApiArgs {
             },
             max_log_followers: self.max_log_followers as usize,
             ..ApiConfig::default()
-        }
+        })
     }
 
     /// The scheduler's settings from these and the common ones.

@@ -240,7 +240,7 @@ pub async fn run_scheduler(
     let listener = bind(&args.api).await?;
     let addr = listener.local_addr().map_err(ServiceError::Serve)?;
     info!(%addr, placement = scheduler.placement_name(), "dwr scheduler listening");
-    serve(listener, scheduler, args.api.api_config(), shutdown).await?;
+    serve(listener, scheduler, args.api.api_config()?, shutdown).await?;
     info!("dwr scheduler stopped");
     Ok(())
 }
@@ -324,7 +324,7 @@ pub async fn run_dev(
     let served = serve(
         listener,
         scheduler,
-        args.api.api_config(),
+        args.api.api_config()?,
         stop.clone().wait(),
     )
     .await;

@@ -248,3 +248,99 @@ async fn dev_without_docker_says_how_to_start_it() {
     );
     assert!(logs.path().join("dev.log").exists());
 }
+
+/// Tenants through the real binaries: a scheduler with a tokens file over Redis, an
+/// executor running a real container, and the `dwr` client with each tenant's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_cannot_abort_or_read_the_env_of_anothers_job() {
+    let Some(mut c) = Cluster::serial().await else {
+        return;
+    };
+    let tokens = c.logs.path().join("tokens.toml");
+    let digest = |token: &str| {
+        use sha2::{Digest, Sha256};
+        let bytes = Sha256::digest(token.as_bytes());
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let mut file = String::new();
+    for name in ["alice", "bob"] {
+        file.push_str(&format!(
+            "[[tokens]]\nname = \"{name}\"\nrole = \"submit\"\nsha256 = \"{}\"\n",
+            digest(&format!("{name}-s3cret"))
+        ));
+    }
+    std::fs::write(&tokens, file).unwrap();
+    let mut scheduler = c.command(&["scheduler"], "scheduler");
+    scheduler.env("DWR_TOKENS_FILE", &tokens);
+    c.spawn_scheduler(scheduler).await;
+    c.token = Some("alice-s3cret".into());
+    c.start_executor("a", "1", "512").await;
+
+    let url = c.url("");
+    let dwr = |token: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dwr"))
+            .args(args)
+            .env("DWR_URL", &url)
+            .env("DWR_API_TOKEN", token)
+            .output()
+            .expect("run the dwr client")
+    };
+    let image = test_image();
+    let submitted = dwr(
+        "alice-s3cret",
+        &[
+            "submit",
+            &image,
+            "--cpus",
+            "0.25",
+            "--memory",
+            "64m",
+            "-e",
+            "API_KEY=alice-only",
+            "--",
+            "sleep",
+            "60",
+        ],
+    );
+    assert!(submitted.status.success(), "{submitted:?}");
+    let id = String::from_utf8(submitted.stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while containers_of_job(&id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the job's container never started"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Bob: the job, but not its env values; his abort is refused and changes nothing.
+    let seen = dwr("bob-s3cret", &["job", &id, "--json"]);
+    let seen: Value = serde_json::from_slice(&seen.stdout).expect("the job as JSON");
+    assert_eq!(seen["owner"], "alice");
+    assert_eq!(seen["env"]["API_KEY"], "(hidden)", "{seen}");
+    let refused = dwr("bob-s3cret", &["abort", &id]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("belongs to alice"), "{said}");
+    assert!(
+        !containers_of_job(&id).is_empty(),
+        "bob stopped alice's container"
+    );
+
+    // Alice sees her env and aborts her job: its container goes.
+    let own = dwr("alice-s3cret", &["job", &id, "--json"]);
+    let own: Value = serde_json::from_slice(&own.stdout).unwrap();
+    assert_eq!(own["env"]["API_KEY"], "alice-only");
+    assert!(dwr("alice-s3cret", &["abort", &id]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !containers_of_job(&id).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the aborted job's container is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

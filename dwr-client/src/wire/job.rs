@@ -49,6 +49,9 @@ pub struct JobView {
     /// The container's root filesystem is read-only.
     #[serde(default)]
     pub read_only_rootfs: bool,
+    /// The tenant that submitted it (`null` without named tokens).
+    #[serde(default)]
+    pub owner: Option<String>,
     /// 0 (lowest) to 100.
     #[serde(default = "default_priority")]
     pub priority: u8,
@@ -162,7 +165,19 @@ fn default_priority() -> u8 {
     dwr_core::spec::DEFAULT_PRIORITY
 }
 
+/// What a caller that may not see a job's `env` values sees instead of each.
+pub const HIDDEN_ENV_VALUE: &str = "(hidden)";
+
 impl JobView {
+    /// The view without its `env` values (the names stay): for callers that are not its
+    /// owner.
+    pub fn without_env_values(mut self) -> Self {
+        for value in self.env.values_mut() {
+            HIDDEN_ENV_VALUE.clone_into(value);
+        }
+        self
+    }
+
     /// The view of `job`; `pending_reason` is shown only while the job is pending.
     pub fn from_job(job: &Job, pending_reason: Option<String>) -> Self {
         let spec = &job.spec;
@@ -183,6 +198,7 @@ impl JobView {
             env: spec.env.clone(),
             max_runtime_seconds: spec.max_runtime.as_secs(),
             read_only_rootfs: spec.read_only_rootfs,
+            owner: spec.owner.clone(),
             priority: spec.priority,
             queue_position: None,
             status: job.state,

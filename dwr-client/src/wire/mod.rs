@@ -20,7 +20,7 @@ mod request;
 mod stats;
 
 pub use cluster::{ClusterStats, ExecutorView, ExecutorsResponse, GpuView};
-pub use job::{AttemptView, JobView};
+pub use job::{AttemptView, JobView, HIDDEN_ENV_VALUE};
 pub use ops::{
     AssignmentView, CleanupResponse, ErrorBody, HealthResponse, LogsResponse, ScheduleResponse,
 };

@@ -62,13 +62,17 @@ pub fn openapi(config: &ApiConfig) -> Value {
     if let Some(schema) = doc.pointer_mut("/components/schemas/JobRequest") {
         exact_job_request(schema);
     }
-    let token = config.api_token.is_some();
-    for_each_operation(&mut doc, |path, _method, op| {
+    let token = config.api_token.is_some() || !config.tenants.is_empty();
+    let roles = !config.tenants.is_empty();
+    for_each_operation(&mut doc, |path, method, op| {
         exact_parameters(path, op);
         let open = path == "/health";
         add_response(op, "503", unavailable(open));
         if token && !open {
             add_response(op, "401", unauthorized());
+        }
+        if roles && !open && method != "get" {
+            add_response(op, "403", forbidden());
         }
         if token && open {
             // An empty list: this route needs no credentials.
@@ -135,6 +139,14 @@ fn unavailable(health: bool) -> Value {
     }
     json!({
         "description": "The store is unavailable, or the request took longer than the server's limit",
+        "content": json_content(component("ErrorBody")),
+    })
+}
+
+/// 403: the caller's role does not allow this (a tenant's token; see `auth`).
+fn forbidden() -> Value {
+    json!({
+        "description": "The token's role does not allow this, or the job is another tenant's",
         "content": json_content(component("ErrorBody")),
     })
 }

@@ -1,6 +1,6 @@
 //! Routes of jobs: `POST /jobs`, `GET /jobs`, `GET /jobs/{job_id}`, `DELETE /jobs/{job_id}`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use dwr_core::{
@@ -9,6 +9,7 @@ use dwr_core::{
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::auth::Caller;
 use super::{ApiError, ApiJson, AppState};
 use dwr_client::wire::{ErrorBody, JobRequest, JobView};
 
@@ -19,9 +20,10 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// Largest `offset` on `GET /jobs` (a 400 beyond).
 pub const MAX_LIST_OFFSET: usize = 100_000_000;
 
-/// The view of `job` with its pending reason, if any: the retry it waits for (as of `now`,
-/// the store's clock), or why the last pass could not place it.
-pub(super) fn view(state: &AppState, job: &Job, now: Timestamp) -> JobView {
+/// The view of `job` for `caller` (without its `env` values unless the caller may see them)
+/// with its pending reason, if any: the retry it waits for (as of `now`, the store's
+/// clock), or why the last pass could not place it.
+pub(super) fn view(state: &AppState, caller: &Caller, job: &Job, now: Timestamp) -> JobView {
     let reason = (job.state == JobState::Pending)
         .then(|| {
             job.retry_reason(now).or_else(|| {
@@ -32,15 +34,20 @@ pub(super) fn view(state: &AppState, job: &Job, now: Timestamp) -> JobView {
             })
         })
         .flatten();
-    JobView::from_job(job, reason)
+    let view = JobView::from_job(job, reason);
+    if caller.sees_env_of(job.spec.owner.as_deref()) {
+        view
+    } else {
+        view.without_env_values()
+    }
 }
 
 /// The [`view`] of `job` as of the store's clock now (retry reasons count the seconds left
 /// by it), with its place in the queue while it is pending, and what it waits behind.
-async fn view_now(state: &AppState, job: &Job) -> Result<Json<JobView>, ApiError> {
+async fn view_now(state: &AppState, caller: &Caller, job: &Job) -> Result<Json<JobView>, ApiError> {
     let store = state.scheduler.store();
     let now = store.now().await?;
-    let mut view = view(state, job, now);
+    let mut view = view(state, caller, job, now);
     if job.state == JobState::Pending {
         view.queue_position = store.queue_position(job.id).await?;
         if let Some(ahead @ 1..) = view.queue_position {
@@ -120,11 +127,17 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 )]
 pub(super) async fn submit_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<JobRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let key = idempotency_key(&headers)?;
-    let spec = request.into_spec()?;
+    // A tenant's keys are its own: another's same key names another job.
+    let key = idempotency_key(&headers)?.map(|key| match &caller.name {
+        Some(owner) => format!("{owner}/{key}"),
+        None => key,
+    });
+    let mut spec = request.into_spec()?;
+    spec.owner = caller.name.clone();
     let Some(key) = key else {
         let job = state.scheduler.submit(spec).await?;
         tracing::info!(job = %job.id, image = %job.spec.image, "job submitted");
@@ -137,7 +150,7 @@ pub(super) async fn submit_job(
         }
         Ok(Submission::Existing(job)) => {
             tracing::info!(job = %job.id, "submit repeated with its idempotency key");
-            Ok((StatusCode::OK, view_now(&state, &job).await?))
+            Ok((StatusCode::OK, view_now(&state, &caller, &job).await?))
         }
         Err(SubmitError::Store(StoreError::JobNotFound { id })) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -225,6 +238,7 @@ impl ListParams {
 )]
 pub(super) async fn list_jobs(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Vec<JobView>>, ApiError> {
     let Query(params) =
@@ -233,7 +247,9 @@ pub(super) async fn list_jobs(
     let jobs = state.scheduler.store().jobs(&query).await?;
     let now = state.scheduler.store().now().await?;
     Ok(Json(
-        jobs.iter().map(|job| view(&state, job, now)).collect(),
+        jobs.iter()
+            .map(|job| view(&state, &caller, job, now))
+            .collect(),
     ))
 }
 
@@ -249,11 +265,12 @@ pub(super) async fn list_jobs(
 )]
 pub(super) async fn get_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(job_id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_job_id(&job_id)?;
     let job = state.scheduler.store().job(id).await?;
-    view_now(&state, &job).await
+    view_now(&state, &caller, &job).await
 }
 
 /// Aborts a job: a pending one at once (`aborted`), an assigned or running one through its
@@ -270,12 +287,15 @@ pub(super) async fn get_job(
 )]
 pub(super) async fn abort_job(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(job_id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = parse_job_id(&job_id)?;
+    let owner = state.scheduler.store().job(id).await?.spec.owner;
+    caller.may_abort(owner.as_deref(), &job_id)?;
     let job = match state.scheduler.abort(id).await? {
         AbortRequested::AbortedAtOnce(job) | AbortRequested::Signalled(job) => job,
     };
     tracing::info!(job = %id, state = %job.state, "abort requested");
-    view_now(&state, &job).await
+    view_now(&state, &caller, &job).await
 }

@@ -5,6 +5,7 @@
 //! JSON `{"error", "detail"}` ([`ApiError`]); bodies are limited in size and requests in
 //! time (the follow-logs stream is limited only in the time to its first byte).
 
+pub mod auth;
 mod cluster;
 mod doc;
 mod error;
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -34,8 +34,11 @@ use tower_http::trace::TraceLayer;
 /// Settings of the API itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiConfig {
-    /// When set, every route but `/health` requires `Authorization: Bearer <token>`.
+    /// When set, every route but `/health` requires `Authorization: Bearer <token>`: this
+    /// one (an administrator) or a tenant's.
     pub api_token: Option<String>,
+    /// The named tokens of `DWR_TOKENS_FILE`, each with a role.
+    pub tenants: Vec<auth::Tenant>,
     /// Largest request body accepted, bytes (413 beyond).
     pub body_limit: usize,
     /// Longest time a request may take before it gets a 503 `timeout`.
@@ -50,6 +53,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             api_token: None,
+            tenants: Vec::new(),
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             connections: ConnectionLimits::default(),
@@ -128,31 +132,22 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
-/// Refuses a request without the configured bearer token (when one is configured).
+/// Knows the caller by its bearer token (401 without a configured one), refuses what its
+/// role does not allow (403), and hands the [`auth::Caller`] to the handler.
 async fn require_token(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(expected) = state.config.api_token.as_deref() {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().split_once(' '))
-            // The scheme is case-insensitive (RFC 9110).
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), expected.as_bytes())) {
-            return Err(ApiError::unauthorized());
-        }
-    }
+    let config = &state.config;
+    let caller = auth::authenticate(
+        config.api_token.as_deref(),
+        &config.tenants,
+        request.headers(),
+    )?;
+    auth::authorize(&caller, request.method(), request.uri().path())?;
+    request.extensions_mut().insert(caller);
     Ok(next.run(request).await)
-}
-
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Answers 503 `timeout` when producing the response takes longer than the limit. A
@@ -167,17 +162,5 @@ async fn time_limit(State(state): State<AppState>, request: Request, next: Next)
             format!("the request took longer than {} s", limit.as_secs_f64()),
         )
         .into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
     }
 }

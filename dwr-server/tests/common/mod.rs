@@ -176,6 +176,8 @@ pub struct Cluster {
     pub scheduler: Option<Proc>,
     pub executors: Vec<(String, Proc)>,
     pub http: reqwest::Client,
+    /// The bearer token `get` sends, when the scheduler wants one.
+    pub token: Option<String>,
     /// This test binary's turn (see [`Cluster::serial`]), released after the clean-up.
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -196,6 +198,7 @@ impl Cluster {
             scheduler: None,
             executors: Vec::new(),
             http: reqwest::Client::new(),
+            token: None,
             _turn: turn,
         })
     }
@@ -254,7 +257,7 @@ impl Cluster {
         self.spawn_scheduler(cmd).await;
     }
 
-    async fn spawn_scheduler(&mut self, mut cmd: Command) {
+    pub async fn spawn_scheduler(&mut self, mut cmd: Command) {
         let child = cmd.spawn().expect("dwr scheduler starts");
         self.scheduler = Some(Proc::new("dwr scheduler", child));
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -337,7 +340,11 @@ impl Cluster {
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let r = self.http.get(self.url(path)).send().await.expect("GET");
+        let mut request = self.http.get(self.url(path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let r = request.send().await.expect("GET");
         r.json().await.expect("JSON")
     }
 
