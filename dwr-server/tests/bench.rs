@@ -55,14 +55,21 @@ async fn with_a_short_retention_the_run_ends_with_few_jobs_kept() {
 
 #[tokio::test]
 async fn the_simulation_fills_the_cluster_then_queues() {
-    let steps = run_simulation(SimulateArgs {
-        executors: 20,
-        jobs: 500,
-        steps: 2,
-        max_jobs_per_pass: 10_000,
-    })
-    .await
-    .unwrap();
+    for priorities in [false, true] {
+        let steps = run_simulation(SimulateArgs {
+            executors: 20,
+            jobs: 500,
+            steps: 2,
+            max_jobs_per_pass: 10_000,
+            priorities,
+        })
+        .await
+        .unwrap();
+        the_cluster_fills_then_queues(&steps);
+    }
+}
+
+fn the_cluster_fills_then_queues(steps: &[dwr_server::bench::SimulationStep]) {
     assert_eq!(steps.len(), 2);
     // 20 executors × 4 cores hold 80 one-core jobs; the rest wait.
     assert_eq!(

@@ -34,6 +34,10 @@ pub struct SimulateArgs {
     /// Pending jobs considered per pass (the scheduler's `max_jobs_per_pass`).
     #[arg(long, default_value_t = 10_000)]
     pub max_jobs_per_pass: usize,
+    /// Give the jobs priorities spread over 0..=100 (the n-th job `37 n mod 101`) instead
+    /// of the default for all.
+    #[arg(long)]
+    pub priorities: bool,
 }
 
 /// The figures after one step.
@@ -79,15 +83,27 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
     let mut steps = Vec::new();
     let mut queued = 0;
     println!(
-        "dwr simulate: {} executors, {} jobs in {} steps, {} jobs per pass",
-        args.executors, args.jobs, args.steps, args.max_jobs_per_pass
+        "dwr simulate: {} executors, {} jobs in {} steps, {} jobs per pass{}",
+        args.executors,
+        args.jobs,
+        args.steps,
+        args.max_jobs_per_pass,
+        if args.priorities {
+            ", priorities 0-100"
+        } else {
+            ""
+        }
     );
     while queued < args.jobs {
         let batch = per_step.min(args.jobs - queued);
         let now = Timestamp::now();
-        for _ in 0..batch {
+        for n in queued..queued + batch {
+            let mut spec = spec.clone();
+            if args.priorities {
+                spec.priority = (n * 37 % 101) as u8;
+            }
             store
-                .submit(Job::new(JobId::new(), spec.clone(), now))
+                .submit(Job::new(JobId::new(), spec, now))
                 .await
                 .map_err(BenchError::Store)?;
         }
