@@ -36,6 +36,7 @@ mod executors;
 mod jobs;
 mod lifecycle;
 mod logs;
+mod queues;
 mod retries;
 pub mod runtime;
 
@@ -74,6 +75,10 @@ pub use logs::{
     logs_append_and_read_from_offset, logs_stop_at_the_byte_cap_with_one_marker,
     wait_logs_wakes_on_append_and_on_finish,
 };
+pub use queues::{
+    commits_keep_the_queue_quota, each_queue_keeps_its_own_order,
+    queue_usage_follows_assignments_and_ends,
+};
 pub use retries::{
     a_failed_attempt_is_retried_by_its_policy, retries_follow_backoff_causes_aborts_and_expiry,
     writes_from_a_stale_attempt_are_refused,
@@ -83,6 +88,7 @@ use crate::error::{Rejection, StoreError};
 use crate::executor::{Executor, ExecutorRegistration, GpuDevice};
 use crate::ids::{ExecutorId, JobId};
 use crate::job::Job;
+use crate::queues::Quota;
 use crate::spec::{GpuModel, JobSpec};
 use crate::store::{Assignment, JobStore};
 use crate::time::Timestamp;
@@ -134,6 +140,9 @@ macro_rules! __job_store_for_each_check {
             writes_from_a_stale_attempt_are_refused,
             a_failed_attempt_is_retried_by_its_policy,
             retries_follow_backoff_causes_aborts_and_expiry,
+            each_queue_keeps_its_own_order,
+            queue_usage_follows_assignments_and_ends,
+            commits_keep_the_queue_quota,
         ] }
     };
 }
@@ -342,7 +351,19 @@ pub(crate) async fn assign(
     executor: &ExecutorId,
     gpus: &[&str],
 ) -> Job {
+    assign_with(store, job, executor, gpus, Quota::NONE).await
+}
+
+/// [`assign`] under the quota of the job's queue.
+pub(crate) async fn assign_with(
+    store: &Arc<dyn JobStore>,
+    job: JobId,
+    executor: &ExecutorId,
+    gpus: &[&str],
+    quota: Quota,
+) -> Job {
     let mut proposal = assignment(job, executor, gpus);
+    proposal.quota = quota;
     proposal.snapshot = store.job(job).await.ok().map(Arc::new);
     let committed = store
         .commit_assignment(&proposal)

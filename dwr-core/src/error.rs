@@ -38,6 +38,14 @@ pub enum Rejection {
         /// The device.
         uuid: String,
     },
+    /// The job would take its queue past its quota on a dimension.
+    #[error("the job would take queue {queue} past its {dimension:?} quota")]
+    QuotaReached {
+        /// The queue.
+        queue: String,
+        /// The dimension.
+        dimension: Dimension,
+    },
     /// The number of GPUs named differs from the job's request.
     #[error("assignment names {given} GPUs, job wants {wanted}")]
     GpuCountMismatch {

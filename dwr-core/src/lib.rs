@@ -20,6 +20,7 @@ pub mod job;
 pub mod memory;
 pub mod placement;
 pub mod probe;
+pub mod queues;
 pub mod resources;
 pub mod retry;
 pub mod runtime;
@@ -39,6 +40,7 @@ pub use job::{AbortCause, IllegalTransition, Job, JobState, Outcome, UnknownJobS
 pub use memory::InMemoryJobStore;
 pub use placement::{ClusterView, Explanation, FirstFit, Placement, Spread};
 pub use probe::{GpuProbe, HostProbe};
+pub use queues::{QueueConfig, QueueUsage, Queues, Quota, DEFAULT_QUEUE};
 pub use resources::{Dimension, Resources};
 pub use retry::{AttemptRecord, RetryCause, RetryPolicy};
 pub use runtime::{
@@ -46,11 +48,12 @@ pub use runtime::{
     LogLine, LogSource, OwnedContainer, ProgressSink,
 };
 pub use scheduler::{
-    PassReport, Placed, Retention, Scheduler, SchedulerConfig, SchedulerMetrics, SubmitError,
+    PassReport, PendingReason, Placed, Retention, Scheduler, SchedulerConfig, SchedulerMetrics,
+    SubmitError,
 };
 pub use spec::{GpuModel, GpuRequest, JobSpec, SpecError, SpecField, VolumeMount};
 pub use store::{
     log_cap_marker, AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery,
-    JobStore, Submission, DEFAULT_LOG_MAX_BYTES, IDEMPOTENCY_TTL, MAX_LOG_LINE_BYTES,
+    JobStore, Queued, Submission, DEFAULT_LOG_MAX_BYTES, IDEMPOTENCY_TTL, MAX_LOG_LINE_BYTES,
 };
 pub use time::Timestamp;

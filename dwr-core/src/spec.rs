@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::queues::{check_queue_name, DEFAULT_QUEUE};
 use crate::resources::Resources;
 use crate::retry::{RetryPolicy, MAX_RETRIES, MAX_RETRY_BACKOFF};
 
@@ -349,10 +350,22 @@ pub struct JobSpec {
     /// or an API without tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The queue it waits in ([`DEFAULT_QUEUE`] by default; see [`crate::queues`]). Not
+    /// written when default, so a stored default job reads the same to an older version.
+    #[serde(default = "default_queue", skip_serializing_if = "is_default_queue")]
+    pub queue: String,
 }
 
 fn default_priority() -> u8 {
     DEFAULT_PRIORITY
+}
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.to_owned()
+}
+
+fn is_default_queue(queue: &str) -> bool {
+    queue == DEFAULT_QUEUE
 }
 
 impl JobSpec {
@@ -379,6 +392,7 @@ impl JobSpec {
             read_only_rootfs: false,
             priority: DEFAULT_PRIORITY,
             owner: None,
+            queue: default_queue(),
         }
     }
 
@@ -388,6 +402,12 @@ impl JobSpec {
     /// [`PRIORITY_AGING_JOBS`] later arrivals), then by arrival.
     pub fn queue_key(&self, seq: u64) -> i64 {
         seq as i64 - i64::from(self.priority) * PRIORITY_AGING_JOBS as i64
+    }
+
+    /// Puts the job in `queue`.
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = queue.into();
+        self
     }
 
     /// Sets the GPU request.
@@ -482,6 +502,12 @@ impl JobSpec {
                 min: 0,
                 max: u64::from(MAX_PRIORITY),
                 value: u64::from(self.priority),
+            });
+        }
+        if let Err(reason) = check_queue_name(&self.queue) {
+            return Err(SpecError::Invalid {
+                field: SpecField::Queue,
+                reason,
             });
         }
         if self.retry.max_retries > MAX_RETRIES {
@@ -621,6 +647,8 @@ pub enum SpecField {
     RetryOn,
     /// `priority`: [`JobSpec::priority`].
     Priority,
+    /// `queue`: [`JobSpec::queue`].
+    Queue,
 }
 
 impl SpecField {
@@ -644,6 +672,7 @@ impl SpecField {
             SpecField::RetryBackoffSeconds => "retry_backoff_seconds",
             SpecField::RetryOn => "retry_on",
             SpecField::Priority => "priority",
+            SpecField::Queue => "queue",
         }
     }
 }

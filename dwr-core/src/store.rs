@@ -12,6 +12,7 @@ use crate::error::StoreError;
 use crate::executor::{Executor, ExecutorRegistration, HostUsage};
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{AbortCause, Job, JobState, Outcome};
+use crate::queues::{QueueUsage, Quota};
 use crate::time::Timestamp;
 
 /// A proposed assignment: the scheduler proposes, the store checks and commits.
@@ -30,6 +31,10 @@ pub struct Assignment {
     /// snapshot cannot commit anything the store would refuse. Not serialized.
     #[serde(skip)]
     pub snapshot: Option<Arc<Job>>,
+    /// The quota of the job's queue as the proposer knows it: the store refuses the
+    /// assignment (`QuotaReached`) when what the queue's jobs hold would go past it.
+    #[serde(default)]
+    pub quota: Quota,
 }
 
 impl Assignment {
@@ -40,8 +45,19 @@ impl Assignment {
             executor,
             gpu_ids,
             snapshot: None,
+            quota: Quota::NONE,
         }
     }
+}
+
+/// A pending job as a scheduling pass reads it
+/// ([`JobStore::pending_for_placement`]), with its place in its queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Queued {
+    /// Its [`JobSpec::queue_key`](crate::JobSpec::queue_key): lower goes first.
+    pub key: i64,
+    /// The job, perhaps as its placement view.
+    pub job: Job,
 }
 
 /// Something an executor must react to, delivered through its queue.
@@ -201,27 +217,32 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// Up to `limit` pending jobs in arrival order (oldest first).
     async fn pending_jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
 
-    /// Up to `limit` pending jobs in queue order, the order a scheduling pass considers
-    /// them: by [`JobSpec::queue_key`](crate::JobSpec::queue_key) (priority, aged by later
-    /// arrivals), then arrival. Each with only what a pass needs of a job that is large
+    /// Up to `limit` pending jobs of each queue, each queue's in its order (queues by
+    /// name): by [`JobSpec::queue_key`](crate::JobSpec::queue_key) (priority, aged by later
+    /// arrivals), then arrival. A pass merges the queues by fair share. Each with only what a pass needs of a job that is large
     /// to read: its spec may be its
     /// [`JobSpec::for_placement`](crate::JobSpec::for_placement) view (without `command`,
     /// `env` and `volumes`) and its `attempts` left out, so that a pass over a long queue
     /// of jobs with large commands or environments reads little. A store may return a
     /// small job whole. Either may be a commit's snapshot: with a view, the store takes
     /// the rest of the job from what it stores.
-    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Queued>, StoreError>;
 
-    /// How many pending jobs are ahead of job `id` in the queue; `None` when it is not
+    /// How many pending jobs are ahead of job `id` in its queue; `None` when it is not
     /// pending, `JobNotFound` when there is no such job.
     async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError>;
+
+    /// Per queue that has pending jobs or jobs holding resources: what they hold and how
+    /// many wait (see [`crate::queues`]).
+    async fn queue_usage(&self) -> Result<BTreeMap<String, QueueUsage>, StoreError>;
 
     /// Job counts per state (every state present, zero where none).
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError>;
 
     /// Atomically checks that the job is pending, the executor registered and alive (its
     /// lease holds by the store's clock), the room free and the named GPUs free on that
-    /// executor and as many as requested; then records the assignment as the job's next
+    /// executor and as many as requested, and that the job's queue stays within the
+    /// assignment's quota; then records the assignment as the job's next
     /// attempt, allocates, and queues an [`ExecutorEvent::Assigned`] for the executor
     /// carrying the job exactly as returned here. `Rejected` otherwise, with nothing changed.
     async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError>;

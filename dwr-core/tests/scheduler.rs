@@ -138,6 +138,7 @@ async fn a_pass_places_jobs_first_fit_and_explains_the_rest() {
     let why = s
         .pending_reason(ids[4])
         .expect("the fifth job is explained");
+    let why = why.explanation().expect("no room");
     assert!(!why.infeasible);
     assert_eq!(why.exhausted.cpu, 2);
     assert_eq!(store.job(ids[4]).await.unwrap().state, JobState::Pending);
@@ -177,7 +178,11 @@ async fn a_small_job_is_not_blocked_by_a_big_one_ahead_of_it() {
     assert_eq!(report.assignments.len(), 1);
     assert_eq!(report.assignments[0].job, small);
     assert!(
-        s.pending_reason(big).unwrap().infeasible,
+        s.pending_reason(big)
+            .unwrap()
+            .explanation()
+            .unwrap()
+            .infeasible,
         "too big for any executor"
     );
 }

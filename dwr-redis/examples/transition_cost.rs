@@ -142,10 +142,8 @@ async fn main() {
         let batch: Vec<Assignment> = chunk
             .iter()
             .map(|id| Assignment {
-                job: *id,
-                executor: executor.clone(),
-                gpu_ids: Vec::new(),
                 snapshot: Some(submitted[id].clone()),
+                ..Assignment::new(*id, executor.clone(), Vec::new())
             })
             .collect();
         for r in store.commit_assignments(&batch).await {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use dwr_core::{
     AbortCause, AttemptRecord, Executor, ExecutorEvent, ExecutorId, ExecutorRegistration,
-    HostUsage, Job, JobId, JobState, Resources, StoreError, Timestamp,
+    HostUsage, Job, JobId, JobState, Resources, StoreError, Timestamp, DEFAULT_QUEUE,
 };
 use redis::Value;
 
@@ -43,6 +43,11 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         }
     };
     opt("place", place);
+    // The queue, for the scripts (the spec has it too), only when not the default.
+    opt(
+        "queue",
+        (job.spec.queue != DEFAULT_QUEUE).then(|| job.spec.queue.clone()),
+    );
     opt("executor", job.executor.as_ref().map(|e| e.to_string()));
     opt("executor_ip", job.executor_ip.clone());
     opt("exit_code", job.exit_code.map(|c| c.to_string()));

@@ -3,7 +3,7 @@
 //! Rust code builds names through [`Keys`]; the Lua scripts get the same names from
 //! `lua_prelude`, which is generated from the constants below, so a name is spelled once.
 
-use dwr_core::{ExecutorId, JobId, JobState};
+use dwr_core::{ExecutorId, JobId, JobState, DEFAULT_QUEUE};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "dwr:";
@@ -16,8 +16,13 @@ pub const LOGS: &str = "job_logs:";
 const JOB: &str = "job:";
 const JOBS_BY_STATE: &str = "jobs:";
 const FINISH_ORDER: &str = "jobs:finish_order";
-/// Pending jobs in queue order (scored by `JobSpec::queue_key`).
+/// Pending jobs of the default queue in its order (scored by `JobSpec::queue_key`); those
+/// of queue `q` are under `jobs:queue:q`.
 const QUEUE: &str = "jobs:queue";
+/// The names of the queues other than the default that jobs were submitted to.
+const QUEUES: &str = "queues";
+/// What each queue's jobs hold: fields `<queue>:cpu`, `<queue>:mem`, `<queue>:gpu`.
+const QUEUES_HELD: &str = "queues:held";
 /// The sorted set by finish time that [`FINISH_ORDER`] replaced; `purge` still drains it.
 const JOBS_FINISHED_LEGACY: &str = "jobs:finished";
 /// The all-jobs sorted set of earlier versions, read and written no more; `purge` deletes it.
@@ -65,9 +70,24 @@ impl Keys {
         format!("{}{JOBS_BY_STATE}{}", self.prefix, state.as_str())
     }
 
-    /// Sorted set of the pending jobs in queue order (by `JobSpec::queue_key`).
-    pub fn queue(&self) -> String {
-        self.k(QUEUE)
+    /// Sorted set of the pending jobs of `queue` in its order (by `JobSpec::queue_key`).
+    /// The default queue keeps the name of the single queue of earlier versions.
+    pub fn queue(&self, queue: &str) -> String {
+        if queue == DEFAULT_QUEUE {
+            self.k(QUEUE)
+        } else {
+            format!("{}{QUEUE}:{queue}", self.prefix)
+        }
+    }
+
+    /// Set of the names of the queues besides the default that jobs were submitted to.
+    pub fn queues(&self) -> String {
+        self.k(QUEUES)
+    }
+
+    /// Hash of what each queue's jobs hold (`<queue>:cpu`, `<queue>:mem`, `<queue>:gpu`).
+    pub fn queues_held(&self) -> String {
+        self.k(QUEUES_HELD)
     }
 
     /// List of terminal job ids in the order they finished (oldest first), for purging.
@@ -169,6 +189,8 @@ pub(crate) fn lua_prelude() -> String {
     for (name, suffix) in [
         ("K_FINISH_ORDER", FINISH_ORDER),
         ("K_QUEUE", QUEUE),
+        ("K_QUEUES", QUEUES),
+        ("K_QUEUES_HELD", QUEUES_HELD),
         ("K_FINISHED_LEGACY", JOBS_FINISHED_LEGACY),
         ("K_ALL_LEGACY", JOBS_ALL_LEGACY),
         ("K_SEQ", SEQ),
@@ -177,6 +199,15 @@ pub(crate) fn lua_prelude() -> String {
     ] {
         out.push_str(&format!("local {name} = P .. '{suffix}'\n"));
     }
+    // The pending jobs of queue `q` (nil, false: a hash field not set, or '' for the default
+    // queue).
+    out.push_str(&format!(
+        "local DEFAULT_QUEUE = '{DEFAULT_QUEUE}'\n\
+         local function k_queue(q)\n\
+         \x20 if not q or q == '' or q == DEFAULT_QUEUE then return K_QUEUE end\n\
+         \x20 return K_QUEUE .. ':' .. q\n\
+         end\n"
+    ));
     out
 }
 

@@ -81,6 +81,7 @@ pub(crate) struct Scripts {
     pub read_logs: Script,
     pub list_jobs: Script,
     pub pending_placement: Script,
+    pub queue_usage: Script,
     pub executors: Script,
     pub purge: Script,
     pub check_invariants: Script,
@@ -117,6 +118,7 @@ impl Scripts {
             read_logs: build(include_str!("scripts/read_logs.lua")),
             list_jobs: build(include_str!("scripts/list_jobs.lua")),
             pending_placement: build(include_str!("scripts/pending_placement.lua")),
+            queue_usage: build(include_str!("scripts/queue_usage.lua")),
             executors: build(include_str!("scripts/executors.lua")),
             purge: build(include_str!("scripts/purge.lua")),
             check_invariants: build(include_str!("scripts/check_invariants.lua")),
@@ -131,7 +133,7 @@ impl Scripts {
     }
 
     /// All scripts with their names, for loading them up front.
-    pub fn all(&self) -> [(&'static str, &Script); 20] {
+    pub fn all(&self) -> [(&'static str, &Script); 21] {
         [
             ("submit", &self.submit),
             ("commit_assignment", &self.commit_assignment),
@@ -145,6 +147,7 @@ impl Scripts {
             ("read_logs", &self.read_logs),
             ("list_jobs", &self.list_jobs),
             ("pending_placement", &self.pending_placement),
+            ("queue_usage", &self.queue_usage),
             ("executors", &self.executors),
             ("purge", &self.purge),
             ("check_invariants", &self.check_invariants),

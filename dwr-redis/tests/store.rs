@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::RedisServer;
 use dwr_core::{
     Assignment, ExecutorId, ExecutorRegistration, Expiry, Job, JobId, JobQuery, JobSpec, JobStore,
-    Outcome, StoreError, Timestamp,
+    Outcome, StoreError, Timestamp, DEFAULT_QUEUE,
 };
 use dwr_redis::{RedisConfig, RedisJobStore};
 use redis::Commands;
@@ -480,7 +480,9 @@ async fn pending_jobs_stored_before_the_queue_join_it_at_the_default_priority() 
         store.submit(urgent).await.unwrap().id,
     );
     // The older job as an earlier version stored it: no queue entry, no queue key.
-    let _: i64 = raw.zrem(store.keys().queue(), old.to_string()).unwrap();
+    let _: i64 = raw
+        .zrem(store.keys().queue(DEFAULT_QUEUE), old.to_string())
+        .unwrap();
     let _: i64 = raw.hdel(format!("{prefix}job:{old}"), "qk").unwrap();
     assert!(!store.check_invariants().await.unwrap().is_empty());
 
@@ -489,7 +491,7 @@ async fn pending_jobs_stored_before_the_queue_join_it_at_the_default_priority() 
         .await
         .unwrap()
         .iter()
-        .map(|j| j.id)
+        .map(|q| q.job.id)
         .collect();
     assert_eq!(queue, [urgent, old], "joined behind the higher priority");
     assert_eq!(store.queue_position(old).await.unwrap(), Some(1));

@@ -474,7 +474,13 @@ pub async fn pending_for_placement_reads_little_and_commits_whole(store: Arc<dyn
     let running = submit(&store, spec(100, 64)).await;
     assign(&store, running, &exec, &[]).await;
 
-    let views = store.pending_for_placement(10).await.expect("views");
+    let views: Vec<crate::Job> = store
+        .pending_for_placement(10)
+        .await
+        .expect("views")
+        .into_iter()
+        .map(|queued| queued.job)
+        .collect();
     let full = store.pending_jobs(10).await.expect("pending");
     assert_eq!(
         views.iter().map(|j| j.id).collect::<Vec<_>>(),

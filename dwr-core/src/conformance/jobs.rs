@@ -283,7 +283,13 @@ pub async fn pending_jobs_are_queued_by_priority_with_aging(store: Arc<dyn JobSt
     let queue: Vec<JobId> = ids_by_priority.iter().map(|(_, id)| *id).collect();
     let placed = |limit: usize| {
         let store = store.clone();
-        async move { ids(&store.pending_for_placement(limit).await.expect("queue")) }
+        async move {
+            let queued = store.pending_for_placement(limit).await.expect("queue");
+            let keys: Vec<i64> = queued.iter().map(|q| q.key).collect();
+            assert!(keys.is_sorted(), "keys in queue order: {keys:?}");
+            let jobs: Vec<Job> = queued.into_iter().map(|q| q.job).collect();
+            ids(&jobs)
+        }
     };
     assert_eq!(placed(10).await, queue, "by priority, then arrival");
     assert_eq!(placed(2).await, queue[..2].to_vec(), "limit");

@@ -15,8 +15,10 @@ use crate::error::StoreError;
 use crate::executor::{Executor, ExecutorRegistration, HostUsage};
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{AbortCause, Job, JobState, Outcome};
+use crate::queues::QueueUsage;
 use crate::store::{
-    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore, Submission,
+    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore, Queued,
+    Submission,
 };
 use crate::time::Timestamp;
 
@@ -357,13 +359,17 @@ impl JobStore for FaultyStore {
             .await
     }
 
-    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Queued>, StoreError> {
         self.run(Op::PendingJobs, self.inner.pending_for_placement(limit))
             .await
     }
 
     async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
         self.run(Op::Job, self.inner.queue_position(id)).await
+    }
+
+    async fn queue_usage(&self) -> Result<BTreeMap<String, QueueUsage>, StoreError> {
+        self.run(Op::Counts, self.inner.queue_usage()).await
     }
 
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {

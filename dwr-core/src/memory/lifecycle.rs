@@ -108,6 +108,16 @@ impl State {
         if let Some(dimension) = total.first_short_dimension(&executor.capacity()) {
             return reject(Rejection::NoRoom { dimension });
         }
+        let queue = &job.spec.queue;
+        let held = self.held_by(queue).checked_add(&need);
+        if let Some(dimension) = held.map_or(Some(Dimension::Cpu), |held| {
+            assignment.quota.exceeded_by(&held)
+        }) {
+            return reject(Rejection::QuotaReached {
+                queue: queue.clone(),
+                dimension,
+            });
+        }
         for (i, uuid) in assignment.gpu_ids.iter().enumerate() {
             let on_executor = executor.registration.gpus.iter().any(|g| &g.uuid == uuid);
             let named_twice = assignment.gpu_ids[..i].contains(uuid);

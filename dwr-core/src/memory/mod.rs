@@ -60,8 +60,10 @@ use crate::error::StoreError;
 use crate::executor::{Executor, ExecutorRegistration, HostUsage};
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{AbortCause, Job, JobState, Outcome};
+use crate::queues::QueueUsage;
 use crate::store::{
-    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore, Submission,
+    AbortRequested, Assignment, ExecutorEvent, Expiry, Finished, JobQuery, JobStore, Queued,
+    Submission,
 };
 use crate::time::Timestamp;
 
@@ -189,7 +191,7 @@ impl JobStore for InMemoryJobStore {
         Ok(self.lock().pending(limit, Job::clone))
     }
 
-    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Queued>, StoreError> {
         Ok(self.lock().queued(limit, |job| Job {
             spec: job.spec.for_placement(),
             attempts: Vec::new(),
@@ -199,6 +201,10 @@ impl JobStore for InMemoryJobStore {
 
     async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
         self.lock().queue_position(id)
+    }
+
+    async fn queue_usage(&self) -> Result<BTreeMap<String, QueueUsage>, StoreError> {
+        Ok(self.lock().queue_usage())
     }
 
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {

@@ -13,7 +13,9 @@ use crate::error::StoreError;
 use crate::executor::Executor;
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{Job, JobState};
-use crate::store::{JobQuery, Submission};
+use crate::queues::QueueUsage;
+use crate::resources::Resources;
+use crate::store::{JobQuery, Queued, Submission};
 use crate::time::Timestamp;
 
 /// Everything the store holds; only ever touched under the mutex.
@@ -26,8 +28,12 @@ pub(super) struct State {
     pub(super) all: BTreeMap<u64, JobId>,
     /// Jobs of each state (index [`slot`]) by arrival sequence.
     pub(super) by_state: [BTreeMap<u64, JobId>; 6],
-    /// Pending jobs in queue order: by (`JobSpec::queue_key`, sequence).
-    pub(super) queue: BTreeMap<(i64, u64), JobId>,
+    /// Pending jobs of each queue in its order: by (`JobSpec::queue_key`, sequence). A
+    /// queue without pending jobs has no entry.
+    pub(super) queue: BTreeMap<String, BTreeMap<(i64, u64), JobId>>,
+    /// What the jobs of each queue hold (assigned or running). A queue that holds nothing
+    /// has no entry.
+    pub(super) held: HashMap<String, Resources>,
     /// Terminal jobs by (finish time, sequence), for `purge_finished`.
     pub(super) finished: BTreeMap<(Timestamp, u64), JobId>,
     pub(super) executors: BTreeMap<ExecutorId, Executor>,
@@ -80,7 +86,10 @@ impl State {
         let id = job.id;
         self.all.insert(seq, id);
         self.by_state[slot(JobState::Pending)].insert(seq, id);
-        self.queue.insert((job.spec.queue_key(seq), seq), id);
+        self.queue
+            .entry(job.spec.queue.clone())
+            .or_default()
+            .insert((job.spec.queue_key(seq), seq), id);
         self.jobs.insert(
             id,
             JobEntry {
@@ -122,18 +131,65 @@ impl State {
         self.jobs.get_mut(&id).ok_or(StoreError::JobNotFound { id })
     }
 
-    /// Moves a job between state indexes (the job itself is already updated).
+    /// Moves a job between state indexes (the job itself is already updated): the
+    /// per-state index, its queue's order, and what its queue holds.
     pub(super) fn reindex(&mut self, id: JobId, seq: u64, from: JobState, to: JobState) {
         self.by_state[slot(from)].remove(&seq);
         self.by_state[slot(to)].insert(seq, id);
-        if from != to && (from == JobState::Pending || to == JobState::Pending) {
-            let key = (self.jobs[&id].job.spec.queue_key(seq), seq);
-            if to == JobState::Pending {
-                self.queue.insert(key, id);
-            } else {
-                self.queue.remove(&key);
+        if from == to {
+            return;
+        }
+        let spec = &self.jobs[&id].job.spec;
+        let key = (spec.queue_key(seq), seq);
+        if to == JobState::Pending {
+            self.queue
+                .entry(spec.queue.clone())
+                .or_default()
+                .insert(key, id);
+        } else if from == JobState::Pending {
+            if let Some(queue) = self.queue.get_mut(&spec.queue) {
+                queue.remove(&key);
+                if queue.is_empty() {
+                    self.queue.remove(&spec.queue);
+                }
             }
         }
+        let need = spec.resources();
+        if to.holds_resources() && !from.holds_resources() {
+            let held = self.held.entry(spec.queue.clone()).or_default();
+            *held = held.checked_add(&need).unwrap_or(*held);
+        } else if from.holds_resources() && !to.holds_resources() {
+            if let Some(held) = self.held.get_mut(&spec.queue) {
+                *held = held.saturating_sub(&need);
+                if *held == Resources::ZERO {
+                    self.held.remove(&spec.queue);
+                }
+            }
+        }
+    }
+
+    /// What the jobs of `queue` hold.
+    pub(super) fn held_by(&self, queue: &str) -> Resources {
+        self.held.get(queue).copied().unwrap_or_default()
+    }
+
+    /// What each queue with pending or holding jobs holds, and how many wait.
+    pub(super) fn queue_usage(&self) -> BTreeMap<String, QueueUsage> {
+        let mut usage: BTreeMap<String, QueueUsage> = self
+            .queue
+            .iter()
+            .map(|(name, pending)| {
+                let usage = QueueUsage {
+                    held: Resources::ZERO,
+                    pending: pending.len() as u64,
+                };
+                (name.clone(), usage)
+            })
+            .collect();
+        for (name, held) in &self.held {
+            usage.entry(name.clone()).or_default().held = *held;
+        }
+        usage
     }
 
     /// A page of jobs, the newest first, of one state or all.
@@ -157,12 +213,19 @@ impl State {
         self.copies(ids, limit, view)
     }
 
-    /// Up to `limit` pending jobs in queue order, each as `view` copies it.
-    pub(super) fn queued(&self, limit: usize, view: impl Fn(&Job) -> Job) -> Vec<Job> {
-        self.copies(self.queue.values(), limit, view)
+    /// Up to `limit` pending jobs of each queue in its order, each as `view` copies it.
+    pub(super) fn queued(&self, limit: usize, view: impl Fn(&Job) -> Job) -> Vec<Queued> {
+        self.queue
+            .values()
+            .flat_map(|queue| queue.iter().take(limit))
+            .filter_map(|(&(key, _), id)| {
+                let job = view(&self.jobs.get(id)?.job);
+                Some(Queued { key, job })
+            })
+            .collect()
     }
 
-    /// How many pending jobs are ahead of job `id` in the queue (`None` unless it is
+    /// How many pending jobs are ahead of job `id` in its queue (`None` unless it is
     /// pending). Counts along the queue: O(its place).
     pub(super) fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
         let entry = self.entry(id)?;
@@ -170,7 +233,11 @@ impl State {
             return Ok(None);
         }
         let key = (entry.job.spec.queue_key(entry.seq), entry.seq);
-        Ok(Some(self.queue.range(..key).count() as u64))
+        let ahead = self
+            .queue
+            .get(&entry.job.spec.queue)
+            .map_or(0, |queue| queue.range(..key).count());
+        Ok(Some(ahead as u64))
     }
 
     fn copies<'a>(

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::queues::Queues;
+
 /// How the scheduler behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SchedulerConfig {
@@ -13,9 +15,12 @@ pub struct SchedulerConfig {
     /// until its allocation timeout. Default: at once, as Slurm refuses a job no partition
     /// can run.
     pub infeasible_grace: Option<Duration>,
-    /// At most this many pending jobs are considered per pass (oldest first). Those behind
-    /// them are still checked for their allocation timeout, a page per housekeeping pass.
+    /// At most this many pending jobs of each queue are considered per pass (first in the
+    /// queue's order). Those behind them are still checked for their allocation timeout, a
+    /// page per housekeeping pass.
     pub max_jobs_per_pass: usize,
+    /// The queues jobs may name, their weights and quotas (`DWR_QUEUES_FILE`).
+    pub queues: Queues,
     /// Which finished jobs (and their logs) are deleted in the background.
     pub retention: Retention,
 }
@@ -48,6 +53,7 @@ impl Default for SchedulerConfig {
             tick: Duration::from_secs(10),
             infeasible_grace: Some(Duration::ZERO),
             max_jobs_per_pass: 10_000,
+            queues: Queues::default(),
             retention: Retention::default(),
         }
     }

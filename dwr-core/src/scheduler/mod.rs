@@ -10,12 +10,14 @@
 //! that do not fit stay pending and do not block smaller ones.
 
 mod config;
+mod fair;
 mod metrics;
 
 pub use config::{Retention, SchedulerConfig};
 pub use metrics::SchedulerMetrics;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -23,16 +25,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use crate::error::StoreError;
+use crate::error::{Rejection, StoreError};
 use crate::executor::Executor;
 use crate::ids::{ExecutorId, JobId};
 use crate::job::{executor_lost, AbortCause, Job, JobState, Outcome};
 use crate::placement::{ClusterView, Explanation, Placement, PlacementFailure};
+use crate::queues::AtQuota;
+use crate::resources::Resources;
 use crate::spec::{GpuRequest, JobSpec, SpecError};
 use crate::store::{
     AbortRequested, Assignment, Expiry, JobQuery, JobStore, Submission, IDEMPOTENCY_TTL,
 };
 use crate::time::Timestamp;
+use fair::FairQueues;
 
 /// How long after a lease deadline the run loop wakes to expire the executor: past the
 /// deadline by a little, since an executor is alive exactly at it.
@@ -45,6 +50,16 @@ pub const COMMIT_BATCH: usize = 256;
 /// Pending jobs behind the considered ones checked for their allocation timeout per
 /// housekeeping pass.
 const SWEEP_PAGE: usize = 1000;
+
+/// What a pass works on between the store's reads and its last commit.
+struct PassState<'a> {
+    view: &'a mut ClusterView,
+    fair: &'a mut FairQueues,
+    no_room: NoRoom,
+    /// Why each job considered is still pending.
+    reasons: HashMap<JobId, PendingReason>,
+    batch: Batch,
+}
 
 /// Placements decided in a pass and not yet committed: the assignments, and beside each
 /// what the pass needs once its commit is answered.
@@ -59,7 +74,38 @@ struct Decided {
     job: Arc<Job>,
     /// The executor's index in the view.
     index: usize,
+    /// The job's queue's index in the pass's [`FairQueues`].
+    queue: usize,
     ip: String,
+}
+
+/// Why a pending job was not placed by the last pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PendingReason {
+    /// No executor had room (or none could ever run it).
+    NoRoom(Explanation),
+    /// Its queue is at its quota.
+    AtQuota(AtQuota),
+}
+
+impl PendingReason {
+    /// The placement's explanation, when that is the reason.
+    pub fn explanation(&self) -> Option<&Explanation> {
+        match self {
+            PendingReason::NoRoom(why) => Some(why),
+            PendingReason::AtQuota(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for PendingReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PendingReason::NoRoom(why) => why.fmt(f),
+            PendingReason::AtQuota(at) => at.fmt(f),
+        }
+    }
 }
 
 /// One job placed by a pass.
@@ -114,6 +160,14 @@ pub enum SubmitError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The job names a queue that is not defined; nothing was stored.
+    #[error("queue is invalid: {queue:?} is not a queue (queues: {known})")]
+    UnknownQueue {
+        /// The queue named.
+        queue: String,
+        /// The queues there are, comma-separated.
+        known: String,
+    },
     /// The idempotency key names a job submitted with another request; nothing was stored.
     #[error("Idempotency-Key {key:?} was used for job {job} with a different request")]
     KeyReused {
@@ -140,7 +194,7 @@ struct Inner {
     pass_lock: tokio::sync::Mutex<()>,
     /// Why each job of the last pass is still pending. A std mutex: held briefly, never
     /// across an await.
-    pending_reasons: Mutex<HashMap<JobId, Explanation>>,
+    pending_reasons: Mutex<HashMap<JobId, PendingReason>>,
     metrics: Mutex<SchedulerMetrics>,
     /// Where the sweep of the pending jobs behind the first page goes on (newest-first
     /// offset among those jobs).
@@ -183,10 +237,10 @@ impl Scheduler {
         self.inner.placement.name()
     }
 
-    /// Validates `spec`, stores it as a new pending job and wakes the scheduling loop.
-    /// An invalid spec changes nothing.
+    /// Validates `spec` (its queue must be defined), stores it as a new pending job and
+    /// wakes the scheduling loop. An invalid spec changes nothing.
     pub async fn submit(&self, spec: JobSpec) -> Result<Job, SubmitError> {
-        spec.validate()?;
+        self.validate(&spec)?;
         // The store stamps the creation time with its own clock.
         let job = Job::new(JobId::new(), spec, Timestamp::default());
         let job = self.inner.store.submit(job).await?;
@@ -204,7 +258,7 @@ impl Scheduler {
         spec: JobSpec,
         key: &str,
     ) -> Result<Submission, SubmitError> {
-        spec.validate()?;
+        self.validate(&spec)?;
         let job = Job::new(JobId::new(), spec.clone(), Timestamp::default());
         let submission = self
             .inner
@@ -224,6 +278,18 @@ impl Scheduler {
         Ok(submission)
     }
 
+    fn validate(&self, spec: &JobSpec) -> Result<(), SubmitError> {
+        spec.validate()?;
+        let queues = &self.inner.config.queues;
+        if queues.get(&spec.queue).is_none() {
+            return Err(SubmitError::UnknownQueue {
+                queue: spec.queue.clone(),
+                known: queues.names(),
+            });
+        }
+        Ok(())
+    }
+
     /// Aborts a job: a pending job at once, an assigned or running one through its executor.
     pub async fn abort(&self, id: JobId) -> Result<AbortRequested, StoreError> {
         let outcome = self.inner.store.request_abort(id, AbortCause::User).await?;
@@ -239,7 +305,7 @@ impl Scheduler {
     }
 
     /// Why a pending job is still pending, as of the last pass.
-    pub fn pending_reason(&self, id: JobId) -> Option<Explanation> {
+    pub fn pending_reason(&self, id: JobId) -> Option<PendingReason> {
         lock(&self.inner.pending_reasons).get(&id).cloned()
     }
 
@@ -306,40 +372,58 @@ impl Scheduler {
         let pending = store
             .pending_for_placement(self.inner.config.max_jobs_per_pass)
             .await?;
-        let mut reasons = HashMap::new();
-        let mut no_room = NoRoom::default();
-        let mut batch = Batch::default();
-        for job in pending {
-            let id = job.id;
+        let queues = &self.inner.config.queues;
+        // What the queues hold matters only to share between queues or to keep a quota.
+        let one_queue = pending.first().is_none_or(|first| {
+            pending
+                .iter()
+                .all(|q| q.job.spec.queue == first.job.spec.queue)
+        });
+        let usage = if one_queue && !queues.any_quota() {
+            BTreeMap::new()
+        } else {
+            store.queue_usage().await?
+        };
+        let total = executors.iter().fold(Resources::ZERO, |total, e| {
+            total.checked_add(&e.capacity()).unwrap_or(total)
+        });
+        let mut fair = FairQueues::new(pending, &usage, queues, total);
+        let mut pass = PassState {
+            view: &mut view,
+            fair: &mut fair,
+            no_room: NoRoom::default(),
+            reasons: HashMap::new(),
+            batch: Batch::default(),
+        };
+        while let Some((queue, queued)) = pass.fair.next() {
+            let id = queued.job.id;
             if let Some(why) = self
-                .place_one(job, &mut view, &mut no_room, now, report, &mut batch)
+                .place_one(queued.job, queue, &mut pass, now, report)
                 .await?
             {
-                reasons.insert(id, why);
+                pass.reasons.insert(id, why);
             }
-            if batch.assignments.len() >= COMMIT_BATCH {
-                self.commit(&mut batch, &mut view, &mut reasons, report)
-                    .await?;
+            if pass.batch.assignments.len() >= COMMIT_BATCH {
+                self.commit(&mut pass, report).await?;
             }
         }
-        self.commit(&mut batch, &mut view, &mut reasons, report)
-            .await?;
+        self.commit(&mut pass, report).await?;
+        let reasons = pass.reasons;
         report.pending = reasons.len();
         *lock(&self.inner.pending_reasons) = reasons;
         Ok(())
     }
 
-    /// Places (into `batch`, to be committed), fails or leaves pending one job; returns
-    /// why it is still pending.
+    /// Places (into the pass's batch, to be committed), fails or leaves pending one job of
+    /// queue `queue`; returns why it is still pending.
     async fn place_one(
         &self,
         job: Job,
-        view: &mut ClusterView,
-        no_room: &mut NoRoom,
+        queue: usize,
+        pass: &mut PassState<'_>,
         now: Timestamp,
         report: &mut PassReport,
-        batch: &mut Batch,
-    ) -> Result<Option<Explanation>, StoreError> {
+    ) -> Result<Option<PendingReason>, StoreError> {
         let store = &self.inner.store;
         if let Some(at) = job.retry_at.filter(|at| *at > now) {
             report.waiting_retry += 1;
@@ -348,36 +432,49 @@ impl Scheduler {
         }
         // A retried job waits for room from when its backoff ended.
         let waited = now.since(job.retry_at.unwrap_or(job.created_at).max(job.created_at));
-        let shape = Shape::of(&job.spec);
-        let placed = match no_room.get(&shape) {
-            Some(why) => Err(why.clone()),
-            None => self.inner.placement.place(&job.spec, view),
+        let need = job.spec.resources();
+        let placed = match pass.fair.at_quota(queue, &need) {
+            Some(at) => Err(PendingReason::AtQuota(at)),
+            None => {
+                let shape = Shape::of(&job.spec);
+                let placed = match pass.no_room.get(&shape) {
+                    Some(why) => Err(why.clone()),
+                    None => self.inner.placement.place(&job.spec, pass.view),
+                };
+                placed.map_err(|why| {
+                    pass.no_room.entry(shape).or_insert_with(|| why.clone());
+                    lock(&self.inner.metrics).count_failure(why.failure());
+                    PendingReason::NoRoom(why)
+                })
+            }
         };
         match placed {
             Ok(choice) => {
                 // Taken now, so the next decisions of the pass see it taken; should the
                 // commit be refused, the executor is set aside anyway.
-                view.reserve(choice.executor, &job.spec.resources(), &choice.gpu_ids);
-                let exec = &view.executors()[choice.executor];
+                pass.view.reserve(choice.executor, &need, &choice.gpu_ids);
+                pass.fair.take(queue, &need);
+                let exec = &pass.view.executors()[choice.executor];
                 // The job as read goes with the proposal: the store need not read it back.
                 let job = Arc::new(job);
-                batch.assignments.push(Assignment {
+                pass.batch.assignments.push(Assignment {
                     job: job.id,
                     executor: exec.id.clone(),
                     gpu_ids: choice.gpu_ids,
                     snapshot: Some(job.clone()),
+                    quota: pass.fair.quota(queue),
                 });
-                batch.decided.push(Decided {
+                pass.batch.decided.push(Decided {
                     index: choice.executor,
+                    queue,
                     ip: exec.ip.clone(),
                     job,
                 });
                 Ok(None)
             }
             Err(why) => {
-                no_room.entry(shape).or_insert_with(|| why.clone());
-                lock(&self.inner.metrics).count_failure(why.failure());
-                let infeasible_for_long = why.infeasible
+                let infeasible = why.explanation().is_some_and(|e| e.infeasible);
+                let infeasible_for_long = infeasible
                     && self
                         .inner
                         .config
@@ -407,16 +504,22 @@ impl Scheduler {
         }
     }
 
-    /// Commits the placements in `batch` (leaving it empty): the accepted ones go into the
-    /// report; a refused one sets its executor aside for the rest of the pass and stays
-    /// pending. Any other store error fails the pass, after the others are accounted for.
+    /// Commits the placements in the pass's batch (leaving it empty): the accepted ones go
+    /// into the report; a refused one stays pending and sets its executor aside for the
+    /// rest of the pass (unless its queue's quota refused it). Any other store error fails
+    /// the pass, after the others are accounted for.
     async fn commit(
         &self,
-        batch: &mut Batch,
-        view: &mut ClusterView,
-        reasons: &mut HashMap<JobId, Explanation>,
+        pass: &mut PassState<'_>,
         report: &mut PassReport,
     ) -> Result<(), StoreError> {
+        let PassState {
+            view,
+            fair,
+            reasons,
+            batch,
+            ..
+        } = pass;
         if batch.assignments.is_empty() {
             return Ok(());
         }
@@ -440,15 +543,23 @@ impl Scheduler {
                     });
                 }
                 Err(StoreError::Rejected { reason, .. }) => {
-                    // Someone else took the room (or the job): our view of that executor
-                    // is stale. Take it out of this pass; the next pass starts from fresh
-                    // data.
+                    // Someone else took the room, the job or the queue's quota: our view
+                    // is stale. Take the executor out of this pass (unless only the quota
+                    // refused); the next pass starts from fresh data.
                     debug!(job = %assignment.job, %reason, "assignment rejected; view was stale");
-                    view.set_aside(decided.index);
+                    let need = decided.job.spec.resources();
+                    fair.give_back(decided.queue, &need);
+                    if !matches!(reason, Rejection::QuotaReached { .. }) {
+                        view.set_aside(decided.index);
+                    }
                     report.rejected += 1;
                     lock(&self.inner.metrics).count_failure(PlacementFailure::Rejected);
                     self.trigger();
-                    reasons.insert(decided.job.id, Explanation::of(&decided.job.spec, view));
+                    let why = match fair.at_quota(decided.queue, &need) {
+                        Some(at) => PendingReason::AtQuota(at),
+                        None => PendingReason::NoRoom(Explanation::of(&decided.job.spec, view)),
+                    };
+                    reasons.insert(decided.job.id, why);
                 }
                 Err(e) => {
                     failure.get_or_insert(e);

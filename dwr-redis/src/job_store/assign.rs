@@ -18,6 +18,14 @@ pub(super) fn args(assignment: &Assignment) -> Vec<String> {
         json_strings(&assignment.gpu_ids),
         snapshot_arg(assignment),
     ];
+    let quota = &assignment.quota;
+    for limit in [
+        quota.cpu_millis,
+        quota.memory_mib,
+        quota.gpus.map(u64::from),
+    ] {
+        args.push(limit.map(|n| n.to_string()).unwrap_or_default());
+    }
     args.extend(assignment.gpu_ids.iter().cloned());
     args
 }
@@ -100,15 +108,13 @@ pub(super) fn reply(assignment: &Assignment, reply: &redis::Value) -> Result<Job
         })),
         "executor_gone" => Err(reject(Rejection::ExecutorGone)),
         "executor_not_alive" => Err(reject(Rejection::ExecutorNotAlive)),
-        "no_room" => {
-            let dimension = match text_at(rest, 0, SCRIPT)?.as_str() {
-                "cpu" => Dimension::Cpu,
-                "memory" => Dimension::Memory,
-                "gpu" => Dimension::Gpu,
-                other => return Err(unexpected(SCRIPT, other)),
-            };
-            Err(reject(Rejection::NoRoom { dimension }))
-        }
+        "no_room" => Err(reject(Rejection::NoRoom {
+            dimension: dimension_at(rest, 0)?,
+        })),
+        "quota" => Err(reject(Rejection::QuotaReached {
+            queue: text_at(rest, 0, SCRIPT)?,
+            dimension: dimension_at(rest, 1)?,
+        })),
         "gpu_unavailable" => Err(reject(Rejection::GpuUnavailable {
             uuid: text_at(rest, 0, SCRIPT)?,
         })),
@@ -117,6 +123,16 @@ pub(super) fn reply(assignment: &Assignment, reply: &redis::Value) -> Result<Job
             let wanted = text_at(rest, 1, SCRIPT)?.parse().unwrap_or(u32::MAX);
             Err(reject(Rejection::GpuCountMismatch { given, wanted }))
         }
+        other => Err(unexpected(SCRIPT, other)),
+    }
+}
+
+/// The dimension named by the `i`-th payload item.
+fn dimension_at(rest: &[redis::Value], i: usize) -> Result<Dimension, StoreError> {
+    match text_at(rest, i, SCRIPT)?.as_str() {
+        "cpu" => Ok(Dimension::Cpu),
+        "memory" => Ok(Dimension::Memory),
+        "gpu" => Ok(Dimension::Gpu),
         other => Err(unexpected(SCRIPT, other)),
     }
 }

@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use dwr_core::{Job, JobId, JobState, StoreError, Submission};
+use dwr_core::{Job, JobId, JobState, QueueUsage, Queued, StoreError, Submission, DEFAULT_QUEUE};
 use redis::AsyncCommands;
 
 use crate::codec::{
-    job_fields, job_from_map, job_id_at, jobs_from, millis_at, status_reply, unexpected,
+    array, flat_map, job_fields, job_from_map, job_id_at, jobs_from, millis_at, status_reply,
+    strings, unexpected,
 };
-use crate::error::store_error;
+use crate::error::{corrupt, corrupt_by, store_error};
 use crate::store::RedisJobStore;
 
 /// `submit.lua`: stores `job`, under an idempotency key when given (see
@@ -34,6 +35,11 @@ pub(super) async fn submit(
         key.to_owned(),
         ttl.as_millis().max(1).to_string(),
         job.spec.priority.to_string(),
+        if job.spec.queue == DEFAULT_QUEUE {
+            String::new()
+        } else {
+            job.spec.queue.clone()
+        },
     ];
     // The script stamps the creation time itself.
     for (field, value) in job_fields(&job)?
@@ -96,36 +102,98 @@ pub(super) async fn list(
     jobs_from(&reply, "list_jobs")
 }
 
-/// `pending_placement.lua`: the first `limit` pending jobs in queue order, a large spec
-/// as its placement view.
+/// `pending_placement.lua`: the first `limit` pending jobs of each queue in its order, a
+/// large spec as its placement view, each with its queue key.
 pub(super) async fn pending_for_placement(
     store: &RedisJobStore,
     limit: usize,
-) -> Result<Vec<Job>, StoreError> {
+) -> Result<Vec<Queued>, StoreError> {
+    const SCRIPT: &str = "pending_placement";
     if limit == 0 {
         return Ok(Vec::new());
     }
     let script = &store.inner.scripts.pending_placement;
     let args = vec![limit.to_string()];
     let reply = store.eval("pending_for_placement", script, args).await?;
-    jobs_from(&reply, "pending_placement")
+    array(&reply, SCRIPT)?
+        .iter()
+        .map(|hash| {
+            let map = flat_map(hash, SCRIPT)?;
+            let key = map
+                .get("qk")
+                .and_then(|score| score.parse::<f64>().ok())
+                .ok_or_else(|| corrupt(SCRIPT, "a queued job without its queue key"))?;
+            Ok(Queued {
+                key: key as i64,
+                job: job_from_map(&map)?,
+            })
+        })
+        .collect()
 }
 
-/// The job's rank in the queue (`ZRANK`), and whether it exists, in one round trip.
+/// The job's rank in its queue (`ZRANK`): its queue read first, with whether it exists.
 pub(super) async fn queue_position(
     store: &RedisJobStore,
     id: JobId,
 ) -> Result<Option<u64>, StoreError> {
-    let (rank, exists): (Option<u64>, bool) = redis::pipe()
-        .zrank(store.inner.keys.queue(), id.to_string())
-        .exists(store.inner.keys.job(id))
+    let keys = &store.inner.keys;
+    let (exists, queue): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(keys.job(id))
+        .arg("id")
+        .arg("queue")
         .query_async(&mut store.conn())
         .await
         .map_err(|e| store_error("queue_position", e))?;
-    if !exists {
+    if exists.is_none() {
         return Err(StoreError::JobNotFound { id });
     }
-    Ok(rank)
+    let queue = keys.queue(queue.as_deref().unwrap_or(DEFAULT_QUEUE));
+    store
+        .conn()
+        .zrank(queue, id.to_string())
+        .await
+        .map_err(|e| store_error("queue_position", e))
+}
+
+/// `queue_usage.lua`: per queue, the pending count and what its jobs hold. A queue with
+/// neither is left out.
+pub(super) async fn queue_usage(
+    store: &RedisJobStore,
+) -> Result<BTreeMap<String, QueueUsage>, StoreError> {
+    const SCRIPT: &str = "queue_usage";
+    let reply = store
+        .eval(SCRIPT, &store.inner.scripts.queue_usage, Vec::new())
+        .await?;
+    let parts = array(&reply, SCRIPT)?;
+    let [names, pending, held] = parts else {
+        return Err(corrupt(SCRIPT, "not three parts"));
+    };
+    let mut usage: BTreeMap<String, QueueUsage> = BTreeMap::new();
+    let pending: Vec<u64> =
+        redis::from_redis_value_ref(pending).map_err(|e| corrupt_by(SCRIPT, e))?;
+    for (name, pending) in strings(names, SCRIPT)?.into_iter().zip(pending) {
+        if pending > 0 {
+            usage.entry(name).or_default().pending = pending;
+        }
+    }
+    for (field, amount) in flat_map(held, SCRIPT)? {
+        let amount: u64 = match amount.parse::<i64>() {
+            Ok(0) => continue,
+            Ok(n) => u64::try_from(n).map_err(|_| corrupt(SCRIPT, format!("{field} is {n}")))?,
+            Err(_) => return Err(corrupt(SCRIPT, format!("{field} is {amount:?}"))),
+        };
+        let Some((queue, dimension)) = field.rsplit_once(':') else {
+            return Err(corrupt(SCRIPT, format!("field {field:?}")));
+        };
+        let held = &mut usage.entry(queue.to_owned()).or_default().held;
+        match dimension {
+            "cpu" => held.cpu_millis = amount,
+            "mem" => held.memory_mib = amount,
+            "gpu" => held.gpus = u32::try_from(amount).unwrap_or(u32::MAX),
+            _ => return Err(corrupt(SCRIPT, format!("field {field:?}"))),
+        }
+    }
+    Ok(usage)
 }
 
 /// The size of every per-state index, in one pipelined round trip.

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use dwr_core::{
     AbortCause, AbortRequested, Assignment, Executor, ExecutorEvent, ExecutorId,
     ExecutorRegistration, Expiry, Finished, HostUsage, Job, JobId, JobQuery, JobState, JobStore,
-    Outcome, StoreError, Submission, Timestamp,
+    Outcome, QueueUsage, Queued, StoreError, Submission, Timestamp,
 };
 
 use crate::codec::unexpected;
@@ -101,12 +101,16 @@ impl JobStore for RedisJobStore {
         jobs::list(self, JobState::Pending.as_str(), 0, limit, "fwd").await
     }
 
-    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn pending_for_placement(&self, limit: usize) -> Result<Vec<Queued>, StoreError> {
         jobs::pending_for_placement(self, limit).await
     }
 
     async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
         jobs::queue_position(self, id).await
+    }
+
+    async fn queue_usage(&self) -> Result<BTreeMap<String, QueueUsage>, StoreError> {
+        jobs::queue_usage(self).await
     }
 
     async fn counts(&self) -> Result<BTreeMap<JobState, u64>, StoreError> {

@@ -1,5 +1,5 @@
--- check_invariants.lua: verifies the allocation invariants of every executor, and that the
--- queue holds exactly the pending jobs, and returns one line per violation (empty when all
+-- check_invariants.lua: verifies the allocation invariants of every executor, that the
+-- queues hold exactly the pending jobs and that what each queue holds is what its jobs hold, and returns one line per violation (empty when all
 -- hold). Read-only; for tests and operators.
 -- ARGV: prefix.
 local bad = {}
@@ -50,14 +50,49 @@ for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
     end
   end
 end
-local queued = redis.call('ZRANGE', K_QUEUE, 0, -1)
-for _, id in ipairs(queued) do
-  local state = redis.call('HGET', k_job(id), 'state')
-  if state ~= S_PENDING then
-    fail('job ' .. id .. ' is queued but ' .. tostring(state))
+-- The queues hold exactly the pending jobs, each in its own queue; what each queue holds
+-- is what its assigned and running jobs hold.
+local queues = redis.call('SMEMBERS', K_QUEUES)
+table.insert(queues, DEFAULT_QUEUE)
+local queued = 0
+for _, q in ipairs(queues) do
+  for _, id in ipairs(redis.call('ZRANGE', k_queue(q), 0, -1)) do
+    queued = queued + 1
+    local j = redis.call('HMGET', k_job(id), 'state', 'queue')
+    if j[1] ~= S_PENDING then
+      fail('job ' .. id .. ' is queued but ' .. tostring(j[1]))
+    end
+    if (j[2] or DEFAULT_QUEUE) ~= q then
+      fail('job ' .. id .. ' of queue ' .. tostring(j[2]) .. ' is in queue ' .. q)
+    end
   end
 end
-if #queued ~= redis.call('ZCARD', k_state(S_PENDING)) then
-  fail(#queued .. ' jobs queued but ' .. redis.call('ZCARD', k_state(S_PENDING)) .. ' pending')
+if queued ~= redis.call('ZCARD', k_state(S_PENDING)) then
+  fail(queued .. ' jobs queued but ' .. redis.call('ZCARD', k_state(S_PENDING)) .. ' pending')
+end
+local held = {}
+for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
+  for _, id in ipairs(redis.call('ZRANGE', k_state(state), 0, -1)) do
+    local j = redis.call('HMGET', k_job(id), 'queue', 'cpu', 'mem', 'ngpu')
+    local q = j[1] or DEFAULT_QUEUE
+    for i, dim in ipairs({ 'cpu', 'mem', 'gpu' }) do
+      local field = q .. ':' .. dim
+      held[field] = (held[field] or 0) + tonumber(j[i + 1])
+    end
+  end
+end
+local recorded = redis.call('HGETALL', K_QUEUES_HELD)
+local seen = {}
+for i = 1, #recorded, 2 do
+  local field, n = recorded[i], tonumber(recorded[i + 1])
+  seen[field] = true
+  if n ~= (held[field] or 0) then
+    fail('queues hold ' .. field .. ' = ' .. n .. ' but their jobs hold ' .. (held[field] or 0))
+  end
+end
+for field, n in pairs(held) do
+  if not seen[field] and n ~= 0 then
+    fail('queues hold no ' .. field .. ' but their jobs hold ' .. n)
+  end
 end
 return bad

@@ -1,12 +1,15 @@
 -- commit_assignment.lua: checks and records one assignment, allocates, queues the event.
 -- ARGV: prefix, job id, executor id, gpu_ids as JSON, the job as the scheduler read it (the
 -- JSON array of its hash's fields and values, without the closing bracket), '-' when that
--- copy is a placement view, or '', then the GPU UUIDs. The executor must be alive by its own lease and Redis TIME.
+-- copy is a placement view, or ''; the quota of the job's queue on CPU, memory and GPUs
+-- ('' for none on a dimension), then the GPU UUIDs. The executor must be alive by its own
+-- lease and Redis TIME, and the queue stay within the quota.
 local id, ex = ARGV[2], ARGV[3]
 local now = now_ms()
 local jk, xk = k_job(id), k_exec(ex)
 
-local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt', 'retry_at')
+local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt', 'retry_at',
+  'queue')
 local state = j[1]
 if not state then return { 'job_not_found' } end
 if not can_become(state, S_ASSIGNED) then return { 'not_pending', state } end
@@ -20,16 +23,27 @@ if now - tonumber(x[1]) > tonumber(x[9] or DEFAULT_LEASE_MS) then
 end
 
 local cpu, mem, ngpu = tonumber(j[2]), tonumber(j[3]), tonumber(j[4])
-local given = #ARGV - 5
+local given = #ARGV - 8
 if given ~= ngpu then return { 'gpu_count_mismatch', tostring(given), tostring(ngpu) } end
 
 if cpu > tonumber(x[2]) - tonumber(x[5]) then return { 'no_room', 'cpu' } end
 if mem > tonumber(x[3]) - tonumber(x[6]) then return { 'no_room', 'memory' } end
 if ngpu > tonumber(x[4]) - tonumber(x[7]) then return { 'no_room', 'gpu' } end
 
+if ARGV[6] ~= '' or ARGV[7] ~= '' or ARGV[8] ~= '' then
+  local q = j[8] or DEFAULT_QUEUE
+  local held = redis.call('HMGET', K_QUEUES_HELD, q .. ':cpu', q .. ':mem', q .. ':gpu')
+  for i, part in ipairs({ { 'cpu', cpu }, { 'memory', mem }, { 'gpu', ngpu } }) do
+    local limit = ARGV[5 + i]
+    if limit ~= '' and tonumber(held[i] or '0') + part[2] > tonumber(limit) then
+      return { 'quota', q, part[1] }
+    end
+  end
+end
+
 local gk = k_exec_gpus(ex)
 local seen = {}
-for i = 6, #ARGV do
+for i = 9, #ARGV do
   local uuid = ARGV[i]
   if seen[uuid] or redis.call('HEXISTS', xk, 'dev:' .. uuid) == 0
       or redis.call('HEXISTS', gk, uuid) == 1 then
@@ -42,9 +56,10 @@ end
 redis.call('HINCRBY', xk, 'cpu_alloc', cpu)
 redis.call('HINCRBY', xk, 'mem_alloc', mem)
 if ngpu > 0 then redis.call('HINCRBY', xk, 'gpu_alloc', ngpu) end
-for i = 6, #ARGV do
+for i = 9, #ARGV do
   redis.call('HSET', gk, ARGV[i], id)
 end
+hold(j[8], 1, cpu, mem, ngpu)
 redis.call('SADD', k_exec_jobs(ex), id)
 local ip = x[8] or ''
 -- Each commit is the job's next attempt: what every later write of its executor names.
@@ -54,7 +69,7 @@ local assigned = { 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_
 redis.call('HSET', jk, unpack(assigned))
 -- A retried job's backoff is over. (The scheduler's copy in the event may still carry it.)
 if j[7] then redis.call('HDEL', jk, 'retry_at') end
-move_state(id, state, S_ASSIGNED, j[5])
+move_state(id, state, S_ASSIGNED, j[5], nil, j[8])
 -- The event carries the job hash as a JSON array of fields and values, so that the
 -- executor need not read the job back: 'assigned <id> <json>'. With the scheduler's copy
 -- of the pending job, that is its array followed by the fields just written (a later

@@ -48,14 +48,26 @@ local function queue_key(seq, priority)
 end
 
 -- Moves a job between the per-state sorted sets, keeping its arrival sequence `seq` as
--- score, and into or out of the queue of pending jobs (K_QUEUE, scored by queue key `qk`;
--- a job stored before priorities has none and queues at the default priority).
-local function move_state(id, from, to, seq, qk)
+-- score, and into or out of the pending jobs of its queue `queue` (k_queue: nil is the
+-- default queue), scored by queue key `qk` (a job stored before priorities has none and
+-- queues at the default priority).
+local function move_state(id, from, to, seq, qk, queue)
   redis.call('ZREM', k_state(from), id)
   redis.call('ZADD', k_state(to), seq, id)
-  if from == S_PENDING then redis.call('ZREM', K_QUEUE, id) end
+  if from == S_PENDING then redis.call('ZREM', k_queue(queue), id) end
   if to == S_PENDING then
-    redis.call('ZADD', K_QUEUE, qk or queue_key(seq, DEFAULT_PRIORITY), id)
+    redis.call('ZADD', k_queue(queue), qk or queue_key(seq, DEFAULT_PRIORITY), id)
+  end
+end
+
+-- Adds `sign` (1 or -1) times cpu, mem and ngpu to what queue `queue` (nil: the default)
+-- holds. Zero amounts are not written: a queue that never held a GPU has no gpu field.
+local function hold(queue, sign, cpu, mem, ngpu)
+  local q = queue or DEFAULT_QUEUE
+  for _, part in ipairs({ { 'cpu', cpu }, { 'mem', mem }, { 'gpu', ngpu } }) do
+    local n = tonumber(part[2])
+    -- "0 - n", not "-n": Lua formats -0 as "-0", which HINCRBY refuses.
+    if n ~= 0 then redis.call('HINCRBY', K_QUEUES_HELD, q .. ':' .. part[1], sign > 0 and n or 0 - n) end
   end
 end
 
@@ -63,21 +75,23 @@ end
 -- cpu (3), mem (4), ngpu (5), gpu_ids (6), seq (7), then the optional fields it may clear:
 -- abort (8), exit_code (9), reason (10), log_total (11: set once the job has log lines),
 -- retry_at (12); then what ending an attempt reads: attempt (13), max_retries (14),
--- retry_ms (15), retry_on (16), attempts (17), executor_ip (18), started_at (19), and the
--- queue key a retry re-enters the queue with (20). A nil state: no such job.
+-- retry_ms (15), retry_on (16), attempts (17), executor_ip (18), started_at (19), the
+-- queue key a retry re-enters the queue with (20) and the queue (21, nil for the default).
+-- A nil state: no such job.
 local function job_for_finish(id)
   return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
     'seq', 'abort', 'exit_code', 'reason', 'log_total', 'retry_at', 'attempt', 'max_retries',
-    'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at', 'qk')
+    'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at', 'qk', 'queue')
 end
 
--- Gives back what job `id` holds on its executor (`j` from job_for_finish). Exactly once:
--- the SREM from the executor's job set is the token, whichever terminal transition gets
--- there first.
+-- Gives back what job `id` holds on its executor and in its queue (`j` from
+-- job_for_finish). Exactly once: the SREM from the executor's job set is the token,
+-- whichever terminal transition gets there first.
 local function release(id, j)
   local ex = j[2]
   if not ex then return end
   if redis.call('SREM', k_exec_jobs(ex), id) == 0 then return end
+  hold(j[21], -1, j[3], j[4], j[5])
   local xk = k_exec(ex)
   -- "0 - n", not "-n": Lua formats -0 as "-0", which HINCRBY refuses.
   redis.call('HINCRBY', xk, 'cpu_alloc', 0 - tonumber(j[3]))
@@ -119,7 +133,7 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   end
   redis.call('HSET', jk, unpack(set))
   if #del > 0 then redis.call('HDEL', jk, unpack(del)) end
-  move_state(id, j[1], to, j[7])
+  move_state(id, j[1], to, j[7], nil, j[21])
   -- A list, not a sorted set by time: appending is O(1), and purge.lua takes jobs from
   -- its head while they are due.
   redis.call('RPUSH', K_FINISH_ORDER, id)
@@ -171,7 +185,7 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
       end
       redis.call('HSET', jk, unpack(set))
       redis.call('HDEL', jk, 'executor', 'executor_ip', 'assigned_at', 'started_at', 'exit_code')
-      move_state(id, state, S_PENDING, j[7], j[20])
+      move_state(id, state, S_PENDING, j[7], j[20], j[21])
       wake()
       return 'retry'
     end
