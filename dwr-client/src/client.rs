@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::wire::{
     CleanupResponse, ErrorBody, ExecutorsResponse, HealthResponse, JobRequest, JobView,
-    LogsResponse, ScheduleResponse, StatsResponse,
+    LogsResponse, QueuesResponse, ScheduleResponse, StatsResponse,
 };
 
 /// How long connecting may take before the server counts as unreachable.
@@ -188,6 +188,11 @@ impl Client {
     /// `GET /executors`.
     pub async fn executors(&self) -> Result<ExecutorsResponse, Error> {
         self.get("/executors").await
+    }
+
+    /// `GET /queues`.
+    pub async fn queues(&self) -> Result<QueuesResponse, Error> {
+        self.get("/queues").await
     }
 
     /// `GET /stats`.

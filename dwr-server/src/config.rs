@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use dwr_core::{AgentConfig, ExecutorId, FirstFit, Placement, Retention, SchedulerConfig, Spread};
+use dwr_core::{
+    AgentConfig, ExecutorId, FirstFit, Placement, Queues, Retention, SchedulerConfig, Spread,
+};
 use dwr_redis::RedisConfig;
 
 use crate::api::ApiConfig;
@@ -278,6 +280,10 @@ pub struct ApiArgs {
     /// file: see the README's "Tenants".
     #[arg(long, env = "DWR_TOKENS_FILE", value_name = "PATH")]
     pub tokens_file: Option<PathBuf>,
+    /// The queues jobs may name, with weights and quotas, in a TOML file: see the README's
+    /// "Queues" [default: the one queue `default`].
+    #[arg(long, env = "DWR_QUEUES_FILE", value_name = "PATH")]
+    pub queues_file: Option<PathBuf>,
     /// Placement strategy.
     #[arg(long, env = "DWR_PLACEMENT", value_enum, default_value = "first-fit")]
     pub placement: PlacementKind,
@@ -365,9 +371,38 @@ impl ApiArgs {
         })
     }
 
-    /// The scheduler's settings from these and the common ones.
-    pub fn scheduler_config(&self, common: &CommonArgs) -> SchedulerConfig {
-        SchedulerConfig {
+    /// The scheduler's and the API's settings, checked: the address (see
+    /// [`listen_ip`](Self::listen_ip)), the tokens and queues files, and that every queue a
+    /// token names is defined.
+    pub fn configs(
+        &self,
+        common: &CommonArgs,
+    ) -> Result<(SchedulerConfig, ApiConfig), ConfigError> {
+        self.listen_ip()?;
+        let scheduling = self.scheduler_config(common)?;
+        let api = self.api_config()?;
+        crate::api::auth::check_tenant_queues(&api.tenants, &scheduling.queues).map_err(
+            |reason| ConfigError {
+                field: "DWR_TOKENS_FILE",
+                reason,
+            },
+        )?;
+        Ok((scheduling, api))
+    }
+
+    /// The scheduler's settings from these and the common ones; the queues file is read
+    /// here, and a bad one is refused naming the queue.
+    pub fn scheduler_config(&self, common: &CommonArgs) -> Result<SchedulerConfig, ConfigError> {
+        let queues = match &self.queues_file {
+            Some(path) => {
+                crate::queues_file::read_queues_file(path).map_err(|reason| ConfigError {
+                    field: "DWR_QUEUES_FILE",
+                    reason,
+                })?
+            }
+            None => Queues::default(),
+        };
+        Ok(SchedulerConfig {
             tick: common.job_poll_interval,
             infeasible_grace: self.infeasible_grace.0,
             retention: Retention {
@@ -378,8 +413,9 @@ impl ApiArgs {
                     (age / 2).clamp(Duration::from_secs(1), RETENTION_EVERY)
                 }),
             },
+            queues,
             ..SchedulerConfig::default()
-        }
+        })
     }
 }
 
@@ -600,6 +636,46 @@ mod tests {
     }
 
     #[test]
+    fn the_queues_and_tokens_files_are_checked_together_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let queues = dir.path().join("queues.toml");
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(&queues, "[[queues]]\nname = \"research\"\nweight = 3\n").unwrap();
+        let token = |queue: &str| {
+            format!(
+                "[[tokens]]\nname = \"rita\"\nrole = \"submit\"\nsha256 = \"{}\"\nqueues = [\"{queue}\"]\n",
+                "a".repeat(64)
+            )
+        };
+        std::fs::write(&tokens, token("research")).unwrap();
+        let args = format!(
+            "--queues-file {} --tokens-file {}",
+            queues.display(),
+            tokens.display()
+        );
+        let b = parse(&args).unwrap();
+        let (scheduling, api) = b.api.configs(&b.common).unwrap();
+        assert_eq!(scheduling.queues.get("research").unwrap().weight, 3);
+        assert_eq!(api.tenants[0].queues, Some(vec!["research".to_owned()]));
+
+        std::fs::write(&tokens, token("gpu")).unwrap();
+        let e = b.api.configs(&b.common).unwrap_err();
+        assert_eq!(e.field, "DWR_TOKENS_FILE");
+        assert!(
+            e.reason.contains("rita") && e.reason.contains("\"gpu\""),
+            "{e}"
+        );
+
+        std::fs::write(&queues, "[[queues]]\nname = \"research\"\nweight = 0\n").unwrap();
+        let e = b.api.configs(&b.common).unwrap_err();
+        assert_eq!(e.field, "DWR_QUEUES_FILE");
+        assert!(
+            e.reason.contains("research") && e.reason.contains("weight"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn defaults_are_the_originals() {
         let b = parse("").unwrap();
         assert_eq!(b.api.api_port, 8000);
@@ -654,10 +730,10 @@ mod tests {
         // The executor registers its own interval: its lease is three of them.
         assert_eq!(agent.heartbeat_interval, Duration::from_secs(1));
         assert_eq!(b.api.placement, PlacementKind::Spread);
-        let sched = b.api.scheduler_config(&b.common);
+        let sched = b.api.scheduler_config(&b.common).unwrap();
         assert_eq!(sched.infeasible_grace, Some(Duration::ZERO));
         let c = parse("--infeasible-grace never").unwrap();
-        let sched = c.api.scheduler_config(&c.common);
+        let sched = c.api.scheduler_config(&c.common).unwrap();
         assert_eq!(sched.infeasible_grace, None);
         assert!(
             parse("--executor-ttl 7").is_err(),

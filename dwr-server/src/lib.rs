@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod logging;
+pub mod queues_file;
 pub mod service;
 
 pub use api::{app, ApiConfig, ApiDoc, ApiError, AppState};

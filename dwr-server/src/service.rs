@@ -229,18 +229,14 @@ pub async fn run_scheduler(
     args: SchedulerArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    // A refused address is said before anything is connected.
-    args.api.listen_ip()?;
+    // A refused address or file is said before anything is connected.
+    let (scheduling, api) = args.api.configs(&args.common)?;
     let store = connect_redis(&args.common).await?;
-    let scheduler = Scheduler::new(
-        store,
-        args.api.placement.build(),
-        args.api.scheduler_config(&args.common),
-    );
+    let scheduler = Scheduler::new(store, args.api.placement.build(), scheduling);
     let listener = bind(&args.api).await?;
     let addr = listener.local_addr().map_err(ServiceError::Serve)?;
     info!(%addr, placement = scheduler.placement_name(), "dwr scheduler listening");
-    serve(listener, scheduler, args.api.api_config()?, shutdown).await?;
+    serve(listener, scheduler, api, shutdown).await?;
     info!("dwr scheduler stopped");
     Ok(())
 }
@@ -275,8 +271,8 @@ pub async fn run_dev(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
     let mut config = args.agent.agent_config(&args.common)?;
-    // A refused address is said before anything is connected.
-    args.api.listen_ip()?;
+    // A refused address or file is said before anything is connected.
+    let (scheduling, api) = args.api.configs(&args.common)?;
     let runtime: Arc<dyn ContainerRuntime> = if args.fake_runtime {
         Arc::new(FakeRuntime::new().recording_specs(false))
     } else {
@@ -298,11 +294,7 @@ pub async fn run_dev(
             "in-memory store".to_owned(),
         )
     };
-    let scheduler = Scheduler::new(
-        store.clone(),
-        args.api.placement.build(),
-        args.api.scheduler_config(&args.common),
-    );
+    let scheduler = Scheduler::new(store.clone(), args.api.placement.build(), scheduling);
     let listener = bind(&args.api).await?;
     let addr = listener.local_addr().map_err(ServiceError::Serve)?;
     let stop = Shutdown::new(shutdown);
@@ -321,13 +313,7 @@ pub async fn run_dev(
         &config.id.to_string(),
         args.api.api_token.is_some(),
     );
-    let served = serve(
-        listener,
-        scheduler,
-        args.api.api_config()?,
-        stop.clone().wait(),
-    )
-    .await;
+    let served = serve(listener, scheduler, api, stop.clone().wait()).await;
     // However the API ended, the agent ends with it.
     stop.fire();
     let agent_result = match agent_task.await {

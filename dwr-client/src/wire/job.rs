@@ -55,7 +55,10 @@ pub struct JobView {
     /// 0 (lowest) to 100.
     #[serde(default = "default_priority")]
     pub priority: u8,
-    /// While pending, in `GET /jobs/{id}`: how many pending jobs are ahead of it in the
+    /// The queue it waits or waited in.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// While pending, in `GET /jobs/{id}`: how many pending jobs are ahead of it in its
     /// queue (`null` elsewhere, and once it is placed).
     #[serde(default)]
     pub queue_position: Option<u64>,
@@ -161,6 +164,10 @@ impl AttemptView {
     }
 }
 
+fn default_queue() -> String {
+    dwr_core::DEFAULT_QUEUE.to_owned()
+}
+
 fn default_priority() -> u8 {
     dwr_core::spec::DEFAULT_PRIORITY
 }
@@ -200,6 +207,7 @@ impl JobView {
             read_only_rootfs: spec.read_only_rootfs,
             owner: spec.owner.clone(),
             priority: spec.priority,
+            queue: spec.queue.clone(),
             queue_position: None,
             status: job.state,
             status_date: job.status_date().to_rfc3339(),

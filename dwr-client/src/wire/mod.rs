@@ -16,6 +16,7 @@
 mod cluster;
 mod job;
 mod ops;
+mod queues;
 mod request;
 mod stats;
 
@@ -24,6 +25,7 @@ pub use job::{AttemptView, JobView, HIDDEN_ENV_VALUE};
 pub use ops::{
     AssignmentView, CleanupResponse, ErrorBody, HealthResponse, LogsResponse, ScheduleResponse,
 };
+pub use queues::{QueueAmounts, QueueView, QueuesResponse};
 pub use request::JobRequest;
 pub use stats::{
     OldestPending, PendingBySize, QueueStats, SchedulerStats, StatsResponse, PENDING_SCAN,

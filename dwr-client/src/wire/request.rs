@@ -88,6 +88,11 @@ pub struct JobRequest {
     #[serde(deserialize_with = "whole_number")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub priority: Option<u32>,
+    /// The queue the job waits in (default `default`); one of the scheduler's queues
+    /// (`GET /queues`; extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "default"))]
+    pub queue: Option<String>,
 }
 
 /// Deserializes an optional whole number written as an integer (`30`) or as a number without
@@ -205,6 +210,9 @@ impl JobRequest {
                         max: u64::from(max),
                         value: u64::from(priority),
                     })?;
+        }
+        if let Some(queue) = self.queue {
+            spec.queue = queue;
         }
         if let Some(secs) = self.allocation_timeout {
             spec.allocation_timeout = Duration::from_secs(secs);

@@ -2,17 +2,21 @@
 //!
 //! Each queue's jobs come in its own order (priority aged by arrivals, then arrival: the
 //! store's [`Queued::key`]). Across queues, the next job is:
-//! 1. by priority: the best head of all queues, and any other head less than one point of
-//!    (aged) priority behind it ([`PRIORITY_AGING_JOBS`] of key), are the candidates; a job
-//!    a whole point or more ahead goes first whatever its queue;
+//! 1. by priority: the candidates are the best head of all queues (the highest priority
+//!    with aging), any other head less than one point of aged priority behind it
+//!    ([`PRIORITY_AGING_JOBS`] of key), and any head whose own priority is at least the best
+//!    one's own. A head of higher priority goes first whatever its queue; one of lower
+//!    priority has to age past the others' to compete;
 //! 2. then by fair share: among the candidates, the head of the queue whose dominant share
 //!    divided by its weight is the lowest (weighted DRF; the shares count what this pass
 //!    placed so far);
 //! 3. then by age: the lowest key.
 //!
-//! "Less than one point" rather than "the same point": two queues' heads of one priority
-//! submitted a few arrivals apart would otherwise fall on either side of a point's boundary
-//! now and then and be ordered by age, not by share.
+//! Heads of the same own priority always compete by share, however far apart they arrived:
+//! a queue served three times as fast as another works through its backlog faster, so its
+//! head is younger, and aging alone would hand the slower queue everything it waited for,
+//! undoing the weights. "Less than one point" rather than "the same point", for the same
+//! reason at a point's boundary.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -73,16 +77,18 @@ impl FairQueues {
         let best = self
             .queues
             .iter()
-            .filter_map(|q| q.jobs.front().map(|j| j.key))
-            .min()?;
-        let within_a_point = best.saturating_add(PRIORITY_AGING_JOBS as i64);
+            .filter_map(|q| q.jobs.front())
+            .min_by_key(|j| j.key)?;
+        let within_a_point = best.key.saturating_add(PRIORITY_AGING_JOBS as i64);
+        let best_priority = best.job.spec.priority;
         let (index, _) = self
             .queues
             .iter()
             .enumerate()
             .filter_map(|(i, q)| {
-                let key = q.jobs.front()?.key;
-                (key < within_a_point).then(|| (i, (self.weighted_share(q), key)))
+                let head = q.jobs.front()?;
+                let competes = head.key < within_a_point || head.job.spec.priority >= best_priority;
+                competes.then(|| (i, (self.weighted_share(q), head.key)))
             })
             .min_by(|(_, a), (_, b)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
         let job = self.queues[index].jobs.pop_front()?;
@@ -137,12 +143,29 @@ mod tests {
     use crate::time::Timestamp;
 
     fn queued(queue: &str, key: i64, cpu_millis: u64) -> Queued {
-        let mut spec = JobSpec::new("img", vec!["true".into()], cpu_millis, 1);
-        spec.queue = queue.into();
+        let spec = JobSpec::new("img", vec!["true".into()], cpu_millis, 1).with_queue(queue);
         Queued {
             key,
             job: Job::new(JobId::new(), spec, Timestamp(0)),
         }
+    }
+
+    /// A job of `priority` that arrived `seq`-th.
+    fn arrived(queue: &str, priority: u8, seq: u64) -> Queued {
+        let mut queued = queued(queue, 0, 1);
+        queued.job.spec.priority = priority;
+        queued.key = queued.job.spec.queue_key(seq);
+        queued
+    }
+
+    fn half_held_by(queue: &str) -> BTreeMap<String, QueueUsage> {
+        BTreeMap::from([(
+            queue.to_owned(),
+            QueueUsage {
+                held: Resources::new(50, 0, 0),
+                pending: 1,
+            },
+        )])
     }
 
     fn order(mut fair: FairQueues, placed: bool) -> Vec<(String, i64)> {
@@ -171,18 +194,11 @@ mod tests {
 
     #[test]
     fn a_point_of_priority_goes_first_whatever_the_share() {
-        // b holds nothing, a holds half the cluster; a's head is a whole point ahead.
-        let pending = vec![queued("a", -1000, 1), queued("b", 0, 1)];
-        let usage = BTreeMap::from([(
-            "a".to_owned(),
-            QueueUsage {
-                held: Resources::new(50, 0, 0),
-                pending: 1,
-            },
-        )]);
+        // a holds half the cluster, b nothing; a's head has one point more.
+        let pending = vec![arrived("a", 51, 10), arrived("b", 50, 10)];
         let fair = FairQueues::new(
             pending,
-            &usage,
+            &half_held_by("a"),
             &Queues::default(),
             Resources::new(100, 1, 0),
         );
@@ -191,18 +207,37 @@ mod tests {
     }
 
     #[test]
-    fn within_a_point_the_queue_below_its_share_goes_first() {
-        let pending = vec![queued("a", -999, 1), queued("b", 0, 1)];
-        let usage = BTreeMap::from([(
-            "a".to_owned(),
-            QueueUsage {
-                held: Resources::new(50, 0, 0),
-                pending: 1,
-            },
-        )]);
+    fn a_lower_priority_competes_once_aged_past_a_point_behind() {
+        // b's head has 10 points less but waited 9,500 arrivals: half a point behind.
+        let pending = vec![arrived("a", 60, 10_000), arrived("b", 50, 500)];
         let fair = FairQueues::new(
             pending,
-            &usage,
+            &half_held_by("a"),
+            &Queues::default(),
+            Resources::new(100, 1, 0),
+        );
+        let queues: Vec<String> = order(fair, true).into_iter().map(|(q, _)| q).collect();
+        assert_eq!(queues, ["b", "a"], "b is below its share");
+        // 8,500 arrivals: a point and a half behind, and a goes first.
+        let pending = vec![arrived("a", 60, 9_000), arrived("b", 50, 500)];
+        let fair = FairQueues::new(
+            pending,
+            &half_held_by("a"),
+            &Queues::default(),
+            Resources::new(100, 1, 0),
+        );
+        let queues: Vec<String> = order(fair, true).into_iter().map(|(q, _)| q).collect();
+        assert_eq!(queues, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_same_priority_competes_by_share_however_old() {
+        // a's head waited 50,000 arrivals longer (aged 50 points), yet holds half the
+        // cluster: b, of the same priority and holding nothing, goes first.
+        let pending = vec![arrived("a", 50, 0), arrived("b", 50, 50_000)];
+        let fair = FairQueues::new(
+            pending,
+            &half_held_by("a"),
             &Queues::default(),
             Resources::new(100, 1, 0),
         );

@@ -13,6 +13,7 @@
 //! name = "alice"
 //! role = "submit"   # read, submit or admin
 //! sha256 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+//! queues = ["research", "default"]   # optional: the queues it may submit to (all without)
 //! ```
 
 use std::collections::HashSet;
@@ -22,6 +23,8 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+use dwr_core::Queues;
 
 use super::ApiError;
 
@@ -57,6 +60,9 @@ pub struct Tenant {
     pub role: Role,
     /// SHA-256 of the token, 64 hex digits.
     sha256: String,
+    /// The queues it may submit to; `None`: every queue.
+    #[serde(default)]
+    pub queues: Option<Vec<String>>,
 }
 
 impl std::fmt::Debug for Tenant {
@@ -64,6 +70,7 @@ impl std::fmt::Debug for Tenant {
         f.debug_struct("Tenant")
             .field("name", &self.name)
             .field("role", &self.role)
+            .field("queues", &self.queues)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +106,22 @@ pub fn read_tokens_file(path: &Path) -> Result<Vec<Tenant>, String> {
     Ok(file.tokens)
 }
 
+/// Refuses tenants that name a queue `queues` does not define, naming the tenant.
+pub fn check_tenant_queues(tenants: &[Tenant], queues: &Queues) -> Result<(), String> {
+    for tenant in tenants {
+        for queue in tenant.queues.iter().flatten() {
+            if queues.get(queue).is_none() {
+                return Err(format!(
+                    "tokens {:?}: queue {queue:?} is not defined (queues: {})",
+                    tenant.name,
+                    queues.names()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Who is calling: a tenant's name (none for the single token or an API without
 /// tokens), and its role.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -107,9 +130,23 @@ pub struct Caller {
     pub name: Option<String>,
     /// What it may do.
     pub role: Role,
+    /// The queues it may submit to; `None`: every queue.
+    pub queues: Option<Vec<String>>,
 }
 
 impl Caller {
+    /// Refuses the submission of a job to `queue` by a tenant whose token does not name it.
+    pub fn may_submit_to(&self, queue: &str) -> Result<(), ApiError> {
+        match &self.queues {
+            Some(allowed) if !allowed.iter().any(|q| q == queue) => Err(forbidden(format!(
+                "the token of {} may submit to the queues {}, not to {queue}",
+                self.name.as_deref().unwrap_or("this caller"),
+                allowed.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether this caller sees the `env` values of a job owned by `owner`: an administrator
     /// sees every job's, a tenant its own.
     pub fn sees_env_of(&self, owner: Option<&str>) -> bool {
@@ -139,6 +176,7 @@ pub fn authenticate(
     let admin = |name| Caller {
         name,
         role: Role::Admin,
+        queues: None,
     };
     if api_token.is_none() && tenants.is_empty() {
         return Ok(admin(None));
@@ -167,6 +205,7 @@ pub fn authenticate(
         .map(|t| Caller {
             name: Some(t.name.clone()),
             role: t.role,
+            queues: t.queues.clone(),
         })
         .ok_or_else(ApiError::unauthorized)
 }
@@ -213,6 +252,7 @@ mod tests {
             name: name.into(),
             role,
             sha256: sha256_hex(token),
+            queues: None,
         }
     }
 
@@ -253,10 +293,33 @@ mod tests {
     }
 
     #[test]
+    fn a_token_submits_only_to_its_queues() {
+        let mut research = tenant("rita", Role::Submit, "r-token");
+        research.queues = Some(vec!["research".into()]);
+        let caller = authenticate(None, &[research.clone()], &bearer("r-token")).unwrap();
+        assert!(caller.may_submit_to("research").is_ok());
+        let e = caller.may_submit_to("default").unwrap_err();
+        assert_eq!(e.status, StatusCode::FORBIDDEN);
+        assert!(
+            e.detail.contains("research") && e.detail.contains("default"),
+            "{}",
+            e.detail
+        );
+        let anyone = authenticate(Some("single"), &[], &bearer("single")).unwrap();
+        assert!(anyone.may_submit_to("default").is_ok());
+
+        let queues = crate::queues_file::parse_queues("[[queues]]\nname = \"research\"").unwrap();
+        assert_eq!(check_tenant_queues(&[research.clone()], &queues), Ok(()));
+        let e = check_tenant_queues(&[research], &Queues::default()).unwrap_err();
+        assert!(e.contains("rita") && e.contains("research"), "{e}");
+    }
+
+    #[test]
     fn roles_allow_what_they_say() {
         let caller = |role| Caller {
             name: Some("t".into()),
             role,
+            queues: None,
         };
         let (read, submit, admin) = (
             caller(Role::Read),

@@ -4,14 +4,15 @@ use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::Json;
-use dwr_core::Timestamp;
+use dwr_core::{Resources, Timestamp};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::{ApiError, AppState};
 use dwr_client::wire::{
     AssignmentView, CleanupResponse, ClusterStats, ErrorBody, ExecutorView, ExecutorsResponse,
-    QueueStats, ScheduleResponse, SchedulerStats, StatsResponse, PENDING_SCAN,
+    QueueStats, QueueView, QueuesResponse, ScheduleResponse, SchedulerStats, StatsResponse,
+    PENDING_SCAN,
 };
 
 /// Default age, minutes, of the finished jobs `POST /cleanup` deletes.
@@ -110,6 +111,50 @@ pub(super) async fn cleanup(
         failed_jobs: report.failed.iter().map(ToString::to_string).collect(),
         timeout_minutes: minutes,
     }))
+}
+
+/// Every queue: weight, quota, what its jobs hold, its dominant share and pending count.
+#[utoipa::path(
+    get, path = "/queues", tag = "cluster",
+    responses(
+        (status = 200, description = "The queues", body = QueuesResponse),
+        (status = 503, description = "Store unavailable", body = ErrorBody),
+    )
+)]
+pub(super) async fn queues(
+    State(state): State<AppState>,
+) -> Result<Json<QueuesResponse>, ApiError> {
+    let store = state.scheduler.store();
+    let usage = store.queue_usage().await?;
+    let now = store.now().await?;
+    // Shares of the live executors, as the scheduler counts them.
+    let total = store
+        .executors()
+        .await?
+        .iter()
+        .filter(|e| e.is_alive(now))
+        .fold(Resources::ZERO, |total, e| {
+            total.checked_add(&e.capacity()).unwrap_or(total)
+        });
+    let defined = &state.scheduler.config().queues;
+    let mut queues: Vec<QueueView> = defined
+        .iter()
+        .map(|q| {
+            QueueView::new(
+                q,
+                true,
+                &usage.get(&q.name).copied().unwrap_or_default(),
+                &total,
+            )
+        })
+        .collect();
+    queues.extend(
+        usage
+            .iter()
+            .filter(|(name, _)| defined.get(name).is_none())
+            .map(|(name, usage)| QueueView::new(&defined.settings(name), false, usage, &total)),
+    );
+    Ok(Json(QueuesResponse { queues }))
 }
 
 async fn executor_views(state: &AppState) -> Result<Vec<ExecutorView>, ApiError> {

@@ -39,6 +39,7 @@ use super::{cluster, jobs, logs, ops, ApiConfig};
         cluster::schedule,
         cluster::cleanup,
         cluster::executors,
+        cluster::queues,
         cluster::stats,
         ops::health,
         ops::metrics,

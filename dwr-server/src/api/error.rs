@@ -136,6 +136,7 @@ impl From<SubmitError> for ApiError {
         match err {
             SubmitError::Invalid(spec) => spec.into(),
             SubmitError::Store(store) => store.into(),
+            SubmitError::UnknownQueue { .. } => Self::validation(err.to_string()),
             SubmitError::KeyReused { .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",

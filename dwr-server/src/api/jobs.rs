@@ -51,7 +51,11 @@ async fn view_now(state: &AppState, caller: &Caller, job: &Job) -> Result<Json<J
     if job.state == JobState::Pending {
         view.queue_position = store.queue_position(job.id).await?;
         if let Some(ahead @ 1..) = view.queue_position {
-            let behind = format!("behind {ahead} job{} in the queue", plural(ahead));
+            let queue = match job.spec.queue.as_str() {
+                dwr_core::DEFAULT_QUEUE => "the queue".to_owned(),
+                name => format!("queue {name}"),
+            };
+            let behind = format!("behind {ahead} job{} in {queue}", plural(ahead));
             view.pending_reason = Some(match view.pending_reason.take() {
                 Some(why) => format!("{behind}; {why}"),
                 None => behind,
@@ -137,6 +141,7 @@ pub(super) async fn submit_job(
         None => key,
     });
     let mut spec = request.into_spec()?;
+    caller.may_submit_to(&spec.queue)?;
     spec.owner = caller.name.clone();
     let Some(key) = key else {
         let job = state.scheduler.submit(spec).await?;

@@ -97,6 +97,7 @@ pub fn app(state: AppState) -> Router {
         .route("/schedule", post(cluster::schedule))
         .route("/cleanup", post(cluster::cleanup))
         .route("/executors", get(cluster::executors))
+        .route("/queues", get(cluster::queues))
         .route("/stats", get(cluster::stats))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi_json))

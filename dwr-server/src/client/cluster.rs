@@ -3,7 +3,9 @@
 use super::args::trim_number;
 use super::table::{key_values, Table};
 use super::ClientError;
-use dwr_client::{to_pretty_json, Client, ClusterStats, ExecutorsResponse, StatsResponse};
+use dwr_client::{
+    to_pretty_json, Client, ClusterStats, ExecutorsResponse, QueuesResponse, StatsResponse,
+};
 
 /// `dwr executors`: one line per executor and a totals line.
 pub async fn executors(api: &Client, json: bool) -> Result<String, ClientError> {
@@ -12,6 +14,47 @@ pub async fn executors(api: &Client, json: bool) -> Result<String, ClientError> 
         return Ok(to_pretty_json(&executors) + "\n");
     }
     Ok(executors_text(&executors))
+}
+
+/// `dwr queues`: one line per queue.
+pub async fn queues(api: &Client, json: bool) -> Result<String, ClientError> {
+    let queues = api.queues().await?;
+    if json {
+        return Ok(to_pretty_json(&queues) + "\n");
+    }
+    Ok(queues_text(&queues))
+}
+
+/// The queues table: weight, what each holds against its quota, share, pending jobs.
+pub fn queues_text(response: &QueuesResponse) -> String {
+    let mut table = Table::new([
+        "QUEUE", "WEIGHT", "CPUS", "MEMORY", "GPUS", "SHARE", "PENDING",
+    ])
+    .right_align(&[1, 2, 3, 4, 5, 6]);
+    for q in &response.queues {
+        let of = |used: Option<f64>, quota: Option<f64>, unit: &str| {
+            let used = trim_number(used.unwrap_or(0.0));
+            match quota {
+                Some(limit) => format!("{used}/{}{unit}", trim_number(limit)),
+                None => format!("{used}{unit}"),
+            }
+        };
+        let name = if q.defined {
+            q.name.clone()
+        } else {
+            format!("{} (not defined)", q.name)
+        };
+        table.push([
+            name,
+            q.weight.to_string(),
+            of(q.used.cpu_cores, q.quota.cpu_cores, ""),
+            of(q.used.memory_gb, q.quota.memory_gb, "g"),
+            of(q.used.gpus.map(f64::from), q.quota.gpus.map(f64::from), ""),
+            format!("{}%", trim_number(q.share * 100.0)),
+            q.pending.to_string(),
+        ]);
+    }
+    format!("{table}\n")
 }
 
 /// `dwr stats`: queue counts, cluster totals and scheduler figures.

@@ -107,6 +107,7 @@ pub fn job_detail(job: &JobView) -> String {
             .map(|ahead| format!("{} (behind {ahead})", ahead + 1)),
     );
     opt("priority", Some(job.priority.to_string()));
+    opt("queue", Some(job.queue.clone()));
     opt("owner", job.owner.clone());
     opt("reason", job.reason.clone());
     opt("exit code", job.exit_code.map(|c| c.to_string()));

@@ -51,6 +51,8 @@ pub enum ClientCommand {
     },
     /// List the executors and the cluster's capacity.
     Executors {},
+    /// List the queues: weight, what each holds against its quota, share, pending jobs.
+    Queues {},
     /// Show queue and cluster statistics.
     Stats {},
 }
@@ -125,6 +127,7 @@ pub async fn run(command: ClientCommand, options: ClientOptions) -> Result<i32, 
             logs::all(&api, jobs::parse_id(&id)?, json).await?
         }
         ClientCommand::Executors {} => cluster::executors(&api, json).await?,
+        ClientCommand::Queues {} => cluster::queues(&api, json).await?,
         ClientCommand::Stats {} => cluster::stats(&api, json).await?,
     };
     print(&text)?;

@@ -67,6 +67,9 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "0-100",
           value_parser = clap::value_parser!(u32).range(0..=i64::from(dwr_core::spec::MAX_PRIORITY)))]
     pub priority: Option<u32>,
+    /// The queue the job waits in [default: default] (`dwr queues` lists them).
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
     /// The submit's idempotency key (default: a new random one). The submit is sent again
     /// with it when the server cannot be reached or does not answer in time, so a retried
     /// submit never creates a second job.
@@ -121,6 +124,7 @@ impl SubmitArgs {
             retry_on: some_vec(&self.retry_on),
             read_only_rootfs: self.read_only_rootfs.then_some(true),
             priority: self.priority,
+            queue: self.queue.clone(),
         }
     }
 }
@@ -197,7 +201,7 @@ mod tests {
         let args = submit(
             "submit img:1 --cpus 0.5 --memory 1.5g --gpus 2 --gpu-type A100 -e A=1 \
              --env B=x=y --region eu --region us --datacenter dc1 -v /data:/in:ro \
-             --allocation-timeout 5m --max-runtime 90 --read-only-rootfs --priority 80 --wait \
+             --allocation-timeout 5m --max-runtime 90 --read-only-rootfs --priority 80 --queue research --wait \
              -- sh -c echo --not-a-flag",
         );
         let r = args.to_request();
@@ -230,6 +234,7 @@ mod tests {
         );
         assert!(spec.read_only_rootfs);
         assert_eq!((args.to_request().priority, spec.priority), (Some(80), 80));
+        assert_eq!(spec.queue, "research");
     }
 
     #[test]

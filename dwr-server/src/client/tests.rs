@@ -158,6 +158,16 @@ async fn jobs_job_abort_executors_and_stats() {
     assert!(executors.contains("0/4"), "no CPU free: {executors}");
     let stats = cluster::stats(&api, false).await.unwrap();
     assert!(stats.contains("2 total"), "{stats}");
+    let queues = cluster::queues(&api, false).await.unwrap();
+    let lines: Vec<&str> = queues.lines().collect();
+    assert!(lines[0].starts_with("QUEUE"), "{queues}");
+    let default: Vec<&str> = lines[1].split_whitespace().collect();
+    // default, weight 1, 4 of 4 cores and 1g held (no quota), all of the CPU, 1 pending.
+    assert_eq!(
+        default,
+        ["default", "1", "4", "1g", "0", "100%", "1"],
+        "{queues}"
+    );
 
     // Abort the big one: the waiting job then runs.
     let said = jobs::abort(&api, &big.to_string(), false).await.unwrap();
@@ -216,4 +226,52 @@ async fn server_errors_and_tokens() {
     );
     let err = super::run(command("job nope"), options).await.unwrap_err();
     assert_eq!(err.exit_code(), 2, "{err}");
+}
+
+#[test]
+fn the_queues_table_shows_use_against_quota() {
+    use dwr_client::{QueueAmounts, QueueView, QueuesResponse};
+    let research = QueueView {
+        name: "research".into(),
+        weight: 3,
+        defined: true,
+        quota: QueueAmounts {
+            cpu_cores: None,
+            memory_gb: Some(64.0),
+            gpus: Some(8),
+        },
+        used: QueueAmounts {
+            cpu_cores: Some(12.5),
+            memory_gb: Some(48.0),
+            gpus: Some(8),
+        },
+        share: 0.5,
+        pending: 7,
+    };
+    let gone = QueueView {
+        name: "old".into(),
+        weight: 1,
+        defined: false,
+        quota: QueueAmounts::default(),
+        used: QueueAmounts::default(),
+        share: 0.0,
+        pending: 2,
+    };
+    let text = cluster::queues_text(&QueuesResponse {
+        queues: vec![research, gone],
+    });
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[1],
+        ["research", "3", "12.5", "48/64g", "8/8", "50%", "7"],
+        "{text}"
+    );
+    assert_eq!(
+        rows[2],
+        ["old", "(not", "defined)", "1", "0", "0g", "0", "0%", "2"],
+        "{text}"
+    );
 }

@@ -11,6 +11,7 @@ mod jobs;
 mod live;
 mod logs;
 mod ops;
+mod queues;
 mod validation;
 
 use std::sync::Arc;
@@ -37,12 +38,13 @@ struct Harness {
 }
 
 fn harness_with(config: ApiConfig) -> Harness {
+    harness_scheduling(config, SchedulerConfig::default())
+}
+
+/// A harness whose scheduler has `scheduling` (queues, ...).
+fn harness_scheduling(config: ApiConfig, scheduling: SchedulerConfig) -> Harness {
     let store = Arc::new(FaultyStore::new(Arc::new(InMemoryJobStore::new())));
-    let scheduler = Scheduler::new(
-        store.clone(),
-        Arc::new(FirstFit),
-        SchedulerConfig::default(),
-    );
+    let scheduler = Scheduler::new(store.clone(), Arc::new(FirstFit), scheduling);
     let token = config.api_token.clone();
     Harness {
         app: app(AppState::new(scheduler.clone(), config)),
