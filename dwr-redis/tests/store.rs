@@ -461,6 +461,84 @@ async fn the_invariant_check_sees_a_tampered_allocation() {
 }
 
 #[tokio::test]
+async fn queues_keep_their_keys_and_counts_through_every_move() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let keys = store.keys().clone();
+    let ex = executor(&store, "e1").await;
+    let in_queue = |queue: &str| Job {
+        spec: job().spec.with_queue(queue),
+        ..job()
+    };
+    let clean = || async { store.check_invariants().await.unwrap() };
+    let research = store.submit(in_queue("research")).await.unwrap().id;
+    let default = store.submit(job()).await.unwrap().id;
+    let research_2 = store.submit(in_queue("research")).await.unwrap().id;
+    assert_eq!(clean().await, Vec::<String>::new());
+    let mut raw = server.client();
+    let named: Vec<String> = raw.smembers(keys.queues()).unwrap();
+    assert_eq!(named, ["research"], "the default queue is not named");
+    let queued: Vec<String> = raw.zrange(keys.queue("research"), 0, -1).unwrap();
+    assert_eq!(queued, [research.to_string(), research_2.to_string()]);
+    let queued: Vec<String> = raw.zrange(keys.queue(DEFAULT_QUEUE), 0, -1).unwrap();
+    assert_eq!(queued, [default.to_string()]);
+
+    for id in [research, default] {
+        store
+            .commit_assignment(&Assignment::new(id, ex.clone(), Vec::new()))
+            .await
+            .unwrap();
+        assert_eq!(clean().await, Vec::<String>::new());
+    }
+    let held: HashMap<String, i64> = raw.hgetall(keys.queues_held()).unwrap();
+    assert_eq!(
+        (
+            held["research:cpu"],
+            held["research:mem"],
+            held["default:cpu"]
+        ),
+        (500, 256, 500)
+    );
+    assert!(
+        !held.contains_key("research:gpu"),
+        "no GPU field without GPUs: {held:?}"
+    );
+    store.mark_running(research, &ex, 1).await.unwrap();
+    store
+        .finish(research, &Outcome::exited(0, false), Some(1))
+        .await
+        .unwrap();
+    store
+        .request_abort(research_2, dwr_core::AbortCause::User)
+        .await
+        .unwrap();
+    store
+        .expire_executor(&ex, Expiry::Now, "gone")
+        .await
+        .unwrap();
+    assert_eq!(clean().await, Vec::<String>::new());
+    let held: HashMap<String, i64> = raw.hgetall(keys.queues_held()).unwrap();
+    assert!(held.values().all(|n| *n == 0), "all given back: {held:?}");
+    assert!(store.queue_usage().await.unwrap().is_empty());
+
+    // A job moved to another queue's set by hand is caught.
+    let moved = store.submit(in_queue("research")).await.unwrap().id;
+    let _: i64 = raw.zrem(keys.queue("research"), moved.to_string()).unwrap();
+    let _: i64 = raw
+        .zadd(keys.queue(DEFAULT_QUEUE), moved.to_string(), 1)
+        .unwrap();
+    let found = clean().await;
+    assert!(
+        found
+            .iter()
+            .any(|v| v.contains("of queue research is in queue default")),
+        "{found:?}"
+    );
+}
+
+#[tokio::test]
 async fn pending_jobs_stored_before_the_queue_join_it_at_the_default_priority() {
     let Some(server) = RedisServer::start() else {
         return;
