@@ -55,13 +55,14 @@ async fn with_a_short_retention_the_run_ends_with_few_jobs_kept() {
 
 #[tokio::test]
 async fn the_simulation_fills_the_cluster_then_queues() {
-    for priorities in [false, true] {
+    for (priorities, queues) in [(false, 1), (true, 1), (true, 3)] {
         let steps = run_simulation(SimulateArgs {
             executors: 20,
             jobs: 500,
             steps: 2,
             max_jobs_per_pass: 10_000,
             priorities,
+            queues,
         })
         .await
         .unwrap();

@@ -15,9 +15,9 @@ pub struct SchedulerConfig {
     /// until its allocation timeout. Default: at once, as Slurm refuses a job no partition
     /// can run.
     pub infeasible_grace: Option<Duration>,
-    /// At most this many pending jobs of each queue are considered per pass (first in the
-    /// queue's order). Those behind them are still checked for their allocation timeout, a
-    /// page per housekeeping pass.
+    /// At most this many pending jobs are considered per pass, shared equally among the
+    /// queues with waiting jobs (each's first, in its order). Those behind them are still
+    /// checked for their allocation timeout, a page per housekeeping pass.
     pub max_jobs_per_pass: usize,
     /// The queues jobs may name, their weights and quotas (`DWR_QUEUES_FILE`).
     pub queues: Queues,

@@ -367,23 +367,31 @@ impl Scheduler {
 
         let mut view = ClusterView::from_executors(&executors, now);
         lock(&self.inner.metrics).executors_alive = view.alive() as u64;
+        // What the queues hold matters only to share between queues or to keep a quota;
+        // one queue without a quota (the default set-up) pays no read for it.
+        let queues = &self.inner.config.queues;
+        let shared = queues.iter().count() > 1 || queues.any_quota();
+        let mut usage = if shared {
+            store.queue_usage().await?
+        } else {
+            BTreeMap::new()
+        };
+        // The pass considers `max_jobs_per_pass` jobs in all, shared among the queues
+        // with waiting jobs.
+        let waiting = usage.values().filter(|u| u.pending > 0).count().max(1);
+        let limit = self.inner.config.max_jobs_per_pass.div_ceil(waiting);
         // Only what placement reads: a long queue of jobs with large commands or
         // environments costs the pass little.
-        let pending = store
-            .pending_for_placement(self.inner.config.max_jobs_per_pass)
-            .await?;
-        let queues = &self.inner.config.queues;
-        // What the queues hold matters only to share between queues or to keep a quota.
+        let pending = store.pending_for_placement(limit).await?;
         let one_queue = pending.first().is_none_or(|first| {
             pending
                 .iter()
                 .all(|q| q.job.spec.queue == first.job.spec.queue)
         });
-        let usage = if one_queue && !queues.any_quota() {
-            BTreeMap::new()
-        } else {
-            store.queue_usage().await?
-        };
+        if !shared && !one_queue {
+            // Jobs still wait in queues no longer defined.
+            usage = store.queue_usage().await?;
+        }
         let total = executors.iter().fold(Resources::ZERO, |total, e| {
             total.checked_add(&e.capacity()).unwrap_or(total)
         });

@@ -35,4 +35,7 @@ pub enum BenchError {
     /// The run did not complete.
     #[error("{0}")]
     Stalled(String),
+    /// The settings asked for are refused.
+    #[error("bad settings: {0}")]
+    Config(String),
 }

@@ -10,9 +10,10 @@ use std::time::Instant;
 
 use clap::Args;
 use dwr_core::placement::FirstFit;
+use dwr_core::queues::{QueueConfig, Queues, Quota};
 use dwr_core::{
     ExecutorId, ExecutorRegistration, InMemoryJobStore, Job, JobId, JobSpec, JobStore, Scheduler,
-    SchedulerConfig, Timestamp,
+    SchedulerConfig, Timestamp, DEFAULT_QUEUE,
 };
 use serde::Serialize;
 
@@ -38,6 +39,10 @@ pub struct SimulateArgs {
     /// of the default for all.
     #[arg(long)]
     pub priorities: bool,
+    /// Spread the jobs round-robin over this many queues, `q1` to `qN`, of weights 1 to N;
+    /// the last has a CPU quota of half the cluster.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub queues: u32,
 }
 
 /// The figures after one step.
@@ -73,8 +78,23 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
             .await
             .map_err(BenchError::Store)?;
     }
+    let names: Vec<String> = if args.queues > 1 {
+        (1..=args.queues).map(|n| format!("q{n}")).collect()
+    } else {
+        vec![DEFAULT_QUEUE.to_owned()]
+    };
+    let defs = names.iter().zip(1..).map(|(name, weight)| QueueConfig {
+        name: name.clone(),
+        weight,
+        quota: Quota {
+            cpu_millis: (weight == args.queues && args.queues > 1)
+                .then_some(args.executors as u64 * 4_000 / 2),
+            ..Quota::NONE
+        },
+    });
     let config = SchedulerConfig {
         max_jobs_per_pass: args.max_jobs_per_pass,
+        queues: Queues::new(defs).map_err(|e| BenchError::Config(e.to_string()))?,
         ..SchedulerConfig::default()
     };
     let scheduler = Scheduler::new(store.clone(), Arc::new(FirstFit), config);
@@ -83,7 +103,7 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
     let mut steps = Vec::new();
     let mut queued = 0;
     println!(
-        "dwr simulate: {} executors, {} jobs in {} steps, {} jobs per pass{}",
+        "dwr simulate: {} executors, {} jobs in {} steps, {} jobs per pass{}{}",
         args.executors,
         args.jobs,
         args.steps,
@@ -92,6 +112,11 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
             ", priorities 0-100"
         } else {
             ""
+        },
+        if args.queues > 1 {
+            format!(", {} queues", args.queues)
+        } else {
+            String::new()
         }
     );
     while queued < args.jobs {
@@ -102,6 +127,7 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
             if args.priorities {
                 spec.priority = (n * 37 % 101) as u8;
             }
+            spec.queue.clone_from(&names[n % names.len()]);
             store
                 .submit(Job::new(JobId::new(), spec, now))
                 .await
