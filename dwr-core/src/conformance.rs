@@ -76,8 +76,8 @@ pub use logs::{
     wait_logs_wakes_on_append_and_on_finish,
 };
 pub use queues::{
-    commits_keep_the_queue_quota, each_queue_keeps_its_own_order,
-    queue_usage_follows_assignments_and_ends,
+    a_preempted_job_goes_back_to_pending, commits_keep_the_queue_quota,
+    each_queue_keeps_its_own_order, queue_usage_follows_assignments_and_ends,
 };
 pub use retries::{
     a_failed_attempt_is_retried_by_its_policy, retries_follow_backoff_causes_aborts_and_expiry,
@@ -143,6 +143,7 @@ macro_rules! __job_store_for_each_check {
             each_queue_keeps_its_own_order,
             queue_usage_follows_assignments_and_ends,
             commits_keep_the_queue_quota,
+            a_preempted_job_goes_back_to_pending,
         ] }
     };
 }

@@ -36,6 +36,9 @@ fn seconds(d: std::time::Duration) -> String {
 pub const REASON_TIMED_OUT: &str = "timed out";
 /// Reason recorded on a job aborted by a user.
 pub const REASON_ABORTED: &str = "aborted by user";
+/// What the executor reports for a job it stopped because it was preempted (the job then
+/// goes back to pending, keeping the reason `preempted by <job id>` its preemption gave it).
+pub const REASON_PREEMPTED: &str = "preempted";
 
 /// The state of a job. Lowercase on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -136,7 +139,13 @@ impl FromStr for JobState {
     }
 }
 
-/// Why an abort was requested: a user, or the scheduler enforcing the max runtime.
+/// The reason of a job preempted by job `by`, from its preemption until its next attempt.
+pub fn preempted_by(by: JobId) -> String {
+    format!("preempted by {by}")
+}
+
+/// Why an abort was requested: a user, the scheduler enforcing the max runtime, or a
+/// preemption by a job of higher priority.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AbortCause {
@@ -144,6 +153,9 @@ pub enum AbortCause {
     User,
     /// The job ran past its max runtime; it ends `failed` with reason "timed out".
     TimedOut,
+    /// A pending job of higher priority needs its room: once stopped it goes back to
+    /// `pending` (not failed, no retry used up).
+    Preempted,
 }
 
 impl AbortCause {
@@ -152,6 +164,7 @@ impl AbortCause {
         match self {
             AbortCause::User => Outcome::aborted(REASON_ABORTED),
             AbortCause::TimedOut => Outcome::failed(REASON_TIMED_OUT),
+            AbortCause::Preempted => Outcome::aborted(REASON_PREEMPTED),
         }
     }
 }
@@ -261,6 +274,9 @@ pub struct Job {
     /// The attempts that ended, oldest first.
     #[serde(default)]
     pub attempts: Vec<AttemptRecord>,
+    /// How many of its attempts ended in a preemption (they use up no retry).
+    #[serde(default)]
+    pub preemptions: u32,
     /// While pending after a failed attempt: when the next one may be placed (by the
     /// store's clock).
     #[serde(default)]
@@ -293,6 +309,7 @@ impl Job {
             abort_requested: None,
             attempt: 0,
             attempts: Vec::new(),
+            preemptions: 0,
             retry_at: None,
             created_at: now,
             updated_at: now,
@@ -335,7 +352,9 @@ impl Job {
     /// Ends the job's current attempt with `outcome`: when the attempt failed for a cause
     /// its retry policy names, with retries left and no abort requested, the job goes back
     /// to `pending` until its backoff has passed ([`Ended::Retry`]); otherwise it moves to
-    /// the outcome's terminal state ([`Ended::Final`]). An attempt that was under way
+    /// the outcome's terminal state ([`Ended::Final`]). An attempt under way that was
+    /// preempted (and did not succeed meanwhile) goes back to `pending` at once, keeping the
+    /// reason its preemption gave it, and uses up no retry. An attempt that was under way
     /// (assigned or running) leaves an [`AttemptRecord`] either way.
     pub fn end_attempt(
         &mut self,
@@ -343,10 +362,25 @@ impl Job {
         now: Timestamp,
     ) -> Result<Ended, IllegalTransition> {
         let under_way = self.state.holds_resources();
+        if under_way
+            && self.abort_requested == Some(AbortCause::Preempted)
+            && outcome.state != JobState::Succeeded
+        {
+            let mut record = self.attempt_record(outcome, now);
+            record.reason = self.reason.clone().or(record.reason);
+            self.attempts.push(record);
+            self.preemptions += 1;
+            self.abort_requested = None;
+            self.requeue(now, None);
+            return Ok(Ended::Retry { at: now });
+        }
         let retry = under_way
             && outcome.state == JobState::Failed
             && self.abort_requested.is_none()
-            && self.spec.retry.retries(outcome.cause, self.attempt);
+            && self
+                .spec
+                .retry
+                .retries(outcome.cause, self.attempt.saturating_sub(self.preemptions));
         if !retry {
             let record = under_way.then(|| self.attempt_record(outcome, now));
             self.finish(outcome, now)?;
@@ -354,10 +388,21 @@ impl Job {
             return Ok(Ended::Final);
         }
         self.attempts.push(self.attempt_record(outcome, now));
-        let at = now.plus(self.spec.retry.delay_before(self.attempt));
+        let delay = self
+            .spec
+            .retry
+            .delay_before(self.attempt.saturating_sub(self.preemptions));
+        let at = now.plus(delay);
+        self.requeue(now, Some(at));
+        self.reason = outcome.reason.clone();
+        Ok(Ended::Retry { at })
+    }
+
+    /// Back to pending for another attempt, placeable from `retry_at` (at once: `None`).
+    fn requeue(&mut self, now: Timestamp, retry_at: Option<Timestamp>) {
         self.state = JobState::Pending;
         self.updated_at = now;
-        self.retry_at = Some(at);
+        self.retry_at = retry_at;
         self.executor = None;
         self.executor_ip = None;
         self.gpu_ids.clear();
@@ -365,8 +410,6 @@ impl Job {
         self.started_at = None;
         self.exit_code = None;
         self.oom_killed = false;
-        self.reason = outcome.reason.clone();
-        Ok(Ended::Retry { at })
     }
 
     fn attempt_record(&self, outcome: &Outcome, now: Timestamp) -> AttemptRecord {

@@ -293,6 +293,13 @@ pub trait JobStore: Debug + Send + Sync + 'static {
         cause: AbortCause,
     ) -> Result<AbortRequested, StoreError>;
 
+    /// Asks the executor of an assigned or running job to stop it because job `by` needs
+    /// its room: records [`AbortCause::Preempted`] and the reason `preempted by <by>`, and
+    /// queues an [`ExecutorEvent::Abort`]. When the executor reports the attempt's end, the
+    /// job goes back to pending (see [`Job::end_attempt`]). A pending job is
+    /// `InvalidTransition` and a finished one `AlreadyTerminal`; neither is touched.
+    async fn preempt(&self, id: JobId, by: JobId) -> Result<Job, StoreError>;
+
     /// Registers an executor, or refreshes the registration of a live one (keeping its
     /// allocations and jobs), and wakes schedulers. Its lease starts now, by the store's
     /// clock.

@@ -70,6 +70,10 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         opt("retry_on", Some(retry.retry_on_list()));
     }
     opt("retry_at", millis(job.retry_at));
+    opt(
+        "preemptions",
+        (job.preemptions > 0).then(|| job.preemptions.to_string()),
+    );
     if !job.attempts.is_empty() {
         let attempts = serde_json::to_string(&job.attempts)
             .map_err(|e| corrupt_by(format!("attempts of job {}", job.id), e))?;
@@ -89,6 +93,7 @@ pub(crate) fn abort_cause_str(cause: AbortCause) -> &'static str {
     match cause {
         AbortCause::User => "user",
         AbortCause::TimedOut => "timed_out",
+        AbortCause::Preempted => "preempted",
     }
 }
 
@@ -96,6 +101,7 @@ fn parse_abort_cause(text: &str) -> Option<AbortCause> {
     match text {
         "user" => Some(AbortCause::User),
         "timed_out" => Some(AbortCause::TimedOut),
+        "preempted" => Some(AbortCause::Preempted),
         _ => None,
     }
 }
@@ -143,6 +149,7 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
             }
             _ => Vec::new(),
         },
+        preemptions: int("preemptions")?.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         retry_at: ts("retry_at")?,
         created_at,
         updated_at: ts("updated_at")?.unwrap_or(created_at),

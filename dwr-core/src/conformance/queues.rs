@@ -216,3 +216,112 @@ pub async fn commits_keep_the_queue_quota(store: Arc<dyn JobStore>) {
         Resources::new(2000, 128, 3)
     );
 }
+
+/// A preemption asks the executor of a job under way to stop it, with the reason
+/// `preempted by <id>`; once the executor reports the stop, the job is pending again at
+/// once (not failed, its place in its queue kept), its room and its queue's share given back,
+/// the attempt recorded, and no retry used up. A pending job cannot be preempted, and a job
+/// that succeeded before it stopped stays succeeded.
+pub async fn a_preempted_job_goes_back_to_pending(store: Arc<dyn JobStore>) {
+    let exec = register(&store, "e1", 4000, 4096, &[]).await;
+    let by = JobId::new();
+    let victim = submit(
+        &store,
+        JobSpec {
+            retry: RetryPolicy {
+                max_retries: 1,
+                backoff: Duration::ZERO,
+                retry_on: [RetryCause::ExitNonzero].into_iter().collect(),
+            },
+            ..in_queue("batch", 10, 1000)
+        },
+    )
+    .await;
+    let pending = submit(&store, in_queue("batch", 10, 1000)).await;
+    assert!(
+        matches!(
+            store.preempt(pending, by).await,
+            Err(crate::StoreError::InvalidTransition { .. })
+        ),
+        "a pending job is not preempted"
+    );
+    assert_eq!(job(&store, pending).await.abort_requested, None);
+
+    assign(&store, victim, &exec, &[]).await;
+    store.mark_running(victim, &exec, 1).await.expect("running");
+    let signalled = store.preempt(victim, by).await.expect("preempt");
+    let reason = format!("preempted by {by}");
+    assert_eq!(signalled.abort_requested, Some(AbortCause::Preempted));
+    assert_eq!(signalled.reason.as_deref(), Some(reason.as_str()));
+    match store
+        .next_event(&exec, Duration::ZERO)
+        .await
+        .expect("event")
+    {
+        Some(crate::ExecutorEvent::Abort(id, AbortCause::Preempted)) => assert_eq!(id, victim),
+        other => panic!("expected the preemption's abort event, got {other:?}"),
+    }
+    assert_eq!(
+        usage(&store, "batch").await.held.cpu_millis,
+        1000,
+        "held until stopped"
+    );
+
+    let finished = store
+        .finish(
+            victim,
+            &AbortCause::Preempted.outcome().with_exit_code(Some(143)),
+            Some(1),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(
+        (finished.state, finished.changed),
+        (crate::JobState::Pending, true)
+    );
+    let back = job(&store, victim).await;
+    assert_eq!(back.reason.as_deref(), Some(reason.as_str()));
+    assert_eq!(
+        (back.preemptions, back.retry_at, back.abort_requested),
+        (1, None, None)
+    );
+    assert_eq!((back.executor.as_ref(), back.started_at), (None, None));
+    assert_eq!(back.attempts.len(), 1);
+    assert_eq!(back.attempts[0].reason.as_deref(), Some(reason.as_str()));
+    assert_eq!(
+        store.queue_position(victim).await.expect("position"),
+        Some(0),
+        "it keeps its place, ahead of the job that came after it"
+    );
+    let e = store.executor(&exec).await.expect("executor");
+    assert_eq!(e.allocated, Resources::ZERO);
+    assert_eq!(usage(&store, "batch").await.held, Resources::ZERO);
+
+    // Its one retry is still there: attempt 2 fails with a covered cause and is retried.
+    assign(&store, victim, &exec, &[]).await;
+    store.mark_running(victim, &exec, 2).await.expect("running");
+    let failed = Outcome::exited(1, false);
+    let finished = store
+        .finish(victim, &failed, Some(2))
+        .await
+        .expect("finish");
+    assert_eq!(finished.state, crate::JobState::Pending, "retried");
+    assert!(job(&store, victim).await.retry_at.is_some());
+
+    // A job that succeeds before it stops stays succeeded.
+    assign(&store, pending, &exec, &[]).await;
+    store
+        .mark_running(pending, &exec, 1)
+        .await
+        .expect("running");
+    store.preempt(pending, by).await.expect("preempt");
+    let finished = store
+        .finish(pending, &Outcome::exited(0, false), Some(1))
+        .await
+        .expect("finish");
+    assert_eq!(finished.state, crate::JobState::Succeeded);
+    assert!(matches!(
+        store.preempt(pending, by).await,
+        Err(crate::StoreError::AlreadyTerminal { .. })
+    ));
+}

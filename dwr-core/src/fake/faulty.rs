@@ -423,6 +423,10 @@ impl JobStore for FaultyStore {
             .await
     }
 
+    async fn preempt(&self, id: JobId, by: JobId) -> Result<Job, StoreError> {
+        self.run(Op::RequestAbort, self.inner.preempt(id, by)).await
+    }
+
     async fn request_abort(
         &self,
         id: JobId,

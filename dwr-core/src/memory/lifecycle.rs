@@ -10,7 +10,7 @@ use super::state::State;
 use crate::error::{Rejection, StoreError};
 use crate::executor::Executor;
 use crate::ids::{ExecutorId, JobId};
-use crate::job::{AbortCause, Ended, Job, JobState, Outcome};
+use crate::job::{preempted_by, AbortCause, Ended, Job, JobState, Outcome};
 use crate::resources::Dimension;
 use crate::store::{AbortRequested, Assignment, ExecutorEvent, Finished};
 use crate::time::Timestamp;
@@ -233,6 +233,36 @@ impl State {
                 Ok((AbortRequested::Signalled(job), None))
             }
         }
+    }
+
+    /// Asks the executor of an assigned or running job to stop it for job `by` (see
+    /// `JobStore::preempt`).
+    pub(super) fn preempt(
+        &mut self,
+        id: JobId,
+        by: JobId,
+        now: Timestamp,
+    ) -> Result<Job, StoreError> {
+        let entry = self.entry_mut(id)?;
+        let state = entry.job.state;
+        if state.is_terminal() {
+            return Err(StoreError::AlreadyTerminal { id, state });
+        }
+        if !state.holds_resources() {
+            return Err(StoreError::InvalidTransition {
+                id,
+                state,
+                action: "preempt a job that is not under way",
+            });
+        }
+        entry.job.abort_requested = Some(AbortCause::Preempted);
+        entry.job.reason = Some(preempted_by(by));
+        entry.job.updated_at = now;
+        let job = entry.job.clone();
+        if let Some(executor) = &job.executor {
+            self.push_event(executor, ExecutorEvent::Abort(id, AbortCause::Preempted));
+        }
+        Ok(job)
     }
 
     /// Ends the current attempt of a non-terminal job with `outcome` (see

@@ -251,6 +251,11 @@ impl JobStore for InMemoryJobStore {
         Ok(finished)
     }
 
+    async fn preempt(&self, id: JobId, by: JobId) -> Result<Job, StoreError> {
+        let now = self.clock.now();
+        self.lock().preempt(id, by, now)
+    }
+
     async fn request_abort(
         &self,
         id: JobId,

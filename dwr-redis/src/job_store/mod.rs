@@ -159,6 +159,10 @@ impl JobStore for RedisJobStore {
         transitions::request_abort(self, id, cause).await
     }
 
+    async fn preempt(&self, id: JobId, by: JobId) -> Result<Job, StoreError> {
+        transitions::preempt(self, id, by).await
+    }
+
     async fn register_executor(
         &self,
         registration: &ExecutorRegistration,

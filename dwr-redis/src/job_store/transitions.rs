@@ -2,11 +2,13 @@
 //! (`mark_running.lua`), it finishes (`finish.lua`), or an abort is requested
 //! (`request_abort.lua`).
 
+use dwr_core::job::preempted_by;
 use dwr_core::{
-    AbortCause, AbortRequested, ExecutorId, Finished, JobId, JobState, Outcome, StoreError,
+    AbortCause, AbortRequested, ExecutorId, Finished, Job, JobId, JobState, Outcome, StoreError,
 };
 
 use crate::codec::{abort_cause_str, job_at, ok_or_refusal, refusal, state_at, status_reply};
+use crate::error::corrupt;
 use crate::store::RedisJobStore;
 
 /// assigned → running, only by the executor of `attempt`.
@@ -53,11 +55,36 @@ pub(super) async fn finish(
     Ok(Finished { state, changed })
 }
 
+/// Asks the executor of a job under way to stop it for job `by`.
+pub(super) async fn preempt(
+    store: &RedisJobStore,
+    id: JobId,
+    by: JobId,
+) -> Result<Job, StoreError> {
+    match abort(store, id, AbortCause::Preempted, preempted_by(by)).await? {
+        AbortRequested::Signalled(job) => Ok(job),
+        AbortRequested::AbortedAtOnce(job) => Err(corrupt(
+            "request_abort",
+            format!("a preemption aborted job {} at once", job.id),
+        )),
+    }
+}
+
 /// Aborts a pending job at once, or signals the executor of one under way.
 pub(super) async fn request_abort(
     store: &RedisJobStore,
     id: JobId,
     cause: AbortCause,
+) -> Result<AbortRequested, StoreError> {
+    abort(store, id, cause, String::new()).await
+}
+
+/// `request_abort.lua` for `cause`, writing `reason` on a job it signals ('' for none).
+async fn abort(
+    store: &RedisJobStore,
+    id: JobId,
+    cause: AbortCause,
+    reason: String,
 ) -> Result<AbortRequested, StoreError> {
     let outcome = cause.outcome();
     let args = vec![
@@ -66,6 +93,7 @@ pub(super) async fn request_abort(
         outcome.state.as_str().to_owned(),
         outcome.reason.unwrap_or_default(),
         store.log_ttl_secs(),
+        reason,
     ];
     let script = &store.inner.scripts.request_abort;
     let reply = store.eval("request_abort", script, args).await?;
@@ -76,6 +104,12 @@ pub(super) async fn request_abort(
             "request_abort",
         )?)),
         "signalled" => Ok(AbortRequested::Signalled(job_at(rest, "request_abort")?)),
-        other => Err(refusal("request_abort", "abort", id, None, other, rest)),
+        other => {
+            let action = match cause {
+                AbortCause::Preempted => "preempt a job that is not under way",
+                _ => "abort",
+            };
+            Err(refusal("request_abort", action, id, None, other, rest))
+        }
     }
 }

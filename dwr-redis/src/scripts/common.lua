@@ -76,12 +76,13 @@ end
 -- abort (8), exit_code (9), reason (10), log_total (11: set once the job has log lines),
 -- retry_at (12); then what ending an attempt reads: attempt (13), max_retries (14),
 -- retry_ms (15), retry_on (16), attempts (17), executor_ip (18), started_at (19), the
--- queue key a retry re-enters the queue with (20) and the queue (21, nil for the default).
--- A nil state: no such job.
+-- queue key a retry re-enters the queue with (20), the queue (21, nil for the default) and
+-- how many attempts ended in a preemption (22). A nil state: no such job.
 local function job_for_finish(id)
   return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
     'seq', 'abort', 'exit_code', 'reason', 'log_total', 'retry_at', 'attempt', 'max_retries',
-    'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at', 'qk', 'queue')
+    'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at', 'qk', 'queue',
+    'preemptions')
 end
 
 -- Gives back what job `id` holds on its executor and in its queue (`j` from
@@ -155,13 +156,36 @@ local MAX_RETRY_MS = 600000
 -- its backoff has passed ('retry'); otherwise finish_job ends it ('final'). The final
 -- attempt is not written to `attempts`: its record is the job's own fields, which the
 -- store's codec reads it from (one JSON encode less on every job's end).
+-- A preempted attempt (abort 'preempted') that did not succeed meanwhile goes back to
+-- pending at once, keeping the reason its preemption wrote, and uses up no retry: the retry
+-- count is the attempt number less the preemptions (22).
 local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, cause)
   local state = j[1]
+  if HOLDS_RESOURCES[state] and j[8] == 'preempted' and to ~= S_SUCCEEDED then
+    local jk = k_job(id)
+    local attempts = {}
+    if j[17] and j[17] ~= '{}' then attempts = cjson.decode(j[17]) end
+    local record = { attempt = tonumber(j[13] or '0'), executor = j[2], executor_ip = j[18],
+      started_at = tonumber(j[19] or ''), ended_at = now, reason = j[10] or reason }
+    if exit_code ~= nil and exit_code ~= '' then record.exit_code = tonumber(exit_code) end
+    attempts[#attempts + 1] = record
+    release(id, j)
+    redis.call('HSET', jk, 'state', S_PENDING, 'updated_at', now, 'attempts',
+      cjson.encode(attempts), 'gpu_ids', '[]', 'oom', '0')
+    redis.call('HINCRBY', jk, 'preemptions', 1)
+    redis.call('HDEL', jk, 'abort', 'retry_at', 'executor', 'executor_ip', 'assigned_at',
+      'started_at', 'exit_code')
+    move_state(id, state, S_PENDING, j[7], j[20], j[21])
+    wake()
+    return 'retry'
+  end
   if HOLDS_RESOURCES[state] and to == S_FAILED and cause ~= '' and j[14] and not j[8] then
     local jk = k_job(id)
     local r = { j[13], j[14], j[15], j[16], j[17], j[18], j[19] }
     local attempt = tonumber(r[1] or '0')
-    local retry = attempt <= tonumber(r[2])
+    -- The retries used: the attempts that did not end in a preemption.
+    local tries = attempt - tonumber(j[22] or '0')
+    local retry = tries <= tonumber(r[2])
       and string.find(',' .. (r[4] or '') .. ',', ',' .. cause .. ',', 1, true)
     if retry then
       local attempts = {}
@@ -173,7 +197,7 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
       attempts[#attempts + 1] = record
       local encoded = cjson.encode(attempts)
       release(id, j)
-      local delay = tonumber(r[3] or '0') * 2 ^ math.min(attempt - 1, 31)
+      local delay = tonumber(r[3] or '0') * 2 ^ math.min(tries - 1, 31)
       if delay > MAX_RETRY_MS then delay = MAX_RETRY_MS end
       -- Back to pending, a move can_become does not allow: like Job::end_attempt, a retry
       -- is not a transition of the lifecycle but a new attempt of the same job.
