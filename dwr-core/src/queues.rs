@@ -106,6 +106,9 @@ pub struct QueueConfig {
     pub weight: u32,
     /// What its jobs may hold at once.
     pub quota: Quota,
+    /// Whether its pending jobs may preempt running jobs of lower priority; `None`: as the
+    /// scheduler's setting says (off by default).
+    pub preemption: Option<bool>,
 }
 
 impl QueueConfig {
@@ -116,6 +119,7 @@ impl QueueConfig {
             name: name.into(),
             weight: 1,
             quota: Quota::NONE,
+            preemption: None,
         }
     }
 }
@@ -284,12 +288,12 @@ mod tests {
     #[test]
     fn the_default_queue_is_always_there() {
         let queues = Queues::new([QueueConfig {
-            name: "research".into(),
             weight: 3,
             quota: Quota {
                 gpus: Some(8),
                 ..Quota::NONE
             },
+            ..QueueConfig::unlimited("research")
         }])
         .unwrap();
         assert_eq!(queues.get(DEFAULT_QUEUE).unwrap().weight, 1);

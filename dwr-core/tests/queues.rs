@@ -130,9 +130,8 @@ proptest! {
     ) {
         let names = ["a", "b", "c"];
         let queues = Queues::new(names.iter().zip(&quotas).map(|(name, quota)| QueueConfig {
-            name: (*name).to_owned(),
-            weight: 1,
             quota: *quota,
+            ..QueueConfig::unlimited(*name)
         }))
         .unwrap();
         runtime().block_on(async {

@@ -284,6 +284,16 @@ pub struct ApiArgs {
     /// "Queues" [default: the one queue `default`].
     #[arg(long, env = "DWR_QUEUES_FILE", value_name = "PATH")]
     pub queues_file: Option<PathBuf>,
+    /// Let a pending job that fits nowhere preempt running jobs at least 10 points of
+    /// priority lower, in every queue that does not say otherwise (`preemption` in the
+    /// queues file).
+    #[arg(
+        long,
+        env = "DWR_PREEMPTION",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub preemption: bool,
     /// Placement strategy.
     #[arg(long, env = "DWR_PLACEMENT", value_enum, default_value = "first-fit")]
     pub placement: PlacementKind,
@@ -414,6 +424,7 @@ impl ApiArgs {
                 }),
             },
             queues,
+            preemption: self.preemption,
             ..SchedulerConfig::default()
         })
     }

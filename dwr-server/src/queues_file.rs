@@ -9,6 +9,7 @@
 //! gpus = 8            # quotas: what its jobs may hold at once; each optional
 //! cpu_cores = 64
 //! memory_gb = 512
+//! preemption = true   # its jobs may preempt lower-priority ones (default: DWR_PREEMPTION)
 //! ```
 
 use std::path::Path;
@@ -33,6 +34,7 @@ struct QueueEntry {
     cpu_cores: Option<f64>,
     memory_gb: Option<f64>,
     gpus: Option<u32>,
+    preemption: Option<bool>,
 }
 
 fn one() -> u32 {
@@ -71,6 +73,7 @@ pub fn parse_queues(text: &str) -> Result<Queues, String> {
                 memory_mib,
                 gpus: entry.gpus,
             },
+            preemption: entry.preemption,
         });
     }
     Queues::new(defs).map_err(|e| e.to_string())
@@ -90,6 +93,7 @@ mod tests {
             gpus = 8
             cpu_cores = 0.5
             memory_gb = 1.5
+            preemption = true
 
             [[queues]]
             name = "batch"
@@ -106,8 +110,12 @@ mod tests {
                 gpus: Some(8),
             }
         );
+        assert_eq!(research.preemption, Some(true));
         let batch = queues.get("batch").unwrap();
-        assert_eq!((batch.weight, batch.quota), (1, Quota::NONE));
+        assert_eq!(
+            (batch.weight, batch.quota, batch.preemption),
+            (1, Quota::NONE, None)
+        );
         assert!(queues.get("default").is_some(), "always defined");
         assert_eq!(parse_queues("").unwrap(), Queues::default());
     }

@@ -119,6 +119,9 @@ pub struct JobView {
     /// Every attempt that ended, oldest first.
     #[serde(default)]
     pub attempts: Vec<AttemptView>,
+    /// How many of its attempts ended in a preemption (they use up no retry).
+    #[serde(default)]
+    pub preemptions: u32,
     /// While pending for a retry: when it may be placed again.
     #[serde(default)]
     pub retry_at: Option<String>,
@@ -234,6 +237,7 @@ impl JobView {
                 .collect(),
             attempt: job.attempt,
             attempts: job.attempts.iter().map(AttemptView::from_record).collect(),
+            preemptions: job.preemptions,
             retry_at: ts(job.retry_at.filter(|_| job.state == JobState::Pending)),
         }
     }

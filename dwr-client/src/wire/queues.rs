@@ -46,16 +46,20 @@ pub struct QueueView {
     pub share: f64,
     /// Its pending jobs.
     pub pending: u64,
+    /// Whether its pending jobs may preempt running jobs of lower priority.
+    #[serde(default)]
+    pub preemption: bool,
 }
 
 impl QueueView {
     /// The view of a queue with `settings` whose jobs hold and wait as `usage`, in a cluster
-    /// of capacity `total`.
+    /// of capacity `total`, under a scheduler whose preemption setting is `preemption`.
     pub fn new(
         settings: &QueueConfig,
         defined: bool,
         usage: &QueueUsage,
         total: &Resources,
+        preemption: bool,
     ) -> Self {
         let quota = &settings.quota;
         Self {
@@ -70,6 +74,7 @@ impl QueueView {
             used: QueueAmounts::held(&usage.held),
             share: units::round_to(dominant_share(&usage.held, total), 4),
             pending: usage.pending,
+            preemption: settings.preemption.unwrap_or(preemption),
         }
     }
 }

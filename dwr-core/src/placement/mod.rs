@@ -19,6 +19,7 @@ mod view;
 pub use explain::{Exhausted, Explanation, Filtered, PlacementFailure};
 pub use first_fit::{FirstFit, LinearFirstFit};
 pub use spread::Spread;
+pub(crate) use view::{model_matches, Verdict};
 pub use view::{ClusterView, ExecutorView};
 
 use std::fmt::Debug;

@@ -151,7 +151,7 @@ impl ExecutorView {
 /// [`GpuModel::matches`] without its two allocations when both names are ASCII (every model
 /// name a driver reports is): this runs per device per candidate on the placement hot path.
 /// Non-ASCII names take the exact Unicode path, so the answer is always that of `matches`.
-pub(super) fn model_matches(rule: &GpuModel, model: &str) -> bool {
+pub(crate) fn model_matches(rule: &GpuModel, model: &str) -> bool {
     match rule {
         GpuModel::Any => true,
         GpuModel::Named(want) if want.is_ascii() && model.is_ascii() => {

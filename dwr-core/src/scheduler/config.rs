@@ -21,6 +21,9 @@ pub struct SchedulerConfig {
     pub max_jobs_per_pass: usize,
     /// The queues jobs may name, their weights and quotas (`DWR_QUEUES_FILE`).
     pub queues: Queues,
+    /// Whether a pending job that fits nowhere may preempt running jobs of lower priority
+    /// (`DWR_PREEMPTION`; a queue's own setting wins). Off by default.
+    pub preemption: bool,
     /// Which finished jobs (and their logs) are deleted in the background.
     pub retention: Retention,
 }
@@ -54,6 +57,7 @@ impl Default for SchedulerConfig {
             infeasible_grace: Some(Duration::ZERO),
             max_jobs_per_pass: 10_000,
             queues: Queues::default(),
+            preemption: false,
             retention: Retention::default(),
         }
     }

@@ -99,6 +99,11 @@ impl FairQueues {
         dominant_share(&queue.held, &self.total) / f64::from(queue.settings.weight.max(1))
     }
 
+    /// Whether queue `index` says its jobs may preempt (`None`: it does not say).
+    pub(super) fn preemption(&self, index: usize) -> Option<bool> {
+        self.queues[index].settings.preemption
+    }
+
     /// The quota of queue `index`.
     pub(super) fn quota(&self, index: usize) -> Quota {
         self.queues[index].settings.quota
@@ -282,12 +287,11 @@ mod tests {
     #[test]
     fn quotas_are_reported_with_what_is_held() {
         let queues = Queues::new([QueueConfig {
-            name: "research".into(),
-            weight: 1,
             quota: Quota {
                 gpus: Some(8),
                 ..Quota::NONE
             },
+            ..QueueConfig::unlimited("research")
         }])
         .unwrap();
         let usage = BTreeMap::from([(

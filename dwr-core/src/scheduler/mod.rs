@@ -12,9 +12,11 @@
 mod config;
 mod fair;
 mod metrics;
+mod preempt;
 
 pub use config::{Retention, SchedulerConfig};
 pub use metrics::SchedulerMetrics;
+pub use preempt::PREEMPTION_GAP;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -38,6 +40,7 @@ use crate::store::{
 };
 use crate::time::Timestamp;
 use fair::FairQueues;
+use preempt::{UnderWay, Victims};
 
 /// How long after a lease deadline the run loop wakes to expire the executor: past the
 /// deadline by a little, since an executor is alive exactly at it.
@@ -59,6 +62,8 @@ struct PassState<'a> {
     /// Why each job considered is still pending.
     reasons: HashMap<JobId, PendingReason>,
     batch: Batch,
+    /// The jobs under way, read when a first job may preempt.
+    victims: Option<Victims>,
 }
 
 /// Placements decided in a pass and not yet committed: the assignments, and beside each
@@ -87,6 +92,16 @@ pub enum PendingReason {
     NoRoom(Explanation),
     /// Its queue is at its quota.
     AtQuota(AtQuota),
+    /// It preempts jobs of lower priority on an executor, or waits for those it preempted
+    /// to stop.
+    Preempting {
+        /// The executor.
+        executor: ExecutorId,
+        /// Jobs this pass asked to stop for it.
+        evicted: usize,
+        /// Jobs asked before, still stopping.
+        stopping: usize,
+    },
 }
 
 impl PendingReason {
@@ -94,7 +109,7 @@ impl PendingReason {
     pub fn explanation(&self) -> Option<&Explanation> {
         match self {
             PendingReason::NoRoom(why) => Some(why),
-            PendingReason::AtQuota(_) => None,
+            PendingReason::AtQuota(_) | PendingReason::Preempting { .. } => None,
         }
     }
 }
@@ -104,6 +119,22 @@ impl fmt::Display for PendingReason {
         match self {
             PendingReason::NoRoom(why) => why.fmt(f),
             PendingReason::AtQuota(at) => at.fmt(f),
+            PendingReason::Preempting {
+                executor,
+                evicted: 0,
+                stopping,
+            } => write!(
+                f,
+                "waiting for {stopping} preempted job{} to stop on executor {executor}",
+                if *stopping == 1 { "" } else { "s" }
+            ),
+            PendingReason::Preempting {
+                executor, evicted, ..
+            } => write!(
+                f,
+                "preempting {evicted} job{} of lower priority on executor {executor}",
+                if *evicted == 1 { "" } else { "s" }
+            ),
         }
     }
 }
@@ -144,6 +175,8 @@ pub struct PassReport {
     pub failed: Vec<JobId>,
     /// Running jobs asked to stop for running past their max runtime.
     pub timed_out: Vec<JobId>,
+    /// Jobs under way asked to stop for a pending job of higher priority.
+    pub preempted: Vec<JobId>,
     /// Jobs still pending after the pass (among those considered).
     pub pending: usize,
     /// Commits the store refused because the view was stale.
@@ -402,6 +435,7 @@ impl Scheduler {
             no_room: NoRoom::default(),
             reasons: HashMap::new(),
             batch: Batch::default(),
+            victims: None,
         };
         while let Some((queue, queued)) = pass.fair.next() {
             let id = queued.job.id;
@@ -481,6 +515,17 @@ impl Scheduler {
                 Ok(None)
             }
             Err(why) => {
+                let timed_out = waited > job.spec.allocation_timeout;
+                let may_preempt = matches!(&why, PendingReason::NoRoom(e) if !e.infeasible)
+                    && pass
+                        .fair
+                        .preemption(queue)
+                        .unwrap_or(self.inner.config.preemption);
+                if may_preempt && !timed_out {
+                    if let Some(preempting) = self.preempt_for(&job, pass, report).await? {
+                        return Ok(Some(preempting));
+                    }
+                }
                 let infeasible = why.explanation().is_some_and(|e| e.infeasible);
                 let infeasible_for_long = infeasible
                     && self
@@ -488,7 +533,6 @@ impl Scheduler {
                         .config
                         .infeasible_grace
                         .is_some_and(|grace| waited >= grace);
-                let timed_out = waited > job.spec.allocation_timeout;
                 if !(infeasible_for_long || timed_out) {
                     return Ok(Some(why));
                 }
@@ -510,6 +554,83 @@ impl Scheduler {
                 Ok(None)
             }
         }
+    }
+
+    /// Asks jobs under way to stop so that `job` (which fits nowhere) gets their room, by
+    /// the rule of [`preempt`](self::preempt); `None` when no preemption makes room.
+    async fn preempt_for(
+        &self,
+        job: &Job,
+        pass: &mut PassState<'_>,
+        report: &mut PassReport,
+    ) -> Result<Option<PendingReason>, StoreError> {
+        if job.spec.priority < PREEMPTION_GAP {
+            return Ok(None);
+        }
+        let victims = match pass.victims.take() {
+            Some(victims) => victims,
+            None => self.under_way().await?,
+        };
+        let victims = pass.victims.insert(victims);
+        let Some(plan) = victims.plan(&job.spec, pass.view) else {
+            return Ok(None);
+        };
+        for &victim in &plan.evict {
+            match self.inner.store.preempt(victim, job.id).await {
+                Ok(_) => {
+                    info!(job = %victim, by = %job.id, executor = %plan.executor, "preempted");
+                    report.preempted.push(victim);
+                }
+                // It ended or went back to pending meanwhile: its room is free anyway.
+                Err(StoreError::AlreadyTerminal { .. } | StoreError::InvalidTransition { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        victims.carried_out(&plan, &job.spec.resources());
+        Ok(Some(PendingReason::Preempting {
+            executor: plan.executor,
+            evicted: plan.evict.len(),
+            stopping: plan.stopping,
+        }))
+    }
+
+    /// Every job under way, by executor, as preemption sees it.
+    async fn under_way(&self) -> Result<Victims, StoreError> {
+        const PAGE: usize = 1000;
+        let mut victims = Victims::default();
+        for state in [JobState::Assigned, JobState::Running] {
+            let mut offset = 0;
+            loop {
+                let query = JobQuery {
+                    state: Some(state),
+                    offset,
+                    limit: PAGE,
+                };
+                let page = self.inner.store.jobs(&query).await?;
+                for job in &page {
+                    let Some(executor) = &job.executor else {
+                        continue;
+                    };
+                    victims
+                        .on
+                        .entry(executor.clone())
+                        .or_default()
+                        .push(UnderWay {
+                            id: job.id,
+                            priority: job.spec.priority,
+                            need: job.spec.resources(),
+                            gpu_ids: job.gpu_ids.clone(),
+                            started_at: job.started_at,
+                            stopping: job.abort_requested.is_some(),
+                        });
+                }
+                if page.len() < PAGE {
+                    break;
+                }
+                offset += PAGE;
+            }
+        }
+        Ok(victims)
     }
 
     /// Commits the placements in the pass's batch (leaving it empty): the accepted ones go

@@ -137,6 +137,7 @@ pub(super) async fn queues(
             total.checked_add(&e.capacity()).unwrap_or(total)
         });
     let defined = &state.scheduler.config().queues;
+    let preemption = state.scheduler.config().preemption;
     let mut queues: Vec<QueueView> = defined
         .iter()
         .map(|q| {
@@ -145,6 +146,7 @@ pub(super) async fn queues(
                 true,
                 &usage.get(&q.name).copied().unwrap_or_default(),
                 &total,
+                preemption,
             )
         })
         .collect();
@@ -152,7 +154,9 @@ pub(super) async fn queues(
         usage
             .iter()
             .filter(|(name, _)| defined.get(name).is_none())
-            .map(|(name, usage)| QueueView::new(&defined.settings(name), false, usage, &total)),
+            .map(|(name, usage)| {
+                QueueView::new(&defined.settings(name), false, usage, &total, preemption)
+            }),
     );
     Ok(Json(QueuesResponse { queues }))
 }

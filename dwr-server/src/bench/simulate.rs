@@ -84,13 +84,13 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
         vec![DEFAULT_QUEUE.to_owned()]
     };
     let defs = names.iter().zip(1..).map(|(name, weight)| QueueConfig {
-        name: name.clone(),
         weight,
         quota: Quota {
             cpu_millis: (weight == args.queues && args.queues > 1)
                 .then_some(args.executors as u64 * 4_000 / 2),
             ..Quota::NONE
         },
+        ..QueueConfig::unlimited(name.clone())
     });
     let config = SchedulerConfig {
         max_jobs_per_pass: args.max_jobs_per_pass,

@@ -28,7 +28,7 @@ pub async fn queues(api: &Client, json: bool) -> Result<String, ClientError> {
 /// The queues table: weight, what each holds against its quota, share, pending jobs.
 pub fn queues_text(response: &QueuesResponse) -> String {
     let mut table = Table::new([
-        "QUEUE", "WEIGHT", "CPUS", "MEMORY", "GPUS", "SHARE", "PENDING",
+        "QUEUE", "WEIGHT", "CPUS", "MEMORY", "GPUS", "SHARE", "PENDING", "PREEMPTS",
     ])
     .right_align(&[1, 2, 3, 4, 5, 6]);
     for q in &response.queues {
@@ -52,6 +52,7 @@ pub fn queues_text(response: &QueuesResponse) -> String {
             of(q.used.gpus.map(f64::from), q.quota.gpus.map(f64::from), ""),
             format!("{}%", trim_number(q.share * 100.0)),
             q.pending.to_string(),
+            if q.preemption { "yes" } else { "no" }.to_owned(),
         ]);
     }
     format!("{table}\n")

@@ -165,7 +165,7 @@ async fn jobs_job_abort_executors_and_stats() {
     // default, weight 1, 4 of 4 cores and 1g held (no quota), all of the CPU, 1 pending.
     assert_eq!(
         default,
-        ["default", "1", "4", "1g", "0", "100%", "1"],
+        ["default", "1", "4", "1g", "0", "100%", "1", "no"],
         "{queues}"
     );
 
@@ -247,6 +247,7 @@ fn the_queues_table_shows_use_against_quota() {
         },
         share: 0.5,
         pending: 7,
+        preemption: true,
     };
     let gone = QueueView {
         name: "old".into(),
@@ -256,6 +257,7 @@ fn the_queues_table_shows_use_against_quota() {
         used: QueueAmounts::default(),
         share: 0.0,
         pending: 2,
+        preemption: false,
     };
     let text = cluster::queues_text(&QueuesResponse {
         queues: vec![research, gone],
@@ -266,12 +268,12 @@ fn the_queues_table_shows_use_against_quota() {
         .collect();
     assert_eq!(
         rows[1],
-        ["research", "3", "12.5", "48/64g", "8/8", "50%", "7"],
+        ["research", "3", "12.5", "48/64g", "8/8", "50%", "7", "yes"],
         "{text}"
     );
     assert_eq!(
         rows[2],
-        ["old", "(not", "defined)", "1", "0", "0g", "0", "0%", "2"],
+        ["old", "(not", "defined)", "1", "0", "0g", "0", "0%", "2", "no"],
         "{text}"
     );
 }

@@ -82,6 +82,7 @@ async fn jobs_wait_in_their_queue_within_its_quota() {
     assert_eq!(names, ["batch", "default", "research"]);
     let research = queue(&queues, "research");
     assert_eq!(research["weight"], 3);
+    assert_eq!(research["preemption"], false, "off by default");
     assert_eq!(
         research["quota"],
         json!({"cpu_cores": 1.5, "memory_gb": null, "gpus": null})
