@@ -344,3 +344,74 @@ async fn a_tenant_cannot_abort_or_read_the_env_of_anothers_job() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_priority_job_preempts_and_the_evicted_job_runs_later() {
+    let Some(mut c) = Cluster::serial().await else {
+        return;
+    };
+    let queues = c.logs.path().join("queues.toml");
+    std::fs::write(
+        &queues,
+        "[[queues]]\nname = \"batch\"\n\n[[queues]]\nname = \"urgent\"\npreemption = true\n",
+    )
+    .unwrap();
+    let mut scheduler = c.command(&["scheduler"], "scheduler");
+    scheduler.env("DWR_QUEUES_FILE", &queues);
+    c.spawn_scheduler(scheduler).await;
+    c.start_executor("a", "1", "512").await;
+
+    // The low-priority queue fills the executor.
+    let mut low = job(&["sh", "-c", "sleep 4; echo low done"], 1.0, 0.125);
+    low["queue"] = json!("batch");
+    low["priority"] = json!(10);
+    let low = c.submit(low).await;
+    c.wait_status(&low, "running", Duration::from_secs(30))
+        .await;
+    assert_eq!(containers_of_job(&low).len(), 1);
+
+    // The urgent job arrives: the low one is stopped and the urgent one runs.
+    let mut urgent = job(&["sh", "-c", "sleep 2; echo urgent done"], 1.0, 0.125);
+    urgent["queue"] = json!("urgent");
+    urgent["priority"] = json!(60);
+    let submitted = Instant::now();
+    let urgent = c.submit(urgent).await;
+    c.wait_status(&urgent, "running", Duration::from_secs(10))
+        .await;
+    let took = submitted.elapsed();
+    eprintln!("preemption: the urgent job ran {took:?} after its submit");
+    assert!(took <= Duration::from_secs(2), "ran after {took:?}");
+
+    // Meanwhile the evicted job waits in its queue, not failed, saying why.
+    let evicted = c.get(&format!("/jobs/{low}")).await;
+    assert_eq!(evicted["status"], "pending", "{evicted}");
+    assert_eq!(
+        evicted["reason"],
+        format!("preempted by {urgent}"),
+        "{evicted}"
+    );
+    assert_eq!(evicted["preemptions"], 1);
+    assert!(
+        containers_of_job(&low).is_empty(),
+        "its container was stopped"
+    );
+
+    // Once the urgent job is done, the evicted one runs again and succeeds.
+    c.wait_status(&urgent, "succeeded", Duration::from_secs(30))
+        .await;
+    let done = c
+        .wait_status(&low, "succeeded", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        (done["attempt"].as_u64(), done["preemptions"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let attempts = done["attempts"].as_array().unwrap();
+    assert_eq!(
+        attempts[0]["reason"],
+        format!("preempted by {urgent}"),
+        "{done}"
+    );
+    let log = c.get(&format!("/jobs/{low}/logs")).await;
+    assert!(log["logs"].as_str().unwrap().contains("low done"), "{log}");
+}
