@@ -22,6 +22,18 @@ fn in_queue(queue: &str, priority: u8, cpu_millis: u64) -> JobSpec {
     }
 }
 
+/// `spec` retried once, at once, when its container exits non-zero.
+fn retried_once(spec: JobSpec) -> JobSpec {
+    JobSpec {
+        retry: RetryPolicy {
+            max_retries: 1,
+            backoff: Duration::ZERO,
+            retry_on: [RetryCause::ExitNonzero].into_iter().collect(),
+        },
+        ..spec
+    }
+}
+
 async fn usage(store: &Arc<dyn JobStore>, queue: &str) -> QueueUsage {
     store
         .queue_usage()
@@ -102,18 +114,7 @@ pub async fn queue_usage_follows_assignments_and_ends(store: Arc<dyn JobStore>) 
     let exec = register(&store, "e1", 8000, 8192, &[]).await;
     let a = submit(&store, in_queue("alpha", 50, 1000)).await;
     let b = submit(&store, in_queue("alpha", 50, 2000)).await;
-    let retried = submit(
-        &store,
-        JobSpec {
-            retry: RetryPolicy {
-                max_retries: 1,
-                backoff: Duration::ZERO,
-                retry_on: [RetryCause::ExitNonzero].into_iter().collect(),
-            },
-            ..in_queue("beta", 50, 500)
-        },
-    )
-    .await;
+    let retried = submit(&store, retried_once(in_queue("beta", 50, 500))).await;
     assign(&store, a, &exec, &[]).await;
     assign(&store, b, &exec, &[]).await;
     assign(&store, retried, &exec, &[]).await;
@@ -225,18 +226,7 @@ pub async fn commits_keep_the_queue_quota(store: Arc<dyn JobStore>) {
 pub async fn a_preempted_job_goes_back_to_pending(store: Arc<dyn JobStore>) {
     let exec = register(&store, "e1", 4000, 4096, &[]).await;
     let by = JobId::new();
-    let victim = submit(
-        &store,
-        JobSpec {
-            retry: RetryPolicy {
-                max_retries: 1,
-                backoff: Duration::ZERO,
-                retry_on: [RetryCause::ExitNonzero].into_iter().collect(),
-            },
-            ..in_queue("batch", 10, 1000)
-        },
-    )
-    .await;
+    let victim = submit(&store, retried_once(in_queue("batch", 10, 1000))).await;
     let pending = submit(&store, in_queue("batch", 10, 1000)).await;
     assert!(
         matches!(

@@ -163,6 +163,17 @@ mod tests {
         queued
     }
 
+    /// The queues in the order `pending` is handed out when `a` holds half the cluster.
+    fn first_when_a_holds_half(pending: Vec<Queued>) -> Vec<String> {
+        let fair = FairQueues::new(
+            pending,
+            &half_held_by("a"),
+            &Queues::default(),
+            Resources::new(100, 1, 0),
+        );
+        order(fair, true).into_iter().map(|(q, _)| q).collect()
+    }
+
     fn half_held_by(queue: &str) -> BTreeMap<String, QueueUsage> {
         BTreeMap::from([(
             queue.to_owned(),
@@ -201,13 +212,7 @@ mod tests {
     fn a_point_of_priority_goes_first_whatever_the_share() {
         // a holds half the cluster, b nothing; a's head has one point more.
         let pending = vec![arrived("a", 51, 10), arrived("b", 50, 10)];
-        let fair = FairQueues::new(
-            pending,
-            &half_held_by("a"),
-            &Queues::default(),
-            Resources::new(100, 1, 0),
-        );
-        let queues: Vec<String> = order(fair, true).into_iter().map(|(q, _)| q).collect();
+        let queues = first_when_a_holds_half(pending);
         assert_eq!(queues, ["a", "b"]);
     }
 
@@ -215,23 +220,11 @@ mod tests {
     fn a_lower_priority_competes_once_aged_past_a_point_behind() {
         // b's head has 10 points less but waited 9,500 arrivals: half a point behind.
         let pending = vec![arrived("a", 60, 10_000), arrived("b", 50, 500)];
-        let fair = FairQueues::new(
-            pending,
-            &half_held_by("a"),
-            &Queues::default(),
-            Resources::new(100, 1, 0),
-        );
-        let queues: Vec<String> = order(fair, true).into_iter().map(|(q, _)| q).collect();
+        let queues = first_when_a_holds_half(pending);
         assert_eq!(queues, ["b", "a"], "b is below its share");
         // 8,500 arrivals: a point and a half behind, and a goes first.
         let pending = vec![arrived("a", 60, 9_000), arrived("b", 50, 500)];
-        let fair = FairQueues::new(
-            pending,
-            &half_held_by("a"),
-            &Queues::default(),
-            Resources::new(100, 1, 0),
-        );
-        let queues: Vec<String> = order(fair, true).into_iter().map(|(q, _)| q).collect();
+        let queues = first_when_a_holds_half(pending);
         assert_eq!(queues, ["a", "b"]);
     }
 
@@ -240,13 +233,7 @@ mod tests {
         // a's head waited 50,000 arrivals longer (aged 50 points), yet holds half the
         // cluster: b, of the same priority and holding nothing, goes first.
         let pending = vec![arrived("a", 50, 0), arrived("b", 50, 50_000)];
-        let fair = FairQueues::new(
-            pending,
-            &half_held_by("a"),
-            &Queues::default(),
-            Resources::new(100, 1, 0),
-        );
-        let queues: Vec<String> = order(fair, true).into_iter().map(|(q, _)| q).collect();
+        let queues = first_when_a_holds_half(pending);
         assert_eq!(queues, ["b", "a"]);
     }
 

@@ -74,18 +74,7 @@ async fn tenants_do_what_their_role_allows_and_keep_their_env_to_themselves() {
         tenants: dwr_server::api::auth::read_tokens_file(&path).unwrap(),
         ..ApiConfig::default()
     });
-    let post = |token: &'static str, body: serde_json::Value| {
-        let h = &h;
-        async move {
-            h.send_as(
-                Method::POST,
-                "/jobs",
-                Some(body.to_string().into_bytes()),
-                Some(token),
-            )
-            .await
-        }
-    };
+    let post = |token: &'static str, body: serde_json::Value| h.submit_as(token, body);
     let mut secret = hello();
     secret["env"] = serde_json::json!({"API_KEY": "alice's secret"});
     let created = post("alice-token", secret).await;

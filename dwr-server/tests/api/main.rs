@@ -164,6 +164,12 @@ impl Harness {
             .await
     }
 
+    /// `POST /jobs` with `body` as the holder of `token`.
+    async fn submit_as(&self, token: &str, body: Value) -> Answer {
+        let body = Some(body.to_string().into_bytes());
+        self.send_as(Method::POST, "/jobs", body, Some(token)).await
+    }
+
     async fn submit(&self, body: Value) -> String {
         let answer = self.post_json("/jobs", body).await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json());

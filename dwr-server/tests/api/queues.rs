@@ -2,7 +2,7 @@
 //! use, share and pending jobs, a job held by its queue's quota says so, and a tenant's
 //! token may be limited to some queues.
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use dwr_core::SchedulerConfig;
 use dwr_server::queues_file::parse_queues;
 use dwr_server::ApiConfig;
@@ -166,18 +166,7 @@ async fn a_token_may_be_limited_to_some_queues() {
             ..SchedulerConfig::default()
         },
     );
-    let post = |body: Value| {
-        let h = &h;
-        async move {
-            h.send_as(
-                Method::POST,
-                "/jobs",
-                Some(body.to_string().into_bytes()),
-                Some("rita-token"),
-            )
-            .await
-        }
-    };
+    let post = |body: Value| h.submit_as("rita-token", body);
     assert_eq!(
         post(in_queue("research", 1.0)).await.status,
         StatusCode::CREATED
