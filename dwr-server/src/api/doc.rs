@@ -17,7 +17,7 @@ use dwr_core::spec::{
     MAX_ENV_ENTRIES, MAX_GPUS, MAX_IMAGE_REFERENCE, MAX_MAX_RUNTIME, MAX_MEMORY_MIB, MAX_VOLUMES,
     MIN_ALLOCATION_TIMEOUT,
 };
-use dwr_core::{JobState, RetryCause};
+use dwr_core::{JobState, Queues, RetryCause};
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi;
 
@@ -54,14 +54,14 @@ const BEARER: &str = "bearer";
 /// The OpenAPI document of a server with `config`: [`ApiDoc`] made exact. With an API token,
 /// every route but `/health` requires the bearer scheme (and may answer 401); without one,
 /// the document has no security requirement at all.
-pub fn openapi(config: &ApiConfig) -> Value {
+pub fn openapi(config: &ApiConfig, queues: &Queues) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|e| {
         // Only a non-string map key could fail; the document has none.
         tracing::error!(error = %e, "the OpenAPI document does not serialize");
         json!({})
     });
     if let Some(schema) = doc.pointer_mut("/components/schemas/JobRequest") {
-        exact_job_request(schema);
+        exact_job_request(schema, queues);
     }
     let token = config.api_token.is_some() || !config.tenants.is_empty();
     let roles = !config.tenants.is_empty();
@@ -273,7 +273,7 @@ fn volume_pattern() -> String {
 
 /// Adds to the properties of `JobRequest` what `JobRequest::into_spec` and
 /// `JobSpec::validate` check.
-fn exact_job_request(schema: &mut Value) {
+fn exact_job_request(schema: &mut Value, queues: &Queues) {
     let not_blank = not_blank();
     let cores = dwr_core::units::cores(MAX_CPU_MILLIS);
     let gb = dwr_core::units::gb(MAX_MEMORY_MIB);
@@ -357,6 +357,17 @@ fn exact_job_request(schema: &mut Value) {
             "retry_on",
             json!({ "items": { "type": "string", "enum": RetryCause::ALL.map(|c| c.as_str()) } }),
         ),
+        (
+            "queue",
+            // This server's queues (and null: the default).
+            json!({
+                "enum": queues
+                    .iter()
+                    .map(|q| Value::from(q.name.as_str()))
+                    .chain([Value::Null])
+                    .collect::<Vec<_>>(),
+            }),
+        ),
     ];
     if let Some(properties) = schema["properties"].as_object_mut() {
         for (field, extra) in constraints {
@@ -420,7 +431,7 @@ mod tests {
 
     #[test]
     fn without_a_token_nothing_asks_for_credentials() {
-        let mut doc = openapi(&config(None));
+        let mut doc = openapi(&config(None), &Queues::default());
         assert!(doc.get("security").is_none());
         assert!(doc["components"].get("securitySchemes").is_none());
         let ops = operations(&mut doc);
@@ -434,7 +445,7 @@ mod tests {
 
     #[test]
     fn with_a_token_every_route_but_health_requires_it() {
-        let mut doc = openapi(&config(Some("s3cret")));
+        let mut doc = openapi(&config(Some("s3cret")), &Queues::default());
         assert_eq!(doc["security"], json!([{ "bearer": [] }]));
         assert_eq!(
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
@@ -459,8 +470,20 @@ mod tests {
     }
 
     #[test]
+    fn the_queues_a_job_may_name_are_this_servers() {
+        let queues = Queues::new([dwr_core::QueueConfig::unlimited("research")]).unwrap();
+        let doc = openapi(&config(None), &queues);
+        let queue = &doc["components"]["schemas"]["JobRequest"]["properties"]["queue"];
+        assert_eq!(
+            queue["enum"],
+            json!(["default", "research", null]),
+            "{queue}"
+        );
+    }
+
+    #[test]
     fn job_ids_bounds_and_patterns_come_from_the_validators() {
-        let doc = openapi(&config(None));
+        let doc = openapi(&config(None), &Queues::default());
         let job = &doc["paths"]["/jobs/{job_id}"]["get"]["parameters"][0];
         assert_eq!(job["schema"]["format"], "uuid");
         let list = doc["paths"]["/jobs"]["get"]["parameters"]

@@ -132,5 +132,5 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     responses((status = 200, description = "The OpenAPI document", body = Object))
 )]
 pub(super) async fn openapi_json(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(openapi(&state.config))
+    Json(openapi(&state.config, &state.scheduler.config().queues))
 }
