@@ -32,6 +32,7 @@
 //!   `InvalidTransition`), then the attempt (`StaleAttempt`).
 
 mod assign;
+mod deps;
 mod executors;
 mod jobs;
 mod lifecycle;
@@ -52,6 +53,9 @@ pub use assign::{
     commit_rejects_an_unknown_executor, commit_rejects_no_room_per_dimension,
     commit_rejects_unavailable_gpus, concurrent_commits_never_over_allocate,
     pending_for_placement_reads_little_and_commits_whole,
+};
+pub use deps::{
+    a_failed_dependency_fails_its_dependents_in_turn, a_job_waits_for_its_dependencies,
 };
 pub use executors::{
     events_are_delivered_once, executors_are_listed_by_id, expire_executor_fails_its_jobs,
@@ -144,6 +148,8 @@ macro_rules! __job_store_for_each_check {
             queue_usage_follows_assignments_and_ends,
             commits_keep_the_queue_quota,
             a_preempted_job_goes_back_to_pending,
+            a_job_waits_for_its_dependencies,
+            a_failed_dependency_fails_its_dependents_in_turn,
         ] }
     };
 }

@@ -46,6 +46,9 @@ pub enum Rejection {
         /// The dimension.
         dimension: Dimension,
     },
+    /// The job waits for its dependencies.
+    #[error("the job waits for its dependencies")]
+    DependenciesNotMet,
     /// The number of GPUs named differs from the job's request.
     #[error("assignment names {given} GPUs, job wants {wanted}")]
     GpuCountMismatch {
@@ -70,6 +73,12 @@ pub enum StoreError {
     #[error("job {id} already exists")]
     JobExists {
         /// The id.
+        id: JobId,
+    },
+    /// A job names a dependency that does not exist; nothing was stored.
+    #[error("depends_on is invalid: job {id} does not exist")]
+    UnknownDependency {
+        /// The id named.
         id: JobId,
     },
     /// No executor has this id.

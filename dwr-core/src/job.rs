@@ -277,6 +277,16 @@ pub struct Job {
     /// How many of its attempts ended in a preemption (they use up no retry).
     #[serde(default)]
     pub preemptions: u32,
+    /// Its dependencies not ended yet: while above 0 it is pending but in no queue.
+    #[serde(default)]
+    pub deps_left: u32,
+    /// Of its dependencies that ended, how many did not succeed.
+    #[serde(default)]
+    pub deps_not_ok: u32,
+    /// When its dependencies were met (`None` without dependencies): its allocation timeout
+    /// runs from then.
+    #[serde(default)]
+    pub ready_at: Option<Timestamp>,
     /// While pending after a failed attempt: when the next one may be placed (by the
     /// store's clock).
     #[serde(default)]
@@ -310,6 +320,9 @@ impl Job {
             attempt: 0,
             attempts: Vec::new(),
             preemptions: 0,
+            deps_left: 0,
+            deps_not_ok: 0,
+            ready_at: None,
             retry_at: None,
             created_at: now,
             updated_at: now,
@@ -317,6 +330,21 @@ impl Job {
             started_at: None,
             finished_at: None,
         }
+    }
+
+    /// Whether it is pending for its dependencies (in no queue, not yet placeable).
+    pub fn is_blocked(&self) -> bool {
+        self.state == JobState::Pending && self.deps_left > 0
+    }
+
+    /// The instant its allocation timeout runs from: its submission, when its
+    /// dependencies were met, or when its retry's backoff ended, whichever is last.
+    pub fn waiting_since(&self) -> Timestamp {
+        [Some(self.created_at), self.ready_at, self.retry_at]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(self.created_at)
     }
 
     /// When the job entered its current state.

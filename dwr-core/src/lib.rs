@@ -12,6 +12,7 @@ pub mod agent;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod deps;
 pub mod error;
 pub mod executor;
 pub mod fake;
@@ -32,6 +33,7 @@ pub mod units;
 
 pub use agent::{AgentConfig, AgentError, ExecutorAgent};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use deps::Dependency;
 pub use error::{BoxError, Rejection, RuntimeError, StoreError};
 pub use executor::{Executor, ExecutorRegistration, GpuDevice, HostUsage, LEASE_INTERVALS};
 pub use fake::{FakeBehaviour, FakeGpuProbe, FakeHostProbe, FakeRuntime};

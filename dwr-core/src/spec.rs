@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deps::{Dependency, MAX_DEPENDENCIES};
+use crate::ids::JobId;
 use crate::queues::{check_queue_name, DEFAULT_QUEUE};
 use crate::resources::Resources;
 use crate::retry::{RetryPolicy, MAX_RETRIES, MAX_RETRY_BACKOFF};
@@ -354,6 +356,16 @@ pub struct JobSpec {
     /// written when default, so a stored default job reads the same to an older version.
     #[serde(default = "default_queue", skip_serializing_if = "is_default_queue")]
     pub queue: String,
+    /// Jobs it waits for (see [`crate::deps`]); each must exist when it is submitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<JobId>,
+    /// When its dependencies are met (default: every one succeeded).
+    #[serde(default, skip_serializing_if = "is_default_dependency")]
+    pub dependency: Dependency,
+}
+
+fn is_default_dependency(dependency: &Dependency) -> bool {
+    *dependency == Dependency::default()
 }
 
 fn default_priority() -> u8 {
@@ -393,6 +405,8 @@ impl JobSpec {
             priority: DEFAULT_PRIORITY,
             owner: None,
             queue: default_queue(),
+            depends_on: Vec::new(),
+            dependency: Dependency::default(),
         }
     }
 
@@ -503,6 +517,23 @@ impl JobSpec {
                 max: u64::from(MAX_PRIORITY),
                 value: u64::from(self.priority),
             });
+        }
+        if self.depends_on.len() > MAX_DEPENDENCIES {
+            return Err(SpecError::Invalid {
+                field: SpecField::DependsOn,
+                reason: format!(
+                    "at most {MAX_DEPENDENCIES} jobs, got {}",
+                    self.depends_on.len()
+                ),
+            });
+        }
+        for (i, id) in self.depends_on.iter().enumerate() {
+            if self.depends_on[..i].contains(id) {
+                return Err(SpecError::Invalid {
+                    field: SpecField::DependsOn,
+                    reason: format!("{id} is named twice"),
+                });
+            }
         }
         if let Err(reason) = check_queue_name(&self.queue) {
             return Err(SpecError::Invalid {
@@ -649,6 +680,10 @@ pub enum SpecField {
     Priority,
     /// `queue`: [`JobSpec::queue`].
     Queue,
+    /// `depends_on`: [`JobSpec::depends_on`].
+    DependsOn,
+    /// `dependency`: [`JobSpec::dependency`].
+    Dependency,
 }
 
 impl SpecField {
@@ -673,6 +708,8 @@ impl SpecField {
             SpecField::RetryOn => "retry_on",
             SpecField::Priority => "priority",
             SpecField::Queue => "queue",
+            SpecField::DependsOn => "depends_on",
+            SpecField::Dependency => "dependency",
         }
     }
 }

@@ -74,6 +74,21 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         "preemptions",
         (job.preemptions > 0).then(|| job.preemptions.to_string()),
     );
+    // Dependencies: the type (the ids are in the spec); what is left and when they were
+    // met are the scripts' to write, and written here only when a job carries them.
+    opt(
+        "dependency",
+        (!job.spec.depends_on.is_empty()).then(|| job.spec.dependency.as_str().to_owned()),
+    );
+    opt(
+        "deps_left",
+        (job.deps_left > 0).then(|| job.deps_left.to_string()),
+    );
+    opt(
+        "deps_not_ok",
+        (job.deps_not_ok > 0).then(|| job.deps_not_ok.to_string()),
+    );
+    opt("ready_at", millis(job.ready_at));
     if !job.attempts.is_empty() {
         let attempts = serde_json::to_string(&job.attempts)
             .map_err(|e| corrupt_by(format!("attempts of job {}", job.id), e))?;
@@ -150,6 +165,9 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
             _ => Vec::new(),
         },
         preemptions: int("preemptions")?.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        deps_left: int("deps_left")?.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        deps_not_ok: int("deps_not_ok")?.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
+        ready_at: ts("ready_at")?,
         retry_at: ts("retry_at")?,
         created_at,
         updated_at: ts("updated_at")?.unwrap_or(created_at),

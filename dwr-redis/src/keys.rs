@@ -19,6 +19,10 @@ const FINISH_ORDER: &str = "jobs:finish_order";
 /// Pending jobs of the default queue in its order (scored by `JobSpec::queue_key`); those
 /// of queue `q` are under `jobs:queue:q`.
 const QUEUE: &str = "jobs:queue";
+/// Pending jobs waiting for their dependencies (in no queue), scored by sequence.
+const BLOCKED: &str = "jobs:blocked";
+/// `dependents:{id}`: the jobs waiting on job `id`, until it ends.
+const DEPENDENTS: &str = "dependents:";
 /// The names of the queues other than the default that jobs were submitted to.
 const QUEUES: &str = "queues";
 /// What each queue's jobs hold: fields `<queue>:cpu`, `<queue>:mem`, `<queue>:gpu`.
@@ -78,6 +82,16 @@ impl Keys {
         } else {
             format!("{}{QUEUE}:{queue}", self.prefix)
         }
+    }
+
+    /// Sorted set of the pending jobs waiting for their dependencies, by sequence.
+    pub fn blocked(&self) -> String {
+        self.k(BLOCKED)
+    }
+
+    /// Set of the jobs waiting on job `id`, until it ends.
+    pub fn dependents(&self, id: JobId) -> String {
+        format!("{}{DEPENDENTS}{id}", self.prefix)
     }
 
     /// Set of the names of the queues besides the default that jobs were submitted to.
@@ -168,7 +182,7 @@ impl Keys {
 /// Lua definitions of every key name, prepended to each script. The prefix is `ARGV[1]`
 /// of every script call.
 pub(crate) fn lua_prelude() -> String {
-    let fns: [(&str, &str, bool); 9] = [
+    let fns: [(&str, &str, bool); 10] = [
         ("k_job", JOB, true),
         ("k_state", JOBS_BY_STATE, true),
         ("k_exec", EXECUTOR, true),
@@ -178,6 +192,7 @@ pub(crate) fn lua_prelude() -> String {
         ("ch_logs", LOG_CHANNEL, true),
         ("k_logs", LOGS, false),
         ("k_idem", IDEMPOTENCY, true),
+        ("k_dependents", DEPENDENTS, true),
     ];
     let mut out = String::from("local P = ARGV[1]\n");
     for (name, suffix, prefixed) in fns {
@@ -190,6 +205,7 @@ pub(crate) fn lua_prelude() -> String {
         ("K_FINISH_ORDER", FINISH_ORDER),
         ("K_QUEUE", QUEUE),
         ("K_QUEUES", QUEUES),
+        ("K_BLOCKED", BLOCKED),
         ("K_QUEUES_HELD", QUEUES_HELD),
         ("K_FINISHED_LEGACY", JOBS_FINISHED_LEGACY),
         ("K_ALL_LEGACY", JOBS_ALL_LEGACY),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::state::State;
+use crate::deps::Verdict;
 use crate::error::{Rejection, StoreError};
 use crate::executor::Executor;
 use crate::ids::{ExecutorId, JobId};
@@ -85,6 +86,9 @@ impl State {
         let reject = |reason| Err(rejected(assignment, reason));
         if job.state != JobState::Pending {
             return reject(Rejection::JobNotPending { state: job.state });
+        }
+        if job.is_blocked() {
+            return reject(Rejection::DependenciesNotMet);
         }
         let Some(executor) = self.executors.get(&assignment.executor) else {
             return reject(Rejection::ExecutorGone);
@@ -267,9 +271,23 @@ impl State {
 
     /// Ends the current attempt of a non-terminal job with `outcome` (see
     /// [`Job::end_attempt`]): to its terminal state, or back to pending for a retry;
-    /// releases what it held either way. Returns the job's log notifier to ring (if someone
-    /// follows it) when the job ended.
+    /// releases what it held either way, and tells the jobs waiting on it when it ended.
+    /// Returns the job's log notifier to ring (if someone follows it) when the job ended.
     pub(super) fn finish_job(
+        &mut self,
+        id: JobId,
+        outcome: &Outcome,
+        now: Timestamp,
+    ) -> Result<(Job, Option<Arc<Notify>>), StoreError> {
+        let (job, notify) = self.end_without_dependents(id, outcome, now)?;
+        if job.state.is_terminal() {
+            self.release_dependents(id, job.state == JobState::Succeeded, now);
+        }
+        Ok((job, notify))
+    }
+
+    /// [`finish_job`](Self::finish_job) but for the jobs waiting on it.
+    fn end_without_dependents(
         &mut self,
         id: JobId,
         outcome: &Outcome,
@@ -309,6 +327,56 @@ impl State {
             }
             // Still going: log followers keep following.
             Ended::Retry { .. } => Ok((job, None)),
+        }
+    }
+}
+
+impl State {
+    /// Tells the jobs waiting on `ended` (which succeeded when `ok`) that it ended: each
+    /// waits for more, joins its queue, or fails when its dependencies can no longer be
+    /// met, which its own dependents then hear in turn (a work list, not recursion: a chain
+    /// of any length is fine).
+    fn release_dependents(&mut self, ended: JobId, ok: bool, now: Timestamp) {
+        let mut work = vec![(ended, ok)];
+        while let Some((node, ok)) = work.pop() {
+            for waiting in self.dependents.remove(&node).unwrap_or_default() {
+                let Some(entry) = self.jobs.get_mut(&waiting) else {
+                    continue;
+                };
+                let job = &mut entry.job;
+                if !job.is_blocked() {
+                    // Aborted (or otherwise ended) meanwhile.
+                    continue;
+                }
+                let seq = entry.seq;
+                match job
+                    .spec
+                    .dependency
+                    .on_end(job.deps_left, job.deps_not_ok, node, ok)
+                {
+                    Verdict::Wait { left, not_ok } => {
+                        job.deps_left = left;
+                        job.deps_not_ok = not_ok;
+                    }
+                    Verdict::Ready => {
+                        job.deps_left = 0;
+                        job.ready_at = Some(now);
+                        job.updated_at = now;
+                        let key = (job.spec.queue_key(seq), seq);
+                        let queue = job.spec.queue.clone();
+                        self.blocked.remove(&seq);
+                        self.queue.entry(queue).or_default().insert(key, waiting);
+                    }
+                    Verdict::Never(reason) => {
+                        let failed = Outcome::failed(reason);
+                        if let Ok((_, notify)) = self.end_without_dependents(waiting, &failed, now)
+                        {
+                            super::wait::ring(notify);
+                            work.push((waiting, false));
+                        }
+                    }
+                }
+            }
         }
     }
 }

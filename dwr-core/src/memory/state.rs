@@ -9,10 +9,11 @@ use tokio::sync::Notify;
 
 use super::executors::EventQueue;
 use super::logs::JobLog;
+use crate::deps::Verdict;
 use crate::error::StoreError;
 use crate::executor::Executor;
 use crate::ids::{ExecutorId, JobId};
-use crate::job::{Job, JobState};
+use crate::job::{Job, JobState, Outcome};
 use crate::queues::QueueUsage;
 use crate::resources::Resources;
 use crate::store::{JobQuery, Queued, Submission};
@@ -34,6 +35,10 @@ pub(super) struct State {
     /// What the jobs of each queue hold (assigned or running). A queue that holds nothing
     /// has no entry.
     pub(super) held: HashMap<String, Resources>,
+    /// Pending jobs waiting for their dependencies (in no queue), by sequence.
+    pub(super) blocked: BTreeMap<u64, JobId>,
+    /// The jobs waiting on each job, until it ends.
+    pub(super) dependents: HashMap<JobId, Vec<JobId>>,
     /// Terminal jobs by (finish time, sequence), for `purge_finished`.
     pub(super) finished: BTreeMap<(Timestamp, u64), JobId>,
     pub(super) executors: BTreeMap<ExecutorId, Executor>,
@@ -81,15 +86,20 @@ impl State {
         }
         job.created_at = now;
         job.updated_at = now;
+        let never = self.wait_on_dependencies(&mut job, now)?;
         let seq = self.next_seq;
         self.next_seq += 1;
         let id = job.id;
         self.all.insert(seq, id);
         self.by_state[slot(JobState::Pending)].insert(seq, id);
-        self.queue
-            .entry(job.spec.queue.clone())
-            .or_default()
-            .insert((job.spec.queue_key(seq), seq), id);
+        if job.deps_left > 0 {
+            self.blocked.insert(seq, id);
+        } else {
+            self.queue
+                .entry(job.spec.queue.clone())
+                .or_default()
+                .insert((job.spec.queue_key(seq), seq), id);
+        }
         self.jobs.insert(
             id,
             JobEntry {
@@ -99,7 +109,60 @@ impl State {
                 log_notify: None,
             },
         );
-        Ok(job)
+        match never {
+            // Stored, then failed at once: as it stands, it can never run.
+            Some(reason) => Ok(self.finish_job(id, &Outcome::failed(reason), now)?.0),
+            None => Ok(job),
+        }
+    }
+
+    /// Sets up `job`'s dependencies (each must exist): those ended count at once, the job
+    /// waits on the others. Returns why it can never run, when one that ended already says
+    /// so (the caller stores it failed). Changes nothing on error.
+    fn wait_on_dependencies(
+        &mut self,
+        job: &mut Job,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        let deps = job.spec.depends_on.clone();
+        if deps.is_empty() {
+            return Ok(None);
+        }
+        if let Some(id) = deps.iter().find(|d| !self.jobs.contains_key(d)) {
+            return Err(StoreError::UnknownDependency { id: *id });
+        }
+        job.deps_left = deps.len() as u32;
+        let mut open = Vec::new();
+        for dep in deps {
+            let state = self.jobs[&dep].job.state;
+            if !state.is_terminal() {
+                open.push(dep);
+                continue;
+            }
+            let ok = state == JobState::Succeeded;
+            match job
+                .spec
+                .dependency
+                .on_end(job.deps_left, job.deps_not_ok, dep, ok)
+            {
+                Verdict::Wait { left, not_ok } => {
+                    job.deps_left = left;
+                    job.deps_not_ok = not_ok;
+                }
+                Verdict::Ready => job.deps_left = 0,
+                Verdict::Never(reason) => {
+                    job.deps_left = 0;
+                    return Ok(Some(reason));
+                }
+            }
+        }
+        if job.deps_left == 0 {
+            job.ready_at = Some(now);
+        }
+        for dep in open {
+            self.dependents.entry(dep).or_default().push(job.id);
+        }
+        Ok(None)
     }
 
     /// Stores `job` under `key` for `ttl`, or returns the job a live `key` already names.
@@ -138,6 +201,9 @@ impl State {
         self.by_state[slot(to)].insert(seq, id);
         if from == to {
             return;
+        }
+        if from == JobState::Pending {
+            self.blocked.remove(&seq);
         }
         let spec = &self.jobs[&id].job.spec;
         let key = (spec.queue_key(seq), seq);
@@ -229,7 +295,7 @@ impl State {
     /// pending). Counts along the queue: O(its place).
     pub(super) fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
         let entry = self.entry(id)?;
-        if entry.job.state != JobState::Pending {
+        if entry.job.state != JobState::Pending || entry.job.is_blocked() {
             return Ok(None);
         }
         let key = (entry.job.spec.queue_key(entry.seq), entry.seq);

@@ -472,8 +472,9 @@ impl Scheduler {
             report.next_retry_at = Some(report.next_retry_at.map_or(at, |next| next.min(at)));
             return Ok(None);
         }
-        // A retried job waits for room from when its backoff ended.
-        let waited = now.since(job.retry_at.unwrap_or(job.created_at).max(job.created_at));
+        // A retried job waits for room from when its backoff ended, one with dependencies
+        // from when they were met.
+        let waited = now.since(job.waiting_since());
         let need = job.spec.resources();
         let placed = match pass.fair.at_quota(queue, &need) {
             Some(at) => Err(PendingReason::AtQuota(at)),
@@ -843,10 +844,10 @@ impl Scheduler {
             limit: SWEEP_PAGE.min(behind - offset),
         };
         for job in store.jobs(&query).await? {
-            if job.retry_at.is_some_and(|at| at > now) {
+            if job.retry_at.is_some_and(|at| at > now) || job.is_blocked() {
                 continue;
             }
-            let waited = now.since(job.retry_at.unwrap_or(job.created_at).max(job.created_at));
+            let waited = now.since(job.waiting_since());
             if waited <= job.spec.allocation_timeout {
                 continue;
             }

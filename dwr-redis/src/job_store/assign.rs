@@ -107,6 +107,7 @@ pub(super) fn reply(assignment: &Assignment, reply: &redis::Value) -> Result<Job
             state: state_at(rest, SCRIPT)?,
         })),
         "executor_gone" => Err(reject(Rejection::ExecutorGone)),
+        "blocked" => Err(reject(Rejection::DependenciesNotMet)),
         "executor_not_alive" => Err(reject(Rejection::ExecutorNotAlive)),
         "no_room" => Err(reject(Rejection::NoRoom {
             dimension: dimension_at(rest, 0)?,

@@ -9,7 +9,7 @@ use redis::AsyncCommands;
 
 use crate::codec::{
     array, flat_map, job_fields, job_from_map, job_id_at, jobs_from, millis_at, status_reply,
-    strings, unexpected,
+    strings, text_at, unexpected,
 };
 use crate::error::{corrupt, corrupt_by, store_error};
 use crate::store::RedisJobStore;
@@ -40,6 +40,13 @@ pub(super) async fn submit(
         } else {
             job.spec.queue.clone()
         },
+        job.spec.dependency.as_str().to_owned(),
+        job.spec
+            .depends_on
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
     ];
     // The script stamps the creation time itself.
     for (field, value) in job_fields(&job)?
@@ -56,8 +63,35 @@ pub(super) async fn submit(
             let now = millis_at(rest, 0, "submit")?;
             job.created_at = now;
             job.updated_at = now;
+            let count = |i| -> Result<u32, StoreError> {
+                text_at(rest, i, "submit")?
+                    .parse()
+                    .map_err(|_| corrupt("submit", format!("payload item {i} is not a count")))
+            };
+            match rest
+                .get(1)
+                .map(|_| text_at(rest, 1, "submit"))
+                .transpose()?
+                .as_deref()
+            {
+                None => {}
+                Some("ready") => job.ready_at = Some(now),
+                Some("blocked") => {
+                    job.deps_left = count(2)?;
+                    job.deps_not_ok = count(3)?;
+                }
+                Some("failed") => {
+                    job.state = JobState::Failed;
+                    job.reason = Some(text_at(rest, 2, "submit")?);
+                    job.finished_at = Some(now);
+                }
+                Some(other) => return Err(unexpected("submit", other)),
+            }
             Ok(Submission::Created(job))
         }
+        "unknown_dependency" => Err(StoreError::UnknownDependency {
+            id: job_id_at(rest, 0, "submit")?,
+        }),
         "existing" => get(store, job_id_at(rest, 0, "submit")?)
             .await
             .map(Submission::Existing),

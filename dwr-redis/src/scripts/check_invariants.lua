@@ -67,8 +67,17 @@ for _, q in ipairs(queues) do
     end
   end
 end
+for _, id in ipairs(redis.call('ZRANGE', K_BLOCKED, 0, -1)) do
+  queued = queued + 1
+  local j = redis.call('HMGET', k_job(id), 'state', 'deps_left')
+  if j[1] ~= S_PENDING or tonumber(j[2] or '0') < 1 then
+    fail('job ' .. id .. ' waits for dependencies but is ' .. tostring(j[1]) .. ' with '
+      .. tostring(j[2]) .. ' left')
+  end
+end
 if queued ~= redis.call('ZCARD', k_state(S_PENDING)) then
-  fail(queued .. ' jobs queued but ' .. redis.call('ZCARD', k_state(S_PENDING)) .. ' pending')
+  fail(queued .. ' jobs queued or waiting for dependencies but '
+    .. redis.call('ZCARD', k_state(S_PENDING)) .. ' pending')
 end
 local held = {}
 for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do

@@ -9,10 +9,11 @@ local now = now_ms()
 local jk, xk = k_job(id), k_exec(ex)
 
 local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt', 'retry_at',
-  'queue')
+  'queue', 'deps_left')
 local state = j[1]
 if not state then return { 'job_not_found' } end
 if not can_become(state, S_ASSIGNED) then return { 'not_pending', state } end
+if tonumber(j[9] or '0') > 0 then return { 'blocked' } end
 
 -- The executor's hash exists exactly while it is registered (both change in one script).
 local x = redis.call('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',

@@ -77,12 +77,31 @@ end
 -- retry_at (12); then what ending an attempt reads: attempt (13), max_retries (14),
 -- retry_ms (15), retry_on (16), attempts (17), executor_ip (18), started_at (19), the
 -- queue key a retry re-enters the queue with (20), the queue (21, nil for the default) and
--- how many attempts ended in a preemption (22). A nil state: no such job.
+-- how many attempts ended in a preemption (22), whether jobs wait on it (23), and its
+-- dependencies not ended yet (24). A nil state: no such job.
 local function job_for_finish(id)
   return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
     'seq', 'abort', 'exit_code', 'reason', 'log_total', 'retry_at', 'attempt', 'max_retries',
     'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at', 'qk', 'queue',
-    'preemptions')
+    'preemptions', 'has_dependents', 'deps_left')
+end
+
+-- What the end of dependency `dep` (`ok`: it succeeded) means for a job waiting on `left`
+-- of its dependencies of type `kind`, `not_ok` of those ended failed: a mirror of
+-- dwr_core::Dependency::on_end (a conformance check compares the reasons). Returns 'wait'
+-- with the new counts, 'ready', or 'never' with the reason.
+local function dep_verdict(kind, left, not_ok, dep, ok)
+  left = left - 1
+  if not ok then not_ok = not_ok + 1 end
+  if kind == 'afterok' and not ok then
+    return 'never', 'dependency ' .. dep .. ' did not succeed (afterok can no longer be met)'
+  end
+  if left > 0 then return 'wait', left, not_ok end
+  if kind == 'afternotok' and not_ok == 0 then
+    return 'never', 'every dependency succeeded, the last ' .. dep
+      .. ' (afternotok can no longer be met)'
+  end
+  return 'ready'
 end
 
 -- Gives back what job `id` holds on its executor and in its queue (`j` from
@@ -111,11 +130,17 @@ end
 
 -- Moves job `id` (`j` from job_for_finish) from its state to the terminal state `to`,
 -- releasing what it held, stamping the time, starting the log TTL and waking schedulers
--- and log followers.
-local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
+-- and log followers; not the jobs waiting on it (finish_job does).
+local function end_without_dependents(id, j, to, exit_code, reason, oom, now, log_ttl)
   local jk = k_job(id)
   release(id, j)
   local set = { 'state', to, 'updated_at', now, 'finished_at', now, 'oom', oom }
+  if tonumber(j[24] or '0') > 0 then
+    -- It ends while it waited for its dependencies.
+    redis.call('ZREM', K_BLOCKED, id)
+    set[#set + 1] = 'deps_left'
+    set[#set + 1] = '0'
+  end
   -- Fields to clear, only those present (j[8..10]): usually none, and no HDEL.
   local del = {}
   if j[8] then del[1] = 'abort' end
@@ -144,6 +169,43 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   if ttl > 0 and j[11] then redis.call('EXPIRE', k_logs(id), ttl) end
   wake()
   redis.call('PUBLISH', ch_logs(id), 'end')
+end
+
+-- Tells the jobs waiting on `ended` (which succeeded when `ok`) that it ended: each waits
+-- for more, joins its queue, or fails when its dependencies can no longer be met, which
+-- its own dependents then hear in turn (a work list, not recursion).
+local function release_dependents(ended, ok, now, log_ttl)
+  local work = { { ended, ok } }
+  while #work > 0 do
+    local node, node_ok = unpack(table.remove(work))
+    local dk = k_dependents(node)
+    for _, d in ipairs(redis.call('SMEMBERS', dk)) do
+      local w = redis.call('HMGET', k_job(d), 'state', 'deps_left', 'deps_not_ok', 'dependency',
+        'seq', 'qk', 'queue')
+      if w[1] == S_PENDING and tonumber(w[2] or '0') > 0 then
+        local verdict, a, b = dep_verdict(w[4] or 'afterok', tonumber(w[2]),
+          tonumber(w[3] or '0'), node, node_ok)
+        if verdict == 'wait' then
+          redis.call('HSET', k_job(d), 'deps_left', a, 'deps_not_ok', b)
+        elseif verdict == 'ready' then
+          redis.call('HSET', k_job(d), 'deps_left', 0, 'ready_at', now, 'updated_at', now)
+          redis.call('ZREM', K_BLOCKED, d)
+          redis.call('ZADD', k_queue(w[7]), w[6] or queue_key(w[5], DEFAULT_PRIORITY), d)
+          wake()
+        else
+          end_without_dependents(d, job_for_finish(d), S_FAILED, '', a, '0', now, log_ttl)
+          work[#work + 1] = { d, false }
+        end
+      end
+    end
+    redis.call('DEL', dk)
+  end
+end
+
+-- end_without_dependents, then the jobs waiting on it (only when some do: `j[23]`).
+local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
+  end_without_dependents(id, j, to, exit_code, reason, oom, now, log_ttl)
+  if j[23] then release_dependents(id, to == S_SUCCEEDED, now, log_ttl) end
 end
 
 -- The longest wait before a retry (dwr_core::retry::MAX_RETRY_BACKOFF), ms.

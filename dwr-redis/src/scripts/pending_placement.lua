@@ -10,14 +10,16 @@ local queues = redis.call('SMEMBERS', K_QUEUES)
 table.sort(queues)
 table.insert(queues, 1, DEFAULT_QUEUE)
 -- Pending jobs stored before the queues existed join the default one at their sequence
--- and the default priority (once: afterwards the queues hold exactly the pending jobs).
-local queued = 0
+-- and the default priority (once: afterwards the queues and the jobs waiting for their
+-- dependencies hold exactly the pending jobs).
+local queued = redis.call('ZCARD', K_BLOCKED)
 for _, q in ipairs(queues) do queued = queued + redis.call('ZCARD', k_queue(q)) end
 if queued < redis.call('ZCARD', k_state(S_PENDING)) then
   local pending = redis.call('ZRANGE', k_state(S_PENDING), 0, -1, 'WITHSCORES')
   for i = 1, #pending, 2 do
     local id = pending[i]
-    if not redis.call('ZSCORE', k_queue(redis.call('HGET', k_job(id), 'queue')), id) then
+    if not redis.call('ZSCORE', k_queue(redis.call('HGET', k_job(id), 'queue')), id)
+        and not redis.call('ZSCORE', K_BLOCKED, id) then
       redis.call('ZADD', K_QUEUE, queue_key(pending[i + 1], DEFAULT_PRIORITY), id)
     end
   end
