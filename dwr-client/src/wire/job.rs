@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use dwr_core::{units, AttemptRecord, Job, JobState, Timestamp};
+use dwr_core::{units, AttemptRecord, Dependency, Job, JobState, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// A job as the API shows it (`POST /jobs`, `GET /jobs`, `GET /jobs/{id}`, `DELETE`).
@@ -58,6 +58,16 @@ pub struct JobView {
     /// The queue it waits or waited in.
     #[serde(default = "default_queue")]
     pub queue: String,
+    /// The jobs it waits or waited for.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// When its dependencies are met (`null` without dependencies).
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "afterok"))]
+    pub dependency: Option<Dependency>,
+    /// Of its dependencies, how many have not ended yet (0 once they are met).
+    #[serde(default)]
+    pub dependencies_left: u32,
     /// While pending, in `GET /jobs/{id}`: how many pending jobs are ahead of it in its
     /// queue (`null` elsewhere, and once it is placed).
     #[serde(default)]
@@ -211,6 +221,9 @@ impl JobView {
             owner: spec.owner.clone(),
             priority: spec.priority,
             queue: spec.queue.clone(),
+            depends_on: spec.depends_on.iter().map(ToString::to_string).collect(),
+            dependency: (!spec.depends_on.is_empty()).then_some(spec.dependency),
+            dependencies_left: job.deps_left,
             queue_position: None,
             status: job.state,
             status_date: job.status_date().to_rfc3339(),

@@ -3,10 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use dwr_core::deps::UnknownDependency;
 use dwr_core::retry::MAX_RETRY_BACKOFF;
 use dwr_core::spec::{MAX_CPU_MILLIS, MAX_MEMORY_MIB};
 use dwr_core::units::{self, MIB_PER_GB};
-use dwr_core::{GpuModel, GpuRequest, JobSpec, RetryCause, SpecError, SpecField, VolumeMount};
+use dwr_core::{
+    GpuModel, GpuRequest, JobId, JobSpec, RetryCause, SpecError, SpecField, VolumeMount,
+};
 use serde::{Deserialize, Serialize};
 
 /// The body of `POST /jobs`.
@@ -93,6 +96,15 @@ pub struct JobRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(example = "default"))]
     pub queue: Option<String>,
+    /// Ids of jobs this one waits for (at most 100, each existing; extension): see
+    /// `dependency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<String>>,
+    /// When its dependencies are met: `afterok` (default: every one succeeded), `afterany`
+    /// (every one ended) or `afternotok` (every one ended, at least one did not succeed);
+    /// Slurm's names (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency: Option<String>,
 }
 
 /// Deserializes an optional whole number written as an integer (`30`) or as a number without
@@ -233,6 +245,24 @@ impl JobRequest {
                 });
             }
             spec.retry.backoff = Duration::from_secs(secs);
+        }
+        if let Some(ids) = self.depends_on {
+            spec.depends_on = ids
+                .iter()
+                .map(|id| id.parse::<JobId>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| SpecError::Invalid {
+                    field: SpecField::DependsOn,
+                    reason: e.to_string(),
+                })?;
+        }
+        if let Some(kind) = self.dependency {
+            spec.dependency = kind
+                .parse()
+                .map_err(|e: UnknownDependency| SpecError::Invalid {
+                    field: SpecField::Dependency,
+                    reason: e.to_string(),
+                })?;
         }
         if let Some(causes) = self.retry_on {
             spec.retry.retry_on = causes

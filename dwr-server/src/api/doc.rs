@@ -11,6 +11,7 @@
 //! (`scripts/fuzz-api.sh` checks both with schemathesis). The one rule it cannot state is a
 //! total size over several strings (`command`, `env`); those bounds are in the descriptions.
 
+use dwr_core::deps::{Dependency, MAX_DEPENDENCIES};
 use dwr_core::retry::{MAX_RETRIES, MAX_RETRY_BACKOFF};
 use dwr_core::spec::{
     MAX_ALLOCATION_TIMEOUT, MAX_COMMAND_ARGS, MAX_COMMAND_BYTES, MAX_CPU_MILLIS, MAX_ENV_BYTES,
@@ -356,6 +357,24 @@ fn exact_job_request(schema: &mut Value, queues: &Queues) {
         (
             "retry_on",
             json!({ "items": { "type": "string", "enum": RetryCause::ALL.map(|c| c.as_str()) } }),
+        ),
+        (
+            "depends_on",
+            json!({
+                "maxItems": MAX_DEPENDENCIES,
+                "uniqueItems": true,
+                "items": { "type": "string", "format": "uuid" },
+            }),
+        ),
+        (
+            "dependency",
+            json!({
+                "enum": Dependency::ALL
+                    .map(|d| Value::from(d.as_str()))
+                    .into_iter()
+                    .chain([Value::Null])
+                    .collect::<Vec<_>>(),
+            }),
         ),
         (
             "queue",

@@ -111,6 +111,7 @@ impl From<StoreError> for ApiError {
             StoreError::JobNotFound { .. } | StoreError::ExecutorNotFound { .. } => {
                 Self::not_found(err.to_string())
             }
+            StoreError::UnknownDependency { .. } => Self::validation(err.to_string()),
             StoreError::AlreadyTerminal { .. } => {
                 Self::bad_request("invalid_state", err.to_string())
             }

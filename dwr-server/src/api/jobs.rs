@@ -3,8 +3,10 @@
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
+use dwr_core::deps::short;
 use dwr_core::{
-    AbortRequested, Job, JobId, JobQuery, JobState, StoreError, Submission, SubmitError, Timestamp,
+    AbortRequested, Job, JobId, JobQuery, JobState, JobStore, StoreError, Submission, SubmitError,
+    Timestamp,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -26,12 +28,14 @@ pub const MAX_LIST_OFFSET: usize = 100_000_000;
 pub(super) fn view(state: &AppState, caller: &Caller, job: &Job, now: Timestamp) -> JobView {
     let reason = (job.state == JobState::Pending)
         .then(|| {
-            job.retry_reason(now).or_else(|| {
-                state
-                    .scheduler
-                    .pending_reason(job.id)
-                    .map(|why| why.to_string())
-            })
+            job.retry_reason(now)
+                .or_else(|| job.is_blocked().then(|| waiting_for(job)))
+                .or_else(|| {
+                    state
+                        .scheduler
+                        .pending_reason(job.id)
+                        .map(|why| why.to_string())
+                })
         })
         .flatten();
     let view = JobView::from_job(job, reason);
@@ -48,7 +52,9 @@ async fn view_now(state: &AppState, caller: &Caller, job: &Job) -> Result<Json<J
     let store = state.scheduler.store();
     let now = store.now().await?;
     let mut view = view(state, caller, job, now);
-    if job.state == JobState::Pending {
+    if job.is_blocked() {
+        view.pending_reason = Some(waiting_for_now(store.as_ref(), job).await?);
+    } else if job.state == JobState::Pending {
         view.queue_position = store.queue_position(job.id).await?;
         if let Some(ahead @ 1..) = view.queue_position {
             let queue = match job.spec.queue.as_str() {
@@ -63,6 +69,39 @@ async fn view_now(state: &AppState, caller: &Caller, job: &Job) -> Result<Json<J
         }
     }
     Ok(Json(view))
+}
+
+/// Why a job waiting for its dependencies waits: `waiting for 2 of 3 dependencies`.
+fn waiting_for(job: &Job) -> String {
+    let total = job.spec.depends_on.len();
+    format!(
+        "waiting for {} of {total} dependenc{}",
+        job.deps_left,
+        if total == 1 { "y" } else { "ies" }
+    )
+}
+
+/// [`waiting_for`] with the states of the first three dependencies that have not ended:
+/// `waiting for 2 of 3 dependencies (7d8a1b2c... running, 0c4f9e1d... pending)`.
+async fn waiting_for_now(store: &dyn JobStore, job: &Job) -> Result<String, ApiError> {
+    let mut open = Vec::new();
+    for &dep in &job.spec.depends_on {
+        if open.len() == 3 {
+            break;
+        }
+        match store.job(dep).await {
+            Ok(d) if !d.state.is_terminal() => open.push(format!("{}... {}", short(dep), d.state)),
+            // Ended, or deleted since by retention: not what it waits for.
+            Ok(_) | Err(StoreError::JobNotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let base = waiting_for(job);
+    Ok(if open.is_empty() {
+        base
+    } else {
+        format!("{base} ({})", open.join(", "))
+    })
 }
 
 fn plural(n: u64) -> &'static str {

@@ -108,6 +108,16 @@ pub fn job_detail(job: &JobView) -> String {
     );
     opt("priority", Some(job.priority.to_string()));
     opt("queue", Some(job.queue.clone()));
+    opt(
+        "depends on",
+        job.dependency.map(|kind| {
+            let left = match job.dependencies_left {
+                0 => String::new(),
+                n => format!(" ({n} not ended)"),
+            };
+            format!("{kind} {}{left}", job.depends_on.join(", "))
+        }),
+    );
     opt("owner", job.owner.clone());
     opt("reason", job.reason.clone());
     opt("exit code", job.exit_code.map(|c| c.to_string()));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dwr_core::VolumeMount;
+use dwr_core::{Dependency, VolumeMount};
 
 use super::args::{parse_cpus, parse_duration, parse_env, parse_memory_mib};
 use super::logs::{exit_code_of, final_note, follow_to_end, StatusReporter};
@@ -70,6 +70,22 @@ pub struct SubmitArgs {
     /// The queue the job waits in [default: default] (`dwr queues` lists them).
     #[arg(long, value_name = "NAME")]
     pub queue: Option<String>,
+    /// Start only once these jobs succeeded (Slurm's afterok); a failure of one fails this
+    /// job.
+    #[arg(long, value_name = "ID[,ID...]", value_delimiter = ',',
+          conflicts_with_all = ["after_any", "after_notok"])]
+    pub after: Vec<String>,
+    /// Start once these jobs ended, however (afterany).
+    #[arg(
+        long = "after-any",
+        value_name = "ID[,ID...]",
+        value_delimiter = ',',
+        conflicts_with = "after_notok"
+    )]
+    pub after_any: Vec<String>,
+    /// Start once these jobs ended and at least one did not succeed (afternotok).
+    #[arg(long = "after-notok", value_name = "ID[,ID...]", value_delimiter = ',')]
+    pub after_notok: Vec<String>,
     /// The submit's idempotency key (default: a new random one). The submit is sent again
     /// with it when the server cannot be reached or does not answer in time, so a retried
     /// submit never creates a second job.
@@ -125,6 +141,16 @@ impl SubmitArgs {
             read_only_rootfs: self.read_only_rootfs.then_some(true),
             priority: self.priority,
             queue: self.queue.clone(),
+            depends_on: [&self.after, &self.after_any, &self.after_notok]
+                .into_iter()
+                .find_map(some_vec),
+            dependency: [
+                (&self.after_any, Dependency::AfterAny),
+                (&self.after_notok, Dependency::AfterNotOk),
+            ]
+            .into_iter()
+            .find(|(ids, _)| !ids.is_empty())
+            .map(|(_, kind)| kind.as_str().to_owned()),
         }
     }
 }
@@ -173,6 +199,7 @@ mod tests {
     use super::*;
     use crate::client::{ClientCommand, ClientOptions};
     use clap::Parser;
+    use dwr_core::JobId;
 
     #[derive(Debug, Parser)]
     struct Cli {
@@ -235,6 +262,27 @@ mod tests {
         assert!(spec.read_only_rootfs);
         assert_eq!((args.to_request().priority, spec.priority), (Some(80), 80));
         assert_eq!(spec.queue, "research");
+        assert!(spec.depends_on.is_empty());
+    }
+
+    #[test]
+    fn after_names_the_dependencies_and_their_type() {
+        let (a, b) = (JobId::new(), JobId::new());
+        for (flag, kind) in [
+            ("--after", Dependency::AfterOk),
+            ("--after-any", Dependency::AfterAny),
+            ("--after-notok", Dependency::AfterNotOk),
+        ] {
+            let line = format!("submit img {flag} {a},{b} -- true");
+            let spec = submit(&line).to_request().into_spec().unwrap();
+            assert_eq!(
+                (spec.depends_on, spec.dependency),
+                (vec![a, b], kind),
+                "{flag}"
+            );
+        }
+        let both = format!("submit img --after {a} --after-any {b} -- true");
+        assert!(parse(&both).is_err(), "one type at a time");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod auth;
 mod cluster;
+mod deps;
 mod failures;
 mod idempotency;
 mod jobs;
