@@ -415,3 +415,63 @@ async fn a_high_priority_job_preempts_and_the_evicted_job_runs_later() {
     let log = c.get(&format!("/jobs/{low}/logs")).await;
     assert!(log["logs"].as_str().unwrap().contains("low done"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_three_stage_pipeline_runs_in_order() {
+    let Some(mut c) = Cluster::serial().await else {
+        return;
+    };
+    c.start_scheduler().await;
+    // Room for all three at once: only the dependencies hold them back.
+    c.start_executor("a", "2", "512").await;
+    let a = c
+        .submit(job(&["sh", "-c", "sleep 1; echo stage a"], 0.5, 0.0625))
+        .await;
+    let mut b = job(&["sh", "-c", "echo stage b; exit 3"], 0.5, 0.0625);
+    b["depends_on"] = json!([a]);
+    let b = c.submit(b).await;
+    let mut cc = job(&["echo", "stage c"], 0.5, 0.0625);
+    cc["depends_on"] = json!([b]);
+    cc["dependency"] = json!("afterany");
+    let cc = c.submit(cc).await;
+
+    let waiting = c.get(&format!("/jobs/{cc}")).await;
+    assert_eq!(waiting["status"], "pending");
+    assert!(
+        waiting["pending_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("waiting for 1 of 1 dependency")),
+        "{waiting}"
+    );
+    let done = c
+        .wait_status(&cc, "succeeded", Duration::from_secs(60))
+        .await;
+    let (a, b) = (
+        c.get(&format!("/jobs/{a}")).await,
+        c.get(&format!("/jobs/{b}")).await,
+    );
+    assert_eq!(
+        (&a["status"], &b["status"]),
+        (&json!("succeeded"), &json!("failed"))
+    );
+    assert_eq!(b["exit_code"], 3);
+    // In order: each started after the one before it finished.
+    let time = |job: &Value, field: &str| {
+        let text = job[field].as_str().unwrap();
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    assert!(
+        time(&b, "started_at") >= time(&a, "finished_at"),
+        "{a}\n{b}"
+    );
+    assert!(
+        time(&done, "started_at") >= time(&b, "finished_at"),
+        "{b}\n{done}"
+    );
+    for (job, line) in [(&a, "stage a"), (&b, "stage b"), (&done, "stage c")] {
+        let id = job["job_id"].as_str().unwrap();
+        let log = c.get(&format!("/jobs/{id}/logs")).await;
+        assert_eq!(log["lines"], json!([line]), "{id}");
+    }
+}
