@@ -21,9 +21,12 @@ pub const MIB_PER_GB: u64 = 1024;
 fn whole_up(amount: f64, per_unit: f64) -> Option<u64> {
     let exact = amount * per_unit;
     // A product within float noise of a whole number is that number (`0.29 * 1000` is
-    // 290.00000000000006): rounding it up would add a unit nobody asked for.
+    // 290.00000000000006): rounding it up would add a unit nobody asked for. Noise is a few
+    // units in the last place of the product, no more: a tolerance relative to the size
+    // (1e-12 once) swallowed real fractions of large amounts (911063.4690003875 cores is
+    // 911063469.0003875 millicores, rounded down by it).
     let nearest = exact.round();
-    let whole = if (exact - nearest).abs() <= nearest * 1e-12 {
+    let whole = if (exact - nearest).abs() <= nearest * 4.0 * f64::EPSILON {
         nearest
     } else {
         exact.ceil()
@@ -92,6 +95,9 @@ mod tests {
         assert_eq!(percent(1.0, 3.0, 1), 33.3);
         assert_eq!(percent(2.0, 3.0, 2), 66.67);
         assert_eq!(percent(1.0, 0.0, 1), 0.0);
+        // A real fraction of a large amount is rounded up, not mistaken for noise.
+        assert_eq!(millicores(911_063.469_000_387_5), Some(911_063_470));
+        assert_eq!(millicores(0.29), Some(290));
         assert_eq!(round_to(12.25, 0), 12.0);
     }
 
