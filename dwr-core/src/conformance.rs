@@ -31,6 +31,7 @@
 //! * Fencing: `mark_running` checks the state and the executor first (`AlreadyTerminal`,
 //!   `InvalidTransition`), then the attempt (`StaleAttempt`).
 
+mod arrays;
 mod assign;
 mod deps;
 mod executors;
@@ -46,6 +47,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use arrays::{
+    an_array_is_a_dependency_like_a_job, an_array_keeps_its_tasks_and_its_parallelism,
+};
 pub use assign::{
     a_job_is_never_assigned_twice, commit_assignment_records_and_allocates,
     commit_assignments_apply_in_order, commit_rejects_a_dead_executor,
@@ -150,6 +154,8 @@ macro_rules! __job_store_for_each_check {
             a_preempted_job_goes_back_to_pending,
             a_job_waits_for_its_dependencies,
             a_failed_dependency_fails_its_dependents_in_turn,
+            an_array_keeps_its_tasks_and_its_parallelism,
+            an_array_is_a_dependency_like_a_job,
         ] }
     };
 }

@@ -46,6 +46,12 @@ pub enum Rejection {
         /// The dimension.
         dimension: Dimension,
     },
+    /// The job is a task of an array with as many tasks under way as its parallelism.
+    #[error("array {array} has as many tasks under way as its parallelism")]
+    ArrayAtParallelism {
+        /// The array.
+        array: JobId,
+    },
     /// The job waits for its dependencies.
     #[error("the job waits for its dependencies")]
     DependenciesNotMet,

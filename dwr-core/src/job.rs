@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::arrays::ArrayTask;
 use crate::ids::{ExecutorId, JobId};
 use crate::retry::{AttemptRecord, RetryCause};
 use crate::spec::JobSpec;
@@ -287,6 +288,9 @@ pub struct Job {
     /// runs from then.
     #[serde(default)]
     pub ready_at: Option<Timestamp>,
+    /// The array it is a task of, and its index (see [`crate::arrays`]).
+    #[serde(default)]
+    pub array: Option<ArrayTask>,
     /// While pending after a failed attempt: when the next one may be placed (by the
     /// store's clock).
     #[serde(default)]
@@ -323,6 +327,7 @@ impl Job {
             deps_left: 0,
             deps_not_ok: 0,
             ready_at: None,
+            array: None,
             retry_at: None,
             created_at: now,
             updated_at: now,

@@ -9,6 +9,7 @@
 //!   share.
 
 pub mod agent;
+pub mod arrays;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -32,6 +33,7 @@ pub mod time;
 pub mod units;
 
 pub use agent::{AgentConfig, AgentError, ExecutorAgent};
+pub use arrays::{ArrayInfo, ArraySubmission, ArrayTask, NewArray};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deps::Dependency;
 pub use error::{BoxError, Rejection, RuntimeError, StoreError};

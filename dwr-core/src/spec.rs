@@ -684,6 +684,10 @@ pub enum SpecField {
     DependsOn,
     /// `dependency`: [`JobSpec::dependency`].
     Dependency,
+    /// `array.count`: the tasks of an array.
+    ArrayCount,
+    /// `array.parallelism`: how many tasks of an array at once.
+    ArrayParallelism,
 }
 
 impl SpecField {
@@ -710,6 +714,8 @@ impl SpecField {
             SpecField::Queue => "queue",
             SpecField::DependsOn => "depends_on",
             SpecField::Dependency => "dependency",
+            SpecField::ArrayCount => "array.count",
+            SpecField::ArrayParallelism => "array.parallelism",
         }
     }
 }

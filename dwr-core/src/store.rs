@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::arrays::{ArrayInfo, ArraySubmission, NewArray};
 use crate::error::StoreError;
 use crate::executor::{Executor, ExecutorRegistration, HostUsage};
 use crate::ids::{ExecutorId, JobId};
@@ -210,6 +211,24 @@ pub trait JobStore: Debug + Send + Sync + 'static {
 
     /// The job with this id, or `JobNotFound`.
     async fn job(&self, id: JobId) -> Result<Job, StoreError>;
+
+    /// Stores an array: its record and each of its tasks as a new pending job (the tasks'
+    /// `array` set, in index order), in one operation, under an idempotency key when given
+    /// (as [`submit_idempotent`](Self::submit_idempotent)). The array's dependencies are
+    /// each task's. `UnknownDependency` (nothing stored) for a dependency that is neither a
+    /// job nor an array.
+    async fn submit_array(
+        &self,
+        array: &NewArray,
+        key: Option<(&str, Duration)>,
+    ) -> Result<ArraySubmission, StoreError>;
+
+    /// The array with this id, or `JobNotFound`.
+    async fn array(&self, id: JobId) -> Result<ArrayInfo, StoreError>;
+
+    /// The tasks of an array in index order, each with its state (`JobNotFound` for no
+    /// such array). A task deleted by retention is left out.
+    async fn array_tasks(&self, id: JobId) -> Result<Vec<(JobId, JobState)>, StoreError>;
 
     /// Jobs matching `query`, newest first.
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use dwr_core::{
-    AbortCause, AttemptRecord, Executor, ExecutorEvent, ExecutorId, ExecutorRegistration,
-    HostUsage, Job, JobId, JobState, Resources, StoreError, Timestamp, DEFAULT_QUEUE,
+    AbortCause, ArrayTask, AttemptRecord, Executor, ExecutorEvent, ExecutorId,
+    ExecutorRegistration, HostUsage, Job, JobId, JobState, Resources, StoreError, Timestamp,
+    DEFAULT_QUEUE,
 };
 use redis::Value;
 
@@ -89,6 +90,10 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         (job.deps_not_ok > 0).then(|| job.deps_not_ok.to_string()),
     );
     opt("ready_at", millis(job.ready_at));
+    if let Some(task) = job.array {
+        opt("array", Some(task.array_job_id.to_string()));
+        opt("array_index", Some(task.index.to_string()));
+    }
     if !job.attempts.is_empty() {
         let attempts = serde_json::to_string(&job.attempts)
             .map_err(|e| corrupt_by(format!("attempts of job {}", job.id), e))?;
@@ -168,6 +173,13 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
         deps_left: int("deps_left")?.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         deps_not_ok: int("deps_not_ok")?.map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX)),
         ready_at: ts("ready_at")?,
+        array: match (map.get("array"), int("array_index")?) {
+            (Some(array), Some(index)) => Some(ArrayTask {
+                array_job_id: array.parse().map_err(|e| corrupt_by(what(), e))?,
+                index: u32::try_from(index).map_err(|e| corrupt_by(what(), e))?,
+            }),
+            _ => None,
+        },
         retry_at: ts("retry_at")?,
         created_at,
         updated_at: ts("updated_at")?.unwrap_or(created_at),

@@ -21,8 +21,12 @@ const FINISH_ORDER: &str = "jobs:finish_order";
 const QUEUE: &str = "jobs:queue";
 /// Pending jobs waiting for their dependencies (in no queue), scored by sequence.
 const BLOCKED: &str = "jobs:blocked";
-/// `dependents:{id}`: the jobs waiting on job `id`, until it ends.
+/// `dependents:{id}`: the jobs waiting on job (or array) `id`, until it ends.
 const DEPENDENTS: &str = "dependents:";
+/// `array:{id}`: an array's record (count, parallelism, tasks under way and ended).
+const ARRAY: &str = "array:";
+/// `array_tasks:{id}`: an array's task ids in index order.
+const ARRAY_TASKS: &str = "array_tasks:";
 /// The names of the queues other than the default that jobs were submitted to.
 const QUEUES: &str = "queues";
 /// What each queue's jobs hold: fields `<queue>:cpu`, `<queue>:mem`, `<queue>:gpu`.
@@ -89,9 +93,19 @@ impl Keys {
         self.k(BLOCKED)
     }
 
-    /// Set of the jobs waiting on job `id`, until it ends.
+    /// Set of the jobs waiting on job (or array) `id`, until it ends.
     pub fn dependents(&self, id: JobId) -> String {
         format!("{}{DEPENDENTS}{id}", self.prefix)
+    }
+
+    /// Hash of an array: `count`, `parallelism`, `active`, `done`, `not_ok`, `created_at`.
+    pub fn array(&self, id: JobId) -> String {
+        format!("{}{ARRAY}{id}", self.prefix)
+    }
+
+    /// List of an array's task ids in index order.
+    pub fn array_tasks(&self, id: JobId) -> String {
+        format!("{}{ARRAY_TASKS}{id}", self.prefix)
     }
 
     /// Set of the names of the queues besides the default that jobs were submitted to.
@@ -182,7 +196,7 @@ impl Keys {
 /// Lua definitions of every key name, prepended to each script. The prefix is `ARGV[1]`
 /// of every script call.
 pub(crate) fn lua_prelude() -> String {
-    let fns: [(&str, &str, bool); 10] = [
+    let fns: [(&str, &str, bool); 12] = [
         ("k_job", JOB, true),
         ("k_state", JOBS_BY_STATE, true),
         ("k_exec", EXECUTOR, true),
@@ -193,6 +207,8 @@ pub(crate) fn lua_prelude() -> String {
         ("k_logs", LOGS, false),
         ("k_idem", IDEMPOTENCY, true),
         ("k_dependents", DEPENDENTS, true),
+        ("k_array", ARRAY, true),
+        ("k_array_tasks", ARRAY_TASKS, true),
     ];
     let mut out = String::from("local P = ARGV[1]\n");
     for (name, suffix, prefixed) in fns {

@@ -82,6 +82,8 @@ pub(crate) struct Scripts {
     pub list_jobs: Script,
     pub pending_placement: Script,
     pub queue_usage: Script,
+    pub submit_array: Script,
+    pub array: Script,
     pub executors: Script,
     pub purge: Script,
     pub check_invariants: Script,
@@ -119,6 +121,8 @@ impl Scripts {
             list_jobs: build(include_str!("scripts/list_jobs.lua")),
             pending_placement: build(include_str!("scripts/pending_placement.lua")),
             queue_usage: build(include_str!("scripts/queue_usage.lua")),
+            submit_array: build(include_str!("scripts/submit_array.lua")),
+            array: build(include_str!("scripts/array.lua")),
             executors: build(include_str!("scripts/executors.lua")),
             purge: build(include_str!("scripts/purge.lua")),
             check_invariants: build(include_str!("scripts/check_invariants.lua")),
@@ -133,7 +137,7 @@ impl Scripts {
     }
 
     /// All scripts with their names, for loading them up front.
-    pub fn all(&self) -> [(&'static str, &Script); 21] {
+    pub fn all(&self) -> [(&'static str, &Script); 23] {
         [
             ("submit", &self.submit),
             ("commit_assignment", &self.commit_assignment),
@@ -148,6 +152,8 @@ impl Scripts {
             ("list_jobs", &self.list_jobs),
             ("pending_placement", &self.pending_placement),
             ("queue_usage", &self.queue_usage),
+            ("submit_array", &self.submit_array),
+            ("array", &self.array),
             ("executors", &self.executors),
             ("purge", &self.purge),
             ("check_invariants", &self.check_invariants),

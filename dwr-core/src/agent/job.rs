@@ -7,6 +7,7 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::arrays::{ENV_ARRAY_INDEX, ENV_ARRAY_JOB_ID};
 use crate::error::StoreError;
 use crate::ids::JobId;
 use crate::job::{Job, JobState, Outcome};
@@ -321,6 +322,12 @@ impl LogForwarder {
 
 /// The container spec of a job on this executor.
 fn container_spec(shared: &Shared, job: &Job) -> ContainerSpec {
+    let mut env = job.spec.env.clone();
+    if let Some(task) = job.array {
+        // A task learns which it is, as Slurm's SLURM_ARRAY_TASK_ID tells it.
+        env.insert(ENV_ARRAY_INDEX.to_owned(), task.index.to_string());
+        env.insert(ENV_ARRAY_JOB_ID.to_owned(), task.array_job_id.to_string());
+    }
     ContainerSpec {
         job: job.id,
         attempt: job.attempt,
@@ -328,7 +335,7 @@ fn container_spec(shared: &Shared, job: &Job) -> ContainerSpec {
         executor_ip: shared.config.ip.clone(),
         image: job.spec.image.clone(),
         command: job.spec.command.clone(),
-        env: job.spec.env.clone(),
+        env,
         cpu_millis: job.spec.cpu_millis,
         memory_mib: job.spec.memory_mib,
         gpu_ids: job.gpu_ids.clone(),

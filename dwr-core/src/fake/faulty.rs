@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
+use crate::arrays::{ArrayInfo, ArraySubmission, NewArray};
 use crate::error::StoreError;
 use crate::executor::{Executor, ExecutorRegistration, HostUsage};
 use crate::ids::{ExecutorId, JobId};
@@ -366,6 +367,23 @@ impl JobStore for FaultyStore {
 
     async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
         self.run(Op::Job, self.inner.queue_position(id)).await
+    }
+
+    async fn submit_array(
+        &self,
+        array: &NewArray,
+        key: Option<(&str, Duration)>,
+    ) -> Result<ArraySubmission, StoreError> {
+        self.run(Op::Submit, self.inner.submit_array(array, key))
+            .await
+    }
+
+    async fn array(&self, id: JobId) -> Result<ArrayInfo, StoreError> {
+        self.run(Op::Job, self.inner.array(id)).await
+    }
+
+    async fn array_tasks(&self, id: JobId) -> Result<Vec<(JobId, JobState)>, StoreError> {
+        self.run(Op::Job, self.inner.array_tasks(id)).await
     }
 
     async fn queue_usage(&self) -> Result<BTreeMap<String, QueueUsage>, StoreError> {

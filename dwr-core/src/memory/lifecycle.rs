@@ -90,6 +90,17 @@ impl State {
         if job.is_blocked() {
             return reject(Rejection::DependenciesNotMet);
         }
+        if let Some(task) = job.array {
+            if self
+                .arrays
+                .get(&task.array_job_id)
+                .is_some_and(|a| !a.info.has_room())
+            {
+                return reject(Rejection::ArrayAtParallelism {
+                    array: task.array_job_id,
+                });
+            }
+        }
         let Some(executor) = self.executors.get(&assignment.executor) else {
             return reject(Rejection::ExecutorGone);
         };
@@ -281,7 +292,8 @@ impl State {
     ) -> Result<(Job, Option<Arc<Notify>>), StoreError> {
         let (job, notify) = self.end_without_dependents(id, outcome, now)?;
         if job.state.is_terminal() {
-            self.release_dependents(id, job.state == JobState::Succeeded, now);
+            let ended = self.ended(&job);
+            self.release_dependents(ended, now);
         }
         Ok((job, notify))
     }
@@ -332,12 +344,27 @@ impl State {
 }
 
 impl State {
-    /// Tells the jobs waiting on `ended` (which succeeded when `ok`) that it ended: each
+    /// What ended with `job` (just terminal), as dependencies: the job, and its array when
+    /// it was the array's last task to end (succeeded when every task did).
+    fn ended(&mut self, job: &Job) -> Vec<(JobId, bool)> {
+        let ok = job.state == JobState::Succeeded;
+        let mut ended = vec![(job.id, ok)];
+        if let Some(array) = job.array.and_then(|t| self.arrays.get_mut(&t.array_job_id)) {
+            array.info.done += 1;
+            array.info.not_ok += u32::from(!ok);
+            if array.info.ended() {
+                ended.push((array.info.id, array.info.not_ok == 0));
+            }
+        }
+        ended
+    }
+
+    /// Tells the jobs waiting on what `ended` (each succeeded or not) that it ended: each
     /// waits for more, joins its queue, or fails when its dependencies can no longer be
     /// met, which its own dependents then hear in turn (a work list, not recursion: a chain
     /// of any length is fine).
-    fn release_dependents(&mut self, ended: JobId, ok: bool, now: Timestamp) {
-        let mut work = vec![(ended, ok)];
+    fn release_dependents(&mut self, ended: Vec<(JobId, bool)>, now: Timestamp) {
+        let mut work = ended;
         while let Some((node, ok)) = work.pop() {
             for waiting in self.dependents.remove(&node).unwrap_or_default() {
                 let Some(entry) = self.jobs.get_mut(&waiting) else {
@@ -369,10 +396,11 @@ impl State {
                     }
                     Verdict::Never(reason) => {
                         let failed = Outcome::failed(reason);
-                        if let Ok((_, notify)) = self.end_without_dependents(waiting, &failed, now)
+                        if let Ok((job, notify)) =
+                            self.end_without_dependents(waiting, &failed, now)
                         {
                             super::wait::ring(notify);
-                            work.push((waiting, false));
+                            work.extend(self.ended(&job));
                         }
                     }
                 }

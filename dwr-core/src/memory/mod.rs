@@ -55,6 +55,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
+use crate::arrays::{ArrayInfo, ArraySubmission, NewArray};
 use crate::clock::{Clock, SystemClock};
 use crate::error::StoreError;
 use crate::executor::{Executor, ExecutorRegistration, HostUsage};
@@ -163,6 +164,31 @@ impl JobStore for InMemoryJobStore {
         let stored = self.lock().insert_job(job, now)?;
         self.wake_schedulers();
         Ok(stored)
+    }
+
+    async fn submit_array(
+        &self,
+        array: &NewArray,
+        key: Option<(&str, Duration)>,
+    ) -> Result<ArraySubmission, StoreError> {
+        let now = self.clock.now();
+        let submission = self.lock().insert_array(array, key, now)?;
+        self.wake_schedulers();
+        Ok(submission)
+    }
+
+    async fn array(&self, id: JobId) -> Result<ArrayInfo, StoreError> {
+        Ok(self.lock().array(id)?.info.clone())
+    }
+
+    async fn array_tasks(&self, id: JobId) -> Result<Vec<(JobId, JobState)>, StoreError> {
+        let state = self.lock();
+        let array = state.array(id)?;
+        Ok(array
+            .tasks
+            .iter()
+            .filter_map(|t| state.jobs.get(t).map(|e| (*t, e.job.state)))
+            .collect())
     }
 
     async fn submit_idempotent(

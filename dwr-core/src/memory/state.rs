@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use super::executors::EventQueue;
 use super::logs::JobLog;
+use crate::arrays::{ArrayInfo, ArraySubmission, NewArray};
 use crate::deps::Verdict;
 use crate::error::StoreError;
 use crate::executor::Executor;
@@ -37,8 +38,10 @@ pub(super) struct State {
     pub(super) held: HashMap<String, Resources>,
     /// Pending jobs waiting for their dependencies (in no queue), by sequence.
     pub(super) blocked: BTreeMap<u64, JobId>,
-    /// The jobs waiting on each job, until it ends.
+    /// The jobs waiting on each job or array, until it ends.
     pub(super) dependents: HashMap<JobId, Vec<JobId>>,
+    /// Arrays by id.
+    pub(super) arrays: HashMap<JobId, ArrayEntry>,
     /// Terminal jobs by (finish time, sequence), for `purge_finished`.
     pub(super) finished: BTreeMap<(Timestamp, u64), JobId>,
     pub(super) executors: BTreeMap<ExecutorId, Executor>,
@@ -47,6 +50,12 @@ pub(super) struct State {
     pub(super) queues: HashMap<ExecutorId, EventQueue>,
     /// Idempotency keys: the job each names, and until when (store clock).
     pub(super) idempotency: HashMap<String, (JobId, Timestamp)>,
+}
+
+/// An array and its tasks' ids in index order.
+pub(super) struct ArrayEntry {
+    pub(super) info: ArrayInfo,
+    pub(super) tasks: Vec<JobId>,
 }
 
 pub(super) struct JobEntry {
@@ -128,18 +137,24 @@ impl State {
         if deps.is_empty() {
             return Ok(None);
         }
-        if let Some(id) = deps.iter().find(|d| !self.jobs.contains_key(d)) {
-            return Err(StoreError::UnknownDependency { id: *id });
-        }
+        self.check_dependencies(&deps)?;
         job.deps_left = deps.len() as u32;
         let mut open = Vec::new();
         for dep in deps {
-            let state = self.jobs[&dep].job.state;
-            if !state.is_terminal() {
+            // A job, or an array: ended when its last task did, ok when every one was.
+            let ended = match (self.jobs.get(&dep), self.arrays.get(&dep)) {
+                (Some(entry), _) => entry
+                    .job
+                    .state
+                    .is_terminal()
+                    .then_some(entry.job.state == JobState::Succeeded),
+                (None, Some(array)) => array.info.ended().then_some(array.info.not_ok == 0),
+                (None, None) => None,
+            };
+            let Some(ok) = ended else {
                 open.push(dep);
                 continue;
-            }
-            let ok = state == JobState::Succeeded;
+            };
             match job
                 .spec
                 .dependency
@@ -163,6 +178,72 @@ impl State {
             self.dependents.entry(dep).or_default().push(job.id);
         }
         Ok(None)
+    }
+
+    /// Refuses a dependency that is neither a job nor an array.
+    fn check_dependencies(&self, deps: &[JobId]) -> Result<(), StoreError> {
+        match deps
+            .iter()
+            .find(|d| !self.jobs.contains_key(d) && !self.arrays.contains_key(d))
+        {
+            Some(id) => Err(StoreError::UnknownDependency { id: *id }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores an array and its tasks (see `JobStore::submit_array`).
+    pub(super) fn insert_array(
+        &mut self,
+        array: &NewArray,
+        key: Option<(&str, Duration)>,
+        now: Timestamp,
+    ) -> Result<ArraySubmission, StoreError> {
+        if let Some((key, _)) = key {
+            if let Some(&(id, until)) = self.idempotency.get(key) {
+                if let Some(existing) = self.arrays.get(&id).filter(|_| now <= until) {
+                    return Ok(ArraySubmission::Existing(existing.info.clone()));
+                }
+            }
+        }
+        let taken = |id: &JobId| self.jobs.contains_key(id) || self.arrays.contains_key(id);
+        if let Some(id) = std::iter::once(&array.id)
+            .chain(&array.tasks)
+            .find(|id| taken(id))
+        {
+            return Err(StoreError::JobExists { id: *id });
+        }
+        // Checked first: a refusal stores nothing.
+        self.check_dependencies(&array.spec.depends_on)?;
+        let info = ArrayInfo {
+            id: array.id,
+            count: array.tasks.len() as u32,
+            parallelism: array.parallelism,
+            active: 0,
+            done: 0,
+            not_ok: 0,
+            created_at: now,
+        };
+        self.arrays.insert(
+            array.id,
+            ArrayEntry {
+                info: info.clone(),
+                tasks: array.tasks.clone(),
+            },
+        );
+        for job in array.jobs() {
+            self.insert_job(job, now)?;
+        }
+        if let Some((key, ttl)) = key {
+            self.idempotency
+                .insert(key.to_owned(), (array.id, now.plus(ttl)));
+        }
+        let info = self.arrays.get(&array.id).map_or(info, |a| a.info.clone());
+        Ok(ArraySubmission::Created(info))
+    }
+
+    /// An array (`JobNotFound` for no such array).
+    pub(super) fn array(&self, id: JobId) -> Result<&ArrayEntry, StoreError> {
+        self.arrays.get(&id).ok_or(StoreError::JobNotFound { id })
     }
 
     /// Stores `job` under `key` for `ttl`, or returns the job a live `key` already names.
@@ -221,6 +302,18 @@ impl State {
             }
         }
         let need = spec.resources();
+        let array = self.jobs[&id]
+            .job
+            .array
+            .and_then(|t| self.arrays.get_mut(&t.array_job_id));
+        if let Some(array) = array {
+            if to.holds_resources() && !from.holds_resources() {
+                array.info.active += 1;
+            } else if from.holds_resources() && !to.holds_resources() {
+                array.info.active = array.info.active.saturating_sub(1);
+            }
+        }
+        let spec = &self.jobs[&id].job.spec;
         if to.holds_resources() && !from.holds_resources() {
             let held = self.held.entry(spec.queue.clone()).or_default();
             *held = held.checked_add(&need).unwrap_or(*held);

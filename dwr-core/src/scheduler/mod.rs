@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
+use crate::arrays::{ArrayInfo, ArraySubmission, NewArray};
 use crate::error::{Rejection, StoreError};
 use crate::executor::Executor;
 use crate::ids::{ExecutorId, JobId};
@@ -64,6 +65,8 @@ struct PassState<'a> {
     batch: Batch,
     /// The jobs under way, read when a first job may preempt.
     victims: Option<Victims>,
+    /// The arrays with tasks in the pass, counting this pass's placements.
+    arrays: HashMap<JobId, ArrayInfo>,
 }
 
 /// Placements decided in a pass and not yet committed: the assignments, and beside each
@@ -92,6 +95,13 @@ pub enum PendingReason {
     NoRoom(Explanation),
     /// Its queue is at its quota.
     AtQuota(AtQuota),
+    /// Its array has as many tasks under way as its parallelism.
+    ArrayAtParallelism {
+        /// The array.
+        array: JobId,
+        /// Its parallelism.
+        parallelism: u32,
+    },
     /// It preempts jobs of lower priority on an executor, or waits for those it preempted
     /// to stop.
     Preempting {
@@ -109,7 +119,9 @@ impl PendingReason {
     pub fn explanation(&self) -> Option<&Explanation> {
         match self {
             PendingReason::NoRoom(why) => Some(why),
-            PendingReason::AtQuota(_) | PendingReason::Preempting { .. } => None,
+            PendingReason::AtQuota(_)
+            | PendingReason::ArrayAtParallelism { .. }
+            | PendingReason::Preempting { .. } => None,
         }
     }
 }
@@ -119,6 +131,10 @@ impl fmt::Display for PendingReason {
         match self {
             PendingReason::NoRoom(why) => why.fmt(f),
             PendingReason::AtQuota(at) => at.fmt(f),
+            PendingReason::ArrayAtParallelism { array, parallelism } => write!(
+                f,
+                "array {array} at its parallelism ({parallelism} of its tasks under way)"
+            ),
             PendingReason::Preempting {
                 executor,
                 evicted: 0,
@@ -323,6 +339,46 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Validates `spec` as [`submit`](Self::submit) does and stores an array of `count`
+    /// tasks of it, at most `parallelism` under way at once, under an idempotency `key`
+    /// when given (a repeat with the key returns the array stored first); wakes the loop.
+    pub async fn submit_array(
+        &self,
+        spec: JobSpec,
+        count: u32,
+        parallelism: Option<u32>,
+        key: Option<&str>,
+    ) -> Result<ArraySubmission, SubmitError> {
+        self.validate(&spec)?;
+        let array = NewArray::new(spec, count, parallelism);
+        array.validate()?;
+        let submission = self
+            .inner
+            .store
+            .submit_array(&array, key.map(|k| (k, IDEMPOTENCY_TTL)))
+            .await?;
+        self.trigger();
+        Ok(submission)
+    }
+
+    /// Aborts every task of an array not ended yet (as [`abort`](Self::abort) each);
+    /// returns how many it asked to abort.
+    pub async fn abort_array(&self, id: JobId) -> Result<usize, StoreError> {
+        let mut asked = 0;
+        for (task, state) in self.inner.store.array_tasks(id).await? {
+            if state.is_terminal() {
+                continue;
+            }
+            match self.abort(task).await {
+                Ok(_) => asked += 1,
+                // It ended meanwhile.
+                Err(StoreError::AlreadyTerminal { .. } | StoreError::JobNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(asked)
+    }
+
     /// Aborts a job: a pending job at once, an assigned or running one through its executor.
     pub async fn abort(&self, id: JobId) -> Result<AbortRequested, StoreError> {
         let outcome = self.inner.store.request_abort(id, AbortCause::User).await?;
@@ -428,6 +484,20 @@ impl Scheduler {
         let total = executors.iter().fold(Resources::ZERO, |total, e| {
             total.checked_add(&e.capacity()).unwrap_or(total)
         });
+        // The arrays with tasks in this pass: how many of their tasks are under way.
+        let mut arrays = HashMap::new();
+        for task in pending.iter().filter_map(|q| q.job.array) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = arrays.entry(task.array_job_id)
+            {
+                match store.array(task.array_job_id).await {
+                    Ok(array) => {
+                        slot.insert(array);
+                    }
+                    Err(StoreError::JobNotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         let mut fair = FairQueues::new(pending, &usage, queues, total);
         let mut pass = PassState {
             view: &mut view,
@@ -436,6 +506,7 @@ impl Scheduler {
             reasons: HashMap::new(),
             batch: Batch::default(),
             victims: None,
+            arrays,
         };
         while let Some((queue, queued)) = pass.fair.next() {
             let id = queued.job.id;
@@ -476,6 +547,15 @@ impl Scheduler {
         // from when they were met.
         let waited = now.since(job.waiting_since());
         let need = job.spec.resources();
+        // A task held back by its array's parallelism waits for its siblings, not for room:
+        // its allocation timeout does not run out for that.
+        let array = job.array.and_then(|t| pass.arrays.get(&t.array_job_id));
+        if let Some(array) = array.filter(|a| !a.has_room()) {
+            return Ok(Some(PendingReason::ArrayAtParallelism {
+                array: array.id,
+                parallelism: array.parallelism.unwrap_or_default(),
+            }));
+        }
         let placed = match pass.fair.at_quota(queue, &need) {
             Some(at) => Err(PendingReason::AtQuota(at)),
             None => {
@@ -497,6 +577,9 @@ impl Scheduler {
                 // commit be refused, the executor is set aside anyway.
                 pass.view.reserve(choice.executor, &need, &choice.gpu_ids);
                 pass.fair.take(queue, &need);
+                if let Some(array) = job.array.and_then(|t| pass.arrays.get_mut(&t.array_job_id)) {
+                    array.active += 1;
+                }
                 let exec = &pass.view.executors()[choice.executor];
                 // The job as read goes with the proposal: the store need not read it back.
                 let job = Arc::new(job);
@@ -679,7 +762,10 @@ impl Scheduler {
                     debug!(job = %assignment.job, %reason, "assignment rejected; view was stale");
                     let need = decided.job.spec.resources();
                     fair.give_back(decided.queue, &need);
-                    if !matches!(reason, Rejection::QuotaReached { .. }) {
+                    if !matches!(
+                        reason,
+                        Rejection::QuotaReached { .. } | Rejection::ArrayAtParallelism { .. }
+                    ) {
                         view.set_aside(decided.index);
                     }
                     report.rejected += 1;

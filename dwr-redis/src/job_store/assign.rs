@@ -108,6 +108,9 @@ pub(super) fn reply(assignment: &Assignment, reply: &redis::Value) -> Result<Job
         })),
         "executor_gone" => Err(reject(Rejection::ExecutorGone)),
         "blocked" => Err(reject(Rejection::DependenciesNotMet)),
+        "array_full" => Err(reject(Rejection::ArrayAtParallelism {
+            array: crate::codec::job_id_at(rest, 0, SCRIPT)?,
+        })),
         "executor_not_alive" => Err(reject(Rejection::ExecutorNotAlive)),
         "no_room" => Err(reject(Rejection::NoRoom {
             dimension: dimension_at(rest, 0)?,

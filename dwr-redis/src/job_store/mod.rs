@@ -5,6 +5,7 @@
 //! [`transitions`] (running, finishing and aborting a job), [`executors`] (registration,
 //! liveness, expiry), [`events`] (an executor's event list), [`logs`] and [`purge`].
 
+mod arrays;
 mod assign;
 mod events;
 mod executors;
@@ -18,9 +19,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dwr_core::{
-    AbortCause, AbortRequested, Assignment, Executor, ExecutorEvent, ExecutorId,
-    ExecutorRegistration, Expiry, Finished, HostUsage, Job, JobId, JobQuery, JobState, JobStore,
-    Outcome, QueueUsage, Queued, StoreError, Submission, Timestamp,
+    AbortCause, AbortRequested, ArrayInfo, ArraySubmission, Assignment, Executor, ExecutorEvent,
+    ExecutorId, ExecutorRegistration, Expiry, Finished, HostUsage, Job, JobId, JobQuery, JobState,
+    JobStore, NewArray, Outcome, QueueUsage, Queued, StoreError, Submission, Timestamp,
 };
 
 use crate::codec::unexpected;
@@ -107,6 +108,22 @@ impl JobStore for RedisJobStore {
 
     async fn queue_position(&self, id: JobId) -> Result<Option<u64>, StoreError> {
         jobs::queue_position(self, id).await
+    }
+
+    async fn submit_array(
+        &self,
+        array: &NewArray,
+        key: Option<(&str, Duration)>,
+    ) -> Result<ArraySubmission, StoreError> {
+        arrays::submit(self, array, key).await
+    }
+
+    async fn array(&self, id: JobId) -> Result<ArrayInfo, StoreError> {
+        arrays::read(self, id, false).await.map(|(info, _)| info)
+    }
+
+    async fn array_tasks(&self, id: JobId) -> Result<Vec<(JobId, JobState)>, StoreError> {
+        arrays::read(self, id, true).await.map(|(_, tasks)| tasks)
     }
 
     async fn queue_usage(&self) -> Result<BTreeMap<String, QueueUsage>, StoreError> {

@@ -79,10 +79,11 @@ if queued ~= redis.call('ZCARD', k_state(S_PENDING)) then
   fail(queued .. ' jobs queued or waiting for dependencies but '
     .. redis.call('ZCARD', k_state(S_PENDING)) .. ' pending')
 end
-local held = {}
+local held, active = {}, {}
 for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
   for _, id in ipairs(redis.call('ZRANGE', k_state(state), 0, -1)) do
-    local j = redis.call('HMGET', k_job(id), 'queue', 'cpu', 'mem', 'ngpu')
+    local j = redis.call('HMGET', k_job(id), 'queue', 'cpu', 'mem', 'ngpu', 'array')
+    if j[5] then active[j[5]] = (active[j[5]] or 0) + 1 end
     local q = j[1] or DEFAULT_QUEUE
     for i, dim in ipairs({ 'cpu', 'mem', 'gpu' }) do
       local field = q .. ':' .. dim
@@ -102,6 +103,13 @@ end
 for field, n in pairs(held) do
   if not seen[field] and n ~= 0 then
     fail('queues hold no ' .. field .. ' but their jobs hold ' .. n)
+  end
+end
+-- The arrays with tasks under way count them (those without any, checked when they have).
+for aid, n in pairs(active) do
+  local recorded = tonumber(redis.call('HGET', k_array(aid), 'active') or '0')
+  if recorded ~= n then
+    fail('array ' .. aid .. ' counts ' .. recorded .. ' tasks under way but has ' .. n)
   end
 end
 return bad

@@ -9,11 +9,16 @@ local now = now_ms()
 local jk, xk = k_job(id), k_exec(ex)
 
 local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt', 'retry_at',
-  'queue', 'deps_left')
+  'queue', 'deps_left', 'array')
 local state = j[1]
 if not state then return { 'job_not_found' } end
 if not can_become(state, S_ASSIGNED) then return { 'not_pending', state } end
 if tonumber(j[9] or '0') > 0 then return { 'blocked' } end
+local ak = j[10] and k_array(j[10])
+if ak then
+  local a = redis.call('HMGET', ak, 'active', 'parallelism')
+  if a[2] and tonumber(a[1] or '0') >= tonumber(a[2]) then return { 'array_full', j[10] } end
+end
 
 -- The executor's hash exists exactly while it is registered (both change in one script).
 local x = redis.call('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',
@@ -61,6 +66,7 @@ for i = 9, #ARGV do
   redis.call('HSET', gk, ARGV[i], id)
 end
 hold(j[8], 1, cpu, mem, ngpu)
+if ak then redis.call('HINCRBY', ak, 'active', 1) end
 redis.call('SADD', k_exec_jobs(ex), id)
 local ip = x[8] or ''
 -- Each commit is the job's next attempt: what every later write of its executor names.

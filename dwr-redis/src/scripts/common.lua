@@ -77,13 +77,34 @@ end
 -- retry_at (12); then what ending an attempt reads: attempt (13), max_retries (14),
 -- retry_ms (15), retry_on (16), attempts (17), executor_ip (18), started_at (19), the
 -- queue key a retry re-enters the queue with (20), the queue (21, nil for the default) and
--- how many attempts ended in a preemption (22), whether jobs wait on it (23), and its
--- dependencies not ended yet (24). A nil state: no such job.
+-- how many attempts ended in a preemption (22), whether jobs wait on it (23), its
+-- dependencies not ended yet (24), and the array it is a task of (25). A nil state: no
+-- such job.
 local function job_for_finish(id)
   return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
     'seq', 'abort', 'exit_code', 'reason', 'log_total', 'retry_at', 'attempt', 'max_retries',
     'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at', 'qk', 'queue',
-    'preemptions', 'has_dependents', 'deps_left')
+    'preemptions', 'has_dependents', 'deps_left', 'array')
+end
+
+-- Whether job or array `dep` ended, and then whether it succeeded (an array: every task
+-- did). Returns nil while it has not ended.
+local function dependency_end(dep)
+  local state = redis.call('HGET', k_job(dep), 'state')
+  if state then
+    if TERMINAL[state] then return true, state == S_SUCCEEDED end
+    return nil
+  end
+  local a = redis.call('HMGET', k_array(dep), 'count', 'done', 'not_ok')
+  if a[1] and tonumber(a[2] or '0') >= tonumber(a[1]) then
+    return true, tonumber(a[3] or '0') == 0
+  end
+  return nil
+end
+
+-- Whether job or array `dep` exists.
+local function dependency_exists(dep)
+  return redis.call('EXISTS', k_job(dep)) == 1 or redis.call('EXISTS', k_array(dep)) == 1
 end
 
 -- What the end of dependency `dep` (`ok`: it succeeded) means for a job waiting on `left`
@@ -112,6 +133,7 @@ local function release(id, j)
   if not ex then return end
   if redis.call('SREM', k_exec_jobs(ex), id) == 0 then return end
   hold(j[21], -1, j[3], j[4], j[5])
+  if j[25] then redis.call('HINCRBY', k_array(j[25]), 'active', -1) end
   local xk = k_exec(ex)
   -- "0 - n", not "-n": Lua formats -0 as "-0", which HINCRBY refuses.
   redis.call('HINCRBY', xk, 'cpu_alloc', 0 - tonumber(j[3]))
@@ -171,11 +193,31 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   redis.call('PUBLISH', ch_logs(id), 'end')
 end
 
--- Tells the jobs waiting on `ended` (which succeeded when `ok`) that it ended: each waits
--- for more, joins its queue, or fails when its dependencies can no longer be met, which
--- its own dependents then hear in turn (a work list, not recursion).
-local function release_dependents(ended, ok, now, log_ttl)
-  local work = { { ended, ok } }
+-- What ended with job `id` (`j` from job_for_finish), which just ended in state `to`, as
+-- dependencies others may wait on: { id, ok } when jobs wait on it (`j[23]`), and its
+-- array's { id, ok } when it was the array's last task to end and jobs wait on the array.
+-- Counts the task's end in its array either way.
+local function ended(id, j, to)
+  local ok = to == S_SUCCEEDED
+  local nodes = {}
+  if j[23] then nodes[1] = { id, ok } end
+  if j[25] then
+    local ak = k_array(j[25])
+    local done = redis.call('HINCRBY', ak, 'done', 1)
+    if not ok then redis.call('HINCRBY', ak, 'not_ok', 1) end
+    local a = redis.call('HMGET', ak, 'count', 'not_ok', 'has_dependents')
+    if a[3] and done >= tonumber(a[1]) then
+      nodes[#nodes + 1] = { j[25], tonumber(a[2] or '0') == 0 }
+    end
+  end
+  return nodes
+end
+
+-- Tells the jobs waiting on each of `work` ({ id, ok }: a job or an array that ended,
+-- succeeded or not) that it ended: each waits for more, joins its queue, or fails when its
+-- dependencies can no longer be met, which its own dependents then hear in turn (a work
+-- list, not recursion).
+local function release_dependents(work, now, log_ttl)
   while #work > 0 do
     local node, node_ok = unpack(table.remove(work))
     local dk = k_dependents(node)
@@ -193,8 +235,9 @@ local function release_dependents(ended, ok, now, log_ttl)
           redis.call('ZADD', k_queue(w[7]), w[6] or queue_key(w[5], DEFAULT_PRIORITY), d)
           wake()
         else
-          end_without_dependents(d, job_for_finish(d), S_FAILED, '', a, '0', now, log_ttl)
-          work[#work + 1] = { d, false }
+          local jd = job_for_finish(d)
+          end_without_dependents(d, jd, S_FAILED, '', a, '0', now, log_ttl)
+          for _, n in ipairs(ended(d, jd, S_FAILED)) do work[#work + 1] = n end
         end
       end
     end
@@ -202,10 +245,69 @@ local function release_dependents(ended, ok, now, log_ttl)
   end
 end
 
--- end_without_dependents, then the jobs waiting on it (only when some do: `j[23]`).
+-- end_without_dependents, then the jobs waiting on it or on its array (nothing more for a
+-- job that is neither waited on nor a task).
 local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   end_without_dependents(id, j, to, exit_code, reason, oom, now, log_ttl)
-  if j[23] then release_dependents(id, to == S_SUCCEEDED, now, log_ttl) end
+  if j[23] or j[25] then release_dependents(ended(id, j, to), now, log_ttl) end
+end
+
+-- Stores job `id` as submitted: its hash (`fields`, a flat list of field/value pairs, and
+-- its sequence, queue key and times), its state's index, and its queue, or, with
+-- dependencies (`deps`, ids that exist, of type `kind`), K_BLOCKED and the dependents set
+-- of each dependency not ended. The caller checked that the id is free. Returns nil, or
+-- for a job with dependencies 'ready', 'blocked' with the counts left and not ok, or
+-- 'failed' with the reason (it is stored failed: those that ended say it can never run).
+local function store_job(id, priority, queue, kind, deps, fields, now)
+  local jk = k_job(id)
+  local seq = redis.call('INCR', K_SEQ)
+  local qk = queue_key(seq, priority)
+  redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now, 'updated_at', now,
+    unpack(fields))
+  redis.call('ZADD', k_state(S_PENDING), seq, id)
+  if queue ~= '' then redis.call('SADD', K_QUEUES, queue) end
+  wake()
+  if #deps == 0 then
+    redis.call('ZADD', k_queue(queue), qk, id)
+    return nil
+  end
+  -- Dependencies: those ended count at once, the job waits on the others.
+  local left, not_ok, open, never = #deps, 0, {}, nil
+  for _, dep in ipairs(deps) do
+    local done, ok = dependency_end(dep)
+    if done then
+      local verdict, a, b = dep_verdict(kind, left, not_ok, dep, ok)
+      if verdict == 'wait' then
+        left, not_ok = a, b
+      elseif verdict == 'ready' then
+        left = 0
+      else
+        never = a
+        break
+      end
+    else
+      open[#open + 1] = dep
+    end
+  end
+  redis.call('HSET', jk, 'dependency', kind)
+  if never then
+    finish_job(id, job_for_finish(id), S_FAILED, '', never, '0', now, '0')
+    return 'failed', never
+  end
+  if left == 0 then
+    redis.call('HSET', jk, 'ready_at', now)
+    redis.call('ZADD', k_queue(queue), qk, id)
+    return 'ready'
+  end
+  redis.call('HSET', jk, 'deps_left', left, 'deps_not_ok', not_ok)
+  redis.call('ZADD', K_BLOCKED, seq, id)
+  for _, dep in ipairs(open) do
+    redis.call('SADD', k_dependents(dep), id)
+    local target = k_job(dep)
+    if redis.call('EXISTS', target) == 0 then target = k_array(dep) end
+    redis.call('HSET', target, 'has_dependents', '1')
+  end
+  return 'blocked', left, not_ok
 end
 
 -- The longest wait before a retry (dwr_core::retry::MAX_RETRY_BACKOFF), ms.

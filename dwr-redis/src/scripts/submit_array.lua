@@ -1,0 +1,46 @@
+-- submit_array.lua: stores an array and its tasks, each a pending job (store_job), in one
+-- call. ARGV: prefix, array id, parallelism ('' for none), idempotency key ('' for none),
+-- its TTL (ms), priority, queue ('' for the default), dependency type, the ids the tasks
+-- depend on (comma-separated, '' for none), the task ids (comma-separated, in index order),
+-- then field/value pairs of a task's hash but its id, times, array and index. Replies
+-- { 'ok', created_at } or { 'existing', array id } (the key names an array already),
+-- { 'unknown_dependency', id } or { 'job_exists', id } (nothing stored).
+local aid, key = ARGV[2], ARGV[4]
+if key ~= '' then
+  local existing = redis.call('GET', k_idem(key))
+  if existing then return { 'existing', existing } end
+end
+local deps = {}
+for dep in string.gmatch(ARGV[9], '[^,]+') do
+  if not dependency_exists(dep) then return { 'unknown_dependency', dep } end
+  deps[#deps + 1] = dep
+end
+local tasks = {}
+for task in string.gmatch(ARGV[10], '[^,]+') do tasks[#tasks + 1] = task end
+local function taken(id)
+  return redis.call('EXISTS', k_job(id)) == 1 or redis.call('EXISTS', k_array(id)) == 1
+end
+if taken(aid) then return { 'job_exists', aid } end
+for _, id in ipairs(tasks) do
+  if taken(id) then return { 'job_exists', id } end
+end
+local now = now_ms()
+local record = { 'count', #tasks, 'active', 0, 'done', 0, 'not_ok', 0, 'created_at', now }
+if ARGV[3] ~= '' then
+  record[#record + 1] = 'parallelism'
+  record[#record + 1] = ARGV[3]
+end
+redis.call('HSET', k_array(aid), unpack(record))
+-- In slices: Lua's unpack stops at a few thousand values.
+for from = 1, #tasks, 1000 do
+  redis.call('RPUSH', k_array_tasks(aid), unpack(tasks, from, math.min(from + 999, #tasks)))
+end
+if key ~= '' then redis.call('SET', k_idem(key), aid, 'PX', ARGV[5]) end
+local template = { unpack(ARGV, 11) }
+local n = #template
+for index, id in ipairs(tasks) do
+  template[n + 1], template[n + 2] = 'array', aid
+  template[n + 3], template[n + 4] = 'array_index', index - 1
+  store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, template, now)
+end
+return { 'ok', tostring(now) }
