@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::wire::{
-    CleanupResponse, ErrorBody, ExecutorsResponse, HealthResponse, JobRequest, JobView,
+    ArrayView, CleanupResponse, ErrorBody, ExecutorsResponse, HealthResponse, JobRequest, JobView,
     LogsResponse, QueuesResponse, ScheduleResponse, StatsResponse,
 };
 
@@ -146,6 +146,29 @@ impl Client {
     /// again (three tries, a second apart) with the same key, so a submission whose answer
     /// was lost makes at most one job.
     pub async fn submit_with_key(&self, request: &JobRequest, key: &str) -> Result<JobView, Error> {
+        self.post_submit(request, key).await
+    }
+
+    /// `POST /jobs` of a request with `array`, with `Idempotency-Key: key` (tried again as
+    /// [`submit_with_key`](Self::submit_with_key)): the array.
+    pub async fn submit_array_with_key(
+        &self,
+        request: &JobRequest,
+        key: &str,
+    ) -> Result<ArrayView, Error> {
+        self.post_submit(request, key).await
+    }
+
+    /// `GET /jobs/{id}` of an array: its status and its tasks' counts and ids.
+    pub async fn array(&self, id: JobId) -> Result<ArrayView, Error> {
+        self.get(&format!("/jobs/{id}")).await
+    }
+
+    async fn post_submit<T: DeserializeOwned>(
+        &self,
+        request: &JobRequest,
+        key: &str,
+    ) -> Result<T, Error> {
         let mut tries = 0;
         loop {
             tries += 1;

@@ -68,7 +68,10 @@ impl NewArray {
                 value: count,
             });
         }
-        if let Some(p) = self.parallelism.filter(|&p| p == 0) {
+        if let Some(p) = self
+            .parallelism
+            .filter(|&p| !(1..=MAX_ARRAY_TASKS).contains(&p))
+        {
             return Err(SpecError::OutOfRange {
                 field: SpecField::ArrayParallelism,
                 min: 1,

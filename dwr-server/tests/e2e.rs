@@ -458,8 +458,7 @@ async fn a_three_stage_pipeline_runs_in_order() {
     // In order: each started after the one before it finished.
     let time = |job: &Value, field: &str| {
         let text = job[field].as_str().unwrap();
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .unwrap()
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).unwrap()
     };
     assert!(
         time(&b, "started_at") >= time(&a, "finished_at"),
@@ -473,5 +472,68 @@ async fn a_three_stage_pipeline_runs_in_order() {
         let id = job["job_id"].as_str().unwrap();
         let log = c.get(&format!("/jobs/{id}/logs")).await;
         assert_eq!(log["lines"], json!([line]), "{id}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_array_runs_each_index_once_never_more_than_its_parallelism() {
+    let Some(mut c) = Cluster::serial().await else {
+        return;
+    };
+    c.start_scheduler().await;
+    // Room for all 20 at once: only the parallelism holds them back.
+    c.start_executor("a", "4", "2048").await;
+    let mut body = job(
+        &[
+            "sh",
+            "-c",
+            "echo task $DWR_ARRAY_INDEX of $DWR_ARRAY_JOB_ID; sleep 0.3",
+        ],
+        0.1,
+        0.03125,
+    );
+    body["array"] = json!({"count": 20, "parallelism": 4});
+    let r = c
+        .http
+        .post(c.url("/jobs"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let array: Value = r.json().await.unwrap();
+    let id = array["array_job_id"].as_str().unwrap().to_owned();
+    let tasks: Vec<String> = serde_json::from_value(array["task_ids"].clone()).unwrap();
+    assert_eq!(tasks.len(), 20);
+
+    // Watch: never more than 4 tasks under way, until all 20 ended.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut most = 0;
+    loop {
+        let seen = c.get(&format!("/jobs/{id}")).await;
+        let counts = &seen["status_counts"];
+        let under_way = counts["assigned"].as_u64().unwrap() + counts["running"].as_u64().unwrap();
+        most = most.max(under_way);
+        assert!(under_way <= 4, "{under_way} tasks under way: {seen}");
+        if seen["status"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "array not done: {seen}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("array of 20, parallelism 4: at most {most} tasks under way at once");
+    // Each index exactly once, with its index in its log.
+    for (index, task) in tasks.iter().enumerate() {
+        let job = c.get(&format!("/jobs/{task}")).await;
+        assert_eq!(
+            (job["attempt"].as_u64(), job["array_index"].as_u64()),
+            (Some(1), Some(index as u64))
+        );
+        let log = c.get(&format!("/jobs/{task}/logs")).await;
+        assert_eq!(
+            log["lines"],
+            json!([format!("task {index} of {id}")]),
+            "{task}"
+        );
     }
 }

@@ -68,6 +68,12 @@ pub struct JobView {
     /// Of its dependencies, how many have not ended yet (0 once they are met).
     #[serde(default)]
     pub dependencies_left: u32,
+    /// The array it is a task of (`null` for a job of its own).
+    #[serde(default)]
+    pub array_job_id: Option<String>,
+    /// Its index in that array.
+    #[serde(default)]
+    pub array_index: Option<u32>,
     /// While pending, in `GET /jobs/{id}`: how many pending jobs are ahead of it in its
     /// queue (`null` elsewhere, and once it is placed).
     #[serde(default)]
@@ -224,6 +230,8 @@ impl JobView {
             depends_on: spec.depends_on.iter().map(ToString::to_string).collect(),
             dependency: (!spec.depends_on.is_empty()).then_some(spec.dependency),
             dependencies_left: job.deps_left,
+            array_job_id: job.array.map(|t| t.array_job_id.to_string()),
+            array_index: job.array.map(|t| t.index),
             queue_position: None,
             status: job.state,
             status_date: job.status_date().to_rfc3339(),

@@ -13,6 +13,7 @@
 //!   first) and, for the original clients, `logs` (the same lines joined with `\n`). With
 //!   `?follow=true` it streams `text/plain` instead, one line per log line.
 
+mod array;
 mod cluster;
 mod job;
 mod ops;
@@ -20,6 +21,7 @@ mod queues;
 mod request;
 mod stats;
 
+pub use array::{ArrayRequest, ArrayView, JobOrArray, StatusCounts};
 pub use cluster::{ClusterStats, ExecutorView, ExecutorsResponse, GpuView};
 pub use job::{AttemptView, JobView, HIDDEN_ENV_VALUE};
 pub use ops::{

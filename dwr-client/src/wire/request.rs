@@ -105,13 +105,17 @@ pub struct JobRequest {
     /// Slurm's names (extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dependency: Option<String>,
+    /// Submit an array of tasks of this job instead of one job (extension): the answer is
+    /// the array.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<super::ArrayRequest>,
 }
 
 /// Deserializes an optional whole number written as an integer (`30`) or as a number without
 /// a fraction (`30.0`): JSON Schema's `integer` admits both, and so did the original
 /// system's server. A fraction, a negative number or one out of `T`'s range is refused,
 /// naming the field.
-fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+pub(super) fn whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: TryFrom<u64>,
@@ -140,6 +144,16 @@ where
     T::try_from(whole).map(Some).map_err(|_| {
         D::Error::invalid_value(Unexpected::Unsigned(whole), &"a smaller whole number")
     })
+}
+
+/// [`whole_number`] for a required field.
+pub(super) fn required_whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error;
+    whole_number(deserializer)?.ok_or_else(|| D::Error::custom("a whole number is required"))
 }
 
 impl JobRequest {

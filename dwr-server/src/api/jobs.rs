@@ -5,15 +5,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use dwr_core::deps::short;
 use dwr_core::{
-    AbortRequested, Job, JobId, JobQuery, JobState, JobStore, StoreError, Submission, SubmitError,
-    Timestamp,
+    AbortRequested, ArrayInfo, ArraySubmission, Job, JobId, JobQuery, JobState, JobStore,
+    StoreError, Submission, SubmitError, Timestamp,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::auth::Caller;
 use super::{ApiError, ApiJson, AppState};
-use dwr_client::wire::{ErrorBody, JobRequest, JobView};
+use dwr_client::wire::{ArrayView, ErrorBody, JobOrArray, JobRequest, JobView};
 
 /// Default of `limit` on `GET /jobs`.
 pub const DEFAULT_LIST_LIMIT: usize = 100;
@@ -159,8 +159,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         ("Idempotency-Key" = Option<String>, Header, description = "Makes the submit idempotent for 24 h: 1 to 255 visible ASCII characters"),
     ),
     responses(
-        (status = 201, description = "Job accepted, pending", body = JobView),
-        (status = 200, description = "The job already submitted with this Idempotency-Key", body = JobView),
+        (status = 201, description = "Job accepted, pending (with `array`: the array, its tasks pending)", body = JobOrArray),
+        (status = 200, description = "The job (or array) already submitted with this Idempotency-Key", body = JobOrArray),
         (status = 400, description = "Malformed JSON, or a malformed Idempotency-Key", body = ErrorBody),
         (status = 409, description = "The job submitted with this Idempotency-Key was deleted since", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -173,28 +173,44 @@ pub(super) async fn submit_job(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<JobRequest>,
-) -> Result<(StatusCode, Json<JobView>), ApiError> {
+) -> Result<(StatusCode, Json<JobOrArray>), ApiError> {
     // A tenant's keys are its own: another's same key names another job.
     let key = idempotency_key(&headers)?.map(|key| match &caller.name {
         Some(owner) => format!("{owner}/{key}"),
         None => key,
     });
+    let array = request.array.clone();
     let mut spec = request.into_spec()?;
     caller.may_submit_to(&spec.queue)?;
     spec.owner = caller.name.clone();
+    if let Some(array) = array {
+        let submitted = state
+            .scheduler
+            .submit_array(spec, array.count, array.parallelism, key.as_deref())
+            .await?;
+        let (status, info) = match submitted {
+            ArraySubmission::Created(info) => (StatusCode::CREATED, info),
+            ArraySubmission::Existing(info) => (StatusCode::OK, info),
+        };
+        tracing::info!(array = %info.id, tasks = info.count, "array submitted");
+        return Ok((status, Json(array_view(&state, &info).await?)));
+    }
     let Some(key) = key else {
         let job = state.scheduler.submit(spec).await?;
         tracing::info!(job = %job.id, image = %job.spec.image, "job submitted");
-        return Ok((StatusCode::CREATED, Json(JobView::from_job(&job, None))));
+        let view = JobView::from_job(&job, None);
+        return Ok((StatusCode::CREATED, Json(JobOrArray::Job(Box::new(view)))));
     };
     match state.scheduler.submit_idempotent(spec, &key).await {
         Ok(Submission::Created(job)) => {
             tracing::info!(job = %job.id, image = %job.spec.image, "job submitted (idempotency key)");
-            Ok((StatusCode::CREATED, Json(JobView::from_job(&job, None))))
+            let view = JobView::from_job(&job, None);
+            Ok((StatusCode::CREATED, Json(JobOrArray::Job(Box::new(view)))))
         }
         Ok(Submission::Existing(job)) => {
             tracing::info!(job = %job.id, "submit repeated with its idempotency key");
-            Ok((StatusCode::OK, view_now(&state, &caller, &job).await?))
+            let view = view_now(&state, &caller, &job).await?.0;
+            Ok((StatusCode::OK, Json(JobOrArray::Job(Box::new(view)))))
         }
         Err(SubmitError::Store(StoreError::JobNotFound { id })) => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -302,7 +318,7 @@ pub(super) async fn list_jobs(
     get, path = "/jobs/{job_id}", tag = "jobs",
     params(("job_id" = String, Path, description = "The job id (a UUID)")),
     responses(
-        (status = 200, description = "The job", body = JobView),
+        (status = 200, description = "The job, or the array with this id", body = JobOrArray),
         (status = 400, description = "Malformed job id", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody),
     )
@@ -311,10 +327,26 @@ pub(super) async fn get_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(job_id): Path<String>,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Json<JobOrArray>, ApiError> {
     let id = parse_job_id(&job_id)?;
-    let job = state.scheduler.store().job(id).await?;
-    view_now(&state, &caller, &job).await
+    let store = state.scheduler.store();
+    match store.job(id).await {
+        Ok(job) => {
+            let view = view_now(&state, &caller, &job).await?.0;
+            Ok(Json(JobOrArray::Job(Box::new(view))))
+        }
+        Err(StoreError::JobNotFound { .. }) => {
+            let info = store.array(id).await?;
+            Ok(Json(array_view(&state, &info).await?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The array `info` with its tasks' states.
+async fn array_view(state: &AppState, info: &ArrayInfo) -> Result<JobOrArray, ApiError> {
+    let tasks = state.scheduler.store().array_tasks(info.id).await?;
+    Ok(JobOrArray::Array(ArrayView::new(info, &tasks)))
 }
 
 /// Aborts a job: a pending one at once (`aborted`), an assigned or running one through its
@@ -323,7 +355,7 @@ pub(super) async fn get_job(
     delete, path = "/jobs/{job_id}", tag = "jobs",
     params(("job_id" = String, Path, description = "The job id (a UUID)")),
     responses(
-        (status = 200, description = "Aborted, or abort requested", body = JobView),
+        (status = 200, description = "Aborted, or abort requested (an array: every task not ended)", body = JobOrArray),
         (status = 400, description = "Malformed id, or the job is already finished", body = ErrorBody),
         (status = 404, description = "Unknown job", body = ErrorBody),
         (status = 409, description = "The job changed state meanwhile", body = ErrorBody),
@@ -333,13 +365,30 @@ pub(super) async fn abort_job(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(job_id): Path<String>,
-) -> Result<Json<JobView>, ApiError> {
+) -> Result<Json<JobOrArray>, ApiError> {
     let id = parse_job_id(&job_id)?;
-    let owner = state.scheduler.store().job(id).await?.spec.owner;
+    let store = state.scheduler.store();
+    let owner = match store.job(id).await {
+        Ok(job) => job.spec.owner,
+        Err(StoreError::JobNotFound { .. }) => {
+            // An array: every task not ended, if the caller may abort its tasks.
+            let info = store.array(id).await?;
+            let tasks = store.array_tasks(id).await?;
+            if let Some((first, _)) = tasks.first() {
+                caller.may_abort(store.job(*first).await?.spec.owner.as_deref(), &job_id)?;
+            }
+            let asked = state.scheduler.abort_array(id).await?;
+            tracing::info!(array = %id, tasks = asked, "abort of an array requested");
+            let info = store.array(info.id).await?;
+            return Ok(Json(array_view(&state, &info).await?));
+        }
+        Err(e) => return Err(e.into()),
+    };
     caller.may_abort(owner.as_deref(), &job_id)?;
     let job = match state.scheduler.abort(id).await? {
         AbortRequested::AbortedAtOnce(job) | AbortRequested::Signalled(job) => job,
     };
     tracing::info!(job = %id, state = %job.state, "abort requested");
-    view_now(&state, &caller, &job).await
+    let view = view_now(&state, &caller, &job).await?.0;
+    Ok(Json(JobOrArray::Job(Box::new(view))))
 }

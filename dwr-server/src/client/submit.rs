@@ -9,7 +9,9 @@ use dwr_core::{Dependency, VolumeMount};
 use super::args::{parse_cpus, parse_duration, parse_env, parse_memory_mib};
 use super::logs::{exit_code_of, final_note, follow_to_end, StatusReporter};
 use super::ClientError;
+use dwr_client::wire::ArrayRequest;
 use dwr_client::{to_pretty_json, Client, JobRequest};
+use dwr_core::arrays::MAX_ARRAY_TASKS;
 
 /// Arguments of `dwr submit`.
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +88,11 @@ pub struct SubmitArgs {
     /// Start once these jobs ended and at least one did not succeed (afternotok).
     #[arg(long = "after-notok", value_name = "ID[,ID...]", value_delimiter = ',')]
     pub after_notok: Vec<String>,
+    /// Submit an array of tasks, Slurm's syntax: `0-99` for 100 tasks (indexes 0 to 99,
+    /// each in DWR_ARRAY_INDEX), `0-99%10` for at most 10 under way at once. Prints the
+    /// array's id; `--wait` waits for every task.
+    #[arg(long, value_name = "0-N[%P]", value_parser = parse_array, conflicts_with = "follow")]
+    pub array: Option<ArrayRequest>,
     /// The submit's idempotency key (default: a new random one). The submit is sent again
     /// with it when the server cannot be reached or does not answer in time, so a retried
     /// submit never creates a second job.
@@ -151,13 +158,51 @@ impl SubmitArgs {
             .into_iter()
             .find(|(ids, _)| !ids.is_empty())
             .map(|(_, kind)| kind.as_str().to_owned()),
+            array: self.array.clone(),
         }
     }
+}
+
+/// `--array 0-N[%P]`: tasks 0 to N, at most P at once.
+fn parse_array(text: &str) -> Result<ArrayRequest, String> {
+    let (range, parallelism) = match text.split_once('%') {
+        Some((range, p)) => (range, Some(p)),
+        None => (text, None),
+    };
+    let (first, last) = range
+        .split_once('-')
+        .ok_or_else(|| format!("{text:?} is not a range: write 0-99 (or 0-99%10)"))?;
+    if first.trim() != "0" {
+        return Err(format!(
+            "{text:?}: an array's indexes start at 0 (write 0-{})",
+            last.trim()
+        ));
+    }
+    let last: u32 = last
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?}: {last:?} is not a whole number"))?;
+    let count = last
+        .checked_add(1)
+        .filter(|&n| n <= MAX_ARRAY_TASKS)
+        .ok_or_else(|| format!("{text:?}: at most {MAX_ARRAY_TASKS} tasks"))?;
+    let parallelism = parallelism
+        .map(|p| match p.trim().parse::<u32>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(format!(
+                "{text:?}: after % comes how many at once, at least 1"
+            )),
+        })
+        .transpose()?;
+    Ok(ArrayRequest { count, parallelism })
 }
 
 /// Submits the job; prints its id (or its JSON); with `--wait`/`--follow` stays until it ends
 /// and returns its exit code.
 pub async fn run(api: &Client, args: &SubmitArgs, json: bool) -> Result<i32, ClientError> {
+    if args.array.is_some() {
+        return run_array(api, args, json).await;
+    }
     // A server that cannot be reached is tried again with the same key: at most one job.
     let job = match &args.idempotency_key {
         Some(key) => api.submit_with_key(&args.to_request(), key).await?,
@@ -193,6 +238,50 @@ pub async fn run(api: &Client, args: &SubmitArgs, json: bool) -> Result<i32, Cli
     }
     Ok(exit_code_of(&done))
 }
+
+/// `dwr submit --array`: prints the array's id (or its JSON); with `--wait`, polls until
+/// every task ended and exits 0 when all succeeded, 1 otherwise.
+async fn run_array(api: &Client, args: &SubmitArgs, json: bool) -> Result<i32, ClientError> {
+    let key = args
+        .idempotency_key
+        .clone()
+        .unwrap_or_else(|| dwr_core::JobId::new().to_string());
+    let array = api.submit_array_with_key(&args.to_request(), &key).await?;
+    let id: dwr_core::JobId = array
+        .array_job_id
+        .parse()
+        .map_err(|e: dwr_core::MalformedJobId| ClientError::Output(std::io::Error::other(e)))?;
+    if !args.wait {
+        let text = if json {
+            to_pretty_json(&array) + "\n"
+        } else {
+            format!("{id}\n")
+        };
+        super::print(&text)?;
+        return Ok(0);
+    }
+    if !json {
+        super::print(&format!("{id}\n"))?;
+    }
+    let mut done = array;
+    while !done.ended() {
+        tokio::time::sleep(ARRAY_POLL).await;
+        done = api.array(id).await?;
+    }
+    let c = &done.status_counts;
+    if json {
+        super::print(&(to_pretty_json(&done) + "\n"))?;
+    } else {
+        eprintln!(
+            "array {id} {}: {} succeeded, {} failed, {} aborted of {}",
+            done.status, c.succeeded, c.failed, c.aborted, done.count
+        );
+    }
+    Ok(i32::from(done.status != "succeeded"))
+}
+
+/// How often `dwr submit --array --wait` asks how the array stands.
+const ARRAY_POLL: Duration = Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {
@@ -263,6 +352,40 @@ mod tests {
         assert_eq!((args.to_request().priority, spec.priority), (Some(80), 80));
         assert_eq!(spec.queue, "research");
         assert!(spec.depends_on.is_empty());
+    }
+
+    #[test]
+    fn array_takes_slurms_range_and_parallelism() {
+        let r = submit("submit img --array 0-99%10 -- true").to_request();
+        assert_eq!(
+            r.array,
+            Some(ArrayRequest {
+                count: 100,
+                parallelism: Some(10)
+            })
+        );
+        let r = submit("submit img --array 0-0 -- true").to_request();
+        assert_eq!(
+            r.array,
+            Some(ArrayRequest {
+                count: 1,
+                parallelism: None
+            })
+        );
+        for (bad, needle) in [
+            ("1-10", "start at 0"),
+            ("0-x", "whole number"),
+            ("10", "not a range"),
+            ("0-9%0", "at least 1"),
+            ("0-10000", "at most 10000"),
+        ] {
+            let e = parse(&format!("submit img --array {bad} -- true")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{bad}: {e}");
+        }
+        assert!(
+            parse("submit img --array 0-9 --follow -- true").is_err(),
+            "no --follow"
+        );
     }
 
     #[test]

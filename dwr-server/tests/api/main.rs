@@ -3,6 +3,7 @@
 //! logs, finish), so every answer is deterministic. One test binary: the harness is here,
 //! the tests are in a module per concept.
 
+mod arrays;
 mod auth;
 mod cluster;
 mod deps;
