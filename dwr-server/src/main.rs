@@ -88,7 +88,10 @@ async fn run(cli: Cli) -> ExitCode {
             let dir = args.common.log_dir.clone();
             logged(&dir, "dev.log", service::run_dev(args, shutdown)).await
         }
-        Command::Bench(args) => finish_bench(bench::run_bench(args).await.map(drop)),
+        Command::Bench(args) => match args.arrays {
+            Some(size) => finish_bench(bench::run_submit_bench(&args, size).await.map(drop)),
+            None => finish_bench(bench::run_bench(args).await.map(drop)),
+        },
         Command::Simulate(args) => finish_bench(bench::run_simulation(args).await.map(drop)),
     }
 }

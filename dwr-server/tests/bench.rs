@@ -1,7 +1,7 @@
 //! The load tool and the scale simulation, run small: their figures must add up.
 
 use dwr_server::bench::{
-    run_bench, run_simulation, BenchArgs, RuntimeKind, SimulateArgs, StoreKind,
+    run_bench, run_simulation, run_submit_bench, BenchArgs, RuntimeKind, SimulateArgs, StoreKind,
 };
 
 /// `dwr bench` over the in-memory store and the fake runtime: two executors, 16 jobs in
@@ -17,7 +17,21 @@ fn in_memory(jobs: usize, job_ms: u64, retention_secs: Option<f64>) -> BenchArgs
         concurrency: 16,
         job_ms,
         retention_secs,
+        arrays: None,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_submit_mode_stores_the_jobs_both_ways_and_compares() {
+    let args = in_memory(450, 0, None);
+    let report = run_submit_bench(&args, 100).await.unwrap();
+    assert_eq!(
+        (report.jobs, report.array_size, report.concurrency),
+        (450, 100, 16)
+    );
+    assert!(report.one_by_one_jobs_per_second > 0.0 && report.array_jobs_per_second > 0.0);
+    let ratio = report.array_jobs_per_second / report.one_by_one_jobs_per_second;
+    assert!((report.ratio - ratio).abs() < 0.01, "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,10 @@ pub struct BenchArgs {
     /// short retention shows whether memory and Redis stay flat.
     #[arg(long)]
     pub retention_secs: Option<f64>,
+    /// Measure submission instead: store `--jobs` jobs one by one (`--concurrency` at
+    /// once), then as arrays of this many tasks, and compare the rates (nothing runs them).
+    #[arg(long, value_name = "TASKS")]
+    pub arrays: Option<usize>,
 }
 
 /// The figures of one run; printed as the last line, as JSON.
@@ -359,7 +363,7 @@ async fn redis_counters(
     Ok(Some((stats, r.requests_sent())))
 }
 
-fn job_spec(args: &BenchArgs) -> JobSpec {
+pub(super) fn job_spec(args: &BenchArgs) -> JobSpec {
     let command = match args.runtime {
         RuntimeKind::Docker => vec!["true".to_owned()],
         RuntimeKind::Fake if args.job_ms == 0 => vec!["true".to_owned()],

@@ -12,9 +12,11 @@
 mod load;
 mod simulate;
 mod stats;
+mod submit;
 
 pub use load::{run_bench, BenchArgs, BenchReport, RuntimeKind, StoreKind};
 pub use simulate::{run_simulation, SimulateArgs, SimulationStep};
+pub use submit::{run_submit_bench, SubmitReport};
 
 /// Why a load run or a simulation could not complete.
 #[derive(Debug, thiserror::Error)]
