@@ -81,7 +81,7 @@ proptest! {
                 // Some of the tasks under way end, in an order the mask picks.
                 for job in jobs.iter().filter(|j| j.state == JobState::Assigned) {
                     step += 1;
-                    if end_mask >> (step % 64) & 1 == 1 || step % 7 == 0 {
+                    if end_mask >> (step % 64) & 1 == 1 || step.is_multiple_of(7) {
                         let exec = job.executor.clone().unwrap();
                         store.mark_running(job.id, &exec, job.attempt).await.unwrap();
                         store.finish(job.id, &Outcome::exited(0, false), Some(job.attempt)).await.unwrap();
