@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::wire::{
-    ArrayView, CleanupResponse, ErrorBody, ExecutorsResponse, HealthResponse, JobRequest, JobView,
-    LogsResponse, QueuesResponse, ScheduleResponse, StatsResponse,
+    ArrayView, CleanupResponse, ErrorBody, ExecutorsResponse, HealthResponse, JobOrArray,
+    JobRequest, JobView, LogsResponse, QueuesResponse, ScheduleResponse, StatsResponse,
 };
 
 /// How long connecting may take before the server counts as unreachable.
@@ -162,6 +162,17 @@ impl Client {
     /// `GET /jobs/{id}` of an array: its status and its tasks' counts and ids.
     pub async fn array(&self, id: JobId) -> Result<ArrayView, Error> {
         self.get(&format!("/jobs/{id}")).await
+    }
+
+    /// `GET /jobs/{id}` of a job or an array, whichever the id names.
+    pub async fn job_or_array(&self, id: JobId) -> Result<JobOrArray, Error> {
+        self.get(&format!("/jobs/{id}")).await
+    }
+
+    /// `DELETE /jobs/{id}` of a job or an array (every task not ended).
+    pub async fn abort_job_or_array(&self, id: JobId) -> Result<JobOrArray, Error> {
+        let path = format!("/jobs/{id}");
+        self.send(self.http.delete(self.url(&path)), &path).await
     }
 
     async fn post_submit<T: DeserializeOwned>(

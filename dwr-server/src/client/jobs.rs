@@ -7,7 +7,7 @@ use dwr_core::JobId;
 use super::args::{format_mib, trim_number};
 use super::table::{key_values, Table, NONE};
 use super::{ClientError, JobsArgs};
-use dwr_client::{to_pretty_json, AttemptView, Client, JobView, JobsQuery};
+use dwr_client::{to_pretty_json, ArrayView, AttemptView, Client, JobOrArray, JobView, JobsQuery};
 
 /// The longest command shown in the jobs table; `dwr job ID` shows it in full.
 const COMMAND_WIDTH: usize = 40;
@@ -42,17 +42,64 @@ pub async fn list(api: &Client, args: &JobsArgs, json: bool) -> Result<String, C
 
 /// `dwr job ID`: one job in detail, or its JSON.
 pub async fn show(api: &Client, id: &str, json: bool) -> Result<String, ClientError> {
-    let job = api.job(parse_id(id)?).await?;
+    let answer = api.job_or_array(parse_id(id)?).await?;
     if json {
-        return Ok(to_pretty_json(&job) + "\n");
+        return Ok(to_pretty_json(&answer) + "\n");
     }
-    Ok(job_detail(&job))
+    Ok(match answer {
+        JobOrArray::Job(job) => job_detail(&job),
+        JobOrArray::Array(array) => array_detail(&array),
+    })
+}
+
+/// An array in detail: its status, size, parallelism and its tasks per status.
+pub fn array_detail(array: &ArrayView) -> String {
+    let c = &array.status_counts;
+    let parallelism = array
+        .parallelism
+        .map_or("no limit".to_owned(), |p| p.to_string());
+    key_values(&[
+        ("array", array.array_job_id.clone()),
+        ("status", array.status.clone()),
+        ("tasks", array.count.to_string()),
+        ("parallelism", parallelism),
+        (
+            "task status",
+            format!(
+                "{} pending, {} assigned, {} running, {} succeeded, {} failed, {} aborted",
+                c.pending, c.assigned, c.running, c.succeeded, c.failed, c.aborted
+            ),
+        ),
+        ("created", array.created_at.clone()),
+        (
+            "first tasks",
+            array
+                .task_ids
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    ])
 }
 
 /// `dwr abort ID`: asks the server to abort the job.
 pub async fn abort(api: &Client, id: &str, json: bool) -> Result<String, ClientError> {
     let id = parse_id(id)?;
-    let job = api.abort(id).await?;
+    let job = match api.abort_job_or_array(id).await? {
+        JobOrArray::Job(job) => job,
+        JobOrArray::Array(array) if json => return Ok(to_pretty_json(&array) + "\n"),
+        JobOrArray::Array(array) => {
+            let c = &array.status_counts;
+            return Ok(format!(
+                "abort of array {id} requested: {} aborted, {} stopping, {} ended before\n",
+                c.aborted,
+                c.assigned + c.running,
+                c.succeeded + c.failed
+            ));
+        }
+    };
     if json {
         return Ok(to_pretty_json(&job) + "\n");
     }
@@ -108,6 +155,12 @@ pub fn job_detail(job: &JobView) -> String {
     );
     opt("priority", Some(job.priority.to_string()));
     opt("queue", Some(job.queue.clone()));
+    opt(
+        "array",
+        job.array_job_id
+            .as_ref()
+            .map(|a| format!("{a} [{}]", job.array_index.unwrap_or_default())),
+    );
     opt(
         "depends on",
         job.dependency.map(|kind| {

@@ -88,6 +88,44 @@ async fn submit_job(api: &Client, line: &str) -> dwr_core::JobId {
 }
 
 #[tokio::test]
+async fn an_array_is_submitted_waited_for_shown_and_aborted() {
+    let (url, _store) = server(None).await;
+    let api = Client::new(&url).unwrap();
+    let ok = submit_args("submit img --array 0-4%2 --wait -- echo hi");
+    assert_eq!(submit::run(&api, &ok, false).await.unwrap(), 0);
+    let failing = submit_args("submit img --array 0-2 --wait -- fake exit=3");
+    assert_eq!(
+        submit::run(&api, &failing, false).await.unwrap(),
+        1,
+        "not all succeeded"
+    );
+
+    let array = api
+        .submit_array_with_key(
+            &submit_args("submit img --array 0-2 -- fake hang term").to_request(),
+            "k",
+        )
+        .await
+        .unwrap();
+    let shown = jobs::show(&api, &array.array_job_id, false).await.unwrap();
+    assert!(
+        shown.contains("tasks:") && shown.contains("parallelism:  no limit"),
+        "{shown}"
+    );
+    let task = &array.task_ids[0];
+    let detail = jobs::show(&api, task, false).await.unwrap();
+    assert!(
+        detail.contains(&format!("{} [0]", array.array_job_id)),
+        "{detail}"
+    );
+    let said = jobs::abort(&api, &array.array_job_id, false).await.unwrap();
+    assert!(
+        said.starts_with(&format!("abort of array {}", array.array_job_id)),
+        "{said}"
+    );
+}
+
+#[tokio::test]
 async fn submit_wait_returns_the_jobs_exit_code() {
     let (url, _store) = server(None).await;
     let api = Client::new(&url).unwrap();
