@@ -116,7 +116,7 @@ pub async fn abort(api: &Client, id: &str, json: bool) -> Result<String, ClientE
 pub fn jobs_table(jobs: &[JobView]) -> Table {
     let mut table = Table::new([
         "JOB ID", "STATUS", "IMAGE", "COMMAND", "CPUS", "MEMORY", "GPUS", "EXECUTOR", "CREATED",
-        "EXIT",
+        "EXIT", "NOTE",
     ])
     .right_align(&[4, 5, 6, 9]);
     for job in jobs {
@@ -131,9 +131,27 @@ pub fn jobs_table(jobs: &[JobView]) -> Table {
             job.executor_ip.clone().unwrap_or_default(),
             job.created_at.clone(),
             job.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            note(job),
         ]);
     }
     table
+}
+
+/// What the table says of a task or a job with dependencies: `task 3 of 7d8a1b2c`,
+/// `waits for 2 of 3`.
+fn note(job: &JobView) -> String {
+    let mut parts = Vec::new();
+    if let (Some(array), Some(index)) = (&job.array_job_id, job.array_index) {
+        parts.push(format!("task {index} of {}", &array[..array.len().min(8)]));
+    }
+    if job.dependencies_left > 0 {
+        parts.push(format!(
+            "waits for {} of {}",
+            job.dependencies_left,
+            job.depends_on.len()
+        ));
+    }
+    parts.join(", ")
 }
 
 /// One job as `key: value` lines; empty fields are left out.

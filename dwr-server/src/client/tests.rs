@@ -118,6 +118,18 @@ async fn an_array_is_submitted_waited_for_shown_and_aborted() {
         detail.contains(&format!("{} [0]", array.array_job_id)),
         "{detail}"
     );
+    let listed = jobs::list(
+        &api,
+        &super::JobsArgs {
+            status: None,
+            limit: 100,
+        },
+        false,
+    )
+    .await
+    .unwrap();
+    let short = &array.array_job_id[..8];
+    assert!(listed.contains(&format!("task 2 of {short}")), "{listed}");
     let said = jobs::abort(&api, &array.array_job_id, false).await.unwrap();
     assert!(
         said.starts_with(&format!("abort of array {}", array.array_job_id)),
