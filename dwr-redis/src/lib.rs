@@ -178,5 +178,5 @@ mod wait;
 pub use config::{RedisConfig, DEFAULT_LOG_MAX_LINES, DEFAULT_LOG_TTL};
 pub use error::Error;
 pub use keys::Keys;
-pub use server_info::CommandStats;
+pub use server_info::{parse_cpu_seconds, CommandStats};
 pub use store::RedisJobStore;

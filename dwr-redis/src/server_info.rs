@@ -87,9 +87,103 @@ impl RedisJobStore {
     }
 }
 
+/// The fixed script whose rate is the Redis baseline of `dwr bench`: three commands on one
+/// key, about the least a script call does (issue 17: a job's cost is measured in these).
+const BASELINE_SCRIPT: &str = "redis.call('INCR', KEYS[1]) \
+     redis.call('GET', KEYS[1]) \
+     return redis.call('PEXPIRE', KEYS[1], 60000)";
+
+impl RedisJobStore {
+    /// CPU seconds the server's main thread has used (`INFO cpu`:
+    /// `used_cpu_sys_main_thread` + `used_cpu_user_main_thread`, or the process's
+    /// `used_cpu_sys` + `used_cpu_user` on servers that do not report the thread).
+    pub async fn server_cpu_seconds(&self) -> Result<f64, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| store_error("info", e))?;
+        parse_cpu_seconds(&info)
+            .ok_or_else(|| crate::error::corrupt("info", "INFO cpu without used_cpu_*"))
+    }
+
+    /// The baseline a load run is judged against on this server: calls per second of a
+    /// fixed three-command Lua script (`INCR`, `GET`, `PEXPIRE` of one key) from
+    /// `concurrency` tasks, each on its own key, for `duration`. Absolute rates move by 2x
+    /// between hosts; a job's cost as a number of these calls does not.
+    pub async fn baseline_evals_per_second(
+        &self,
+        concurrency: usize,
+        duration: std::time::Duration,
+    ) -> Result<f64, StoreError> {
+        let script = redis::Script::new(BASELINE_SCRIPT);
+        let started = std::time::Instant::now();
+        let deadline = started + duration;
+        let mut tasks = Vec::new();
+        for n in 0..concurrency.max(1) {
+            let (script, mut conn) = (script.clone(), self.inner.conn.clone());
+            let key = format!("{}baseline:{n}", self.inner.keys.prefix());
+            tasks.push(tokio::spawn(async move {
+                let mut calls = 0u64;
+                while std::time::Instant::now() < deadline {
+                    let _: i64 = script
+                        .key(&key)
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(|e| store_error("baseline", e))?;
+                    calls += 1;
+                }
+                let _: i64 = redis::cmd("DEL")
+                    .arg(&key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| store_error("baseline", e))?;
+                Ok::<_, StoreError>(calls)
+            }));
+        }
+        let mut calls = 0;
+        for task in tasks {
+            calls += task
+                .await
+                .map_err(|e| crate::error::corrupt("baseline", e.to_string()))??;
+        }
+        Ok(calls as f64 / started.elapsed().as_secs_f64())
+    }
+}
+
+/// The main thread's CPU seconds in the text of `INFO cpu` (the process's when the server
+/// does not report the thread).
+pub fn parse_cpu_seconds(info: &str) -> Option<f64> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    match (
+        field("used_cpu_sys_main_thread"),
+        field("used_cpu_user_main_thread"),
+    ) {
+        (Some(sys), Some(user)) => Some(sys + user),
+        _ => Some(field("used_cpu_sys")? + field("used_cpu_user")?),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_main_threads_cpu_or_the_processes() {
+        let info = "# CPU\r\nused_cpu_sys:2.5\r\nused_cpu_user:4.0\r\n\
+                    used_cpu_sys_main_thread:1.25\r\nused_cpu_user_main_thread:2.0\r\n";
+        assert_eq!(parse_cpu_seconds(info), Some(3.25));
+        assert_eq!(
+            parse_cpu_seconds("used_cpu_sys:2.5\r\nused_cpu_user:4.0\r\n"),
+            Some(6.5)
+        );
+        assert_eq!(parse_cpu_seconds("# CPU\r\n"), None);
+    }
 
     #[test]
     fn parses_and_subtracts_commandstats() {

@@ -701,3 +701,30 @@ async fn redis_memory_grows_by_no_more_than_the_log_cap() {
     );
     println!("32 MiB appended, 1 MiB cap: log list {key_bytes} bytes, used_memory +{grown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_baseline_and_the_cpu_are_read_from_the_server() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let before = store.server_cpu_seconds().await.unwrap();
+    let calls_before = store.command_stats().await.unwrap();
+    let rate = store
+        .baseline_evals_per_second(4, Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(rate > 100.0, "{rate} calls/s");
+    let after = store.server_cpu_seconds().await.unwrap();
+    assert!(after > before, "CPU {before} -> {after}");
+    // Three commands a call (and one DEL a task at the end).
+    let ran = store.command_stats().await.unwrap().since(&calls_before);
+    let incr = ran.calls.get("incr").copied().unwrap_or(0);
+    assert!(incr as f64 >= rate * 0.3 * 0.5, "{incr} INCRs at {rate}/s");
+    assert_eq!(ran.calls.get("incr"), ran.calls.get("pexpire"));
+    let left: Vec<String> = server
+        .client()
+        .keys(format!("{}baseline:*", store.keys().prefix()))
+        .unwrap();
+    assert!(left.is_empty(), "the baseline's keys are gone: {left:?}");
+}

@@ -122,6 +122,20 @@ pub struct BenchReport {
     /// calls, reads, blocking pops, subscriptions (the tool's own polling goes through
     /// another connection and is not counted).
     pub redis_round_trips_per_job: Option<f64>,
+    /// With `--store redis`: calls per second of a fixed three-command Lua script on the
+    /// same server at the same concurrency, measured before the run: the baseline.
+    pub baseline_evals_per_second: Option<f64>,
+    /// With `--store redis`: the server's main-thread CPU over the run, µs per job.
+    pub redis_cpu_us_per_job: Option<f64>,
+    /// With `--store redis`: the server's main-thread CPU during the baseline, µs per call.
+    pub redis_cpu_us_per_baseline_eval: Option<f64>,
+    /// With `--store redis`: what a job costs Redis in baseline calls, by CPU
+    /// (`redis_cpu_us_per_job / redis_cpu_us_per_baseline_eval`): the cost per job that
+    /// neither the host's speed nor this tool's own share of the CPU moves.
+    pub baseline_evals_per_job: Option<f64>,
+    /// With `--store redis`: jobs/s over the baseline's calls/s, a figure that holds from
+    /// host to host (a job costs 1 / this many baseline calls' worth of Redis).
+    pub jobs_per_baseline_eval: Option<f64>,
     /// With Docker: create+start straight through the Engine API, p50 ms (one such start
     /// alternates with each job).
     pub docker_baseline_start_p50_ms: Option<f64>,
@@ -214,6 +228,24 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     }
     wait_for_executors(&*watch, args.executors).await?;
 
+    // The baseline first, on the same server and at the same concurrency.
+    let cpu_before_baseline = redis_cpu(redis.as_ref()).await?;
+    let baseline_evals_per_second = match &redis {
+        Some(r) => Some(
+            r.baseline_evals_per_second(args.concurrency, BASELINE_FOR)
+                .await
+                .map_err(BenchError::Store)?,
+        ),
+        None => None,
+    };
+    let cpu_after_baseline = redis_cpu(redis.as_ref()).await?;
+    let redis_cpu_us_per_baseline_eval = cpu_before_baseline
+        .zip(cpu_after_baseline)
+        .zip(baseline_evals_per_second)
+        .map(|((before, after), rate)| {
+            (after - before) * 1e6 / (rate * BASELINE_FOR.as_secs_f64())
+        });
+    let cpu_before = redis_cpu(redis.as_ref()).await?;
     let commands_before = redis_counters(redis.as_ref()).await?;
     let (rss_start_mib, _) = rss_mib();
     let spec = job_spec(&args);
@@ -295,6 +327,10 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
             .await
             .map_err(BenchError::Store)?;
     }
+    let cpu_after = redis_cpu(redis.as_ref()).await?;
+    let redis_cpu_us_per_job = cpu_before
+        .zip(cpu_after)
+        .map(|(before, after)| (after - before) * 1e6 / submitted as f64);
     let redis_delta =
         commands_before
             .zip(commands_after)
@@ -339,6 +375,14 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         redis_round_trips_per_job: redis_delta
             .as_ref()
             .map(|(_, sent)| *sent as f64 / submitted as f64),
+        baseline_evals_per_second,
+        redis_cpu_us_per_job,
+        redis_cpu_us_per_baseline_eval,
+        baseline_evals_per_job: redis_cpu_us_per_job
+            .zip(redis_cpu_us_per_baseline_eval)
+            .map(|(job, call)| job / call),
+        jobs_per_baseline_eval: baseline_evals_per_second
+            .map(|base| submitted as f64 / wall / base),
         docker_baseline_start_p50_ms: docker.map(|(direct, _)| direct),
         docker_overhead_p50_ms: docker.map(|(_, overhead)| overhead),
     };
@@ -353,6 +397,19 @@ fn ms_since_submit(job: &Job, at: Option<Timestamp>) -> Option<f64> {
 
 /// The counters of `redis` (commands run inside it, requests this process sent), when the
 /// run is over Redis.
+/// How long `dwr bench` runs the Redis baseline before the load.
+const BASELINE_FOR: Duration = Duration::from_secs(2);
+
+/// The Redis server's main-thread CPU seconds, with `--store redis`.
+async fn redis_cpu(redis: Option<&RedisJobStore>) -> Result<Option<f64>, BenchError> {
+    match redis {
+        Some(r) => Ok(Some(
+            r.server_cpu_seconds().await.map_err(BenchError::Store)?,
+        )),
+        None => Ok(None),
+    }
+}
+
 async fn redis_counters(
     redis: Option<&RedisJobStore>,
 ) -> Result<Option<(CommandStats, u64)>, BenchError> {
@@ -593,6 +650,20 @@ fn print_report(r: &BenchReport) {
         println!(
             "  redis used MiB       first {:.1}  peak {peak:.1}  last {:.1}; keys first {} last {}",
             first.0, last.0, first.1, last.1
+        );
+    }
+    if let (Some(base), Some(cpu), Some(ratio)) = (
+        r.baseline_evals_per_second,
+        r.redis_cpu_us_per_job,
+        r.jobs_per_baseline_eval,
+    ) {
+        println!(
+            "  redis baseline       {base:.0} three-command scripts/s; {cpu:.1} µs of Redis CPU per job; {ratio:.3} jobs per baseline script"
+        );
+    }
+    if let (Some(call), Some(n)) = (r.redis_cpu_us_per_baseline_eval, r.baseline_evals_per_job) {
+        println!(
+            "  redis cpu            {call:.2} µs per baseline script: a job costs {n:.1} of them"
         );
     }
     if let (Some(c), Some(t)) = (r.redis_commands_per_job, r.redis_round_trips_per_job) {
