@@ -367,6 +367,24 @@ pub(crate) async fn assign(
     assign_with(store, job, executor, gpus, Quota::NONE).await
 }
 
+/// Runs job `id` on `exec` (assigned, then running) and ends it with `outcome`.
+pub(crate) async fn run_and_end(
+    store: &Arc<dyn JobStore>,
+    id: JobId,
+    exec: &ExecutorId,
+    outcome: crate::job::Outcome,
+) {
+    let attempt = assign(store, id, exec, &[]).await.attempt;
+    store
+        .mark_running(id, exec, attempt)
+        .await
+        .expect("running");
+    store
+        .finish(id, &outcome, Some(attempt))
+        .await
+        .expect("finish");
+}
+
 /// [`assign`] under the quota of the job's queue.
 pub(crate) async fn assign_with(
     store: &Arc<dyn JobStore>,

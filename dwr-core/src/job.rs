@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::arrays::ArrayTask;
+use crate::deps::Verdict;
 use crate::ids::{ExecutorId, JobId};
 use crate::retry::{AttemptRecord, RetryCause};
 use crate::spec::JobSpec;
@@ -335,6 +336,24 @@ impl Job {
             started_at: None,
             finished_at: None,
         }
+    }
+
+    /// Hears that its dependency `dep` ended (`ok`: it succeeded): the counts are updated
+    /// when it waits on, and the verdict says whether it is now ready, or never will be
+    /// (see [`Dependency::on_end`](crate::Dependency::on_end)).
+    pub fn dependency_ended(&mut self, dep: JobId, ok: bool) -> Verdict {
+        let verdict = self
+            .spec
+            .dependency
+            .on_end(self.deps_left, self.deps_not_ok, dep, ok);
+        match verdict {
+            Verdict::Wait { left, not_ok } => {
+                self.deps_left = left;
+                self.deps_not_ok = not_ok;
+            }
+            Verdict::Ready | Verdict::Never(_) => self.deps_left = 0,
+        }
+        verdict
     }
 
     /// Whether it is pending for its dependencies (in no queue, not yet placeable).

@@ -3,33 +3,17 @@
 //! array ever has more tasks assigned or running than its parallelism, and every task runs
 //! exactly once.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use dwr_core::placement::FirstFit;
 use dwr_core::{
-    ExecutorId, ExecutorRegistration, InMemoryJobStore, Job, JobId, JobQuery, JobSpec, JobState,
-    JobStore, Outcome, Scheduler, SchedulerConfig,
+    ExecutorId, ExecutorRegistration, InMemoryJobStore, JobId, JobSpec, JobState, JobStore,
+    Outcome, Scheduler, SchedulerConfig,
 };
 use proptest::prelude::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn all(store: &InMemoryJobStore) -> Vec<Job> {
-    store
-        .jobs(&JobQuery {
-            state: None,
-            offset: 0,
-            limit: usize::MAX,
-        })
-        .await
-        .unwrap()
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
@@ -40,7 +24,7 @@ proptest! {
         cores in proptest::collection::vec(1u64..16, 1..4),
         end_mask in any::<u64>(),
     ) {
-        runtime().block_on(async {
+        common::runtime().block_on(async {
             let store = Arc::new(InMemoryJobStore::new());
             let scheduler =
                 Scheduler::new(store.clone(), Arc::new(FirstFit), SchedulerConfig::default());
@@ -64,7 +48,7 @@ proptest! {
             let mut step = 0u32;
             for _ in 0..500 {
                 scheduler.run_pass().await.unwrap();
-                let jobs = all(&store).await;
+                let jobs = common::jobs_in(&store, None).await;
                 let mut under_way: HashMap<JobId, u32> = HashMap::new();
                 for job in jobs.iter().filter(|j| j.state.holds_resources()) {
                     *under_way.entry(job.array.unwrap().array_job_id).or_default() += 1;
@@ -88,7 +72,7 @@ proptest! {
                     }
                 }
             }
-            let jobs = all(&store).await;
+            let jobs = common::jobs_in(&store, None).await;
             assert_eq!(jobs.len(), total);
             for job in &jobs {
                 assert_eq!((job.state, job.attempt), (JobState::Succeeded, 1), "{}", job.id);

@@ -4,22 +4,17 @@
 //! oracle that reads the graph in order says: it ran with its own outcome when its
 //! dependencies were met, or it failed once, never having run, when they could not be.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use dwr_core::placement::FirstFit;
 use dwr_core::{
-    Dependency, ExecutorId, ExecutorRegistration, InMemoryJobStore, Job, JobId, JobQuery, JobSpec,
-    JobState, JobStore, Outcome, Scheduler, SchedulerConfig,
+    Dependency, ExecutorId, ExecutorRegistration, InMemoryJobStore, Job, JobId, JobSpec, JobState,
+    JobStore, Outcome, Scheduler, SchedulerConfig,
 };
 use proptest::prelude::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// One job of the graph: the earlier jobs it depends on (indexes), how, and whether it
 /// succeeds when it runs.
@@ -76,17 +71,6 @@ fn oracle(nodes: &[Node]) -> Vec<Option<bool>> {
     ends
 }
 
-async fn all(store: &InMemoryJobStore) -> Vec<Job> {
-    store
-        .jobs(&JobQuery {
-            state: None,
-            offset: 0,
-            limit: usize::MAX,
-        })
-        .await
-        .unwrap()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -96,7 +80,7 @@ proptest! {
         rounds in 1usize..5,
     ) {
         let expected = oracle(&nodes);
-        let ended = runtime().block_on(async {
+        let ended = common::runtime().block_on(async {
             let store = Arc::new(InMemoryJobStore::new());
             let scheduler =
                 Scheduler::new(store.clone(), Arc::new(FirstFit), SchedulerConfig::default());
@@ -120,7 +104,7 @@ proptest! {
                 submitted = ids.len();
                 let report = scheduler.run_pass().await.unwrap();
                 let states: HashMap<JobId, JobState> =
-                    all(&store).await.iter().map(|j| (j.id, j.state)).collect();
+                    common::jobs_in(&store, None).await.iter().map(|j| (j.id, j.state)).collect();
                 for placed in &report.assignments {
                     let i = index_of(&ids, placed.job);
                     let node = &nodes[i];
@@ -141,7 +125,7 @@ proptest! {
                     break;
                 }
             }
-            let jobs = all(&store).await;
+            let jobs = common::jobs_in(&store, None).await;
             let by_id: HashMap<JobId, Job> = jobs.into_iter().map(|j| (j.id, j)).collect();
             ids.iter().map(|id| by_id[id].clone()).collect::<Vec<_>>()
         });

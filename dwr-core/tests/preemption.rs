@@ -12,17 +12,10 @@ use std::sync::Arc;
 use dwr_core::placement::FirstFit;
 use dwr_core::queues::{QueueConfig, Queues};
 use dwr_core::{
-    AbortCause, ExecutorId, ExecutorRegistration, InMemoryJobStore, Job, JobId, JobQuery, JobSpec,
-    JobState, JobStore, Outcome, Scheduler, SchedulerConfig,
+    AbortCause, ExecutorId, ExecutorRegistration, InMemoryJobStore, JobId, JobSpec, JobState,
+    JobStore, Outcome, Scheduler, SchedulerConfig,
 };
 use proptest::prelude::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A scheduler with the queues `batch` (no preemption) and `urgent` (preemption on) over
 /// executors of these CPU capacities (millicores).
@@ -61,20 +54,9 @@ fn job(queue: &str, priority: u8, cpu_millis: u64) -> JobSpec {
     }
 }
 
-async fn all(store: &InMemoryJobStore) -> Vec<Job> {
-    store
-        .jobs(&JobQuery {
-            state: None,
-            offset: 0,
-            limit: usize::MAX,
-        })
-        .await
-        .unwrap()
-}
-
 /// Plays the executors: assigned jobs start; jobs asked to stop for a preemption stop.
 async fn executors_act(store: &InMemoryJobStore) {
-    for job in all(store).await {
+    for job in common::jobs_in(store, None).await {
         let (Some(exec), attempt) = (job.executor.clone(), job.attempt) else {
             continue;
         };
@@ -196,7 +178,7 @@ proptest! {
         executors in proptest::collection::vec(2u64..=8, 1..4),
         finish_mask in any::<u64>(),
     ) {
-        runtime().block_on(async {
+        common::runtime().block_on(async {
             let capacities: Vec<u64> = executors.iter().map(|c| c * 1000).collect();
             let biggest = *capacities.iter().max().unwrap();
             let (store, scheduler) = cluster(&capacities).await;
@@ -207,7 +189,7 @@ proptest! {
                 step += 1;
                 let bit = finish_mask >> (step % 64) & 1 == 1;
                 async move {
-                    for job in all(&store).await {
+                    for job in common::jobs_in(&store, None).await {
                         if bit && job.state == JobState::Running && job.abort_requested.is_none() {
                             store.finish(job.id, &Outcome::exited(0, false), Some(job.attempt)).await.unwrap();
                         }
@@ -239,16 +221,16 @@ proptest! {
             for _ in 0..200 {
                 scheduler.run_pass().await.unwrap();
                 executors_act(&store).await;
-                for job in all(&store).await {
+                for job in common::jobs_in(&store, None).await {
                     if job.state == JobState::Running && job.abort_requested.is_none() {
                         store.finish(job.id, &Outcome::exited(0, false), Some(job.attempt)).await.unwrap();
                     }
                 }
-                if all(&store).await.iter().all(|j| j.state == JobState::Succeeded) {
+                if common::jobs_in(&store, None).await.iter().all(|j| j.state == JobState::Succeeded) {
                     break;
                 }
             }
-            let jobs = all(&store).await;
+            let jobs = common::jobs_in(&store, None).await;
             assert_eq!(jobs.len(), priority_of.len(), "no job lost");
             for job in &jobs {
                 assert_eq!(job.state, JobState::Succeeded, "{} ({:?})", job.id, job.reason);

@@ -13,13 +13,6 @@ use dwr_core::{
 };
 use proptest::prelude::*;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Submits jobs of (priority, cpu millis) in this order and registers executors of these
 /// CPU capacities, then runs one pass; returns the store and the ids in submission order.
 async fn one_pass(jobs: &[(u8, u64)], executors: &[u64]) -> (Arc<InMemoryJobStore>, Vec<JobId>) {
@@ -57,7 +50,7 @@ proptest! {
         room in 0usize..40,
     ) {
         let jobs: Vec<(u8, u64)> = priorities.iter().map(|&p| (p, 1000)).collect();
-        let placed: Vec<bool> = runtime().block_on(async {
+        let placed: Vec<bool> = common::runtime().block_on(async {
             let (store, ids) = one_pass(&jobs, &[room as u64 * 1000]).await;
             let mut placed = Vec::new();
             for id in ids {
@@ -83,7 +76,7 @@ proptest! {
     ) {
         let jobs: Vec<(u8, u64)> = jobs.into_iter().map(|(p, c)| (p, c * 1000)).collect();
         let executors: Vec<u64> = executors.into_iter().map(|c| c * 1000).collect();
-        runtime().block_on(async {
+        common::runtime().block_on(async {
             let (store, ids) = one_pass(&jobs, &executors).await;
             let executors = store.executors().await.unwrap();
             for e in &executors {

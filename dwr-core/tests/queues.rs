@@ -11,17 +11,10 @@ use std::sync::Arc;
 use dwr_core::placement::FirstFit;
 use dwr_core::queues::{dominant_share, QueueConfig, Queues, Quota};
 use dwr_core::{
-    ExecutorId, ExecutorRegistration, InMemoryJobStore, JobId, JobQuery, JobSpec, JobState,
-    JobStore, Outcome, Resources, Scheduler, SchedulerConfig,
+    ExecutorId, ExecutorRegistration, InMemoryJobStore, JobId, JobSpec, JobState, JobStore,
+    Outcome, Resources, Scheduler, SchedulerConfig,
 };
 use proptest::prelude::*;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A scheduler over a fresh store with `queues` and executors of these (cores, GiB, GPUs).
 async fn cluster(
@@ -60,21 +53,13 @@ fn job(queue: &str, priority: u8, cpu_millis: u64, memory_mib: u64, gpus: u32) -
     spec
 }
 
-/// The jobs in `state`, all of them.
-async fn in_state(store: &InMemoryJobStore, state: JobState) -> Vec<dwr_core::Job> {
-    store
-        .jobs(&JobQuery {
-            state: Some(state),
-            offset: 0,
-            limit: usize::MAX,
-        })
-        .await
-        .unwrap()
-}
-
 /// Ends the assigned jobs picked by `pick` (each is marked running, then succeeds).
 async fn finish_some(store: &InMemoryJobStore, mut pick: impl FnMut(usize) -> bool) {
-    for (i, job) in in_state(store, JobState::Assigned).await.iter().enumerate() {
+    for (i, job) in common::jobs_in(store, Some(JobState::Assigned))
+        .await
+        .iter()
+        .enumerate()
+    {
         if pick(i) {
             let exec = job.executor.clone().unwrap();
             store
@@ -93,7 +78,7 @@ async fn finish_some(store: &InMemoryJobStore, mut pick: impl FnMut(usize) -> bo
 async fn held_by_queue(store: &InMemoryJobStore) -> BTreeMap<String, Resources> {
     let mut held: BTreeMap<String, Resources> = BTreeMap::new();
     for state in [JobState::Assigned, JobState::Running] {
-        for job in in_state(store, state).await {
+        for job in common::jobs_in(store, Some(state)).await {
             let sum = held.entry(job.spec.queue.clone()).or_default();
             *sum = sum.checked_add(&job.spec.resources()).unwrap();
         }
@@ -134,7 +119,7 @@ proptest! {
             ..QueueConfig::unlimited(*name)
         }))
         .unwrap();
-        runtime().block_on(async {
+        common::runtime().block_on(async {
             let (store, scheduler) = cluster(queues.clone(), &executors).await;
             let mut ids: Vec<JobId> = Vec::new();
             for &(q, priority, cores, gib, gpus) in &jobs {
@@ -182,7 +167,7 @@ proptest! {
         jobs in proptest::collection::vec((0usize..2, 0u8..=100), 1..50),
         cores in 1u64..40,
     ) {
-        runtime().block_on(async {
+        common::runtime().block_on(async {
             let queues = Queues::new(["a", "b"].map(QueueConfig::unlimited)).unwrap();
             let (store, scheduler) = cluster(queues, &[(cores, 64, 0)]).await;
             let mut ids = Vec::new();
@@ -221,7 +206,7 @@ proptest! {
         ])
         .unwrap();
         let slots = executors as u64 * cores;
-        let (light, heavy) = runtime().block_on(async {
+        let (light, heavy) = common::runtime().block_on(async {
             let specs = vec![(cores, 4 * cores, 0); executors];
             let (store, scheduler) = cluster(queues, &specs).await;
             let total = Resources::new(slots * 1000, 4 * slots * 1024, 0);

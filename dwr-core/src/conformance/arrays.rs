@@ -4,26 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{assert_rejected, assign, job, register, spec, submit};
+use super::{assert_rejected, assign, job, register, run_and_end, spec, submit};
 use crate::arrays::{ArraySubmission, ArrayTask, NewArray};
 use crate::deps::Dependency;
 use crate::error::{Rejection, StoreError};
-use crate::ids::{ExecutorId, JobId};
+use crate::ids::JobId;
 use crate::job::{JobState, Outcome};
 use crate::spec::JobSpec;
 use crate::store::{Assignment, JobStore};
-
-async fn run_and_end(store: &Arc<dyn JobStore>, id: JobId, exec: &ExecutorId, code: i64) {
-    let attempt = assign(store, id, exec, &[]).await.attempt;
-    store
-        .mark_running(id, exec, attempt)
-        .await
-        .expect("running");
-    store
-        .finish(id, &Outcome::exited(code, false), Some(attempt))
-        .await
-        .expect("finish");
-}
 
 /// An array is stored with its tasks, each a pending job that knows its index, under an
 /// idempotency key like a job; at most `parallelism` of its tasks are committed at once;
@@ -100,10 +88,10 @@ pub async fn an_array_is_a_dependency_like_a_job(store: Arc<dyn JobStore>) {
         "the array is one dependency"
     );
 
-    run_and_end(&store, array.tasks[0], &exec, 0).await;
-    run_and_end(&store, array.tasks[1], &exec, 1).await;
+    run_and_end(&store, array.tasks[0], &exec, Outcome::exited(0, false)).await;
+    run_and_end(&store, array.tasks[1], &exec, Outcome::exited(1, false)).await;
     assert_eq!(job(&store, any).await.deps_left, 1, "one task still to end");
-    run_and_end(&store, array.tasks[2], &exec, 0).await;
+    run_and_end(&store, array.tasks[2], &exec, Outcome::exited(0, false)).await;
     let (ok, any) = (job(&store, ok).await, job(&store, any).await);
     assert_eq!(ok.state, JobState::Failed, "a task failed");
     assert!(ok.reason.is_some_and(|r| r.contains(&array.id.to_string())));

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use super::{assert_rejected, assign, job, register, spec, submit};
+use super::{assert_rejected, job, register, run_and_end, spec, submit};
 use crate::deps::{Dependency, Verdict};
 use crate::error::{Rejection, StoreError};
-use crate::ids::{ExecutorId, JobId};
+use crate::ids::JobId;
 use crate::job::{AbortCause, Job, JobState, Outcome};
 use crate::spec::JobSpec;
 use crate::store::{Assignment, JobStore};
@@ -18,19 +18,6 @@ fn after(kind: Dependency, deps: &[JobId]) -> JobSpec {
         dependency: kind,
         ..spec(100, 64)
     }
-}
-
-/// Runs `id` on `exec` and ends it with `outcome`.
-async fn run_and_end(store: &Arc<dyn JobStore>, id: JobId, exec: &ExecutorId, outcome: Outcome) {
-    let attempt = assign(store, id, exec, &[]).await.attempt;
-    store
-        .mark_running(id, exec, attempt)
-        .await
-        .expect("running");
-    store
-        .finish(id, &outcome, Some(attempt))
-        .await
-        .expect("finish");
 }
 
 fn reason_of(verdict: Verdict) -> Option<String> {

@@ -376,17 +376,9 @@ impl State {
                     continue;
                 }
                 let seq = entry.seq;
-                match job
-                    .spec
-                    .dependency
-                    .on_end(job.deps_left, job.deps_not_ok, node, ok)
-                {
-                    Verdict::Wait { left, not_ok } => {
-                        job.deps_left = left;
-                        job.deps_not_ok = not_ok;
-                    }
+                match job.dependency_ended(node, ok) {
+                    Verdict::Wait { .. } => {}
                     Verdict::Ready => {
-                        job.deps_left = 0;
                         job.ready_at = Some(now);
                         job.updated_at = now;
                         let key = (job.spec.queue_key(seq), seq);

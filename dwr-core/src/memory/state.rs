@@ -155,20 +155,8 @@ impl State {
                 open.push(dep);
                 continue;
             };
-            match job
-                .spec
-                .dependency
-                .on_end(job.deps_left, job.deps_not_ok, dep, ok)
-            {
-                Verdict::Wait { left, not_ok } => {
-                    job.deps_left = left;
-                    job.deps_not_ok = not_ok;
-                }
-                Verdict::Ready => job.deps_left = 0,
-                Verdict::Never(reason) => {
-                    job.deps_left = 0;
-                    return Ok(Some(reason));
-                }
+            if let Verdict::Never(reason) = job.dependency_ended(dep, ok) {
+                return Ok(Some(reason));
             }
         }
         if job.deps_left == 0 {

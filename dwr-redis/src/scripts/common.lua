@@ -107,6 +107,23 @@ local function dependency_exists(dep)
   return redis.call('EXISTS', k_job(dep)) == 1 or redis.call('EXISTS', k_array(dep)) == 1
 end
 
+-- The id an idempotency key ('' for none) names already, if any.
+local function idempotent(key)
+  if key == '' then return nil end
+  return redis.call('GET', k_idem(key))
+end
+
+-- The dependencies a comma-separated list names, or nil and the first that is neither a
+-- job nor an array.
+local function dependencies(csv)
+  local deps = {}
+  for dep in string.gmatch(csv, '[^,]+') do
+    if not dependency_exists(dep) then return nil, dep end
+    deps[#deps + 1] = dep
+  end
+  return deps
+end
+
 -- What the end of dependency `dep` (`ok`: it succeeded) means for a job waiting on `left`
 -- of its dependencies of type `kind`, `not_ok` of those ended failed: a mirror of
 -- dwr_core::Dependency::on_end (a conformance check compares the reasons). Returns 'wait'

@@ -9,15 +9,10 @@
 -- reply is { 'existing', id }; a dependency that does not exist stores nothing:
 -- { 'unknown_dependency', id }.
 local id, key = ARGV[2], ARGV[4]
-if key ~= '' then
-  local existing = redis.call('GET', k_idem(key))
-  if existing then return { 'existing', existing } end
-end
-local deps = {}
-for dep in string.gmatch(ARGV[9], '[^,]+') do
-  if not dependency_exists(dep) then return { 'unknown_dependency', dep } end
-  deps[#deps + 1] = dep
-end
+local existing = idempotent(key)
+if existing then return { 'existing', existing } end
+local deps, unknown = dependencies(ARGV[9])
+if not deps then return { 'unknown_dependency', unknown } end
 -- HSETNX checks that the id is free and creates the hash in one key look-up (every job
 -- hash has its `id`).
 if redis.call('HSETNX', k_job(id), 'id', id) == 0 then

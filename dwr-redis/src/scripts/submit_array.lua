@@ -6,15 +6,10 @@
 -- { 'ok', created_at } or { 'existing', array id } (the key names an array already),
 -- { 'unknown_dependency', id } or { 'job_exists', id } (nothing stored).
 local aid, key = ARGV[2], ARGV[4]
-if key ~= '' then
-  local existing = redis.call('GET', k_idem(key))
-  if existing then return { 'existing', existing } end
-end
-local deps = {}
-for dep in string.gmatch(ARGV[9], '[^,]+') do
-  if not dependency_exists(dep) then return { 'unknown_dependency', dep } end
-  deps[#deps + 1] = dep
-end
+local existing = idempotent(key)
+if existing then return { 'existing', existing } end
+local deps, unknown = dependencies(ARGV[9])
+if not deps then return { 'unknown_dependency', unknown } end
 local tasks = {}
 for task in string.gmatch(ARGV[10], '[^,]+') do tasks[#tasks + 1] = task end
 local function taken(id)
