@@ -11,7 +11,7 @@ use super::{
     WAKE_BOUND,
 };
 use crate::error::StoreError;
-use crate::executor::HostUsage;
+use crate::executor::{Executor, HostUsage};
 use crate::ids::ExecutorId;
 use crate::job::{AbortCause, JobState, Outcome};
 use crate::resources::Resources;
@@ -126,12 +126,15 @@ pub async fn heartbeat_keeps_allocations(store: Arc<dyn JobStore>) {
     assert_eq!(after.gpu_holders, before.gpu_holders);
     assert_eq!(after.jobs, before.jobs);
     assert_eq!(after.registration, before.registration);
-    // A heartbeat renews the lease: alive after the lease of the registration ran out.
-    let short = register_short_lease(&store, "e2").await;
-    tokio::time::sleep(SHORT_HEARTBEAT * 2).await;
-    store.heartbeat(&short, &usage).await.expect("heartbeat");
-    tokio::time::sleep(SHORT_HEARTBEAT * 2).await;
+    // A heartbeat renews the lease: alive after the lease of the registration ran out. The
+    // agent heartbeats every interval until then, and the commit follows the last one at
+    // once, so a slow host only eats into the lease's three intervals, not one.
     let other = submit(&store, spec(100, 100)).await;
+    let short = register_short_lease(&store, "e2").await;
+    for _ in 0..=crate::executor::LEASE_INTERVALS {
+        tokio::time::sleep(SHORT_HEARTBEAT).await;
+        store.heartbeat(&short, &usage).await.expect("heartbeat");
+    }
     assign(&store, other, &short, &[]).await;
 }
 
@@ -162,6 +165,28 @@ pub async fn reregister_keeps_allocations(store: Arc<dyn JobStore>) {
     assert_eq!(back.jobs, [id].into());
     assert_eq!(executor(&store, &exec).await, back);
     assert_eq!(store.executors().await.expect("executors").len(), 1);
+    // What a pass reads is the same but for the job set and the usage, which it may skip.
+    let usage = HostUsage {
+        cpu_percent: 12.5,
+        memory_used_mib: 321,
+    };
+    store.heartbeat(&exec, &usage).await.expect("heartbeat");
+    let whole = executor(&store, &exec).await;
+    let [lean] = &store
+        .executors_for_placement()
+        .await
+        .expect("executors_for_placement")[..]
+    else {
+        panic!("one executor")
+    };
+    assert!(lean.jobs.is_empty() || lean.jobs == whole.jobs);
+    assert!(lean.usage == HostUsage::default() || lean.usage == usage);
+    let same = Executor {
+        jobs: whole.jobs.clone(),
+        usage: whole.usage,
+        ..lean.clone()
+    };
+    assert_eq!(same, whole);
 
     store
         .finish(id, &Outcome::failed("x"), None)
