@@ -338,6 +338,14 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// Every registered executor, ordered by id.
     async fn executors(&self) -> Result<Vec<Executor>, StoreError>;
 
+    /// Every registered executor, ordered by id, as a scheduling pass reads them: what
+    /// [`executors`](Self::executors) gives, except that [`Executor::jobs`] may be empty and
+    /// [`Executor::usage`] the default (a store may skip what placement never reads: over
+    /// Redis, a set per executor per pass).
+    async fn executors_for_placement(&self) -> Result<Vec<Executor>, StoreError> {
+        self.executors().await
+    }
+
     /// Removes an executor whose lease ran out by the store's clock (or any executor, with
     /// [`Expiry::Now`]: a clean shutdown), failing its assigned and running jobs with
     /// `reason` and releasing their resources. Returns the jobs failed; empty when the

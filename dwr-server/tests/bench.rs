@@ -1,5 +1,7 @@
 //! The load tool and the scale simulation, run small: their figures must add up.
 
+mod common;
+
 use dwr_server::bench::{
     run_bench, run_simulation, run_submit_bench, BenchArgs, RuntimeKind, SimulateArgs, StoreKind,
 };
@@ -68,21 +70,63 @@ async fn with_a_short_retention_the_run_ends_with_few_jobs_kept() {
     );
 }
 
+fn simulation(priorities: bool, queues: u32) -> SimulateArgs {
+    SimulateArgs {
+        executors: 20,
+        jobs: 500,
+        steps: 2,
+        max_jobs_per_pass: 10_000,
+        priorities,
+        queues,
+        store: StoreKind::Memory,
+        redis_url: String::new(),
+        heartbeat_seconds: 0.0,
+        heartbeat_interval: 30,
+    }
+}
+
 #[tokio::test]
 async fn the_simulation_fills_the_cluster_then_queues() {
     for (priorities, queues) in [(false, 1), (true, 1), (true, 3)] {
-        let steps = run_simulation(SimulateArgs {
-            executors: 20,
-            jobs: 500,
-            steps: 2,
-            max_jobs_per_pass: 10_000,
-            priorities,
-            queues,
-        })
-        .await
-        .unwrap();
-        the_cluster_fills_then_queues(&steps);
+        let report = run_simulation(simulation(priorities, queues))
+            .await
+            .unwrap();
+        the_cluster_fills_then_queues(&report.steps);
+        assert!(report.heartbeats.is_none());
+        assert!(report.executors_read_ms >= 0.0);
     }
+}
+
+/// Over a real Redis: the same passes, the heartbeats' cost measured from real heartbeat
+/// scripts, and nothing left behind under the run's prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulation_over_redis_measures_heartbeats_and_leaves_nothing() {
+    if !common::services_available() {
+        return;
+    }
+    let redis = common::Redis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let report = run_simulation(SimulateArgs {
+        store: StoreKind::Redis,
+        redis_url: url.clone(),
+        heartbeat_seconds: 0.5,
+        ..simulation(true, 3)
+    })
+    .await
+    .unwrap();
+    the_cluster_fills_then_queues(&report.steps);
+    let beats = report.heartbeats.expect("heartbeats measured over Redis");
+    assert!(beats.sent > 20 && beats.per_second > 0.0, "{beats:?}");
+    assert!(beats.redis_cpu_us > 0.0, "{beats:?}");
+    let share = beats.redis_cpu_us * 20.0 / 30.0 / 1e4;
+    assert!(
+        (beats.core_percent_at_interval - share).abs() < 1e-9,
+        "{beats:?}"
+    );
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(keys, 0, "the simulation left keys behind");
 }
 
 fn the_cluster_fills_then_queues(steps: &[dwr_server::bench::SimulationStep]) {

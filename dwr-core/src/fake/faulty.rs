@@ -478,6 +478,11 @@ impl JobStore for FaultyStore {
         self.run(Op::Executors, self.inner.executors()).await
     }
 
+    async fn executors_for_placement(&self) -> Result<Vec<Executor>, StoreError> {
+        self.run(Op::Executors, self.inner.executors_for_placement())
+            .await
+    }
+
     async fn expire_executor(
         &self,
         id: &ExecutorId,

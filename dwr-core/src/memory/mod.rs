@@ -47,7 +47,7 @@ mod retention;
 mod state;
 mod wait;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -321,6 +321,24 @@ impl JobStore for InMemoryJobStore {
 
     async fn executors(&self) -> Result<Vec<Executor>, StoreError> {
         Ok(self.lock().executors.values().cloned().collect())
+    }
+
+    async fn executors_for_placement(&self) -> Result<Vec<Executor>, StoreError> {
+        // Without the job sets: a pass over 10,000 busy executors would copy every one.
+        Ok(self
+            .lock()
+            .executors
+            .values()
+            .map(|e| Executor {
+                registration: e.registration.clone(),
+                allocated: e.allocated,
+                gpu_holders: e.gpu_holders.clone(),
+                jobs: BTreeSet::new(),
+                registered_at: e.registered_at,
+                last_heartbeat: e.last_heartbeat,
+                usage: e.usage,
+            })
+            .collect())
     }
 
     async fn expire_executor(

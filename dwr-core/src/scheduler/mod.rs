@@ -429,7 +429,7 @@ impl Scheduler {
         // it compares them with.
         let now = store.now().await?;
         report.now = now;
-        let mut executors = store.executors().await?;
+        let mut executors = store.executors_for_placement().await?;
         // Lost executors are expired on every pass: it costs nothing beyond the read above,
         // and their jobs should fail as soon as their lease says so. Each is judged by its
         // own lease; the store checks again, so one that heartbeated since is kept.

@@ -55,14 +55,30 @@ pub(super) async fn heartbeat(
     }
 }
 
+/// What [`snapshots`] reads of each executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Snapshot {
+    /// Everything.
+    Whole,
+    /// What placement needs: no job set, no usage.
+    Placement,
+}
+
 /// `executors.lua`: a consistent snapshot of executor `id`, or of every executor.
 pub(super) async fn snapshots(
     store: &RedisJobStore,
     id: Option<&ExecutorId>,
+    what: Snapshot,
 ) -> Result<Vec<Executor>, StoreError> {
     let script = &store.inner.scripts.executors;
     let arg = id.map(|i| i.to_string()).unwrap_or_default();
-    let reply = store.eval("executors", script, vec![arg]).await?;
+    let mode = match what {
+        Snapshot::Whole => "whole",
+        Snapshot::Placement => "placement",
+    };
+    let reply = store
+        .eval("executors", script, vec![arg, mode.to_owned()])
+        .await?;
     array(&reply, "executors")?
         .iter()
         .map(executor_from)

@@ -15,7 +15,7 @@ mod stats;
 mod submit;
 
 pub use load::{run_bench, BenchArgs, BenchReport, RuntimeKind, StoreKind};
-pub use simulate::{run_simulation, SimulateArgs, SimulationStep};
+pub use simulate::{run_simulation, HeartbeatCost, SimulateArgs, SimulationReport, SimulationStep};
 pub use submit::{run_submit_bench, SubmitReport};
 
 /// Why a load run or a simulation could not complete.

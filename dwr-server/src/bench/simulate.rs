@@ -1,24 +1,37 @@
 //! `dwr simulate`: many executors, a growing queue, and the cost of a scheduling pass.
 //!
-//! Executors are registered straight into the in-memory store (no agents: they would only
-//! add heartbeats), then jobs are queued in steps; after each step one scheduling pass is
+//! Executors are registered straight into the store (no agents: they would only add
+//! heartbeats), then jobs are queued in steps; after each step one scheduling pass is
 //! timed, and the process's memory is read. The first steps fill the cluster; later jobs
 //! stay pending, so later passes show what a long queue costs.
+//!
+//! Over Redis (`--store redis`) it first measures what the executors' heartbeats cost the
+//! server: simulated agents in this process send real heartbeats (the agent's own call, the
+//! real script) as fast as Redis takes them for `--heartbeat-seconds`, and the server's CPU
+//! per heartbeat, times the executors, over the interval, is the share of one core that
+//! heartbeats take at that interval. It also times the read of every executor a pass makes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use dwr_core::placement::FirstFit;
 use dwr_core::queues::{QueueConfig, Queues, Quota};
 use dwr_core::{
-    ExecutorId, ExecutorRegistration, InMemoryJobStore, Job, JobId, JobSpec, JobStore, Scheduler,
-    SchedulerConfig, Timestamp, DEFAULT_QUEUE,
+    ExecutorId, ExecutorRegistration, HostUsage, InMemoryJobStore, Job, JobId, JobSpec, JobStore,
+    Scheduler, SchedulerConfig, Timestamp, DEFAULT_QUEUE,
 };
+use dwr_redis::{RedisConfig, RedisJobStore};
+use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::stats::rss_mib;
-use super::BenchError;
+use super::stats::{median, rss_mib};
+use super::{BenchError, StoreKind};
+
+/// Requests in flight at once while registering executors, queueing jobs and sending
+/// heartbeats (the simulated agents).
+const CONCURRENCY: usize = 64;
 
 /// Flags of `dwr simulate`.
 #[derive(Args, Clone, Debug)]
@@ -43,6 +56,55 @@ pub struct SimulateArgs {
     /// the last has a CPU quota of half the cluster.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub queues: u32,
+    /// Store to simulate over.
+    #[arg(long, value_enum, default_value = "memory")]
+    pub store: StoreKind,
+    /// Redis URL for `--store redis` (a fresh key prefix is used and deleted afterwards).
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// With `--store redis`: seconds of heartbeats sent before the passes, to measure
+    /// their cost (0: none).
+    #[arg(long, default_value_t = 5.0)]
+    pub heartbeat_seconds: f64,
+    /// With `--store redis`: the heartbeat interval the cost is reported at, seconds
+    /// (the agents' default).
+    #[arg(long, default_value_t = 30)]
+    pub heartbeat_interval: u64,
+}
+
+/// What a simulation measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimulationReport {
+    /// Store used.
+    pub store: StoreKind,
+    /// Executors registered.
+    pub executors: usize,
+    /// The figures after each step.
+    pub steps: Vec<SimulationStep>,
+    /// With `--store redis` and heartbeats: what they cost the server.
+    pub heartbeats: Option<HeartbeatCost>,
+    /// The median time of five reads of every executor as a pass reads them
+    /// ([`JobStore::executors_for_placement`]) after the last step, ms.
+    pub executors_read_ms: f64,
+    /// The same for the whole read, job sets and usage included ([`JobStore::executors`],
+    /// what `GET /executors` reads), ms.
+    pub executors_whole_read_ms: f64,
+}
+
+/// What the executors' heartbeats cost Redis.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeartbeatCost {
+    /// Heartbeats sent.
+    pub sent: u64,
+    /// Heartbeats per second the simulated agents reached.
+    pub per_second: f64,
+    /// The server's main-thread CPU per heartbeat, µs.
+    pub redis_cpu_us: f64,
+    /// The interval the share is reported at, seconds.
+    pub interval_seconds: u64,
+    /// The share of one Redis core the executors' heartbeats take at that interval,
+    /// percent (`redis_cpu_us × executors / interval`).
+    pub core_percent_at_interval: f64,
 }
 
 /// The figures after one step.
@@ -62,22 +124,59 @@ pub struct SimulationStep {
     pub rss_mib: f64,
 }
 
-/// Runs the simulation, printing one line per step and a JSON array at the end.
-pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, BenchError> {
-    let store = Arc::new(InMemoryJobStore::new());
-    for n in 0..args.executors {
-        let reg = ExecutorRegistration::new(
-            ExecutorId::new(format!("sim-{n:06}")),
-            "127.0.0.1",
-            4_000,
-            16 * 1024,
-            Vec::new(),
-        );
-        store
-            .register_executor(&reg)
+/// Runs the simulation, printing one line per step and its report as JSON at the end.
+pub async fn run_simulation(args: SimulateArgs) -> Result<SimulationReport, BenchError> {
+    let (store, redis): (Arc<dyn JobStore>, Option<RedisJobStore>) = match args.store {
+        StoreKind::Memory => (Arc::new(InMemoryJobStore::new()), None),
+        StoreKind::Redis => {
+            let redis = RedisJobStore::connect(RedisConfig {
+                url: Some(args.redis_url.clone()),
+                key_prefix: format!("sim-{}:", &JobId::new().to_string()[..8]),
+                ..RedisConfig::default()
+            })
             .await
-            .map_err(BenchError::Store)?;
+            .map_err(BenchError::Redis)?;
+            (Arc::new(redis.clone()), Some(redis))
+        }
+    };
+    let result = simulate(&args, store, redis.as_ref()).await;
+    // Leave nothing behind in a shared Redis, whatever happened.
+    if let Some(redis) = &redis {
+        redis.delete_all_keys().await.map_err(BenchError::Store)?;
     }
+    let report = result?;
+    match serde_json::to_string(&report) {
+        Ok(json) => println!("{json}"),
+        Err(e) => eprintln!("error: cannot print the report as JSON: {e}"),
+    }
+    Ok(report)
+}
+
+async fn simulate(
+    args: &SimulateArgs,
+    store: Arc<dyn JobStore>,
+    redis: Option<&RedisJobStore>,
+) -> Result<SimulationReport, BenchError> {
+    let ids: Vec<ExecutorId> = (0..args.executors)
+        .map(|n| ExecutorId::new(format!("sim-{n:06}")))
+        .collect();
+    stream::iter(&ids)
+        .map(|id| {
+            let reg =
+                ExecutorRegistration::new(id.clone(), "127.0.0.1", 4_000, 16 * 1024, Vec::new());
+            let store = store.clone();
+            async move { store.register_executor(&reg).await.map(drop) }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<()>()
+        .await
+        .map_err(BenchError::Store)?;
+    let heartbeats = match redis {
+        Some(redis) if args.heartbeat_seconds > 0.0 => {
+            Some(heartbeat_cost(redis, &ids, args).await?)
+        }
+        _ => None,
+    };
     let names: Vec<String> = if args.queues > 1 {
         (1..=args.queues).map(|n| format!("q{n}")).collect()
     } else {
@@ -103,7 +202,7 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
     let mut steps = Vec::new();
     let mut queued = 0;
     println!(
-        "dwr simulate: {} executors, {} jobs in {} steps, {} jobs per pass{}{}",
+        "dwr simulate: {} executors, {} jobs in {} steps, {} jobs per pass{}{}, {} store",
         args.executors,
         args.jobs,
         args.steps,
@@ -117,22 +216,45 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
             format!(", {} queues", args.queues)
         } else {
             String::new()
+        },
+        match args.store {
+            StoreKind::Memory => "in-memory",
+            StoreKind::Redis => "Redis",
         }
     );
+    if let Some(cost) = &heartbeats {
+        println!(
+            "  heartbeats: {} at {:.0}/s, {:.1} µs of Redis CPU each: {:.2}% of a core for {} executors every {} s",
+            cost.sent,
+            cost.per_second,
+            cost.redis_cpu_us,
+            cost.core_percent_at_interval,
+            args.executors,
+            cost.interval_seconds
+        );
+    }
     while queued < args.jobs {
         let batch = per_step.min(args.jobs - queued);
         let now = Timestamp::now();
-        for n in queued..queued + batch {
-            let mut spec = spec.clone();
-            if args.priorities {
-                spec.priority = (n * 37 % 101) as u8;
-            }
-            spec.queue.clone_from(&names[n % names.len()]);
-            store
-                .submit(Job::new(JobId::new(), spec, now))
-                .await
-                .map_err(BenchError::Store)?;
-        }
+        stream::iter(queued..queued + batch)
+            .map(|n| {
+                let mut spec = spec.clone();
+                if args.priorities {
+                    spec.priority = (n * 37 % 101) as u8;
+                }
+                spec.queue.clone_from(&names[n % names.len()]);
+                let store = store.clone();
+                async move {
+                    store
+                        .submit(Job::new(JobId::new(), spec, now))
+                        .await
+                        .map(drop)
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<()>()
+            .await
+            .map_err(BenchError::Store)?;
         queued += batch;
         let started = Instant::now();
         let report = scheduler.run_pass().await.map_err(BenchError::Store)?;
@@ -158,9 +280,93 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<Vec<SimulationStep>, B
         );
         steps.push(step);
     }
-    match serde_json::to_string(&steps) {
-        Ok(json) => println!("{json}"),
-        Err(e) => eprintln!("error: cannot print the steps as JSON: {e}"),
+    // Read with the cluster full, as a pass over a busy cluster reads it.
+    let (executors_read_ms, executors_whole_read_ms) = executors_read_ms(store.as_ref()).await?;
+    println!(
+        "  reading every executor: {executors_read_ms:.1} ms as a pass reads them, {executors_whole_read_ms:.1} ms with job sets and usage (medians of 5)"
+    );
+    Ok(SimulationReport {
+        store: args.store,
+        executors: args.executors,
+        steps,
+        heartbeats,
+        executors_read_ms,
+        executors_whole_read_ms,
+    })
+}
+
+/// Heartbeats from simulated agents, `CONCURRENCY` at a time, round-robin over the
+/// executors, for `--heartbeat-seconds`, and the server's CPU they took.
+async fn heartbeat_cost(
+    redis: &RedisJobStore,
+    ids: &[ExecutorId],
+    args: &SimulateArgs,
+) -> Result<HeartbeatCost, BenchError> {
+    // What an agent reports: a usage of realistic size.
+    let usage = HostUsage {
+        cpu_percent: 37.5,
+        memory_used_mib: 12_345,
+    };
+    let ids = Arc::new(ids.to_vec());
+    let next = Arc::new(AtomicU64::new(0));
+    let cpu_before = redis
+        .server_cpu_seconds()
+        .await
+        .map_err(BenchError::Store)?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(args.heartbeat_seconds);
+    let agents: Vec<_> = (0..CONCURRENCY)
+        .map(|_| {
+            let (redis, ids, next) = (redis.clone(), ids.clone(), next.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let n = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    redis.heartbeat(&ids[n % ids.len()], &usage).await?;
+                }
+                Ok::<_, dwr_core::StoreError>(())
+            })
+        })
+        .collect();
+    for agent in agents {
+        agent
+            .await
+            .map_err(|e| BenchError::Stalled(format!("a simulated agent failed: {e}")))?
+            .map_err(BenchError::Store)?;
     }
-    Ok(steps)
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = redis
+        .server_cpu_seconds()
+        .await
+        .map_err(BenchError::Store)?;
+    // Every agent counted one call past the deadline's last check: `next` counts calls
+    // started, and each started call completed.
+    let sent = next.load(Ordering::Relaxed);
+    let redis_cpu_us = (cpu_after - cpu_before) * 1e6 / sent.max(1) as f64;
+    Ok(HeartbeatCost {
+        sent,
+        per_second: sent as f64 / seconds,
+        redis_cpu_us,
+        interval_seconds: args.heartbeat_interval,
+        core_percent_at_interval: redis_cpu_us * ids.len() as f64
+            / args.heartbeat_interval.max(1) as f64
+            / 1e4,
+    })
+}
+
+/// The medians of five reads of every executor as a pass reads them, and of five whole
+/// reads, alternating, ms.
+async fn executors_read_ms(store: &dyn JobStore) -> Result<(f64, f64), BenchError> {
+    let (mut lean, mut whole) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let started = Instant::now();
+        store
+            .executors_for_placement()
+            .await
+            .map_err(BenchError::Store)?;
+        lean.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        store.executors().await.map_err(BenchError::Store)?;
+        whole.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((median(&mut lean), median(&mut whole)))
 }

@@ -15,6 +15,12 @@ pub fn p50_p90_p99(values: &mut [f64]) -> [f64; 3] {
     [50.0, 90.0, 99.0].map(|p| percentile(values, p))
 }
 
+/// The median of `values` (sorted in place) by nearest rank; 0 when empty.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    percentile(values, 50.0)
+}
+
 /// This process's resident memory now and at its peak, in MiB (from /proc; zero elsewhere).
 pub fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
