@@ -37,6 +37,11 @@ const JOBS_FINISHED_LEGACY: &str = "jobs:finished";
 const JOBS_ALL_LEGACY: &str = "jobs:all";
 const SEQ: &str = "seq";
 const EXECUTORS: &str = "executors";
+/// A counter bumped by every change of an executor that placement reads (registration,
+/// heartbeat, allocation), and each executor's value of it at its last change (a sorted
+/// set): a scheduler reads only the executors changed since its last read.
+const EXECUTORS_SEQ: &str = "executors:seq";
+const EXECUTORS_CHANGED: &str = "executors:changed";
 const EXECUTOR: &str = "executor:";
 const EXECUTOR_JOBS: &str = "executor_jobs:";
 const EXECUTOR_GPUS: &str = "executor_gpus:";
@@ -126,6 +131,17 @@ impl Keys {
     /// Set of registered executor ids.
     pub fn executors(&self) -> String {
         self.k(EXECUTORS)
+    }
+
+    /// The counter of executor changes (see [`Self::executors_changed`]).
+    pub fn executors_seq(&self) -> String {
+        self.k(EXECUTORS_SEQ)
+    }
+
+    /// Sorted set of executor ids by the value of [`Self::executors_seq`] at their last
+    /// change that placement reads.
+    pub fn executors_changed(&self) -> String {
+        self.k(EXECUTORS_CHANGED)
     }
 
     /// Hash of one executor (registration, totals, allocations, liveness).
@@ -227,6 +243,8 @@ pub(crate) fn lua_prelude() -> String {
         ("K_ALL_LEGACY", JOBS_ALL_LEGACY),
         ("K_SEQ", SEQ),
         ("K_EXECUTORS", EXECUTORS),
+        ("K_EXECUTORS_SEQ", EXECUTORS_SEQ),
+        ("K_EXECUTORS_CHANGED", EXECUTORS_CHANGED),
         ("CH_WAKE", WAKE_CHANNEL),
     ] {
         out.push_str(&format!("local {name} = P .. '{suffix}'\n"));

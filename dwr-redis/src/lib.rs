@@ -91,6 +91,8 @@
 //! | `{p}jobs:finished` | sorted set: job id, score = finish time (ms): written by earlier versions only, drained by purge | — | members removed by purge |
 //! | `{p}jobs:all` | sorted set of every job: written by earlier versions only | — | deleted by purge |
 //! | `{p}executors` | set of executor ids | `register_executor`, `expire_executor` | never |
+//! | `{p}executors:seq` | counter of executor changes that placement reads (registration, heartbeat, commit, release) | those scripts (`INCR`) | never |
+//! | `{p}executors:changed` | sorted set: executor id → the counter at its last such change; a scheduling pass reads only the executors changed since its last read (all of them when the count of executors disagrees, the counter went back, or every minute) | those scripts; `expire_executor` removes the executor | with the executor |
 //! | `{p}executor:{id}` | hash: `id`, `reg` (JSON), `ip`, `cpu_total`, `mem_total`, `gpu_total`, `dev:{uuid}`, `registered_at`, `last_heartbeat` (Redis `TIME`), `lease_ms` (its lease: 3 of its heartbeat intervals), `usage` (JSON) — written by register/heartbeat; `cpu_alloc`, `mem_alloc`, `gpu_alloc` — written only by commit and release | scripts only | deleted by `expire_executor` |
 //! | `{p}executor_jobs:{id}` | set of the job ids it holds | commit, release | deleted by `expire_executor` |
 //! | `{p}executor_gpus:{id}` | hash: GPU UUID → job id holding it | commit, release | deleted by `expire_executor` |

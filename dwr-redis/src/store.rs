@@ -13,6 +13,7 @@ use redis::{Client, Script, Value};
 use crate::batch::{Coalescer, Worker};
 use crate::config::RedisConfig;
 use crate::error::{store_error, Error};
+use crate::job_store::PlacementCache;
 use crate::keys::Keys;
 use crate::scripts::Scripts;
 use crate::wait::{BlockingPool, EventBuffer, LogWatch, WakeListener};
@@ -47,6 +48,8 @@ pub(crate) struct Inner {
     pub clock: std::sync::Mutex<Option<(dwr_core::Timestamp, std::time::Instant)>>,
     /// Group commit of the per-job transitions (see [`crate::batch`]).
     pub batchers: Batchers,
+    /// The executors as this process's last scheduling pass read them.
+    pub placement: tokio::sync::Mutex<Option<PlacementCache>>,
 }
 
 /// One [`Coalescer`] per transition every job goes through.
@@ -158,6 +161,7 @@ impl RedisJobStore {
                 requests,
                 clock: std::sync::Mutex::new(None),
                 batchers,
+                placement: tokio::sync::Mutex::new(None),
             }),
         })
     }

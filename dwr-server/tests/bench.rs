@@ -93,7 +93,7 @@ async fn the_simulation_fills_the_cluster_then_queues() {
             .unwrap();
         the_cluster_fills_then_queues(&report.steps);
         assert!(report.heartbeats.is_none());
-        assert!(report.executors_read_ms >= 0.0);
+        assert!(report.executors_read_ms >= 0.0 && report.pass_at_rest_ms > 0.0);
     }
 }
 

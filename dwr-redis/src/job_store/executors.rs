@@ -1,10 +1,14 @@
 //! Executors in the store: registration, heartbeats, snapshots, and the expiry of one that
 //! was lost.
 
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
 use dwr_core::{Executor, ExecutorId, ExecutorRegistration, Expiry, HostUsage, JobId, StoreError};
+use redis::Value;
 
 use crate::codec::{array, executor_from, job_id_at, status_reply, unexpected};
-use crate::error::corrupt_by;
+use crate::error::{corrupt, corrupt_by};
 use crate::store::RedisJobStore;
 
 /// `register_executor.lua`: registers the executor, or refreshes it keeping what it holds.
@@ -55,34 +59,121 @@ pub(super) async fn heartbeat(
     }
 }
 
-/// What [`snapshots`] reads of each executor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Snapshot {
-    /// Everything.
-    Whole,
-    /// What placement needs: no job set, no usage.
-    Placement,
-}
-
 /// `executors.lua`: a consistent snapshot of executor `id`, or of every executor.
 pub(super) async fn snapshots(
     store: &RedisJobStore,
     id: Option<&ExecutorId>,
-    what: Snapshot,
 ) -> Result<Vec<Executor>, StoreError> {
     let script = &store.inner.scripts.executors;
     let arg = id.map(|i| i.to_string()).unwrap_or_default();
-    let mode = match what {
-        Snapshot::Whole => "whole",
-        Snapshot::Placement => "placement",
-    };
     let reply = store
-        .eval("executors", script, vec![arg, mode.to_owned()])
+        .eval("executors", script, vec![arg, "whole".to_owned()])
         .await?;
     array(&reply, "executors")?
         .iter()
         .map(executor_from)
         .collect()
+}
+
+/// How long a placement cache is trusted before it is read whole again: the change counter
+/// is exact on one server, but a failover to a replica that missed some changes and went
+/// on counting could leave an executor behind in the cache.
+const FULL_READ_EVERY: Duration = Duration::from_secs(60);
+
+/// Every executor as placement reads them ([`JobStore::executors_for_placement`]), as the
+/// last read of this process left them, and the change counter then.
+///
+/// [`JobStore::executors_for_placement`]: dwr_core::JobStore::executors_for_placement
+#[derive(Debug)]
+pub(crate) struct PlacementCache {
+    /// The executor change counter (`executors:seq`) at the read.
+    seq: i64,
+    executors: BTreeMap<ExecutorId, Executor>,
+    /// When the executors were last read whole.
+    read_whole_at: Instant,
+}
+
+/// `executors.lua` for placement: the executors changed since this process's last read
+/// (every change of a registration, a lease or an allocation bumps a counter), merged into
+/// what it read before; all of them on the first read, when the count of executors
+/// disagrees (one was removed), when the counter went back (another Redis), and every
+/// [`FULL_READ_EVERY`]. A pass over 10,000 executors reads the few hundred that changed.
+pub(super) async fn for_placement(store: &RedisJobStore) -> Result<Vec<Executor>, StoreError> {
+    let mut cache = store.inner.placement.lock().await;
+    let mut since = cache
+        .as_ref()
+        .filter(|c| c.read_whole_at.elapsed() < FULL_READ_EVERY)
+        .map(|c| c.seq);
+    loop {
+        let read = read_for_placement(store, since).await?;
+        match (cache.as_mut(), read.whole) {
+            (Some(cached), false) => {
+                cached.seq = read.seq;
+                for exec in read.executors {
+                    cached.executors.insert(exec.id().clone(), exec);
+                }
+                if cached.executors.len() == read.count {
+                    return Ok(cached.executors.values().cloned().collect());
+                }
+                // An executor was removed since: read them all.
+                since = None;
+            }
+            _ => {
+                let cached = cache.insert(PlacementCache {
+                    seq: read.seq,
+                    executors: read
+                        .executors
+                        .into_iter()
+                        .map(|e| (e.id().clone(), e))
+                        .collect(),
+                    read_whole_at: Instant::now(),
+                });
+                return Ok(cached.executors.values().cloned().collect());
+            }
+        }
+    }
+}
+
+/// One placement read: all executors (`whole`) or those changed since `since`.
+struct PlacementRead {
+    seq: i64,
+    count: usize,
+    whole: bool,
+    executors: Vec<Executor>,
+}
+
+async fn read_for_placement(
+    store: &RedisJobStore,
+    since: Option<i64>,
+) -> Result<PlacementRead, StoreError> {
+    let script = &store.inner.scripts.executors;
+    let args = vec![
+        String::new(),
+        "placement".to_owned(),
+        since.map(|s| s.to_string()).unwrap_or_default(),
+    ];
+    let reply = store.eval("executors", script, args).await?;
+    let items = array(&reply, "executors")?;
+    let bad = || {
+        corrupt(
+            "executors",
+            "expected the counter, the count and the mode first",
+        )
+    };
+    let [seq, count, mode, snapshots @ ..] = items else {
+        return Err(bad());
+    };
+    let int = |v: &Value| redis::from_redis_value_ref::<i64>(v).map_err(|_| bad());
+    let mode: String = redis::from_redis_value_ref(mode).map_err(|_| bad())?;
+    Ok(PlacementRead {
+        seq: int(seq)?,
+        count: usize::try_from(int(count)?).map_err(|_| bad())?,
+        whole: mode == "full",
+        executors: snapshots
+            .iter()
+            .map(executor_from)
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// `expire_executor.lua`: removes the executor (`when` its lease ran out, or now), failing

@@ -27,7 +27,7 @@ use dwr_core::{
 use crate::codec::unexpected;
 use crate::error::store_error;
 use crate::store::RedisJobStore;
-use executors::Snapshot;
+pub(crate) use executors::PlacementCache;
 
 /// How long [`JobStore::now`] carries a reading of Redis `TIME` forward before it reads
 /// it again.
@@ -193,18 +193,18 @@ impl JobStore for RedisJobStore {
     }
 
     async fn executor(&self, id: &ExecutorId) -> Result<Executor, StoreError> {
-        executors::snapshots(self, Some(id), Snapshot::Whole)
+        executors::snapshots(self, Some(id))
             .await?
             .pop()
             .ok_or_else(|| StoreError::ExecutorNotFound { id: id.clone() })
     }
 
     async fn executors(&self) -> Result<Vec<Executor>, StoreError> {
-        executors::snapshots(self, None, Snapshot::Whole).await
+        executors::snapshots(self, None).await
     }
 
     async fn executors_for_placement(&self) -> Result<Vec<Executor>, StoreError> {
-        executors::snapshots(self, None, Snapshot::Placement).await
+        executors::for_placement(self).await
     }
 
     async fn expire_executor(

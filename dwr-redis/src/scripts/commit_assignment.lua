@@ -60,6 +60,7 @@ end
 
 -- Every check passed: record, allocate, hand the job to the executor.
 redis.call('HINCRBY', xk, 'cpu_alloc', cpu)
+exec_changed(ex)
 redis.call('HINCRBY', xk, 'mem_alloc', mem)
 if ngpu > 0 then redis.call('HINCRBY', xk, 'gpu_alloc', ngpu) end
 for i = 9, #ARGV do

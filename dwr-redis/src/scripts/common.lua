@@ -42,6 +42,12 @@ end
 local WOKEN = false
 local function wake() WOKEN = true end
 
+-- Records a change of executor `ex` that placement reads (registration, lease, allocation):
+-- a scheduler's next read of the executors reads it again (executors.lua).
+local function exec_changed(ex)
+  redis.call('ZADD', K_EXECUTORS_CHANGED, redis.call('INCR', K_EXECUTORS_SEQ), ex)
+end
+
 -- A pending job's place in the queue (dwr_core::JobSpec::queue_key): lower goes first.
 local function queue_key(seq, priority)
   return tonumber(seq) - tonumber(priority) * PRIORITY_AGING_JOBS
@@ -152,6 +158,7 @@ local function release(id, j)
   hold(j[21], -1, j[3], j[4], j[5])
   if j[25] then redis.call('HINCRBY', k_array(j[25]), 'active', -1) end
   local xk = k_exec(ex)
+  exec_changed(ex)
   -- "0 - n", not "-n": Lua formats -0 as "-0", which HINCRBY refuses.
   redis.call('HINCRBY', xk, 'cpu_alloc', 0 - tonumber(j[3]))
   redis.call('HINCRBY', xk, 'mem_alloc', 0 - tonumber(j[4]))

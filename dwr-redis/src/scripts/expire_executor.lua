@@ -7,6 +7,7 @@ local x = redis.call('HMGET', xk, 'last_heartbeat', 'lease_ms')
 local hb = x[1]
 if not hb then
   redis.call('SREM', K_EXECUTORS, ex)
+  redis.call('ZREM', K_EXECUTORS_CHANGED, ex)
   return { 'ok' }
 end
 if mode == 'lease' and now - tonumber(hb) <= tonumber(x[2] or DEFAULT_LEASE_MS) then
@@ -23,5 +24,7 @@ for _, id in ipairs(redis.call('SMEMBERS', k_exec_jobs(ex))) do
 end
 redis.call('DEL', xk, k_exec_jobs(ex), k_exec_gpus(ex), k_events(ex))
 redis.call('SREM', K_EXECUTORS, ex)
+-- Gone, not changed: a scheduler's cache learns it from the count of executors.
+redis.call('ZREM', K_EXECUTORS_CHANGED, ex)
 wake()
 return failed

@@ -3,4 +3,5 @@
 local xk = k_exec(ARGV[2])
 if redis.call('EXISTS', xk) == 0 then return { 'executor_not_found' } end
 redis.call('HSET', xk, 'last_heartbeat', now_ms(), 'usage', ARGV[3])
+exec_changed(ARGV[2])
 return { 'ok' }

@@ -17,5 +17,6 @@ for i = 9, #ARGV do
   redis.call('HSET', xk, 'dev:' .. ARGV[i], '1')
 end
 redis.call('SADD', K_EXECUTORS, ex)
+exec_changed(ex)
 wake()
 return { 'ok', executor_reply(ex) }

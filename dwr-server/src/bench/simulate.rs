@@ -89,6 +89,10 @@ pub struct SimulationReport {
     /// The same for the whole read, job sets and usage included ([`JobStore::executors`],
     /// what `GET /executors` reads), ms.
     pub executors_whole_read_ms: f64,
+    /// The median time of five passes after the steps, each after a second's worth of the
+    /// executors' heartbeats at `--heartbeat-interval` (`executors / interval` of them), ms:
+    /// what a pass costs a cluster at rest, where only heartbeats change executors.
+    pub pass_at_rest_ms: f64,
 }
 
 /// What the executors' heartbeats cost Redis.
@@ -280,6 +284,11 @@ async fn simulate(
         );
         steps.push(step);
     }
+    let pass_at_rest_ms = pass_at_rest_ms(&scheduler, store.as_ref(), &ids, args).await?;
+    println!(
+        "  a pass at rest (after a second's heartbeats at the {} s interval): {pass_at_rest_ms:.1} ms (median of 5)",
+        args.heartbeat_interval
+    );
     // Read with the cluster full, as a pass over a busy cluster reads it.
     let (executors_read_ms, executors_whole_read_ms) = executors_read_ms(store.as_ref()).await?;
     println!(
@@ -292,6 +301,7 @@ async fn simulate(
         heartbeats,
         executors_read_ms,
         executors_whole_read_ms,
+        pass_at_rest_ms,
     })
 }
 
@@ -351,6 +361,31 @@ async fn heartbeat_cost(
             / args.heartbeat_interval.max(1) as f64
             / 1e4,
     })
+}
+
+/// The median time of five passes, each after a second's worth of heartbeats.
+async fn pass_at_rest_ms(
+    scheduler: &Scheduler,
+    store: &dyn JobStore,
+    ids: &[ExecutorId],
+    args: &SimulateArgs,
+) -> Result<f64, BenchError> {
+    let per_second = ids.len().div_ceil(args.heartbeat_interval.max(1) as usize);
+    let usage = HostUsage::default();
+    let mut beats = ids.iter().cycle();
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        stream::iter(beats.by_ref().take(per_second))
+            .map(|id| store.heartbeat(id, &usage))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<()>()
+            .await
+            .map_err(BenchError::Store)?;
+        let started = Instant::now();
+        scheduler.run_pass().await.map_err(BenchError::Store)?;
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(&mut samples))
 }
 
 /// The medians of five reads of every executor as a pass reads them, and of five whole
