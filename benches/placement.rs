@@ -1,5 +1,5 @@
 //! Criterion benchmarks of placement: one decision and its reservation per element, over
-//! realistic clusters of 10, 1,000 and 10,000 executors.
+//! realistic clusters of 10, 1,000, 10,000 and 100,000 executors.
 //!
 //! Run with `cargo bench --bench placement`. Each benchmark keeps one view across its
 //! samples, so the cluster fills up as it would during a busy scheduling pass; when a
@@ -14,10 +14,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use dwr::placement::{ClusterView, ExecutorView, FirstFit, LinearFirstFit, Placement, Spread};
+use dwr::placement::{
+    ClusterView, ExecutorView, FirstFit, LinearFirstFit, LinearSpread, Placement, Spread,
+};
 use dwr::{ExecutorId, GpuDevice, GpuModel, JobSpec, Resources};
 
-const SIZES: [usize; 3] = [10, 1_000, 10_000];
+const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 const GPU_MODELS: [&str; 3] = [
     "NVIDIA A100-SXM4-80GB",
     "NVIDIA H100 80GB HBM3",
@@ -177,10 +179,11 @@ fn placement(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .throughput(Throughput::Elements(1));
-    let strategies: [(&str, &dyn Placement); 3] = [
+    let strategies: [(&str, &dyn Placement); 4] = [
         ("first_fit_indexed", &FirstFit),
         ("first_fit_linear", &LinearFirstFit),
-        ("spread", &Spread),
+        ("spread_indexed", &Spread),
+        ("spread_linear", &LinearSpread),
     ];
     for (name, strategy) in strategies {
         for size in SIZES {

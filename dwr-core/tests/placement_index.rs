@@ -1,7 +1,10 @@
-//! Property tests of the indexed first fit: on random clusters and job streams it makes
-//! exactly the decisions of the linear scan, and the view's free room never goes wrong.
+//! Property tests of the indexed first fit and spread: on random clusters and job streams
+//! they make exactly the decisions of the linear scans, and the view's free room never goes
+//! wrong.
 
-use dwr_core::placement::{ClusterView, ExecutorView, FirstFit, LinearFirstFit, Placement};
+use dwr_core::placement::{
+    ClusterView, ExecutorView, FirstFit, LinearFirstFit, LinearSpread, Placement, Spread,
+};
 use dwr_core::{ExecutorId, GpuDevice, GpuModel, JobSpec, Resources};
 use proptest::prelude::*;
 
@@ -226,6 +229,45 @@ fn reservation(exec: &ExecutorView, cpu: u64, mem: u64, gpus: usize) -> (Resourc
     (Resources::new(cpu, mem, ids.len() as u32), ids)
 }
 
+/// Runs `ops` on the view of `seeds`, checking that `indexed` and `linear` decide alike at
+/// every placement (and reserving what they chose).
+fn decide_alike(
+    indexed: &dyn Placement,
+    linear: &dyn Placement,
+    seeds: &[ExecSeed],
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let mut view = build_view(seeds);
+    for op in ops {
+        match op {
+            Op::Place(job) => {
+                let spec = job.spec();
+                let fast = indexed.place(&spec, &view);
+                let scan = linear.place(&spec, &view);
+                prop_assert_eq!(&fast, &scan, "job {:?}", job);
+                if let Ok(choice) = fast {
+                    prop_assert!(
+                        view.reserve(choice.executor, &spec.resources(), &choice.gpu_ids),
+                        "a chosen executor must accept the reservation"
+                    );
+                }
+            }
+            Op::SetAside(i) => view.set_aside(i % view.len()),
+            Op::Reserve {
+                exec,
+                cpu,
+                mem,
+                gpus,
+            } => {
+                let index = exec % view.len();
+                let (want, ids) = reservation(&view.executors()[index], *cpu, *mem, *gpus);
+                view.reserve(index, &want, &ids);
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -233,29 +275,14 @@ proptest! {
     /// the linear scan: same executor, same GPU devices, same explanation.
     #[test]
     fn indexed_first_fit_decides_like_the_linear_scan((seeds, ops) in case()) {
-        let mut view = build_view(&seeds);
-        for op in &ops {
-            match op {
-                Op::Place(job) => {
-                    let spec = job.spec();
-                    let indexed = FirstFit.place(&spec, &view);
-                    let linear = LinearFirstFit.place(&spec, &view);
-                    prop_assert_eq!(&indexed, &linear, "job {:?}", job);
-                    if let Ok(choice) = indexed {
-                        prop_assert!(
-                            view.reserve(choice.executor, &spec.resources(), &choice.gpu_ids),
-                            "a chosen executor must accept the reservation"
-                        );
-                    }
-                }
-                Op::SetAside(i) => view.set_aside(i % view.len()),
-                Op::Reserve { exec, cpu, mem, gpus } => {
-                    let index = exec % view.len();
-                    let (want, ids) = reservation(&view.executors()[index], *cpu, *mem, *gpus);
-                    view.reserve(index, &want, &ids);
-                }
-            }
-        }
+        decide_alike(&FirstFit, &LinearFirstFit, &seeds, &ops)?;
+    }
+
+    /// The same for spread: the least loaded executor found through the index is the one
+    /// the scan finds, ties going to the first by id.
+    #[test]
+    fn indexed_spread_decides_like_the_linear_scan((seeds, ops) in case()) {
+        decide_alike(&Spread, &LinearSpread, &seeds, &ops)?;
     }
 
     /// Whatever the sequence, the view's free room is what a shadow model computes from the

@@ -1,10 +1,13 @@
 //! The free-capacity index of a [`ClusterView`](super::ClusterView): a segment tree over the
-//! executors, in view order, holding per-subtree maxima of free CPU, memory and GPU count.
+//! executors, in view order, holding per-subtree maxima of free CPU, memory and GPU count
+//! (and, once spread needs it, a second tree of the least load).
 //!
 //! First fit asks it for the leftmost executor whose free room *could* take a job, so a
-//! decision touches O(log n) nodes instead of every executor. The leaf is the only place where
-//! a fit is decided, by the full verdict (liveness, region, datacenter, GPU model): the index
-//! only prunes, never decides, so it can only make first fit faster, never different.
+//! decision touches O(log n) nodes instead of every executor; spread asks for the least
+//! loaded such executor, a branch and bound that skips every subtree whose least load cannot
+//! beat the best found. The leaf is the only place where a fit is decided, by the full
+//! verdict (liveness, region, datacenter, GPU model): the index only prunes, never decides,
+//! so it can only make placement faster, never different.
 //!
 //! Plain per-dimension maxima prune badly on a busy cluster: executors full on CPU with memory
 //! left sit next to executors full on memory with CPU left, and every subtree holding one of
@@ -13,6 +16,8 @@
 //! at least that much free CPU. A job asking for `c` millicores and `m` MiB looks at the step
 //! just at or below `c`: exact when `c` is on the ladder (the round amounts jobs ask for),
 //! and only executors with CPU between that step and `c` can still make a subtree pass in vain.
+
+use std::sync::OnceLock;
 
 use super::view::ExecutorView;
 use crate::spec::JobSpec;
@@ -25,33 +30,46 @@ const CPU_STEPS: [u64; 26] = [
     16_000, 24_000, 32_000, 48_000, 64_000, 96_000, 128_000, 256_000, 512_000, 1_024_000,
 ];
 
-/// Memory is kept as `min(MiB, MEMORY_CAP) + 1` in a `u32`, 0 meaning "no executor": exact
-/// up to 4 PiB per executor, and rounded down beyond, where it prunes nothing (a saturated
-/// value passes every request).
-const MEMORY_CAP: u64 = u32::MAX as u64 - 1;
-
-/// Free room of one executor (a leaf) or the per-dimension maxima of a subtree (a node).
-/// Dead executors and the padding leaves hold `Room::default()`, which takes nothing, not
-/// even a job asking for nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Free room of one executor (a leaf) or a summary of a subtree (a node): the most free CPU,
+/// GPUs and memory (per CPU step) of any of its executors. Dead executors and the padding
+/// leaves hold [`Room::NONE`], which takes nothing, not even a job asking for nothing.
+///
+/// A node is one cache line: amounts are kept in 16 and 32 bits, rounded so that a summary
+/// can only say "maybe" where an executor has the room (CPU and GPUs saturate, memory is
+/// rounded up to within 1/1024). The leaf's full verdict decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
 pub(crate) struct Room {
-    /// Most free CPU millicores.
-    cpu_millis: u64,
+    /// Most free CPU millicores (saturating at `u32::MAX`).
+    cpu_millis: u32,
     /// Most free GPU devices, of any model (the model is checked at the leaf).
-    gpus: u32,
-    /// `memory_at[j]`: the most free memory (encoded as above) among the live executors with
-    /// at least `CPU_STEPS[j]` free millicores; 0 when there is none.
-    memory_at: [u32; CPU_STEPS.len()],
+    gpus: u16,
+    /// `memory_at[j]`: the most free memory (as [`memory_code`] + 1) among the live
+    /// executors with at least `CPU_STEPS[j]` free millicores; 0 when there is none.
+    memory_at: [u16; CPU_STEPS.len()],
+}
+
+impl Default for Room {
+    fn default() -> Self {
+        Self::NONE
+    }
 }
 
 impl Room {
+    /// No executor: covers nothing, loads nothing.
+    pub(crate) const NONE: Self = Self {
+        cpu_millis: 0,
+        gpus: 0,
+        memory_at: [0; CPU_STEPS.len()],
+    };
+
     /// The room an executor offers: its free resources when alive, nothing when dead.
-    pub(crate) fn of(exec: &ExecutorView) -> Self {
+    fn of(exec: &ExecutorView) -> Self {
         if !exec.alive {
-            return Self::default();
+            return Self::NONE;
         }
         let cpu = exec.free.cpu_millis;
-        let memory = encode_memory(exec.free.memory_mib);
+        let memory = memory_code(exec.free.memory_mib) + 1;
         let mut memory_at = [0; CPU_STEPS.len()];
         for (slot, step) in memory_at.iter_mut().zip(CPU_STEPS) {
             if cpu < step {
@@ -60,13 +78,13 @@ impl Room {
             *slot = memory;
         }
         Self {
-            cpu_millis: cpu,
-            gpus: u32::try_from(exec.free_gpus.len()).unwrap_or(u32::MAX),
+            cpu_millis: saturate(cpu),
+            gpus: u16::try_from(exec.free_gpus.len()).unwrap_or(u16::MAX),
             memory_at,
         }
     }
 
-    fn max(&self, other: &Self) -> Self {
+    fn merge(&self, other: &Self) -> Self {
         let mut memory_at = self.memory_at;
         for (mine, theirs) in memory_at.iter_mut().zip(&other.memory_at) {
             *mine = (*mine).max(*theirs);
@@ -88,35 +106,59 @@ impl Room {
     }
 }
 
-/// `min(mib, MEMORY_CAP) + 1`: never 0, which means "no executor".
-fn encode_memory(mib: u64) -> u32 {
-    // Lossless: the value is at most MEMORY_CAP + 1 = u32::MAX.
-    (mib.min(MEMORY_CAP) + 1) as u32
+/// `min(n, u32::MAX)`: comparing saturated amounts never says "less" where the real ones
+/// are not.
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// A monotonic 16-bit code of an amount of MiB, rounded up: the amount itself below 2,048,
+/// above that an exponent and 11 significant bits (within 1/1,024). For `a <= b`,
+/// `memory_code(a) <= memory_code(b)`, so a summary of rounded-up codes never hides room.
+fn memory_code(mib: u64) -> u16 {
+    let bits = u64::BITS - mib.leading_zeros();
+    if bits <= 11 {
+        // Lossless: below 2,048.
+        return mib as u16;
+    }
+    let exponent = u64::from(bits - 11);
+    // In 1,024..=2,048; 2,048 codes the same amount as the next exponent's 1,024.
+    let mantissa = mib.div_ceil(1 << exponent);
+    // Lossless: at most 53 × 1,024 + 2,048 = 56,320.
+    (exponent * 1024 + mantissa) as u16
+}
+
+/// The bits of the largest `f32` at or below `load` (non-negative).
+fn load_bits_down(load: f64) -> u32 {
+    let mut f = load as f32;
+    if f64::from(f) > load {
+        f = f.next_down();
+    }
+    f.max(0.0).to_bits()
 }
 
 /// What a job needs, in the index's terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Want {
-    cpu_millis: u64,
-    gpus: u32,
+    cpu_millis: u32,
+    gpus: u16,
     /// The highest step of [`CPU_STEPS`] at or below the CPU asked for.
     step: usize,
-    /// The memory asked for, capped like stored memory: a room covers it when its encoded
-    /// memory is greater.
-    memory: u32,
+    /// The code of the memory asked for: a room covers it when its stored code (one more
+    /// than the code of its memory) is greater.
+    memory: u16,
 }
 
 impl Want {
     /// What `spec` needs.
-    pub(crate) fn of(spec: &JobSpec) -> Self {
+    fn of(spec: &JobSpec) -> Self {
         // CPU_STEPS[0] is 0, so at least one step is at or below any request.
         let step = CPU_STEPS.partition_point(|&s| s <= spec.cpu_millis) - 1;
         Self {
-            cpu_millis: spec.cpu_millis,
-            gpus: spec.gpu.count,
+            cpu_millis: saturate(spec.cpu_millis),
+            gpus: u16::try_from(spec.gpu.count).unwrap_or(u16::MAX),
             step,
-            // Lossless: at most MEMORY_CAP < u32::MAX.
-            memory: spec.memory_mib.min(MEMORY_CAP) as u32,
+            memory: memory_code(spec.memory_mib),
         }
     }
 }
@@ -134,6 +176,33 @@ pub(crate) struct FreeIndex {
     width: usize,
     /// The tree; empty for an empty view.
     nodes: Vec<Room>,
+    /// The least load of each subtree, in the same layout, built by the first spread
+    /// decision (first fit never reads it, nor pays for keeping it).
+    loads: Loads,
+}
+
+/// Per node, a lower bound of the load ([`ExecutorView::load`]) of every live executor of
+/// the subtree, as the bits of an `f32` rounded down (for non-negative floats the bits order
+/// as the values do); infinite for none. A cache of the executors' loads: clones keep it,
+/// equality ignores it.
+#[derive(Clone, Debug, Default)]
+struct Loads(OnceLock<Vec<u32>>);
+
+impl PartialEq for Loads {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Loads {}
+
+/// The load bits of an executor for [`Loads`].
+fn load_bits(exec: &ExecutorView) -> u32 {
+    if exec.alive {
+        load_bits_down(exec.load())
+    } else {
+        f32::INFINITY.to_bits()
+    }
 }
 
 impl FreeIndex {
@@ -149,26 +218,63 @@ impl FreeIndex {
             *slot = Room::of(exec);
         }
         for k in (1..width).rev() {
-            nodes[k] = nodes[2 * k].max(&nodes[2 * k + 1]);
+            nodes[k] = nodes[2 * k].merge(&nodes[2 * k + 1]);
         }
-        Self { len, width, nodes }
+        Self {
+            len,
+            width,
+            nodes,
+            loads: Loads::default(),
+        }
     }
 
-    /// Sets the room of executor `index` and refreshes the maxima above it, in O(log n).
-    /// Stops climbing as soon as a node's maxima do not change.
-    pub(crate) fn update(&mut self, index: usize, room: Room) {
+    /// The tree of least loads over `executors` (those indexed), built on first use.
+    fn loads(&self, executors: &[ExecutorView]) -> &[u32] {
+        self.loads.0.get_or_init(|| {
+            let mut loads = vec![f32::INFINITY.to_bits(); 2 * self.width];
+            for (slot, exec) in loads[self.width..].iter_mut().zip(executors) {
+                *slot = load_bits(exec);
+            }
+            for k in (1..self.width).rev() {
+                loads[k] = loads[2 * k].min(loads[2 * k + 1]);
+            }
+            loads
+        })
+    }
+
+    /// What `spec` needs, in this index's terms.
+    pub(crate) fn want(&self, spec: &JobSpec) -> Want {
+        Want::of(spec)
+    }
+
+    /// Sets the room of executor `index` (now `exec`) and refreshes the summaries above
+    /// it, in O(log n). Stops climbing as soon as a node's summary does not change.
+    pub(crate) fn update(&mut self, index: usize, exec: &ExecutorView) {
         if index >= self.len {
             return;
         }
-        let mut node = self.width + index;
-        self.nodes[node] = room;
+        let leaf = self.width + index;
+        let mut node = leaf;
+        self.nodes[node] = Room::of(exec);
         while node > 1 {
             node /= 2;
-            let merged = self.nodes[2 * node].max(&self.nodes[2 * node + 1]);
+            let merged = self.nodes[2 * node].merge(&self.nodes[2 * node + 1]);
             if self.nodes[node] == merged {
                 break;
             }
             self.nodes[node] = merged;
+        }
+        if let Some(loads) = self.loads.0.get_mut() {
+            let mut node = leaf;
+            loads[node] = load_bits(exec);
+            while node > 1 {
+                node /= 2;
+                let least = loads[2 * node].min(loads[2 * node + 1]);
+                if loads[node] == least {
+                    break;
+                }
+                loads[node] = least;
+            }
         }
     }
 
@@ -183,7 +289,12 @@ impl FreeIndex {
         if from >= self.len {
             return None;
         }
+        // Start at the largest subtree whose first leaf is `from` (the root for 0, where
+        // most searches start): climbing from the leaf would check every level twice.
         let mut node = self.width + from;
+        while node.is_multiple_of(2) && node > 1 {
+            node /= 2;
+        }
         loop {
             // Move right until a subtree that may hold a candidate.
             while !self.nodes[node].covers(want) {
@@ -206,6 +317,60 @@ impl FreeIndex {
             }
             node = self.next_to_the_right(node)?;
         }
+    }
+
+    /// The executor with the least `(load, index)` among those whose free room covers
+    /// `want` and that `load_if_fits` accepts (it returns the executor's exact load when it
+    /// takes the job). A depth-first search, the child of lesser least load first, that
+    /// skips a subtree not covering `want` or whose least load and first index cannot beat
+    /// the best found: it finds what a scan of every executor finds.
+    pub(crate) fn least_loaded(
+        &self,
+        executors: &[ExecutorView],
+        want: &Want,
+        mut load_if_fits: impl FnMut(usize) -> Option<f64>,
+    ) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        let loads = self.loads(executors);
+        let mut best: Option<(f64, usize)> = None;
+        // (node, index of its first leaf, number of leaves under it)
+        let mut stack = vec![(1usize, 0usize, self.width)];
+        while let Some((node, first, span)) = stack.pop() {
+            let room = &self.nodes[node];
+            if !room.covers(want) || first >= self.len {
+                continue;
+            }
+            if let Some((load, index)) = best {
+                // Every executor below has a load of at least this bound and an index of
+                // at least `first`: none of them can come before the best.
+                let bound = f64::from(f32::from_bits(loads[node]));
+                if bound > load || (bound == load && first > index) {
+                    continue;
+                }
+            }
+            if span == 1 {
+                if let Some(load) = load_if_fits(first) {
+                    if best.is_none_or(|(b, i)| (load, first) < (b, i)) {
+                        best = Some((load, first));
+                    }
+                }
+                continue;
+            }
+            let half = span / 2;
+            let (left, right) = (2 * node, 2 * node + 1);
+            let left_first = loads[left] <= loads[right];
+            // The child to visit first goes on the stack last.
+            if left_first {
+                stack.push((right, first + half, half));
+                stack.push((left, first, half));
+            } else {
+                stack.push((left, first, half));
+                stack.push((right, first + half, half));
+            }
+        }
+        best.map(|(_, index)| index)
     }
 
     /// The subtree just to the right of `node`'s: up past every subtree whose right edge
@@ -235,6 +400,59 @@ impl FreeIndex {
                     None => *room == Room::default(),
                 })
             && (1..self.width)
-                .all(|k| self.nodes[k] == self.nodes[2 * k].max(&self.nodes[2 * k + 1]))
+                .all(|k| self.nodes[k] == self.nodes[2 * k].merge(&self.nodes[2 * k + 1]))
+            && self.loads.0.get().is_none_or(|loads| {
+                executors
+                    .iter()
+                    .enumerate()
+                    .all(|(i, e)| loads[self.width + i] == load_bits(e))
+                    && (1..self.width).all(|k| loads[k] == loads[2 * k].min(loads[2 * k + 1]))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The codes order as the amounts do (so a rounded summary never hides room), are exact
+    /// below 2,048, and each stands for an amount within 1/1,024 above the one coded.
+    #[test]
+    fn memory_codes_are_monotonic_and_close() {
+        let mut amounts: Vec<u64> = (0..5_000).collect();
+        for shift in 11..64 {
+            let p = 1u64 << shift;
+            amounts.extend([p - 1, p, p + 1, p + p / 3, p.saturating_mul(2) - 1]);
+        }
+        amounts.extend([u64::MAX - 1, u64::MAX]);
+        amounts.sort_unstable();
+        for pair in amounts.windows(2) {
+            assert!(memory_code(pair[0]) <= memory_code(pair[1]), "{pair:?}");
+        }
+        for mib in 0..2_048 {
+            assert_eq!(u64::from(memory_code(mib)), mib);
+        }
+        for &mib in &amounts {
+            let code = u128::from(memory_code(mib));
+            if code >= 2_048 {
+                let (exponent, mantissa) = (code / 1_024 - 1, code % 1_024 + 1_024);
+                let (coded, mib) = (mantissa << exponent, u128::from(mib));
+                assert!(coded >= mib && coded - mib <= mib / 1_024, "{mib}: {coded}");
+            }
+        }
+        assert!(memory_code(u64::MAX) < u16::MAX);
+    }
+
+    #[test]
+    fn load_bounds_are_at_or_below_the_load() {
+        for load in [0.0, 1e-9, 0.1, 1.0 / 3.0, 0.5, 0.7, 0.999_999_999, 1.0] {
+            let bound = f64::from(f32::from_bits(load_bits_down(load)));
+            assert!(bound <= load && load - bound < 1e-6, "{load} {bound}");
+        }
+    }
+
+    #[test]
+    fn a_node_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Room>(), 64);
     }
 }

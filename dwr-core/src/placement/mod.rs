@@ -7,7 +7,8 @@
 //!
 //! The view keeps an index of its executors' free room (a segment tree, see `index.rs`), so
 //! [`FirstFit`] finds the first executor with room in O(log n) rather than scanning them all
-//! ([`LinearFirstFit`] is that scan, kept as the reference). An [`Explanation`] still counts
+//! ([`LinearFirstFit`] is that scan, kept as the reference), and [`Spread`] the least loaded
+//! one ([`LinearSpread`] the reference). An [`Explanation`] still counts
 //! every executor, but only when nothing fits.
 
 mod explain;
@@ -18,7 +19,7 @@ mod view;
 
 pub use explain::{Exhausted, Explanation, Filtered, PlacementFailure};
 pub use first_fit::{FirstFit, LinearFirstFit};
-pub use spread::Spread;
+pub use spread::{LinearSpread, Spread};
 pub(crate) use view::{model_matches, Verdict};
 pub use view::{ClusterView, ExecutorView};
 

@@ -1,4 +1,6 @@
-//! Spread: the least loaded executor that can take the job.
+//! Spread: the least loaded executor that can take the job — found through the view's
+//! free-capacity index ([`Spread`]) or by scanning every executor ([`LinearSpread`], the
+//! reference the index is checked and benchmarked against).
 
 use super::view::{ClusterView, Verdict};
 use super::{Choice, Explanation, Placement};
@@ -6,12 +8,43 @@ use crate::spec::JobSpec;
 
 /// Places a job on the executor with the lowest load (the largest allocated fraction over
 /// CPU, memory and GPUs), ties broken by id: balances load as the original system did.
+///
+/// The view's index keeps each subtree's least load beside its free room, so a decision
+/// visits the executors that could take the job in order of promise and stops at those
+/// that cannot beat the best found. It chooses exactly what [`LinearSpread`] chooses.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Spread;
 
 impl Placement for Spread {
     fn name(&self) -> &'static str {
         "spread"
+    }
+
+    fn place(&self, spec: &JobSpec, cluster: &ClusterView) -> Result<Choice, Explanation> {
+        let executors = cluster.executors();
+        cluster
+            .least_loaded(spec, |index| {
+                let exec = &executors[index];
+                (exec.verdict(spec) == Verdict::Fits).then(|| exec.load())
+            })
+            .and_then(|executor| {
+                // A verdict of Fits counts enough free devices of the model: this picks.
+                let exec = &executors[executor];
+                let gpu_ids = exec.pick_gpus(spec.gpu.model.as_ref(), spec.gpu.count)?;
+                Some(Choice { executor, gpu_ids })
+            })
+            .ok_or_else(|| Explanation::of(spec, cluster))
+    }
+}
+
+/// Spread by a scan of every executor: O(n) per decision. The reference [`Spread`] must
+/// agree with, kept for the property tests and the benchmarks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinearSpread;
+
+impl Placement for LinearSpread {
+    fn name(&self) -> &'static str {
+        "spread-linear"
     }
 
     fn place(&self, spec: &JobSpec, cluster: &ClusterView) -> Result<Choice, Explanation> {

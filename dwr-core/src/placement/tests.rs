@@ -249,8 +249,18 @@ fn the_index_follows_reservations_and_set_asides() {
     assert!(view.index_is_consistent());
     let spec = job(1500, 1000).with_gpus(1, GpuModel::Any);
     let mut placed = 0;
-    while let Ok(choice) = FirstFit.place(&spec, &view) {
-        assert_eq!(Ok(choice.clone()), LinearFirstFit.place(&spec, &view));
+    // First fit, then spread (which builds the tree of loads, kept up from then on).
+    while let Ok(choice) = if placed < 10 {
+        FirstFit.place(&spec, &view)
+    } else {
+        Spread.place(&spec, &view)
+    } {
+        let linear = if placed < 10 {
+            LinearFirstFit.place(&spec, &view)
+        } else {
+            LinearSpread.place(&spec, &view)
+        };
+        assert_eq!(Ok(choice.clone()), linear);
         assert!(view.reserve(choice.executor, &spec.resources(), &choice.gpu_ids));
         assert!(view.index_is_consistent(), "after reserve {placed}");
         placed += 1;

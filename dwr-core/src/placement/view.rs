@@ -1,6 +1,6 @@
 //! The view of the cluster that placement works on: each executor's free room, once per pass.
 
-use super::index::{FreeIndex, Room, Want};
+use super::index::FreeIndex;
 use crate::executor::{Executor, GpuDevice};
 use crate::ids::ExecutorId;
 use crate::resources::{Dimension, Resources};
@@ -226,7 +226,7 @@ impl ClusterView {
         spec: &JobSpec,
         from: usize,
     ) -> impl Iterator<Item = usize> + 'a {
-        let want = Want::of(spec);
+        let want = self.index.want(spec);
         let mut next = from;
         std::iter::from_fn(move || {
             let found = self.index.first_from(next, &want)?;
@@ -235,12 +235,24 @@ impl ClusterView {
         })
     }
 
+    /// The executor with the least `(load, index)` among the candidates for `spec` (as
+    /// [`candidates`](Self::candidates) finds them) for which `load_if_fits` returns a load (it checks
+    /// the verdict and returns [`ExecutorView::load`]), found through the index.
+    pub(crate) fn least_loaded(
+        &self,
+        spec: &JobSpec,
+        load_if_fits: impl FnMut(usize) -> Option<f64>,
+    ) -> Option<usize> {
+        self.index
+            .least_loaded(&self.executors, &self.index.want(spec), load_if_fits)
+    }
+
     /// Treats executor `index` as full for the rest of the pass (its data proved stale).
     pub fn set_aside(&mut self, index: usize) {
         if let Some(exec) = self.executors.get_mut(index) {
             exec.free = Resources::ZERO;
             exec.free_gpus.clear();
-            self.index.update(index, Room::of(exec));
+            self.index.update(index, exec);
         }
     }
 
@@ -261,7 +273,7 @@ impl ClusterView {
         }
         exec.free = free;
         exec.free_gpus.retain(|g| !gpu_ids.contains(&g.uuid));
-        self.index.update(index, Room::of(exec));
+        self.index.update(index, exec);
         true
     }
 
