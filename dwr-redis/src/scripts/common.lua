@@ -43,9 +43,12 @@ local WOKEN = false
 local function wake() WOKEN = true end
 
 -- Records a change of executor `ex` that placement reads (registration, lease, allocation):
--- a scheduler's next read of the executors reads it again (executors.lua).
+-- a scheduler's next read of the executors reads it again (executors.lua). One count per
+-- script call, as the clock: a call is atomic, so a reader sees all of its changes or none.
+local EXEC_SEQ = nil
 local function exec_changed(ex)
-  redis.call('ZADD', K_EXECUTORS_CHANGED, redis.call('INCR', K_EXECUTORS_SEQ), ex)
+  if not EXEC_SEQ then EXEC_SEQ = redis.call('INCR', K_EXECUTORS_SEQ) end
+  redis.call('ZADD', K_EXECUTORS_CHANGED, EXEC_SEQ, ex)
 end
 
 -- A pending job's place in the queue (dwr_core::JobSpec::queue_key): lower goes first.
