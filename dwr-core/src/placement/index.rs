@@ -151,7 +151,7 @@ pub(crate) struct Want {
 
 impl Want {
     /// What `spec` needs.
-    fn of(spec: &JobSpec) -> Self {
+    pub(crate) fn of(spec: &JobSpec) -> Self {
         // CPU_STEPS[0] is 0, so at least one step is at or below any request.
         let step = CPU_STEPS.partition_point(|&s| s <= spec.cpu_millis) - 1;
         Self {
@@ -240,11 +240,6 @@ impl FreeIndex {
             }
             loads
         })
-    }
-
-    /// What `spec` needs, in this index's terms.
-    pub(crate) fn want(&self, spec: &JobSpec) -> Want {
-        Want::of(spec)
     }
 
     /// Sets the room of executor `index` (now `exec`) and refreshes the summaries above

@@ -1,6 +1,6 @@
 //! The view of the cluster that placement works on: each executor's free room, once per pass.
 
-use super::index::FreeIndex;
+use super::index::{FreeIndex, Want};
 use crate::executor::{Executor, GpuDevice};
 use crate::ids::ExecutorId;
 use crate::resources::{Dimension, Resources};
@@ -226,7 +226,7 @@ impl ClusterView {
         spec: &JobSpec,
         from: usize,
     ) -> impl Iterator<Item = usize> + 'a {
-        let want = self.index.want(spec);
+        let want = Want::of(spec);
         let mut next = from;
         std::iter::from_fn(move || {
             let found = self.index.first_from(next, &want)?;
@@ -244,7 +244,7 @@ impl ClusterView {
         load_if_fits: impl FnMut(usize) -> Option<f64>,
     ) -> Option<usize> {
         self.index
-            .least_loaded(&self.executors, &self.index.want(spec), load_if_fits)
+            .least_loaded(&self.executors, &Want::of(spec), load_if_fits)
     }
 
     /// Treats executor `index` as full for the rest of the pass (its data proved stale).

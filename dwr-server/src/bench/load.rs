@@ -11,7 +11,7 @@ use dwr_core::{
     JobSpec, JobState, JobStore, Retention, Scheduler, SchedulerConfig, SubmitError, Timestamp,
 };
 use dwr_docker::{DockerConfig, DockerRuntime};
-use dwr_redis::{CommandStats, RedisConfig, RedisJobStore};
+use dwr_redis::{CommandStats, RedisJobStore};
 use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
@@ -156,14 +156,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
                 (store.clone(), store, None)
             }
             StoreKind::Redis => {
-                let config = RedisConfig {
-                    url: Some(args.redis_url.clone()),
-                    // Unique per run, and short: every key the store touches carries it,
-                    // and a long one costs Redis hashing and comparing that the default
-                    // prefix (`dwr:`) does not.
-                    key_prefix: format!("bench-{}:", &JobId::new().to_string()[..8]),
-                    ..RedisConfig::default()
-                };
+                let config = super::fresh_redis_config(&args.redis_url, "bench");
                 let redis = RedisJobStore::connect(config.clone())
                     .await
                     .map_err(BenchError::Redis)?;

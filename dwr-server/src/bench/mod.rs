@@ -18,6 +18,17 @@ pub use load::{run_bench, BenchArgs, BenchReport, RuntimeKind, StoreKind};
 pub use simulate::{run_simulation, HeartbeatCost, SimulateArgs, SimulationReport, SimulationStep};
 pub use submit::{run_submit_bench, SubmitReport};
 
+/// The store configuration of a tool's run on the Redis at `url`: a key prefix of its own,
+/// unique per run and short (every key the store touches carries it, and a long one costs
+/// Redis hashing and comparing that the default prefix does not).
+fn fresh_redis_config(url: &str, tool: &str) -> dwr_redis::RedisConfig {
+    dwr_redis::RedisConfig {
+        url: Some(url.to_owned()),
+        key_prefix: format!("{tool}-{}:", &dwr_core::JobId::new().to_string()[..8]),
+        ..dwr_redis::RedisConfig::default()
+    }
+}
+
 /// Why a load run or a simulation could not complete.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

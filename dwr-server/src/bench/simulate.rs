@@ -22,7 +22,7 @@ use dwr_core::{
     ExecutorId, ExecutorRegistration, HostUsage, InMemoryJobStore, Job, JobId, JobSpec, JobStore,
     Scheduler, SchedulerConfig, Timestamp, DEFAULT_QUEUE,
 };
-use dwr_redis::{RedisConfig, RedisJobStore};
+use dwr_redis::RedisJobStore;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
@@ -133,13 +133,9 @@ pub async fn run_simulation(args: SimulateArgs) -> Result<SimulationReport, Benc
     let (store, redis): (Arc<dyn JobStore>, Option<RedisJobStore>) = match args.store {
         StoreKind::Memory => (Arc::new(InMemoryJobStore::new()), None),
         StoreKind::Redis => {
-            let redis = RedisJobStore::connect(RedisConfig {
-                url: Some(args.redis_url.clone()),
-                key_prefix: format!("sim-{}:", &JobId::new().to_string()[..8]),
-                ..RedisConfig::default()
-            })
-            .await
-            .map_err(BenchError::Redis)?;
+            let redis = RedisJobStore::connect(super::fresh_redis_config(&args.redis_url, "sim"))
+                .await
+                .map_err(BenchError::Redis)?;
             (Arc::new(redis.clone()), Some(redis))
         }
     };
