@@ -25,6 +25,7 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::endpoint::Endpoint;
 use crate::error::{corrupt, is_unavailable, store_error};
 
 /// Most operations one batch call carries: bounds how long one call holds Redis (each
@@ -105,8 +106,10 @@ pub(crate) struct Coalescer {
 pub(crate) struct Worker {
     /// A name for errors.
     pub operation: &'static str,
-    /// The connection the calls go out on.
-    pub conn: ConnectionManager,
+    /// Where the calls go out (the shared connection), and the replicas to wait for.
+    pub endpoint: Arc<Endpoint>,
+    /// Whether a call waits for the replicas (`WAIT`) before its callers get their replies.
+    pub waits: bool,
     /// The key prefix, the first argument of every call.
     pub prefix: String,
     /// The script sent for a lone operation.
@@ -182,6 +185,24 @@ impl Worker {
         }
     }
 
+    /// Waits for the replicas after a call that Redis answered (a script's error reply
+    /// included); notes a failure that may mean the primary moved.
+    async fn confirm<T>(
+        &self,
+        conn: &mut ConnectionManager,
+        reply: Result<T, RedisError>,
+    ) -> Result<T, RedisError> {
+        let reply = match reply {
+            Err(e) if is_unavailable(&e) => Err(e),
+            reply if self.waits => self.endpoint.confirm(conn).await.and(reply),
+            reply => reply,
+        };
+        if let Err(e) = &reply {
+            self.endpoint.suspect(e);
+        }
+        reply
+    }
+
     /// Sends `ops` as one call and hands each its reply; leaves `ops` empty.
     async fn send(&mut self, ops: &mut Vec<Op>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -189,7 +210,9 @@ impl Worker {
             let op = ops.pop().expect("one operation");
             let mut invocation = self.single.prepare_invoke();
             invocation.arg(&self.prefix).arg(&op.args);
-            let reply = invocation.invoke_async(&mut self.conn).await;
+            let mut conn = self.endpoint.conn();
+            let reply = invocation.invoke_async(&mut conn).await;
+            let reply = self.confirm(&mut conn, reply).await;
             let _ = op
                 .reply
                 .send(reply.map_err(|e| store_error(self.operation, e)));
@@ -200,7 +223,9 @@ impl Worker {
         for op in ops.iter() {
             invocation.arg(op.args.len()).arg(&op.args);
         }
-        let reply: Result<Vec<Value>, RedisError> = invocation.invoke_async(&mut self.conn).await;
+        let mut conn = self.endpoint.conn();
+        let reply: Result<Vec<Value>, RedisError> = invocation.invoke_async(&mut conn).await;
+        let reply = self.confirm(&mut conn, reply).await;
         match reply {
             Ok(replies) if replies.len() == ops.len() => {
                 for (op, value) in ops.drain(..).zip(replies) {

@@ -52,6 +52,18 @@
 //! The scripts derive keys from the prefix, so the store needs a single Redis (or a
 //! primary with replicas), not Redis Cluster.
 //!
+//! # Sentinel and replicas
+//!
+//! With [`RedisConfig::sentinels`] the store asks the Sentinels where the primary is, at
+//! connect and then every second or at once when an operation finds the primary unreachable
+//! or read-only, and moves its connections when the answer changes (`src/endpoint.rs`).
+//! With [`RedisConfig::wait_replicas`] every writing script is followed by `WAIT` on the
+//! same connection, also after a script's refusal (an earlier try of the same change may
+//! have applied), and a change the replicas do not acknowledge in time fails as
+//! `StoreError::Unavailable`. Heartbeats, log appends and event pops are not waited for.
+//! What an asynchronous replica can lose, and what to configure, is in the README
+//! ("Redis high availability").
+//!
 //! # One clock
 //!
 //! Every time the scripts write (submission, assignment, start, end, heartbeat) and every
@@ -169,6 +181,7 @@ extern crate self as dwr_redis;
 mod batch;
 mod codec;
 mod config;
+mod endpoint;
 mod error;
 mod job_store;
 pub mod keys;
@@ -177,7 +190,9 @@ mod server_info;
 mod store;
 mod wait;
 
-pub use config::{RedisConfig, DEFAULT_LOG_MAX_LINES, DEFAULT_LOG_TTL};
+pub use config::{
+    parse_sentinels, RedisConfig, DEFAULT_LOG_MAX_LINES, DEFAULT_LOG_TTL, DEFAULT_WAIT_TIMEOUT,
+};
 pub use error::Error;
 pub use keys::Keys;
 pub use server_info::{parse_cpu_seconds, CommandStats};

@@ -58,7 +58,7 @@ impl RedisJobStore {
     /// inside scripts included. For round trips see
     /// [`requests_sent`](RedisJobStore::requests_sent).
     pub async fn command_stats(&self) -> Result<CommandStats, StoreError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.endpoint.conn();
         let info: String = redis::cmd("INFO")
             .arg("commandstats")
             .query_async(&mut conn)
@@ -70,7 +70,7 @@ impl RedisJobStore {
     /// Bytes the server uses (`used_memory` of `INFO memory`) and the keys of its
     /// database (`DBSIZE`): what a long run's memory figures watch.
     pub async fn memory_and_keys(&self) -> Result<(u64, u64), StoreError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.endpoint.conn();
         let (info, keys): (String, u64) = redis::pipe()
             .cmd("INFO")
             .arg("memory")
@@ -98,7 +98,7 @@ impl RedisJobStore {
     /// `used_cpu_sys_main_thread` + `used_cpu_user_main_thread`, or the process's
     /// `used_cpu_sys` + `used_cpu_user` on servers that do not report the thread).
     pub async fn server_cpu_seconds(&self) -> Result<f64, StoreError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = self.inner.endpoint.conn();
         let info: String = redis::cmd("INFO")
             .arg("cpu")
             .query_async(&mut conn)
@@ -122,7 +122,7 @@ impl RedisJobStore {
         let deadline = started + duration;
         let mut tasks = Vec::new();
         for n in 0..concurrency.max(1) {
-            let (script, mut conn) = (script.clone(), self.inner.conn.clone());
+            let (script, mut conn) = (script.clone(), self.inner.endpoint.conn());
             let key = format!("{}baseline:{n}", self.inner.keys.prefix());
             tasks.push(tokio::spawn(async move {
                 let mut calls = 0u64;

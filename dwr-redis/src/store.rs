@@ -4,15 +4,15 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use dwr_core::StoreError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script, Value};
+use redis::aio::ConnectionManager;
+use redis::{Script, Value};
 
 use crate::batch::{Coalescer, Worker};
 use crate::config::RedisConfig;
-use crate::error::{store_error, Error};
+use crate::endpoint::Endpoint;
+use crate::error::{is_unavailable, store_error, Error};
 use crate::job_store::PlacementCache;
 use crate::keys::Keys;
 use crate::scripts::Scripts;
@@ -30,8 +30,9 @@ pub struct RedisJobStore {
 pub(crate) struct Inner {
     pub config: RedisConfig,
     pub keys: Keys,
-    /// Shared multiplexed connection for every non-blocking command; reconnects by itself.
-    pub conn: ConnectionManager,
+    /// Where the primary is: the shared multiplexed connection for every non-blocking
+    /// command (reconnects by itself), and the client the dedicated connections come from.
+    pub endpoint: Arc<Endpoint>,
     pub scripts: Scripts,
     /// Dedicated connections for blocking pops (a blocking command would stall `conn`).
     pub blocking: BlockingPool,
@@ -75,24 +76,8 @@ impl RedisJobStore {
     pub async fn connect(config: RedisConfig) -> Result<Self, Error> {
         config.validate()?;
         let url = config.redacted_url();
-        let client = Client::open(config.connection_url()).map_err(|source| Error::InvalidUrl {
-            url: url.clone(),
-            source,
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_exponent_base(2.0)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(config.reconnect_max_delay.max(Duration::from_millis(1)))
-            .set_number_of_retries(config.reconnect_retries)
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.response_timeout));
-        let conn = client
-            .get_connection_manager_with_config(manager_config)
-            .await
-            .map_err(|source| Error::Connect {
-                url: url.clone(),
-                source,
-            })?;
+        let endpoint = Endpoint::connect(&config).await?;
+        let conn = endpoint.conn();
         let scripts = Scripts::new();
         let mut load = conn.clone();
         for (_, script) in scripts.all() {
@@ -107,10 +92,13 @@ impl RedisJobStore {
         }
         let keys = Keys::new(config.key_prefix.clone());
         let requests = Arc::new(AtomicU64::new(0));
+        // Log lines are not waited for: a failover may lose the last ones, never a change
+        // of state.
         let batcher = |operation, single: &Script, batch: &Script| {
             Coalescer::start(Worker {
                 operation,
-                conn: conn.clone(),
+                waits: operation != "append_logs",
+                endpoint: endpoint.clone(),
                 prefix: keys.prefix().to_owned(),
                 single: single.clone(),
                 batch: batch.clone(),
@@ -136,14 +124,14 @@ impl RedisJobStore {
                 &scripts.batch.append_logs,
             ),
         };
-        let blocking = BlockingPool::new(client.clone(), config.connect_timeout);
+        let blocking = BlockingPool::new(endpoint.clone(), config.connect_timeout);
         let wake = WakeListener::new(
-            client.clone(),
+            endpoint.clone(),
             keys.wake_channel(),
             config.reconnect_max_delay,
         );
         let log_watch = LogWatch::new(
-            client.clone(),
+            endpoint.clone(),
             keys.log_channel_pattern(),
             keys.log_channel_prefix(),
             config.reconnect_max_delay,
@@ -153,7 +141,7 @@ impl RedisJobStore {
                 log_watch,
                 config,
                 keys,
-                conn,
+                endpoint,
                 scripts,
                 blocking,
                 events: EventBuffer::default(),
@@ -227,12 +215,33 @@ impl RedisJobStore {
         }
     }
 
-    /// Runs `script` with the key prefix as `ARGV[1]` followed by `args`.
+    /// Runs the read-only `script` with the key prefix as `ARGV[1]` followed by `args`.
     pub(crate) async fn eval(
         &self,
         operation: &'static str,
         script: &Script,
         args: Vec<String>,
+    ) -> Result<Value, StoreError> {
+        self.invoke(operation, script, args, false).await
+    }
+
+    /// Runs the writing `script` like [`eval`](Self::eval), then waits for the replicas
+    /// the configuration asks for ([`RedisConfig::wait_replicas`]).
+    pub(crate) async fn eval_write(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        args: Vec<String>,
+    ) -> Result<Value, StoreError> {
+        self.invoke(operation, script, args, true).await
+    }
+
+    async fn invoke(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        args: Vec<String>,
+        writes: bool,
     ) -> Result<Value, StoreError> {
         let mut invocation = script.prepare_invoke();
         invocation.arg(self.inner.keys.prefix());
@@ -240,10 +249,19 @@ impl RedisJobStore {
             invocation.arg(arg);
         }
         let mut conn = self.conn();
-        invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| store_error(operation, e))
+        let endpoint = &self.inner.endpoint;
+        let reply = invocation.invoke_async(&mut conn).await;
+        // A script's refusal or error reply is an answer: what it wrote before it (or an
+        // earlier try's writes) must be as safe as a success's.
+        let reply = match reply {
+            Err(e) if is_unavailable(&e) => Err(e),
+            reply if writes => endpoint.confirm(&mut conn).await.and(reply),
+            reply => reply,
+        };
+        reply.map_err(|e| {
+            endpoint.suspect(&e);
+            store_error(operation, e)
+        })
     }
 
     /// The shared connection, for one request (counted in [`requests_sent`]).
@@ -251,7 +269,7 @@ impl RedisJobStore {
     /// [`requests_sent`]: Self::requests_sent
     pub(crate) fn conn(&self) -> ConnectionManager {
         self.count_request();
-        self.inner.conn.clone()
+        self.inner.endpoint.conn()
     }
 
     /// Counts one request about to be sent on a connection other than the shared one.

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisResult};
+use redis::{AsyncConnectionConfig, RedisResult};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::endpoint::Endpoint;
 
 /// Executor events popped from Redis but not yet returned by `next_event`: one pop takes
 /// everything queued for an executor (up to a bound), so an executor that was handed many
@@ -73,44 +75,71 @@ impl EventBuffer {
 /// Idle dedicated connections kept for reuse.
 const POOL_IDLE_MAX: usize = 32;
 
-/// A small pool of dedicated connections for blocking commands.
+/// A small pool of dedicated connections for blocking commands, to the current primary:
+/// connections to an earlier primary are dropped, not reused.
 pub(crate) struct BlockingPool {
-    client: Client,
+    endpoint: Arc<Endpoint>,
     connect_timeout: Duration,
-    idle: Mutex<Vec<MultiplexedConnection>>,
+    idle: Mutex<Vec<(u64, MultiplexedConnection)>>,
+}
+
+/// A dedicated connection out of a [`BlockingPool`].
+pub(crate) struct Dedicated {
+    /// The connection.
+    pub conn: MultiplexedConnection,
+    /// Whether it was idle in the pool (it may have died there) rather than new.
+    pub reused: bool,
+    /// The primary it goes to ([`Endpoint::generation`]).
+    generation: u64,
 }
 
 impl BlockingPool {
-    pub fn new(client: Client, connect_timeout: Duration) -> Self {
+    pub fn new(endpoint: Arc<Endpoint>, connect_timeout: Duration) -> Self {
         Self {
-            client,
+            endpoint,
             connect_timeout,
             idle: Mutex::new(Vec::new()),
         }
     }
 
-    /// An idle connection (`true`: reused) or a new one. No response timeout: the caller
-    /// bounds the wait.
-    pub async fn take(&self) -> RedisResult<(MultiplexedConnection, bool)> {
-        let idle = self.idle.lock().map(|mut idle| idle.pop()).unwrap_or(None);
-        if let Some(conn) = idle {
-            return Ok((conn, true));
+    /// An idle connection to the current primary or a new one. No response timeout: the
+    /// caller bounds the wait.
+    pub async fn take(&self) -> RedisResult<Dedicated> {
+        let generation = *self.endpoint.generation().borrow();
+        let idle = match self.idle.lock() {
+            Ok(mut idle) => {
+                idle.retain(|(g, _)| *g == generation);
+                idle.pop()
+            }
+            Err(_) => None,
+        };
+        if let Some((generation, conn)) = idle {
+            return Ok(Dedicated {
+                conn,
+                reused: true,
+                generation,
+            });
         }
         let config =
             AsyncConnectionConfig::new().set_connection_timeout(Some(self.connect_timeout));
         let conn = self
-            .client
+            .endpoint
+            .client()
             .get_multiplexed_async_connection_with_config(&config)
             .await?;
-        Ok((conn, false))
+        Ok(Dedicated {
+            conn,
+            reused: false,
+            generation,
+        })
     }
 
     /// Gives back a connection whose last command answered (never one that failed or was
     /// abandoned mid-command: it might still deliver a popped element to nobody).
-    pub fn give_back(&self, conn: MultiplexedConnection) {
+    pub fn give_back(&self, dedicated: Dedicated) {
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < POOL_IDLE_MAX {
-                idle.push(conn);
+                idle.push((dedicated.generation, dedicated.conn));
             }
         }
     }
@@ -124,7 +153,7 @@ impl BlockingPool {
 /// The version makes "since the last call" hold per store handle even when the message
 /// arrived while the scheduler was busy.
 pub(crate) struct WakeListener {
-    client: Client,
+    endpoint: Arc<Endpoint>,
     channel: String,
     max_delay: Duration,
     state: Mutex<Option<(watch::Receiver<u64>, JoinHandle<()>)>>,
@@ -133,9 +162,9 @@ pub(crate) struct WakeListener {
 }
 
 impl WakeListener {
-    pub fn new(client: Client, channel: String, max_delay: Duration) -> Self {
+    pub fn new(endpoint: Arc<Endpoint>, channel: String, max_delay: Duration) -> Self {
         Self {
-            client,
+            endpoint,
             channel,
             max_delay,
             state: Mutex::new(None),
@@ -151,7 +180,7 @@ impl WakeListener {
         }
         let (tx, rx) = watch::channel(0u64);
         let task = tokio::spawn(listen(
-            self.client.clone(),
+            Arc::downgrade(&self.endpoint),
             self.channel.clone(),
             self.max_delay,
             tx,
@@ -181,16 +210,33 @@ impl Drop for WakeListener {
     }
 }
 
-async fn listen(client: Client, channel: String, max_delay: Duration, tx: watch::Sender<u64>) {
+async fn listen(
+    endpoint: std::sync::Weak<Endpoint>,
+    channel: String,
+    max_delay: Duration,
+    tx: watch::Sender<u64>,
+) {
     let mut delay = Duration::from_millis(50);
     loop {
+        let Some((client, mut moved)) = endpoint.upgrade().map(|e| (e.client(), e.generation()))
+        else {
+            return;
+        };
+        moved.borrow_and_update();
         match subscribe(&client, &channel).await {
             Ok(pubsub) => {
                 delay = Duration::from_millis(50);
                 tx.send_modify(|v| *v = v.wrapping_add(1));
                 let mut messages = pubsub.into_on_message();
-                while messages.next().await.is_some() {
-                    tx.send_modify(|v| *v = v.wrapping_add(1));
+                loop {
+                    tokio::select! {
+                        message = messages.next() => {
+                            if message.is_none() { break }
+                            tx.send_modify(|v| *v = v.wrapping_add(1));
+                        }
+                        // The primary moved: subscribe on the new one.
+                        Ok(()) = moved.changed() => break,
+                    }
                 }
                 tracing::debug!(%channel, "wake subscription lost; resubscribing");
             }
@@ -204,7 +250,7 @@ async fn listen(client: Client, channel: String, max_delay: Duration, tx: watch:
     }
 }
 
-async fn subscribe(client: &Client, channel: &str) -> RedisResult<redis::aio::PubSub> {
+async fn subscribe(client: &redis::Client, channel: &str) -> RedisResult<redis::aio::PubSub> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     Ok(pubsub)
@@ -215,7 +261,7 @@ async fn subscribe(client: &Client, channel: &str) -> RedisResult<redis::aio::Pu
 /// of the job each one names. Every (re)subscription also wakes every follower, since
 /// messages may have been missed while it was disconnected.
 pub(crate) struct LogWatch {
-    client: Client,
+    endpoint: Arc<Endpoint>,
     pattern: String,
     channel_prefix: String,
     max_delay: Duration,
@@ -264,13 +310,13 @@ impl Drop for Watching {
 
 impl LogWatch {
     pub fn new(
-        client: Client,
+        endpoint: Arc<Endpoint>,
         pattern: String,
         channel_prefix: String,
         max_delay: Duration,
     ) -> Self {
         Self {
-            client,
+            endpoint,
             pattern,
             channel_prefix,
             max_delay,
@@ -288,7 +334,7 @@ impl LogWatch {
             let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
             if task.is_none() {
                 *task = Some(tokio::spawn(listen_logs(
-                    self.client.clone(),
+                    Arc::downgrade(&self.endpoint),
                     self.pattern.clone(),
                     self.channel_prefix.clone(),
                     self.max_delay,
@@ -327,7 +373,7 @@ impl Drop for LogWatch {
 }
 
 async fn listen_logs(
-    client: Client,
+    endpoint: std::sync::Weak<Endpoint>,
     pattern: String,
     channel_prefix: String,
     max_delay: Duration,
@@ -335,6 +381,11 @@ async fn listen_logs(
 ) {
     let mut delay = Duration::from_millis(50);
     loop {
+        let Some((client, mut moved)) = endpoint.upgrade().map(|e| (e.client(), e.generation()))
+        else {
+            return;
+        };
+        moved.borrow_and_update();
         let subscribed = async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.psubscribe(&pattern).await?;
@@ -347,7 +398,13 @@ async fn listen_logs(
                 s.subscribed.send_modify(|v| *v = v.wrapping_add(1));
                 drop(s);
                 let mut messages = pubsub.into_on_message();
-                while let Some(message) = messages.next().await {
+                loop {
+                    let message = tokio::select! {
+                        message = messages.next() => message,
+                        // The primary moved: subscribe on the new one.
+                        Ok(()) = moved.changed() => None,
+                    };
+                    let Some(message) = message else { break };
                     let Some(s) = shared.upgrade() else { return };
                     let channel = message.get_channel_name();
                     let Some(job) = channel.strip_prefix(channel_prefix.as_str()) else {

@@ -151,6 +151,24 @@ pub struct RedisArgs {
     /// A full redis:// or rediss:// URL; wins over host, port, password and db.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Redis Sentinels (host:port,...) to ask where the primary is, found again after a
+    /// failover; instead of host, port and URL (password and db still apply).
+    #[arg(long, env = "REDIS_SENTINELS")]
+    pub redis_sentinels: Option<String>,
+    /// The name the Sentinels know the primary by (required with REDIS_SENTINELS).
+    #[arg(long, env = "REDIS_SENTINEL_MASTER")]
+    pub redis_sentinel_master: Option<String>,
+    /// The Sentinels' own password, when they require one.
+    #[arg(long, env = "REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<String>,
+    /// Replicas that must acknowledge every state change (WAIT) before it counts as done
+    /// (0: none; replication stays asynchronous) [default: 0].
+    #[arg(long, env = "DWR_REDIS_WAIT_REPLICAS")]
+    pub redis_wait_replicas: Option<u32>,
+    /// Milliseconds a state change waits for those replicas before it fails as
+    /// unavailable [default: 1000].
+    #[arg(long, env = "DWR_REDIS_WAIT_TIMEOUT_MS")]
+    pub redis_wait_timeout_ms: Option<u64>,
     /// Prefix of dwr's Redis keys (job logs stay at job_logs:{id}) [default: dwr:].
     #[arg(long, env = "DWR_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
@@ -165,10 +183,10 @@ pub struct RedisArgs {
 }
 
 impl RedisArgs {
-    /// True when Redis was named explicitly (`REDIS_URL` or `REDIS_HOST`): `dwr dev` then
-    /// uses it instead of the in-memory store.
+    /// True when Redis was named explicitly (`REDIS_URL`, `REDIS_HOST` or
+    /// `REDIS_SENTINELS`): `dwr dev` then uses it instead of the in-memory store.
     pub fn explicitly_set(&self) -> bool {
-        self.redis_url.is_some() || self.redis_host.is_some()
+        self.redis_url.is_some() || self.redis_host.is_some() || self.redis_sentinels.is_some()
     }
 
     /// The Redis store's configuration.
@@ -191,6 +209,32 @@ impl RedisArgs {
             config.db = db;
         }
         config.url = self.redis_url.clone().filter(|u| !u.trim().is_empty());
+        if let Some(list) = self
+            .redis_sentinels
+            .as_deref()
+            .filter(|l| !l.trim().is_empty())
+        {
+            config.sentinels = dwr_redis::parse_sentinels(list).map_err(|e| ConfigError {
+                field: "REDIS_SENTINELS",
+                reason: e.to_string(),
+            })?;
+        }
+        config.sentinel_master = self
+            .redis_sentinel_master
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned);
+        config.sentinel_password = self
+            .redis_sentinel_password
+            .clone()
+            .filter(|p| !p.is_empty());
+        if let Some(replicas) = self.redis_wait_replicas {
+            config.wait_replicas = replicas;
+        }
+        if let Some(ms) = self.redis_wait_timeout_ms {
+            config.wait_timeout = Duration::from_millis(ms);
+        }
         if let Some(prefix) = self.redis_prefix.as_deref().filter(|p| !p.is_empty()) {
             config.key_prefix = prefix.to_owned();
         }
@@ -200,9 +244,12 @@ impl RedisArgs {
         if let Some(secs) = self.log_ttl_seconds {
             config.log_ttl = Duration::from_secs(secs);
         }
-        config.validate().map_err(|e| ConfigError {
-            field: "REDIS_URL",
-            reason: e.to_string(),
+        config.validate().map_err(|e| match e {
+            dwr_redis::Error::InvalidConfig { field, reason } => ConfigError { field, reason },
+            other => ConfigError {
+                field: "REDIS_URL",
+                reason: other.to_string(),
+            },
         })?;
         Ok(config)
     }

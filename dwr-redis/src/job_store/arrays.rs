@@ -52,7 +52,7 @@ pub(super) async fn submit(
         args.push(value);
     }
     let reply = store
-        .eval(SUBMIT, &store.inner.scripts.submit_array, args)
+        .eval_write(SUBMIT, &store.inner.scripts.submit_array, args)
         .await?;
     let (status, rest) = status_reply(&reply, SUBMIT)?;
     match status.as_str() {

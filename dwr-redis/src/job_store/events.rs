@@ -83,35 +83,36 @@ async fn pop_blocking(
     // Blocking pops take seconds with millisecond resolution; 0 means "forever".
     let secs = format!("{:.3}", wait.as_secs_f64().max(0.001));
     loop {
-        let (mut conn, reused) = pool
+        let mut dedicated = pool
             .take()
             .await
             .map_err(|e| store_error("next_event", e))?;
+        let (conn, reused) = (&mut dedicated.conn, dedicated.reused);
         store.count_request();
         let legacy = store.inner.events.legacy();
         let pop = async {
             if legacy {
                 let mut blpop = redis::cmd("BLPOP");
                 blpop.arg(key).arg(&secs);
-                let reply: Option<(String, String)> = blpop.query_async(&mut conn).await?;
+                let reply: Option<(String, String)> = blpop.query_async(conn).await?;
                 Ok(reply.map(|(_, event)| vec![event]).unwrap_or_default())
             } else {
                 // Everything queued, up to EVENT_BATCH, in one round trip.
                 let mut blmpop = redis::cmd("BLMPOP");
                 blmpop.arg(&secs).arg(1).arg(key).arg("LEFT");
                 blmpop.arg("COUNT").arg(EVENT_BATCH);
-                let reply: Option<(String, Vec<String>)> = blmpop.query_async(&mut conn).await?;
+                let reply: Option<(String, Vec<String>)> = blmpop.query_async(conn).await?;
                 Ok::<_, redis::RedisError>(reply.map(|(_, events)| events).unwrap_or_default())
             }
         };
         match tokio::time::timeout(wait + BLOCK_GRACE, pop).await {
             Ok(Ok(events)) => {
-                pool.give_back(conn);
+                pool.give_back(dedicated);
                 return Ok(events);
             }
             // A server before Redis 7 has no BLMPOP: pop one at a time from now on.
             Ok(Err(e)) if is_unknown_command(&e) && store.inner.events.fall_back() => {
-                pool.give_back(conn);
+                pool.give_back(dedicated);
             }
             // A pooled connection that died while idle (Redis restarted since):
             // it never blocked, so nothing was popped; try a fresh one.

@@ -32,7 +32,7 @@ pub(super) async fn register(
     // that the expiry failed (and deleted from Redis with the event list).
     store.inner.events.forget(&registration.id);
     let script = &store.inner.scripts.register_executor;
-    let reply = store.eval("register_executor", script, args).await?;
+    let reply = store.eval_write("register_executor", script, args).await?;
     let (status, rest) = status_reply(&reply, "register_executor")?;
     match (status.as_str(), rest.first()) {
         ("ok", Some(snapshot)) => executor_from(snapshot),
@@ -195,7 +195,7 @@ pub(super) async fn expire(
         store.log_ttl_secs(),
     ];
     let script = &store.inner.scripts.expire_executor;
-    let reply = store.eval("expire_executor", script, args).await?;
+    let reply = store.eval_write("expire_executor", script, args).await?;
     let (status, rest) = status_reply(&reply, "expire_executor")?;
     if status != "ok" {
         return Err(unexpected("expire_executor", &status));

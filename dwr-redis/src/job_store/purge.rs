@@ -20,7 +20,7 @@ pub(super) async fn purge(
     loop {
         let args = vec![age_ms.clone(), PURGE_BATCH.to_string(), keep.to_string()];
         let script = &store.inner.scripts.purge;
-        let reply = store.eval("purge_finished", script, args).await?;
+        let reply = store.eval_write("purge_finished", script, args).await?;
         let (deleted, more): (u64, u8) = redis::from_redis_value_ref(&reply)
             .map_err(|e| corrupt("purge_finished", e.to_string()))?;
         total += deleted;

@@ -96,7 +96,7 @@ async fn abort(
         reason,
     ];
     let script = &store.inner.scripts.request_abort;
-    let reply = store.eval("request_abort", script, args).await?;
+    let reply = store.eval_write("request_abort", script, args).await?;
     let (status, rest) = status_reply(&reply, "request_abort")?;
     match status.as_str() {
         "aborted" => Ok(AbortRequested::AbortedAtOnce(job_at(

@@ -160,6 +160,145 @@ impl Drop for RedisServer {
     }
 }
 
+/// Three `redis-sentinel`s watching one primary under the name [`Sentinels::MASTER`]
+/// (quorum 2, a server judged down after 1 s), killed on drop.
+pub struct Sentinels {
+    children: Vec<Child>,
+    ports: Vec<u16>,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinels {
+    /// The name the Sentinels know the primary by.
+    pub const MASTER: &'static str = "dwrtest";
+
+    /// Starts three Sentinels watching the primary on `primary_port` (which has
+    /// `replicas` replicas) and waits until each knows them and the two other Sentinels.
+    pub fn start(primary_port: u16, replicas: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut sentinels = Self {
+            children: Vec::new(),
+            ports: Vec::new(),
+            _dir: dir,
+        };
+        for i in 0..3 {
+            let port = free_port();
+            let conf = sentinels._dir.path().join(format!("sentinel{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {m} 127.0.0.1 {primary_port} 2\n\
+                     sentinel down-after-milliseconds {m} 1000\n\
+                     sentinel failover-timeout {m} 4000\n",
+                    dir = sentinels._dir.path().display(),
+                    m = Self::MASTER,
+                ),
+            )
+            .expect("sentinel config");
+            // As for RedisServer: killed as soon as this handle (or the test) goes.
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(r#"redis-server "$1" --sentinel & p=$!; read _; kill -9 $p; wait $p"#)
+                .arg("sh")
+                .arg(&conf)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-sentinel");
+            sentinels.children.push(child);
+            sentinels.ports.push(port);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for &port in &sentinels.ports {
+            loop {
+                let known = |what: &str| -> usize {
+                    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                        .and_then(|c| c.get_connection())
+                        .and_then(|mut c| {
+                            redis::cmd("SENTINEL")
+                                .arg(what)
+                                .arg(Self::MASTER)
+                                .query::<Vec<redis::Value>>(&mut c)
+                        })
+                        .map(|v| v.len())
+                        .unwrap_or(0)
+                };
+                if known("SENTINELS") == 2 && known("REPLICAS") == replicas {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the Sentinels did not find each other"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        sentinels
+    }
+
+    /// `127.0.0.1:port` of each.
+    pub fn addresses(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    /// The port of the primary as the first Sentinel names it.
+    pub fn primary_port(&self) -> Option<u16> {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.ports[0]))
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| {
+                redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(Self::MASTER)
+                    .query::<Option<(String, u16)>>(&mut c)
+            })
+            .ok()
+            .flatten()
+            .map(|(_, port)| port)
+    }
+
+    /// Asks the first Sentinel for a failover (the primary stays up, as a replica).
+    pub fn failover(&self) {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}/", self.ports[0]))
+            .and_then(|c| c.get_connection())
+            .expect("sentinel connection");
+        let _: () = redis::cmd("SENTINEL")
+            .arg("FAILOVER")
+            .arg(Self::MASTER)
+            .query(&mut conn)
+            .expect("SENTINEL FAILOVER");
+    }
+}
+
+impl Drop for Sentinels {
+    fn drop(&mut self) {
+        for mut child in self.children.drain(..) {
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits until `server` (a replica) reports its link to the primary up.
+pub fn wait_for_replication(server: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut server.client())
+            .unwrap_or_default();
+        if info.contains("master_link_status:up") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the replica did not sync");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
