@@ -12,6 +12,7 @@ fn in_memory(jobs: usize, job_ms: u64, retention_secs: Option<f64>) -> BenchArgs
     BenchArgs {
         store: StoreKind::Memory,
         redis_url: String::new(),
+        wait_replicas: 0,
         runtime: RuntimeKind::Fake,
         image: String::new(),
         executors: 2,

@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// Redis URL for `--store redis` (a fresh key prefix is used and deleted afterwards).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// With `--store redis`, replicas every change of state waits for (`WAIT`), as
+    /// `DWR_REDIS_WAIT_REPLICAS` does; the Redis at `--redis-url` needs that many replicas.
+    #[arg(long, default_value_t = 0)]
+    pub wait_replicas: u32,
     /// Container runtime of the executors.
     #[arg(long, value_enum, default_value = "fake")]
     pub runtime: RuntimeKind,
@@ -83,6 +87,8 @@ pub struct BenchArgs {
 pub struct BenchReport {
     /// Store used.
     pub store: StoreKind,
+    /// Replicas every change of state waited for (`--wait-replicas`).
+    pub wait_replicas: u32,
     /// Runtime used.
     pub runtime: RuntimeKind,
     /// Executors.
@@ -156,7 +162,10 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
                 (store.clone(), store, None)
             }
             StoreKind::Redis => {
-                let config = super::fresh_redis_config(&args.redis_url, "bench");
+                let config = dwr_redis::RedisConfig {
+                    wait_replicas: args.wait_replicas,
+                    ..super::fresh_redis_config(&args.redis_url, "bench")
+                };
                 let redis = RedisJobStore::connect(config.clone())
                     .await
                     .map_err(BenchError::Redis)?;
@@ -347,6 +356,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let submit_to_running_ms = p50_p90_p99(&mut to_running);
     let report = BenchReport {
         store: args.store,
+        wait_replicas: args.wait_replicas,
         runtime: args.runtime,
         executors: args.executors,
         jobs: submitted,
