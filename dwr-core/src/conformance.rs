@@ -33,6 +33,7 @@
 
 mod arrays;
 mod assign;
+mod changes;
 mod deps;
 mod executors;
 mod jobs;
@@ -58,6 +59,7 @@ pub use assign::{
     commit_rejects_unavailable_gpus, concurrent_commits_never_over_allocate,
     pending_for_placement_reads_little_and_commits_whole,
 };
+pub use changes::changes_follow_jobs_and_executors_in_order;
 pub use deps::{
     a_failed_dependency_fails_its_dependents_in_turn, a_job_waits_for_its_dependencies,
 };
@@ -142,6 +144,7 @@ macro_rules! __job_store_for_each_check {
             expire_executor_fails_its_jobs,
             expire_executor_ignores_fresh_and_unknown,
             wait_for_work_wakes_on_changes,
+            changes_follow_jobs_and_executors_in_order,
             logs_append_and_read_from_offset,
             wait_logs_wakes_on_append_and_on_finish,
             logs_stop_at_the_byte_cap_with_one_marker,

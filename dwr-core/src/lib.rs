@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod arrays;
+pub mod changes;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -34,6 +35,7 @@ pub mod units;
 
 pub use agent::{AgentConfig, AgentError, ExecutorAgent};
 pub use arrays::{ArrayInfo, ArraySubmission, ArrayTask, NewArray};
+pub use changes::{Change, ChangeFeed, ChangeReceiver, CHANGES_BUFFER};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deps::Dependency;
 pub use error::{BoxError, Rejection, RuntimeError, StoreError};

@@ -371,6 +371,12 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// last call, or after `wait`.
     async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError>;
 
+    /// The changes made from now on, by any process sharing the store: jobs entering a
+    /// state, aborts asked, executors joining and being lost (see [`crate::changes`]), for
+    /// live views: every change made after this returns is delivered, in order. Best
+    /// effort beyond that: a [`Change::Gap`](crate::Change::Gap) says some were missed.
+    async fn changes(&self) -> Result<crate::changes::ChangeReceiver, StoreError>;
+
     /// Appends lines to the job's log in one operation. With `attempt` (an executor's
     /// output) the write is fenced: refused with `StaleAttempt` unless it is the job's
     /// current attempt and the job still holds resources (assigned or running).

@@ -50,6 +50,7 @@ local function __op(ARGV)
 end
 local __r = __op(ARGV)
 if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
+if CHANGES[1] then redis.call('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
 return __r
 "
     )
@@ -84,6 +85,7 @@ while __i <= #__argv do
   __i = __i + n + 1
 end
 if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
+if CHANGES[1] then redis.call('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
 return __out
 "
     )
@@ -395,10 +397,13 @@ mod tests {
     }
 
     #[test]
-    fn the_batch_form_runs_the_body_per_operation_and_wakes_once() {
+    fn the_batch_form_runs_the_body_per_operation_and_wakes_and_tells_once() {
         let script = batch_form("local WOKEN = false\n", "return { ARGV[2] }");
         assert!(script.contains("pcall(__op, a)"));
         assert!(script.contains("local function __op(ARGV)\nreturn { ARGV[2] }\nend"));
-        assert_eq!(script.matches("PUBLISH").count(), 1);
+        // After the loop: one wake-up and one message of changes for the whole call.
+        let tail = &script[script.find("while __i").unwrap()..];
+        assert_eq!(tail.matches("PUBLISH', CH_WAKE").count(), 1);
+        assert_eq!(tail.matches("PUBLISH', CH_CHANGES").count(), 1);
     }
 }

@@ -48,6 +48,9 @@ const EXECUTOR_GPUS: &str = "executor_gpus:";
 const EXECUTOR_EVENTS: &str = "executor_events:";
 const IDEMPOTENCY: &str = "idempotency:";
 const WAKE_CHANNEL: &str = "wake";
+/// Pub/sub channel of the changes each script call made, for live views (one message per
+/// call, one line per change: see `job_store/changes.rs`).
+const CHANGES_CHANNEL: &str = "changes";
 const LOG_CHANNEL: &str = "log_events:";
 
 /// Key names under one prefix.
@@ -184,6 +187,12 @@ impl Keys {
         self.k(WAKE_CHANNEL)
     }
 
+    /// Pub/sub channel of the changes every script call makes (jobs entering states, aborts
+    /// asked, executors joining and lost), one message per call.
+    pub fn changes_channel(&self) -> String {
+        self.k(CHANGES_CHANNEL)
+    }
+
     /// Pub/sub channel announcing new log lines (or the end) of a job.
     pub fn log_channel(&self, id: JobId) -> String {
         format!("{}{LOG_CHANNEL}{id}", self.prefix)
@@ -246,6 +255,7 @@ pub(crate) fn lua_prelude() -> String {
         ("K_EXECUTORS_SEQ", EXECUTORS_SEQ),
         ("K_EXECUTORS_CHANGED", EXECUTORS_CHANGED),
         ("CH_WAKE", WAKE_CHANNEL),
+        ("CH_CHANGES", CHANGES_CHANNEL),
     ] {
         out.push_str(&format!("local {name} = P .. '{suffix}'\n"));
     }

@@ -16,7 +16,7 @@ use crate::error::{is_unavailable, store_error, Error};
 use crate::job_store::PlacementCache;
 use crate::keys::Keys;
 use crate::scripts::Scripts;
-use crate::wait::{BlockingPool, EventBuffer, LogWatch, WakeListener};
+use crate::wait::{BlockingPool, ChangeListener, EventBuffer, LogWatch, WakeListener};
 
 /// A [`JobStore`](dwr_core::JobStore) over Redis: every transition is one Lua script, so
 /// any number of schedulers and executors can share one Redis.
@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub wake: WakeListener,
     /// The one pattern subscription every log follower of this process shares.
     pub log_watch: LogWatch,
+    /// The subscription to the changes channel, for `JobStore::changes`.
+    pub changes: ChangeListener,
     /// Requests sent through this handle and its clones (each one round trip).
     pub requests: Arc<AtomicU64>,
     /// Redis's clock as last read (`TIME`) and the local instant of that reading; see
@@ -136,8 +138,14 @@ impl RedisJobStore {
             keys.log_channel_prefix(),
             config.reconnect_max_delay,
         );
+        let changes = ChangeListener::new(
+            endpoint.clone(),
+            keys.changes_channel(),
+            config.reconnect_max_delay,
+        );
         Ok(Self {
             inner: Arc::new(Inner {
+                changes,
                 log_watch,
                 config,
                 keys,

@@ -426,3 +426,107 @@ async fn listen_logs(
         delay = (delay * 2).min(max_delay.max(Duration::from_millis(50)));
     }
 }
+
+/// The store's change feed (`JobStore::changes`): one subscription to the changes channel
+/// per store handle, started by the first subscriber, that turns each message (the changes
+/// of one script call) into [`Change`](dwr_core::Change)s. Every resubscription after the
+/// first sends a [`Change::Gap`](dwr_core::Change::Gap): messages may have been missed.
+pub(crate) struct ChangeListener {
+    endpoint: Arc<Endpoint>,
+    channel: String,
+    max_delay: Duration,
+    feed: dwr_core::ChangeFeed,
+    /// Bumped on every (re)subscription.
+    subscribed: watch::Sender<u64>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ChangeListener {
+    pub fn new(endpoint: Arc<Endpoint>, channel: String, max_delay: Duration) -> Self {
+        Self {
+            endpoint,
+            channel,
+            max_delay,
+            feed: dwr_core::ChangeFeed::new(),
+            subscribed: watch::channel(0).0,
+            task: Mutex::new(None),
+        }
+    }
+
+    /// A receiver of the changes from now on, starting the subscription on first use and
+    /// waiting up to `connect` for it to be in place; `None` when it is not.
+    pub async fn subscribe(&self, connect: Duration) -> Option<dwr_core::ChangeReceiver> {
+        let receiver = self.feed.subscribe();
+        let mut subscribed = self.subscribed.subscribe();
+        {
+            let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+            if task.is_none() {
+                *task = Some(tokio::spawn(listen_changes(
+                    Arc::downgrade(&self.endpoint),
+                    self.channel.clone(),
+                    self.max_delay,
+                    self.feed.clone(),
+                    self.subscribed.clone(),
+                )));
+            }
+        }
+        let ready = tokio::time::timeout(connect, subscribed.wait_for(|v| *v > 0)).await;
+        matches!(ready, Ok(Ok(_))).then_some(receiver)
+    }
+}
+
+impl Drop for ChangeListener {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.get_mut().ok().and_then(Option::take) {
+            task.abort();
+        }
+    }
+}
+
+async fn listen_changes(
+    endpoint: std::sync::Weak<Endpoint>,
+    channel: String,
+    max_delay: Duration,
+    feed: dwr_core::ChangeFeed,
+    subscribed: watch::Sender<u64>,
+) {
+    let mut delay = Duration::from_millis(50);
+    let mut first = true;
+    loop {
+        let Some((client, mut moved)) = endpoint.upgrade().map(|e| (e.client(), e.generation()))
+        else {
+            return;
+        };
+        moved.borrow_and_update();
+        match subscribe(&client, &channel).await {
+            Ok(pubsub) => {
+                delay = Duration::from_millis(50);
+                if !first {
+                    feed.send(dwr_core::Change::Gap);
+                }
+                first = false;
+                subscribed.send_modify(|v| *v += 1);
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    let message = tokio::select! {
+                        message = messages.next() => message,
+                        // The primary moved: subscribe on the new one.
+                        Ok(()) = moved.changed() => None,
+                    };
+                    let Some(message) = message else { break };
+                    let text = String::from_utf8_lossy(message.get_payload_bytes());
+                    for line in text.lines() {
+                        match crate::job_store::parse_change(line) {
+                            Some(change) => feed.send(change),
+                            None => tracing::debug!(%line, "unreadable change; skipped"),
+                        }
+                    }
+                }
+                tracing::debug!(%channel, "changes subscription lost; resubscribing");
+            }
+            Err(err) => tracing::debug!(%channel, error = %err, "changes subscription failed"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(max_delay.max(Duration::from_millis(50)));
+    }
+}

@@ -367,7 +367,8 @@ pub struct ApiArgs {
     /// closed (slow clients).
     #[arg(long, env = "DWR_HEADER_READ_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
     pub header_read_timeout: Duration,
-    /// Most log streams (`follow=true`) open at once; one more is answered 503.
+    /// Most streams open at once (logs with `follow=true`, and `/events`); one more is
+    /// answered 503.
     #[arg(long, env = "DWR_MAX_LOG_FOLLOWERS", default_value_t = 256,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_log_followers: u32,

@@ -531,6 +531,10 @@ impl JobStore for FaultyStore {
             .await
     }
 
+    async fn changes(&self) -> Result<crate::changes::ChangeReceiver, StoreError> {
+        self.inner.changes().await
+    }
+
     async fn append_logs(
         &self,
         id: JobId,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::state::State;
+use crate::changes::Change;
 use crate::error::StoreError;
 use crate::executor::{Executor, ExecutorRegistration, HostUsage};
 use crate::ids::{ExecutorId, JobId};
@@ -32,6 +33,9 @@ impl State {
         registration: &ExecutorRegistration,
         now: Timestamp,
     ) -> Executor {
+        self.changes.send(Change::ExecutorJoined {
+            id: registration.id.clone(),
+        });
         self.executors
             .entry(registration.id.clone())
             .and_modify(|e| {
@@ -92,6 +96,7 @@ impl State {
             }
         }
         self.executors.remove(id);
+        self.changes.send(Change::ExecutorLost { id: id.clone() });
         // Its pending events concern jobs that are now failed.
         if let Some(queue) = self.queues.get_mut(id) {
             queue.events.clear();

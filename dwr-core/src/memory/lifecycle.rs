@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::state::State;
+use crate::changes::Change;
 use crate::deps::Verdict;
 use crate::error::{Rejection, StoreError};
 use crate::executor::Executor;
@@ -245,6 +246,10 @@ impl State {
                 if let Some(executor) = &job.executor {
                     self.push_event(executor, ExecutorEvent::Abort(id, cause));
                 }
+                self.changes.send(Change::AbortRequested {
+                    id,
+                    preempted: cause == AbortCause::Preempted,
+                });
                 Ok((AbortRequested::Signalled(job), None))
             }
         }
@@ -277,6 +282,10 @@ impl State {
         if let Some(executor) = &job.executor {
             self.push_event(executor, ExecutorEvent::Abort(id, AbortCause::Preempted));
         }
+        self.changes.send(Change::AbortRequested {
+            id,
+            preempted: true,
+        });
         Ok(job)
     }
 

@@ -78,6 +78,8 @@ pub const DEFAULT_LOG_CAP: usize = 10_000;
 /// one short critical section. See the module docs for locking, wake-ups and log offsets.
 pub struct InMemoryJobStore {
     state: Mutex<State>,
+    /// The state's change feed, for subscribing without the lock.
+    changes: crate::changes::ChangeFeed,
     /// Woken by submit, finish, abort of a pending job, executor expiry and registration.
     work: Notify,
     log_cap: usize,
@@ -95,8 +97,10 @@ impl InMemoryJobStore {
     /// An empty store keeping up to `log_cap` lines per job log (the oldest are dropped;
     /// offsets stay absolute line numbers). A cap of 0 keeps no lines at all.
     pub fn with_log_cap(log_cap: usize) -> Self {
+        let state = State::default();
         Self {
-            state: Mutex::new(State::default()),
+            changes: state.changes.clone(),
+            state: Mutex::new(state),
             work: Notify::new(),
             log_cap,
             log_max_bytes: crate::store::DEFAULT_LOG_MAX_BYTES,
@@ -157,6 +161,10 @@ impl fmt::Debug for InMemoryJobStore {
 impl JobStore for InMemoryJobStore {
     async fn now(&self) -> Result<Timestamp, StoreError> {
         Ok(self.clock.now())
+    }
+
+    async fn changes(&self) -> Result<crate::changes::ChangeReceiver, StoreError> {
+        Ok(self.changes.subscribe())
     }
 
     async fn submit(&self, job: Job) -> Result<Job, StoreError> {

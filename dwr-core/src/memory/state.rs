@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use super::executors::EventQueue;
 use super::logs::JobLog;
 use crate::arrays::{ArrayInfo, ArraySubmission, NewArray};
+use crate::changes::{Change, ChangeFeed};
 use crate::deps::Verdict;
 use crate::error::StoreError;
 use crate::executor::Executor;
@@ -50,6 +51,8 @@ pub(super) struct State {
     pub(super) queues: HashMap<ExecutorId, EventQueue>,
     /// Idempotency keys: the job each names, and until when (store clock).
     pub(super) idempotency: HashMap<String, (JobId, Timestamp)>,
+    /// Where every change goes out to live views (`JobStore::changes`).
+    pub(super) changes: ChangeFeed,
 }
 
 /// An array and its tasks' ids in index order.
@@ -101,6 +104,10 @@ impl State {
         let id = job.id;
         self.all.insert(seq, id);
         self.by_state[slot(JobState::Pending)].insert(seq, id);
+        self.changes.send(Change::Submitted {
+            id,
+            queue: job.spec.queue.clone(),
+        });
         if job.deps_left > 0 {
             self.blocked.insert(seq, id);
         } else {
@@ -268,6 +275,7 @@ impl State {
     pub(super) fn reindex(&mut self, id: JobId, seq: u64, from: JobState, to: JobState) {
         self.by_state[slot(from)].remove(&seq);
         self.by_state[slot(to)].insert(seq, id);
+        self.changes.send(Change::Job { id, from, to });
         if from == to {
             return;
         }

@@ -7,6 +7,7 @@
 
 mod arrays;
 mod assign;
+mod changes;
 mod events;
 mod executors;
 mod jobs;
@@ -27,6 +28,7 @@ use dwr_core::{
 use crate::codec::unexpected;
 use crate::error::store_error;
 use crate::store::RedisJobStore;
+pub(crate) use changes::parse_change;
 pub(crate) use executors::PlacementCache;
 
 /// How long [`JobStore::now`] carries a reading of Redis `TIME` forward before it reads
@@ -227,6 +229,17 @@ impl JobStore for RedisJobStore {
     async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError> {
         self.inner.wake.wait(wait).await;
         Ok(())
+    }
+
+    async fn changes(&self) -> Result<dwr_core::ChangeReceiver, StoreError> {
+        self.inner
+            .changes
+            .subscribe(self.inner.config.connect_timeout)
+            .await
+            .ok_or_else(|| StoreError::Unavailable {
+                operation: "changes",
+                source: "the subscription to the changes channel is not in place".into(),
+            })
     }
 
     async fn append_logs(

@@ -42,6 +42,13 @@ end
 local WOKEN = false
 local function wake() WOKEN = true end
 
+-- The changes this call made, for live views (GET /events): published once at the end of
+-- the call on CH_CHANGES, one line each (job_store/changes.rs reads them): `s <id> <queue>`
+-- (submitted), `j <id> <from> <to>`, `a <id> <1 if preempted, else 0>`, `x+ <executor>`,
+-- `x- <executor>`.
+local CHANGES = {}
+local function changed(line) CHANGES[#CHANGES + 1] = line end
+
 -- Records a change of executor `ex` that placement reads (registration, lease, allocation):
 -- a scheduler's next read of the executors reads it again (executors.lua). One count per
 -- script call, as the clock: a call is atomic, so a reader sees all of its changes or none.
@@ -63,6 +70,7 @@ end
 local function move_state(id, from, to, seq, qk, queue)
   redis.call('ZREM', k_state(from), id)
   redis.call('ZADD', k_state(to), seq, id)
+  changed('j ' .. id .. ' ' .. from .. ' ' .. to)
   if from == S_PENDING then redis.call('ZREM', k_queue(queue), id) end
   if to == S_PENDING then
     redis.call('ZADD', k_queue(queue), qk or queue_key(seq, DEFAULT_PRIORITY), id)
@@ -292,6 +300,7 @@ local function store_job(id, priority, queue, kind, deps, fields, now)
   redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now, 'updated_at', now,
     unpack(fields))
   redis.call('ZADD', k_state(S_PENDING), seq, id)
+  changed('s ' .. id .. ' ' .. (queue ~= '' and queue or DEFAULT_QUEUE))
   if queue ~= '' then redis.call('SADD', K_QUEUES, queue) end
   wake()
   if #deps == 0 then

@@ -24,7 +24,7 @@ use utoipa::OpenApi;
 
 use super::cluster::MAX_CLEANUP_MINUTES;
 use super::jobs::{MAX_IDEMPOTENCY_KEY, MAX_LIST_LIMIT};
-use super::{cluster, jobs, logs, ops, ApiConfig};
+use super::{cluster, events, jobs, logs, ops, ApiConfig};
 
 /// The OpenAPI document of the API as generated from the handlers and the wire types; what
 /// a server serves is [`openapi`].
@@ -37,6 +37,7 @@ use super::{cluster, jobs, logs, ops, ApiConfig};
         jobs::get_job,
         jobs::abort_job,
         logs::job_logs,
+        events::events,
         cluster::schedule,
         cluster::cleanup,
         cluster::executors,

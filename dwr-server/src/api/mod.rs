@@ -9,12 +9,14 @@ pub mod auth;
 mod cluster;
 mod doc;
 mod error;
+mod events;
 mod jobs;
 mod logs;
 mod ops;
 
 pub use doc::{openapi, ApiDoc};
 pub use error::{parse_json, ApiError, ApiJson};
+pub use events::{EventHub, EVENTS_KEPT};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,7 +47,8 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// Connection limits of the server loop.
     pub connections: ConnectionLimits,
-    /// Most log streams (`follow=true`) open at once; one more gets a 503.
+    /// Most streams open at once (logs with `follow=true`, and `/events`); one more gets a
+    /// 503.
     pub max_log_followers: usize,
 }
 
@@ -72,8 +75,10 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// When the server started (for uptime).
     pub started: Instant,
-    /// Permits for open log streams, one each ([`ApiConfig::max_log_followers`]).
+    /// Permits for open streams, one each ([`ApiConfig::max_log_followers`]).
     pub followers: Arc<Semaphore>,
+    /// The numbered changes `/events` streams (started by the first stream).
+    pub events: Arc<EventHub>,
 }
 
 impl AppState {
@@ -82,6 +87,7 @@ impl AppState {
         Self {
             scheduler,
             followers: Arc::new(Semaphore::new(config.max_log_followers)),
+            events: Arc::new(EventHub::default()),
             config: Arc::new(config),
             started: Instant::now(),
         }
@@ -94,6 +100,7 @@ pub fn app(state: AppState) -> Router {
         .route("/jobs", post(jobs::submit_job).get(jobs::list_jobs))
         .route("/jobs/{job_id}", get(jobs::get_job).delete(jobs::abort_job))
         .route("/jobs/{job_id}/logs", get(logs::job_logs))
+        .route("/events", get(events::events))
         .route("/schedule", post(cluster::schedule))
         .route("/cleanup", post(cluster::cleanup))
         .route("/executors", get(cluster::executors))

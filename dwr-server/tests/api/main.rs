@@ -7,6 +7,7 @@ mod arrays;
 mod auth;
 mod cluster;
 mod deps;
+mod events;
 mod failures;
 mod idempotency;
 mod jobs;
