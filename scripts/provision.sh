@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision a Debian host for dwr: Docker engine, the offline test image, redis-server,
-# faketime (for the clock-skew tests), and the API fuzzer (schemathesis from PyPI, in a
+# faketime (for the clock-skew tests), Chromium and chromedriver (the dashboard's browser
+# tests), and the API fuzzer (schemathesis from PyPI, in a
 # virtualenv; see scripts/fuzz-env.sh).
 #
 #   scripts/provision.sh                everything (used by scripts/test.sh)
@@ -86,6 +87,9 @@ if [ "$docker_only" -eq 0 ]; then
     command -v faketime >/dev/null 2>&1 || missing+=(faketime)
     # The API fuzzer's virtualenv (Debian's python3 leaves venv and ensurepip to this package).
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+    # The dashboard's browser tests drive Debian's Chromium through WebDriver.
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 fi
 
 # --- install packages ------------------------------------------------------------------------
@@ -160,6 +164,8 @@ if [ "$docker_only" -eq 0 ]; then
     say "redis-server is present ($(command -v redis-server))"
     command -v faketime >/dev/null 2>&1 || die "faketime is still missing"
     say "faketime is present ($(command -v faketime))"
+    command -v chromedriver >/dev/null 2>&1 || die "chromedriver is still missing"
+    say "chromium and chromedriver are present ($(chromedriver --version 2>/dev/null | head -1))"
 fi
 
 # --- the API fuzzer --------------------------------------------------------------------------

@@ -13,6 +13,7 @@ pub mod http;
 pub mod logging;
 pub mod queues_file;
 pub mod service;
+pub mod ui;
 
 pub use api::{app, ApiConfig, ApiDoc, ApiError, AppState};
 pub use service::{

@@ -232,7 +232,7 @@ pub fn authorize(caller: &Caller, method: &Method, path: &str) -> Result<(), Api
 }
 
 /// SHA-256 of `text` as 64 lower-case hex digits (what `sha256sum` prints).
-fn sha256_hex(text: &str) -> String {
+pub(crate) fn sha256_hex(text: &str) -> String {
     Sha256::digest(text.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -380,7 +380,17 @@ pub async fn events(
     headers: HeaderMap,
     Query(params): Query<EventParams>,
 ) -> Result<Response, ApiError> {
-    let filter = Filter::parse(&params)?;
+    stream_events(state, &headers, &params).await
+}
+
+/// The stream of `GET /events` (and of the dashboard's `/ui/events`) for a caller already
+/// authenticated.
+pub(crate) async fn stream_events(
+    state: AppState,
+    headers: &HeaderMap,
+    params: &EventParams,
+) -> Result<Response, ApiError> {
+    let filter = Filter::parse(params)?;
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -71,6 +71,15 @@ async fn view_now(state: &AppState, caller: &Caller, job: &Job) -> Result<Json<J
     Ok(Json(view))
 }
 
+/// The [`view_now`] of `job` for the dashboard.
+pub(crate) async fn job_view_now(
+    state: &AppState,
+    caller: &Caller,
+    job: &Job,
+) -> Result<JobView, ApiError> {
+    Ok(view_now(state, caller, job).await?.0)
+}
+
 /// Why a job waiting for its dependencies waits: `waiting for 2 of 3 dependencies`.
 fn waiting_for(job: &Job) -> String {
     let total = job.spec.depends_on.len();

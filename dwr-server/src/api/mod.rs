@@ -16,7 +16,9 @@ mod ops;
 
 pub use doc::{openapi, ApiDoc};
 pub use error::{parse_json, ApiError, ApiJson};
-pub use events::{EventHub, EVENTS_KEPT};
+pub(crate) use events::stream_events;
+pub use events::{EventHub, EventParams, EVENTS_KEPT};
+pub(crate) use jobs::job_view_now;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +81,8 @@ pub struct AppState {
     pub followers: Arc<Semaphore>,
     /// The numbered changes `/events` streams (started by the first stream).
     pub events: Arc<EventHub>,
+    /// The dashboard's own state.
+    pub ui: Arc<crate::ui::UiState>,
 }
 
 impl AppState {
@@ -88,6 +92,7 @@ impl AppState {
             scheduler,
             followers: Arc::new(Semaphore::new(config.max_log_followers)),
             events: Arc::new(EventHub::default()),
+            ui: Arc::new(crate::ui::UiState::default()),
             config: Arc::new(config),
             started: Instant::now(),
         }
@@ -112,6 +117,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health", get(ops::health))
         .merge(protected)
+        .merge(crate::ui::routes(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), time_limit))

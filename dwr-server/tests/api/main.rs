@@ -15,6 +15,7 @@ mod live;
 mod logs;
 mod ops;
 mod queues;
+mod ui;
 mod validation;
 
 use std::sync::Arc;
