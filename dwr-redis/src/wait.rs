@@ -216,6 +216,42 @@ async fn listen(
     max_delay: Duration,
     tx: watch::Sender<u64>,
 ) {
+    let bump = || tx.send_modify(|v| *v = v.wrapping_add(1));
+    keep_subscribed(
+        endpoint,
+        "wake",
+        max_delay,
+        |client| {
+            let channel = channel.clone();
+            async move { subscribe(&client, &channel).await }
+        },
+        || {
+            bump();
+            !tx.is_closed()
+        },
+        |_| {
+            bump();
+            true
+        },
+    )
+    .await;
+}
+
+/// Keeps a subscription on the current primary: makes it with `subscribe`, calls
+/// `subscribed` after every (re)subscription and `message` for every message, and subscribes
+/// again (backing off up to `max_delay`) when the connection drops or the primary moves.
+/// Ends when the endpoint is gone, or when a callback returns false.
+async fn keep_subscribed<S, F>(
+    endpoint: std::sync::Weak<Endpoint>,
+    what: &'static str,
+    max_delay: Duration,
+    subscribe: S,
+    mut subscribed: impl FnMut() -> bool,
+    mut message: impl FnMut(redis::Msg) -> bool,
+) where
+    S: Fn(redis::Client) -> F,
+    F: std::future::Future<Output = RedisResult<redis::aio::PubSub>>,
+{
     let mut delay = Duration::from_millis(50);
     loop {
         let Some((client, mut moved)) = endpoint.upgrade().map(|e| (e.client(), e.generation()))
@@ -223,27 +259,27 @@ async fn listen(
             return;
         };
         moved.borrow_and_update();
-        match subscribe(&client, &channel).await {
+        match subscribe(client).await {
             Ok(pubsub) => {
                 delay = Duration::from_millis(50);
-                tx.send_modify(|v| *v = v.wrapping_add(1));
+                if !subscribed() {
+                    return;
+                }
                 let mut messages = pubsub.into_on_message();
                 loop {
-                    tokio::select! {
-                        message = messages.next() => {
-                            if message.is_none() { break }
-                            tx.send_modify(|v| *v = v.wrapping_add(1));
-                        }
+                    let next = tokio::select! {
+                        next = messages.next() => next,
                         // The primary moved: subscribe on the new one.
-                        Ok(()) = moved.changed() => break,
+                        Ok(()) = moved.changed() => None,
+                    };
+                    let Some(next) = next else { break };
+                    if !message(next) {
+                        return;
                     }
                 }
-                tracing::debug!(%channel, "wake subscription lost; resubscribing");
+                tracing::debug!(what, "subscription lost; resubscribing");
             }
-            Err(err) => tracing::debug!(%channel, error = %err, "wake subscription failed"),
-        }
-        if tx.is_closed() {
-            return;
+            Err(err) => tracing::debug!(what, error = %err, "subscription failed"),
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(max_delay.max(Duration::from_millis(50)));
@@ -379,52 +415,40 @@ async fn listen_logs(
     max_delay: Duration,
     shared: std::sync::Weak<LogWatchShared>,
 ) {
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let Some((client, mut moved)) = endpoint.upgrade().map(|e| (e.client(), e.generation()))
-        else {
-            return;
-        };
-        moved.borrow_and_update();
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.psubscribe(&pattern).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match subscribed.await {
-            Ok(pubsub) => {
-                delay = Duration::from_millis(50);
-                let Some(s) = shared.upgrade() else { return };
-                s.subscribed.send_modify(|v| *v = v.wrapping_add(1));
-                drop(s);
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let message = tokio::select! {
-                        message = messages.next() => message,
-                        // The primary moved: subscribe on the new one.
-                        Ok(()) = moved.changed() => None,
-                    };
-                    let Some(message) = message else { break };
-                    let Some(s) = shared.upgrade() else { return };
-                    let channel = message.get_channel_name();
-                    let Some(job) = channel.strip_prefix(channel_prefix.as_str()) else {
-                        continue;
-                    };
-                    let jobs = s.jobs.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Some((tx, _)) = jobs.get(job) {
-                        tx.send_modify(|v| *v = v.wrapping_add(1));
-                    }
-                }
-                tracing::debug!(%pattern, "log subscription lost; resubscribing");
+    keep_subscribed(
+        endpoint,
+        "logs",
+        max_delay,
+        |client| {
+            let pattern = pattern.clone();
+            async move {
+                let mut pubsub = client.get_async_pubsub().await?;
+                pubsub.psubscribe(&pattern).await?;
+                Ok(pubsub)
             }
-            Err(err) => tracing::debug!(%pattern, error = %err, "log subscription failed"),
-        }
-        if shared.strong_count() == 0 {
-            return;
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(max_delay.max(Duration::from_millis(50)));
-    }
+        },
+        || {
+            let Some(s) = shared.upgrade() else {
+                return false;
+            };
+            s.subscribed.send_modify(|v| *v = v.wrapping_add(1));
+            true
+        },
+        |message| {
+            let Some(s) = shared.upgrade() else {
+                return false;
+            };
+            let channel = message.get_channel_name();
+            if let Some(job) = channel.strip_prefix(channel_prefix.as_str()) {
+                let jobs = s.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some((tx, _)) = jobs.get(job) {
+                    tx.send_modify(|v| *v = v.wrapping_add(1));
+                }
+            }
+            true
+        },
+    )
+    .await;
 }
 
 /// The store's change feed (`JobStore::changes`): one subscription to the changes channel
@@ -490,43 +514,33 @@ async fn listen_changes(
     feed: dwr_core::ChangeFeed,
     subscribed: watch::Sender<u64>,
 ) {
-    let mut delay = Duration::from_millis(50);
     let mut first = true;
-    loop {
-        let Some((client, mut moved)) = endpoint.upgrade().map(|e| (e.client(), e.generation()))
-        else {
-            return;
-        };
-        moved.borrow_and_update();
-        match subscribe(&client, &channel).await {
-            Ok(pubsub) => {
-                delay = Duration::from_millis(50);
-                if !first {
-                    feed.send(dwr_core::Change::Gap);
-                }
-                first = false;
-                subscribed.send_modify(|v| *v += 1);
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let message = tokio::select! {
-                        message = messages.next() => message,
-                        // The primary moved: subscribe on the new one.
-                        Ok(()) = moved.changed() => None,
-                    };
-                    let Some(message) = message else { break };
-                    let text = String::from_utf8_lossy(message.get_payload_bytes());
-                    for line in text.lines() {
-                        match crate::job_store::parse_change(line) {
-                            Some(change) => feed.send(change),
-                            None => tracing::debug!(%line, "unreadable change; skipped"),
-                        }
-                    }
-                }
-                tracing::debug!(%channel, "changes subscription lost; resubscribing");
+    keep_subscribed(
+        endpoint,
+        "changes",
+        max_delay,
+        |client| {
+            let channel = channel.clone();
+            async move { subscribe(&client, &channel).await }
+        },
+        || {
+            if !first {
+                feed.send(dwr_core::Change::Gap);
             }
-            Err(err) => tracing::debug!(%channel, error = %err, "changes subscription failed"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(max_delay.max(Duration::from_millis(50)));
-    }
+            first = false;
+            subscribed.send_modify(|v| *v += 1);
+            true
+        },
+        |message| {
+            let text = String::from_utf8_lossy(message.get_payload_bytes());
+            for line in text.lines() {
+                match crate::job_store::parse_change(line) {
+                    Some(change) => feed.send(change),
+                    None => tracing::debug!(%line, "unreadable change; skipped"),
+                }
+            }
+            true
+        },
+    )
+    .await;
 }

@@ -202,15 +202,10 @@ async fn run(client: &Client, base: &str) {
     })
     .await;
     assert!(refused.contains("token"), "{refused}");
+    // By keyboard alone: the token, then Enter.
     let token = client.find(Locator::Css("#token")).await.unwrap();
-    token.send_keys(TOKEN).await.unwrap();
-    client
-        .find(Locator::Css("form.login button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let enter = char::from(fantoccini::key::Key::Enter);
+    token.send_keys(&format!("{TOKEN}{enter}")).await.unwrap();
     eventually("the overview", Duration::from_secs(10), || async {
         (text_of(client, "main h1").await.as_deref() == Some("Overview")).then_some(())
     })
@@ -228,6 +223,31 @@ async fn run(client: &Client, base: &str) {
         .await
         .unwrap();
     assert_eq!(unlabeled, json!(0));
+    // Tab walks the form in order.
+    let tab = char::from(fantoccini::key::Key::Tab).to_string();
+    client
+        .find(Locator::Css("#docker_image"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut visited = Vec::new();
+    for _ in 0..3 {
+        let active = client
+            .execute("return document.activeElement.id", vec![])
+            .await
+            .unwrap();
+        visited.push(active.as_str().unwrap_or_default().to_owned());
+        client
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(&tab)
+            .await
+            .unwrap();
+    }
+    assert_eq!(visited, ["docker_image", "command", "cpu_cores"]);
 
     // A refused value: the API's message next to the field, nothing submitted.
     submit_form(
