@@ -207,6 +207,19 @@ fn submit_page(
             format!("{name}-hint")
         }
     };
+    let invalid = |name: &str| error_of(name).map(|_| "true");
+    let text = |name: &str, value: &str, mode: Option<&str>| {
+        html! {
+            input id=(name) name=(name) type="text" inputmode=[mode] value=(value)
+                aria-describedby=(described(name)) aria-invalid=[invalid(name)];
+        }
+    };
+    let lines = |name: &str, value: &str| {
+        html! {
+            textarea id=(name) name=(name) rows="3" aria-describedby=(described(name))
+                aria-invalid=[invalid(name)] { (value) }
+        }
+    };
     let other: Vec<&String> = errors
         .iter()
         .filter(|(k, _)| {
@@ -229,34 +242,19 @@ fn submit_page(
         @for e in other { p.error role="alert" { (e) } }
         form.submit method="post" action="/ui/submit" novalidate {
             input type="hidden" name="csrf_token" value=(session.csrf);
-            (field("docker_image", "Image", html! {
-                input id="docker_image" name="docker_image" type="text" required value=(fields.docker_image)
-                    aria-describedby=(described("docker_image")) aria-invalid=[error_of("docker_image").map(|_| "true")];
-            }, "A local image, e.g. dwr-test/busybox:latest"))
-            (field("command", "Command", html! {
-                textarea id="command" name="command" rows="3" aria-describedby=(described("command"))
-                    aria-invalid=[error_of("command").map(|_| "true")] { (fields.command) }
-            }, "One argument per line, e.g. echo then hello"))
-            (field("cpu_cores", "CPU cores", html! {
-                input id="cpu_cores" name="cpu_cores" type="text" inputmode="decimal" value=(fields.cpu_cores)
-                    aria-describedby=(described("cpu_cores")) aria-invalid=[error_of("cpu_cores").map(|_| "true")];
-            }, "e.g. 0.5 or 2"))
-            (field("memory_gb", "Memory (GB)", html! {
-                input id="memory_gb" name="memory_gb" type="text" inputmode="decimal" value=(fields.memory_gb)
-                    aria-describedby=(described("memory_gb")) aria-invalid=[error_of("memory_gb").map(|_| "true")];
-            }, "e.g. 0.25 or 8"))
-            (field("gpu_count", "GPUs", html! {
-                input id="gpu_count" name="gpu_count" type="text" inputmode="numeric" value=(fields.gpu_count)
-                    aria-describedby=(described("gpu_count")) aria-invalid=[error_of("gpu_count").map(|_| "true")];
-            }, "How many GPU devices"))
-            (field("gpu_type", "GPU model", html! {
-                input id="gpu_type" name="gpu_type" type="text" value=(fields.gpu_type)
-                    aria-describedby=(described("gpu_type")) aria-invalid=[error_of("gpu_type").map(|_| "true")];
-            }, "Optional: only executors with this model"))
-            (field("env", "Environment", html! {
-                textarea id="env" name="env" rows="3" aria-describedby=(described("env"))
-                    aria-invalid=[error_of("env").map(|_| "true")] { (fields.env) }
-            }, "NAME=value, one per line"))
+            (field("docker_image", "Image", text("docker_image", &fields.docker_image, None),
+                "A local image, e.g. dwr-test/busybox:latest"))
+            (field("command", "Command", lines("command", &fields.command),
+                "One argument per line, e.g. echo then hello"))
+            (field("cpu_cores", "CPU cores", text("cpu_cores", &fields.cpu_cores, Some("decimal")),
+                "e.g. 0.5 or 2"))
+            (field("memory_gb", "Memory (GB)", text("memory_gb", &fields.memory_gb, Some("decimal")),
+                "e.g. 0.25 or 8"))
+            (field("gpu_count", "GPUs", text("gpu_count", &fields.gpu_count, Some("numeric")),
+                "How many GPU devices"))
+            (field("gpu_type", "GPU model", text("gpu_type", &fields.gpu_type, None),
+                "Optional: only executors with this model"))
+            (field("env", "Environment", lines("env", &fields.env), "NAME=value, one per line"))
             button type="submit" { "Submit" }
         }
     };
