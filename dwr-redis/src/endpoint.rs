@@ -43,7 +43,6 @@ pub(crate) struct Endpoint {
     wait: Option<(u32, u64)>,
 }
 
-#[derive(Clone)]
 struct Current {
     client: Client,
     conn: ConnectionManager,
@@ -122,12 +121,12 @@ impl Endpoint {
 
     /// The shared multiplexed connection to the current primary.
     pub fn conn(&self) -> ConnectionManager {
-        self.current().conn
+        self.read().conn.clone()
     }
 
     /// A client of the current primary, for dedicated connections and subscriptions.
     pub fn client(&self) -> Client {
-        self.current().client
+        self.read().client.clone()
     }
 
     /// The number of switches to another primary so far, and a receiver to wait for the next.
@@ -135,11 +134,8 @@ impl Endpoint {
         self.generation.subscribe()
     }
 
-    fn current(&self) -> Current {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
+        self.current.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Notes a failed operation: one that found the primary unreachable or read-only makes a
@@ -181,7 +177,7 @@ impl Endpoint {
             return Ok(false);
         };
         let named = locator.named_primary().await?;
-        if named == self.current().addr {
+        if named == self.read().addr {
             return Ok(false);
         }
         let (client, addr) = locator.primary().await?;
@@ -192,7 +188,7 @@ impl Endpoint {
             let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
             std::mem::replace(&mut *current, Current { client, conn, addr })
         };
-        let now = self.current().addr;
+        let now = self.read().addr.clone();
         tracing::warn!(from = %previous.addr, to = %now, "the Redis primary moved; following it");
         self.generation.send_modify(|g| *g += 1);
         Ok(true)
