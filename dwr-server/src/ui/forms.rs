@@ -329,8 +329,24 @@ pub async fn login_form(State(state): State<AppState>) -> Response {
     login_page(None).into_response()
 }
 
-/// `POST /ui/login`: keeps a valid token in the session cookie.
-pub async fn login(State(state): State<AppState>, Form(fields): Form<LoginFields>) -> Response {
+/// `POST /ui/login`: keeps a valid token in the session cookie. There is no session yet
+/// to derive a CSRF token from: a sign-in posted from another site's page (its `Origin`
+/// names another host) is refused instead.
+pub async fn login(
+    State(state): State<AppState>,
+    request_headers: HeaderMap,
+    Form(fields): Form<LoginFields>,
+) -> Response {
+    if !same_origin(&request_headers) {
+        return error_page(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "Origin: a sign-in must come from this server's own page",
+            ),
+            None,
+        );
+    }
     let token = fields.token.trim();
     let mut headers = HeaderMap::new();
     if let Ok(value) = format!("Bearer {token}").parse() {
@@ -355,6 +371,16 @@ pub async fn login(State(state): State<AppState>, Form(fields): Form<LoginFields
         .headers_mut()
         .insert(header::SET_COOKIE, session_cookie(Some(token)));
     response
+}
+
+/// Whether the request's `Origin`, when it has one, names the host it was sent to.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
 fn login_page(error: Option<&str>) -> Markup {

@@ -93,6 +93,22 @@ async fn with_a_token_pages_ask_for_a_session_kept_in_a_strict_http_only_cookie(
         .body
         .contains("token: not a token this server knows"));
 
+    // A sign-in posted from another site's page is refused.
+    let cross = h
+        .app
+        .clone()
+        .oneshot(
+            Request::post("/ui/login")
+                .header(header::HOST, "dwr.internal:8000")
+                .header(header::ORIGIN, "https://evil.example")
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!("token={TOKEN}")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), StatusCode::FORBIDDEN);
+    assert!(cross.headers().get(header::SET_COOKIE).is_none());
     let login = request(
         &h,
         "POST",
