@@ -1,6 +1,7 @@
 //! dwr-server: the pieces of the `dwr` binary as a library.
 //!
 //! * [`api`]: the HTTP API ([`app`] builds the router over an [`AppState`]).
+//! * [`ui`]: the web dashboard at `/ui`, served by the same router.
 //! * [`config`]: flags and environment variables of the services.
 //! * [`service`]: `dwr scheduler`, `dwr executor` and `dwr dev` as library functions.
 //! * [`client`]: the client commands (`dwr submit`, `dwr jobs`, …) over HTTP.
