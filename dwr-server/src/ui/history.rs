@@ -1,6 +1,6 @@
 //! [`History`]: what the overview draws over the last hour: placements per second (this
 //! scheduler's) and the CPU and memory allocated across live executors, sampled every
-//! [`SAMPLE_EVERY`] by a task the first dashboard page starts.
+//! [`SAMPLE_EVERY`] by a task the first dashboard page shown starts.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;

@@ -116,6 +116,8 @@ async fn require_session(
 ) -> Response {
     match session_caller(&state, request.headers()) {
         Ok(caller) => {
+            // The overview's history starts with the first page of the dashboard shown.
+            state.ui.history.start(state.scheduler.clone()).await;
             let csrf = csrf_token(&state, request.headers());
             let signed_in = tokens_configured(&state);
             request.extensions_mut().insert(Session {

@@ -25,7 +25,6 @@ pub async fn overview(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
 ) -> Response {
-    state.ui.history.start(state.scheduler.clone()).await;
     let store = state.scheduler.store();
     let counts = match store.counts().await {
         Ok(counts) => counts,
