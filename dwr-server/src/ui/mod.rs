@@ -216,13 +216,14 @@ fn percent_encode(text: &str) -> String {
 }
 
 fn percent_decode(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
                 i += 3;
                 continue;
             }
@@ -231,6 +232,23 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_values_round_trip_and_odd_ones_never_panic() {
+        for token in ["plain", "with space;and=semicolon", "ünïcode-τoken", "%41"] {
+            assert_eq!(percent_decode(&percent_encode(token)), token);
+        }
+        for odd in ["%", "%a", "%aé", "%zz", "%é9", "abc%4", "%%41"] {
+            let _ = percent_decode(odd);
+        }
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("%%41"), "%A");
+    }
 }
 
 /// Which page the navigation marks as current.
