@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dwr_core::StoreError;
-use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -187,24 +186,6 @@ impl Worker {
         }
     }
 
-    /// Waits for the replicas after a call that Redis answered (a script's error reply
-    /// included); notes a failure that may mean the primary moved.
-    async fn confirm<T>(
-        &self,
-        conn: &mut ConnectionManager,
-        reply: Result<T, RedisError>,
-    ) -> Result<T, RedisError> {
-        let reply = match reply {
-            Err(e) if is_unavailable(&e) => Err(e),
-            reply if self.waits => self.endpoint.confirm(conn).await.and(reply),
-            reply => reply,
-        };
-        if let Err(e) = &reply {
-            self.endpoint.suspect(e);
-        }
-        reply
-    }
-
     /// Sends `ops` as one call and hands each its reply; leaves `ops` empty.
     async fn send(&mut self, ops: &mut Vec<Op>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -214,7 +195,7 @@ impl Worker {
             invocation.arg(&self.prefix).arg(&op.args);
             let mut conn = self.endpoint.conn();
             let reply = invocation.invoke_async(&mut conn).await;
-            let reply = self.confirm(&mut conn, reply).await;
+            let reply = self.endpoint.settle(&mut conn, reply, self.waits).await;
             let _ = op
                 .reply
                 .send(reply.map_err(|e| store_error(self.operation, e)));
@@ -227,7 +208,7 @@ impl Worker {
         }
         let mut conn = self.endpoint.conn();
         let reply: Result<Vec<Value>, RedisError> = invocation.invoke_async(&mut conn).await;
-        let reply = self.confirm(&mut conn, reply).await;
+        let reply = self.endpoint.settle(&mut conn, reply, self.waits).await;
         match reply {
             Ok(replies) if replies.len() == ops.len() => {
                 for (op, value) in ops.drain(..).zip(replies) {

@@ -146,6 +146,30 @@ impl Endpoint {
         }
     }
 
+    /// What a call on `conn` answered, made safe: after a writing call that Redis answered
+    /// (a script's refusal or error reply included: what it wrote before it, or an earlier
+    /// try's writes, must be as safe as a success's) waits for the replicas ([`confirm`]);
+    /// a failure that may mean the primary moved makes the follower look ([`suspect`]).
+    ///
+    /// [`confirm`]: Self::confirm
+    /// [`suspect`]: Self::suspect
+    pub async fn settle<T>(
+        &self,
+        conn: &mut ConnectionManager,
+        reply: RedisResult<T>,
+        writes: bool,
+    ) -> RedisResult<T> {
+        let reply = match reply {
+            Err(e) if is_unavailable(&e) => Err(e),
+            reply if writes => self.confirm(conn).await.and(reply),
+            reply => reply,
+        };
+        if let Err(e) = &reply {
+            self.suspect(e);
+        }
+        reply
+    }
+
     /// After a write sent on `conn`: waits until the configured number of replicas hold it
     /// (and every write sent on `conn` before it). `Ok` at once when no wait is configured.
     pub async fn confirm(&self, conn: &mut ConnectionManager) -> RedisResult<()> {

@@ -12,7 +12,7 @@ use redis::{Script, Value};
 use crate::batch::{Coalescer, Worker};
 use crate::config::RedisConfig;
 use crate::endpoint::Endpoint;
-use crate::error::{is_unavailable, store_error, Error};
+use crate::error::{store_error, Error};
 use crate::job_store::PlacementCache;
 use crate::keys::Keys;
 use crate::scripts::Scripts;
@@ -259,17 +259,10 @@ impl RedisJobStore {
         let mut conn = self.conn();
         let endpoint = &self.inner.endpoint;
         let reply = invocation.invoke_async(&mut conn).await;
-        // A script's refusal or error reply is an answer: what it wrote before it (or an
-        // earlier try's writes) must be as safe as a success's.
-        let reply = match reply {
-            Err(e) if is_unavailable(&e) => Err(e),
-            reply if writes => endpoint.confirm(&mut conn).await.and(reply),
-            reply => reply,
-        };
-        reply.map_err(|e| {
-            endpoint.suspect(&e);
-            store_error(operation, e)
-        })
+        endpoint
+            .settle(&mut conn, reply, writes)
+            .await
+            .map_err(|e| store_error(operation, e))
     }
 
     /// The shared connection, for one request (counted in [`requests_sent`]).

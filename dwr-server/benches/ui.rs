@@ -3,9 +3,9 @@
 //! unfiltered, by status, and with a filter the store does not index (a queue: the newest
 //! 20,000 jobs are searched). Also the size of the page.
 //!
-//! `cargo bench -p dwr-server --bench ui` runs it over the in-memory store; with
-//! `DWR_BENCH_REDIS_URL=redis://127.0.0.1:6379` set it runs over that Redis too (under a key
-//! prefix of its own, deleted afterwards).
+//! `cargo bench -p dwr-server --bench ui` runs it over the in-memory store; with `REDIS_URL`
+//! set (the variable `dwr` and `dwr bench` read) it runs over that Redis too, under a key
+//! prefix of its own, deleted afterwards. `cargo test` runs it once, in memory only.
 
 // `criterion_group!` generates a public function without a doc comment.
 #![allow(missing_docs)]
@@ -104,7 +104,9 @@ fn bench_store(
 fn jobs_page(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     bench_store(c, "memory", &rt, Arc::new(InMemoryJobStore::new()));
-    if let Ok(url) = std::env::var("DWR_BENCH_REDIS_URL") {
+    // `cargo bench` passes --bench; `cargo test` (which runs every bench once) does not.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    if let Some(url) = std::env::var("REDIS_URL").ok().filter(|_| benchmarking) {
         let config = dwr_redis::RedisConfig {
             url: Some(url),
             key_prefix: format!("uibench-{}:", &JobId::new().to_string()[..8]),
@@ -112,7 +114,7 @@ fn jobs_page(c: &mut Criterion) {
         };
         let store = rt
             .block_on(dwr_redis::RedisJobStore::connect(config))
-            .expect("connect to DWR_BENCH_REDIS_URL");
+            .expect("connect to REDIS_URL");
         bench_store(c, "redis", &rt, Arc::new(store.clone()));
         rt.block_on(store.delete_all_keys()).expect("clean up");
     }

@@ -40,7 +40,8 @@ use super::{ApiError, AppState};
 pub const EVENTS_KEPT: usize = 10_000;
 /// Live events a slow stream may fall behind by before it gets a `reset`.
 const LIVE_BUFFER: usize = 1024;
-/// Jobs whose queue the hub remembers (from their submission, or read once).
+/// Jobs whose queue the hub remembers (from their submission, or read once) at most; a job
+/// is forgotten when it ends.
 const QUEUES_KEPT: usize = 100_000;
 
 /// One numbered event.
@@ -213,6 +214,11 @@ async fn follow(
             }
             Change::Job { id, from, to } => {
                 let queue = queue_of(&hub, store.as_ref(), id).await;
+                if to.is_terminal() {
+                    // Its last change: what the hub remembers stays bounded by the jobs
+                    // under way.
+                    hub.lock().queues.remove(&id);
+                }
                 let change = if to == JobState::Pending {
                     "requeued"
                 } else {

@@ -12,9 +12,7 @@ use maud::{html, Markup};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{
-    check_csrf, error_page, layout, session_caller, session_cookie, tokens_configured, Nav, Session,
-};
+use super::{check_csrf, error_page, layout, session_cookie, tokens_configured, Nav, Session};
 use crate::api::{auth, ApiError, AppState};
 
 /// The submit form's fields, as typed.
@@ -409,15 +407,12 @@ pub struct LogoutFields {
 
 /// `POST /ui/logout`: forgets the session cookie.
 pub async fn logout(
-    State(state): State<AppState>,
     Extension(session): Extension<Session>,
-    headers: HeaderMap,
     Form(fields): Form<LogoutFields>,
 ) -> Response {
     if let Err(e) = check_csrf(&session, &fields.csrf_token) {
         return error_page(e, Some(&session));
     }
-    let _ = session_caller(&state, &headers);
     let mut response = Redirect::to("/ui/login").into_response();
     response
         .headers_mut()

@@ -102,7 +102,7 @@ pub async fn jobs(
     Extension(session): Extension<Session>,
     Query(query): Query<JobsQuery>,
 ) -> Response {
-    match jobs_page(&state, &session, &query).await {
+    match jobs_page(&state, &query).await {
         Ok(body) => layout("Jobs", Nav::Jobs, Some(&session), Some("main"), body).into_response(),
         Err(e) => error_page(e, Some(&session)),
     }
@@ -112,12 +112,8 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
     v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
-/// The jobs page's content (public for the benchmark of its rendering).
-pub async fn jobs_page(
-    state: &AppState,
-    session: &Session,
-    query: &JobsQuery,
-) -> Result<Markup, ApiError> {
+/// The jobs page's content.
+async fn jobs_page(state: &AppState, query: &JobsQuery) -> Result<Markup, ApiError> {
     let store = state.scheduler.store();
     let status = match nonempty(&query.status) {
         None => None,
@@ -205,7 +201,6 @@ pub async fn jobs_page(
         }
         format!("/ui/jobs?{}", params.join("&"))
     };
-    let _ = session;
     Ok(html! {
         h1 { "Jobs" }
         form.filters method="get" action="/ui/jobs" role="search" {
@@ -264,9 +259,15 @@ fn short(id: &str) -> &str {
 pub async fn job(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    match job_page(&state, &session, &id).await {
+    // The page's script re-reads the page for its live region only, which holds no log
+    // line: its own reads follow the log. The log is read for a page a person opens.
+    let refresh = headers
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes() == b"dwr-ui");
+    match job_page(&state, &session, &id, !refresh).await {
         Ok(body) => {
             layout("Job", Nav::Jobs, Some(&session), Some("job-live"), body).into_response()
         }
@@ -274,12 +275,21 @@ pub async fn job(
     }
 }
 
-async fn job_page(state: &AppState, session: &Session, id: &str) -> Result<Markup, ApiError> {
+async fn job_page(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    with_log: bool,
+) -> Result<Markup, ApiError> {
     let id: JobId = id.trim().parse()?;
     let store = state.scheduler.store();
     let job = store.job(id).await?;
     let view = crate::api::job_view_now(state, &session.caller, &job).await?;
-    let lines = store.logs(id, 0).await?;
+    let lines = if with_log {
+        store.logs(id, 0).await?
+    } else {
+        Vec::new()
+    };
     let skipped = lines.len().saturating_sub(LOG_LINES_SHOWN);
     let shown = &lines[skipped..];
     let terminal = job.state.is_terminal();
