@@ -166,6 +166,66 @@ async fn commits_of_one_batch_see_each_other() {
     );
 }
 
+/// What a queue holds is counted in the script and written at the end of the call: the
+/// second commit of one batch must still see the first's share against the quota, and the
+/// queue's holdings must come out exact.
+#[tokio::test]
+async fn quota_checks_of_one_batch_see_each_other() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let ex = executor(&store, "big", 100_000).await;
+    let quota = dwr_core::Quota {
+        cpu_millis: Some(1_000),
+        ..dwr_core::Quota::NONE
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let spec = JobSpec::new("dwr-test/busybox:latest", vec!["true".into()], 400, 16)
+            .with_queue("team");
+        let job = Job::new(JobId::new(), spec, Timestamp::now());
+        ids.push(store.submit(job).await.unwrap().id);
+    }
+    let batch: Vec<Assignment> = ids
+        .iter()
+        .map(|id| {
+            let mut a = assign(*id, &ex);
+            a.quota = quota;
+            a
+        })
+        .collect();
+    let results = store.commit_assignments(&batch).await;
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(
+        matches!(
+            &results[2],
+            Err(StoreError::Rejected {
+                reason: Rejection::QuotaReached {
+                    dimension: Dimension::Cpu,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{:?}",
+        results[2]
+    );
+    let usage = store.queue_usage().await.unwrap();
+    let team = usage.get("team").expect("the queue holds something");
+    assert_eq!(
+        (team.held.cpu_millis, team.held.memory_mib, team.pending),
+        (800, 32, 1),
+        "{usage:?}"
+    );
+    let held = store.executor(&ex).await.unwrap();
+    assert_eq!(held.allocated.cpu_millis, 800);
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
 #[tokio::test]
 async fn an_operation_failing_in_a_batch_leaves_the_others_applied() {
     let Some(server) = RedisServer::start() else {

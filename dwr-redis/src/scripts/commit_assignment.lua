@@ -22,9 +22,9 @@ end
 
 -- The executor's hash exists exactly while it is registered (both change in one script).
 local x = redis.call('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',
-  'cpu_alloc', 'mem_alloc', 'gpu_alloc', 'ip', 'lease_ms')
+  'ip', 'lease_ms', 'cpu_alloc', 'mem_alloc', 'gpu_alloc')
 if not x[1] then return { 'executor_gone' } end
-if now - tonumber(x[1]) > tonumber(x[9] or DEFAULT_LEASE_MS) then
+if now - tonumber(x[1]) > tonumber(x[6] or DEFAULT_LEASE_MS) then
   return { 'executor_not_alive' }
 end
 
@@ -32,16 +32,19 @@ local cpu, mem, ngpu = tonumber(j[2]), tonumber(j[3]), tonumber(j[4])
 local given = #ARGV - 8
 if given ~= ngpu then return { 'gpu_count_mismatch', tostring(given), tostring(ngpu) } end
 
-if cpu > tonumber(x[2]) - tonumber(x[5]) then return { 'no_room', 'cpu' } end
-if mem > tonumber(x[3]) - tonumber(x[6]) then return { 'no_room', 'memory' } end
-if ngpu > tonumber(x[4]) - tonumber(x[7]) then return { 'no_room', 'gpu' } end
+-- What the executor has allocated, with this call's earlier commits and releases.
+local alloc = counted(xk, ALLOC_FIELDS, { x[7], x[8], x[9] })
+if cpu > tonumber(x[2]) - alloc[1] then return { 'no_room', 'cpu' } end
+if mem > tonumber(x[3]) - alloc[2] then return { 'no_room', 'memory' } end
+if ngpu > tonumber(x[4]) - alloc[3] then return { 'no_room', 'gpu' } end
 
 if ARGV[6] ~= '' or ARGV[7] ~= '' or ARGV[8] ~= '' then
   local q = j[8] or DEFAULT_QUEUE
-  local held = redis.call('HMGET', K_QUEUES_HELD, q .. ':cpu', q .. ':mem', q .. ':gpu')
+  local fields = { q .. ':cpu', q .. ':mem', q .. ':gpu' }
+  local held = counted(K_QUEUES_HELD, fields, redis.call('HMGET', K_QUEUES_HELD, unpack(fields)))
   for i, part in ipairs({ { 'cpu', cpu }, { 'memory', mem }, { 'gpu', ngpu } }) do
     local limit = ARGV[5 + i]
-    if limit ~= '' and tonumber(held[i] or '0') + part[2] > tonumber(limit) then
+    if limit ~= '' and held[i] + part[2] > tonumber(limit) then
       return { 'quota', q, part[1] }
     end
   end
@@ -59,21 +62,21 @@ for i = 9, #ARGV do
 end
 
 -- Every check passed: record, allocate, hand the job to the executor.
-redis.call('HINCRBY', xk, 'cpu_alloc', cpu)
+count(xk, 'cpu_alloc', cpu)
+count(xk, 'mem_alloc', mem)
+count(xk, 'gpu_alloc', ngpu)
 exec_changed(ex)
-redis.call('HINCRBY', xk, 'mem_alloc', mem)
-if ngpu > 0 then redis.call('HINCRBY', xk, 'gpu_alloc', ngpu) end
 for i = 9, #ARGV do
   redis.call('HSET', gk, ARGV[i], id)
 end
 hold(j[8], 1, cpu, mem, ngpu)
 if ak then redis.call('HINCRBY', ak, 'active', 1) end
 redis.call('SADD', k_exec_jobs(ex), id)
-local ip = x[8] or ''
+local ip = x[5] or ''
 -- Each commit is the job's next attempt: what every later write of its executor names.
 local attempt = tonumber(j[6] or '0') + 1
 local assigned = { 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids', ARGV[4],
-  'assigned_at', now, 'updated_at', now, 'attempt', attempt }
+  'assigned_at', now_s(), 'updated_at', now_s(), 'attempt', int(attempt) }
 redis.call('HSET', jk, unpack(assigned))
 -- A retried job's backoff is over. (The scheduler's copy in the event may still carry it.)
 if j[7] then redis.call('HDEL', jk, 'retry_at') end
@@ -87,14 +90,12 @@ if snapshot == '-' then
   -- The scheduler's copy is a placement view: the event carries the hash read back, and
   -- the reply is the IP (the scheduler has what it needs of the job).
   redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(redis.call('HGETALL', jk)))
-  return { 'ok', ip, tostring(now) }
+  return { 'ok', ip, now_s() }
 end
 if snapshot ~= '' then
-  -- As strings, as the hash holds them.
-  assigned[10], assigned[12], assigned[14] = tostring(now), tostring(now), tostring(attempt)
   local written = string.sub(cjson.encode(assigned), 2)
   redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',' .. written)
-  return { 'ok', ip, tostring(now) }
+  return { 'ok', ip, now_s() }
 end
 local hash = redis.call('HGETALL', jk)
 redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(hash))

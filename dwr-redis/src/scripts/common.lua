@@ -12,15 +12,27 @@ end
 
 -- The store's clock: Redis TIME in ms. Every stamp a script writes and every lease it judges
 -- is read from it, never from a caller, so the callers' clocks do not matter. Read once per
--- script call: the operations of a batch (batch.rs) happen at one instant.
-local NOW = nil
+-- script call: the operations of a batch (batch.rs) happen at one instant. now_ms() is the
+-- number, for arithmetic; now_s() the same instant as the string every write stores, built
+-- from TIME's own digits (Lua's number formatting is a printf of a double, which is a
+-- measurable share of a call's time).
+local NOW, NOW_S = nil, nil
 local function now_ms()
   if not NOW then
     local t = redis.call('TIME')
-    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local ms = math.floor(tonumber(t[2]) / 1000)
+    NOW = tonumber(t[1]) * 1000 + ms
+    NOW_S = t[1] .. string.format('%03d', ms)
   end
   return NOW
 end
+local function now_s()
+  now_ms()
+  return NOW_S
+end
+
+-- An integral number as the string Redis stores ('%d': no printf of a double).
+local function int(n) return string.format('%d', n) end
 
 -- The lease of an executor registered by a version that did not record one: 3 x 30 s.
 local DEFAULT_LEASE_MS = 90000
@@ -49,13 +61,80 @@ local function wake() WOKEN = true end
 local CHANGES = {}
 local function changed(line) CHANGES[#CHANGES + 1] = line end
 
+-- Counters this call changed: the executors' allocations (`cpu_alloc`, `mem_alloc`,
+-- `gpu_alloc`) and what the queues hold (K_QUEUES_HELD), summed here and written once per
+-- field at the end of the call (flush_counts, run by the script's wrapper in batch.rs): a
+-- batch of 100 commits to eight executors writes eight hashes, not two or three HINCRBYs per
+-- job and hash. Every read of such a field inside a call adds what is not written yet
+-- (counted()).
+local COUNTS, COUNTED_KEYS = {}, {}
+-- The allocation fields of an executor's hash.
+local ALLOC_FIELDS = { 'cpu_alloc', 'mem_alloc', 'gpu_alloc' }
+local function count(key, field, n)
+  if n == 0 then return end
+  local c = COUNTS[key]
+  if not c then
+    c = {}
+    COUNTS[key] = c
+    COUNTED_KEYS[#COUNTED_KEYS + 1] = key
+  end
+  c[field] = (c[field] or 0) + n
+end
+-- `values` (read from `key`'s `fields`, by position) with what this call counted added,
+-- as numbers (a missing field is 0).
+local function counted(key, fields, values)
+  local c = COUNTS[key]
+  local out = {}
+  for i, field in ipairs(fields) do
+    out[i] = tonumber(values[i] or '0') + (c and c[field] or 0)
+  end
+  return out
+end
+
 -- Records a change of executor `ex` that placement reads (registration, lease, allocation):
 -- a scheduler's next read of the executors reads it again (executors.lua). One count per
--- script call, as the clock: a call is atomic, so a reader sees all of its changes or none.
-local EXEC_SEQ = nil
+-- script call, as the clock: a call is atomic, so a reader sees all of its changes or none;
+-- the executors changed are written at the end of the call, once each (flush_counts).
+local EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
 local function exec_changed(ex)
-  if not EXEC_SEQ then EXEC_SEQ = redis.call('INCR', K_EXECUTORS_SEQ) end
-  redis.call('ZADD', K_EXECUTORS_CHANGED, EXEC_SEQ, ex)
+  if EXEC_CHANGED[ex] then return end
+  EXEC_CHANGED[ex] = true
+  EXEC_CHANGED_LIST[#EXEC_CHANGED_LIST + 1] = ex
+end
+
+-- Forgets what this call counted for executor `ex`, which it is removing (its hash is
+-- deleted: a later HINCRBY would create it again).
+local function exec_gone(ex)
+  local xk = k_exec(ex)
+  if COUNTS[xk] then COUNTS[xk] = {} end
+  EXEC_CHANGED[ex] = nil
+  for i, name in ipairs(EXEC_CHANGED_LIST) do
+    if name == ex then
+      table.remove(EXEC_CHANGED_LIST, i)
+      break
+    end
+  end
+end
+
+-- Writes what the call counted, and the executors it changed (one INCR of the counter and
+-- one ZADD for all of them).
+local function flush_counts()
+  for _, key in ipairs(COUNTED_KEYS) do
+    for field, n in pairs(COUNTS[key]) do
+      if n ~= 0 then redis.call('HINCRBY', key, field, int(n)) end
+    end
+  end
+  COUNTS, COUNTED_KEYS = {}, {}
+  if EXEC_CHANGED_LIST[1] then
+    local seq = int(redis.call('INCR', K_EXECUTORS_SEQ))
+    local args = {}
+    for _, ex in ipairs(EXEC_CHANGED_LIST) do
+      args[#args + 1] = seq
+      args[#args + 1] = ex
+    end
+    redis.call('ZADD', K_EXECUTORS_CHANGED, unpack(args))
+    EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
+  end
 end
 
 -- A pending job's place in the queue (dwr_core::JobSpec::queue_key): lower goes first.
@@ -73,19 +152,18 @@ local function move_state(id, from, to, seq, qk, queue)
   changed('j ' .. id .. ' ' .. from .. ' ' .. to)
   if from == S_PENDING then redis.call('ZREM', k_queue(queue), id) end
   if to == S_PENDING then
-    redis.call('ZADD', k_queue(queue), qk or queue_key(seq, DEFAULT_PRIORITY), id)
+    redis.call('ZADD', k_queue(queue), qk or int(queue_key(seq, DEFAULT_PRIORITY)), id)
   end
 end
 
 -- Adds `sign` (1 or -1) times cpu, mem and ngpu to what queue `queue` (nil: the default)
--- holds. Zero amounts are not written: a queue that never held a GPU has no gpu field.
+-- holds (counted, written at the end of the call). Zero amounts are not written: a queue
+-- that never held a GPU has no gpu field.
 local function hold(queue, sign, cpu, mem, ngpu)
   local q = queue or DEFAULT_QUEUE
-  for _, part in ipairs({ { 'cpu', cpu }, { 'mem', mem }, { 'gpu', ngpu } }) do
-    local n = tonumber(part[2])
-    -- "0 - n", not "-n": Lua formats -0 as "-0", which HINCRBY refuses.
-    if n ~= 0 then redis.call('HINCRBY', K_QUEUES_HELD, q .. ':' .. part[1], sign > 0 and n or 0 - n) end
-  end
+  count(K_QUEUES_HELD, q .. ':cpu', sign * tonumber(cpu))
+  count(K_QUEUES_HELD, q .. ':mem', sign * tonumber(mem))
+  count(K_QUEUES_HELD, q .. ':gpu', sign * tonumber(ngpu))
 end
 
 -- What a terminal transition needs of a job, read in one HMGET: state (1), executor (2),
@@ -170,12 +248,11 @@ local function release(id, j)
   if j[25] then redis.call('HINCRBY', k_array(j[25]), 'active', -1) end
   local xk = k_exec(ex)
   exec_changed(ex)
-  -- "0 - n", not "-n": Lua formats -0 as "-0", which HINCRBY refuses.
-  redis.call('HINCRBY', xk, 'cpu_alloc', 0 - tonumber(j[3]))
-  redis.call('HINCRBY', xk, 'mem_alloc', 0 - tonumber(j[4]))
+  count(xk, 'cpu_alloc', -tonumber(j[3]))
+  count(xk, 'mem_alloc', -tonumber(j[4]))
   local ngpu = tonumber(j[5])
   if ngpu > 0 then
-    redis.call('HINCRBY', xk, 'gpu_alloc', 0 - ngpu)
+    count(xk, 'gpu_alloc', -ngpu)
     local gk = k_exec_gpus(ex)
     for _, uuid in ipairs(cjson.decode(j[6])) do
       if redis.call('HGET', gk, uuid) == id then
@@ -191,7 +268,7 @@ end
 local function end_without_dependents(id, j, to, exit_code, reason, oom, now, log_ttl)
   local jk = k_job(id)
   release(id, j)
-  local set = { 'state', to, 'updated_at', now, 'finished_at', now, 'oom', oom }
+  local set = { 'state', to, 'updated_at', now_s(), 'finished_at', now_s(), 'oom', oom }
   if tonumber(j[24] or '0') > 0 then
     -- It ends while it waited for its dependencies.
     redis.call('ZREM', K_BLOCKED, id)
@@ -265,9 +342,9 @@ local function release_dependents(work, now, log_ttl)
         if verdict == 'wait' then
           redis.call('HSET', k_job(d), 'deps_left', a, 'deps_not_ok', b)
         elseif verdict == 'ready' then
-          redis.call('HSET', k_job(d), 'deps_left', 0, 'ready_at', now, 'updated_at', now)
+          redis.call('HSET', k_job(d), 'deps_left', 0, 'ready_at', now_s(), 'updated_at', now_s())
           redis.call('ZREM', K_BLOCKED, d)
-          redis.call('ZADD', k_queue(w[7]), w[6] or queue_key(w[5], DEFAULT_PRIORITY), d)
+          redis.call('ZADD', k_queue(w[7]), w[6] or int(queue_key(w[5], DEFAULT_PRIORITY)), d)
           wake()
         else
           local jd = job_for_finish(d)
@@ -295,9 +372,9 @@ end
 -- 'failed' with the reason (it is stored failed: those that ended say it can never run).
 local function store_job(id, priority, queue, kind, deps, fields, now)
   local jk = k_job(id)
-  local seq = redis.call('INCR', K_SEQ)
-  local qk = queue_key(seq, priority)
-  redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now, 'updated_at', now,
+  local seq = int(redis.call('INCR', K_SEQ))
+  local qk = int(queue_key(seq, priority))
+  redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), 'updated_at', now_s(),
     unpack(fields))
   redis.call('ZADD', k_state(S_PENDING), seq, id)
   changed('s ' .. id .. ' ' .. (queue ~= '' and queue or DEFAULT_QUEUE))
@@ -331,7 +408,7 @@ local function store_job(id, priority, queue, kind, deps, fields, now)
     return 'failed', never
   end
   if left == 0 then
-    redis.call('HSET', jk, 'ready_at', now)
+    redis.call('HSET', jk, 'ready_at', now_s())
     redis.call('ZADD', k_queue(queue), qk, id)
     return 'ready'
   end
@@ -370,7 +447,7 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
     if exit_code ~= nil and exit_code ~= '' then record.exit_code = tonumber(exit_code) end
     attempts[#attempts + 1] = record
     release(id, j)
-    redis.call('HSET', jk, 'state', S_PENDING, 'updated_at', now, 'attempts',
+    redis.call('HSET', jk, 'state', S_PENDING, 'updated_at', now_s(), 'attempts',
       cjson.encode(attempts), 'gpu_ids', '[]', 'oom', '0')
     redis.call('HINCRBY', jk, 'preemptions', 1)
     redis.call('HDEL', jk, 'abort', 'retry_at', 'executor', 'executor_ip', 'assigned_at',
@@ -401,7 +478,7 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
       if delay > MAX_RETRY_MS then delay = MAX_RETRY_MS end
       -- Back to pending, a move can_become does not allow: like Job::end_attempt, a retry
       -- is not a transition of the lifecycle but a new attempt of the same job.
-      local set = { 'state', S_PENDING, 'updated_at', now, 'retry_at', now + math.floor(delay),
+      local set = { 'state', S_PENDING, 'updated_at', now_s(), 'retry_at', int(now + math.floor(delay)),
         'attempts', encoded, 'gpu_ids', '[]', 'oom', '0' }
       if reason ~= nil and reason ~= '' then
         set[#set + 1] = 'reason'

@@ -22,6 +22,8 @@ for _, id in ipairs(redis.call('SMEMBERS', k_exec_jobs(ex))) do
     failed[#failed + 1] = id
   end
 end
+-- Its hash goes: what releasing its jobs counted on it must not create it again.
+exec_gone(ex)
 redis.call('DEL', xk, k_exec_jobs(ex), k_exec_gpus(ex), k_events(ex))
 redis.call('SREM', K_EXECUTORS, ex)
 -- Gone, not changed: a scheduler's cache learns it from the count of executors.

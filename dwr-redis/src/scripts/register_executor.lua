@@ -9,10 +9,10 @@ if redis.call('EXISTS', xk) == 1 then
     if string.sub(field, 1, 4) == 'dev:' then redis.call('HDEL', xk, field) end
   end
 else
-  redis.call('HSET', xk, 'cpu_alloc', 0, 'mem_alloc', 0, 'gpu_alloc', 0, 'registered_at', now)
+  redis.call('HSET', xk, 'cpu_alloc', 0, 'mem_alloc', 0, 'gpu_alloc', 0, 'registered_at', now_s())
 end
 redis.call('HSET', xk, 'reg', ARGV[3], 'ip', ARGV[4], 'cpu_total', ARGV[5],
-  'mem_total', ARGV[6], 'gpu_total', ARGV[7], 'lease_ms', ARGV[8], 'last_heartbeat', now)
+  'mem_total', ARGV[6], 'gpu_total', ARGV[7], 'lease_ms', ARGV[8], 'last_heartbeat', now_s())
 for i = 9, #ARGV do
   redis.call('HSET', xk, 'dev:' .. ARGV[i], '1')
 end

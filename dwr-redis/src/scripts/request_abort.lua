@@ -13,7 +13,7 @@ if state == S_PENDING then
   finish_job(id, j, to, '', reason, '0', now, ARGV[6])
   return { 'aborted', redis.call('HGETALL', jk) }
 end
-redis.call('HSET', jk, 'abort', cause, 'updated_at', now)
+redis.call('HSET', jk, 'abort', cause, 'updated_at', now_s())
 if ARGV[7] ~= '' then redis.call('HSET', jk, 'reason', ARGV[7]) end
 if j[2] then redis.call('RPUSH', k_events(j[2]), 'abort ' .. id .. ' ' .. cause) end
 changed('a ' .. id .. ' ' .. (cause == 'preempted' and '1' or '0'))

@@ -21,6 +21,6 @@ end
 if key ~= '' then redis.call('SET', k_idem(key), id, 'PX', ARGV[5]) end
 local now = now_ms()
 local said, a, b = store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, { unpack(ARGV, 10) }, now)
-if said == 'blocked' then return { 'ok', tostring(now), said, tostring(a), tostring(b) } end
-if said then return { 'ok', tostring(now), said, a } end
-return { 'ok', tostring(now) }
+if said == 'blocked' then return { 'ok', now_s(), said, tostring(a), tostring(b) } end
+if said then return { 'ok', now_s(), said, a } end
+return { 'ok', now_s() }

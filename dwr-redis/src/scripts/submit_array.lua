@@ -20,7 +20,7 @@ for _, id in ipairs(tasks) do
   if taken(id) then return { 'job_exists', id } end
 end
 local now = now_ms()
-local record = { 'count', #tasks, 'active', 0, 'done', 0, 'not_ok', 0, 'created_at', now }
+local record = { 'count', #tasks, 'active', 0, 'done', 0, 'not_ok', 0, 'created_at', now_s() }
 if ARGV[3] ~= '' then
   record[#record + 1] = 'parallelism'
   record[#record + 1] = ARGV[3]
@@ -38,4 +38,4 @@ for index, id in ipairs(tasks) do
   template[n + 3], template[n + 4] = 'array_index', index - 1
   store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, template, now)
 end
-return { 'ok', tostring(now) }
+return { 'ok', now_s() }

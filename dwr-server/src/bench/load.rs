@@ -131,8 +131,13 @@ pub struct BenchReport {
     /// With `--store redis`: calls per second of a fixed three-command Lua script on the
     /// same server at the same concurrency, measured before the run: the baseline.
     pub baseline_evals_per_second: Option<f64>,
-    /// With `--store redis`: the server's main-thread CPU over the run, µs per job.
+    /// With `--store redis`: the server's main-thread CPU from the first submit to the last
+    /// job terminal, µs per job (everything a job costs while it goes through the system;
+    /// not this tool's final read of every job nor the purge after the run).
     pub redis_cpu_us_per_job: Option<f64>,
+    /// With `--store redis`: the server's main-thread CPU of deleting the finished jobs
+    /// after the run (what the retention pays for each job later), µs per job.
+    pub redis_cpu_us_per_job_purge: Option<f64>,
     /// With `--store redis`: the server's main-thread CPU during the baseline, µs per call.
     pub redis_cpu_us_per_baseline_eval: Option<f64>,
     /// With `--store redis`: what a job costs Redis in baseline calls, by CPU
@@ -298,6 +303,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     };
     let wall = started.elapsed().as_secs_f64();
     let commands_after = redis_counters(redis.as_ref()).await?;
+    let cpu_after = redis_cpu(redis.as_ref()).await?;
     stop_tx.send_replace(true);
     let (rss_samples_mib, redis_samples) = sampler.await.unwrap_or_default();
     let (_, rss_peak_mib) = rss_mib();
@@ -319,20 +325,24 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         .filter(|j| j.state == JobState::Succeeded)
         .count();
     // Leave nothing behind in a shared Redis: jobs, logs and executors go.
+    let cpu_before_purge = redis_cpu(redis.as_ref()).await?;
     store
         .purge_finished(Duration::ZERO)
         .await
         .map_err(BenchError::Store)?;
+    let cpu_after_purge = redis_cpu(redis.as_ref()).await?;
     for exec in store.executors().await.map_err(BenchError::Store)? {
         store
             .expire_executor(exec.id(), Expiry::Now, "bench finished")
             .await
             .map_err(BenchError::Store)?;
     }
-    let cpu_after = redis_cpu(redis.as_ref()).await?;
-    let redis_cpu_us_per_job = cpu_before
-        .zip(cpu_after)
-        .map(|(before, after)| (after - before) * 1e6 / submitted as f64);
+    let per_job = |before: Option<f64>, after: Option<f64>| {
+        before
+            .zip(after)
+            .map(|(before, after)| (after - before) * 1e6 / submitted as f64)
+    };
+    let redis_cpu_us_per_job = per_job(cpu_before, cpu_after);
     let redis_delta =
         commands_before
             .zip(commands_after)
@@ -380,6 +390,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
             .map(|(_, sent)| *sent as f64 / submitted as f64),
         baseline_evals_per_second,
         redis_cpu_us_per_job,
+        redis_cpu_us_per_job_purge: per_job(cpu_before_purge, cpu_after_purge),
         redis_cpu_us_per_baseline_eval,
         baseline_evals_per_job: redis_cpu_us_per_job
             .zip(redis_cpu_us_per_baseline_eval)
@@ -663,6 +674,9 @@ fn print_report(r: &BenchReport) {
         println!(
             "  redis baseline       {base:.0} three-command scripts/s; {cpu:.1} µs of Redis CPU per job; {ratio:.3} jobs per baseline script"
         );
+    }
+    if let Some(purge) = r.redis_cpu_us_per_job_purge {
+        println!("  redis purge          {purge:.1} µs of Redis CPU per job deleted after the run");
     }
     if let (Some(call), Some(n)) = (r.redis_cpu_us_per_baseline_eval, r.baseline_evals_per_job) {
         println!(
