@@ -28,14 +28,14 @@ use crate::endpoint::Endpoint;
 /// reconcile and fallback check pick them up.
 #[derive(Default)]
 pub(crate) struct EventBuffer {
-    held: Mutex<HashMap<dwr_core::ExecutorId, VecDeque<String>>>,
+    held: Mutex<HashMap<dwr_core::ExecutorId, VecDeque<dwr_core::ExecutorEvent>>>,
     /// The server has no `BLMPOP` (before Redis 7): pop one event at a time.
     legacy: AtomicBool,
 }
 
 impl EventBuffer {
     /// The oldest event held for `executor`.
-    pub fn pop(&self, executor: &dwr_core::ExecutorId) -> Option<String> {
+    pub fn pop(&self, executor: &dwr_core::ExecutorId) -> Option<dwr_core::ExecutorEvent> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let queue = held.get_mut(executor)?;
         let event = queue.pop_front();
@@ -46,7 +46,7 @@ impl EventBuffer {
     }
 
     /// Holds `events` (popped after the one being returned) for `executor`'s next calls.
-    pub fn keep(&self, executor: &dwr_core::ExecutorId, events: Vec<String>) {
+    pub fn keep(&self, executor: &dwr_core::ExecutorId, events: Vec<dwr_core::ExecutorEvent>) {
         if events.is_empty() {
             return;
         }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use dwr_core::{ExecutorEvent, ExecutorId, StoreError};
 
 use super::timed_out;
-use crate::codec::parse_event;
+use std::collections::HashMap;
+
+use crate::codec::{job_from_map, parse_event, QueuedEvent};
 use crate::error::{corrupt, store_error};
 use crate::store::RedisJobStore;
 
@@ -32,21 +34,71 @@ pub(super) async fn next(
     executor: &ExecutorId,
     wait: Duration,
 ) -> Result<Option<ExecutorEvent>, StoreError> {
-    if let Some(text) = store.inner.events.pop(executor) {
-        return parse_event(&text).map(Some);
+    if let Some(event) = store.inner.events.pop(executor) {
+        return Ok(Some(event));
     }
     let key = store.inner.keys.executor_events(executor);
-    let mut popped = if wait.is_zero() {
+    let popped = if wait.is_zero() {
         pop(store, &key).await?
     } else {
         pop_blocking(store, &key, wait).await?
     };
-    if popped.is_empty() {
-        return Ok(None);
+    let mut events = resolve(store, executor, &popped).await?.into_iter();
+    let first = events.next();
+    store.inner.events.keep(executor, events.collect());
+    Ok(first)
+}
+
+/// The events of `popped`, with the job of each `assigned` one read in one round trip for
+/// all: the job as stored now, so an abort requested since shows. An assignment whose
+/// attempt is over (the job was failed and retried elsewhere, or deleted, before this
+/// executor took the event) is dropped: nothing of it is this executor's to run.
+async fn resolve(
+    store: &RedisJobStore,
+    executor: &ExecutorId,
+    popped: &[String],
+) -> Result<Vec<ExecutorEvent>, StoreError> {
+    let queued = popped
+        .iter()
+        .map(|text| parse_event(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut pipe = redis::pipe();
+    for event in &queued {
+        if let QueuedEvent::Assigned { job, .. } = event {
+            pipe.hgetall(store.inner.keys.job(*job));
+        }
     }
-    let first = popped.remove(0);
-    store.inner.events.keep(executor, popped);
-    parse_event(&first).map(Some)
+    let mut hashes: std::vec::IntoIter<HashMap<String, String>> = if pipe.is_empty() {
+        Vec::new().into_iter()
+    } else {
+        let read: Vec<HashMap<String, String>> = pipe
+            .query_async(&mut store.conn())
+            .await
+            .map_err(|e| store_error("next_event", e))?;
+        read.into_iter()
+    };
+    let mut events = Vec::with_capacity(queued.len());
+    for event in queued {
+        match event {
+            QueuedEvent::Ready(event) => events.push(event),
+            QueuedEvent::Assigned { job, attempt } => {
+                let hash = hashes
+                    .next()
+                    .ok_or_else(|| corrupt("next_event", "a job missing from the pipeline"))?;
+                if hash.is_empty() {
+                    tracing::debug!(%job, "an assigned job was deleted before its event was taken");
+                    continue;
+                }
+                let read = job_from_map(&hash)?;
+                if read.attempt != attempt || read.executor.as_ref() != Some(executor) {
+                    tracing::debug!(%job, attempt, now = read.attempt, "an assignment ended before its event was taken");
+                    continue;
+                }
+                events.push(ExecutorEvent::Assigned(Box::new(read)));
+            }
+        }
+    }
+    Ok(events)
 }
 
 /// What is queued on `key` now, up to [`EVENT_BATCH`], on the shared connection.
