@@ -20,8 +20,14 @@ if ak then
 end
 
 -- The executor's hash exists exactly while it is registered (both change in one script).
-local x = redis.call('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',
-  'ip', 'lease_ms', 'cpu_alloc', 'mem_alloc', 'gpu_alloc')
+-- Read once per call and executor: nothing else of it changes within the call, and
+-- counted() adds the allocations of its earlier commits.
+local x = EXECUTORS_READ[ex]
+if not x then
+  x = redis.call('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',
+    'ip', 'lease_ms', 'cpu_alloc', 'mem_alloc', 'gpu_alloc')
+  EXECUTORS_READ[ex] = x
+end
 if not x[1] then return { 'executor_gone' } end
 if now - tonumber(x[1]) > tonumber(x[6] or DEFAULT_LEASE_MS) then
   return { 'executor_not_alive' }

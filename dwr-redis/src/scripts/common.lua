@@ -116,8 +116,26 @@ local function exec_gone(ex)
   end
 end
 
--- Writes what the call counted, and the executors it changed (one INCR of the counter and
--- one ZADD for all of them).
+-- What commit_assignment read of each executor in this call (its hash's fields).
+local EXECUTORS_READ = {}
+
+-- The jobs this call ended, for K_FINISH_ORDER: appended in one RPUSH at its end.
+local FINISHED = {}
+
+-- The job sequence: read once per call (the first submit), counted here, written back at
+-- the end of the call (flush_counts).
+local SEQ_AT, SEQ_READ = nil, nil
+local function next_seq()
+  if not SEQ_AT then
+    SEQ_AT = tonumber(redis.call('GET', K_SEQ) or '0')
+    SEQ_READ = SEQ_AT
+  end
+  SEQ_AT = SEQ_AT + 1
+  return SEQ_AT
+end
+
+-- Writes what the call counted, the executors it changed (one INCR of the counter and one
+-- ZADD for all of them), the jobs it ended and the sequence it used.
 local function flush_counts()
   for _, key in ipairs(COUNTED_KEYS) do
     for field, n in pairs(COUNTS[key]) do
@@ -135,6 +153,13 @@ local function flush_counts()
     redis.call('ZADD', K_EXECUTORS_CHANGED, unpack(args))
     EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
   end
+  -- unpack() is bounded by the Lua stack: in slices.
+  for from = 1, #FINISHED, 1000 do
+    redis.call('RPUSH', K_FINISH_ORDER, unpack(FINISHED, from, math.min(from + 999, #FINISHED)))
+  end
+  FINISHED = {}
+  if SEQ_AT and SEQ_AT ~= SEQ_READ then redis.call('SET', K_SEQ, int(SEQ_AT)) end
+  SEQ_AT, SEQ_READ = nil, nil
 end
 
 -- A pending job's place in the queue (dwr_core::JobSpec::queue_key): lower goes first.
@@ -295,8 +320,8 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   if #del > 0 then redis.call('HDEL', jk, unpack(del)) end
   move_state(id, j[1], to, j[7], nil, j[21])
   -- A list, not a sorted set by time: appending is O(1), and purge.lua takes jobs from
-  -- its head while they are due.
-  redis.call('RPUSH', K_FINISH_ORDER, id)
+  -- its head while they are due. Appended at the end of the call (flush_counts).
+  FINISHED[#FINISHED + 1] = id
   -- A job without log_total has no log list (append_logs writes both), so nothing to
   -- expire; lines appended after this set the TTL themselves.
   local ttl = tonumber(log_ttl)
@@ -372,7 +397,7 @@ end
 -- 'failed' with the reason (it is stored failed: those that ended say it can never run).
 local function store_job(id, priority, queue, kind, deps, fields, now)
   local jk = k_job(id)
-  local seq = int(redis.call('INCR', K_SEQ))
+  local seq = int(next_seq())
   local qk = int(queue_key(seq, priority))
   redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), 'updated_at', now_s(),
     unpack(fields))
