@@ -53,7 +53,13 @@ local __ok, __r = pcall(__op, ARGV)
 flush_counts()
 if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
 if CHANGES[1] then redis.call('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
-if not __ok then error(__r, 0) end
+if not __ok then
+  -- The server cannot take writes: answered with that error, its code kept (raising it
+  -- again would turn it into an ERR).
+  local message = error_message(__r)
+  if unavailable(message) then return redis.error_reply(message) end
+  error(__r, 0)
+end
 return __r
 "
     )
@@ -82,8 +88,12 @@ while __i <= #__argv do
   len = n + 1
   local ok, r = pcall(__op, a)
   if not ok then
-    if type(r) == 'table' and r.err then r = r.err end
-    r = {{ '{SCRIPT_ERROR}', tostring(r) }}
+    r = error_message(r)
+    -- A server that cannot take writes now refuses the first write of the first
+    -- operation, before any is applied: the whole call fails with that error, so that
+    -- every caller hears the store is unavailable.
+    if unavailable(r) then return redis.error_reply(r) end
+    r = {{ '{SCRIPT_ERROR}', r }}
   end
   __out[#__out + 1] = r
   __i = __i + n + 1

@@ -38,7 +38,9 @@ pub enum Error {
 
 /// True when the error means "Redis is not reachable right now" rather than a bad answer.
 pub(crate) fn is_unavailable(err: &RedisError) -> bool {
-    err.is_io_error()
+    // A primary with `min-replicas-to-write` and too few replicas refuses writes.
+    err.code() == Some("NOREPLICAS")
+        || err.is_io_error()
         || err.is_connection_dropped()
         || err.is_connection_refusal()
         || err.is_timeout()

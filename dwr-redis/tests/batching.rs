@@ -334,6 +334,23 @@ async fn an_assignment_over_before_its_event_is_taken_is_dropped() {
         .query(&mut server.client())
         .unwrap();
     assert_eq!(store.next_event(&ex, Duration::ZERO).await.unwrap(), None);
+
+    // A job key that cannot be read as a job (another type): its pop's assignments are
+    // dropped, and later events still come.
+    let odd = store.submit(job(100)).await.unwrap().id;
+    store.commit_assignment(&assign(odd, &ex)).await.unwrap();
+    let _: () = redis::pipe()
+        .del(store.keys().job(odd))
+        .set(store.keys().job(odd), "not a hash")
+        .query(&mut server.client())
+        .unwrap();
+    assert_eq!(store.next_event(&ex, Duration::ZERO).await.unwrap(), None);
+    let later = store.submit(job(100)).await.unwrap().id;
+    let later = store.commit_assignment(&assign(later, &ex)).await.unwrap();
+    assert_eq!(
+        store.next_event(&ex, Duration::ZERO).await.unwrap(),
+        Some(ExecutorEvent::Assigned(Box::new(later)))
+    );
 }
 
 #[tokio::test]

@@ -151,3 +151,44 @@ async fn the_store_follows_the_primary_through_a_sentinel_failover() {
         .expect("the wake subscription followed the primary")
         .unwrap();
 }
+
+/// A store pointed at a read-only replica (as for a moment during a failover, before the
+/// Sentinels name the new primary): every change is refused as unavailable, which callers
+/// retry, never as a bad answer, whether alone (the plain script) or batched (the batch
+/// form); nothing is written. Also a primary refusing writes for `min-replicas-to-write`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_refused_by_the_server_fail_as_unavailable() {
+    let Some(primary) = RedisServer::start() else {
+        return;
+    };
+    let replica = replica_of(&primary, &[]).unwrap();
+    let on_replica = RedisJobStore::connect(replica.config()).await.unwrap();
+    let alone = on_replica.submit(job()).await;
+    assert!(
+        matches!(alone, Err(StoreError::Unavailable { .. })),
+        "{alone:?}"
+    );
+    let batched = futures::future::join_all((0..20).map(|_| on_replica.submit(job()))).await;
+    for result in &batched {
+        assert!(
+            matches!(result, Err(StoreError::Unavailable { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(on_replica.counts().await.unwrap().values().sum::<u64>(), 0);
+
+    // The primary itself, asked to keep two replicas it does not have.
+    let mut conn = primary.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg("2")
+        .query(&mut conn)
+        .unwrap();
+    let store = RedisJobStore::connect(primary.config()).await.unwrap();
+    let refused = store.submit(job()).await;
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable { .. })),
+        "{refused:?}"
+    );
+}

@@ -9,8 +9,9 @@ use super::timed_out;
 use std::collections::HashMap;
 
 use crate::codec::{job_from_map, parse_event, QueuedEvent};
-use crate::error::{corrupt, store_error};
+use crate::error::{corrupt, is_unavailable, store_error};
 use crate::store::RedisJobStore;
+use crate::wait::Held;
 
 /// Most events one pop takes off an executor's list; the ones not returned at once wait
 /// in the store handle for the next calls (see `EventBuffer`).
@@ -28,29 +29,58 @@ fn is_unknown_command(err: &redis::RedisError) -> bool {
 }
 
 /// The oldest event for `executor`: one held from an earlier pop, else popped now, waiting
-/// up to `wait` for one (`None` when none came).
+/// up to `wait` for one (`None` when none came). Events whose jobs could not be read (the
+/// connection failed) are held as popped and read again by the next call: a popped event
+/// is never lost to a failed read.
 pub(super) async fn next(
     store: &RedisJobStore,
     executor: &ExecutorId,
     wait: Duration,
 ) -> Result<Option<ExecutorEvent>, StoreError> {
-    if let Some(event) = store.inner.events.pop(executor) {
-        return Ok(Some(event));
+    let mut held = store.inner.events.take(executor);
+    if let Some(Held::Event(_)) = held.front() {
+        let Some(Held::Event(first)) = held.pop_front() else {
+            unreachable!("the front was just seen to be an event");
+        };
+        store.inner.events.keep(executor, held);
+        return Ok(Some(first));
     }
-    let key = store.inner.keys.executor_events(executor);
-    let popped = if wait.is_zero() {
-        pop(store, &key).await?
+    // Either nothing is held, or only events as popped (a read of their jobs failed).
+    let popped: Vec<String> = if held.is_empty() {
+        let key = store.inner.keys.executor_events(executor);
+        if wait.is_zero() {
+            pop(store, &key).await?
+        } else {
+            pop_blocking(store, &key, wait).await?
+        }
     } else {
-        pop_blocking(store, &key, wait).await?
+        held.into_iter()
+            .map(|h| match h {
+                Held::Text(text) => Ok(text),
+                Held::Event(_) => Err(corrupt("next_event", "events held out of order")),
+            })
+            .collect::<Result<_, _>>()?
     };
-    let mut events = resolve(store, executor, &popped).await?.into_iter();
-    let first = events.next();
-    store.inner.events.keep(executor, events.collect());
-    Ok(first)
+    match resolve(store, executor, &popped).await {
+        Ok(events) => {
+            let mut events = events.into_iter();
+            let first = events.next();
+            store.inner.events.keep(executor, events.map(Held::Event));
+            Ok(first)
+        }
+        Err(e) => {
+            store
+                .inner
+                .events
+                .keep(executor, popped.into_iter().map(Held::Text));
+            Err(e)
+        }
+    }
 }
 
 /// The events of `popped`, with the job of each `assigned` one read in one round trip for
-/// all: the job as stored now, so an abort requested since shows. An assignment whose
+/// all: the job as stored now, so an abort requested since shows. Fails only when Redis
+/// cannot be reached for the read. An assignment whose
 /// attempt is over (the job was failed and retried elsewhere, or deleted, before this
 /// executor took the event) is dropped: nothing of it is this executor's to run.
 async fn resolve(
@@ -58,10 +88,18 @@ async fn resolve(
     executor: &ExecutorId,
     popped: &[String],
 ) -> Result<Vec<ExecutorEvent>, StoreError> {
-    let queued = popped
+    // An event that cannot be read can never be handled: said and dropped, so that it does
+    // not hold up the ones behind it.
+    let queued: Vec<QueuedEvent> = popped
         .iter()
-        .map(|text| parse_event(text))
-        .collect::<Result<Vec<_>, _>>()?;
+        .filter_map(|text| {
+            parse_event(text)
+                .inspect_err(
+                    |e| tracing::warn!(%executor, error = %e, "dropping an executor event"),
+                )
+                .ok()
+        })
+        .collect();
     let mut pipe = redis::pipe();
     for event in &queued {
         if let QueuedEvent::Assigned { job, .. } = event {
@@ -71,25 +109,41 @@ async fn resolve(
     let mut hashes: std::vec::IntoIter<HashMap<String, String>> = if pipe.is_empty() {
         Vec::new().into_iter()
     } else {
-        let read: Vec<HashMap<String, String>> = pipe
-            .query_async(&mut store.conn())
-            .await
-            .map_err(|e| store_error("next_event", e))?;
-        read.into_iter()
+        let read: Result<Vec<HashMap<String, String>>, _> =
+            pipe.query_async(&mut store.conn()).await;
+        match read {
+            Ok(read) => read.into_iter(),
+            // Redis unreachable (a failover, a restart): the caller holds the events and
+            // the next call reads their jobs again.
+            Err(e) if is_unavailable(&e) => return Err(store_error("next_event", e)),
+            // Anything else will not pass by trying again (a job key of another type):
+            // the assignments of this pop are dropped, as unreadable events are.
+            Err(e) => {
+                tracing::warn!(%executor, error = %e, "dropping assignments whose jobs cannot be read");
+                Vec::new().into_iter()
+            }
+        }
     };
     let mut events = Vec::with_capacity(queued.len());
     for event in queued {
         match event {
             QueuedEvent::Ready(event) => events.push(event),
             QueuedEvent::Assigned { job, attempt } => {
-                let hash = hashes
-                    .next()
-                    .ok_or_else(|| corrupt("next_event", "a job missing from the pipeline"))?;
+                // None left: the read's answer was dropped (see above).
+                let Some(hash) = hashes.next() else {
+                    continue;
+                };
                 if hash.is_empty() {
                     tracing::debug!(%job, "an assigned job was deleted before its event was taken");
                     continue;
                 }
-                let read = job_from_map(&hash)?;
+                let read = match job_from_map(&hash) {
+                    Ok(read) => read,
+                    Err(e) => {
+                        tracing::warn!(%job, error = %e, "dropping the assignment of an unreadable job");
+                        continue;
+                    }
+                };
                 if read.attempt != attempt || read.executor.as_ref() != Some(executor) {
                     tracing::debug!(%job, attempt, now = read.attempt, "an assignment ended before its event was taken");
                     continue;

@@ -3,6 +3,25 @@
 -- lifecycle (S_PENDING ... S_ABORTED, STATES, TERMINAL, HOLDS_RESOURCES, CAN_BECOME) is
 -- generated from dwr_core::JobState by scripts.rs: no script spells a state by hand.
 
+-- The message of an error pcall caught: a string (Redis 7.0), or a table with `err`.
+local function error_message(r)
+  if type(r) == 'table' and r.err then return r.err end
+  return tostring(r)
+end
+
+-- Whether an error caught says the server cannot take writes now (a replica, a primary
+-- cut off from its replicas): the call is then answered with that error, code kept, so
+-- that its callers hear the store is unavailable and try again (batch.rs).
+local UNAVAILABLE_CODES = { 'READONLY', 'MASTERDOWN', 'NOREPLICAS' }
+local function unavailable(message)
+  for _, code in ipairs(UNAVAILABLE_CODES) do
+    if string.sub(message, 1, #code) == code or string.sub(message, 2, #code + 1) == code then
+      return true
+    end
+  end
+  return false
+end
+
 -- Whether the lifecycle lets a job in state `from` go to `to`
 -- (dwr_core::JobState::can_become). An unknown state goes nowhere.
 local function can_become(from, to)
