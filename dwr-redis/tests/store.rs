@@ -728,3 +728,33 @@ async fn the_baseline_and_the_cpu_are_read_from_the_server() {
         .unwrap();
     assert!(left.is_empty(), "the baseline's keys are gone: {left:?}");
 }
+
+/// The changes feed costs nothing while nobody listens: a change publishes only the wake-up
+/// until a store follows the changes, and then its changes too.
+#[tokio::test]
+async fn changes_are_published_only_while_someone_listens() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let publishes = || server.command_calls().get("publish").copied().unwrap_or(0);
+    let before = publishes();
+    store.submit(job()).await.unwrap();
+    assert_eq!(publishes() - before, 1, "the wake-up alone");
+
+    // A follower (here a clone of the same store: same key prefix).
+    let mut changes = store.clone().changes().await.unwrap();
+    let before = publishes();
+    let id = store.submit(job()).await.unwrap().id;
+    assert_eq!(publishes() - before, 2, "the wake-up and the changes");
+    let change = tokio::time::timeout(BOUND, changes.next())
+        .await
+        .expect("a change comes");
+    assert_eq!(
+        change,
+        Some(dwr_core::Change::Submitted {
+            id,
+            queue: DEFAULT_QUEUE.to_owned()
+        })
+    );
+}

@@ -77,8 +77,16 @@ local function wake() WOKEN = true end
 -- the call on CH_CHANGES, one line each (job_store/changes.rs reads them): `s <id> <queue>`
 -- (submitted), `j <id> <from> <to>`, `a <id> <1 if preempted, else 0>`, `x+ <executor>`,
 -- `x- <executor>`.
-local CHANGES = {}
-local function changed(line) CHANGES[#CHANGES + 1] = line end
+-- With no subscriber to CH_CHANGES and no pattern subscription at all (asked once per
+-- call), nothing is built or published: nobody would receive it.
+local CHANGES, CHANGES_WANTED = {}, nil
+local function changed(...)
+  if CHANGES_WANTED == nil then
+    CHANGES_WANTED = redis.call('PUBSUB', 'NUMSUB', CH_CHANGES)[2] > 0
+      or redis.call('PUBSUB', 'NUMPAT') > 0
+  end
+  if CHANGES_WANTED then CHANGES[#CHANGES + 1] = table.concat({ ... }, ' ') end
+end
 
 -- Counters this call changed: the executors' allocations (`cpu_alloc`, `mem_alloc`,
 -- `gpu_alloc`) and what the queues hold (K_QUEUES_HELD), summed here and written once per
@@ -193,7 +201,7 @@ end
 local function move_state(id, from, to, seq, qk, queue)
   redis.call('ZREM', k_state(from), id)
   redis.call('ZADD', k_state(to), seq, id)
-  changed('j ' .. id .. ' ' .. from .. ' ' .. to)
+  changed('j', id, from, to)
   if from == S_PENDING then redis.call('ZREM', k_queue(queue), id) end
   if to == S_PENDING then
     redis.call('ZADD', k_queue(queue), qk or int(queue_key(seq, DEFAULT_PRIORITY)), id)
@@ -421,7 +429,7 @@ local function store_job(id, priority, queue, kind, deps, fields, now)
   redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), 'updated_at', now_s(),
     unpack(fields))
   redis.call('ZADD', k_state(S_PENDING), seq, id)
-  changed('s ' .. id .. ' ' .. (queue ~= '' and queue or DEFAULT_QUEUE))
+  changed('s', id, queue ~= '' and queue or DEFAULT_QUEUE)
   if queue ~= '' then redis.call('SADD', K_QUEUES, queue) end
   wake()
   if #deps == 0 then

@@ -28,6 +28,6 @@ redis.call('DEL', xk, k_exec_jobs(ex), k_exec_gpus(ex), k_events(ex))
 redis.call('SREM', K_EXECUTORS, ex)
 -- Gone, not changed: a scheduler's cache learns it from the count of executors.
 redis.call('ZREM', K_EXECUTORS_CHANGED, ex)
-changed('x- ' .. ex)
+changed('x-', ex)
 wake()
 return failed

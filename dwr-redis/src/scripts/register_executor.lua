@@ -18,6 +18,6 @@ for i = 9, #ARGV do
 end
 redis.call('SADD', K_EXECUTORS, ex)
 exec_changed(ex)
-changed('x+ ' .. ex)
+changed('x+', ex)
 wake()
 return { 'ok', executor_reply(ex) }

@@ -16,5 +16,5 @@ end
 redis.call('HSET', jk, 'abort', cause, 'updated_at', now_s())
 if ARGV[7] ~= '' then redis.call('HSET', jk, 'reason', ARGV[7]) end
 if j[2] then redis.call('RPUSH', k_events(j[2]), 'abort ' .. id .. ' ' .. cause) end
-changed('a ' .. id .. ' ' .. (cause == 'preempted' and '1' or '0'))
+changed('a', id, cause == 'preempted' and '1' or '0')
 return { 'signalled', redis.call('HGETALL', jk) }
