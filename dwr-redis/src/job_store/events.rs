@@ -79,10 +79,10 @@ pub(super) async fn next(
 }
 
 /// The events of `popped`, with the job of each `assigned` one read in one round trip for
-/// all: the job as stored now, so an abort requested since shows. Fails only when Redis
-/// cannot be reached for the read. An assignment whose
+/// all: the job as stored now, so an abort requested since shows. An assignment whose
 /// attempt is over (the job was failed and retried elsewhere, or deleted, before this
-/// executor took the event) is dropped: nothing of it is this executor's to run.
+/// executor took the event) is dropped: nothing of it is this executor's to run. Fails only
+/// when Redis cannot be reached for the read.
 async fn resolve(
     store: &RedisJobStore,
     executor: &ExecutorId,
