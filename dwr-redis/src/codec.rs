@@ -403,46 +403,27 @@ pub(crate) fn executor_from(value: &Value) -> Result<Executor, StoreError> {
     })
 }
 
-/// An executor event as it is queued, before the job of an `assigned` one is read.
-#[derive(Debug, PartialEq)]
-pub(crate) enum QueuedEvent {
-    /// `assigned <job> <attempt>`, as commit_assignment.lua queues it: the executor reads
-    /// the job hash when it takes the event (the job as stored, checked to be still that
-    /// attempt on that executor).
-    Assigned {
-        /// The job.
-        job: dwr_core::JobId,
-        /// The attempt the commit started.
-        attempt: u32,
-    },
-    /// An event complete in itself: `abort <job> <cause>`, or `assigned <job> <hash>` with
-    /// the job hash (its `HGETALL` array as JSON) as earlier versions queued it.
-    Ready(ExecutorEvent),
-}
-
-/// Reads an executor event as the scripts queue it (see [`QueuedEvent`]).
-pub(crate) fn parse_event(text: &str) -> Result<QueuedEvent, StoreError> {
+/// An executor event as the scripts queue it: `assigned <job> <hash>`, where `<hash>` is the
+/// job hash as commit_assignment.lua stored it (its `HGETALL` array as JSON), or
+/// `abort <job> <cause>`.
+pub(crate) fn parse_event(text: &str) -> Result<ExecutorEvent, StoreError> {
     let bad = || corrupt("executor event", format!("unreadable event {text:?}"));
     // The hash is JSON and may hold spaces: split off the kind and the id only.
     let mut parts = text.splitn(3, ' ');
     let kind = parts.next().ok_or_else(bad)?;
     let id: JobId = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
     match (kind, parts.next()) {
-        ("assigned", Some(hash)) if hash.starts_with('[') => {
+        ("assigned", Some(hash)) => {
             let job = job_from_event_hash(hash)?;
             if job.id != id {
                 return Err(bad());
             }
-            Ok(QueuedEvent::Ready(ExecutorEvent::Assigned(Box::new(job))))
+            Ok(ExecutorEvent::Assigned(Box::new(job)))
         }
-        ("assigned", Some(attempt)) => Ok(QueuedEvent::Assigned {
-            job: id,
-            attempt: attempt.parse().map_err(|_| bad())?,
-        }),
-        ("abort", Some(cause)) => Ok(QueuedEvent::Ready(ExecutorEvent::Abort(
+        ("abort", Some(cause)) => Ok(ExecutorEvent::Abort(
             id,
             parse_abort_cause(cause).ok_or_else(bad)?,
-        ))),
+        )),
         _ => Err(bad()),
     }
 }
@@ -509,8 +490,7 @@ mod tests {
         assert_eq!(read, job);
     }
 
-    /// An `assigned` event as commit_assignment.lua queued it in earlier versions: the hash
-    /// as a JSON array.
+    /// An `assigned` event as commit_assignment.lua queues it: the hash as a JSON array.
     fn assigned_event(job: &Job) -> String {
         let flat: Vec<String> = job_fields(job)
             .unwrap()
@@ -543,18 +523,11 @@ mod tests {
         let id = job.id;
         assert_eq!(
             parse_event(&assigned_event(&job)).unwrap(),
-            QueuedEvent::Ready(ExecutorEvent::Assigned(Box::new(job.clone())))
-        );
-        assert_eq!(
-            parse_event(&format!("assigned {id} 3")).unwrap(),
-            QueuedEvent::Assigned {
-                job: id,
-                attempt: 3
-            }
+            ExecutorEvent::Assigned(Box::new(job.clone()))
         );
         assert_eq!(
             parse_event(&format!("abort {id} timed_out")).unwrap(),
-            QueuedEvent::Ready(ExecutorEvent::Abort(id, AbortCause::TimedOut))
+            ExecutorEvent::Abort(id, AbortCause::TimedOut)
         );
         let other = JobId::new();
         let wrong_id = assigned_event(&job).replacen(&id.to_string(), &other.to_string(), 1);
@@ -565,8 +538,6 @@ mod tests {
             &format!("assigned {id}"),
             &format!("assigned {id} [\"id\"]"),
             &format!("assigned {id} not-json"),
-            &format!("assigned {id} -1"),
-            &format!("assigned {id} [not-json"),
             &wrong_id,
             &format!("abort {id}"),
             &format!("abort {id} later"),

@@ -108,7 +108,7 @@
 //! | `{p}executor:{id}` | hash: `id`, `reg` (JSON), `ip`, `cpu_total`, `mem_total`, `gpu_total`, `dev:{uuid}`, `registered_at`, `last_heartbeat` (Redis `TIME`), `lease_ms` (its lease: 3 of its heartbeat intervals), `usage` (JSON) — written by register/heartbeat; `cpu_alloc`, `mem_alloc`, `gpu_alloc` — written only by commit and release | scripts only | deleted by `expire_executor` |
 //! | `{p}executor_jobs:{id}` | set of the job ids it holds | commit, release | deleted by `expire_executor` |
 //! | `{p}executor_gpus:{id}` | hash: GPU UUID → job id holding it | commit, release | deleted by `expire_executor` |
-//! | `{p}executor_events:{id}` | list of `assigned <job> <attempt>` / `abort <job> <cause>` | `commit_assignment`, `request_abort` (`RPUSH`); the executor pops (`BLMPOP`) | deleted by `expire_executor` |
+//! | `{p}executor_events:{id}` | list of `assigned <job>` / `abort <job> <cause>` | `commit_assignment`, `request_abort` (`RPUSH`); the executor pops (`BLMPOP`) | deleted by `expire_executor` |
 //! | `job_logs:{job_id}` (no prefix) | list of lines, oldest first, capped at [`RedisConfig::log_max_lines`] (`LTRIM`) and [`RedisConfig::log_max_bytes`] (then ending in one marker line) | `append_logs` | [`RedisConfig::log_ttl`] once the job is terminal; purge |
 //! | `{p}wake` | pub/sub channel | `submit`, `finish`, `register_executor`, `expire_executor` publish | — |
 //! | `{p}log_events:{job_id}` | pub/sub channel | `append_logs`, terminal transitions publish; the log followers of a process share one `PSUBSCRIBE {p}log_events:*` | — |
@@ -151,24 +151,21 @@
 //!
 //! Measured by `tests/round_trips.rs` with `INFO commandstats` on a private server, one
 //! job alone from submit to terminal (submit, commit the assignment, the executor's event
-//! pop and read of the job, mark running, one batch of 20 log lines, finish):
+//! pop, mark running, one batch of 20 log lines, finish):
 //!
-//! * **7 round trips**: 5 `EVALSHA`, 1 `BLMPOP`, 1 `HGETALL` (no `SCRIPT LOAD` in steady
-//!   state);
-//! * 61 commands executed by the server in all, most of them inside the scripts (a lone
-//!   job pays each call's own `TIME` and `PUBLISH`es; under load a batch shares them).
+//! * **6 round trips**: 5 `EVALSHA` + 1 `BLMPOP` (no `SCRIPT LOAD` in steady state);
+//! * 65 commands executed by the server in all, all but 6 inside the scripts (a lone job
+//!   pays each call's own `TIME`, wake-up `PUBLISH` and `PUBSUB` checks of who listens;
+//!   under load a batch of operations shares them).
 //!
-//! The `assigned` event names the job and its attempt (`assigned <job> <attempt>`); the
-//! store reads the job hashes of all the events one pop took in one pipelined round trip
-//! as it hands them out, and drops an assignment whose attempt is over (the job was failed
-//! and retried, or deleted, before the executor took the event). No copy of the job passes
-//! through the commit script: a Lua string is hashed over every byte when it is made, so
-//! the job's spec going into and out of the script was a measurable part of its cost.
-//! The scheduler has its copy of the pending job
-//! ([`Assignment::snapshot`](dwr_core::Assignment::snapshot)) and builds the committed job
-//! from it and the script's reply (the executor's IP and the time of the commit); without
-//! a snapshot the script reads the hash back (`HGETALL`).
-//! `mark_running` and `finish` do not read the job back. A scheduler pass adds 2
+//! The executor agent does not read the job when its assignment arrives: the `assigned`
+//! event carries the job hash as the commit stored it, a JSON array of fields and values
+//! (see `commit_assignment.lua`). The scheduler sends its copy of the pending job with the
+//! assignment ([`Assignment::snapshot`](dwr_core::Assignment::snapshot)); the script puts
+//! the fields it writes after it (the later field wins when the agent reads the array)
+//! and replies with the executor's IP, so the hash is neither read back nor sent back.
+//! Without a snapshot the script reads the hash back (`HGETALL`) and sends it both ways.
+//! `mark_running` and `finish` do not read the job back either. A scheduler pass adds 2
 //! round trips (`pending_jobs` and `executors`, one script each) shared by all the jobs it
 //! places.
 //!

@@ -28,36 +28,30 @@ use crate::endpoint::Endpoint;
 /// reconcile and fallback check pick them up.
 #[derive(Default)]
 pub(crate) struct EventBuffer {
-    held: Mutex<HashMap<dwr_core::ExecutorId, VecDeque<Held>>>,
+    held: Mutex<HashMap<dwr_core::ExecutorId, VecDeque<String>>>,
     /// The server has no `BLMPOP` (before Redis 7): pop one event at a time.
     legacy: AtomicBool,
 }
 
-/// An event popped and not yet returned.
-pub(crate) enum Held {
-    /// As popped: its job not read yet (the read failed; the next call tries again).
-    Text(String),
-    /// Ready to hand out.
-    Event(dwr_core::ExecutorEvent),
-}
-
 impl EventBuffer {
-    /// Everything held for `executor`, oldest first (none left held).
-    pub fn take(&self, executor: &dwr_core::ExecutorId) -> VecDeque<Held> {
+    /// The oldest event held for `executor`.
+    pub fn pop(&self, executor: &dwr_core::ExecutorId) -> Option<String> {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.remove(executor).unwrap_or_default()
+        let queue = held.get_mut(executor)?;
+        let event = queue.pop_front();
+        if queue.is_empty() {
+            held.remove(executor);
+        }
+        event
     }
 
-    /// Holds `events` for `executor`'s next calls, before anything held since.
-    pub fn keep(&self, executor: &dwr_core::ExecutorId, events: impl IntoIterator<Item = Held>) {
-        let mut events: VecDeque<Held> = events.into_iter().collect();
+    /// Holds `events` (popped after the one being returned) for `executor`'s next calls.
+    pub fn keep(&self, executor: &dwr_core::ExecutorId, events: Vec<String>) {
         if events.is_empty() {
             return;
         }
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let queue = held.entry(executor.clone()).or_default();
-        events.append(queue);
-        *queue = events;
+        held.entry(executor.clone()).or_default().extend(events);
     }
 
     /// Drops what is held for `executor`: it registers again after an expiry, and what was

@@ -3,7 +3,9 @@
 
 use dwr_core::{Assignment, Dimension, Job, JobState, Rejection, StoreError, Timestamp};
 
-use crate::codec::{job_at, json_strings, millis_at, state_at, status_reply, text_at, unexpected};
+use crate::codec::{
+    job_at, job_fields, json_strings, millis_at, state_at, status_reply, text_at, unexpected,
+};
 use crate::error::corrupt;
 
 const SCRIPT: &str = "commit_assignment";
@@ -28,14 +30,33 @@ pub(super) fn args(assignment: &Assignment) -> Vec<String> {
     args
 }
 
-/// `'s'` when `assignment` carries a snapshot of its job, from which [`reply`] builds the
-/// committed job (the script then replies with the executor's IP and the time only), else
-/// `''` (the script reads the job back).
+/// The job in `assignment`'s snapshot (when it has one of that job) as the script splices
+/// it into the executor's event: the JSON array of its hash's fields and values, without
+/// the closing bracket. `''` (read the job back) without a usable snapshot.
 fn snapshot_arg(assignment: &Assignment) -> String {
-    match assignment.snapshot.as_deref() {
-        Some(job) if job.id == assignment.job => "s".to_owned(),
-        _ => String::new(),
+    let Some(job) = assignment.snapshot.as_deref() else {
+        return String::new();
+    };
+    if job.id != assignment.job {
+        return String::new();
     }
+    // A placement view lacks what the executor needs: the script reads the job for the
+    // event, and the reply still builds on the snapshot.
+    if job.spec.is_placement_view() {
+        return "-".to_owned();
+    }
+    let Ok(fields) = job_fields(job) else {
+        return String::new();
+    };
+    let flat: Vec<&str> = fields
+        .iter()
+        .flat_map(|(field, value)| [*field, value.as_str()])
+        .collect();
+    let mut json = serde_json::to_string(&flat).unwrap_or_default();
+    if json.len() < 3 || json.pop() != Some(']') {
+        return String::new();
+    }
+    json
 }
 
 /// The job `assignment` committed, from its snapshot: what the script wrote over it.

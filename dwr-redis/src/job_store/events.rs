@@ -6,12 +6,9 @@ use std::time::Duration;
 use dwr_core::{ExecutorEvent, ExecutorId, StoreError};
 
 use super::timed_out;
-use std::collections::HashMap;
-
-use crate::codec::{job_from_map, parse_event, QueuedEvent};
-use crate::error::{corrupt, is_unavailable, store_error};
+use crate::codec::parse_event;
+use crate::error::{corrupt, store_error};
 use crate::store::RedisJobStore;
-use crate::wait::Held;
 
 /// Most events one pop takes off an executor's list; the ones not returned at once wait
 /// in the store handle for the next calls (see `EventBuffer`).
@@ -29,130 +26,27 @@ fn is_unknown_command(err: &redis::RedisError) -> bool {
 }
 
 /// The oldest event for `executor`: one held from an earlier pop, else popped now, waiting
-/// up to `wait` for one (`None` when none came). Events whose jobs could not be read (the
-/// connection failed) are held as popped and read again by the next call: a popped event
-/// is never lost to a failed read.
+/// up to `wait` for one (`None` when none came).
 pub(super) async fn next(
     store: &RedisJobStore,
     executor: &ExecutorId,
     wait: Duration,
 ) -> Result<Option<ExecutorEvent>, StoreError> {
-    let mut held = store.inner.events.take(executor);
-    if let Some(Held::Event(_)) = held.front() {
-        let Some(Held::Event(first)) = held.pop_front() else {
-            unreachable!("the front was just seen to be an event");
-        };
-        store.inner.events.keep(executor, held);
-        return Ok(Some(first));
+    if let Some(text) = store.inner.events.pop(executor) {
+        return parse_event(&text).map(Some);
     }
-    // Either nothing is held, or only events as popped (a read of their jobs failed).
-    let popped: Vec<String> = if held.is_empty() {
-        let key = store.inner.keys.executor_events(executor);
-        if wait.is_zero() {
-            pop(store, &key).await?
-        } else {
-            pop_blocking(store, &key, wait).await?
-        }
+    let key = store.inner.keys.executor_events(executor);
+    let mut popped = if wait.is_zero() {
+        pop(store, &key).await?
     } else {
-        held.into_iter()
-            .map(|h| match h {
-                Held::Text(text) => Ok(text),
-                Held::Event(_) => Err(corrupt("next_event", "events held out of order")),
-            })
-            .collect::<Result<_, _>>()?
+        pop_blocking(store, &key, wait).await?
     };
-    match resolve(store, executor, &popped).await {
-        Ok(events) => {
-            let mut events = events.into_iter();
-            let first = events.next();
-            store.inner.events.keep(executor, events.map(Held::Event));
-            Ok(first)
-        }
-        Err(e) => {
-            store
-                .inner
-                .events
-                .keep(executor, popped.into_iter().map(Held::Text));
-            Err(e)
-        }
+    if popped.is_empty() {
+        return Ok(None);
     }
-}
-
-/// The events of `popped`, with the job of each `assigned` one read in one round trip for
-/// all: the job as stored now, so an abort requested since shows. An assignment whose
-/// attempt is over (the job was failed and retried elsewhere, or deleted, before this
-/// executor took the event) is dropped: nothing of it is this executor's to run. Fails only
-/// when Redis cannot be reached for the read.
-async fn resolve(
-    store: &RedisJobStore,
-    executor: &ExecutorId,
-    popped: &[String],
-) -> Result<Vec<ExecutorEvent>, StoreError> {
-    // An event that cannot be read can never be handled: said and dropped, so that it does
-    // not hold up the ones behind it.
-    let queued: Vec<QueuedEvent> = popped
-        .iter()
-        .filter_map(|text| {
-            parse_event(text)
-                .inspect_err(
-                    |e| tracing::warn!(%executor, error = %e, "dropping an executor event"),
-                )
-                .ok()
-        })
-        .collect();
-    let mut pipe = redis::pipe();
-    for event in &queued {
-        if let QueuedEvent::Assigned { job, .. } = event {
-            pipe.hgetall(store.inner.keys.job(*job));
-        }
-    }
-    let mut hashes: std::vec::IntoIter<HashMap<String, String>> = if pipe.is_empty() {
-        Vec::new().into_iter()
-    } else {
-        let read: Result<Vec<HashMap<String, String>>, _> =
-            pipe.query_async(&mut store.conn()).await;
-        match read {
-            Ok(read) => read.into_iter(),
-            // Redis unreachable (a failover, a restart): the caller holds the events and
-            // the next call reads their jobs again.
-            Err(e) if is_unavailable(&e) => return Err(store_error("next_event", e)),
-            // Anything else will not pass by trying again (a job key of another type):
-            // the assignments of this pop are dropped, as unreadable events are.
-            Err(e) => {
-                tracing::warn!(%executor, error = %e, "dropping assignments whose jobs cannot be read");
-                Vec::new().into_iter()
-            }
-        }
-    };
-    let mut events = Vec::with_capacity(queued.len());
-    for event in queued {
-        match event {
-            QueuedEvent::Ready(event) => events.push(event),
-            QueuedEvent::Assigned { job, attempt } => {
-                // None left: the read's answer was dropped (see above).
-                let Some(hash) = hashes.next() else {
-                    continue;
-                };
-                if hash.is_empty() {
-                    tracing::debug!(%job, "an assigned job was deleted before its event was taken");
-                    continue;
-                }
-                let read = match job_from_map(&hash) {
-                    Ok(read) => read,
-                    Err(e) => {
-                        tracing::warn!(%job, error = %e, "dropping the assignment of an unreadable job");
-                        continue;
-                    }
-                };
-                if read.attempt != attempt || read.executor.as_ref() != Some(executor) {
-                    tracing::debug!(%job, attempt, now = read.attempt, "an assignment ended before its event was taken");
-                    continue;
-                }
-                events.push(ExecutorEvent::Assigned(Box::new(read)));
-            }
-        }
-    }
-    Ok(events)
+    let first = popped.remove(0);
+    store.inner.events.keep(executor, popped);
+    parse_event(&first).map(Some)
 }
 
 /// What is queued on `key` now, up to [`EVENT_BATCH`], on the shared connection.

@@ -1,7 +1,8 @@
 -- commit_assignment.lua: checks and records one assignment, allocates, queues the event.
--- ARGV: prefix, job id, executor id, gpu_ids as JSON, 's' when the scheduler has its own
--- copy of the pending job (it builds the committed job from it) or ''; the quota of the
--- job's queue on CPU, memory and GPUs ('' for none on a dimension), then the GPU UUIDs. The executor must be alive by its own
+-- ARGV: prefix, job id, executor id, gpu_ids as JSON, the job as the scheduler read it (the
+-- JSON array of its hash's fields and values, without the closing bracket), '-' when that
+-- copy is a placement view, or ''; the quota of the job's queue on CPU, memory and GPUs
+-- ('' for none on a dimension), then the GPU UUIDs. The executor must be alive by its own
 -- lease and Redis TIME, and the queue stay within the quota.
 local id, ex = ARGV[2], ARGV[3]
 local now = now_ms()
@@ -83,13 +84,25 @@ local attempt = tonumber(j[6] or '0') + 1
 local assigned = { 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids', ARGV[4],
   'assigned_at', now_s(), 'updated_at', now_s(), 'attempt', int(attempt) }
 redis.call('HSET', jk, unpack(assigned))
--- A retried job's backoff is over.
+-- A retried job's backoff is over. (The scheduler's copy in the event may still carry it.)
 if j[7] then redis.call('HDEL', jk, 'retry_at') end
 move_state(id, state, S_ASSIGNED, j[5], nil, j[8])
--- The event names the job and the attempt: the executor reads the job when it takes the
--- event (job_store/events.rs), so no copy of the job passes through this script. With the
--- scheduler's copy of the pending job (ARGV[5] 's'), the reply is the IP and the time,
--- from which the caller builds the committed job; without, the hash read back.
-redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. assigned[14])
-if ARGV[5] == 's' then return { 'ok', ip, now_s() } end
-return { 'ok', redis.call('HGETALL', jk) }
+-- The event carries the job hash as a JSON array of fields and values, so that the
+-- executor need not read the job back: 'assigned <id> <json>'. With the scheduler's copy
+-- of the pending job, that is its array followed by the fields just written (a later
+-- field wins), and the reply is the IP; without, the hash is read back and is the reply.
+local snapshot = ARGV[5]
+if snapshot == '-' then
+  -- The scheduler's copy is a placement view: the event carries the hash read back, and
+  -- the reply is the IP (the scheduler has what it needs of the job).
+  redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(redis.call('HGETALL', jk)))
+  return { 'ok', ip, now_s() }
+end
+if snapshot ~= '' then
+  local written = string.sub(cjson.encode(assigned), 2)
+  redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',' .. written)
+  return { 'ok', ip, now_s() }
+end
+local hash = redis.call('HGETALL', jk)
+redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(hash))
+return { 'ok', hash }
