@@ -19,7 +19,7 @@
 
 use std::sync::OnceLock;
 
-use super::view::ExecutorView;
+use super::view::{model_matches, ExecutorView};
 use crate::spec::JobSpec;
 
 /// The ladder of CPU amounts (millicores) at which the staircase of free memory is kept:
@@ -31,12 +31,15 @@ const CPU_STEPS: [u64; 26] = [
 ];
 
 /// Free room of one executor (a leaf) or a summary of a subtree (a node): the most free CPU,
-/// GPUs and memory (per CPU step) of any of its executors. Dead executors and the padding
-/// leaves hold [`Room::NONE`], which takes nothing, not even a job asking for nothing.
+/// GPUs and memory (per CPU step) of any of its executors, and the models of their free
+/// GPUs (so that a job asking for one model passes over the machines of the others). Dead
+/// executors and the padding leaves hold [`Room::NONE`], which takes nothing, not even a job
+/// asking for nothing.
 ///
 /// A node is one cache line: amounts are kept in 16 and 32 bits, rounded so that a summary
 /// can only say "maybe" where an executor has the room (CPU and GPUs saturate, memory is
-/// rounded up to within 1/1024). The leaf's full verdict decides.
+/// rounded up to within 1/1024, models share bits past the sixteenth). The leaf's full
+/// verdict decides.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub(crate) struct Room {
@@ -47,6 +50,8 @@ pub(crate) struct Room {
     /// `memory_at[j]`: the most free memory (as [`memory_code`] + 1) among the live
     /// executors with at least `CPU_STEPS[j]` free millicores; 0 when there is none.
     memory_at: [u16; CPU_STEPS.len()],
+    /// The models of the free GPUs: bit `i` for the view's model `i` ([`model_bit`]).
+    gpu_models: u16,
 }
 
 impl Default for Room {
@@ -61,10 +66,13 @@ impl Room {
         cpu_millis: 0,
         gpus: 0,
         memory_at: [0; CPU_STEPS.len()],
+        gpu_models: 0,
     };
 
     /// The room an executor offers: its free resources when alive, nothing when dead.
-    fn of(exec: &ExecutorView) -> Self {
+    /// `models` names the bits of the GPU models; it should hold every model `exec` has
+    /// (a model it lacks sets every bit).
+    fn of(exec: &ExecutorView, models: &[String]) -> Self {
         if !exec.alive {
             return Self::NONE;
         }
@@ -77,10 +85,31 @@ impl Room {
             }
             *slot = memory;
         }
-        Self {
+        let mut room = Self {
             cpu_millis: saturate(cpu),
             gpus: u16::try_from(exec.free_gpus.len()).unwrap_or(u16::MAX),
             memory_at,
+            ..Self::NONE
+        };
+        let mut last: Option<&str> = None;
+        for gpu in &exec.free_gpus {
+            // A machine's devices are mostly of one model: look each model up once.
+            if last != Some(gpu.model.as_str()) {
+                let position = models.iter().position(|m| *m == gpu.model);
+                // Never None when `models` holds every model of `exec`; all bits if not.
+                room.gpu_models |= position.map_or(u16::MAX, model_bit);
+                last = Some(&gpu.model);
+            }
+        }
+        room
+    }
+
+    /// This room in the tree of GPU holders: nothing without a free GPU.
+    fn of_gpu_holder(self) -> Self {
+        if self.gpus == 0 {
+            Self::NONE
+        } else {
+            self
         }
     }
 
@@ -93,6 +122,7 @@ impl Room {
             cpu_millis: self.cpu_millis.max(other.cpu_millis),
             gpus: self.gpus.max(other.gpus),
             memory_at,
+            gpu_models: self.gpu_models | other.gpu_models,
         }
     }
 
@@ -103,6 +133,7 @@ impl Room {
         self.memory_at[want.step] > want.memory
             && self.cpu_millis >= want.cpu_millis
             && self.gpus >= want.gpus
+            && (want.gpus == 0 || self.gpu_models & want.gpu_models != 0)
     }
 }
 
@@ -110,6 +141,12 @@ impl Room {
 /// are not.
 fn saturate(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The bit of the view's GPU model at `position` in its list: one each for the first
+/// fifteen, the last shared by the rest.
+fn model_bit(position: usize) -> u16 {
+    1 << position.min(15)
 }
 
 /// A monotonic 16-bit code of an amount of MiB, rounded up: the amount itself below 2,048,
@@ -147,43 +184,194 @@ pub(crate) struct Want {
     /// The code of the memory asked for: a room covers it when its stored code (one more
     /// than the code of its memory) is greater.
     memory: u16,
+    /// The bits of the view's models that the job's GPU model matches (read only when GPUs
+    /// are asked for; none when it names no model, which nothing matches).
+    gpu_models: u16,
 }
 
 impl Want {
-    /// What `spec` needs.
-    pub(crate) fn of(spec: &JobSpec) -> Self {
+    /// What `spec` needs, the GPU models in the terms of `index`.
+    pub(crate) fn of(spec: &JobSpec, index: &FreeIndex) -> Self {
         // CPU_STEPS[0] is 0, so at least one step is at or below any request.
         let step = CPU_STEPS.partition_point(|&s| s <= spec.cpu_millis) - 1;
+        let gpus = u16::try_from(spec.gpu.count).unwrap_or(u16::MAX);
+        let mut gpu_models = 0;
+        if let (Some(rule), 1..) = (&spec.gpu.model, gpus) {
+            for (position, model) in index.models.iter().enumerate() {
+                if model_matches(rule, model) {
+                    gpu_models |= model_bit(position);
+                }
+            }
+        }
         Self {
             cpu_millis: saturate(spec.cpu_millis),
-            gpus: u16::try_from(spec.gpu.count).unwrap_or(u16::MAX),
+            gpus,
             step,
             memory: memory_code(spec.memory_mib),
+            gpu_models,
         }
     }
 }
 
-/// A max segment tree over the executors' [`Room`]s.
+/// A max segment tree over [`Room`]s.
 ///
 /// Stored as an implicit binary tree: node 1 is the root, node `k` has children `2k` and
 /// `2k + 1`, and the leaves are `width..2 * width` (`width` a power of two, at least the
-/// number of executors; padding leaves hold nothing).
+/// number of leaves used; padding leaves hold nothing).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct FreeIndex {
-    /// Number of executors indexed.
+struct Tree {
+    /// Number of leaves used.
     len: usize,
     /// Number of leaf slots: a power of two, at least `len` (and at least 1 once built).
     width: usize,
-    /// The tree; empty for an empty view.
+    /// The tree; empty when no leaf is used.
     nodes: Vec<Room>,
-    /// The least load of each subtree, in the same layout, built by the first spread
-    /// decision (first fit never reads it, nor pays for keeping it).
-    loads: Loads,
 }
+
+impl Tree {
+    /// The tree over `rooms` (`len` of them), in O(len).
+    fn build(len: usize, rooms: impl Iterator<Item = Room>) -> Self {
+        if len == 0 {
+            return Self::default();
+        }
+        let width = len.next_power_of_two();
+        let mut nodes = vec![Room::default(); 2 * width];
+        for (slot, room) in nodes[width..].iter_mut().zip(rooms) {
+            *slot = room;
+        }
+        for k in (1..width).rev() {
+            nodes[k] = nodes[2 * k].merge(&nodes[2 * k + 1]);
+        }
+        Self { len, width, nodes }
+    }
+
+    /// Sets leaf `index` to `room` and refreshes the summaries above it, in O(log n). Stops
+    /// climbing as soon as a node's summary does not change.
+    fn update(&mut self, index: usize, room: Room) {
+        if index >= self.len {
+            return;
+        }
+        let mut node = self.width + index;
+        self.nodes[node] = room;
+        while node > 1 {
+            node /= 2;
+            let merged = self.nodes[2 * node].merge(&self.nodes[2 * node + 1]);
+            if self.nodes[node] == merged {
+                break;
+            }
+            self.nodes[node] = merged;
+        }
+    }
+
+    /// The leftmost leaf at or after `from` whose room covers `want` on every dimension.
+    ///
+    /// A depth-first search, left to right, that skips every subtree whose maxima do not
+    /// cover `want`. The maxima are per dimension, so a subtree may pass (its CPU from one
+    /// executor, its memory from another) and still hold no candidate: the search then backs
+    /// out of it and goes on to its right. O(log n) when such dead ends are few.
+    fn first_from(&self, from: usize, want: &Want) -> Option<usize> {
+        if from >= self.len {
+            return None;
+        }
+        // Start at the largest subtree whose first leaf is `from` (the root for 0, where
+        // most searches start): climbing from the leaf would check every level twice.
+        let mut node = self.width + from;
+        while node.is_multiple_of(2) && node > 1 {
+            node /= 2;
+        }
+        loop {
+            // Move right until a subtree that may hold a candidate.
+            while !self.nodes[node].covers(want) {
+                node = next_to_the_right(node)?;
+            }
+            // Descend to its leftmost covering leaf, or to a dead end.
+            while node < self.width {
+                let left = 2 * node;
+                if self.nodes[left].covers(want) {
+                    node = left;
+                } else if self.nodes[left + 1].covers(want) {
+                    node = left + 1;
+                } else {
+                    break;
+                }
+            }
+            if node >= self.width {
+                // A covering leaf; padding leaves hold nothing and never cover.
+                return Some(node - self.width);
+            }
+            node = next_to_the_right(node)?;
+        }
+    }
+
+    /// Checks that every node holds the maxima of its children and the leaves hold `rooms`
+    /// (for tests).
+    #[cfg(test)]
+    fn is_consistent_with(&self, rooms: &[Room]) -> bool {
+        if rooms.is_empty() {
+            return self.nodes.is_empty() && self.len == 0;
+        }
+        self.len == rooms.len()
+            && self.nodes[self.width..]
+                .iter()
+                .enumerate()
+                .all(|(i, room)| *room == rooms.get(i).copied().unwrap_or_default())
+            && (1..self.width)
+                .all(|k| self.nodes[k] == self.nodes[2 * k].merge(&self.nodes[2 * k + 1]))
+    }
+}
+
+/// The subtree just to the right of `node`'s: up past every subtree whose right edge `node`
+/// is on, then to the right sibling. `None` past the root's right edge.
+#[inline]
+fn next_to_the_right(mut node: usize) -> Option<usize> {
+    while node % 2 == 1 {
+        node /= 2;
+    }
+    // Node 1 (the root) is odd, so climbing past it gives 0: nothing is to the right.
+    (node != 0).then_some(node + 1)
+}
+
+/// The free-capacity index of a view's executors: a [`Tree`] over all of them, in view
+/// order, and, built by the first GPU job that asks, a second one over the machines with
+/// GPUs alone.
+///
+/// Why the second: on a busy cluster first fit fills GPU machines with CPU jobs too, and
+/// their GPUs stay free with little CPU or memory beside them. In the tree of all executors,
+/// every subtree holding such a machine and any executor with CPU left looks big enough for
+/// a GPU job, so its search backs out of dead end after dead end (a thousand nodes a
+/// decision at 100,000 executors). In the tree of GPU holders, where a machine without a
+/// free GPU holds nothing, the staircase of memory per CPU step is among GPU holders only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FreeIndex {
+    /// Every executor, in view order.
+    all: Tree,
+    /// The GPU models of the executors, each once, in the order first met: the positions
+    /// are the bits of [`Room::gpu_models`].
+    models: Vec<String>,
+    /// The least load of each subtree of `all`, for spread.
+    loads: Loads,
+    /// The tree of the machines with GPUs, for GPU jobs.
+    gpu: GpuTree,
+}
+
+/// The executors with GPUs (any, free or not) in view order, and the [`Tree`] over them
+/// where only those with a free GPU hold room; built on first use. A cache of the
+/// executors: clones keep it, equality ignores it.
+#[derive(Clone, Debug, Default)]
+struct GpuTree(OnceLock<(Vec<usize>, Tree)>);
+
+impl PartialEq for GpuTree {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for GpuTree {}
 
 /// Per node, a lower bound of the load ([`ExecutorView::load`]) of every live executor of
 /// the subtree, as the bits of an `f32` rounded down (for non-negative floats the bits order
-/// as the values do); infinite for none. A cache of the executors' loads: clones keep it,
+/// as the values do); infinite for none. A cache of the executors' loads, built by the first
+/// spread decision (first fit never reads it, nor pays for keeping it): clones keep it,
 /// equality ignores it.
 #[derive(Clone, Debug, Default)]
 struct Loads(OnceLock<Vec<u32>>);
@@ -205,62 +393,77 @@ fn load_bits(exec: &ExecutorView) -> u32 {
     }
 }
 
+/// Adds to `models` those of `exec`'s GPUs it lacks.
+fn learn_models(models: &mut Vec<String>, exec: &ExecutorView) {
+    for gpu in &exec.gpus {
+        if !models.contains(&gpu.model) {
+            models.push(gpu.model.clone());
+        }
+    }
+}
+
 impl FreeIndex {
     /// Builds the index of `executors` in O(n).
     pub(crate) fn build(executors: &[ExecutorView]) -> Self {
-        let len = executors.len();
-        if len == 0 {
-            return Self::default();
+        let mut models = Vec::new();
+        for exec in executors {
+            learn_models(&mut models, exec);
         }
-        let width = len.next_power_of_two();
-        let mut nodes = vec![Room::default(); 2 * width];
-        for (slot, exec) in nodes[width..].iter_mut().zip(executors) {
-            *slot = Room::of(exec);
-        }
-        for k in (1..width).rev() {
-            nodes[k] = nodes[2 * k].merge(&nodes[2 * k + 1]);
-        }
+        let rooms = executors.iter().map(|exec| Room::of(exec, &models));
         Self {
-            len,
-            width,
-            nodes,
+            all: Tree::build(executors.len(), rooms),
+            models,
             loads: Loads::default(),
+            gpu: GpuTree::default(),
         }
     }
 
     /// The tree of least loads over `executors` (those indexed), built on first use.
     fn loads(&self, executors: &[ExecutorView]) -> &[u32] {
+        let width = self.all.width;
         self.loads.0.get_or_init(|| {
-            let mut loads = vec![f32::INFINITY.to_bits(); 2 * self.width];
-            for (slot, exec) in loads[self.width..].iter_mut().zip(executors) {
+            let mut loads = vec![f32::INFINITY.to_bits(); 2 * width];
+            for (slot, exec) in loads[width..].iter_mut().zip(executors) {
                 *slot = load_bits(exec);
             }
-            for k in (1..self.width).rev() {
+            for k in (1..width).rev() {
                 loads[k] = loads[2 * k].min(loads[2 * k + 1]);
             }
             loads
         })
     }
 
-    /// Sets the room of executor `index` (now `exec`) and refreshes the summaries above
-    /// it, in O(log n). Stops climbing as soon as a node's summary does not change.
+    /// The machines with GPUs among `executors` (those indexed) and their tree, built on
+    /// first use.
+    fn gpu_tree(&self, executors: &[ExecutorView]) -> &(Vec<usize>, Tree) {
+        self.gpu.0.get_or_init(|| {
+            let members: Vec<usize> = (0..self.all.len)
+                .filter(|&i| !executors[i].gpus.is_empty())
+                .collect();
+            let rooms = members
+                .iter()
+                .map(|&i| Room::of(&executors[i], &self.models).of_gpu_holder());
+            let tree = Tree::build(members.len(), rooms);
+            (members, tree)
+        })
+    }
+
+    /// Sets the room of executor `index` (now `exec`, with fewer or no free resources but
+    /// the same devices: the models are those of the build) and refreshes the summaries
+    /// above it, in O(log n).
     pub(crate) fn update(&mut self, index: usize, exec: &ExecutorView) {
-        if index >= self.len {
+        if index >= self.all.len {
             return;
         }
-        let leaf = self.width + index;
-        let mut node = leaf;
-        self.nodes[node] = Room::of(exec);
-        while node > 1 {
-            node /= 2;
-            let merged = self.nodes[2 * node].merge(&self.nodes[2 * node + 1]);
-            if self.nodes[node] == merged {
-                break;
+        let room = Room::of(exec, &self.models);
+        self.all.update(index, room);
+        if let Some((members, tree)) = self.gpu.0.get_mut() {
+            if let Ok(member) = members.binary_search(&index) {
+                tree.update(member, room.of_gpu_holder());
             }
-            self.nodes[node] = merged;
         }
         if let Some(loads) = self.loads.0.get_mut() {
-            let mut node = leaf;
+            let mut node = self.all.width + index;
             loads[node] = load_bits(exec);
             while node > 1 {
                 node /= 2;
@@ -274,44 +477,21 @@ impl FreeIndex {
     }
 
     /// The leftmost executor at or after `from` whose free room covers `want` on every
-    /// dimension (a candidate, still to be checked by the verdict).
-    ///
-    /// A depth-first search, left to right, that skips every subtree whose maxima do not
-    /// cover `want`. The maxima are per dimension, so a subtree may pass (its CPU from one
-    /// executor, its memory from another) and still hold no candidate: the search then backs
-    /// out of it and goes on to its right. O(log n) when such dead ends are few.
-    pub(crate) fn first_from(&self, from: usize, want: &Want) -> Option<usize> {
-        if from >= self.len {
-            return None;
+    /// dimension (a candidate, still to be checked by the verdict); `executors` are those
+    /// indexed. A GPU job searches the tree of GPU machines.
+    pub(crate) fn first_from(
+        &self,
+        executors: &[ExecutorView],
+        from: usize,
+        want: &Want,
+    ) -> Option<usize> {
+        if want.gpus == 0 {
+            return self.all.first_from(from, want);
         }
-        // Start at the largest subtree whose first leaf is `from` (the root for 0, where
-        // most searches start): climbing from the leaf would check every level twice.
-        let mut node = self.width + from;
-        while node.is_multiple_of(2) && node > 1 {
-            node /= 2;
-        }
-        loop {
-            // Move right until a subtree that may hold a candidate.
-            while !self.nodes[node].covers(want) {
-                node = self.next_to_the_right(node)?;
-            }
-            // Descend to its leftmost covering leaf, or to a dead end.
-            while node < self.width {
-                let left = 2 * node;
-                if self.nodes[left].covers(want) {
-                    node = left;
-                } else if self.nodes[left + 1].covers(want) {
-                    node = left + 1;
-                } else {
-                    break;
-                }
-            }
-            if node >= self.width {
-                // A covering leaf; padding leaves hold nothing and never cover.
-                return Some(node - self.width);
-            }
-            node = self.next_to_the_right(node)?;
-        }
+        let (members, tree) = self.gpu_tree(executors);
+        let first_member = members.partition_point(|&i| i < from);
+        tree.first_from(first_member, want)
+            .map(|member| members[member])
     }
 
     /// The executor with the least `(load, index)` among those whose free room covers
@@ -325,16 +505,16 @@ impl FreeIndex {
         want: &Want,
         mut load_if_fits: impl FnMut(usize) -> Option<f64>,
     ) -> Option<usize> {
-        if self.len == 0 {
+        if self.all.len == 0 {
             return None;
         }
         let loads = self.loads(executors);
         let mut best: Option<(f64, usize)> = None;
         // (node, index of its first leaf, number of leaves under it)
-        let mut stack = vec![(1usize, 0usize, self.width)];
+        let mut stack = vec![(1usize, 0usize, self.all.width)];
         while let Some((node, first, span)) = stack.pop() {
-            let room = &self.nodes[node];
-            if !room.covers(want) || first >= self.len {
+            let room = &self.all.nodes[node];
+            if !room.covers(want) || first >= self.all.len {
                 continue;
             }
             if let Some((load, index)) = best {
@@ -368,40 +548,30 @@ impl FreeIndex {
         best.map(|(_, index)| index)
     }
 
-    /// The subtree just to the right of `node`'s: up past every subtree whose right edge
-    /// `node` is on, then to the right sibling. `None` past the root's right edge.
-    #[inline]
-    fn next_to_the_right(&self, mut node: usize) -> Option<usize> {
-        while node % 2 == 1 {
-            node /= 2;
-        }
-        // Node 1 (the root) is odd, so climbing past it gives 0: nothing is to the right.
-        (node != 0).then_some(node + 1)
-    }
-
-    /// Checks that every node holds the maxima of its children and the leaves match
-    /// `executors` (for tests).
+    /// Checks that both trees hold the rooms of `executors` and the loads theirs (for
+    /// tests).
     #[cfg(test)]
     pub(crate) fn is_consistent_with(&self, executors: &[ExecutorView]) -> bool {
-        if executors.is_empty() {
-            return self.nodes.is_empty() && self.len == 0;
-        }
-        self.len == executors.len()
-            && self.nodes[self.width..]
-                .iter()
-                .enumerate()
-                .all(|(i, room)| match executors.get(i) {
-                    Some(exec) => *room == Room::of(exec),
-                    None => *room == Room::default(),
-                })
-            && (1..self.width)
-                .all(|k| self.nodes[k] == self.nodes[2 * k].merge(&self.nodes[2 * k + 1]))
+        let all: Vec<Room> = executors
+            .iter()
+            .map(|e| Room::of(e, &self.models))
+            .collect();
+        self.all.is_consistent_with(&all)
+            && self.gpu.0.get().is_none_or(|(members, tree)| {
+                let mine: Vec<Room> = members.iter().map(|&i| all[i].of_gpu_holder()).collect();
+                members
+                    .iter()
+                    .copied()
+                    .eq((0..executors.len()).filter(|&i| !executors[i].gpus.is_empty()))
+                    && tree.is_consistent_with(&mine)
+            })
             && self.loads.0.get().is_none_or(|loads| {
+                let width = self.all.width;
                 executors
                     .iter()
                     .enumerate()
-                    .all(|(i, e)| loads[self.width + i] == load_bits(e))
-                    && (1..self.width).all(|k| loads[k] == loads[2 * k].min(loads[2 * k + 1]))
+                    .all(|(i, e)| loads[width + i] == load_bits(e))
+                    && (1..width).all(|k| loads[k] == loads[2 * k].min(loads[2 * k + 1]))
             })
     }
 }

@@ -227,7 +227,14 @@ fn first_fit_skips_executors_with_room_but_the_wrong_region_or_model() {
     assert_eq!(choice.gpu_ids, ["GPU-c-0"]);
     assert_eq!(Ok(choice), LinearFirstFit.place(&spec, &view));
     let all: Vec<usize> = view.candidates(&spec, 0).collect();
-    assert_eq!(all, [1, 2, 3], "the dead executor is never a candidate");
+    // The index knows the models of the free GPUs (not `a`'s A10), not the regions (`b`),
+    // and the dead executor is never a candidate.
+    assert_eq!(all, [2, 3]);
+    let any = job(1000, 1024).with_gpus(1, GpuModel::Any);
+    assert_eq!(view.candidates(&any, 0).collect::<Vec<_>>(), [1, 2, 3]);
+    let mut none = job(1000, 1024);
+    none.gpu.count = 1;
+    assert_eq!(view.candidates(&none, 0).count(), 0, "GPUs of no model");
     assert_eq!(view.candidates(&spec, 3).collect::<Vec<_>>(), [3]);
     assert_eq!(view.candidates(&job(9000, 1), 0).count(), 0);
 }
@@ -308,4 +315,24 @@ fn the_fast_model_match_agrees_with_gpu_model_matches() {
         }
     }
     assert!(super::view::model_matches(&GpuModel::Any, "anything"));
+}
+
+#[test]
+fn models_past_the_sixteenth_share_a_bit_and_are_still_found() {
+    let executors: Vec<ExecutorView> = (0..20)
+        .map(|i| {
+            let model = format!("Model-{i:02}");
+            exec(&format!("e{i:02}"), 4000, 4096, vec![gpu("x", 0, &model)])
+        })
+        .collect();
+    let mut view = ClusterView::new(executors);
+    for i in [19, 3, 17, 15, 16] {
+        let spec = job(1000, 1024).with_gpus(1, GpuModel::parse(&format!("model-{i:02}")));
+        let choice = FirstFit.place(&spec, &view).unwrap();
+        assert_eq!(Ok(choice.clone()), LinearFirstFit.place(&spec, &view));
+        assert_eq!(choice.executor, i);
+        assert!(view.reserve(choice.executor, &spec.resources(), &choice.gpu_ids));
+        assert!(view.index_is_consistent());
+        assert!(FirstFit.place(&spec, &view).is_err(), "model {i} is taken");
+    }
 }

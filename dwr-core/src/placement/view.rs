@@ -87,11 +87,11 @@ impl ExecutorView {
         if count == 0 {
             return Some(Vec::new());
         }
-        let model = model?;
+        let mut matcher = Matcher::new(model?);
         let picked: Vec<String> = self
             .free_gpus
             .iter()
-            .filter(|g| model_matches(model, &g.model))
+            .filter(|g| matcher.matches(&g.model))
             .take(count as usize)
             .map(|g| g.uuid.clone())
             .collect();
@@ -114,10 +114,11 @@ impl ExecutorView {
             (_, 0) => (0, 0),
             (None, _) => return Verdict::GpuModel,
             (Some(model), _) => {
+                let mut matcher = Matcher::new(model);
                 let total = self
                     .gpus
                     .iter()
-                    .filter(|g| model_matches(model, &g.model))
+                    .filter(|g| matcher.matches(&g.model))
                     .count();
                 if total == 0 {
                     return Verdict::GpuModel;
@@ -125,7 +126,7 @@ impl ExecutorView {
                 let free = self
                     .free_gpus
                     .iter()
-                    .filter(|g| model_matches(model, &g.model))
+                    .filter(|g| matcher.matches(&g.model))
                     .count();
                 (total as u32, free as u32)
             }
@@ -162,6 +163,31 @@ pub(crate) fn model_matches(rule: &GpuModel, model: &str) -> bool {
                     .any(|w| w.eq_ignore_ascii_case(needle))
         }
         GpuModel::Named(_) => rule.matches(model),
+    }
+}
+
+/// [`model_matches`] over a machine's devices, which are mostly of one model: the answer
+/// for the last model name asked about is kept, so a run of devices of one model costs one
+/// match and a comparison of names each.
+struct Matcher<'a> {
+    rule: &'a GpuModel,
+    last: Option<(&'a str, bool)>,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(rule: &'a GpuModel) -> Self {
+        Self { rule, last: None }
+    }
+
+    fn matches(&mut self, model: &'a str) -> bool {
+        match self.last {
+            Some((last, answer)) if last == model => answer,
+            _ => {
+                let answer = model_matches(self.rule, model);
+                self.last = Some((model, answer));
+                answer
+            }
+        }
     }
 }
 
@@ -226,10 +252,10 @@ impl ClusterView {
         spec: &JobSpec,
         from: usize,
     ) -> impl Iterator<Item = usize> + 'a {
-        let want = Want::of(spec);
+        let want = Want::of(spec, &self.index);
         let mut next = from;
         std::iter::from_fn(move || {
-            let found = self.index.first_from(next, &want)?;
+            let found = self.index.first_from(&self.executors, next, &want)?;
             next = found + 1;
             Some(found)
         })
@@ -244,7 +270,7 @@ impl ClusterView {
         load_if_fits: impl FnMut(usize) -> Option<f64>,
     ) -> Option<usize> {
         self.index
-            .least_loaded(&self.executors, &Want::of(spec), load_if_fits)
+            .least_loaded(&self.executors, &Want::of(spec, &self.index), load_if_fits)
     }
 
     /// Treats executor `index` as full for the rest of the pass (its data proved stale).
