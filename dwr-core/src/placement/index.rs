@@ -1,6 +1,7 @@
 //! The free-capacity index of a [`ClusterView`](super::ClusterView): a segment tree over the
 //! executors, in view order, holding per-subtree maxima of free CPU, memory and GPU count
-//! (and, once spread needs it, a second tree of the least load).
+//! and the models of the free GPUs (and, once spread needs it, a tree of the least load;
+//! once a GPU job asks, a tree over the GPU machines alone).
 //!
 //! First fit asks it for the leftmost executor whose free room *could* take a job, so a
 //! decision touches O(log n) nodes instead of every executor; spread asks for the least
