@@ -156,7 +156,8 @@
 //! * **6 round trips**: 5 `EVALSHA` + 1 `BLMPOP` (no `SCRIPT LOAD` in steady state);
 //! * 65 commands executed by the server in all, all but 6 inside the scripts (a lone job
 //!   pays each call's own `TIME`, wake-up `PUBLISH` and `PUBSUB` checks of who listens;
-//!   under load a batch of operations shares them).
+//!   under load a batch of operations shares them, and the writes to the sorted sets that
+//!   index jobs: one `ZREM` and one `ZADD` per set and call, however many jobs it moves).
 //!
 //! The executor agent does not read the job when its assignment arrives: the `assigned`
 //! event carries the job hash as the commit stored it, a JSON array of fields and values

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use common::RedisServer;
 use dwr_core::{
-    Assignment, Dimension, ExecutorEvent, ExecutorId, ExecutorRegistration, Expiry, Job, JobId,
-    JobSpec, JobState, JobStore, Outcome, Rejection, StoreError, Timestamp,
+    Assignment, Dependency, Dimension, ExecutorEvent, ExecutorId, ExecutorRegistration, Expiry,
+    Job, JobId, JobSpec, JobState, JobStore, Outcome, Rejection, StoreError, Timestamp,
 };
 use dwr_redis::RedisJobStore;
 use futures::future::join_all;
@@ -50,6 +50,12 @@ async fn assigned(store: &RedisJobStore, ex: &ExecutorId, n: usize) -> Vec<JobId
     ids
 }
 
+/// Writes to sorted sets (`ZADD` and `ZREM`) the server has run so far.
+fn sorted_set_writes(server: &RedisServer) -> u64 {
+    let calls = server.command_calls();
+    ["zadd", "zrem"].iter().filter_map(|c| calls.get(*c)).sum()
+}
+
 /// Script calls the server has run so far.
 fn script_calls(server: &RedisServer) -> u64 {
     let calls = server.command_calls();
@@ -72,19 +78,33 @@ async fn concurrent_transitions_share_script_calls() {
     let jobs: Vec<Job> = (0..N).map(|_| job(100)).collect();
     let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
 
-    // Each stage: N operations at once cost a few script calls, not N.
-    let stage = |name: &'static str, before: (u64, u64)| {
+    // Each stage: N operations at once cost a few script calls, not N, and each call
+    // writes each sorted set it changes once (the state sets, the queue, the executors
+    // changed: at most four per call), not once per job.
+    let stage = |name: &'static str, before: (u64, u64, u64)| {
         let sent = store.requests_sent() - before.0;
         let calls = script_calls(&server) - before.1;
+        let writes = sorted_set_writes(&server) - before.2;
         // 300 operations: batches of 128, 128 and 44.
         assert_eq!(sent, 3, "{name}: {sent} requests for {N} operations");
         assert!(
             calls <= 3,
             "{name}: {calls} script calls for {N} operations"
         );
-        (store.requests_sent(), script_calls(&server))
+        assert!(
+            writes <= 4 * calls,
+            "{name}: {writes} ZADD/ZREM in {calls} calls"
+        );
+        mark_of(&store, &server)
     };
-    let mut mark = (store.requests_sent(), script_calls(&server));
+    fn mark_of(store: &RedisJobStore, server: &RedisServer) -> (u64, u64, u64) {
+        (
+            store.requests_sent(),
+            script_calls(server),
+            sorted_set_writes(server),
+        )
+    }
+    let mut mark = mark_of(&store, &server);
 
     for r in join_all(jobs.into_iter().map(|j| store.submit(j))).await {
         r.unwrap();
@@ -114,7 +134,7 @@ async fn concurrent_transitions_share_script_calls() {
     for id in &ids {
         assert_eq!(store.job(*id).await.unwrap().state, JobState::Running);
     }
-    mark = (store.requests_sent(), script_calls(&server));
+    mark = mark_of(&store, &server);
 
     let exited = Outcome::exited(0, false);
     for r in join_all(ids.iter().map(|id| store.finish(*id, &exited, None))).await {
@@ -376,4 +396,41 @@ async fn operations_of_different_lengths_share_a_call() {
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(store.logs(*id, 0).await.unwrap(), lines(i), "job {i}");
     }
+}
+
+/// A job's index writes are sent at the end of its call, the last one of the call for each
+/// set winning: a job stored failed at submit (its dependency failed already) was added to
+/// the pending set and taken out again in one call, and is in the failed set alone.
+#[tokio::test]
+async fn a_job_indexed_twice_in_one_call_ends_in_its_last_set() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let ex = executor(&store, "twice-1", 4_000).await;
+    let dep = assigned(&store, &ex, 1).await[0];
+    store.mark_running(dep, &ex, 1).await.unwrap();
+    store
+        .finish(dep, &Outcome::exited(3, false), None)
+        .await
+        .unwrap();
+    let mut spec = job(100).spec;
+    spec.depends_on = vec![dep];
+    spec.dependency = Dependency::AfterOk;
+    let failed = store
+        .submit(Job::new(JobId::new(), spec, Timestamp::now()))
+        .await
+        .unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        counts.get(&JobState::Pending).copied().unwrap_or(0),
+        0,
+        "{counts:?}"
+    );
+    assert_eq!(counts[&JobState::Failed], 2, "{counts:?}");
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
 }

@@ -149,6 +149,36 @@ local EXECUTORS_READ = {}
 -- The jobs this call ended, for K_FINISH_ORDER: appended in one RPUSH at its end.
 local FINISHED = {}
 
+-- Writes to the sorted sets that index jobs (the per-state sets, the queues, K_BLOCKED),
+-- kept until the end of the call and sent as one ZREM and one ZADD per set (flush_counts):
+-- a batch of 100 commits costs the pending set one ZREM, not 100. For each set and job the
+-- last write of the call wins, as it would have in Redis. No script reads these sets in a
+-- call that writes them (pending_placement, queue_usage, list_jobs and purge read them and
+-- write none through here), so none needs to see them before the end.
+local INDEXED, INDEXED_KEYS = {}, {}
+-- Sets job `id`'s score in sorted set `key` (a string, as Redis takes it), or removes it
+-- (`score` false).
+local function index_write(key, id, score)
+  local k = INDEXED[key]
+  if not k then
+    k = { ids = {}, last = {} }
+    INDEXED[key] = k
+    INDEXED_KEYS[#INDEXED_KEYS + 1] = key
+  end
+  if k.last[id] == nil then k.ids[#k.ids + 1] = id end
+  k.last[id] = score
+end
+-- ZADD `key` `score` `id`, at the end of the call. A missing score raises an error, as
+-- the ZADD itself would have.
+local function index_add(key, id, score)
+  if not score then error('no score for ' .. id .. ' in ' .. key) end
+  index_write(key, id, score)
+end
+-- ZREM `key` `id`, at the end of the call.
+local function index_remove(key, id)
+  index_write(key, id, false)
+end
+
 -- The job sequence: read once per call (the first submit), counted here, written back at
 -- the end of the call (flush_counts).
 local SEQ_AT, SEQ_READ = nil, nil
@@ -162,7 +192,8 @@ local function next_seq()
 end
 
 -- Writes what the call counted, the executors it changed (one INCR of the counter and one
--- ZADD for all of them), the jobs it ended and the sequence it used.
+-- ZADD for all of them), the jobs it ended, the index writes (one ZREM and one ZADD per
+-- sorted set) and the sequence it used.
 local function flush_counts()
   for _, key in ipairs(COUNTED_KEYS) do
     for field, n in pairs(COUNTS[key]) do
@@ -185,6 +216,26 @@ local function flush_counts()
     redis.call('RPUSH', K_FINISH_ORDER, unpack(FINISHED, from, math.min(from + 999, #FINISHED)))
   end
   FINISHED = {}
+  for _, key in ipairs(INDEXED_KEYS) do
+    local k = INDEXED[key]
+    local gone, scored = {}, {}
+    for _, id in ipairs(k.ids) do
+      local score = k.last[id]
+      if score then
+        scored[#scored + 1] = score
+        scored[#scored + 1] = id
+      else
+        gone[#gone + 1] = id
+      end
+    end
+    for from = 1, #gone, 1000 do
+      redis.call('ZREM', key, unpack(gone, from, math.min(from + 999, #gone)))
+    end
+    for from = 1, #scored, 1000 do
+      redis.call('ZADD', key, unpack(scored, from, math.min(from + 999, #scored)))
+    end
+  end
+  INDEXED, INDEXED_KEYS = {}, {}
   if SEQ_AT and SEQ_AT ~= SEQ_READ then redis.call('SET', K_SEQ, int(SEQ_AT)) end
   SEQ_AT, SEQ_READ = nil, nil
 end
@@ -199,12 +250,12 @@ end
 -- default queue), scored by queue key `qk` (a job stored before priorities has none and
 -- queues at the default priority).
 local function move_state(id, from, to, seq, qk, queue)
-  redis.call('ZREM', k_state(from), id)
-  redis.call('ZADD', k_state(to), seq, id)
+  index_remove(k_state(from), id)
+  index_add(k_state(to), id, seq)
   changed('j', id, from, to)
-  if from == S_PENDING then redis.call('ZREM', k_queue(queue), id) end
+  if from == S_PENDING then index_remove(k_queue(queue), id) end
   if to == S_PENDING then
-    redis.call('ZADD', k_queue(queue), qk or int(queue_key(seq, DEFAULT_PRIORITY)), id)
+    index_add(k_queue(queue), id, qk or int(queue_key(seq, DEFAULT_PRIORITY)))
   end
 end
 
@@ -323,7 +374,7 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   local set = { 'state', to, 'updated_at', now_s(), 'finished_at', now_s(), 'oom', oom }
   if tonumber(j[24] or '0') > 0 then
     -- It ends while it waited for its dependencies.
-    redis.call('ZREM', K_BLOCKED, id)
+    index_remove(K_BLOCKED, id)
     set[#set + 1] = 'deps_left'
     set[#set + 1] = '0'
   end
@@ -395,8 +446,8 @@ local function release_dependents(work, now, log_ttl)
           redis.call('HSET', k_job(d), 'deps_left', a, 'deps_not_ok', b)
         elseif verdict == 'ready' then
           redis.call('HSET', k_job(d), 'deps_left', 0, 'ready_at', now_s(), 'updated_at', now_s())
-          redis.call('ZREM', K_BLOCKED, d)
-          redis.call('ZADD', k_queue(w[7]), w[6] or int(queue_key(w[5], DEFAULT_PRIORITY)), d)
+          index_remove(K_BLOCKED, d)
+          index_add(k_queue(w[7]), d, w[6] or int(queue_key(w[5], DEFAULT_PRIORITY)))
           wake()
         else
           local jd = job_for_finish(d)
@@ -428,12 +479,12 @@ local function store_job(id, priority, queue, kind, deps, fields, now)
   local qk = int(queue_key(seq, priority))
   redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), 'updated_at', now_s(),
     unpack(fields))
-  redis.call('ZADD', k_state(S_PENDING), seq, id)
+  index_add(k_state(S_PENDING), id, seq)
   changed('s', id, queue ~= '' and queue or DEFAULT_QUEUE)
   if queue ~= '' then redis.call('SADD', K_QUEUES, queue) end
   wake()
   if #deps == 0 then
-    redis.call('ZADD', k_queue(queue), qk, id)
+    index_add(k_queue(queue), id, qk)
     return nil
   end
   -- Dependencies: those ended count at once, the job waits on the others.
@@ -461,11 +512,11 @@ local function store_job(id, priority, queue, kind, deps, fields, now)
   end
   if left == 0 then
     redis.call('HSET', jk, 'ready_at', now_s())
-    redis.call('ZADD', k_queue(queue), qk, id)
+    index_add(k_queue(queue), id, qk)
     return 'ready'
   end
   redis.call('HSET', jk, 'deps_left', left, 'deps_not_ok', not_ok)
-  redis.call('ZADD', K_BLOCKED, seq, id)
+  index_add(K_BLOCKED, id, seq)
   for _, dep in ipairs(open) do
     redis.call('SADD', k_dependents(dep), id)
     local target = k_job(dep)
