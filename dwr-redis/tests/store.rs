@@ -154,6 +154,17 @@ async fn purge_takes_jobs_by_age_on_the_redis_clock_and_drains_the_older_index()
     assert_eq!(store.purge_finished(Duration::ZERO).await.unwrap(), 1_203);
     assert!(gone(many[0]).await && gone(many[1_202]).await);
     assert_eq!(store.counts().await.unwrap().values().sum::<u64>(), 0);
+    let order = format!("{prefix}jobs:finish_order");
+    let left: u64 = raw.llen(&order).unwrap();
+    assert_eq!(left, 0, "every entry taken from the finish order");
+
+    // An entry whose hash was deleted by hand just goes; the job behind it is purged.
+    let behind = finished(&store).await;
+    let _: () = raw.lpush(&order, JobId::new().to_string()).unwrap();
+    assert_eq!(store.purge_finished(Duration::ZERO).await.unwrap(), 1);
+    assert!(gone(behind).await);
+    let left: u64 = raw.llen(&order).unwrap();
+    assert_eq!(left, 0);
 }
 
 #[tokio::test]

@@ -8,9 +8,15 @@ local age, batch, keep = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local before = age and (now_ms() - age) or -1
 local deleted, taken = 0, 0
 
+-- The keys of the jobs deleted, in one DEL at the end (their state sets' ZREMs go at the
+-- end of the call too, one per set: flush_counts); each job once.
+local doomed, gone = {}, {}
 local function delete(id, state)
-  redis.call('ZREM', k_state(state), id)
-  redis.call('DEL', k_job(id), k_logs(id))
+  if gone[id] then return end
+  gone[id] = true
+  index_remove(k_state(state), id)
+  doomed[#doomed + 1] = k_job(id)
+  doomed[#doomed + 1] = k_logs(id)
   redis.call('PUBLISH', ch_logs(id), 'purged')
   deleted = deleted + 1
 end
@@ -31,17 +37,24 @@ end
 -- Redis TIME, so the order agrees with them (but across a step of the server's clock, or
 -- jobs finished by an earlier version with its callers' clocks: then a job stamped later
 -- than one behind it holds that one back until it is due itself).
+-- The head is read once and what was taken of it trimmed once.
 local excess = 0
 if keep >= 0 then excess = redis.call('LLEN', K_FINISH_ORDER) - keep end
-while taken < batch do
-  local id = redis.call('LINDEX', K_FINISH_ORDER, 0)
-  if not id then break end
-  local j = redis.call('HMGET', k_job(id), 'state', 'finished_at')
-  if excess <= 0 and j[1] and tonumber(j[2] or '0') > before then break end
-  excess = excess - 1
-  redis.call('LPOP', K_FINISH_ORDER)
-  taken = taken + 1
-  -- An entry without its hash (deleted by hand) just goes.
-  if j[1] then delete(id, j[1]) end
+local popped = 0
+if taken < batch then
+  for _, id in ipairs(redis.call('LRANGE', K_FINISH_ORDER, 0, batch - taken - 1)) do
+    local j = redis.call('HMGET', k_job(id), 'state', 'finished_at')
+    if excess <= 0 and j[1] and tonumber(j[2] or '0') > before then break end
+    excess = excess - 1
+    popped = popped + 1
+    taken = taken + 1
+    -- An entry without its hash (deleted by hand) just goes.
+    if j[1] then delete(id, j[1]) end
+  end
+end
+if popped > 0 then redis.call('LTRIM', K_FINISH_ORDER, popped, -1) end
+-- unpack() is bounded by the Lua stack: in slices.
+for from = 1, #doomed, 1000 do
+  redis.call('DEL', unpack(doomed, from, math.min(from + 999, #doomed)))
 end
 return { deleted, taken == batch and 1 or 0 }
