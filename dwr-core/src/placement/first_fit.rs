@@ -9,10 +9,10 @@ use crate::spec::JobSpec;
 /// Places a job on the first executor (ordered by id) with room for it: deterministic, and
 /// packs jobs onto few executors, leaving others free for big jobs.
 ///
-/// The view's index skips every subtree of executors without the free CPU, memory or GPU
-/// count the job needs, so a decision touches O(log n) nodes plus one per executor that has
-/// the room but is filtered out by region, datacenter or GPU model. It chooses exactly what
-/// [`LinearFirstFit`] chooses.
+/// The view's index skips every subtree of executors without the free CPU, memory, GPU
+/// count or GPU model the job needs (a GPU job searches the GPU machines alone), so a
+/// decision touches O(log n) nodes plus one per executor that has the room but is filtered
+/// out by region or datacenter. It chooses exactly what [`LinearFirstFit`] chooses.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FirstFit;
 
