@@ -39,8 +39,8 @@ pub(crate) const MAX_ARGS: usize = 8_192;
 const SCRIPT_ERROR: &str = "script_error";
 
 /// Wraps a script's `body` (after `head`, the prelude and helpers) as the script called
-/// for one operation: the body runs as a function, then what it counted is written
-/// (`flush_counts()` in `common.lua`, also when it raised an error: what it wrote before
+/// for one operation: the body runs as a function, then the writes it deferred are made
+/// (`flush_deferred()` in `common.lua`, also when it raised an error: what it wrote before
 /// stays, as Redis keeps a script's writes) and schedulers are woken if it asked for it
 /// (`wake()`).
 pub(crate) fn single_form(head: &str, body: &str) -> String {
@@ -50,7 +50,7 @@ local function __op(ARGV)
 {body}
 end
 local __ok, __r = pcall(__op, ARGV)
-flush_counts()
+flush_deferred()
 if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
 if CHANGES[1] then redis.call('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
 if not __ok then
@@ -69,9 +69,9 @@ return __r
 /// `ARGV`, run once per operation. The batch's `ARGV` is the key prefix followed by, for
 /// each operation, its argument count and its arguments (the prefix is not repeated); the
 /// reply is the array of the operations' replies, an error raised by one operation
-/// becoming `{"script_error", message}` in its place. What the operations counted is
-/// written once, after every operation (`flush_counts()`), and schedulers are woken once,
-/// if any asked for it.
+/// becoming `{"script_error", message}` in its place. The writes the operations deferred
+/// are made once, after every operation (`flush_deferred()`), and schedulers are woken
+/// once, if any asked for it.
 pub(crate) fn batch_form(head: &str, body: &str) -> String {
     format!(
         "{head}\
@@ -98,7 +98,7 @@ while __i <= #__argv do
   __out[#__out + 1] = r
   __i = __i + n + 1
 end
-flush_counts()
+flush_deferred()
 if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
 if CHANGES[1] then redis.call('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
 return __out

@@ -22,6 +22,20 @@ local function unavailable(message)
   return false
 end
 
+-- redis.call(command, key, items...) for a list of any length (`key` nil: the items
+-- alone): unpack() is bounded by the Lua stack, so in slices of 1,000 (even, so that
+-- score and member pairs stay whole).
+local function call_with_all(command, key, items)
+  for from = 1, #items, 1000 do
+    local to = math.min(from + 999, #items)
+    if key then
+      redis.call(command, key, unpack(items, from, to))
+    else
+      redis.call(command, unpack(items, from, to))
+    end
+  end
+end
+
 -- Whether the lifecycle lets a job in state `from` go to `to`
 -- (dwr_core::JobState::can_become). An unknown state goes nowhere.
 local function can_become(from, to)
@@ -90,7 +104,7 @@ end
 
 -- Counters this call changed: the executors' allocations (`cpu_alloc`, `mem_alloc`,
 -- `gpu_alloc`) and what the queues hold (K_QUEUES_HELD), summed here and written once per
--- field at the end of the call (flush_counts, run by the script's wrapper in batch.rs): a
+-- field at the end of the call (flush_deferred, run by the script's wrapper in batch.rs): a
 -- batch of 100 commits to eight executors writes eight hashes, not two or three HINCRBYs per
 -- job and hash. Every read of such a field inside a call adds what is not written yet
 -- (counted()).
@@ -121,7 +135,7 @@ end
 -- Records a change of executor `ex` that placement reads (registration, lease, allocation):
 -- a scheduler's next read of the executors reads it again (executors.lua). One count per
 -- script call, as the clock: a call is atomic, so a reader sees all of its changes or none;
--- the executors changed are written at the end of the call, once each (flush_counts).
+-- the executors changed are written at the end of the call, once each (flush_deferred).
 local EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
 local function exec_changed(ex)
   if EXEC_CHANGED[ex] then return end
@@ -150,7 +164,7 @@ local EXECUTORS_READ = {}
 local FINISHED = {}
 
 -- Writes to the sorted sets that index jobs (the per-state sets, the queues, K_BLOCKED),
--- kept until the end of the call and sent as one ZREM and one ZADD per set (flush_counts):
+-- kept until the end of the call and sent as one ZREM and one ZADD per set (flush_deferred):
 -- a batch of 100 commits costs the pending set one ZREM, not 100. For each set and job the
 -- last write of the call wins, as it would have in Redis. No script reads these sets in a
 -- call that writes them (pending_placement, queue_usage, list_jobs and purge read them and
@@ -180,7 +194,7 @@ local function index_remove(key, id)
 end
 
 -- The job sequence: read once per call (the first submit), counted here, written back at
--- the end of the call (flush_counts).
+-- the end of the call (flush_deferred).
 local SEQ_AT, SEQ_READ = nil, nil
 local function next_seq()
   if not SEQ_AT then
@@ -194,7 +208,7 @@ end
 -- Writes what the call counted, the executors it changed (one INCR of the counter and one
 -- ZADD for all of them), the jobs it ended, the index writes (one ZREM and one ZADD per
 -- sorted set) and the sequence it used.
-local function flush_counts()
+local function flush_deferred()
   for _, key in ipairs(COUNTED_KEYS) do
     for field, n in pairs(COUNTS[key]) do
       if n ~= 0 then redis.call('HINCRBY', key, field, int(n)) end
@@ -211,10 +225,7 @@ local function flush_counts()
     redis.call('ZADD', K_EXECUTORS_CHANGED, unpack(args))
     EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
   end
-  -- unpack() is bounded by the Lua stack: in slices.
-  for from = 1, #FINISHED, 1000 do
-    redis.call('RPUSH', K_FINISH_ORDER, unpack(FINISHED, from, math.min(from + 999, #FINISHED)))
-  end
+  call_with_all('RPUSH', K_FINISH_ORDER, FINISHED)
   FINISHED = {}
   for _, key in ipairs(INDEXED_KEYS) do
     local k = INDEXED[key]
@@ -228,12 +239,8 @@ local function flush_counts()
         gone[#gone + 1] = id
       end
     end
-    for from = 1, #gone, 1000 do
-      redis.call('ZREM', key, unpack(gone, from, math.min(from + 999, #gone)))
-    end
-    for from = 1, #scored, 1000 do
-      redis.call('ZADD', key, unpack(scored, from, math.min(from + 999, #scored)))
-    end
+    call_with_all('ZREM', key, gone)
+    call_with_all('ZADD', key, scored)
   end
   INDEXED, INDEXED_KEYS = {}, {}
   if SEQ_AT and SEQ_AT ~= SEQ_READ then redis.call('SET', K_SEQ, int(SEQ_AT)) end
@@ -398,7 +405,7 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   if #del > 0 then redis.call('HDEL', jk, unpack(del)) end
   move_state(id, j[1], to, j[7], nil, j[21])
   -- A list, not a sorted set by time: appending is O(1), and purge.lua takes jobs from
-  -- its head while they are due. Appended at the end of the call (flush_counts).
+  -- its head while they are due. Appended at the end of the call (flush_deferred).
   FINISHED[#FINISHED + 1] = id
   -- A job without log_total has no log list (append_logs writes both), so nothing to
   -- expire; lines appended after this set the TTL themselves.

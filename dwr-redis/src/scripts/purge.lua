@@ -9,7 +9,7 @@ local before = age and (now_ms() - age) or -1
 local deleted, taken = 0, 0
 
 -- The keys of the jobs deleted, in one DEL at the end (their state sets' ZREMs go at the
--- end of the call too, one per set: flush_counts); each job once.
+-- end of the call too, one per set: flush_deferred); each job once.
 local doomed, gone = {}, {}
 local function delete(id, state)
   if gone[id] then return end
@@ -53,8 +53,5 @@ if taken < batch then
   end
 end
 if popped > 0 then redis.call('LTRIM', K_FINISH_ORDER, popped, -1) end
--- unpack() is bounded by the Lua stack: in slices.
-for from = 1, #doomed, 1000 do
-  redis.call('DEL', unpack(doomed, from, math.min(from + 999, #doomed)))
-end
+call_with_all('DEL', nil, doomed)
 return { deleted, taken == batch and 1 or 0 }

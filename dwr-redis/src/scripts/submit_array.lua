@@ -26,10 +26,7 @@ if ARGV[3] ~= '' then
   record[#record + 1] = ARGV[3]
 end
 redis.call('HSET', k_array(aid), unpack(record))
--- In slices: Lua's unpack stops at a few thousand values.
-for from = 1, #tasks, 1000 do
-  redis.call('RPUSH', k_array_tasks(aid), unpack(tasks, from, math.min(from + 999, #tasks)))
-end
+call_with_all('RPUSH', k_array_tasks(aid), tasks)
 if key ~= '' then redis.call('SET', k_idem(key), aid, 'PX', ARGV[5]) end
 local template = { unpack(ARGV, 11) }
 local n = #template
