@@ -40,7 +40,11 @@ async fn server_clock(conn: &mut redis::aio::MultiplexedConnection) -> (f64, u64
         .unwrap();
     let script_usec = stats
         .lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter(|l| {
+            ["cmdstat_fcall:", "cmdstat_evalsha:", "cmdstat_eval:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
         .filter_map(|l| l.split(',').find_map(|kv| kv.strip_prefix("usec=")))
         .filter_map(|v| v.parse::<u64>().ok())
         .sum();

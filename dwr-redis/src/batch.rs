@@ -5,7 +5,7 @@
 //! convert the reply) that on a small host is most of the work of a transition, plus a
 //! round trip and a wake-up at the client. A [`Coalescer`] owns one background task per
 //! script: a caller queues its arguments and awaits its own reply; the task sends whatever
-//! is queued as one `EVALSHA` of the batch form (at most [`MAX_OPS`]), then the next lot.
+//! is queued as one call of the batch form (at most [`MAX_OPS`]), then the next lot.
 //! Alone, an operation goes out at once as the plain script, exactly as without batching;
 //! under load, the operations that arrive while one call is in flight share the next one.
 //!
@@ -21,11 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dwr_core::StoreError;
-use redis::{RedisError, Script, Value};
+use redis::{RedisError, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::endpoint::Endpoint;
 use crate::error::{corrupt, is_unavailable, store_error};
+use crate::scripts::Routine;
 
 /// Most operations one batch call carries: bounds how long one call holds Redis (each
 /// transition runs in tens of microseconds, so a full batch is a few milliseconds).
@@ -38,71 +39,95 @@ pub(crate) const MAX_ARGS: usize = 8_192;
 /// The status an operation of a batch replies with when its script raised an error.
 const SCRIPT_ERROR: &str = "script_error";
 
-/// Wraps a script's `body` (after `head`, the prelude and helpers) as the script called
-/// for one operation: the body runs as a function, then the writes it deferred are made
-/// (`flush_deferred()` in `common.lua`, also when it raised an error: what it wrote before
-/// stays, as Redis keeps a script's writes) and schedulers are woken if it asked for it
-/// (`wake()`).
-pub(crate) fn single_form(head: &str, body: &str) -> String {
+/// The two ways a script's body is run, defined after the helpers (`common.lua`) in every
+/// script and once in the store's function library ([`crate::scripts`]).
+///
+/// `run_single(op, ARGV)` runs the body `op` for one operation: then the writes it
+/// deferred are made (`flush_deferred()` in `common.lua`, also when it raised an error:
+/// what it wrote before stays, as Redis keeps a script's writes) and schedulers are woken
+/// if it asked for it (`wake()`).
+///
+/// `run_batch(op, ARGV)` runs it once per operation of a batch. The batch's `ARGV` is the
+/// key prefix followed by, for each operation, its argument count and its arguments (the
+/// prefix is not repeated); the reply is the array of the operations' replies, an error
+/// raised by one operation becoming `{"script_error", message}` in its place. The writes
+/// the operations deferred are made once, after every operation, and schedulers are woken
+/// once, if any asked for it.
+///
+/// Both start with `begin_call` (the prefix, and no state left from an earlier call) and
+/// end with `end_call`.
+pub(crate) fn runners() -> String {
     format!(
-        "{head}\
-local function __op(ARGV)
-{body}
+        "\
+local function end_call()
+  flush_deferred()
+  if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
+  if CHANGES[1] then redis.call('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
 end
-local __ok, __r = pcall(__op, ARGV)
-flush_deferred()
-if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
-if CHANGES[1] then redis.call('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
-if not __ok then
-  -- The server cannot take writes: answered with that error, its code kept (raising it
-  -- again would turn it into an ERR).
-  local message = error_message(__r)
-  if unavailable(message) then return redis.error_reply(message) end
-  error(__r, 0)
+local function run_single(op, ARGV)
+  begin_call(ARGV[1])
+  local ok, r = pcall(op, ARGV)
+  end_call()
+  if not ok then
+    -- The server cannot take writes: answered with that error, its code kept (raising it
+    -- again would turn it into an ERR).
+    local message = error_message(r)
+    if unavailable(message) then return redis.error_reply(message) end
+    error(r, 0)
+  end
+  return r
 end
-return __r
+local function run_batch(op, argv)
+  begin_call(argv[1])
+  local out, i = {{}}, 2
+  -- One argument table, refilled for each operation (no body keeps it past its call).
+  local a, len = {{ argv[1] }}, 1
+  while i <= #argv do
+    local n = tonumber(argv[i])
+    for j = 1, n do a[j + 1] = argv[i + j] end
+    for j = n + 2, len do a[j] = nil end
+    len = n + 1
+    local ok, r = pcall(op, a)
+    if not ok then
+      r = error_message(r)
+      -- A server that cannot take writes now refuses the first write of the first
+      -- operation, before any is applied: the whole call fails with that error, so that
+      -- every caller hears the store is unavailable.
+      if unavailable(r) then return redis.error_reply(r) end
+      r = {{ '{SCRIPT_ERROR}', r }}
+    end
+    out[#out + 1] = r
+    i = i + n + 1
+  end
+  end_call()
+  return out
+end
 "
     )
 }
 
-/// Wraps a script's `body` into its batch form: the body becomes a function of its own
-/// `ARGV`, run once per operation. The batch's `ARGV` is the key prefix followed by, for
-/// each operation, its argument count and its arguments (the prefix is not repeated); the
-/// reply is the array of the operations' replies, an error raised by one operation
-/// becoming `{"script_error", message}` in its place. The writes the operations deferred
-/// are made once, after every operation (`flush_deferred()`), and schedulers are woken
-/// once, if any asked for it.
+/// A script's `body` as a function of its `ARGV`, as every form holds it.
+pub(crate) fn body_function(body: &str) -> String {
+    format!("local function __op(ARGV)\n{body}\nend\n")
+}
+
+/// The script sent with `EVALSHA` for one operation: `head` (the prelude and helpers), the
+/// [`runners`], the body, and `run_single`.
+pub(crate) fn single_form(head: &str, body: &str) -> String {
+    format!(
+        "{head}{}{}return run_single(__op, ARGV)\n",
+        runners(),
+        body_function(body)
+    )
+}
+
+/// The batch form of a script's `body`, sent with `EVALSHA` for several operations: the
+/// same as [`single_form`], ending in `run_batch`.
 pub(crate) fn batch_form(head: &str, body: &str) -> String {
     format!(
-        "{head}\
-local function __op(ARGV)
-{body}
-end
-local __argv, __out, __i = ARGV, {{}}, 2
--- One argument table, refilled for each operation (no body keeps it past its call).
-local a, len = {{ __argv[1] }}, 1
-while __i <= #__argv do
-  local n = tonumber(__argv[__i])
-  for j = 1, n do a[j + 1] = __argv[__i + j] end
-  for j = n + 2, len do a[j] = nil end
-  len = n + 1
-  local ok, r = pcall(__op, a)
-  if not ok then
-    r = error_message(r)
-    -- A server that cannot take writes now refuses the first write of the first
-    -- operation, before any is applied: the whole call fails with that error, so that
-    -- every caller hears the store is unavailable.
-    if unavailable(r) then return redis.error_reply(r) end
-    r = {{ '{SCRIPT_ERROR}', r }}
-  end
-  __out[#__out + 1] = r
-  __i = __i + n + 1
-end
-flush_deferred()
-if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
-if CHANGES[1] then redis.call('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
-return __out
-"
+        "{head}{}{}return run_batch(__op, ARGV)\n",
+        runners(),
+        body_function(body)
     )
 }
 
@@ -130,9 +155,9 @@ pub(crate) struct Worker {
     /// The key prefix, the first argument of every call.
     pub prefix: String,
     /// The script sent for a lone operation.
-    pub single: Script,
+    pub single: Routine,
     /// The [`batch_form`] of the same body, sent for several.
-    pub batch: Script,
+    pub batch: Routine,
     /// Counts one per call sent.
     pub requests: Arc<AtomicU64>,
 }
@@ -207,23 +232,25 @@ impl Worker {
         self.requests.fetch_add(1, Ordering::Relaxed);
         if ops.len() == 1 {
             let op = ops.pop().expect("one operation");
-            let mut invocation = self.single.prepare_invoke();
-            invocation.arg(&self.prefix).arg(&op.args);
+            let mut args = Vec::with_capacity(op.args.len() + 1);
+            args.push(self.prefix.as_str());
+            args.extend(op.args.iter().map(String::as_str));
             let mut conn = self.endpoint.conn();
-            let reply = invocation.invoke_async(&mut conn).await;
+            let reply = self.single.invoke(&mut conn, &args).await;
             let reply = self.endpoint.settle(&mut conn, reply, self.waits).await;
             let _ = op
                 .reply
                 .send(reply.map_err(|e| store_error(self.operation, e)));
             return;
         }
-        let mut invocation = self.batch.prepare_invoke();
-        invocation.arg(&self.prefix);
-        for op in ops.iter() {
-            invocation.arg(op.args.len()).arg(&op.args);
+        let counts: Vec<String> = ops.iter().map(|op| op.args.len().to_string()).collect();
+        let mut args = vec![self.prefix.as_str()];
+        for (op, count) in ops.iter().zip(&counts) {
+            args.push(count);
+            args.extend(op.args.iter().map(String::as_str));
         }
         let mut conn = self.endpoint.conn();
-        let reply: Result<Vec<Value>, RedisError> = invocation.invoke_async(&mut conn).await;
+        let reply: Result<Vec<Value>, RedisError> = self.batch.invoke(&mut conn, &args).await;
         let reply = self.endpoint.settle(&mut conn, reply, self.waits).await;
         match reply {
             Ok(replies) if replies.len() == ops.len() => {
@@ -396,11 +423,18 @@ mod tests {
     #[test]
     fn the_batch_form_runs_the_body_per_operation_and_wakes_and_tells_once() {
         let script = batch_form("local WOKEN = false\n", "return { ARGV[2] }");
-        assert!(script.contains("pcall(__op, a)"));
         assert!(script.contains("local function __op(ARGV)\nreturn { ARGV[2] }\nend"));
-        // After the loop: one wake-up and one message of changes for the whole call.
-        let tail = &script[script.find("while __i").unwrap()..];
-        assert_eq!(tail.matches("PUBLISH', CH_WAKE").count(), 1);
-        assert_eq!(tail.matches("PUBLISH', CH_CHANGES").count(), 1);
+        assert!(script.ends_with("return run_batch(__op, ARGV)\n"));
+        // The body runs per operation inside the loop; the end of the call (the one
+        // wake-up and message of changes) after it.
+        let batch = &script[script.find("local function run_batch").unwrap()..];
+        let (inside, after) = batch.split_at(batch.find("  end\n  end_call()").unwrap());
+        assert!(inside.contains("pcall(op, a)"));
+        assert!(!inside.contains("end_call()"));
+        assert_eq!(after.matches("end_call()").count(), 1);
+        let end_call = &script[script.find("local function end_call").unwrap()..];
+        let end_call = &end_call[..end_call.find("\nend\n").unwrap()];
+        assert_eq!(end_call.matches("PUBLISH', CH_WAKE").count(), 1);
+        assert_eq!(end_call.matches("PUBLISH', CH_CHANGES").count(), 1);
     }
 }

@@ -218,8 +218,11 @@ impl Keys {
     }
 }
 
-/// Lua definitions of every key name, prepended to each script. The prefix is `ARGV[1]`
-/// of every script call.
+/// Lua definitions of every key name, prepended to each script: functions of an id
+/// (`k_job(id)`), names (`K_SEQ`), and `set_prefix(p)`, which every call runs first with
+/// its `ARGV[1]` (the prefix). The names are assigned there, not where they are declared,
+/// because the store's function library (see [`crate::scripts`]) is loaded once and serves
+/// every prefix: a call with the prefix of the call before it assigns nothing.
 pub(crate) fn lua_prelude() -> String {
     let fns: [(&str, &str, bool); 12] = [
         ("k_job", JOB, true),
@@ -235,14 +238,7 @@ pub(crate) fn lua_prelude() -> String {
         ("k_array", ARRAY, true),
         ("k_array_tasks", ARRAY_TASKS, true),
     ];
-    let mut out = String::from("local P = ARGV[1]\n");
-    for (name, suffix, prefixed) in fns {
-        let head = if prefixed { "P .. " } else { "" };
-        out.push_str(&format!(
-            "local function {name}(id) return {head}'{suffix}' .. id end\n"
-        ));
-    }
-    for (name, suffix) in [
+    let names = [
         ("K_FINISH_ORDER", FINISH_ORDER),
         ("K_QUEUE", QUEUE),
         ("K_QUEUES", QUEUES),
@@ -256,9 +252,20 @@ pub(crate) fn lua_prelude() -> String {
         ("K_EXECUTORS_CHANGED", EXECUTORS_CHANGED),
         ("CH_WAKE", WAKE_CHANNEL),
         ("CH_CHANGES", CHANGES_CHANNEL),
-    ] {
-        out.push_str(&format!("local {name} = P .. '{suffix}'\n"));
+    ];
+    let declared: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
+    let mut out = format!("local P\nlocal {}\n", declared.join(", "));
+    for (name, suffix, prefixed) in fns {
+        let head = if prefixed { "P .. " } else { "" };
+        out.push_str(&format!(
+            "local function {name}(id) return {head}'{suffix}' .. id end\n"
+        ));
     }
+    out.push_str("local function set_prefix(p)\n  if p == P then return end\n  P = p\n");
+    for (name, suffix) in names {
+        out.push_str(&format!("  {name} = P .. '{suffix}'\n"));
+    }
+    out.push_str("end\n");
     // The pending jobs of queue `q` (nil, false: a hash field not set, or '' for the default
     // queue).
     out.push_str(&format!(
@@ -293,6 +300,6 @@ mod tests {
         let lua = lua_prelude();
         assert!(lua.contains("local function k_job(id) return P .. 'job:' .. id end"));
         assert!(lua.contains("local function k_logs(id) return 'job_logs:' .. id end"));
-        assert!(lua.contains("local K_FINISH_ORDER = P .. 'jobs:finish_order'"));
+        assert!(lua.contains("  K_FINISH_ORDER = P .. 'jobs:finish_order'"));
     }
 }

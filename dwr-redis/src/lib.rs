@@ -18,7 +18,10 @@
 //! # Atomicity
 //!
 //! Every state transition is one Lua script (`src/scripts/*.lua`, loaded with
-//! `include_str!`, called by SHA with `EVALSHA`, reloaded once if the server forgot it):
+//! `include_str!`): on Redis 7 and later a function of the store's library, loaded once at
+//! connect with `FUNCTION LOAD` and called with `FCALL` (loaded again by a call that finds
+//! it missing); on a server without functions, called by SHA with `EVALSHA`, reloaded once
+//! if the server forgot it:
 //! `submit`, `commit_assignment`, `mark_running`, `finish`, `request_abort`,
 //! `expire_executor`, `register_executor`, `heartbeat`, `append_logs`. A script checks and
 //! writes in one step, so there is no client-side read-modify-write, two schedulers can
@@ -153,7 +156,7 @@
 //! job alone from submit to terminal (submit, commit the assignment, the executor's event
 //! pop, mark running, one batch of 20 log lines, finish):
 //!
-//! * **6 round trips**: 5 `EVALSHA` + 1 `BLMPOP` (no `SCRIPT LOAD` in steady state);
+//! * **6 round trips**: 5 `FCALL` + 1 `BLMPOP` (no `FUNCTION LOAD` in steady state);
 //! * 65 commands executed by the server in all, all but 6 inside the scripts (a lone job
 //!   pays each call's own `TIME`, wake-up `PUBLISH` and `PUBSUB` checks of who listens;
 //!   under load a batch of operations shares them, and the writes to the sorted sets that

@@ -1,14 +1,27 @@
 //! The Lua scripts, loaded from `scripts/*.lua` with `include_str!` and prefixed with the
 //! key prelude of [`keys`](crate::keys), the job lifecycle generated from [`JobState`]
-//! ([`lifecycle_prelude`]) and the shared helpers. Each is called by SHA
-//! (`EVALSHA`, falling back to loading it once when the server does not know it, as after
-//! a restart). The transitions a job goes through under load also have a batch form
-//! ([`batch_form`]), which the store's [`Coalescer`](crate::batch::Coalescer)s send.
+//! ([`lifecycle_prelude`]), the shared helpers and the [`runners`] of a body. The
+//! transitions a job goes through under load also have a batch form ([`batch_form`]),
+//! which the store's [`Coalescer`](crate::batch::Coalescer)s send.
+//!
+//! On Redis 7 and later every script is a function of one library ([`Library`]), loaded
+//! once when the store connects (`FUNCTION LOAD`) and called with `FCALL`: the prelude and
+//! the helpers, some 600 lines of Lua that an `EVALSHA` runs again at every call (about
+//! 11 µs of the server's time per call, most of a lone transition's), run once at load.
+//! A call that finds the library missing (a restarted server without persistence, a
+//! replica promoted before it had it) loads it and is sent again. On a server without
+//! functions (Redis 6) each script is called by SHA (`EVALSHA`, loading it once when the
+//! server does not know it). Both run the same text; the library's name carries a hash of
+//! it, so that processes of different versions sharing one Redis each call their own.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use dwr_core::JobState;
-use redis::Script;
+use redis::aio::ConnectionManager;
+use redis::{FromRedisValue, RedisError, RedisResult, Script, Value};
 
-use crate::batch::{batch_form, single_form};
+use crate::batch::{batch_form, body_function, runners, single_form};
 use crate::keys::lua_prelude;
 
 const COMMON: &str = include_str!("scripts/common.lua");
@@ -16,6 +29,284 @@ const COMMON: &str = include_str!("scripts/common.lua");
 /// What every script starts with: the key names, the lifecycle, the shared helpers.
 fn head() -> String {
     format!("{}{}{COMMON}", lua_prelude(), lifecycle_prelude())
+}
+
+/// How a script may be run, as the library declares it (`flags` of
+/// `redis.register_function`; an `EVALSHA` has no flags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flags {
+    /// Writes: refused by a replica and, past `maxmemory`, before it runs.
+    Writes,
+    /// Only reads (`no-writes`): runs past `maxmemory` too.
+    Reads,
+    /// Writes, and runs past `maxmemory` (`allow-oom`): the purge, which frees memory.
+    Frees,
+}
+
+/// Every script: its name, its body, how it may run, and whether it has a batch form.
+const SCRIPTS: [(&str, &str, Flags, bool); 18] = [
+    (
+        "submit",
+        include_str!("scripts/submit.lua"),
+        Flags::Writes,
+        true,
+    ),
+    (
+        "commit_assignment",
+        include_str!("scripts/commit_assignment.lua"),
+        Flags::Writes,
+        true,
+    ),
+    (
+        "mark_running",
+        include_str!("scripts/mark_running.lua"),
+        Flags::Writes,
+        true,
+    ),
+    (
+        "finish",
+        include_str!("scripts/finish.lua"),
+        Flags::Writes,
+        true,
+    ),
+    (
+        "request_abort",
+        include_str!("scripts/request_abort.lua"),
+        Flags::Writes,
+        false,
+    ),
+    (
+        "expire_executor",
+        include_str!("scripts/expire_executor.lua"),
+        Flags::Writes,
+        false,
+    ),
+    (
+        "register_executor",
+        include_str!("scripts/register_executor.lua"),
+        Flags::Writes,
+        false,
+    ),
+    (
+        "heartbeat",
+        include_str!("scripts/heartbeat.lua"),
+        Flags::Writes,
+        false,
+    ),
+    (
+        "append_logs",
+        include_str!("scripts/append_logs.lua"),
+        Flags::Writes,
+        true,
+    ),
+    (
+        "read_logs",
+        include_str!("scripts/read_logs.lua"),
+        Flags::Reads,
+        false,
+    ),
+    (
+        "list_jobs",
+        include_str!("scripts/list_jobs.lua"),
+        Flags::Reads,
+        false,
+    ),
+    (
+        "pending_placement",
+        include_str!("scripts/pending_placement.lua"),
+        Flags::Writes,
+        false,
+    ),
+    (
+        "queue_usage",
+        include_str!("scripts/queue_usage.lua"),
+        Flags::Reads,
+        false,
+    ),
+    (
+        "submit_array",
+        include_str!("scripts/submit_array.lua"),
+        Flags::Writes,
+        false,
+    ),
+    (
+        "array",
+        include_str!("scripts/array.lua"),
+        Flags::Reads,
+        false,
+    ),
+    (
+        "executors",
+        include_str!("scripts/executors.lua"),
+        Flags::Reads,
+        false,
+    ),
+    (
+        "purge",
+        include_str!("scripts/purge.lua"),
+        Flags::Frees,
+        false,
+    ),
+    (
+        "check_invariants",
+        include_str!("scripts/check_invariants.lua"),
+        Flags::Reads,
+        false,
+    ),
+];
+
+/// Where the library's name goes in its code until the code's hash is known.
+const LIBRARY_NAME: &str = "__DWR_LIBRARY__";
+
+/// The store's function library: every script of [`SCRIPTS`] (and the batch forms) as a
+/// function named `<library>_<script>` (`<library>_<script>_batch`), after one copy of the
+/// prelude, the helpers and the runners.
+#[derive(Debug)]
+pub(crate) struct Library {
+    /// `dwr_` and the first 16 hex digits of the SHA-1 of its code.
+    name: String,
+    /// What `FUNCTION LOAD` takes.
+    code: String,
+    /// Whether calls go out as `FCALL`: the server has functions. Decided when the store
+    /// connects ([`Library::prepare`]).
+    functions: AtomicBool,
+}
+
+impl Library {
+    fn new(head: &str) -> Self {
+        let mut code = format!("#!lua name={LIBRARY_NAME}\n{head}{}", runners());
+        for (name, body, flags, batched) in SCRIPTS {
+            let flags = match flags {
+                Flags::Writes => "{}",
+                Flags::Reads => "{ 'no-writes' }",
+                Flags::Frees => "{ 'allow-oom' }",
+            };
+            code.push_str(&format!("do\n{}", body_function(body)));
+            let mut register = |suffix: &str, runner: &str| {
+                code.push_str(&format!(
+                    "redis.register_function{{ function_name = '{LIBRARY_NAME}_{name}{suffix}', \
+                     callback = function(_, args) return {runner}(__op, args) end, \
+                     flags = {flags} }}\n"
+                ));
+            };
+            register("", "run_single");
+            if batched {
+                register("_batch", "run_batch");
+            }
+            code.push_str("end\n");
+        }
+        let name = format!("dwr_{}", &Script::new(&code).get_hash()[..16]);
+        Self {
+            code: code.replace(LIBRARY_NAME, &name),
+            name,
+            functions: AtomicBool::new(false),
+        }
+    }
+
+    /// Loads the library (replacing one of the same name, which has the same code).
+    async fn load(&self, conn: &mut ConnectionManager) -> RedisResult<()> {
+        redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg("REPLACE")
+            .arg(&self.code)
+            .query_async::<Value>(conn)
+            .await
+            .map(drop)
+    }
+
+    /// Makes the scripts callable on the server behind `conn`: loads the library, or, on a
+    /// server without functions, every script of `scripts` (to be called by SHA). A server
+    /// that cannot take the library now (a replica, one still loading its data) gets it at
+    /// the first call that misses it.
+    pub async fn prepare(
+        &self,
+        conn: &mut ConnectionManager,
+        scripts: impl Iterator<Item = &Script>,
+    ) -> RedisResult<()> {
+        match self.load(conn).await {
+            Ok(()) => self.functions.store(true, Ordering::Relaxed),
+            Err(e) if without_functions(&e) => {
+                tracing::info!(
+                    error = %e,
+                    "Redis has no functions (before 7.0?): scripts are sent with EVALSHA"
+                );
+                self.functions.store(false, Ordering::Relaxed);
+                for script in scripts {
+                    script.prepare_invoke().load_async(conn).await?;
+                }
+            }
+            Err(e) if e.is_io_error() || e.is_connection_refusal() || e.is_timeout() => {
+                return Err(e)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the script library is loaded at the first call");
+                self.functions.store(true, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether calls go out as `FCALL`.
+    pub fn functions(&self) -> bool {
+        self.functions.load(Ordering::Relaxed)
+    }
+
+    /// The library's name (`dwr_<hash>`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Whether `e`, the answer to `FUNCTION LOAD`, says this server has no functions or does
+/// not let this user load them.
+fn without_functions(e: &RedisError) -> bool {
+    e.code() == Some("NOPERM") || e.detail().is_some_and(|d| d.contains("unknown command"))
+}
+
+/// Whether `e`, the answer to an `FCALL`, says the function is not on the server.
+fn function_missing(e: &RedisError) -> bool {
+    e.detail()
+        .is_some_and(|d| d.starts_with("Function not found"))
+}
+
+/// A script as the store calls it: a function of the [`Library`], or its text by SHA on a
+/// server without functions.
+#[derive(Clone, Debug)]
+pub(crate) struct Routine {
+    /// The text (prelude, helpers, runners, body), for `EVALSHA`.
+    script: Script,
+    /// The name of its function in the library.
+    function: String,
+    library: Arc<Library>,
+}
+
+impl Routine {
+    /// Runs the script with `args` (the key prefix first) on `conn`.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        conn: &mut ConnectionManager,
+        args: &[&str],
+    ) -> RedisResult<T> {
+        if !self.library.functions() {
+            let mut invocation = self.script.prepare_invoke();
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            return invocation.invoke_async(conn).await;
+        }
+        let call = || {
+            let mut cmd = redis::cmd("FCALL");
+            cmd.arg(&self.function).arg(0).arg(args);
+            cmd
+        };
+        match call().query_async(conn).await {
+            Err(e) if function_missing(&e) => {
+                self.library.load(conn).await?;
+                call().query_async(conn).await
+            }
+            reply => reply,
+        }
+    }
 }
 
 /// Lua definitions of the job lifecycle, generated from [`JobState`] as the key names are
@@ -69,24 +360,26 @@ fn lua_constant(state: JobState) -> String {
 /// Every script of the store.
 #[derive(Debug)]
 pub(crate) struct Scripts {
-    pub submit: Script,
-    pub commit_assignment: Script,
-    pub mark_running: Script,
-    pub finish: Script,
-    pub request_abort: Script,
-    pub expire_executor: Script,
-    pub register_executor: Script,
-    pub heartbeat: Script,
-    pub append_logs: Script,
-    pub read_logs: Script,
-    pub list_jobs: Script,
-    pub pending_placement: Script,
-    pub queue_usage: Script,
-    pub submit_array: Script,
-    pub array: Script,
-    pub executors: Script,
-    pub purge: Script,
-    pub check_invariants: Script,
+    /// The library every script is a function of.
+    pub library: Arc<Library>,
+    pub submit: Routine,
+    pub commit_assignment: Routine,
+    pub mark_running: Routine,
+    pub finish: Routine,
+    pub request_abort: Routine,
+    pub expire_executor: Routine,
+    pub register_executor: Routine,
+    pub heartbeat: Routine,
+    pub append_logs: Routine,
+    pub read_logs: Routine,
+    pub list_jobs: Routine,
+    pub pending_placement: Routine,
+    pub queue_usage: Routine,
+    pub submit_array: Routine,
+    pub array: Routine,
+    pub executors: Routine,
+    pub purge: Routine,
+    pub check_invariants: Routine,
     /// Batch forms of the transitions every job goes through.
     pub batch: BatchScripts,
 }
@@ -94,75 +387,94 @@ pub(crate) struct Scripts {
 /// The batch forms (see [`batch_form`]) of the per-job transitions.
 #[derive(Debug)]
 pub(crate) struct BatchScripts {
-    pub submit: Script,
-    pub commit_assignment: Script,
-    pub mark_running: Script,
-    pub finish: Script,
-    pub append_logs: Script,
+    pub submit: Routine,
+    pub commit_assignment: Routine,
+    pub mark_running: Routine,
+    pub finish: Routine,
+    pub append_logs: Routine,
 }
 
 impl Scripts {
-    /// Assembles every script (prelude + helpers + body).
+    /// Assembles every script (prelude + helpers + runners + body) and the library.
     pub fn new() -> Self {
         let head = head();
-        let build = |body: &str| Script::new(&single_form(&head, body));
-        let batch = |body: &str| Script::new(&batch_form(&head, body));
+        let library = Arc::new(Library::new(&head));
+        let routine = |name: &str, batched: bool| {
+            let (_, body, _, _) = SCRIPTS
+                .into_iter()
+                .find(|(script, ..)| *script == name)
+                .expect("a script of SCRIPTS");
+            let (text, suffix) = if batched {
+                (batch_form(&head, body), "_batch")
+            } else {
+                (single_form(&head, body), "")
+            };
+            Routine {
+                script: Script::new(&text),
+                function: format!("{}_{name}{suffix}", library.name()),
+                library: library.clone(),
+            }
+        };
         Self {
-            submit: build(include_str!("scripts/submit.lua")),
-            commit_assignment: build(include_str!("scripts/commit_assignment.lua")),
-            mark_running: build(include_str!("scripts/mark_running.lua")),
-            finish: build(include_str!("scripts/finish.lua")),
-            request_abort: build(include_str!("scripts/request_abort.lua")),
-            expire_executor: build(include_str!("scripts/expire_executor.lua")),
-            register_executor: build(include_str!("scripts/register_executor.lua")),
-            heartbeat: build(include_str!("scripts/heartbeat.lua")),
-            append_logs: build(include_str!("scripts/append_logs.lua")),
-            read_logs: build(include_str!("scripts/read_logs.lua")),
-            list_jobs: build(include_str!("scripts/list_jobs.lua")),
-            pending_placement: build(include_str!("scripts/pending_placement.lua")),
-            queue_usage: build(include_str!("scripts/queue_usage.lua")),
-            submit_array: build(include_str!("scripts/submit_array.lua")),
-            array: build(include_str!("scripts/array.lua")),
-            executors: build(include_str!("scripts/executors.lua")),
-            purge: build(include_str!("scripts/purge.lua")),
-            check_invariants: build(include_str!("scripts/check_invariants.lua")),
+            submit: routine("submit", false),
+            commit_assignment: routine("commit_assignment", false),
+            mark_running: routine("mark_running", false),
+            finish: routine("finish", false),
+            request_abort: routine("request_abort", false),
+            expire_executor: routine("expire_executor", false),
+            register_executor: routine("register_executor", false),
+            heartbeat: routine("heartbeat", false),
+            append_logs: routine("append_logs", false),
+            read_logs: routine("read_logs", false),
+            list_jobs: routine("list_jobs", false),
+            pending_placement: routine("pending_placement", false),
+            queue_usage: routine("queue_usage", false),
+            submit_array: routine("submit_array", false),
+            array: routine("array", false),
+            executors: routine("executors", false),
+            purge: routine("purge", false),
+            check_invariants: routine("check_invariants", false),
             batch: BatchScripts {
-                submit: batch(include_str!("scripts/submit.lua")),
-                commit_assignment: batch(include_str!("scripts/commit_assignment.lua")),
-                mark_running: batch(include_str!("scripts/mark_running.lua")),
-                finish: batch(include_str!("scripts/finish.lua")),
-                append_logs: batch(include_str!("scripts/append_logs.lua")),
+                submit: routine("submit", true),
+                commit_assignment: routine("commit_assignment", true),
+                mark_running: routine("mark_running", true),
+                finish: routine("finish", true),
+                append_logs: routine("append_logs", true),
             },
+            library,
         }
     }
 
-    /// All scripts with their names, for loading them up front.
-    pub fn all(&self) -> [(&'static str, &Script); 23] {
+    /// Every script's `EVALSHA` text, for loading them on a server without functions.
+    pub fn texts(&self) -> impl Iterator<Item = &Script> {
+        let b = &self.batch;
         [
-            ("submit", &self.submit),
-            ("commit_assignment", &self.commit_assignment),
-            ("mark_running", &self.mark_running),
-            ("finish", &self.finish),
-            ("request_abort", &self.request_abort),
-            ("expire_executor", &self.expire_executor),
-            ("register_executor", &self.register_executor),
-            ("heartbeat", &self.heartbeat),
-            ("append_logs", &self.append_logs),
-            ("read_logs", &self.read_logs),
-            ("list_jobs", &self.list_jobs),
-            ("pending_placement", &self.pending_placement),
-            ("queue_usage", &self.queue_usage),
-            ("submit_array", &self.submit_array),
-            ("array", &self.array),
-            ("executors", &self.executors),
-            ("purge", &self.purge),
-            ("check_invariants", &self.check_invariants),
-            ("batch submit", &self.batch.submit),
-            ("batch commit_assignment", &self.batch.commit_assignment),
-            ("batch mark_running", &self.batch.mark_running),
-            ("batch finish", &self.batch.finish),
-            ("batch append_logs", &self.batch.append_logs),
+            &self.submit,
+            &self.commit_assignment,
+            &self.mark_running,
+            &self.finish,
+            &self.request_abort,
+            &self.expire_executor,
+            &self.register_executor,
+            &self.heartbeat,
+            &self.append_logs,
+            &self.read_logs,
+            &self.list_jobs,
+            &self.pending_placement,
+            &self.queue_usage,
+            &self.submit_array,
+            &self.array,
+            &self.executors,
+            &self.purge,
+            &self.check_invariants,
+            &b.submit,
+            &b.commit_assignment,
+            &b.mark_running,
+            &b.finish,
+            &b.append_logs,
         ]
+        .into_iter()
+        .map(|routine| &routine.script)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dwr_core::StoreError;
 use redis::aio::ConnectionManager;
-use redis::{Script, Value};
+use redis::Value;
 
 use crate::batch::{Coalescer, Worker};
 use crate::config::RedisConfig;
@@ -15,7 +15,7 @@ use crate::endpoint::Endpoint;
 use crate::error::{store_error, Error};
 use crate::job_store::PlacementCache;
 use crate::keys::Keys;
-use crate::scripts::Scripts;
+use crate::scripts::{Routine, Scripts};
 use crate::wait::{BlockingPool, ChangeListener, EventBuffer, LogWatch, WakeListener};
 
 /// A [`JobStore`](dwr_core::JobStore) over Redis: every transition is one Lua script, so
@@ -82,21 +82,19 @@ impl RedisJobStore {
         let conn = endpoint.conn();
         let scripts = Scripts::new();
         let mut load = conn.clone();
-        for (_, script) in scripts.all() {
-            script
-                .prepare_invoke()
-                .load_async(&mut load)
-                .await
-                .map_err(|source| Error::Connect {
-                    url: url.clone(),
-                    source,
-                })?;
-        }
+        scripts
+            .library
+            .prepare(&mut load, scripts.texts())
+            .await
+            .map_err(|source| Error::Connect {
+                url: url.clone(),
+                source,
+            })?;
         let keys = Keys::new(config.key_prefix.clone());
         let requests = Arc::new(AtomicU64::new(0));
         // Log lines are not waited for: a failover may lose the last ones, never a change
         // of state.
-        let batcher = |operation, single: &Script, batch: &Script| {
+        let batcher = |operation, single: &Routine, batch: &Routine| {
             Coalescer::start(Worker {
                 operation,
                 waits: operation != "append_logs",
@@ -227,7 +225,7 @@ impl RedisJobStore {
     pub(crate) async fn eval(
         &self,
         operation: &'static str,
-        script: &Script,
+        script: &Routine,
         args: Vec<String>,
     ) -> Result<Value, StoreError> {
         self.invoke(operation, script, args, false).await
@@ -238,7 +236,7 @@ impl RedisJobStore {
     pub(crate) async fn eval_write(
         &self,
         operation: &'static str,
-        script: &Script,
+        script: &Routine,
         args: Vec<String>,
     ) -> Result<Value, StoreError> {
         self.invoke(operation, script, args, true).await
@@ -247,18 +245,16 @@ impl RedisJobStore {
     async fn invoke(
         &self,
         operation: &'static str,
-        script: &Script,
+        script: &Routine,
         args: Vec<String>,
         writes: bool,
     ) -> Result<Value, StoreError> {
-        let mut invocation = script.prepare_invoke();
-        invocation.arg(self.inner.keys.prefix());
-        for arg in args {
-            invocation.arg(arg);
-        }
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(self.inner.keys.prefix());
+        all.extend(args.iter().map(String::as_str));
         let mut conn = self.conn();
         let endpoint = &self.inner.endpoint;
-        let reply = invocation.invoke_async(&mut conn).await;
+        let reply = script.invoke(&mut conn, &all).await;
         endpoint
             .settle(&mut conn, reply, writes)
             .await
@@ -276,6 +272,13 @@ impl RedisJobStore {
     /// Counts one request about to be sent on a connection other than the shared one.
     pub(crate) fn count_request(&self) {
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether this store calls its scripts as functions of its library (`FCALL`, Redis 7
+    /// and later), rather than by SHA (`EVALSHA`, a server without functions or a user
+    /// who may not load them). See [`crate::scripts`].
+    pub fn uses_functions(&self) -> bool {
+        self.inner.scripts.library.functions()
     }
 
     /// Requests this store (with its clones) has sent to Redis since it connected: every

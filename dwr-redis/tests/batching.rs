@@ -59,7 +59,7 @@ fn sorted_set_writes(server: &RedisServer) -> u64 {
 /// Script calls the server has run so far.
 fn script_calls(server: &RedisServer) -> u64 {
     let calls = server.command_calls();
-    ["evalsha", "eval"]
+    ["fcall", "evalsha", "eval"]
         .iter()
         .filter_map(|c| calls.get(*c))
         .sum()

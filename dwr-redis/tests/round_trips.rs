@@ -62,11 +62,23 @@ async fn one_job_costs_six_round_trips() {
     let mut calls = server.command_calls();
     calls.remove("config|resetstat");
     // The commands a client sent; everything else ran inside those scripts.
-    let client_sent = ["evalsha", "eval", "blpop", "blmpop", "script|load"];
+    let client_sent = [
+        "fcall",
+        "evalsha",
+        "eval",
+        "blpop",
+        "blmpop",
+        "script|load",
+        "function|load",
+    ];
     let round_trips: u64 = client_sent.iter().filter_map(|c| calls.get(*c)).sum();
     let total: u64 = calls.values().sum();
     eprintln!("round trips per job: {round_trips}; commands executed by the server: {total}");
     eprintln!("{calls:?}");
     assert_eq!(round_trips, 6, "{calls:?}");
     assert!(!calls.contains_key("script|load"), "a script was reloaded");
+    assert!(
+        !calls.contains_key("function|load"),
+        "the library was reloaded"
+    );
 }

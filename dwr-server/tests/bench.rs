@@ -54,6 +54,7 @@ async fn the_load_tool_runs_every_job_to_its_end_and_reports_consistent_figures(
     assert!(report.jobs_per_second > 0.0 && report.wall_seconds > 0.0);
     assert!(report.rss_peak_mib >= report.rss_start_mib);
     assert!(report.redis_commands_per_job.is_none() && report.docker_overhead_p50_ms.is_none());
+    assert!(report.redis_scripts.is_none());
     assert!(report.baseline_evals_per_second.is_none() && report.jobs_per_baseline_eval.is_none());
 }
 

@@ -1,7 +1,8 @@
 -- common.lua: helpers shared by every script (prepended after the generated preludes).
--- Every script gets the key prefix as ARGV[1]; the key functions come from keys.rs, the
--- lifecycle (S_PENDING ... S_ABORTED, STATES, TERMINAL, HOLDS_RESOURCES, CAN_BECOME) is
--- generated from dwr_core::JobState by scripts.rs: no script spells a state by hand.
+-- Every script gets the key prefix as ARGV[1] (begin_call, at the end, takes it); the key
+-- functions come from keys.rs, the lifecycle (S_PENDING ... S_ABORTED, STATES, TERMINAL,
+-- HOLDS_RESOURCES, CAN_BECOME) is generated from dwr_core::JobState by scripts.rs: no
+-- script spells a state by hand.
 
 -- The message of an error pcall caught: a string (Redis 7.0), or a table with `err`.
 local function error_message(r)
@@ -612,4 +613,21 @@ local function executor_reply(ex)
     redis.call('HGETALL', k_exec_gpus(ex)),
     redis.call('SMEMBERS', k_exec_jobs(ex)),
   }
+end
+
+-- Starts a call with key prefix `prefix` (its ARGV[1]): forgets what an earlier call left.
+-- A script sent with EVAL starts from nothing anyway; the functions of the store's library
+-- (scripts.rs) share these variables from one call to the next, so every piece of state
+-- above is named here.
+local function begin_call(prefix)
+  set_prefix(prefix)
+  NOW, NOW_S = nil, nil
+  WOKEN = false
+  CHANGES, CHANGES_WANTED = {}, nil
+  COUNTS, COUNTED_KEYS = {}, {}
+  EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
+  EXECUTORS_READ = {}
+  FINISHED = {}
+  INDEXED, INDEXED_KEYS = {}, {}
+  SEQ_AT, SEQ_READ = nil, nil
 end

@@ -128,6 +128,9 @@ pub struct BenchReport {
     /// calls, reads, blocking pops, subscriptions (the tool's own polling goes through
     /// another connection and is not counted).
     pub redis_round_trips_per_job: Option<f64>,
+    /// With `--store redis`: how the scripts were called, `fcall` (functions of the
+    /// store's library, Redis 7 and later) or `evalsha`.
+    pub redis_scripts: Option<&'static str>,
     /// With `--store redis`: calls per second of a fixed three-command Lua script on the
     /// same server at the same concurrency, measured before the run: the baseline.
     pub baseline_evals_per_second: Option<f64>,
@@ -388,6 +391,13 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         redis_round_trips_per_job: redis_delta
             .as_ref()
             .map(|(_, sent)| *sent as f64 / submitted as f64),
+        redis_scripts: redis.as_ref().map(|r| {
+            if r.uses_functions() {
+                "fcall"
+            } else {
+                "evalsha"
+            }
+        }),
         baseline_evals_per_second,
         redis_cpu_us_per_job,
         redis_cpu_us_per_job_purge: per_job(cpu_before_purge, cpu_after_purge),
@@ -685,6 +695,9 @@ fn print_report(r: &BenchReport) {
     }
     if let (Some(c), Some(t)) = (r.redis_commands_per_job, r.redis_round_trips_per_job) {
         println!("  redis per job        {t:.2} round trips, {c:.2} commands (inside scripts too)");
+    }
+    if let Some(scripts) = r.redis_scripts {
+        println!("  redis scripts        called with {scripts}");
     }
     if let (Some(b), Some(o)) = (r.docker_baseline_start_p50_ms, r.docker_overhead_p50_ms) {
         println!("  docker create+start  p50 {b:.1} ms direct; submit→running minus direct, paired p50 {o:+.1} ms");

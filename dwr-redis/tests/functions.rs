@@ -1,0 +1,111 @@
+//! The store's scripts as functions of one library (`FCALL`): loaded again when the server
+//! lost it, and no state carried from one call to the next.
+
+mod common;
+
+use common::RedisServer;
+use dwr_core::{
+    Assignment, ExecutorId, ExecutorRegistration, Job, JobId, JobSpec, JobState, JobStore, Outcome,
+    Timestamp,
+};
+use dwr_redis::RedisJobStore;
+use futures::future::join_all;
+use redis::Commands;
+
+fn job() -> Job {
+    let spec = JobSpec::new("dwr-test/busybox:latest", vec!["true".into()], 100, 16);
+    Job::new(JobId::new(), spec, Timestamp::now())
+}
+
+async fn executor(store: &RedisJobStore, name: &str) -> ExecutorId {
+    let id = ExecutorId::new(name);
+    let reg = ExecutorRegistration::new(id.clone(), "127.0.0.1", 4_000, 1 << 30, Vec::new());
+    store.register_executor(&reg).await.unwrap();
+    id
+}
+
+/// Calls of `command` the server has run so far.
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    server.command_calls().get(command).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_library_is_loaded_again_when_the_server_lost_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    assert!(
+        store.uses_functions(),
+        "Redis 7 runs the scripts as functions"
+    );
+    let ex = executor(&store, "f-1").await;
+    let loads = calls(&server, "function|load");
+
+    // As a server restarted without persistence would: no library.
+    redis::cmd("FUNCTION")
+        .arg("FLUSH")
+        .exec(&mut server.client())
+        .unwrap();
+    // A lone call and batch calls (four at once) after the loss.
+    let a = store.submit(job()).await.unwrap().id;
+    let ids: Vec<JobId> = join_all((0..4).map(|_| store.submit(job())))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    let all: Vec<JobId> = std::iter::once(a).chain(ids).collect();
+    let batch: Vec<Assignment> = all
+        .iter()
+        .map(|id| Assignment::new(*id, ex.clone(), Vec::new()))
+        .collect();
+    for r in store.commit_assignments(&batch).await {
+        assert_eq!(r.unwrap().state, JobState::Assigned);
+    }
+    for id in &all {
+        store.mark_running(*id, &ex, 1).await.unwrap();
+        let done = store
+            .finish(*id, &Outcome::exited(0, false), None)
+            .await
+            .unwrap();
+        assert_eq!(done.state, JobState::Succeeded);
+    }
+    // Loaded once more (by the first call that missed it), not once per call.
+    assert_eq!(calls(&server, "function|load"), loads + 1);
+    assert!(calls(&server, "fcall") > 0);
+    assert_eq!(calls(&server, "evalsha"), 0);
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_call_that_failed_leaves_nothing_to_the_next() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let config = server.config();
+    let finish_order = format!("{}jobs:finish_order", config.key_prefix);
+    let store = RedisJobStore::connect(config).await.unwrap();
+    let (a, b) = (
+        store.submit(job()).await.unwrap().id,
+        store.submit(job()).await.unwrap().id,
+    );
+
+    // The finish order is a string for a moment: ending `a` fails at the end of its call,
+    // where the call appends what it ended to that list.
+    let mut raw = server.client();
+    let _: () = raw.set(&finish_order, "not a list").unwrap();
+    let failed = store.finish(a, &Outcome::failed("stopped"), None).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let _: () = raw.del(&finish_order).unwrap();
+
+    // The next call appends its own job, not `a` again: it starts from nothing.
+    store
+        .finish(b, &Outcome::failed("stopped"), None)
+        .await
+        .unwrap();
+    let order: Vec<String> = raw.lrange(&finish_order, 0, -1).unwrap();
+    assert_eq!(order, vec![b.to_string()]);
+}
