@@ -49,7 +49,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use arrays::{
-    an_array_is_a_dependency_like_a_job, an_array_keeps_its_tasks_and_its_parallelism,
+    an_array_goes_with_its_last_task, an_array_is_a_dependency_like_a_job,
+    an_array_keeps_its_tasks_and_its_parallelism,
 };
 pub use assign::{
     a_job_is_never_assigned_twice, commit_assignment_records_and_allocates,
@@ -159,6 +160,7 @@ macro_rules! __job_store_for_each_check {
             a_failed_dependency_fails_its_dependents_in_turn,
             an_array_keeps_its_tasks_and_its_parallelism,
             an_array_is_a_dependency_like_a_job,
+            an_array_goes_with_its_last_task,
         ] }
     };
 }

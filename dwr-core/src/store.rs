@@ -409,10 +409,12 @@ pub trait JobStore: Debug + Send + Sync + 'static {
     /// the store's clock. Returns how many were deleted. A store may take them in the order
     /// they finished rather than by their finish times (the Redis store does): with one
     /// clock stamping every finish the two orders agree, except across a step of that clock.
+    /// An array is deleted with the last of its tasks.
     async fn purge_finished(&self, older_than: Duration) -> Result<u64, StoreError>;
 
     /// Deletes the terminal jobs (and their logs) that finished first, beyond the `keep`
-    /// that finished last. Returns how many were deleted.
+    /// that finished last. Returns how many were deleted. An array is deleted with the last
+    /// of its tasks.
     async fn purge_finished_beyond(&self, keep: u64) -> Result<u64, StoreError>;
 }
 

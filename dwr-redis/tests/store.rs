@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::RedisServer;
 use dwr_core::{
     Assignment, ExecutorId, ExecutorRegistration, Expiry, Job, JobId, JobQuery, JobSpec, JobStore,
-    Outcome, StoreError, Timestamp, DEFAULT_QUEUE,
+    NewArray, Outcome, StoreError, Timestamp, DEFAULT_QUEUE,
 };
 use dwr_redis::{RedisConfig, RedisJobStore};
 use redis::Commands;
@@ -165,6 +165,42 @@ async fn purge_takes_jobs_by_age_on_the_redis_clock_and_drains_the_older_index()
     assert!(gone(behind).await);
     let left: u64 = raw.llen(&order).unwrap();
     assert_eq!(left, 0);
+}
+
+// An array of more tasks than one purge call takes (500): its record counts the tasks
+// deleted across calls, and its keys go with the last task.
+#[tokio::test]
+async fn an_array_and_its_keys_go_with_its_last_task() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let array = NewArray::new(job().spec, 600, None);
+    store.submit_array(&array, None).await.unwrap();
+    let failed = Outcome::failed("stopped");
+    for r in futures::future::join_all(
+        array
+            .tasks
+            .iter()
+            .map(|id| store.finish(*id, &failed, None)),
+    )
+    .await
+    {
+        r.unwrap();
+    }
+    let prefix = store.keys().prefix().to_owned();
+    let mut raw = server.client();
+    let record = format!("{prefix}array:{}", array.id);
+    assert_eq!(store.purge_finished_beyond(100).await.unwrap(), 500);
+    let purged: u64 = raw.hget(&record, "purged").unwrap();
+    assert_eq!(purged, 500, "the tasks deleted so far are counted");
+    assert_eq!(store.purge_finished(Duration::ZERO).await.unwrap(), 100);
+    let left: Vec<String> = raw.keys(format!("*{}*", array.id)).unwrap();
+    assert!(left.is_empty(), "keys of the purged array: {left:?}");
+    assert!(matches!(
+        store.array(array.id).await,
+        Err(StoreError::JobNotFound { .. })
+    ));
 }
 
 #[tokio::test]

@@ -118,3 +118,49 @@ pub async fn an_array_is_a_dependency_like_a_job(store: Arc<dyn JobStore>) {
         Err(StoreError::JobNotFound { .. })
     ));
 }
+
+/// Retention deletes an array with the last of its tasks: the array stays while any task
+/// is stored, readable with the tasks left, and is not found once the last one went.
+pub async fn an_array_goes_with_its_last_task(store: Arc<dyn JobStore>) {
+    let array = NewArray::new(spec(100, 64), 3, None);
+    match store.submit_array(&array, None).await.expect("submit") {
+        ArraySubmission::Created(info) => assert_eq!(info.count, 3),
+        other => panic!("{other:?}"),
+    }
+    let other = submit(&store, spec(100, 64)).await;
+    for id in &array.tasks {
+        store
+            .finish(*id, &Outcome::failed("stopped"), None)
+            .await
+            .expect("finish a task");
+    }
+    store
+        .finish(other, &Outcome::failed("stopped"), None)
+        .await
+        .expect("finish");
+
+    // The first two tasks go; the array stays, with its last task.
+    assert_eq!(store.purge_finished_beyond(2).await.expect("purge"), 2);
+    let info = store
+        .array(array.id)
+        .await
+        .expect("the array is still there");
+    assert_eq!((info.count, info.done), (3, 3));
+    let left = store.array_tasks(array.id).await.expect("tasks");
+    assert_eq!(left, vec![(array.tasks[2], JobState::Failed)]);
+
+    // The last task goes, and the array with it; the job beside it stays.
+    assert_eq!(store.purge_finished_beyond(1).await.expect("purge"), 1);
+    assert!(
+        matches!(
+            store.array(array.id).await,
+            Err(StoreError::JobNotFound { .. })
+        ),
+        "an array without tasks is still stored"
+    );
+    assert!(matches!(
+        store.array_tasks(array.id).await,
+        Err(StoreError::JobNotFound { .. })
+    ));
+    assert_eq!(job(&store, other).await.state, JobState::Failed);
+}

@@ -1,8 +1,9 @@
-//! Retention: deleting finished jobs, by age or beyond a count, oldest first, and expired
-//! idempotency keys.
+//! Retention: deleting finished jobs, by age or beyond a count, oldest first (an array with
+//! its last task), and expired idempotency keys.
 
 use super::state::{slot, State};
 use super::wait::ring;
+use crate::ids::JobId;
 use crate::time::Timestamp;
 
 impl State {
@@ -33,8 +34,23 @@ impl State {
                 // Followers of a purged job see JobNotFound on their next check.
                 ring(entry.log_notify);
                 deleted += 1;
+                if let Some(task) = entry.job.array {
+                    self.task_deleted(task.array_job_id);
+                }
             }
         }
         deleted
+    }
+
+    /// Counts a task of `array` deleted; deletes the array with its last task.
+    fn task_deleted(&mut self, array: JobId) {
+        let Some(entry) = self.arrays.get_mut(&array) else {
+            return;
+        };
+        entry.stored = entry.stored.saturating_sub(1);
+        if entry.stored == 0 {
+            self.arrays.remove(&array);
+            self.dependents.remove(&array);
+        }
     }
 }

@@ -59,6 +59,8 @@ pub(super) struct State {
 pub(super) struct ArrayEntry {
     pub(super) info: ArrayInfo,
     pub(super) tasks: Vec<JobId>,
+    /// Its tasks not deleted by retention yet: the array goes with the last.
+    pub(super) stored: usize,
 }
 
 pub(super) struct JobEntry {
@@ -223,6 +225,7 @@ impl State {
             ArrayEntry {
                 info: info.clone(),
                 tasks: array.tasks.clone(),
+                stored: array.tasks.len(),
             },
         );
         for job in array.jobs() {

@@ -1,5 +1,7 @@
 -- purge.lua: deletes up to a batch of terminal jobs, with their logs: those finished before
--- a time, or those beyond the newest `keep` by finish order.
+-- a time, or those beyond the newest `keep` by finish order. An array goes with the last of
+-- its tasks: its record counts the tasks deleted (`purged`), and once that reaches its
+-- count the record, its task list and its dependents set are deleted too.
 -- ARGV: prefix, age (ms: jobs that finished longer ago than this by Redis TIME; '' for
 -- none), batch size, keep (-1 for no count). Returns { deleted, more }: how many jobs were
 -- deleted, and 1 when the batch ran out before the due jobs did.
@@ -11,7 +13,9 @@ local deleted, taken = 0, 0
 -- The keys of the jobs deleted, in one DEL at the end (their state sets' ZREMs go at the
 -- end of the call too, one per set: flush_deferred); each job once.
 local doomed, gone = {}, {}
-local function delete(id, state)
+-- The tasks deleted of each array (`array`: the job's array, nil for none).
+local purged, arrays = {}, {}
+local function delete(id, state, array)
   if gone[id] then return end
   gone[id] = true
   index_remove(k_state(state), id)
@@ -19,6 +23,13 @@ local function delete(id, state)
   doomed[#doomed + 1] = k_logs(id)
   redis.call('PUBLISH', ch_logs(id), 'purged')
   deleted = deleted + 1
+  if array then
+    if not purged[array] then
+      purged[array] = 0
+      arrays[#arrays + 1] = array
+    end
+    purged[array] = purged[array] + 1
+  end
 end
 
 -- Earlier versions also kept an index of all jobs, which nothing reads any more.
@@ -29,8 +40,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_FINISHED_LEGACY, '-inf', befor
   'LIMIT', 0, batch)) do
   redis.call('ZREM', K_FINISHED_LEGACY, id)
   taken = taken + 1
-  local state = redis.call('HGET', k_job(id), 'state')
-  if state then delete(id, state) end
+  local j = redis.call('HMGET', k_job(id), 'state', 'array')
+  if j[1] then delete(id, j[1], j[2]) end
 end
 
 -- The finish order list, from its head while the head is due. Finish times come from
@@ -43,15 +54,26 @@ if keep >= 0 then excess = redis.call('LLEN', K_FINISH_ORDER) - keep end
 local popped = 0
 if taken < batch then
   for _, id in ipairs(redis.call('LRANGE', K_FINISH_ORDER, 0, batch - taken - 1)) do
-    local j = redis.call('HMGET', k_job(id), 'state', 'finished_at')
+    local j = redis.call('HMGET', k_job(id), 'state', 'finished_at', 'array')
     if excess <= 0 and j[1] and tonumber(j[2] or '0') > before then break end
     excess = excess - 1
     popped = popped + 1
     taken = taken + 1
     -- An entry without its hash (deleted by hand) just goes.
-    if j[1] then delete(id, j[1]) end
+    if j[1] then delete(id, j[1], j[3]) end
   end
 end
 if popped > 0 then redis.call('LTRIM', K_FINISH_ORDER, popped, -1) end
+-- Each array once per call. An array whose record is gone (deleted by hand) is not made
+-- again by the count.
+for _, array in ipairs(arrays) do
+  local ak = k_array(array)
+  local count = redis.call('HGET', ak, 'count')
+  if count and redis.call('HINCRBY', ak, 'purged', purged[array]) >= tonumber(count) then
+    doomed[#doomed + 1] = ak
+    doomed[#doomed + 1] = k_array_tasks(array)
+    doomed[#doomed + 1] = k_dependents(array)
+  end
+end
 call_with_all('DEL', nil, doomed)
 return { deleted, taken == batch and 1 or 0 }
