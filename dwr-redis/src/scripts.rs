@@ -14,7 +14,7 @@
 //! server does not know it). Both run the same text; the library's name carries a hash of
 //! it, so that processes of different versions sharing one Redis each call their own.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dwr_core::JobState;
@@ -170,6 +170,10 @@ pub(crate) struct Library {
     /// Whether calls go out as `FCALL`: the server has functions. Decided when the store
     /// connects ([`Library::prepare`]).
     functions: AtomicBool,
+    /// Loads this process made after finding the library missing, and the lock they take
+    /// one at a time: the calls that found it missing together load it once.
+    reloads: AtomicU64,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Library {
@@ -200,6 +204,8 @@ impl Library {
             code: code.replace(LIBRARY_NAME, &name),
             name,
             functions: AtomicBool::new(false),
+            reloads: AtomicU64::new(0),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -214,16 +220,42 @@ impl Library {
             .map(drop)
     }
 
-    /// Makes the scripts callable on the server behind `conn`: loads the library, or, on a
-    /// server without functions, every script of `scripts` (to be called by SHA). A server
-    /// that cannot take the library now (a replica, one still loading its data) gets it at
-    /// the first call that misses it.
+    /// Loads the library again after a call found it missing, unless another call of this
+    /// process did since `seen` (the count of reloads before that call went out).
+    async fn reload(&self, conn: &mut ConnectionManager, seen: u64) -> RedisResult<()> {
+        let _one_at_a_time = self.reloading.lock().await;
+        if self.reloads.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        self.load(conn).await?;
+        self.reloads.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes the scripts callable on the server behind `conn`: loads the library unless the
+    /// server has it already (compiling it holds the server for over a millisecond, which
+    /// a fleet of executors starting together would pay once each), or, on a server
+    /// without functions, every script of `scripts` (to be called by SHA). A server that
+    /// cannot take the library now (a replica, one still loading its data) gets it at the
+    /// first call that misses it.
     pub async fn prepare(
         &self,
         conn: &mut ConnectionManager,
         scripts: impl Iterator<Item = &Script>,
     ) -> RedisResult<()> {
-        match self.load(conn).await {
+        let listed: RedisResult<Vec<Value>> = redis::cmd("FUNCTION")
+            .arg("LIST")
+            .arg("LIBRARYNAME")
+            .arg(&self.name)
+            .query_async(conn)
+            .await;
+        let loaded = match listed {
+            // The name is the code's hash: a library of this name has this code.
+            Ok(libraries) if !libraries.is_empty() => Ok(()),
+            Ok(_) => self.load(conn).await,
+            Err(e) => Err(e),
+        };
+        match loaded {
             Ok(()) => self.functions.store(true, Ordering::Relaxed),
             Err(e) if without_functions(&e) => {
                 tracing::info!(
@@ -257,8 +289,8 @@ impl Library {
     }
 }
 
-/// Whether `e`, the answer to `FUNCTION LOAD`, says this server has no functions or does
-/// not let this user load them.
+/// Whether `e`, the answer to `FUNCTION LIST` or `FUNCTION LOAD`, says this server has no
+/// functions or does not let this user load them.
 fn without_functions(e: &RedisError) -> bool {
     e.code() == Some("NOPERM") || e.detail().is_some_and(|d| d.contains("unknown command"))
 }
@@ -299,9 +331,10 @@ impl Routine {
             cmd.arg(&self.function).arg(0).arg(args);
             cmd
         };
+        let seen = self.library.reloads.load(Ordering::Acquire);
         match call().query_async(conn).await {
             Err(e) if function_missing(&e) => {
-                self.library.load(conn).await?;
+                self.library.reload(conn, seen).await?;
                 call().query_async(conn).await
             }
             reply => reply,
