@@ -1,7 +1,8 @@
 //! The free-capacity index of a [`ClusterView`](super::ClusterView): a segment tree over the
 //! executors, in view order, holding per-subtree maxima of free CPU, memory and GPU count
 //! and the models of the free GPUs (and, once spread needs it, a tree of the least load;
-//! once a GPU job asks, a tree over the GPU machines alone).
+//! once a GPU job asks, a tree over the GPU machines alone, with its own tree of the least
+//! load under spread).
 //!
 //! First fit asks it for the leftmost executor whose free room *could* take a job, so a
 //! decision touches O(log n) nodes instead of every executor; spread asks for the least
@@ -355,6 +356,9 @@ fn next_to_the_right(mut node: usize) -> Option<usize> {
 /// a GPU job, so its search backs out of dead end after dead end (a thousand nodes a
 /// decision at 100,000 executors). In the tree of GPU holders, where a machine without a
 /// free GPU holds nothing, the staircase of memory per CPU step is among GPU holders only.
+/// Spread meets the same dead ends in its search for the least loaded (a GPU decision took
+/// 93 µs at 100,000 executors, 5 µs in the GPU machines' tree), so it searches that tree
+/// too, with the least loads of its own subtrees.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct FreeIndex {
     /// Every executor, in view order.
@@ -366,6 +370,8 @@ pub(crate) struct FreeIndex {
     loads: Loads,
     /// The tree of the machines with GPUs, for GPU jobs.
     gpu: GpuTree,
+    /// The least load of each subtree of the GPU machines' tree, for GPU jobs under spread.
+    gpu_loads: Loads,
 }
 
 /// The executors with GPUs (any, free or not) in view order, and the [`Tree`] over them
@@ -416,6 +422,85 @@ fn learn_models(models: &mut Vec<String>, exec: &ExecutorView) {
     }
 }
 
+/// The tree of least loads ([`Loads`]) over `executors`, `width` leaves (a power of two
+/// at least their number; the rest infinite).
+fn least_loads<'a>(width: usize, executors: impl Iterator<Item = &'a ExecutorView>) -> Vec<u32> {
+    let mut loads = vec![f32::INFINITY.to_bits(); 2 * width];
+    for (slot, exec) in loads[width..].iter_mut().zip(executors) {
+        *slot = load_bits(exec);
+    }
+    for k in (1..width).rev() {
+        loads[k] = loads[2 * k].min(loads[2 * k + 1]);
+    }
+    loads
+}
+
+/// Sets leaf node `node` of a tree of least loads to `bits` and refreshes the nodes above
+/// it, stopping where a node does not change.
+fn set_load(loads: &mut [u32], mut node: usize, bits: u32) {
+    loads[node] = bits;
+    while node > 1 {
+        node /= 2;
+        let least = loads[2 * node].min(loads[2 * node + 1]);
+        if loads[node] == least {
+            break;
+        }
+        loads[node] = least;
+    }
+}
+
+/// The leaf of `tree` with the least `(load, leaf)` among those whose room covers `want`
+/// and that `load_if_fits` accepts; `loads` is the tree of least loads over its leaves. A
+/// depth-first search, the child of lesser least load first, that skips a subtree not
+/// covering `want` or whose least load and first leaf cannot beat the best found.
+fn least_loaded_in(
+    tree: &Tree,
+    loads: &[u32],
+    want: &Want,
+    mut load_if_fits: impl FnMut(usize) -> Option<f64>,
+) -> Option<usize> {
+    if tree.len == 0 {
+        return None;
+    }
+    let mut best: Option<(f64, usize)> = None;
+    // (node, index of its first leaf, number of leaves under it)
+    let mut stack = vec![(1usize, 0usize, tree.width)];
+    while let Some((node, first, span)) = stack.pop() {
+        let room = &tree.nodes[node];
+        if !room.covers(want) || first >= tree.len {
+            continue;
+        }
+        if let Some((load, index)) = best {
+            // Every leaf below has a load of at least this bound and an index of at least
+            // `first`: none of them can come before the best.
+            let bound = f64::from(f32::from_bits(loads[node]));
+            if bound > load || (bound == load && first > index) {
+                continue;
+            }
+        }
+        if span == 1 {
+            if let Some(load) = load_if_fits(first) {
+                if best.is_none_or(|(b, i)| (load, first) < (b, i)) {
+                    best = Some((load, first));
+                }
+            }
+            continue;
+        }
+        let half = span / 2;
+        let (left, right) = (2 * node, 2 * node + 1);
+        let left_first = loads[left] <= loads[right];
+        // The child to visit first goes on the stack last.
+        if left_first {
+            stack.push((right, first + half, half));
+            stack.push((left, first, half));
+        } else {
+            stack.push((left, first, half));
+            stack.push((right, first + half, half));
+        }
+    }
+    best.map(|(_, index)| index)
+}
+
 impl FreeIndex {
     /// Builds the index of `executors` in O(n).
     pub(crate) fn build(executors: &[ExecutorView]) -> Self {
@@ -429,22 +514,23 @@ impl FreeIndex {
             models,
             loads: Loads::default(),
             gpu: GpuTree::default(),
+            gpu_loads: Loads::default(),
         }
     }
 
     /// The tree of least loads over `executors` (those indexed), built on first use.
     fn loads(&self, executors: &[ExecutorView]) -> &[u32] {
-        let width = self.all.width;
-        self.loads.0.get_or_init(|| {
-            let mut loads = vec![f32::INFINITY.to_bits(); 2 * width];
-            for (slot, exec) in loads[width..].iter_mut().zip(executors) {
-                *slot = load_bits(exec);
-            }
-            for k in (1..width).rev() {
-                loads[k] = loads[2 * k].min(loads[2 * k + 1]);
-            }
-            loads
-        })
+        self.loads
+            .0
+            .get_or_init(|| least_loads(self.all.width, executors.iter()))
+    }
+
+    /// The tree of least loads over the GPU machines among `executors`, built on first use.
+    fn gpu_loads(&self, executors: &[ExecutorView]) -> &[u32] {
+        let (members, tree) = self.gpu_tree(executors);
+        self.gpu_loads
+            .0
+            .get_or_init(|| least_loads(tree.width, members.iter().map(|&i| &executors[i])))
     }
 
     /// The machines with GPUs among `executors` (those indexed) and their tree, built on
@@ -475,19 +561,13 @@ impl FreeIndex {
         if let Some((members, tree)) = self.gpu.0.get_mut().filter(|_| !exec.gpus.is_empty()) {
             if let Ok(member) = members.binary_search(&index) {
                 tree.update(member, room.of_gpu_holder());
+                if let Some(loads) = self.gpu_loads.0.get_mut() {
+                    set_load(loads, tree.width + member, load_bits(exec));
+                }
             }
         }
         if let Some(loads) = self.loads.0.get_mut() {
-            let mut node = self.all.width + index;
-            loads[node] = load_bits(exec);
-            while node > 1 {
-                node /= 2;
-                let least = loads[2 * node].min(loads[2 * node + 1]);
-                if loads[node] == least {
-                    break;
-                }
-                loads[node] = least;
-            }
+            set_load(loads, self.all.width + index, load_bits(exec));
         }
     }
 
@@ -511,56 +591,23 @@ impl FreeIndex {
 
     /// The executor with the least `(load, index)` among those whose free room covers
     /// `want` and that `load_if_fits` accepts (it returns the executor's exact load when it
-    /// takes the job). A depth-first search, the child of lesser least load first, that
-    /// skips a subtree not covering `want` or whose least load and first index cannot beat
-    /// the best found: it finds what a scan of every executor finds.
+    /// takes the job), found as a scan of every executor would find it. A GPU job searches
+    /// the tree of GPU machines (in view order too, so ties go the same way).
     pub(crate) fn least_loaded(
         &self,
         executors: &[ExecutorView],
         want: &Want,
-        mut load_if_fits: impl FnMut(usize) -> Option<f64>,
+        load_if_fits: impl FnMut(usize) -> Option<f64>,
     ) -> Option<usize> {
-        if self.all.len == 0 {
-            return None;
+        if want.gpus == 0 {
+            let loads = self.loads(executors);
+            return least_loaded_in(&self.all, loads, want, load_if_fits);
         }
-        let loads = self.loads(executors);
-        let mut best: Option<(f64, usize)> = None;
-        // (node, index of its first leaf, number of leaves under it)
-        let mut stack = vec![(1usize, 0usize, self.all.width)];
-        while let Some((node, first, span)) = stack.pop() {
-            let room = &self.all.nodes[node];
-            if !room.covers(want) || first >= self.all.len {
-                continue;
-            }
-            if let Some((load, index)) = best {
-                // Every executor below has a load of at least this bound and an index of
-                // at least `first`: none of them can come before the best.
-                let bound = f64::from(f32::from_bits(loads[node]));
-                if bound > load || (bound == load && first > index) {
-                    continue;
-                }
-            }
-            if span == 1 {
-                if let Some(load) = load_if_fits(first) {
-                    if best.is_none_or(|(b, i)| (load, first) < (b, i)) {
-                        best = Some((load, first));
-                    }
-                }
-                continue;
-            }
-            let half = span / 2;
-            let (left, right) = (2 * node, 2 * node + 1);
-            let left_first = loads[left] <= loads[right];
-            // The child to visit first goes on the stack last.
-            if left_first {
-                stack.push((right, first + half, half));
-                stack.push((left, first, half));
-            } else {
-                stack.push((left, first, half));
-                stack.push((right, first + half, half));
-            }
-        }
-        best.map(|(_, index)| index)
+        let loads = self.gpu_loads(executors);
+        let (members, tree) = self.gpu_tree(executors);
+        let mut load_if_fits = load_if_fits;
+        least_loaded_in(tree, loads, want, |member| load_if_fits(members[member]))
+            .map(|member| members[member])
     }
 
     /// Checks that both trees hold the rooms of `executors` and the loads theirs (for
@@ -580,13 +627,15 @@ impl FreeIndex {
                     .eq((0..executors.len()).filter(|&i| !executors[i].gpus.is_empty()))
                     && tree.is_consistent_with(&mine)
             })
-            && self.loads.0.get().is_none_or(|loads| {
-                let width = self.all.width;
-                executors
-                    .iter()
-                    .enumerate()
-                    .all(|(i, e)| loads[width + i] == load_bits(e))
-                    && (1..width).all(|k| loads[k] == loads[2 * k].min(loads[2 * k + 1]))
+            && self
+                .loads
+                .0
+                .get()
+                .is_none_or(|loads| *loads == least_loads(self.all.width, executors.iter()))
+            && self.gpu_loads.0.get().is_none_or(|loads| {
+                self.gpu.0.get().is_some_and(|(members, tree)| {
+                    *loads == least_loads(tree.width, members.iter().map(|&i| &executors[i]))
+                })
             })
     }
 }

@@ -11,7 +11,8 @@ use crate::spec::JobSpec;
 ///
 /// The view's index keeps each subtree's least load beside its free room, so a decision
 /// visits the executors that could take the job in order of promise and stops at those
-/// that cannot beat the best found. It chooses exactly what [`LinearSpread`] chooses.
+/// that cannot beat the best found (a GPU job searches the GPU machines alone). It chooses
+/// exactly what [`LinearSpread`] chooses.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Spread;
 

@@ -241,22 +241,26 @@ fn first_fit_skips_executors_with_room_but_the_wrong_region_or_model() {
 
 #[test]
 fn the_index_follows_reservations_and_set_asides() {
+    // Two machines in three with a GPU: the tree of GPU machines (and, under spread, its
+    // tree of loads) holds a subset.
     let mut view = ClusterView::new(
         (0..37)
             .map(|i| {
-                exec(
-                    &format!("e{i:02}"),
-                    4000,
-                    4096,
-                    vec![gpu("x", i, "NVIDIA L4")],
-                )
+                let gpus = if i % 3 == 0 {
+                    Vec::new()
+                } else {
+                    vec![gpu("x", i, "NVIDIA L4")]
+                };
+                exec(&format!("e{i:02}"), 4000, 4096, gpus)
             })
             .collect(),
     );
     assert!(view.index_is_consistent());
     let spec = job(1500, 1000).with_gpus(1, GpuModel::Any);
+    let small = job(250, 100);
     let mut placed = 0;
-    // First fit, then spread (which builds the tree of loads, kept up from then on).
+    // First fit, then spread (which builds the trees of loads, kept up from then on), a
+    // GPU job and a CPU job each round.
     while let Ok(choice) = if placed < 10 {
         FirstFit.place(&spec, &view)
     } else {
@@ -270,13 +274,21 @@ fn the_index_follows_reservations_and_set_asides() {
         assert_eq!(Ok(choice.clone()), linear);
         assert!(view.reserve(choice.executor, &spec.resources(), &choice.gpu_ids));
         assert!(view.index_is_consistent(), "after reserve {placed}");
+        if placed >= 10 {
+            let cpu = Spread.place(&small, &view);
+            assert_eq!(cpu, LinearSpread.place(&small, &view));
+            if let Ok(choice) = cpu {
+                assert!(view.reserve(choice.executor, &small.resources(), &[]));
+                assert!(view.index_is_consistent(), "after a CPU job {placed}");
+            }
+        }
         placed += 1;
         if placed % 5 == 0 {
             view.set_aside(placed % 37);
             assert!(view.index_is_consistent(), "after set_aside");
         }
     }
-    assert!(placed >= 20, "only {placed} placed");
+    assert!(placed >= 12, "only {placed} placed");
     assert!(view.candidates(&spec, 0).next().is_none());
     assert!(ClusterView::default().index_is_consistent());
     assert!(ClusterView::default()
