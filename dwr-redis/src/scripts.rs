@@ -5,14 +5,15 @@
 //! which the store's [`Coalescer`](crate::batch::Coalescer)s send.
 //!
 //! On Redis 7 and later every script is a function of one library ([`Library`]), loaded
-//! once when the store connects (`FUNCTION LOAD`) and called with `FCALL`: the prelude and
-//! the helpers, some 600 lines of Lua that an `EVALSHA` runs again at every call (about
-//! 11 µs of the server's time per call, most of a lone transition's), run once at load.
-//! A call that finds the library missing (a restarted server without persistence, a
-//! replica promoted before it had it) loads it and is sent again. On a server without
-//! functions (Redis 6) each script is called by SHA (`EVALSHA`, loading it once when the
-//! server does not know it). Both run the same text; the library's name carries a hash of
-//! it, so that processes of different versions sharing one Redis each call their own.
+//! when a store connects to a server that lacks it (`FUNCTION LIST`, then `FUNCTION LOAD`)
+//! and called with `FCALL`: the prelude and the helpers, some 600 lines of Lua that an
+//! `EVALSHA` runs again at every call (about 11 µs of the server's time per call, most of
+//! a lone transition's), run once at load. A call that finds the library missing (a
+//! restarted server without persistence, a replica promoted before it had it) loads it and
+//! is sent again. On a server without functions (Redis 6) each script is called by SHA
+//! (`EVALSHA`, loading it once when the server does not know it). Both run the same text;
+//! the library's name carries a hash of it, so that processes of different versions
+//! sharing one Redis each call their own.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
