@@ -1,5 +1,6 @@
 //! The store's scripts as functions of one library (`FCALL`): loaded by the first process,
-//! again (once) when the server lost it, and no state carried from one call to the next.
+//! again (once) when the server lost it, no state carried from one call to the next, and
+//! the same data served to a process sending the scripts by SHA.
 
 mod common;
 
@@ -120,4 +121,64 @@ async fn a_call_that_failed_leaves_nothing_to_the_next() {
         .unwrap();
     let order: Vec<String> = raw.lrange(&finish_order, 0, -1).unwrap();
     assert_eq!(order, vec![b.to_string()]);
+}
+
+// A process calling the library and one sending the scripts by SHA (a server without
+// functions for it: here a user who may not load them), on the same keys: each sees and
+// continues the other's work, as during an upgrade from a build that only sent EVALSHA.
+#[tokio::test]
+async fn calls_by_function_and_by_sha_share_the_same_data() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    redis::cmd("ACL")
+        .arg(
+            &[
+                "SETUSER",
+                "bysha",
+                "on",
+                ">bysha",
+                "~*",
+                "&*",
+                "+@all",
+                "-function",
+            ][..],
+        )
+        .exec(&mut server.client())
+        .unwrap();
+    let config = server.config();
+    let by_function = RedisJobStore::connect(config.clone()).await.unwrap();
+    let by_sha = RedisJobStore::connect(dwr_redis::RedisConfig {
+        url: Some(format!("redis://bysha:bysha@127.0.0.1:{}/", server.port())),
+        ..config
+    })
+    .await
+    .unwrap();
+    assert!(by_function.uses_functions() && !by_sha.uses_functions());
+
+    let ex = executor(&by_sha, "mixed-1").await;
+    let (fcalls, evalshas) = (calls(&server, "fcall"), calls(&server, "evalsha"));
+    for (first, second) in [(&by_function, &by_sha), (&by_sha, &by_function)] {
+        let id = first.submit(job()).await.unwrap().id;
+        let assignment = Assignment::new(id, ex.clone(), Vec::new());
+        assert_eq!(
+            second.commit_assignment(&assignment).await.unwrap().state,
+            JobState::Assigned
+        );
+        first.mark_running(id, &ex, 1).await.unwrap();
+        let done = second
+            .finish(id, &Outcome::exited(0, false), None)
+            .await
+            .unwrap();
+        assert_eq!(done.state, JobState::Succeeded);
+        assert_eq!(first.job(id).await.unwrap().state, JobState::Succeeded);
+    }
+    assert!(calls(&server, "fcall") > fcalls && calls(&server, "evalsha") > evalshas);
+    for store in [&by_function, &by_sha] {
+        assert_eq!(
+            store.check_invariants().await.unwrap(),
+            Vec::<String>::new()
+        );
+        assert!(store.executor(&ex).await.unwrap().jobs.is_empty());
+    }
 }
