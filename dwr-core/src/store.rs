@@ -367,8 +367,9 @@ pub trait JobStore: Debug + Send + Sync + 'static {
         wait: Duration,
     ) -> Result<Option<ExecutorEvent>, StoreError>;
 
-    /// Returns when a job was submitted or finished or an executor registered since the
-    /// last call, or after `wait`.
+    /// Returns when a job was submitted, a job ended while others wait in a queue (room
+    /// came back for them; a store may also return after an end with no job waiting), or
+    /// an executor registered since the last call, or after `wait`.
     async fn wait_for_work(&self, wait: Duration) -> Result<(), StoreError>;
 
     /// The changes made from now on, by any process sharing the store: jobs entering a

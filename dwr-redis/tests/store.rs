@@ -805,3 +805,44 @@ async fn changes_are_published_only_while_someone_listens() {
         })
     );
 }
+
+/// A job's end wakes schedulers only while some job waits in a queue (of any name) for the
+/// room it gave back: with every queue empty a pass would place nothing.
+#[tokio::test]
+async fn an_end_wakes_schedulers_only_while_a_job_waits_for_room() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let ex = executor(&store, "w1").await;
+    let publishes = || server.command_calls().get("publish").copied().unwrap_or(0);
+    let running = || async {
+        let id = store.submit(job()).await.unwrap().id;
+        let assignment = Assignment::new(id, ex.clone(), Vec::new());
+        store.commit_assignment(&assignment).await.unwrap();
+        id
+    };
+    let failed = Outcome::failed("stopped");
+
+    let alone = running().await;
+    let before = publishes();
+    store.finish(alone, &failed, None).await.unwrap();
+    assert_eq!(publishes() - before, 1, "the job's log channel alone");
+
+    // A job waiting in a named queue, then in the default one.
+    let mut waiting = job();
+    waiting.spec.queue = "batch".to_owned();
+    let waiting = store.submit(waiting).await.unwrap().id;
+    for _ in 0..2 {
+        let ending = running().await;
+        let before = publishes();
+        store.finish(ending, &failed, None).await.unwrap();
+        assert_eq!(publishes() - before, 2, "the log channel and the wake-up");
+    }
+    store.finish(waiting, &failed, None).await.unwrap();
+    store.submit(job()).await.unwrap();
+    let ending = running().await;
+    let before = publishes();
+    store.finish(ending, &failed, None).await.unwrap();
+    assert_eq!(publishes() - before, 2, "a job waits in the default queue");
+}

@@ -316,8 +316,9 @@ pub async fn expire_executor_ignores_fresh_and_unknown(store: Arc<dyn JobStore>)
     assert!(store.executors().await.expect("executors").is_empty());
 }
 
-/// `wait_for_work` returns soon after a submit, a finish, an abort of a pending job or a
-/// registration — whether that happens while it waits or between two calls.
+/// `wait_for_work` returns soon after a submit, a finish while a job waits in a queue, an
+/// abort of a pending job or a registration — whether that happens while it waits or
+/// between two calls.
 pub async fn wait_for_work_wakes_on_changes(store: Arc<dyn JobStore>) {
     // Whatever happened before may have left a wake-up: take it.
     store.wait_for_work(Duration::ZERO).await.expect("wait");
@@ -347,12 +348,14 @@ pub async fn wait_for_work_wakes_on_changes(store: Arc<dyn JobStore>) {
     let exec = register(&store, "e1", 4000, 4096, &[]).await;
     bounded("a registration before the call").await;
     assign(&store, first, &exec, &[]).await;
+    // A job waiting for room: the end of another gives room back that it may use.
+    submit(&store, spec(100, 100)).await;
     store.wait_for_work(Duration::ZERO).await.expect("wait");
     store
         .finish(first, &Outcome::failed("x"), None)
         .await
         .expect("finish");
-    bounded("a finish before the call").await;
+    bounded("a finish while a job waits, before the call").await;
     store.wait_for_work(Duration::ZERO).await.expect("wait");
     let pending = submit(&store, spec(100, 100)).await;
     bounded("a submit before the call").await;

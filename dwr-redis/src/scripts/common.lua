@@ -88,6 +88,30 @@ end
 local WOKEN = false
 local function wake() WOKEN = true end
 
+-- Whether a job waits in a queue, read once per call (K_BLOCKED's jobs wait for their
+-- dependencies, not for room): nil until read.
+local ANY_QUEUED = nil
+-- Wakes schedulers for room a job's end gave back, when some job waits for room: with
+-- every queue empty a pass would place nothing (at a light load that was a second pass
+-- per job). The jobs this call puts in a queue (a retry, a dependent released) wake them
+-- themselves; one it takes out of a queue is still counted (its ZREM is deferred), which
+-- only wakes them in vain.
+local function wake_for_room()
+  if WOKEN then return end
+  if ANY_QUEUED == nil then
+    ANY_QUEUED = redis.call('ZCARD', K_QUEUE) > 0
+    if not ANY_QUEUED then
+      for _, q in ipairs(redis.call('SMEMBERS', K_QUEUES)) do
+        if redis.call('ZCARD', k_queue(q)) > 0 then
+          ANY_QUEUED = true
+          break
+        end
+      end
+    end
+  end
+  if ANY_QUEUED then wake() end
+end
+
 -- The changes this call made, for live views (GET /events): published once at the end of
 -- the call on CH_CHANGES, one line each (job_store/changes.rs reads them): `s <id> <queue>`
 -- (submitted), `j <id> <from> <to>`, `a <id> <1 if preempted, else 0>`, `x+ <executor>`,
@@ -412,7 +436,7 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   -- expire; lines appended after this set the TTL themselves.
   local ttl = tonumber(log_ttl)
   if ttl > 0 and j[11] then redis.call('EXPIRE', k_logs(id), ttl) end
-  wake()
+  wake_for_room()
   redis.call('PUBLISH', ch_logs(id), 'end')
 end
 
@@ -622,7 +646,7 @@ end
 local function begin_call(prefix)
   set_prefix(prefix)
   NOW, NOW_S = nil, nil
-  WOKEN = false
+  WOKEN, ANY_QUEUED = false, nil
   CHANGES, CHANGES_WANTED = {}, nil
   COUNTS, COUNTED_KEYS = {}, {}
   EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
