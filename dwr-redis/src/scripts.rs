@@ -242,7 +242,7 @@ impl Library {
     pub async fn prepare(
         &self,
         conn: &mut ConnectionManager,
-        scripts: impl Iterator<Item = &Script>,
+        scripts: &[Script],
     ) -> RedisResult<()> {
         let listed: RedisResult<Vec<Value>> = redis::cmd("FUNCTION")
             .arg("LIST")
@@ -416,6 +416,9 @@ pub(crate) struct Scripts {
     pub check_invariants: Routine,
     /// Batch forms of the transitions every job goes through.
     pub batch: BatchScripts,
+    /// The `EVALSHA` text of every script above, for loading them on a server without
+    /// functions.
+    pub texts: Vec<Script>,
 }
 
 /// The batch forms (see [`batch_form`]) of the per-job transitions.
@@ -433,7 +436,8 @@ impl Scripts {
     pub fn new() -> Self {
         let head = head();
         let library = Arc::new(Library::new(&head));
-        let routine = |name: &str, batched: bool| {
+        let mut texts = Vec::new();
+        let mut routine = |name: &str, batched: bool| {
             let (_, body, _, _) = SCRIPTS
                 .into_iter()
                 .find(|(script, ..)| *script == name)
@@ -443,13 +447,15 @@ impl Scripts {
             } else {
                 (single_form(&head, body), "")
             };
+            let script = Script::new(&text);
+            texts.push(script.clone());
             Routine {
-                script: Script::new(&text),
+                script,
                 function: format!("{}_{name}{suffix}", library.name()),
                 library: library.clone(),
             }
         };
-        Self {
+        let mut scripts = Self {
             submit: routine("submit", false),
             commit_assignment: routine("commit_assignment", false),
             mark_running: routine("mark_running", false),
@@ -476,39 +482,10 @@ impl Scripts {
                 append_logs: routine("append_logs", true),
             },
             library,
-        }
-    }
-
-    /// Every script's `EVALSHA` text, for loading them on a server without functions.
-    pub fn texts(&self) -> impl Iterator<Item = &Script> {
-        let b = &self.batch;
-        [
-            &self.submit,
-            &self.commit_assignment,
-            &self.mark_running,
-            &self.finish,
-            &self.request_abort,
-            &self.expire_executor,
-            &self.register_executor,
-            &self.heartbeat,
-            &self.append_logs,
-            &self.read_logs,
-            &self.list_jobs,
-            &self.pending_placement,
-            &self.queue_usage,
-            &self.submit_array,
-            &self.array,
-            &self.executors,
-            &self.purge,
-            &self.check_invariants,
-            &b.submit,
-            &b.commit_assignment,
-            &b.mark_running,
-            &b.finish,
-            &b.append_logs,
-        ]
-        .into_iter()
-        .map(|routine| &routine.script)
+            texts: Vec::new(),
+        };
+        scripts.texts = texts;
+        scripts
     }
 }
 

@@ -84,7 +84,7 @@ impl RedisJobStore {
         let mut load = conn.clone();
         scripts
             .library
-            .prepare(&mut load, scripts.texts())
+            .prepare(&mut load, &scripts.texts)
             .await
             .map_err(|source| Error::Connect {
                 url: url.clone(),

@@ -25,11 +25,6 @@ async fn executor(store: &RedisJobStore, name: &str) -> ExecutorId {
     id
 }
 
-/// Calls of `command` the server has run so far.
-fn calls(server: &RedisServer, command: &str) -> u64 {
-    server.command_calls().get(command).copied().unwrap_or(0)
-}
-
 #[tokio::test]
 async fn the_library_is_loaded_once_by_the_first_process_and_again_when_lost() {
     let Some(server) = RedisServer::start() else {
@@ -40,13 +35,13 @@ async fn the_library_is_loaded_once_by_the_first_process_and_again_when_lost() {
         store.uses_functions(),
         "Redis 7 runs the scripts as functions"
     );
-    let loads = calls(&server, "function|load");
+    let loads = server.calls("function|load");
     assert_eq!(loads, 1, "the first store loads the library");
     // Another process of the same version finds it there: compiling it again would hold
     // the server for a millisecond per process.
     let other = server.store().await;
     assert!(other.uses_functions());
-    assert_eq!(calls(&server, "function|load"), loads);
+    assert_eq!(server.calls("function|load"), loads);
     let ex = executor(&store, "f-1").await;
 
     // As a server restarted without persistence would: no library.
@@ -64,7 +59,7 @@ async fn the_library_is_loaded_once_by_the_first_process_and_again_when_lost() {
     assert_eq!(executors.unwrap().len(), 1);
     let all: Vec<JobId> = submitted.into_iter().map(|r| r.unwrap().id).collect();
     assert_eq!(
-        calls(&server, "function|load"),
+        server.calls("function|load"),
         loads + 1,
         "loaded once after the loss, not once per call"
     );
@@ -84,9 +79,9 @@ async fn the_library_is_loaded_once_by_the_first_process_and_again_when_lost() {
             .unwrap();
         assert_eq!(done.state, JobState::Succeeded);
     }
-    assert_eq!(calls(&server, "function|load"), loads + 1);
-    assert!(calls(&server, "fcall") > 0);
-    assert_eq!(calls(&server, "evalsha"), 0);
+    assert_eq!(server.calls("function|load"), loads + 1);
+    assert!(server.calls("fcall") > 0);
+    assert_eq!(server.calls("evalsha"), 0);
     assert_eq!(
         store.check_invariants().await.unwrap(),
         Vec::<String>::new()
@@ -157,7 +152,7 @@ async fn calls_by_function_and_by_sha_share_the_same_data() {
     assert!(by_function.uses_functions() && !by_sha.uses_functions());
 
     let ex = executor(&by_sha, "mixed-1").await;
-    let (fcalls, evalshas) = (calls(&server, "fcall"), calls(&server, "evalsha"));
+    let (fcalls, evalshas) = (server.calls("fcall"), server.calls("evalsha"));
     for (first, second) in [(&by_function, &by_sha), (&by_sha, &by_function)] {
         let id = first.submit(job()).await.unwrap().id;
         let assignment = Assignment::new(id, ex.clone(), Vec::new());
@@ -173,7 +168,7 @@ async fn calls_by_function_and_by_sha_share_the_same_data() {
         assert_eq!(done.state, JobState::Succeeded);
         assert_eq!(first.job(id).await.unwrap().state, JobState::Succeeded);
     }
-    assert!(calls(&server, "fcall") > fcalls && calls(&server, "evalsha") > evalshas);
+    assert!(server.calls("fcall") > fcalls && server.calls("evalsha") > evalshas);
     for store in [&by_function, &by_sha] {
         assert_eq!(
             store.check_invariants().await.unwrap(),

@@ -784,7 +784,7 @@ async fn changes_are_published_only_while_someone_listens() {
         return;
     };
     let store = server.store().await;
-    let publishes = || server.command_calls().get("publish").copied().unwrap_or(0);
+    let publishes = || server.calls("publish");
     let before = publishes();
     store.submit(job()).await.unwrap();
     assert_eq!(publishes() - before, 1, "the wake-up alone");
@@ -815,7 +815,7 @@ async fn an_end_wakes_schedulers_only_while_a_job_waits_for_room() {
     };
     let store = server.store().await;
     let ex = executor(&store, "w1").await;
-    let publishes = || server.command_calls().get("publish").copied().unwrap_or(0);
+    let publishes = || server.calls("publish");
     let running = || async {
         let id = store.submit(job()).await.unwrap().id;
         let assignment = Assignment::new(id, ex.clone(), Vec::new());

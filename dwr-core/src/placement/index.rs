@@ -597,7 +597,7 @@ impl FreeIndex {
         &self,
         executors: &[ExecutorView],
         want: &Want,
-        load_if_fits: impl FnMut(usize) -> Option<f64>,
+        mut load_if_fits: impl FnMut(usize) -> Option<f64>,
     ) -> Option<usize> {
         if want.gpus == 0 {
             let loads = self.loads(executors);
@@ -605,7 +605,6 @@ impl FreeIndex {
         }
         let loads = self.gpu_loads(executors);
         let (members, tree) = self.gpu_tree(executors);
-        let mut load_if_fits = load_if_fits;
         least_loaded_in(tree, loads, want, |member| load_if_fits(members[member]))
             .map(|member| members[member])
     }

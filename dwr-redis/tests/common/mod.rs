@@ -146,6 +146,11 @@ impl RedisServer {
             .collect()
     }
 
+    /// The calls of `command` run so far (0 for one never run).
+    pub fn calls(&self, command: &str) -> u64 {
+        self.command_calls().get(command).copied().unwrap_or(0)
+    }
+
     /// A synchronous connection for inspecting the server.
     pub fn client(&self) -> redis::Connection {
         redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
