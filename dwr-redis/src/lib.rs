@@ -201,5 +201,5 @@ pub use config::{
 };
 pub use error::Error;
 pub use keys::Keys;
-pub use server_info::{parse_cpu_seconds, CommandStats};
+pub use server_info::{parse_cpu_seconds, BaselineClients, CommandStats};
 pub use store::RedisJobStore;

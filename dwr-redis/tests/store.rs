@@ -14,7 +14,7 @@ use dwr_core::{
     Assignment, ExecutorId, ExecutorRegistration, Expiry, Job, JobId, JobQuery, JobSpec, JobStore,
     NewArray, Outcome, StoreError, Timestamp, DEFAULT_QUEUE,
 };
-use dwr_redis::{RedisConfig, RedisJobStore};
+use dwr_redis::{BaselineClients, RedisConfig, RedisJobStore};
 use redis::Commands;
 
 /// Liveness bound for wake-ups asked to wait a minute.
@@ -758,7 +758,7 @@ async fn the_baseline_and_the_cpu_are_read_from_the_server() {
     let before = store.server_cpu_seconds().await.unwrap();
     let calls_before = store.command_stats().await.unwrap();
     let rate = store
-        .baseline_evals_per_second(4, Duration::from_millis(300))
+        .baseline_evals_per_second(4, Duration::from_millis(300), BaselineClients::Shared)
         .await
         .unwrap();
     assert!(rate > 100.0, "{rate} calls/s");
@@ -774,6 +774,51 @@ async fn the_baseline_and_the_cpu_are_read_from_the_server() {
         .keys(format!("{}baseline:*", store.keys().prefix()))
         .unwrap();
     assert!(left.is_empty(), "the baseline's keys are gone: {left:?}");
+}
+
+/// The unpipelined baseline calls as `redis-benchmark`'s clients do: a connection per task,
+/// each call read by the server on its own (with the calls pipelined over one connection,
+/// the server reads many per read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_unpipelined_baseline_reads_each_call_on_its_own() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let stat = |name: &str| -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut server.client())
+            .unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in INFO stats"))
+    };
+    let (connections, reads) = (
+        stat("total_connections_received"),
+        stat("total_reads_processed"),
+    );
+    let calls_before = store.command_stats().await.unwrap();
+    let rate = store
+        .baseline_evals_per_second(
+            8,
+            Duration::from_millis(300),
+            BaselineClients::OwnConnection,
+        )
+        .await
+        .unwrap();
+    assert!(rate > 100.0, "{rate} calls/s");
+    let calls = store.command_stats().await.unwrap().since(&calls_before);
+    let evals = calls.calls.get("evalsha").copied().unwrap_or(0)
+        + calls.calls.get("eval").copied().unwrap_or(0);
+    assert!(evals > 0, "{:?}", calls.calls);
+    // Eight connections of their own (and two for the INFO reads here).
+    let opened = stat("total_connections_received") - connections;
+    assert!((8..=12).contains(&opened), "{opened} connections opened");
+    // One read per call at least: nothing went out pipelined.
+    let read = stat("total_reads_processed") - reads;
+    assert!(read >= evals, "{read} reads for {evals} script calls");
 }
 
 /// The changes feed costs nothing while nobody listens: a change publishes only the wake-up

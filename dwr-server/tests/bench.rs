@@ -56,6 +56,57 @@ async fn the_load_tool_runs_every_job_to_its_end_and_reports_consistent_figures(
     assert!(report.redis_commands_per_job.is_none() && report.docker_overhead_p50_ms.is_none());
     assert!(report.redis_scripts.is_none());
     assert!(report.baseline_evals_per_second.is_none() && report.jobs_per_baseline_eval.is_none());
+    assert!(
+        report.unpipelined_baseline_evals_per_second.is_none()
+            && report.unpipelined_evals_per_job.is_none()
+    );
+}
+
+/// Over a real Redis: both baselines are measured, and what a job costs in each is its
+/// Redis CPU over the baseline call's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_redis_the_load_tool_measures_a_job_against_both_baselines() {
+    if !common::services_available() {
+        return;
+    }
+    let redis = common::Redis::start();
+    let report = run_bench(BenchArgs {
+        store: StoreKind::Redis,
+        redis_url: format!("redis://127.0.0.1:{}", redis.port),
+        ..in_memory(300, 0, None)
+    })
+    .await
+    .unwrap();
+    assert_eq!((report.jobs, report.succeeded), (300, 300));
+    let job = report.redis_cpu_us_per_job.expect("CPU per job");
+    let pairs = [
+        (
+            report.baseline_evals_per_second,
+            report.redis_cpu_us_per_baseline_eval,
+            report.baseline_evals_per_job,
+            report.jobs_per_baseline_eval,
+        ),
+        (
+            report.unpipelined_baseline_evals_per_second,
+            report.redis_cpu_us_per_unpipelined_eval,
+            report.unpipelined_evals_per_job,
+            report.jobs_per_unpipelined_eval,
+        ),
+    ];
+    for (rate, call, per_job, jobs_per) in pairs {
+        let (rate, call, per_job, jobs_per) = (
+            rate.unwrap(),
+            call.unwrap(),
+            per_job.unwrap(),
+            jobs_per.unwrap(),
+        );
+        assert!(rate > 0.0 && call > 0.0 && job > 0.0, "{report:?}");
+        assert!((per_job - job / call).abs() < 1e-9, "{report:?}");
+        assert!(
+            (jobs_per - report.jobs_per_second / rate).abs() < 1e-6 * jobs_per.max(1.0),
+            "{report:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
