@@ -8,6 +8,17 @@
 //! redis-server --port 6391 --save "" --appendonly no &
 //! cargo run --release -p dwr-redis --example transition_cost -- redis://127.0.0.1:6391 20000 256
 //! ```
+//!
+//! Time on a shared host moves by a quarter from run to run; instructions do not. With
+//! `COST_AFTER_STAGE` set, it runs that shell command after each stage with the stage's
+//! name as `$1`: under Callgrind, a dump per stage gives each stage's instructions
+//! (BENCHMARKS.md, "Instructions per job"):
+//!
+//! ```text
+//! valgrind --tool=callgrind --callgrind-out-file=cg.out redis-server --port 6395 --save "" &
+//! COST_AFTER_STAGE='callgrind_control -d "$1" >/dev/null' \
+//!     cargo run --release -p dwr-redis --example transition_cost -- redis://127.0.0.1:6395 2000 256
+//! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -102,6 +113,16 @@ async fn main() {
             }
             let wall = t.elapsed();
             report($name, before, server_clock(&mut conn).await, wall);
+            if let Some(command) = std::env::var_os("COST_AFTER_STAGE") {
+                let status = std::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(command)
+                    .arg("sh")
+                    .arg($name.replace(' ', "_"))
+                    .status()
+                    .expect("COST_AFTER_STAGE");
+                assert!(status.success(), "COST_AFTER_STAGE failed: {status}");
+            }
             if std::env::var_os("COST_DETAIL").is_some() {
                 let stats: String = redis::cmd("INFO")
                     .arg("commandstats")

@@ -83,7 +83,7 @@ local function run_batch(op, argv)
   -- One argument table, refilled for each operation (no body keeps it past its call).
   local a, len = {{ argv[1] }}, 1
   while i <= #argv do
-    local n = tonumber(argv[i])
+    local n = num(argv[i])
     for j = 1, n do a[j + 1] = argv[i + j] end
     for j = n + 2, len do a[j] = nil end
     len = n + 1

@@ -226,8 +226,10 @@ pub async fn commits_keep_the_queue_quota(store: Arc<dyn JobStore>) {
 pub async fn a_preempted_job_goes_back_to_pending(store: Arc<dyn JobStore>) {
     let exec = register(&store, "e1", 4000, 4096, &[]).await;
     let by = JobId::new();
-    let victim = submit(&store, retried_once(in_queue("batch", 10, 1000))).await;
-    let pending = submit(&store, in_queue("batch", 10, 1000)).await;
+    // Above the default priority: a preempted job that went back to the default's place
+    // would queue behind the job that came after it.
+    let victim = submit(&store, retried_once(in_queue("batch", 90, 1000))).await;
+    let pending = submit(&store, in_queue("batch", 90, 1000)).await;
     assert!(
         matches!(
             store.preempt(pending, by).await,
@@ -277,7 +279,17 @@ pub async fn a_preempted_job_goes_back_to_pending(store: Arc<dyn JobStore>) {
     );
     assert_eq!((back.executor.as_ref(), back.started_at), (None, None));
     assert_eq!(back.attempts.len(), 1);
-    assert_eq!(back.attempts[0].reason.as_deref(), Some(reason.as_str()));
+    let record = &back.attempts[0];
+    assert_eq!(record.reason.as_deref(), Some(reason.as_str()));
+    assert_eq!(
+        (record.attempt, record.executor.as_ref(), record.exit_code),
+        (1, Some(&exec), Some(143)),
+        "{record:?}"
+    );
+    assert!(
+        record.executor_ip.is_some() && record.started_at.is_some(),
+        "the attempt records where and when it ran: {record:?}"
+    );
     assert_eq!(
         store.queue_position(victim).await.expect("position"),
         Some(0),
@@ -287,16 +299,35 @@ pub async fn a_preempted_job_goes_back_to_pending(store: Arc<dyn JobStore>) {
     assert_eq!(e.allocated, Resources::ZERO);
     assert_eq!(usage(&store, "batch").await.held, Resources::ZERO);
 
-    // Its one retry is still there: attempt 2 fails with a covered cause and is retried.
+    // Preempted again: both attempts are recorded.
     assign(&store, victim, &exec, &[]).await;
     store.mark_running(victim, &exec, 2).await.expect("running");
+    store.preempt(victim, by).await.expect("preempt");
+    store
+        .finish(victim, &AbortCause::Preempted.outcome(), Some(2))
+        .await
+        .expect("finish");
+    let back = job(&store, victim).await;
+    assert_eq!(
+        (back.state, back.preemptions),
+        (crate::JobState::Pending, 2)
+    );
+    let numbers: Vec<u32> = back.attempts.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, [1, 2], "{:?}", back.attempts);
+
+    // Its one retry is still there: attempt 3 fails with a covered cause and is retried.
+    assign(&store, victim, &exec, &[]).await;
+    store.mark_running(victim, &exec, 3).await.expect("running");
     let failed = Outcome::exited(1, false);
     let finished = store
-        .finish(victim, &failed, Some(2))
+        .finish(victim, &failed, Some(3))
         .await
         .expect("finish");
     assert_eq!(finished.state, crate::JobState::Pending, "retried");
-    assert!(job(&store, victim).await.retry_at.is_some());
+    let back = job(&store, victim).await;
+    assert!(back.retry_at.is_some());
+    let numbers: Vec<u32> = back.attempts.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, [1, 2, 3], "{:?}", back.attempts);
 
     // A job that succeeds before it stops stays succeeded.
     assign(&store, pending, &exec, &[]).await;

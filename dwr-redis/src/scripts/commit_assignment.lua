@@ -13,7 +13,7 @@ local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt
 local state = j[1]
 if not state then return { 'job_not_found' } end
 if not can_become(state, S_ASSIGNED) then return { 'not_pending', state } end
-if tonumber(j[9] or '0') > 0 then return { 'blocked' } end
+if num(j[9] or '0') > 0 then return { 'blocked' } end
 local ak = j[10] and k_array(j[10])
 if ak then
   local a = redis.call('HMGET', ak, 'active', 'parallelism')
@@ -21,33 +21,39 @@ if ak then
 end
 
 -- The executor's hash exists exactly while it is registered (both change in one script).
--- Read once per call and executor: nothing else of it changes within the call, and
--- counted() adds the allocations of its earlier commits.
+-- Read once per call and executor, its numbers with it: x.alive (whether its lease holds),
+-- x.total (CPU, memory, GPUs), x.alloc (the allocations as read). Nothing else of it
+-- changes within the call, and counted() adds the allocations of its earlier commits.
 local x = EXECUTORS_READ[ex]
 if not x then
   x = redis.call('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',
     'ip', 'lease_ms', 'cpu_alloc', 'mem_alloc', 'gpu_alloc')
+  if x[1] then
+    x.alive = now - tonumber(x[1]) <= tonumber(x[6] or DEFAULT_LEASE_MS)
+    x.total = { tonumber(x[2]), tonumber(x[3]), tonumber(x[4]) }
+    x.alloc = { tonumber(x[7] or '0'), tonumber(x[8] or '0'), tonumber(x[9] or '0') }
+  end
   EXECUTORS_READ[ex] = x
 end
 if not x[1] then return { 'executor_gone' } end
-if now - tonumber(x[1]) > tonumber(x[6] or DEFAULT_LEASE_MS) then
-  return { 'executor_not_alive' }
-end
+if not x.alive then return { 'executor_not_alive' } end
 
-local cpu, mem, ngpu = tonumber(j[2]), tonumber(j[3]), tonumber(j[4])
+local cpu, mem, ngpu = num(j[2]), num(j[3]), num(j[4])
 local given = #ARGV - 8
 if given ~= ngpu then return { 'gpu_count_mismatch', tostring(given), tostring(ngpu) } end
 
 -- What the executor has allocated, with this call's earlier commits and releases.
-local alloc = counted(xk, ALLOC_FIELDS, { x[7], x[8], x[9] })
-if cpu > tonumber(x[2]) - alloc[1] then return { 'no_room', 'cpu' } end
-if mem > tonumber(x[3]) - alloc[2] then return { 'no_room', 'memory' } end
-if ngpu > tonumber(x[4]) - alloc[3] then return { 'no_room', 'gpu' } end
+local alloc, total = counted(xk, ALLOC_FIELDS, x.alloc), x.total
+if cpu > total[1] - alloc[1] then return { 'no_room', 'cpu' } end
+if mem > total[2] - alloc[2] then return { 'no_room', 'memory' } end
+if ngpu > total[3] - alloc[3] then return { 'no_room', 'gpu' } end
 
 if ARGV[6] ~= '' or ARGV[7] ~= '' or ARGV[8] ~= '' then
   local q = j[8] or DEFAULT_QUEUE
   local fields = { q .. ':cpu', q .. ':mem', q .. ':gpu' }
-  local held = counted(K_QUEUES_HELD, fields, redis.call('HMGET', K_QUEUES_HELD, unpack(fields)))
+  local read = redis.call('HMGET', K_QUEUES_HELD, unpack(fields))
+  local held = counted(K_QUEUES_HELD, fields,
+    { tonumber(read[1] or '0'), tonumber(read[2] or '0'), tonumber(read[3] or '0') })
   for i, part in ipairs({ { 'cpu', cpu }, { 'memory', mem }, { 'gpu', ngpu } }) do
     local limit = ARGV[5 + i]
     if limit ~= '' and held[i] + part[2] > tonumber(limit) then
@@ -80,10 +86,9 @@ if ak then redis.call('HINCRBY', ak, 'active', 1) end
 redis.call('SADD', k_exec_jobs(ex), id)
 local ip = x[5] or ''
 -- Each commit is the job's next attempt: what every later write of its executor names.
-local attempt = tonumber(j[6] or '0') + 1
-local assigned = { 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids', ARGV[4],
-  'assigned_at', now_s(), 'updated_at', now_s(), 'attempt', int(attempt) }
-redis.call('HSET', jk, unpack(assigned))
+local attempt = int(num(j[6] or '0') + 1)
+redis.call('HSET', jk, 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids',
+  ARGV[4], 'assigned_at', now_s(), 'updated_at', now_s(), 'attempt', attempt)
 -- A retried job's backoff is over. (The scheduler's copy in the event may still carry it.)
 if j[7] then redis.call('HDEL', jk, 'retry_at') end
 move_state(id, state, S_ASSIGNED, j[5], nil, j[8])
@@ -99,8 +104,12 @@ if snapshot == '-' then
   return { 'ok', ip, now_s() }
 end
 if snapshot ~= '' then
-  local written = string.sub(cjson.encode(assigned), 2)
-  redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',' .. written)
+  -- The fields just written, as the HSET above, spliced in one concatenation (one string
+  -- made, not a table encoded and cut).
+  redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',"state","'
+    .. S_ASSIGNED .. '","executor",' .. json_string(ex) .. ',"executor_ip",' .. json_string(ip)
+    .. ',"gpu_ids",' .. json_string(ARGV[4]) .. ',"assigned_at","' .. now_s()
+    .. '","updated_at","' .. now_s() .. '","attempt","' .. attempt .. '"]')
   return { 'ok', ip, now_s() }
 end
 local hash = redis.call('HGETALL', jk)

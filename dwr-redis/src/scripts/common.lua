@@ -37,6 +37,22 @@ local function call_with_all(command, key, items)
   end
 end
 
+-- tonumber(s): a string's number. tonumber() of a string runs the C library's strtod, some
+-- 3,000 instructions, more than a command; the numbers a job carries take few values
+-- (sizes, counts, attempts, limits), so the first 4,096 strings seen keep their number
+-- (a library's tables live from one call to the next; for EVALSHA this is per call).
+-- Not for numbers unique to a job or an instant (sequence numbers, times).
+local NUMS, NUMS_N = {}, 0
+local function num(s)
+  local n = NUMS[s]
+  if n then return n end
+  n = tonumber(s)
+  if n and NUMS_N < 4096 then
+    NUMS[s], NUMS_N = n, NUMS_N + 1
+  end
+  return n
+end
+
 -- Whether the lifecycle lets a job in state `from` go to `to`
 -- (dwr_core::JobState::can_become). An unknown state goes nowhere.
 local function can_become(from, to)
@@ -65,6 +81,13 @@ local function now_s()
   return NOW_S
 end
 
+-- String `s` as a JSON string: quoted as it is when nothing in it needs escaping (ids, IPs,
+-- an empty GPU list), through cjson otherwise.
+local function json_string(s)
+  if not string.find(s, '[%c"\\\128-\255]') then return '"' .. s .. '"' end
+  return cjson.encode(s)
+end
+
 -- An integral number as the string Redis stores ('%d': no printf of a double).
 local function int(n) return string.format('%d', n) end
 
@@ -77,7 +100,8 @@ local DEFAULT_LEASE_MS = 90000
 local function stale(attempt, state, current, live)
   if attempt == '' then return nil end
   current = current or '0'
-  if tonumber(attempt) ~= tonumber(current) or (live and not HOLDS_RESOURCES[state]) then
+  if (attempt ~= current and num(attempt) ~= num(current))
+      or (live and not HOLDS_RESOURCES[state]) then
     return { 'stale', state, current }
   end
   return nil
@@ -146,13 +170,13 @@ local function count(key, field, n)
   end
   c[field] = (c[field] or 0) + n
 end
--- `values` (read from `key`'s `fields`, by position) with what this call counted added,
--- as numbers (a missing field is 0).
+-- `values` (the numbers read from `key`'s `fields`, by position) with what this call counted
+-- added.
 local function counted(key, fields, values)
   local c = COUNTS[key]
   local out = {}
   for i, field in ipairs(fields) do
-    out[i] = tonumber(values[i] or '0') + (c and c[field] or 0)
+    out[i] = values[i] + (c and c[field] or 0)
   end
   return out
 end
@@ -294,27 +318,45 @@ end
 -- Adds `sign` (1 or -1) times cpu, mem and ngpu to what queue `queue` (nil: the default)
 -- holds (counted, written at the end of the call). Zero amounts are not written: a queue
 -- that never held a GPU has no gpu field.
+-- The three fields of each queue, built once (a library keeps them from call to call; a
+-- few queues, but the table is emptied should it ever hold a thousand).
+local HOLD_FIELDS, HOLD_FIELDS_N = {}, 0
 local function hold(queue, sign, cpu, mem, ngpu)
   local q = queue or DEFAULT_QUEUE
-  count(K_QUEUES_HELD, q .. ':cpu', sign * tonumber(cpu))
-  count(K_QUEUES_HELD, q .. ':mem', sign * tonumber(mem))
-  count(K_QUEUES_HELD, q .. ':gpu', sign * tonumber(ngpu))
+  local f = HOLD_FIELDS[q]
+  if not f then
+    if HOLD_FIELDS_N >= 1000 then HOLD_FIELDS, HOLD_FIELDS_N = {}, 0 end
+    f = { q .. ':cpu', q .. ':mem', q .. ':gpu' }
+    HOLD_FIELDS[q], HOLD_FIELDS_N = f, HOLD_FIELDS_N + 1
+  end
+  count(K_QUEUES_HELD, f[1], sign * num(cpu))
+  count(K_QUEUES_HELD, f[2], sign * num(mem))
+  count(K_QUEUES_HELD, f[3], sign * num(ngpu))
 end
 
 -- What a terminal transition needs of a job, read in one HMGET: state (1), executor (2),
 -- cpu (3), mem (4), ngpu (5), gpu_ids (6), seq (7), then the optional fields it may clear:
 -- abort (8), exit_code (9), reason (10), log_total (11: set once the job has log lines),
--- retry_at (12); then what ending an attempt reads: attempt (13), max_retries (14),
--- retry_ms (15), retry_on (16), attempts (17), executor_ip (18), started_at (19), the
--- queue key a retry re-enters the queue with (20), the queue (21, nil for the default) and
--- how many attempts ended in a preemption (22), whether jobs wait on it (23), its
--- dependencies not ended yet (24), and the array it is a task of (25). A nil state: no
--- such job.
+-- retry_at (12); then attempt (13), max_retries (14), the queue (21, nil for the default),
+-- whether jobs wait on it (23), its dependencies not ended yet (24), and the array it is a
+-- task of (25). A nil state: no such job. What only an attempt that ends in a retry reads
+-- (15-20, 22) is not read here: with_retry_fields() adds it.
+local FINISH_FIELDS = { 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids', 'seq', 'abort',
+  'exit_code', 'reason', 'log_total', 'retry_at', 'attempt', 'max_retries', 'queue',
+  'has_dependents', 'deps_left', 'array' }
 local function job_for_finish(id)
-  return redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids',
-    'seq', 'abort', 'exit_code', 'reason', 'log_total', 'retry_at', 'attempt', 'max_retries',
-    'retry_ms', 'retry_on', 'attempts', 'executor_ip', 'started_at', 'qk', 'queue',
-    'preemptions', 'has_dependents', 'deps_left', 'array')
+  local j = redis.call('HMGET', k_job(id), unpack(FINISH_FIELDS))
+  j[21], j[23], j[24], j[25], j[15], j[16], j[17], j[18] = j[15], j[16], j[17], j[18]
+  return j
+end
+-- Adds to `j` (from job_for_finish) what ending an attempt in a retry reads: retry_ms (15),
+-- retry_on (16), attempts (17), executor_ip (18), started_at (19), the queue key a retry
+-- re-enters the queue with (20), and how many attempts ended in a preemption (22).
+local function with_retry_fields(id, j)
+  local r = redis.call('HMGET', k_job(id), 'retry_ms', 'retry_on', 'attempts', 'executor_ip',
+    'started_at', 'qk', 'preemptions')
+  j[15], j[16], j[17], j[18], j[19], j[20], j[22] = r[1], r[2], r[3], r[4], r[5], r[6], r[7]
+  return j
 end
 
 -- Whether job or array `dep` ended, and then whether it succeeded (an array: every task
@@ -383,9 +425,9 @@ local function release(id, j)
   if j[25] then redis.call('HINCRBY', k_array(j[25]), 'active', -1) end
   local xk = k_exec(ex)
   exec_changed(ex)
-  count(xk, 'cpu_alloc', -tonumber(j[3]))
-  count(xk, 'mem_alloc', -tonumber(j[4]))
-  local ngpu = tonumber(j[5])
+  count(xk, 'cpu_alloc', -num(j[3]))
+  count(xk, 'mem_alloc', -num(j[4]))
+  local ngpu = num(j[5])
   if ngpu > 0 then
     count(xk, 'gpu_alloc', -ngpu)
     local gk = k_exec_gpus(ex)
@@ -404,7 +446,7 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   local jk = k_job(id)
   release(id, j)
   local set = { 'state', to, 'updated_at', now_s(), 'finished_at', now_s(), 'oom', oom }
-  if tonumber(j[24] or '0') > 0 then
+  if num(j[24] or '0') > 0 then
     -- It ends while it waited for its dependencies.
     index_remove(K_BLOCKED, id)
     set[#set + 1] = 'deps_left'
@@ -434,7 +476,7 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   FINISHED[#FINISHED + 1] = id
   -- A job without log_total has no log list (append_logs writes both), so nothing to
   -- expire; lines appended after this set the TTL themselves.
-  local ttl = tonumber(log_ttl)
+  local ttl = num(log_ttl)
   if ttl > 0 and j[11] then redis.call('EXPIRE', k_logs(id), ttl) end
   wake_for_room()
   redis.call('PUBLISH', ch_logs(id), 'end')
@@ -574,6 +616,7 @@ local MAX_RETRY_MS = 600000
 local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, cause)
   local state = j[1]
   if HOLDS_RESOURCES[state] and j[8] == 'preempted' and to ~= S_SUCCEEDED then
+    with_retry_fields(id, j)
     local jk = k_job(id)
     local attempts = {}
     if j[17] and j[17] ~= '{}' then attempts = cjson.decode(j[17]) end
@@ -592,6 +635,7 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
     return 'retry'
   end
   if HOLDS_RESOURCES[state] and to == S_FAILED and cause ~= '' and j[14] and not j[8] then
+    with_retry_fields(id, j)
     local jk = k_job(id)
     local r = { j[13], j[14], j[15], j[16], j[17], j[18], j[19] }
     local attempt = tonumber(r[1] or '0')
