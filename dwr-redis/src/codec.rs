@@ -126,6 +126,66 @@ fn parse_abort_cause(text: &str) -> Option<AbortCause> {
     }
 }
 
+/// Every field of a job hash that [`job_from_map`] reads but `spec` and `attempts`: what a
+/// scheduling pass reads of a job with a placement view (`place`, read in `spec`'s stead;
+/// the commit reads the hash whole for the executor). A test checks that nothing else
+/// changes the job read.
+pub(crate) const PLACEMENT_FIELDS: [&str; 22] = [
+    "id",
+    "state",
+    "executor",
+    "executor_ip",
+    "gpu_ids",
+    "exit_code",
+    "reason",
+    "oom",
+    "abort",
+    "attempt",
+    "preemptions",
+    "deps_left",
+    "deps_not_ok",
+    "ready_at",
+    "array",
+    "array_index",
+    "retry_at",
+    "created_at",
+    "updated_at",
+    "assigned_at",
+    "started_at",
+    "finished_at",
+];
+
+/// The answer to `HMGET <job> PLACEMENT_FIELDS... place` as a map: the fields present, and
+/// the placement view as `spec`.
+pub(crate) fn placement_view_map(
+    value: &Value,
+    what: &str,
+) -> Result<HashMap<String, String>, StoreError> {
+    let values = array(value, what)?;
+    if values.len() != PLACEMENT_FIELDS.len() + 1 {
+        return Err(corrupt(
+            what,
+            format!(
+                "{} values for {} fields",
+                values.len(),
+                PLACEMENT_FIELDS.len() + 1
+            ),
+        ));
+    }
+    let mut map = HashMap::new();
+    for (field, value) in PLACEMENT_FIELDS.iter().chain(["spec"].iter()).zip(values) {
+        match value {
+            Value::Nil => {}
+            Value::BulkString(bytes) => {
+                let text = String::from_utf8(bytes.clone()).map_err(|e| corrupt_by(what, e))?;
+                map.insert((*field).to_owned(), text);
+            }
+            other => return Err(corrupt(what, format!("{field} is {other:?}"))),
+        }
+    }
+    Ok(map)
+}
+
 /// A job read back from its hash.
 pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreError> {
     let what = || format!("job {}", map.get("id").map(String::as_str).unwrap_or("?"));
@@ -488,6 +548,60 @@ mod tests {
         let read = job_from_map(&map).unwrap();
         assert!(!read.spec.read_only_rootfs);
         assert_eq!(read, job);
+    }
+
+    /// A job with a placement view reads the same from PLACEMENT_FIELDS and `place` as
+    /// from its whole hash, but for its spec (the view) and its retried attempts.
+    #[test]
+    fn the_placement_fields_are_every_field_a_job_is_read_from() {
+        let mut spec = JobSpec::new("img", vec!["x".repeat(PLACEMENT_VIEW_FROM)], 100, 64)
+            .with_gpus(1, GpuModel::Any);
+        spec.retry.max_retries = 2;
+        let mut job = Job::new(JobId::new(), spec, Timestamp(1_700_000_000_000));
+        job.transition(JobState::Assigned, Timestamp(1_700_000_000_100))
+            .unwrap();
+        job.executor = Some(ExecutorId::new("e-1"));
+        job.executor_ip = Some("10.0.0.1".into());
+        job.gpu_ids = vec!["GPU-a".into()];
+        job.assigned_at = Some(Timestamp(1_700_000_000_100));
+        job.started_at = Some(Timestamp(1_700_000_000_200));
+        job.finished_at = Some(Timestamp(1_700_000_000_300));
+        job.retry_at = Some(Timestamp(1_700_000_000_400));
+        job.ready_at = Some(Timestamp(1_700_000_000_050));
+        job.exit_code = Some(3);
+        job.reason = Some("why".into());
+        job.oom_killed = true;
+        job.abort_requested = Some(AbortCause::User);
+        job.attempt = 2;
+        job.preemptions = 1;
+        job.deps_left = 2;
+        job.deps_not_ok = 1;
+        job.array = Some(ArrayTask {
+            array_job_id: JobId::new(),
+            index: 7,
+        });
+        let map = fields(&job);
+        assert!(map.contains_key("place"), "a large spec has its view");
+        let values: Vec<Value> = PLACEMENT_FIELDS
+            .iter()
+            .chain(["place"].iter())
+            .map(|f| {
+                map.get(*f)
+                    .map_or(Value::Nil, |v| Value::BulkString(v.clone().into_bytes()))
+            })
+            .collect();
+        let view = job_from_map(&placement_view_map(&Value::Array(values), "t").unwrap()).unwrap();
+        let whole = job_from_map(&map).unwrap();
+        assert_eq!(view.spec, whole.spec.for_placement());
+        assert_eq!(
+            Job {
+                spec: whole.spec.clone(),
+                attempts: whole.attempts.clone(),
+                ..view
+            },
+            whole
+        );
+        assert!(placement_view_map(&Value::Array(vec![Value::Nil]), "t").is_err());
     }
 
     /// An `assigned` event as commit_assignment.lua queues it: the hash as a JSON array.

@@ -224,19 +224,22 @@ impl Keys {
 /// because the store's function library (see [`crate::scripts`]) is loaded once and serves
 /// every prefix: a call with the prefix of the call before it assigns nothing.
 pub(crate) fn lua_prelude() -> String {
-    let fns: [(&str, &str, bool); 12] = [
-        ("k_job", JOB, true),
-        ("k_state", JOBS_BY_STATE, true),
-        ("k_exec", EXECUTOR, true),
-        ("k_exec_jobs", EXECUTOR_JOBS, true),
-        ("k_exec_gpus", EXECUTOR_GPUS, true),
-        ("k_events", EXECUTOR_EVENTS, true),
-        ("ch_logs", LOG_CHANNEL, true),
-        ("k_logs", LOGS, false),
-        ("k_idem", IDEMPOTENCY, true),
-        ("k_dependents", DEPENDENTS, true),
-        ("k_array", ARRAY, true),
-        ("k_array_tasks", ARRAY_TASKS, true),
+    // (function, suffix, prefixed, kept): a kept name is made once per prefix and
+    // remembered, for the ids a call repeats from one operation to the next (states,
+    // executors): building a key is a concatenation, which hashes the whole new string.
+    let fns: [(&str, &str, bool, bool); 12] = [
+        ("k_job", JOB, true, false),
+        ("k_state", JOBS_BY_STATE, true, true),
+        ("k_exec", EXECUTOR, true, true),
+        ("k_exec_jobs", EXECUTOR_JOBS, true, true),
+        ("k_exec_gpus", EXECUTOR_GPUS, true, true),
+        ("k_events", EXECUTOR_EVENTS, true, true),
+        ("ch_logs", LOG_CHANNEL, true, false),
+        ("k_logs", LOGS, false, false),
+        ("k_idem", IDEMPOTENCY, true, false),
+        ("k_dependents", DEPENDENTS, true, false),
+        ("k_array", ARRAY, true, false),
+        ("k_array_tasks", ARRAY_TASKS, true, false),
     ];
     let names = [
         ("K_FINISH_ORDER", FINISH_ORDER),
@@ -254,14 +257,41 @@ pub(crate) fn lua_prelude() -> String {
         ("CH_CHANGES", CHANGES_CHANNEL),
     ];
     let declared: Vec<&str> = names.iter().map(|(name, _)| *name).collect();
-    let mut out = format!("local P\nlocal {}\n", declared.join(", "));
-    for (name, suffix, prefixed) in fns {
+    // The kept names: a table per function (`k_state_kept`: id -> name) for the prefix of
+    // the call, emptied when the prefix changes; none added past KEPT_MAX names (a fleet of
+    // executors is bounded, not small).
+    let mut out = format!(
+        "local P\nlocal {}\nlocal KEPT_N, KEPT_MAX = 0, 16384\n",
+        declared.join(", ")
+    );
+    let mut kept_tables = Vec::new();
+    for (name, suffix, prefixed, kept) in fns {
         let head = if prefixed { "P .. " } else { "" };
-        out.push_str(&format!(
-            "local function {name}(id) return {head}'{suffix}' .. id end\n"
-        ));
+        if kept {
+            kept_tables.push(format!("{name}_kept"));
+            out.push_str(&format!(
+                "local {name}_kept = {{}}\n\
+                 local function {name}(id)\n\
+                 \x20 local key = {name}_kept[id]\n\
+                 \x20 if key then return key end\n\
+                 \x20 key = {head}'{suffix}' .. id\n\
+                 \x20 if KEPT_N < KEPT_MAX then {name}_kept[id], KEPT_N = key, KEPT_N + 1 end\n\
+                 \x20 return key\n\
+                 end\n"
+            ));
+        } else {
+            out.push_str(&format!(
+                "local function {name}(id) return {head}'{suffix}' .. id end\n"
+            ));
+        }
     }
     out.push_str("local function set_prefix(p)\n  if p == P then return end\n  P = p\n");
+    let empty = vec!["{}"; kept_tables.len()];
+    out.push_str(&format!(
+        "  KEPT_N, {} = 0, {}\n",
+        kept_tables.join(", "),
+        empty.join(", ")
+    ));
     for (name, suffix) in names {
         out.push_str(&format!("  {name} = P .. '{suffix}'\n"));
     }

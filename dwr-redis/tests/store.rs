@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::RedisServer;
 use dwr_core::{
-    Assignment, ExecutorId, ExecutorRegistration, Expiry, Job, JobId, JobQuery, JobSpec, JobStore,
-    NewArray, Outcome, StoreError, Timestamp, DEFAULT_QUEUE,
+    Assignment, ExecutorId, ExecutorRegistration, Expiry, Job, JobId, JobQuery, JobSpec, JobState,
+    JobStore, NewArray, Outcome, StoreError, Timestamp, DEFAULT_QUEUE,
 };
 use dwr_redis::{BaselineClients, RedisConfig, RedisJobStore};
 use redis::Commands;
@@ -583,6 +583,34 @@ async fn queues_keep_their_keys_and_counts_through_every_move() {
             .any(|v| v.contains("of queue research is in queue default")),
         "{found:?}"
     );
+}
+
+/// A pass names the heads of the queues in one script and reads their hashes after it:
+/// a job that left its queue in between (committed, ended, deleted) is left out, as it looks
+/// to the second read (its queue entry still there, its hash moved on or gone).
+#[tokio::test]
+async fn a_pass_leaves_out_jobs_that_moved_on_after_their_queue_was_read() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let mut raw = server.client();
+    let ids: Vec<JobId> = {
+        let mut ids = Vec::new();
+        for _ in 0..4 {
+            ids.push(store.submit(job()).await.unwrap().id);
+        }
+        ids
+    };
+    let keys = store.keys();
+    let _: i64 = raw
+        .hset(keys.job(ids[0]), "state", JobState::Assigned.as_str())
+        .unwrap();
+    let _: i64 = raw.del(keys.job(ids[2])).unwrap();
+    let queued = store.pending_for_placement(10).await.unwrap();
+    let read: Vec<JobId> = queued.iter().map(|q| q.job.id).collect();
+    assert_eq!(read, [ids[1], ids[3]]);
+    assert!(queued.iter().all(|q| q.job.state == JobState::Pending));
 }
 
 #[tokio::test]

@@ -5,11 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use dwr_core::{Job, JobId, JobState, QueueUsage, Queued, StoreError, Submission, DEFAULT_QUEUE};
-use redis::AsyncCommands;
+use redis::{AsyncCommands, Value};
 
 use crate::codec::{
-    array, flat_map, job_fields, job_from_map, job_id_at, jobs_from, millis_at, status_reply,
-    strings, text_at, unexpected,
+    array, flat_map, job_fields, job_from_map, job_id_at, jobs_from, millis_at, placement_view_map,
+    status_reply, strings, text_at, unexpected, PLACEMENT_FIELDS,
 };
 use crate::error::{corrupt, corrupt_by, store_error};
 use crate::store::RedisJobStore;
@@ -136,8 +136,12 @@ pub(super) async fn list(
     jobs_from(&reply, "list_jobs")
 }
 
-/// `pending_placement.lua`: the first `limit` pending jobs of each queue in its order, a
-/// large spec as its placement view, each with its queue key.
+/// The first `limit` pending jobs of each queue in its order, each with its queue key, a
+/// large spec as its placement view: `pending_placement.lua` names them (atomically, with
+/// the queues), then one pipeline reads them with plain commands, `HGETALL` for most and
+/// `HMGET` of [`PLACEMENT_FIELDS`] and `place` for a job with a placement view. A job that
+/// left its queue between the two (committed, ended, deleted) is left out: only pending
+/// jobs are returned.
 pub(super) async fn pending_for_placement(
     store: &RedisJobStore,
     limit: usize,
@@ -147,22 +151,66 @@ pub(super) async fn pending_for_placement(
         return Ok(Vec::new());
     }
     let script = &store.inner.scripts.pending_placement;
-    let args = vec![limit.to_string()];
-    let reply = store.eval("pending_for_placement", script, args).await?;
-    array(&reply, SCRIPT)?
-        .iter()
-        .map(|hash| {
-            let map = flat_map(hash, SCRIPT)?;
-            let key = map
-                .get("qk")
-                .and_then(|score| score.parse::<f64>().ok())
-                .ok_or_else(|| corrupt(SCRIPT, "a queued job without its queue key"))?;
-            Ok(Queued {
-                key: key as i64,
-                job: job_from_map(&map)?,
-            })
-        })
-        .collect()
+    let reply = store
+        .eval("pending_for_placement", script, vec![limit.to_string()])
+        .await?;
+    let heads = array(&reply, SCRIPT)?;
+    if heads.len() % 3 != 0 {
+        return Err(corrupt(
+            SCRIPT,
+            format!("{} items, not triples", heads.len()),
+        ));
+    }
+    let mut named = Vec::with_capacity(heads.len() / 3);
+    let mut pipe = redis::pipe();
+    for head in heads.chunks(3) {
+        let id = text_at(head, 0, SCRIPT)?;
+        let key = text_at(head, 1, SCRIPT)?
+            .parse::<f64>()
+            .map_err(|_| corrupt(SCRIPT, "a queued job without its queue key"))?;
+        let place = text_at(head, 2, SCRIPT)? == "1";
+        let hash = store
+            .inner
+            .keys
+            .job(id.parse().map_err(|e| corrupt_by(SCRIPT, e))?);
+        if place {
+            pipe.cmd("HMGET")
+                .arg(hash)
+                .arg(&PLACEMENT_FIELDS[..])
+                .arg("place");
+        } else {
+            pipe.cmd("HGETALL").arg(hash);
+        }
+        named.push((key as i64, place));
+    }
+    if named.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = store.conn();
+    let read = pipe.query_async::<Vec<Value>>(&mut conn).await;
+    let hashes = store
+        .inner
+        .endpoint
+        .settle(&mut conn, read, false)
+        .await
+        .map_err(|e| store_error("pending_for_placement", e))?;
+    let mut queued = Vec::with_capacity(named.len());
+    for ((key, place), hash) in named.into_iter().zip(&hashes) {
+        let map = if place {
+            placement_view_map(hash, SCRIPT)?
+        } else {
+            flat_map(hash, SCRIPT)?
+        };
+        // Gone, or no longer pending, since the heads were read.
+        if map.get("state").map(String::as_str) != Some(JobState::Pending.as_str()) {
+            continue;
+        }
+        queued.push(Queued {
+            key,
+            job: job_from_map(&map)?,
+        });
+    }
+    Ok(queued)
 }
 
 /// The job's rank in its queue (`ZRANK`): its queue read first, with whether it exists.

@@ -298,7 +298,7 @@ end
 
 -- A pending job's place in the queue (dwr_core::JobSpec::queue_key): lower goes first.
 local function queue_key(seq, priority)
-  return tonumber(seq) - tonumber(priority) * PRIORITY_AGING_JOBS
+  return tonumber(seq) - num(priority) * PRIORITY_AGING_JOBS
 end
 
 -- Moves a job between the per-state sorted sets, keeping its arrival sequence `seq` as
@@ -549,8 +549,9 @@ end
 -- 'failed' with the reason (it is stored failed: those that ended say it can never run).
 local function store_job(id, priority, queue, kind, deps, fields, now)
   local jk = k_job(id)
-  local seq = int(next_seq())
-  local qk = int(queue_key(seq, priority))
+  local n = next_seq()
+  -- The number, not its string: tonumber() of a number costs nothing.
+  local seq, qk = int(n), int(queue_key(n, priority))
   redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), 'updated_at', now_s(),
     unpack(fields))
   index_add(k_state(S_PENDING), id, seq)
