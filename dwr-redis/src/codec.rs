@@ -33,16 +33,24 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         ("cpu", job.spec.cpu_millis.to_string()),
         ("mem", job.spec.memory_mib.to_string()),
         ("ngpu", job.spec.gpu.count.to_string()),
-        ("gpu_ids", json_strings(&job.gpu_ids)),
-        ("oom", if job.oom_killed { "1" } else { "0" }.to_owned()),
         ("created_at", job.created_at.millis().to_string()),
-        ("updated_at", job.updated_at.millis().to_string()),
     ];
     let mut opt = |name: &'static str, value: Option<String>| {
         if let Some(v) = value {
             f.push((name, v));
         }
     };
+    // What a new job has is not written (every field is an argument through Lua and a field
+    // of the hash read at each step); job_from_map reads its absence as the same.
+    opt(
+        "gpu_ids",
+        (!job.gpu_ids.is_empty()).then(|| json_strings(&job.gpu_ids)),
+    );
+    opt("oom", job.oom_killed.then(|| "1".to_owned()));
+    opt(
+        "updated_at",
+        (job.updated_at != job.created_at).then(|| job.updated_at.millis().to_string()),
+    );
     opt("place", place);
     // The queue, for the scripts (the spec has it too), only when not the default.
     opt(
