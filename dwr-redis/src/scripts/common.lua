@@ -315,12 +315,12 @@ local function move_state(id, from, to, seq, qk, queue)
   end
 end
 
--- Adds `sign` (1 or -1) times cpu, mem and ngpu to what queue `queue` (nil: the default)
--- holds (counted, written at the end of the call). Zero amounts are not written: a queue
--- that never held a GPU has no gpu field.
 -- The three fields of each queue, built once (a library keeps them from call to call; a
 -- few queues, but the table is emptied should it ever hold a thousand).
 local HOLD_FIELDS, HOLD_FIELDS_N = {}, 0
+-- Adds `sign` (1 or -1) times cpu, mem and ngpu to what queue `queue` (nil: the default)
+-- holds (counted, written at the end of the call). Zero amounts are not written: a queue
+-- that never held a GPU has no gpu field.
 local function hold(queue, sign, cpu, mem, ngpu)
   local q = queue or DEFAULT_QUEUE
   local f = HOLD_FIELDS[q]
