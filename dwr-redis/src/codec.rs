@@ -558,6 +558,17 @@ mod tests {
         assert_eq!(read, job);
     }
 
+    /// A job of `spec` assigned to executor e-1 (10.0.0.1), on GPU-a.
+    fn assigned_on_a_gpu(spec: JobSpec) -> Job {
+        let mut job = Job::new(JobId::new(), spec, Timestamp(1_700_000_000_000));
+        job.transition(JobState::Assigned, Timestamp(1_700_000_000_100))
+            .unwrap();
+        job.executor = Some(ExecutorId::new("e-1"));
+        job.executor_ip = Some("10.0.0.1".into());
+        job.gpu_ids = vec!["GPU-a".into()];
+        job
+    }
+
     /// A job with a placement view reads the same from PLACEMENT_FIELDS and `place` as
     /// from its whole hash, but for its spec (the view) and its retried attempts.
     #[test]
@@ -565,12 +576,7 @@ mod tests {
         let mut spec = JobSpec::new("img", vec!["x".repeat(PLACEMENT_VIEW_FROM)], 100, 64)
             .with_gpus(1, GpuModel::Any);
         spec.retry.max_retries = 2;
-        let mut job = Job::new(JobId::new(), spec, Timestamp(1_700_000_000_000));
-        job.transition(JobState::Assigned, Timestamp(1_700_000_000_100))
-            .unwrap();
-        job.executor = Some(ExecutorId::new("e-1"));
-        job.executor_ip = Some("10.0.0.1".into());
-        job.gpu_ids = vec!["GPU-a".into()];
+        let mut job = assigned_on_a_gpu(spec);
         job.assigned_at = Some(Timestamp(1_700_000_000_100));
         job.started_at = Some(Timestamp(1_700_000_000_200));
         job.finished_at = Some(Timestamp(1_700_000_000_300));
@@ -636,12 +642,7 @@ mod tests {
             64,
         )
         .with_gpus(1, GpuModel::Any);
-        let mut job = Job::new(JobId::new(), spec, Timestamp(1_700_000_000_000));
-        job.transition(JobState::Assigned, Timestamp(1_700_000_000_100))
-            .unwrap();
-        job.executor = Some(ExecutorId::new("e-1"));
-        job.executor_ip = Some("10.0.0.1".into());
-        job.gpu_ids = vec!["GPU-a".into()];
+        let job = assigned_on_a_gpu(spec);
         let id = job.id;
         assert_eq!(
             parse_event(&assigned_event(&job)).unwrap(),

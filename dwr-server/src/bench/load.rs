@@ -373,6 +373,14 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         (p50_p90_p99(&mut direct)[0], p50_p90_p99(&mut paired)[0])
     });
     let submit_to_running_ms = p50_p90_p99(&mut to_running);
+    // A job's cost in a baseline's calls: by CPU (from the CPU per call), and by rate.
+    let calls_per_job = |cpu_per_call: Option<f64>| {
+        redis_cpu_us_per_job
+            .zip(cpu_per_call)
+            .map(|(job, call)| job / call)
+    };
+    let jobs_per_call =
+        |calls_per_second: Option<f64>| calls_per_second.map(|base| submitted as f64 / wall / base);
     let report = BenchReport {
         store: args.store,
         wait_replicas: args.wait_replicas,
@@ -408,18 +416,12 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         redis_cpu_us_per_job,
         redis_cpu_us_per_job_purge: per_job(cpu_before_purge, cpu_after_purge),
         redis_cpu_us_per_baseline_eval,
-        baseline_evals_per_job: redis_cpu_us_per_job
-            .zip(redis_cpu_us_per_baseline_eval)
-            .map(|(job, call)| job / call),
-        jobs_per_baseline_eval: baseline_evals_per_second
-            .map(|base| submitted as f64 / wall / base),
+        baseline_evals_per_job: calls_per_job(redis_cpu_us_per_baseline_eval),
+        jobs_per_baseline_eval: jobs_per_call(baseline_evals_per_second),
         unpipelined_baseline_evals_per_second,
         redis_cpu_us_per_unpipelined_eval,
-        unpipelined_evals_per_job: redis_cpu_us_per_job
-            .zip(redis_cpu_us_per_unpipelined_eval)
-            .map(|(job, call)| job / call),
-        jobs_per_unpipelined_eval: unpipelined_baseline_evals_per_second
-            .map(|base| submitted as f64 / wall / base),
+        unpipelined_evals_per_job: calls_per_job(redis_cpu_us_per_unpipelined_eval),
+        jobs_per_unpipelined_eval: jobs_per_call(unpipelined_baseline_evals_per_second),
         docker_baseline_start_p50_ms: docker.map(|(direct, _)| direct),
         docker_overhead_p50_ms: docker.map(|(_, overhead)| overhead),
     };
