@@ -120,42 +120,38 @@ impl RedisJobStore {
         clients: BaselineClients,
     ) -> Result<f64, StoreError> {
         let script = redis::Script::new(BASELINE_SCRIPT);
-        let mut conns = Vec::new();
-        for _ in 0..concurrency.max(1) {
-            conns.push(match clients {
-                BaselineClients::Shared => BaselineConn::Shared(self.inner.endpoint.conn()),
-                BaselineClients::OwnConnection => BaselineConn::Own(
+        // Connected first, so that the clock starts with every task ready.
+        let mut own = Vec::new();
+        if clients == BaselineClients::OwnConnection {
+            for _ in 0..concurrency.max(1) {
+                own.push(
                     self.inner
                         .endpoint
                         .client()
                         .get_multiplexed_async_connection()
                         .await
                         .map_err(|e| store_error("baseline", e))?,
-                ),
-            });
+                );
+            }
         }
         let started = std::time::Instant::now();
         let deadline = started + duration;
-        let mut tasks = Vec::new();
-        for (n, mut conn) in conns.into_iter().enumerate() {
-            let script = script.clone();
-            let key = format!("{}baseline:{n}", self.inner.keys.prefix());
-            tasks.push(tokio::spawn(async move {
-                let mut calls = 0u64;
-                while std::time::Instant::now() < deadline {
-                    let _: i64 = conn
-                        .invoke(&script.key(&key))
-                        .await
-                        .map_err(|e| store_error("baseline", e))?;
-                    calls += 1;
-                }
-                let _: i64 = conn
-                    .query(redis::cmd("DEL").arg(&key))
-                    .await
-                    .map_err(|e| store_error("baseline", e))?;
-                Ok::<_, StoreError>(calls)
-            }));
-        }
+        let key = |n: usize| format!("{}baseline:{n}", self.inner.keys.prefix());
+        let tasks: Vec<_> = if own.is_empty() {
+            (0..concurrency.max(1))
+                .map(|n| {
+                    let conn = self.inner.endpoint.conn();
+                    tokio::spawn(baseline_calls(conn, script.clone(), key(n), deadline))
+                })
+                .collect()
+        } else {
+            own.into_iter()
+                .enumerate()
+                .map(|(n, conn)| {
+                    tokio::spawn(baseline_calls(conn, script.clone(), key(n), deadline))
+                })
+                .collect()
+        };
         let mut calls = 0;
         for task in tasks {
             calls += task
@@ -180,26 +176,29 @@ pub enum BaselineClients {
     OwnConnection,
 }
 
-/// A connection of the baseline: the store's shared one, or one of the task's own.
-enum BaselineConn {
-    Shared(redis::aio::ConnectionManager),
-    Own(redis::aio::MultiplexedConnection),
-}
-
-impl BaselineConn {
-    async fn invoke(&mut self, call: &redis::ScriptInvocation<'_>) -> redis::RedisResult<i64> {
-        match self {
-            BaselineConn::Shared(c) => call.invoke_async(c).await,
-            BaselineConn::Own(c) => call.invoke_async(c).await,
-        }
+/// One task of the baseline: calls `script` on `key` over `conn` until `deadline`, one at a
+/// time, then deletes the key; returns how many calls it made.
+async fn baseline_calls<C: redis::aio::ConnectionLike + Send>(
+    mut conn: C,
+    script: redis::Script,
+    key: String,
+    deadline: std::time::Instant,
+) -> Result<u64, StoreError> {
+    let mut calls = 0u64;
+    while std::time::Instant::now() < deadline {
+        let _: i64 = script
+            .key(&key)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| store_error("baseline", e))?;
+        calls += 1;
     }
-
-    async fn query(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<i64> {
-        match self {
-            BaselineConn::Shared(c) => cmd.query_async(c).await,
-            BaselineConn::Own(c) => cmd.query_async(c).await,
-        }
-    }
+    let _: i64 = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| store_error("baseline", e))?;
+    Ok(calls)
 }
 
 /// The main thread's CPU seconds in the text of `INFO cpu` (the process's when the server

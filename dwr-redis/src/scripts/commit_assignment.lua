@@ -50,7 +50,7 @@ if ngpu > total[3] - alloc[3] then return { 'no_room', 'gpu' } end
 
 if ARGV[6] ~= '' or ARGV[7] ~= '' or ARGV[8] ~= '' then
   local q = j[8] or DEFAULT_QUEUE
-  local fields = { q .. ':cpu', q .. ':mem', q .. ':gpu' }
+  local fields = held_fields(q)
   local read = redis.call('HMGET', K_QUEUES_HELD, unpack(fields))
   local held = counted(K_QUEUES_HELD, fields,
     { tonumber(read[1] or '0'), tonumber(read[2] or '0'), tonumber(read[3] or '0') })

@@ -315,20 +315,24 @@ local function move_state(id, from, to, seq, qk, queue)
   end
 end
 
--- The three fields of each queue, built once (a library keeps them from call to call; a
--- few queues, but the table is emptied should it ever hold a thousand).
+-- The fields of K_QUEUES_HELD for queue `q` (not nil): { q:cpu, q:mem, q:gpu }, built once
+-- (a library keeps them from call to call; a few queues, but the table is emptied should
+-- it ever hold a thousand).
 local HOLD_FIELDS, HOLD_FIELDS_N = {}, 0
--- Adds `sign` (1 or -1) times cpu, mem and ngpu to what queue `queue` (nil: the default)
--- holds (counted, written at the end of the call). Zero amounts are not written: a queue
--- that never held a GPU has no gpu field.
-local function hold(queue, sign, cpu, mem, ngpu)
-  local q = queue or DEFAULT_QUEUE
+local function held_fields(q)
   local f = HOLD_FIELDS[q]
   if not f then
     if HOLD_FIELDS_N >= 1000 then HOLD_FIELDS, HOLD_FIELDS_N = {}, 0 end
     f = { q .. ':cpu', q .. ':mem', q .. ':gpu' }
     HOLD_FIELDS[q], HOLD_FIELDS_N = f, HOLD_FIELDS_N + 1
   end
+  return f
+end
+-- Adds `sign` (1 or -1) times cpu, mem and ngpu to what queue `queue` (nil: the default)
+-- holds (counted, written at the end of the call). Zero amounts are not written: a queue
+-- that never held a GPU has no gpu field.
+local function hold(queue, sign, cpu, mem, ngpu)
+  local f = held_fields(queue or DEFAULT_QUEUE)
   count(K_QUEUES_HELD, f[1], sign * num(cpu))
   count(K_QUEUES_HELD, f[2], sign * num(mem))
   count(K_QUEUES_HELD, f[3], sign * num(ngpu))
