@@ -229,10 +229,33 @@ pub async fn retries_follow_backoff_causes_aborts_and_expiry(store: Arc<dyn JobS
         Some("executor lost")
     );
     assert_eq!(requeued.attempts[0].started_at, None, "it never started");
-    // A pending retry is aborted at once.
+    // What the lost attempt left (its reason) does not outlive the attempt that succeeds.
+    let second = register(&store, "e2", 8000, 8192, &[]).await;
+    assign(&store, lost, &second, &[]).await;
+    store.mark_running(lost, &second, 2).await.expect("run");
+    store
+        .finish(lost, &Outcome::exited(0, false), Some(2))
+        .await
+        .expect("finish");
+    let succeeded = job(&store, lost).await;
+    assert_eq!(
+        (
+            succeeded.state,
+            succeeded.exit_code,
+            succeeded.reason.as_deref()
+        ),
+        (JobState::Succeeded, Some(0), None),
+        "the second attempt's end is the job's"
+    );
+    assert_eq!(
+        succeeded.attempts[0].reason.as_deref(),
+        Some("executor lost")
+    );
+    // A pending retry is aborted at once, and waits for no retry time any more.
     store
         .request_abort(id, AbortCause::User)
         .await
         .expect("abort");
-    assert_eq!(job(&store, id).await.state, JobState::Aborted);
+    let aborted = job(&store, id).await;
+    assert_eq!((aborted.state, aborted.retry_at), (JobState::Aborted, None));
 }

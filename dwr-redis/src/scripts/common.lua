@@ -338,28 +338,37 @@ local function hold(queue, sign, cpu, mem, ngpu)
   count(K_QUEUES_HELD, f[3], sign * num(ngpu))
 end
 
--- What a terminal transition needs of a job, read in one HMGET: state (1), executor (2),
--- cpu (3), mem (4), ngpu (5), gpu_ids (6), seq (7), then the optional fields it may clear:
--- abort (8), exit_code (9), reason (10), log_total (11: set once the job has log lines),
--- retry_at (12); then attempt (13), max_retries (14), the queue (21, nil for the default),
--- whether jobs wait on it (23), its dependencies not ended yet (24), and the array it is a
--- task of (25). A nil state: no such job. What only an attempt that ends in a retry reads
--- (15-20, 22) is not read here: with_retry_fields() adds it.
-local FINISH_FIELDS = { 'state', 'executor', 'cpu', 'mem', 'ngpu', 'gpu_ids', 'seq', 'abort',
-  'exit_code', 'reason', 'log_total', 'retry_at', 'attempt', 'max_retries', 'queue',
-  'has_dependents', 'deps_left', 'array' }
+-- What a terminal transition needs of a job, by position: state (1), executor (2), cpu (3),
+-- mem (4), ngpu (5), seq (6), abort (7), log_total (8: set once the job has log lines),
+-- attempt (9), the queue (10, nil for the default), whether jobs wait on it (11) and the
+-- array it is a task of (12), in one HMGET. Then what only some jobs carry: gpu_ids (13),
+-- exit_code (14), reason (15), retry_at (16) and the dependencies not ended yet (17), read
+-- (a second HMGET) only for a job that may have them: pending, asked to abort, past its
+-- first attempt, or holding GPUs. A first attempt under way has none of them (a retry or a
+-- preemption makes the next attempt the second; an abort request writes `abort` with its
+-- `reason`), and every element of a reply costs the script about as much as a command's
+-- own work. A nil state: no such job. What only an attempt that ends in a retry reads
+-- (18-25) is not read here: with_retry_fields() adds it.
+local FINISH_FIELDS = { 'state', 'executor', 'cpu', 'mem', 'ngpu', 'seq', 'abort', 'log_total',
+  'attempt', 'queue', 'has_dependents', 'array' }
 local function job_for_finish(id)
   local j = redis.call('HMGET', k_job(id), unpack(FINISH_FIELDS))
-  j[21], j[23], j[24], j[25], j[15], j[16], j[17], j[18] = j[15], j[16], j[17], j[18]
+  if j[1] and (j[1] == S_PENDING or j[7] or j[9] ~= '1' or j[5] ~= '0') then
+    local r = redis.call('HMGET', k_job(id), 'gpu_ids', 'exit_code', 'reason', 'retry_at',
+      'deps_left')
+    j[13], j[14], j[15], j[16], j[17] = r[1], r[2], r[3], r[4], r[5]
+  end
   return j
 end
--- Adds to `j` (from job_for_finish) what ending an attempt in a retry reads: retry_ms (15),
--- retry_on (16), attempts (17), executor_ip (18), started_at (19), the queue key a retry
--- re-enters the queue with (20), and how many attempts ended in a preemption (22).
+-- Adds to `j` (from job_for_finish) what deciding on a retry and recording the attempt
+-- read: max_retries (18), retry_ms (19), retry_on (20), attempts (21), executor_ip (22),
+-- started_at (23), the queue key a retry re-enters the queue with (24), and how many
+-- attempts ended in a preemption (25).
 local function with_retry_fields(id, j)
-  local r = redis.call('HMGET', k_job(id), 'retry_ms', 'retry_on', 'attempts', 'executor_ip',
-    'started_at', 'qk', 'preemptions')
-  j[15], j[16], j[17], j[18], j[19], j[20], j[22] = r[1], r[2], r[3], r[4], r[5], r[6], r[7]
+  local r = redis.call('HMGET', k_job(id), 'max_retries', 'retry_ms', 'retry_on', 'attempts',
+    'executor_ip', 'started_at', 'qk', 'preemptions')
+  j[18], j[19], j[20], j[21], j[22], j[23], j[24], j[25] =
+    r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]
   return j
 end
 
@@ -425,8 +434,8 @@ local function release(id, j)
   local ex = j[2]
   if not ex then return end
   if redis.call('SREM', k_exec_jobs(ex), id) == 0 then return end
-  hold(j[21], -1, j[3], j[4], j[5])
-  if j[25] then redis.call('HINCRBY', k_array(j[25]), 'active', -1) end
+  hold(j[10], -1, j[3], j[4], j[5])
+  if j[12] then redis.call('HINCRBY', k_array(j[12]), 'active', -1) end
   local xk = k_exec(ex)
   exec_changed(ex)
   count(xk, 'cpu_alloc', -num(j[3]))
@@ -435,7 +444,7 @@ local function release(id, j)
   if ngpu > 0 then
     count(xk, 'gpu_alloc', -ngpu)
     local gk = k_exec_gpus(ex)
-    for _, uuid in ipairs(cjson.decode(j[6])) do
+    for _, uuid in ipairs(cjson.decode(j[13])) do
       if redis.call('HGET', gk, uuid) == id then
         redis.call('HDEL', gk, uuid)
       end
@@ -450,7 +459,7 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   local jk = k_job(id)
   release(id, j)
   local set = { 'state', to, 'updated_at', now_s(), 'finished_at', now_s(), 'oom', oom }
-  if num(j[24] or '0') > 0 then
+  if num(j[17] or '0') > 0 then
     -- It ends while it waited for its dependencies.
     index_remove(K_BLOCKED, id)
     set[#set + 1] = 'deps_left'
@@ -458,49 +467,49 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   end
   -- Fields to clear, only those present (j[8..10]): usually none, and no HDEL.
   local del = {}
-  if j[8] then del[1] = 'abort' end
-  if j[12] then del[#del + 1] = 'retry_at' end
+  if j[7] then del[1] = 'abort' end
+  if j[16] then del[#del + 1] = 'retry_at' end
   if exit_code == nil or exit_code == '' then
-    if j[9] then del[#del + 1] = 'exit_code' end
+    if j[14] then del[#del + 1] = 'exit_code' end
   else
     set[#set + 1] = 'exit_code'
     set[#set + 1] = exit_code
   end
   if reason == nil or reason == '' then
-    if j[10] then del[#del + 1] = 'reason' end
+    if j[15] then del[#del + 1] = 'reason' end
   else
     set[#set + 1] = 'reason'
     set[#set + 1] = reason
   end
   redis.call('HSET', jk, unpack(set))
   if #del > 0 then redis.call('HDEL', jk, unpack(del)) end
-  move_state(id, j[1], to, j[7], nil, j[21])
+  move_state(id, j[1], to, j[6], nil, j[10])
   -- A list, not a sorted set by time: appending is O(1), and purge.lua takes jobs from
   -- its head while they are due. Appended at the end of the call (flush_deferred).
   FINISHED[#FINISHED + 1] = id
   -- A job without log_total has no log list (append_logs writes both), so nothing to
   -- expire; lines appended after this set the TTL themselves.
   local ttl = num(log_ttl)
-  if ttl > 0 and j[11] then redis.call('EXPIRE', k_logs(id), ttl) end
+  if ttl > 0 and j[8] then redis.call('EXPIRE', k_logs(id), ttl) end
   wake_for_room()
   redis.call('PUBLISH', ch_logs(id), 'end')
 end
 
 -- What ended with job `id` (`j` from job_for_finish), which just ended in state `to`, as
--- dependencies others may wait on: { id, ok } when jobs wait on it (`j[23]`), and its
+-- dependencies others may wait on: { id, ok } when jobs wait on it (`j[11]`), and its
 -- array's { id, ok } when it was the array's last task to end and jobs wait on the array.
 -- Counts the task's end in its array either way.
 local function ended(id, j, to)
   local ok = to == S_SUCCEEDED
   local nodes = {}
-  if j[23] then nodes[1] = { id, ok } end
-  if j[25] then
-    local ak = k_array(j[25])
+  if j[11] then nodes[1] = { id, ok } end
+  if j[12] then
+    local ak = k_array(j[12])
     local done = redis.call('HINCRBY', ak, 'done', 1)
     if not ok then redis.call('HINCRBY', ak, 'not_ok', 1) end
     local a = redis.call('HMGET', ak, 'count', 'not_ok', 'has_dependents')
     if a[3] and done >= tonumber(a[1]) then
-      nodes[#nodes + 1] = { j[25], tonumber(a[2] or '0') == 0 }
+      nodes[#nodes + 1] = { j[12], tonumber(a[2] or '0') == 0 }
     end
   end
   return nodes
@@ -542,7 +551,7 @@ end
 -- job that is neither waited on nor a task).
 local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   end_without_dependents(id, j, to, exit_code, reason, oom, now, log_ttl)
-  if j[23] or j[25] then release_dependents(ended(id, j, to), now, log_ttl) end
+  if j[11] or j[12] then release_dependents(ended(id, j, to), now, log_ttl) end
 end
 
 -- Stores job `id` as submitted: its hash (`fields`, a flat list of field/value pairs, and
@@ -617,16 +626,16 @@ local MAX_RETRY_MS = 600000
 -- store's codec reads it from (one JSON encode less on every job's end).
 -- A preempted attempt (abort 'preempted') that did not succeed meanwhile goes back to
 -- pending at once, keeping the reason its preemption wrote, and uses up no retry: the retry
--- count is the attempt number less the preemptions (22).
+-- count is the attempt number less the preemptions (25).
 local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, cause)
   local state = j[1]
-  if HOLDS_RESOURCES[state] and j[8] == 'preempted' and to ~= S_SUCCEEDED then
+  if HOLDS_RESOURCES[state] and j[7] == 'preempted' and to ~= S_SUCCEEDED then
     with_retry_fields(id, j)
     local jk = k_job(id)
     local attempts = {}
-    if j[17] and j[17] ~= '{}' then attempts = cjson.decode(j[17]) end
-    local record = { attempt = tonumber(j[13] or '0'), executor = j[2], executor_ip = j[18],
-      started_at = tonumber(j[19] or ''), ended_at = now, reason = j[10] or reason }
+    if j[21] and j[21] ~= '{}' then attempts = cjson.decode(j[21]) end
+    local record = { attempt = tonumber(j[9] or '0'), executor = j[2], executor_ip = j[22],
+      started_at = tonumber(j[23] or ''), ended_at = now, reason = j[15] or reason }
     if exit_code ~= nil and exit_code ~= '' then record.exit_code = tonumber(exit_code) end
     attempts[#attempts + 1] = record
     release(id, j)
@@ -635,17 +644,19 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
     redis.call('HINCRBY', jk, 'preemptions', 1)
     redis.call('HDEL', jk, 'abort', 'retry_at', 'executor', 'executor_ip', 'assigned_at',
       'started_at', 'exit_code')
-    move_state(id, state, S_PENDING, j[7], j[20], j[21])
+    move_state(id, state, S_PENDING, j[6], j[24], j[10])
     wake()
     return 'retry'
   end
-  if HOLDS_RESOURCES[state] and to == S_FAILED and cause ~= '' and j[14] and not j[8] then
-    with_retry_fields(id, j)
+  -- Whether the job has a retry policy (max_retries, 18) is read with the rest of what a
+  -- retry needs, only once an attempt failed for a cause.
+  if HOLDS_RESOURCES[state] and to == S_FAILED and cause ~= '' and not j[7]
+      and with_retry_fields(id, j)[18] then
     local jk = k_job(id)
-    local r = { j[13], j[14], j[15], j[16], j[17], j[18], j[19] }
+    local r = { j[9], j[18], j[19], j[20], j[21], j[22], j[23] }
     local attempt = tonumber(r[1] or '0')
     -- The retries used: the attempts that did not end in a preemption.
-    local tries = attempt - tonumber(j[22] or '0')
+    local tries = attempt - tonumber(j[25] or '0')
     local retry = tries <= tonumber(r[2])
       and string.find(',' .. (r[4] or '') .. ',', ',' .. cause .. ',', 1, true)
     if retry then
@@ -670,7 +681,7 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
       end
       redis.call('HSET', jk, unpack(set))
       redis.call('HDEL', jk, 'executor', 'executor_ip', 'assigned_at', 'started_at', 'exit_code')
-      move_state(id, state, S_PENDING, j[7], j[20], j[21])
+      move_state(id, state, S_PENDING, j[6], j[24], j[10])
       wake()
       return 'retry'
     end

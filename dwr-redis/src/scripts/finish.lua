@@ -9,7 +9,7 @@ if not state then return { 'job_not_found' } end
 -- An executor reports on its attempt only while it is under way (or, idempotently, once it
 -- made the job terminal): not about an older one, nor one that ended in a retry.
 if ARGV[7] ~= '' then
-  local current = j[13] or '0'
+  local current = j[9] or '0'
   local refused = stale(ARGV[7], state, current, false)
   if refused then return refused end
   if state == S_PENDING then return { 'stale', state, current } end
