@@ -507,6 +507,42 @@ async fn the_invariant_check_sees_a_tampered_allocation() {
     );
 }
 
+/// A new job's hash holds what it has beyond a new job's defaults, each field once: no
+/// update time (it is its creation time), no GPUs, no OOM flag, no default queue; read back,
+/// it is the job submitted.
+#[tokio::test]
+async fn a_new_jobs_hash_holds_no_defaults() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let submitted = store.submit(job()).await.unwrap();
+    let hash: HashMap<String, String> = server
+        .client()
+        .hgetall(store.keys().job(submitted.id))
+        .unwrap();
+    let mut fields: Vec<&str> = hash.keys().map(String::as_str).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "cpu",
+            "created_at",
+            "id",
+            "mem",
+            "ngpu",
+            "qk",
+            "seq",
+            "spec",
+            "state"
+        ]
+    );
+    assert_eq!(hash["id"], submitted.id.to_string());
+    let read = store.job(submitted.id).await.unwrap();
+    assert_eq!(read.updated_at, read.created_at);
+    assert_eq!(read, submitted);
+}
+
 #[tokio::test]
 async fn queues_keep_their_keys_and_counts_through_every_move() {
     let Some(server) = RedisServer::start() else {

@@ -82,10 +82,22 @@ local function now_s()
 end
 
 -- String `s` as a JSON string: quoted as it is when nothing in it needs escaping (ids, IPs,
--- an empty GPU list), through cjson otherwise.
+-- an empty GPU list), through cjson otherwise. The strings quoted are few (executors,
+-- their addresses, GPU lists) and the pattern test costs more than a command, so the first
+-- 4,096 keep their quoted form, as num() keeps numbers.
+local JSON_STRINGS, JSON_STRINGS_N = {}, 0
 local function json_string(s)
-  if not string.find(s, '[%c"\\\128-\255]') then return '"' .. s .. '"' end
-  return cjson.encode(s)
+  local q = JSON_STRINGS[s]
+  if q then return q end
+  if string.find(s, '[%c"\\\128-\255]') then
+    q = cjson.encode(s)
+  else
+    q = '"' .. s .. '"'
+  end
+  if JSON_STRINGS_N < 4096 then
+    JSON_STRINGS[s], JSON_STRINGS_N = q, JSON_STRINGS_N + 1
+  end
+  return q
 end
 
 -- An integral number as the string Redis stores ('%d': no printf of a double).
@@ -555,7 +567,7 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
 end
 
 -- Stores job `id` as submitted: its hash (`fields`, a flat list of field/value pairs, and
--- its sequence, queue key and times), its state's index, and its queue, or, with
+-- its id, sequence, queue key and creation time), its state's index, and its queue, or, with
 -- dependencies (`deps`, ids that exist, of type `kind`), K_BLOCKED and the dependents set
 -- of each dependency not ended. The caller checked that the id is free. Returns nil, or
 -- for a job with dependencies 'ready', 'blocked' with the counts left and not ok, or
@@ -565,8 +577,9 @@ local function store_job(id, priority, queue, kind, deps, fields, now)
   local n = next_seq()
   -- The number, not its string: tonumber() of a number costs nothing.
   local seq, qk = int(n), int(queue_key(n, priority))
-  redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), 'updated_at', now_s(),
-    unpack(fields))
+  -- No updated_at: a job not changed since its creation has none (the codec reads
+  -- created_at), one field less to write and to read at every step.
+  redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), unpack(fields))
   index_add(k_state(S_PENDING), id, seq)
   changed('s', id, queue ~= '' and queue or DEFAULT_QUEUE)
   if queue ~= '' then redis.call('SADD', K_QUEUES, queue) end
