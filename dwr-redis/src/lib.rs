@@ -114,7 +114,7 @@
 //! | `{p}executor_events:{id}` | list of `assigned <job>` / `abort <job> <cause>` | `commit_assignment`, `request_abort` (`RPUSH`); the executor pops (`BLMPOP`) | deleted by `expire_executor` |
 //! | `job_logs:{job_id}` (no prefix) | list of lines, oldest first, capped at [`RedisConfig::log_max_lines`] (`LTRIM`) and [`RedisConfig::log_max_bytes`] (then ending in one marker line) | `append_logs` | [`RedisConfig::log_ttl`] once the job is terminal; purge |
 //! | `{p}wake` | pub/sub channel | `submit`, `finish`, `register_executor`, `expire_executor` publish | — |
-//! | `{p}log_events:{job_id}` | pub/sub channel | `append_logs`, terminal transitions publish; the log followers of a process share one `PSUBSCRIBE {p}log_events:*` | — |
+//! | `{p}log_events:{job_id}` | pub/sub channel | `append_logs`, terminal transitions and `purge` publish, while any client holds a pattern subscription (the log followers of a process share one `PSUBSCRIBE {p}log_events:*`; with none, nobody would hear it) | — |
 //!
 //! `LRANGE job_logs:<id> 0 -1` prints a job's log, as the original system documented.
 //!

@@ -916,7 +916,8 @@ async fn changes_are_published_only_while_someone_listens() {
 }
 
 /// A job's end wakes schedulers only while some job waits in a queue (of any name) for the
-/// room it gave back: with every queue empty a pass would place nothing.
+/// room it gave back: with every queue empty a pass would place nothing. Its log channel
+/// hears the end only while some process follows logs (their pattern subscription).
 #[tokio::test]
 async fn an_end_wakes_schedulers_only_while_a_job_waits_for_room() {
     let Some(server) = RedisServer::start() else {
@@ -936,7 +937,11 @@ async fn an_end_wakes_schedulers_only_while_a_job_waits_for_room() {
     let alone = running().await;
     let before = publishes();
     store.finish(alone, &failed, None).await.unwrap();
-    assert_eq!(publishes() - before, 1, "the job's log channel alone");
+    assert_eq!(
+        publishes() - before,
+        0,
+        "nobody follows logs or waits for room"
+    );
 
     // A job waiting in a named queue, then in the default one.
     let mut waiting = job();
@@ -946,12 +951,41 @@ async fn an_end_wakes_schedulers_only_while_a_job_waits_for_room() {
         let ending = running().await;
         let before = publishes();
         store.finish(ending, &failed, None).await.unwrap();
-        assert_eq!(publishes() - before, 2, "the log channel and the wake-up");
+        assert_eq!(publishes() - before, 1, "the wake-up");
     }
     store.finish(waiting, &failed, None).await.unwrap();
     store.submit(job()).await.unwrap();
     let ending = running().await;
     let before = publishes();
     store.finish(ending, &failed, None).await.unwrap();
-    assert_eq!(publishes() - before, 2, "a job waits in the default queue");
+    assert_eq!(publishes() - before, 1, "a job waits in the default queue");
+
+    // A follower's pattern subscription: the job's log channel hears its end.
+    let mut follower = server.client();
+    let mut follower = follower.as_pubsub();
+    follower
+        .psubscribe(format!("{}log_events:*", store.keys().prefix()))
+        .unwrap();
+    follower
+        .set_read_timeout(Some(BOUND))
+        .expect("read timeout");
+    let followed = running().await;
+    let before = publishes();
+    store.finish(followed, &failed, None).await.unwrap();
+    assert_eq!(
+        publishes() - before,
+        3,
+        "the job's log channel, the changes (a pattern may match them) and the wake-up"
+    );
+    let message = follower.get_message().expect("the end is heard");
+    assert_eq!(
+        (
+            message.get_channel_name().to_owned(),
+            message.get_payload::<String>().unwrap()
+        ),
+        (
+            format!("{}log_events:{followed}", store.keys().prefix()),
+            "end".to_owned()
+        )
+    );
 }

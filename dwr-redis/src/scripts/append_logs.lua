@@ -68,5 +68,5 @@ end
 redis.call('HSET', jk, 'log_total', total + n, 'log_bytes', bytes)
 if cap > 0 then redis.call('LTRIM', lk, -cap, -1) end
 if TERMINAL[state] and ttl > 0 then redis.call('EXPIRE', lk, ttl) end
-if n > 0 or last < #ARGV then redis.call('PUBLISH', ch_logs(id), 'lines') end
+if n > 0 or last < #ARGV then publish_log(id, 'lines') end
 return { 'ok' }

@@ -83,7 +83,7 @@ for i = 9, #ARGV do
 end
 hold(j[8], 1, cpu, mem, ngpu)
 if ak then redis.call('HINCRBY', ak, 'active', 1) end
-redis.call('SADD', k_exec_jobs(ex), id)
+append_at_end('SADD', k_exec_jobs(ex), id)
 local ip = x[5] or ''
 -- Each commit is the job's next attempt: what every later write of its executor names.
 local attempt = int(num(j[6] or '0') + 1)
@@ -96,22 +96,25 @@ move_state(id, state, S_ASSIGNED, j[5], nil, j[8])
 -- executor need not read the job back: 'assigned <id> <json>'. With the scheduler's copy
 -- of the pending job, that is its array followed by the fields just written (a later
 -- field wins), and the reply is the IP; without, the hash is read back and is the reply.
+-- The event and the job's place in the executor's job set are written at the end of the
+-- call (append_at_end), one RPUSH and one SADD per executor for a batch.
 local snapshot = ARGV[5]
 if snapshot == '-' then
   -- The scheduler's copy is a placement view: the event carries the hash read back, and
   -- the reply is the IP (the scheduler has what it needs of the job).
-  redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(redis.call('HGETALL', jk)))
+  local hash = cjson.encode(redis.call('HGETALL', jk))
+  append_at_end('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. hash)
   return { 'ok', ip, now_s() }
 end
 if snapshot ~= '' then
   -- The fields just written, as the HSET above, spliced in one concatenation (one string
   -- made, not a table encoded and cut).
-  redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',"state","'
+  append_at_end('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',"state","'
     .. S_ASSIGNED .. '","executor",' .. json_string(ex) .. ',"executor_ip",' .. json_string(ip)
     .. ',"gpu_ids",' .. json_string(ARGV[4]) .. ',"assigned_at","' .. now_s()
     .. '","updated_at","' .. now_s() .. '","attempt","' .. attempt .. '"]')
   return { 'ok', ip, now_s() }
 end
 local hash = redis.call('HGETALL', jk)
-redis.call('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(hash))
+append_at_end('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(hash))
 return { 'ok', hash }

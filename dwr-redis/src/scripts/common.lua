@@ -148,6 +148,20 @@ local function wake_for_room()
   if ANY_QUEUED then wake() end
 end
 
+-- Whether any client holds a pattern subscription, asked once per call. The log followers
+-- of every dwr process share one pattern subscription (wait.rs: PSUBSCRIBE
+-- {p}log_events:*), made before a follower first reads; without any, nobody hears a log
+-- channel and publish_log() sends nothing (at the end of every job, a command saved).
+local PATTERNS = nil
+local function patterns_subscribed()
+  if PATTERNS == nil then PATTERNS = redis.call('PUBSUB', 'NUMPAT') > 0 end
+  return PATTERNS
+end
+-- Tells the followers of job `id`'s log that `what` happened ('lines', 'end', 'purged').
+local function publish_log(id, what)
+  if patterns_subscribed() then redis.call('PUBLISH', ch_logs(id), what) end
+end
+
 -- The changes this call made, for live views (GET /events): published once at the end of
 -- the call on CH_CHANGES, one line each (job_store/changes.rs reads them): `s <id> <queue>`
 -- (submitted), `j <id> <from> <to>`, `a <id> <1 if preempted, else 0>`, `x+ <executor>`,
@@ -158,7 +172,7 @@ local CHANGES, CHANGES_WANTED = {}, nil
 local function changed(...)
   if CHANGES_WANTED == nil then
     CHANGES_WANTED = redis.call('PUBSUB', 'NUMSUB', CH_CHANGES)[2] > 0
-      or redis.call('PUBSUB', 'NUMPAT') > 0
+      or patterns_subscribed()
   end
   if CHANGES_WANTED then CHANGES[#CHANGES + 1] = table.concat({ ... }, ' ') end
 end
@@ -221,8 +235,22 @@ end
 -- What commit_assignment read of each executor in this call (its hash's fields).
 local EXECUTORS_READ = {}
 
--- The jobs this call ended, for K_FINISH_ORDER: appended in one RPUSH at its end.
-local FINISHED = {}
+-- Items this call adds to sets (SADD) and lists (RPUSH) that no operation of the same call
+-- reads back: the executors' job sets and events from commits, K_FINISH_ORDER from ends.
+-- Kept until the end of the call and written in one command per key (flush_deferred), in
+-- the order given: a batch of 100 commits to eight executors sends eight SADDs and eight
+-- RPUSHes, not 200 commands.
+local APPENDED, APPENDED_KEYS = {}, {}
+-- `command` ('SADD' or 'RPUSH') `key` `item`, at the end of the call.
+local function append_at_end(command, key, item)
+  local k = APPENDED[key]
+  if not k then
+    k = { command = command }
+    APPENDED[key] = k
+    APPENDED_KEYS[#APPENDED_KEYS + 1] = key
+  end
+  k[#k + 1] = item
+end
 
 -- Writes to the sorted sets that index jobs (the per-state sets, the queues, K_BLOCKED),
 -- kept until the end of the call and sent as one ZREM and one ZADD per set (flush_deferred):
@@ -267,8 +295,8 @@ local function next_seq()
 end
 
 -- Writes what the call counted, the executors it changed (one INCR of the counter and one
--- ZADD for all of them), the jobs it ended, the index writes (one ZREM and one ZADD per
--- sorted set) and the sequence it used.
+-- ZADD for all of them), what it appended to sets and lists (one command per key), the
+-- index writes (one ZREM and one ZADD per sorted set) and the sequence it used.
 local function flush_deferred()
   for _, key in ipairs(COUNTED_KEYS) do
     for field, n in pairs(COUNTS[key]) do
@@ -286,8 +314,11 @@ local function flush_deferred()
     redis.call('ZADD', K_EXECUTORS_CHANGED, unpack(args))
     EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
   end
-  call_with_all('RPUSH', K_FINISH_ORDER, FINISHED)
-  FINISHED = {}
+  for _, key in ipairs(APPENDED_KEYS) do
+    local k = APPENDED[key]
+    call_with_all(k.command, key, k)
+  end
+  APPENDED, APPENDED_KEYS = {}, {}
   for _, key in ipairs(INDEXED_KEYS) do
     local k = INDEXED[key]
     local gone, scored = {}, {}
@@ -498,13 +529,13 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   move_state(id, j[1], to, j[6], nil, j[10])
   -- A list, not a sorted set by time: appending is O(1), and purge.lua takes jobs from
   -- its head while they are due. Appended at the end of the call (flush_deferred).
-  FINISHED[#FINISHED + 1] = id
+  append_at_end('RPUSH', K_FINISH_ORDER, id)
   -- A job without log_total has no log list (append_logs writes both), so nothing to
   -- expire; lines appended after this set the TTL themselves.
   local ttl = num(log_ttl)
   if ttl > 0 and j[8] then redis.call('EXPIRE', k_logs(id), ttl) end
   wake_for_room()
-  redis.call('PUBLISH', ch_logs(id), 'end')
+  publish_log(id, 'end')
 end
 
 -- What ended with job `id` (`j` from job_for_finish), which just ended in state `to`, as
@@ -720,11 +751,11 @@ local function begin_call(prefix)
   set_prefix(prefix)
   NOW, NOW_S = nil, nil
   WOKEN, ANY_QUEUED = false, nil
-  CHANGES, CHANGES_WANTED = {}, nil
+  CHANGES, CHANGES_WANTED, PATTERNS = {}, nil, nil
   COUNTS, COUNTED_KEYS = {}, {}
   EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
   EXECUTORS_READ = {}
-  FINISHED = {}
+  APPENDED, APPENDED_KEYS = {}, {}
   INDEXED, INDEXED_KEYS = {}, {}
   SEQ_AT, SEQ_READ = nil, nil
 end

@@ -21,7 +21,7 @@ local function delete(id, state, array)
   index_remove(k_state(state), id)
   doomed[#doomed + 1] = k_job(id)
   doomed[#doomed + 1] = k_logs(id)
-  redis.call('PUBLISH', ch_logs(id), 'purged')
+  publish_log(id, 'purged')
   deleted = deleted + 1
   if array then
     if not purged[array] then
