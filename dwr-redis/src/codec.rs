@@ -250,11 +250,23 @@ pub(crate) fn job_from_map(map: &HashMap<String, String>) -> Result<Job, StoreEr
         },
         retry_at: ts("retry_at")?,
         created_at,
-        updated_at: ts("updated_at")?.unwrap_or(created_at),
+        updated_at: created_at,
         assigned_at: ts("assigned_at")?,
         started_at: ts("started_at")?,
         finished_at: ts("finished_at")?,
     };
+    // The scripts write `updated_at` only beside no other time (see `now_s` in
+    // common.lua): the job was last changed at the latest of its times.
+    job.updated_at = [
+        ts("updated_at")?,
+        job.ready_at,
+        job.assigned_at,
+        job.started_at,
+        job.finished_at,
+    ]
+    .into_iter()
+    .flatten()
+    .fold(created_at, Timestamp::max);
     // The scripts keep only the attempts that ended in a retry; the final one is the
     // job's own fields (dwr_core::Job::end_attempt records it, so both stores agree).
     let recorded = job

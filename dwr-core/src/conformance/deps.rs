@@ -86,6 +86,11 @@ pub async fn a_job_waits_for_its_dependencies(store: Arc<dyn JobStore>) {
     assert_eq!(ready.deps_left, 0);
     assert!(ready.ready_at.is_some_and(|t| t >= ready.created_at));
     assert_eq!(
+        Some(ready.updated_at),
+        ready.ready_at,
+        "last changed when ready"
+    );
+    assert_eq!(
         queued(&store).await,
         [c],
         "queued once its dependencies succeeded"

@@ -64,6 +64,11 @@ pub async fn mark_running_only_by_its_executor(store: Arc<dyn JobStore>) {
     let running = job(&store, id).await;
     assert_eq!(running.state, JobState::Running);
     assert!(running.assigned_at.is_some() && running.started_at >= running.assigned_at);
+    assert_eq!(
+        Some(running.updated_at),
+        running.started_at,
+        "last changed as it started"
+    );
     assert_eq!(running.executor.as_ref(), Some(&e1));
     assert_eq!(
         executor(&store, &e1).await.allocated,
@@ -120,6 +125,11 @@ pub async fn finish_follows_the_lifecycle(store: Arc<dyn JobStore>) {
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(failed.reason, timed_out.reason);
     assert!(failed.finished_at.is_some_and(|t| t >= failed.created_at));
+    assert_eq!(
+        Some(failed.updated_at),
+        failed.finished_at,
+        "last changed at its end"
+    );
 
     let assigned = submit(&store, spec(100, 100)).await;
     assign(&store, assigned, &exec, &[]).await;
@@ -149,6 +159,11 @@ pub async fn finish_follows_the_lifecycle(store: Arc<dyn JobStore>) {
     assert_eq!(
         (ended.state, ended.exit_code, ended.oom_killed),
         (JobState::Failed, Some(137), true)
+    );
+    assert_eq!(
+        Some(ended.updated_at),
+        ended.finished_at,
+        "last changed at its end"
     );
 }
 

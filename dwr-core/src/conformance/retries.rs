@@ -130,6 +130,10 @@ pub async fn a_failed_attempt_is_retried_by_its_policy(store: Arc<dyn JobStore>)
         (1, Some(&e1), Some(3))
     );
     assert!(first.started_at.is_some() && first.ended_at >= before);
+    assert_eq!(
+        retried.updated_at, first.ended_at,
+        "last changed as the attempt ended"
+    );
     assert_eq!(executor(&store, &e1).await.allocated, Resources::ZERO);
     assert_eq!(
         store.pending_jobs(10).await.expect("pending")[0].id,

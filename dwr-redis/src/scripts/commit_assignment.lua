@@ -88,7 +88,7 @@ local ip = x[5] or ''
 -- Each commit is the job's next attempt: what every later write of its executor names.
 local attempt = int(num(j[6] or '0') + 1)
 redis.call('HSET', jk, 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids',
-  ARGV[4], 'assigned_at', now_s(), 'updated_at', now_s(), 'attempt', attempt)
+  ARGV[4], 'assigned_at', now_s(), 'attempt', attempt)
 -- A retried job's backoff is over. (The scheduler's copy in the event may still carry it.)
 if j[7] then redis.call('HDEL', jk, 'retry_at') end
 move_state(id, state, S_ASSIGNED, j[5], nil, j[8])
@@ -112,7 +112,7 @@ if snapshot ~= '' then
   append_at_end('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',"state","'
     .. S_ASSIGNED .. '","executor",' .. json_string(ex) .. ',"executor_ip",' .. json_string(ip)
     .. ',"gpu_ids",' .. json_string(ARGV[4]) .. ',"assigned_at","' .. now_s()
-    .. '","updated_at","' .. now_s() .. '","attempt","' .. attempt .. '"]')
+    .. '","attempt","' .. attempt .. '"]')
   return { 'ok', ip, now_s() }
 end
 local hash = redis.call('HGETALL', jk)

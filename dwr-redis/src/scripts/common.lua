@@ -80,6 +80,10 @@ local function now_s()
   now_ms()
   return NOW_S
 end
+-- A job's `updated_at` is written only by a change that stamps no other time (an abort
+-- request, a retry, a dependency counted): one that stamps `created_at`, `ready_at`,
+-- `assigned_at`, `started_at` or `finished_at` writes that alone, and the codec reads
+-- `updated_at` as the latest of them all (one field less at every step of a job).
 
 -- String `s` as a JSON string: quoted as it is when nothing in it needs escaping (ids, IPs,
 -- an empty GPU list), through cjson otherwise. The strings quoted are few (executors,
@@ -501,7 +505,7 @@ end
 local function end_without_dependents(id, j, to, exit_code, reason, oom, now, log_ttl)
   local jk = k_job(id)
   release(id, j)
-  local set = { 'state', to, 'updated_at', now_s(), 'finished_at', now_s(), 'oom', oom }
+  local set = { 'state', to, 'finished_at', now_s(), 'oom', oom }
   if num(j[17] or '0') > 0 then
     -- It ends while it waited for its dependencies.
     index_remove(K_BLOCKED, id)
@@ -575,7 +579,7 @@ local function release_dependents(work, now, log_ttl)
         if verdict == 'wait' then
           redis.call('HSET', k_job(d), 'deps_left', a, 'deps_not_ok', b)
         elseif verdict == 'ready' then
-          redis.call('HSET', k_job(d), 'deps_left', 0, 'ready_at', now_s(), 'updated_at', now_s())
+          redis.call('HSET', k_job(d), 'deps_left', 0, 'ready_at', now_s())
           index_remove(K_BLOCKED, d)
           index_add(k_queue(w[7]), d, w[6] or int(queue_key(w[5], DEFAULT_PRIORITY)))
           wake()
@@ -608,8 +612,7 @@ local function store_job(id, priority, queue, kind, deps, fields, now)
   local n = next_seq()
   -- The number, not its string: tonumber() of a number costs nothing.
   local seq, qk = int(n), int(queue_key(n, priority))
-  -- No updated_at: a job not changed since its creation has none (the codec reads
-  -- created_at), one field less to write and to read at every step.
+  -- No updated_at: it is the creation time (see now_s()).
   redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), unpack(fields))
   index_add(k_state(S_PENDING), id, seq)
   changed('s', id, queue ~= '' and queue or DEFAULT_QUEUE)

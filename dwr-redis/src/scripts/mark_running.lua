@@ -10,6 +10,6 @@ if TERMINAL[state] then return { 'terminal', state } end
 if not can_become(state, S_RUNNING) or j[2] ~= ex then return { 'invalid', state } end
 local refused = stale(ARGV[4], state, j[4], false)
 if refused then return refused end
-redis.call('HSET', jk, 'state', S_RUNNING, 'started_at', now_s(), 'updated_at', now_s())
+redis.call('HSET', jk, 'state', S_RUNNING, 'started_at', now_s())
 move_state(id, state, S_RUNNING, j[3])
 return { 'ok' }
