@@ -505,7 +505,11 @@ end
 local function end_without_dependents(id, j, to, exit_code, reason, oom, now, log_ttl)
   local jk = k_job(id)
   release(id, j)
-  local set = { 'state', to, 'finished_at', now_s(), 'oom', oom }
+  local set = { 'state', to, 'finished_at', now_s() }
+  -- Only a job's end sets `oom`, so a job that was not killed has none (read as not).
+  if oom == '1' then
+    set[5], set[6] = 'oom', '1'
+  end
   if num(j[17] or '0') > 0 then
     -- It ends while it waited for its dependencies.
     index_remove(K_BLOCKED, id)
