@@ -337,16 +337,21 @@ pub struct JobSpec {
     pub max_runtime: Duration,
     /// Host volumes to mount (refused by executors without an allow-list).
     pub volumes: Vec<VolumeMount>,
-    /// How failed attempts are retried (by default they are not).
-    #[serde(default)]
+    /// How failed attempts are retried (by default they are not). Like `read_only_rootfs`
+    /// and `priority`, not written when default: the JSON a store keeps of every job is
+    /// shorter, and an older version reads it the same.
+    #[serde(default, skip_serializing_if = "is_default_retry")]
     pub retry: RetryPolicy,
     /// Run the container with a read-only root filesystem (default false); mounted volumes
     /// keep their own mode.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub read_only_rootfs: bool,
     /// 0 (lowest) to [`MAX_PRIORITY`]; [`DEFAULT_PRIORITY`] by default. A pending job of
     /// higher priority is considered first (see [`PRIORITY_AGING_JOBS`]).
-    #[serde(default = "default_priority")]
+    #[serde(
+        default = "default_priority",
+        skip_serializing_if = "is_default_priority"
+    )]
     pub priority: u8,
     /// The tenant that submitted it (the API's named tokens); `None` for the single token
     /// or an API without tokens.
@@ -370,6 +375,18 @@ fn is_default_dependency(dependency: &Dependency) -> bool {
 
 fn default_priority() -> u8 {
     DEFAULT_PRIORITY
+}
+
+fn is_default_priority(priority: &u8) -> bool {
+    *priority == DEFAULT_PRIORITY
+}
+
+fn is_default_retry(retry: &RetryPolicy) -> bool {
+    *retry == RetryPolicy::default()
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
 }
 
 fn default_queue() -> String {
@@ -788,6 +805,64 @@ impl SpecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::retry::RetryCause;
+    use proptest::prelude::*;
+
+    #[test]
+    fn the_defaults_older_versions_read_are_not_written() {
+        let spec = JobSpec::new("img", vec!["true".into()], 100, 64);
+        let json: serde_json::Value = serde_json::to_value(&spec).unwrap();
+        let object = json.as_object().unwrap();
+        for default in [
+            "retry",
+            "read_only_rootfs",
+            "priority",
+            "queue",
+            "depends_on",
+        ] {
+            assert!(!object.contains_key(default), "{default} written: {json}");
+        }
+        let mut set = spec.clone();
+        set.priority = 90;
+        set.read_only_rootfs = true;
+        set.retry.max_retries = 1;
+        let json = serde_json::to_value(&set).unwrap();
+        assert_eq!(
+            (
+                &json["priority"],
+                &json["read_only_rootfs"],
+                &json["retry"]["max_retries"]
+            ),
+            (
+                &serde_json::json!(90),
+                &serde_json::json!(true),
+                &serde_json::json!(1)
+            )
+        );
+    }
+
+    proptest! {
+        /// A spec reads back as it was written, whatever it leaves out as default.
+        #[test]
+        fn a_spec_reads_back_as_written(
+            max_retries in 0u32..3,
+            backoff_ms in prop_oneof![Just(10_000u64), 0u64..100_000],
+            causes in proptest::sample::subsequence(RetryCause::ALL.to_vec(), 0..=4),
+            read_only_rootfs: bool,
+            priority in prop_oneof![Just(DEFAULT_PRIORITY), 0..=MAX_PRIORITY],
+        ) {
+            let mut spec = JobSpec::new("img", vec!["true".into()], 100, 64);
+            spec.retry = RetryPolicy {
+                max_retries,
+                backoff: std::time::Duration::from_millis(backoff_ms),
+                retry_on: causes.into_iter().collect(),
+            };
+            spec.read_only_rootfs = read_only_rootfs;
+            spec.priority = priority;
+            let json = serde_json::to_string(&spec).unwrap();
+            prop_assert_eq!(serde_json::from_str::<JobSpec>(&json).unwrap(), spec);
+        }
+    }
 
     #[test]
     fn image_references_follow_dockers_grammar() {
