@@ -21,6 +21,8 @@ const FINISH_ORDER: &str = "jobs:finish_order";
 const QUEUE: &str = "jobs:queue";
 /// Pending jobs waiting for their dependencies (in no queue), scored by sequence.
 const BLOCKED: &str = "jobs:blocked";
+/// The jobs stored with a placement view (`place`) beside a large spec.
+const WITH_VIEW: &str = "jobs:with_view";
 /// `dependents:{id}`: the jobs waiting on job (or array) `id`, until it ends.
 const DEPENDENTS: &str = "dependents:";
 /// `array:{id}`: an array's record (count, parallelism, tasks under way and ended).
@@ -99,6 +101,11 @@ impl Keys {
     /// Sorted set of the pending jobs waiting for their dependencies, by sequence.
     pub fn blocked(&self) -> String {
         self.k(BLOCKED)
+    }
+
+    /// Set of the jobs stored with a placement view beside a large spec.
+    pub fn with_view(&self) -> String {
+        self.k(WITH_VIEW)
     }
 
     /// Set of the jobs waiting on job (or array) `id`, until it ends.
@@ -246,6 +253,7 @@ pub(crate) fn lua_prelude() -> String {
         ("K_QUEUE", QUEUE),
         ("K_QUEUES", QUEUES),
         ("K_BLOCKED", BLOCKED),
+        ("K_WITH_VIEW", WITH_VIEW),
         ("K_QUEUES_HELD", QUEUES_HELD),
         ("K_FINISHED_LEGACY", JOBS_FINISHED_LEGACY),
         ("K_ALL_LEGACY", JOBS_ALL_LEGACY),

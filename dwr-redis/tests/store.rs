@@ -169,6 +169,57 @@ async fn purge_takes_jobs_by_age_on_the_redis_clock_and_drains_the_older_index()
 
 // An array of more tasks than one purge call takes (500): its record counts the tasks
 // deleted across calls, and its keys go with the last task.
+/// A job or an array task stored with a placement view (a spec over 1 KiB) is named in the
+/// set a pass asks, and read as its view, until it is purged; a small job is in neither.
+#[tokio::test]
+async fn jobs_with_a_placement_view_are_named_until_purged() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let large = || {
+        let mut spec = job().spec;
+        spec.env.insert("LARGE".to_owned(), "x".repeat(2 * 1024));
+        spec
+    };
+    let big = store
+        .submit(Job::new(JobId::new(), large(), Timestamp::now()))
+        .await
+        .unwrap()
+        .id;
+    let small = store.submit(job()).await.unwrap().id;
+    let array = NewArray::new(large(), 2, None);
+    store.submit_array(&array, None).await.unwrap();
+    let mut raw = server.client();
+    let named = |raw: &mut redis::Connection| -> Vec<JobId> {
+        let mut ids: Vec<String> = raw.smembers(store.keys().with_view()).unwrap();
+        ids.sort_unstable();
+        ids.iter().map(|id| id.parse().unwrap()).collect()
+    };
+    let mut expected = vec![big, array.tasks[0], array.tasks[1]];
+    expected.sort_unstable_by_key(ToString::to_string);
+    assert_eq!(named(&mut raw), expected);
+    let read = store.pending_for_placement(10).await.unwrap();
+    assert_eq!(read.len(), 4);
+    for queued in &read {
+        assert_eq!(
+            queued.job.spec.is_placement_view(),
+            queued.job.id != small,
+            "job {} read as a view",
+            queued.job.id
+        );
+    }
+
+    let failed = Outcome::failed("stopped");
+    for id in [big, small, array.tasks[0], array.tasks[1]] {
+        store.finish(id, &failed, None).await.unwrap();
+    }
+    assert_eq!(named(&mut raw).len(), 3, "an end does not purge");
+    assert_eq!(store.purge_finished(Duration::ZERO).await.unwrap(), 4);
+    let left: bool = raw.exists(store.keys().with_view()).unwrap();
+    assert!(!left, "the set goes with its last member");
+}
+
 #[tokio::test]
 async fn an_array_and_its_keys_go_with_its_last_task() {
     let Some(server) = RedisServer::start() else {

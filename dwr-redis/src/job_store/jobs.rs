@@ -29,9 +29,11 @@ pub(super) async fn submit(
         });
     }
     let (key, ttl) = key.unwrap_or(("", Duration::ZERO));
+    let fields = job_fields(&job)?;
+    let view = fields.iter().any(|(field, _)| *field == "place");
     let mut args = vec![
         job.id.to_string(),
-        job.state.as_str().to_owned(),
+        if view { "1" } else { "" }.to_owned(),
         key.to_owned(),
         ttl.as_millis().max(1).to_string(),
         job.spec.priority.to_string(),
@@ -49,7 +51,7 @@ pub(super) async fn submit(
             .join(","),
     ];
     // The script writes the id and stamps the creation time itself.
-    for (field, value) in job_fields(&job)?
+    for (field, value) in fields
         .into_iter()
         .filter(|(field, _)| !matches!(*field, "id" | "created_at" | "updated_at"))
     {

@@ -606,18 +606,20 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
 end
 
 -- Stores job `id` as submitted: its hash (`fields`, a flat list of field/value pairs, and
--- its id, sequence, queue key and creation time), its state's index, and its queue, or, with
+-- its id, sequence, queue key and creation time), K_WITH_VIEW when the fields hold a
+-- placement view (`view`), its state's index, and its queue, or, with
 -- dependencies (`deps`, ids that exist, of type `kind`), K_BLOCKED and the dependents set
 -- of each dependency not ended. The caller checked that the id is free. Returns nil, or
 -- for a job with dependencies 'ready', 'blocked' with the counts left and not ok, or
 -- 'failed' with the reason (it is stored failed: those that ended say it can never run).
-local function store_job(id, priority, queue, kind, deps, fields, now)
+local function store_job(id, priority, queue, kind, deps, fields, view, now)
   local jk = k_job(id)
   local n = next_seq()
   -- The number, not its string: tonumber() of a number costs nothing.
   local seq, qk = int(n), int(queue_key(n, priority))
   -- No updated_at: it is the creation time (see now_s()).
   redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), unpack(fields))
+  if view then redis.call('SADD', K_WITH_VIEW, id) end
   index_add(k_state(S_PENDING), id, seq)
   changed('s', id, queue ~= '' and queue or DEFAULT_QUEUE)
   if queue ~= '' then redis.call('SADD', K_QUEUES, queue) end

@@ -1,9 +1,9 @@
 -- pending_placement.lua: the heads of the queues as a scheduling pass reads them: the first
 -- pending jobs of each queue (k_queue, by queue key), the default queue then the others by
 -- name, each in its order. Only which jobs, not the jobs: for each, its id, its queue key
--- (as scored) and whether it has a placement view beside a large spec (`place`: '1' or
--- '0'); the caller reads the hashes with plain commands (jobs.rs), which costs the server
--- a fraction of moving every field through Lua and back.
+-- (as scored) and whether it has a placement view beside a large spec (`place`, and a
+-- member of K_WITH_VIEW: '1' or '0'); the caller reads the hashes with plain commands
+-- (jobs.rs), which costs the server a fraction of moving every field through Lua and back.
 -- ARGV: prefix, limit per queue (> 0). Returns { id, qk, place, id, qk, place, ... }.
 local limit = tonumber(ARGV[2])
 local queues = redis.call('SMEMBERS', K_QUEUES)
@@ -24,6 +24,9 @@ if queued < redis.call('ZCARD', k_state(S_PENDING)) then
     end
   end
 end
+-- Which heads have a placement view: asked of K_WITH_VIEW, and not at all while no job has
+-- one (a spec over 1 KiB is rare). SISMEMBER, not SMISMEMBER: Redis 6.0 has no SMISMEMBER.
+local views = redis.call('SCARD', K_WITH_VIEW) > 0
 local out = {}
 for _, q in ipairs(queues) do
   local head = redis.call('ZRANGE', k_queue(q), 0, limit - 1, 'WITHSCORES')
@@ -31,7 +34,7 @@ for _, q in ipairs(queues) do
     local id = head[n]
     out[#out + 1] = id
     out[#out + 1] = head[n + 1]
-    out[#out + 1] = redis.call('HEXISTS', k_job(id), 'place') == 1 and '1' or '0'
+    out[#out + 1] = views and redis.call('SISMEMBER', K_WITH_VIEW, id) == 1 and '1' or '0'
   end
 end
 return out

@@ -12,12 +12,13 @@ local deleted, taken = 0, 0
 
 -- The keys of the jobs deleted, in one DEL at the end (their state sets' ZREMs go at the
 -- end of the call too, one per set: flush_deferred); each job once.
-local doomed, gone = {}, {}
+local doomed, gone, ids = {}, {}, {}
 -- The tasks deleted of each array (`array`: the job's array, nil for none).
 local purged, arrays = {}, {}
 local function delete(id, state, array)
   if gone[id] then return end
   gone[id] = true
+  ids[#ids + 1] = id
   index_remove(k_state(state), id)
   doomed[#doomed + 1] = k_job(id)
   doomed[#doomed + 1] = k_logs(id)
@@ -76,4 +77,8 @@ for _, array in ipairs(arrays) do
   end
 end
 call_with_all('DEL', nil, doomed)
+-- A job stored with a placement view leaves K_WITH_VIEW (asked only while it has members).
+if ids[1] and redis.call('SCARD', K_WITH_VIEW) > 0 then
+  call_with_all('SREM', K_WITH_VIEW, ids)
+end
 return { deleted, taken == batch and 1 or 0 }

@@ -1,5 +1,6 @@
 -- submit.lua: stores a new pending job and wakes schedulers.
--- ARGV: prefix, job id, state, idempotency key ('' for none), its TTL (ms), priority, queue
+-- ARGV: prefix, job id, '1' when the fields hold a placement view (`place`, else ''),
+-- idempotency key ('' for none), its TTL (ms), priority, queue
 -- ('' for the default), dependency type and the ids it depends on (jobs or arrays),
 -- comma-separated ('' for none), then field/value pairs of the job hash but its id and
 -- times. See store_job: the job enters its queue, or, while dependencies have not ended,
@@ -20,7 +21,8 @@ if redis.call('HSETNX', k_job(id), 'id', id) == 0 then
 end
 if key ~= '' then redis.call('SET', k_idem(key), id, 'PX', ARGV[5]) end
 local now = now_ms()
-local said, a, b = store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, { unpack(ARGV, 10) }, now)
+local said, a, b = store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, { unpack(ARGV, 10) },
+  ARGV[3] == '1', now)
 if said == 'blocked' then return { 'ok', now_s(), said, tostring(a), tostring(b) } end
 if said then return { 'ok', now_s(), said, a } end
 return { 'ok', now_s() }

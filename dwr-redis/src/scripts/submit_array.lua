@@ -30,9 +30,13 @@ call_with_all('RPUSH', k_array_tasks(aid), tasks)
 if key ~= '' then redis.call('SET', k_idem(key), aid, 'PX', ARGV[5]) end
 local template = { unpack(ARGV, 11) }
 local n = #template
+local view = false
+for i = 1, n, 2 do
+  if template[i] == 'place' then view = true end
+end
 for index, id in ipairs(tasks) do
   template[n + 1], template[n + 2] = 'array', aid
   template[n + 3], template[n + 4] = 'array_index', index - 1
-  store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, template, now)
+  store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, template, view, now)
 end
 return { 'ok', now_s() }
