@@ -62,8 +62,8 @@ pub(crate) fn runners() -> String {
         "\
 local function end_call()
   flush_deferred()
-  if WOKEN then redis.call('PUBLISH', CH_WAKE, 'wake') end
-  if CHANGES[1] then redis.call('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
+  if WOKEN then rcall('PUBLISH', CH_WAKE, 'wake') end
+  if CHANGES[1] then rcall('PUBLISH', CH_CHANGES, table.concat(CHANGES, '\\n')) end
 end
 local function run_single(op, ARGV)
   begin_call(ARGV[1])

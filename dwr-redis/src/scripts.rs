@@ -534,7 +534,9 @@ mod tests {
         let Some(server) = super::redis_server::RedisServer::start() else {
             return;
         };
+        // Outside the runners: begin_call as they do (it takes the globals the helpers use).
         let body = "
+begin_call(ARGV[1])
 local legal, sets = {}, {}
 for _, from in ipairs(STATES) do
   for _, to in ipairs(STATES) do

@@ -12,7 +12,7 @@ local id, cap, ttl, max_bytes = ARGV[2], tonumber(ARGV[4]), tonumber(ARGV[5]),
   tonumber(ARGV[6])
 local FIRST = 7
 local jk = k_job(id)
-local j = redis.call('HMGET', jk, 'state', 'log_total', 'attempt', 'log_bytes',
+local j = rcall('HMGET', jk, 'state', 'log_total', 'attempt', 'log_bytes',
   'log_cut_bytes', 'log_cut_lines')
 local state = j[1]
 if not state then return { 'job_not_found' } end
@@ -39,13 +39,13 @@ end
 local n = last - FIRST + 1
 -- Lengths before the push: a list written by something else than this script is counted.
 local total = tonumber(j[2] or '0')
-local len = redis.call('LLEN', lk)
+local len = rcall('LLEN', lk)
 if total < len then total = len end
 -- unpack() is bounded by the Lua stack: push in chunks.
 local i = FIRST
 while i <= last do
   local upto = math.min(i + 999, last)
-  redis.call('RPUSH', lk, unpack(ARGV, i, upto))
+  rcall('RPUSH', lk, unpack(ARGV, i, upto))
   i = upto + 1
 end
 if last < #ARGV then
@@ -57,16 +57,16 @@ if last < #ARGV then
   local marker = string.format(
     '[dwr] log cap of %d bytes reached: %d more bytes in %d lines were dropped',
     max_bytes, cut_bytes, cut_lines)
-  if first_cut or redis.call('LLEN', lk) == 0 then
-    redis.call('RPUSH', lk, marker)
+  if first_cut or rcall('LLEN', lk) == 0 then
+    rcall('RPUSH', lk, marker)
     n = n + 1
   else
-    redis.call('LSET', lk, -1, marker)
+    rcall('LSET', lk, -1, marker)
   end
-  redis.call('HSET', jk, 'log_cut_bytes', cut_bytes, 'log_cut_lines', cut_lines)
+  rcall('HSET', jk, 'log_cut_bytes', cut_bytes, 'log_cut_lines', cut_lines)
 end
-redis.call('HSET', jk, 'log_total', total + n, 'log_bytes', bytes)
-if cap > 0 then redis.call('LTRIM', lk, -cap, -1) end
-if TERMINAL[state] and ttl > 0 then redis.call('EXPIRE', lk, ttl) end
+rcall('HSET', jk, 'log_total', total + n, 'log_bytes', bytes)
+if cap > 0 then rcall('LTRIM', lk, -cap, -1) end
+if TERMINAL[state] and ttl > 0 then rcall('EXPIRE', lk, ttl) end
 if n > 0 or last < #ARGV then publish_log(id, 'lines') end
 return { 'ok' }

@@ -4,13 +4,13 @@
 -- ARGV: prefix.
 local bad = {}
 local function fail(msg) bad[#bad + 1] = msg end
-for _, ex in ipairs(redis.call('SMEMBERS', K_EXECUTORS)) do
+for _, ex in ipairs(rcall('SMEMBERS', K_EXECUTORS)) do
   local xk = k_exec(ex)
-  local x = redis.call('HMGET', xk, 'cpu_total', 'mem_total', 'gpu_total',
+  local x = rcall('HMGET', xk, 'cpu_total', 'mem_total', 'gpu_total',
     'cpu_alloc', 'mem_alloc', 'gpu_alloc')
   local cpu, mem, ngpu = 0, 0, 0
-  for _, id in ipairs(redis.call('SMEMBERS', k_exec_jobs(ex))) do
-    local j = redis.call('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu')
+  for _, id in ipairs(rcall('SMEMBERS', k_exec_jobs(ex))) do
+    local j = rcall('HMGET', k_job(id), 'state', 'executor', 'cpu', 'mem', 'ngpu')
     if not HOLDS_RESOURCES[j[1]] then
       fail(ex .. ': holds job ' .. id .. ' in state ' .. tostring(j[1]))
     elseif j[2] ~= ex then
@@ -28,37 +28,37 @@ for _, ex in ipairs(redis.call('SMEMBERS', K_EXECUTORS)) do
       or tonumber(x[6]) < 0 then
     fail(ex .. ': allocation out of bounds')
   end
-  local holders = redis.call('HGETALL', k_exec_gpus(ex))
+  local holders = rcall('HGETALL', k_exec_gpus(ex))
   if #holders / 2 ~= tonumber(x[6]) then
     fail(ex .. ': ' .. (#holders / 2) .. ' GPUs held but gpu_alloc is ' .. x[6])
   end
   for i = 1, #holders, 2 do
     local uuid, id = holders[i], holders[i + 1]
-    if redis.call('HEXISTS', xk, 'dev:' .. uuid) == 0 then
+    if rcall('HEXISTS', xk, 'dev:' .. uuid) == 0 then
       fail(ex .. ': holds unknown GPU ' .. uuid)
     end
-    if redis.call('SISMEMBER', k_exec_jobs(ex), id) == 0 then
+    if rcall('SISMEMBER', k_exec_jobs(ex), id) == 0 then
       fail(ex .. ': GPU ' .. uuid .. ' held by job ' .. id .. ' not on it')
     end
   end
 end
 for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
-  for _, id in ipairs(redis.call('ZRANGE', k_state(state), 0, -1)) do
-    local ex = redis.call('HGET', k_job(id), 'executor')
-    if not ex or redis.call('SISMEMBER', k_exec_jobs(ex), id) == 0 then
+  for _, id in ipairs(rcall('ZRANGE', k_state(state), 0, -1)) do
+    local ex = rcall('HGET', k_job(id), 'executor')
+    if not ex or rcall('SISMEMBER', k_exec_jobs(ex), id) == 0 then
       fail('job ' .. id .. ' is ' .. state .. ' but not held by executor ' .. tostring(ex))
     end
   end
 end
 -- The queues hold exactly the pending jobs, each in its own queue; what each queue holds
 -- is what its assigned and running jobs hold.
-local queues = redis.call('SMEMBERS', K_QUEUES)
+local queues = rcall('SMEMBERS', K_QUEUES)
 table.insert(queues, DEFAULT_QUEUE)
 local queued = 0
 for _, q in ipairs(queues) do
-  for _, id in ipairs(redis.call('ZRANGE', k_queue(q), 0, -1)) do
+  for _, id in ipairs(rcall('ZRANGE', k_queue(q), 0, -1)) do
     queued = queued + 1
-    local j = redis.call('HMGET', k_job(id), 'state', 'queue')
+    local j = rcall('HMGET', k_job(id), 'state', 'queue')
     if j[1] ~= S_PENDING then
       fail('job ' .. id .. ' is queued but ' .. tostring(j[1]))
     end
@@ -67,22 +67,22 @@ for _, q in ipairs(queues) do
     end
   end
 end
-for _, id in ipairs(redis.call('ZRANGE', K_BLOCKED, 0, -1)) do
+for _, id in ipairs(rcall('ZRANGE', K_BLOCKED, 0, -1)) do
   queued = queued + 1
-  local j = redis.call('HMGET', k_job(id), 'state', 'deps_left')
+  local j = rcall('HMGET', k_job(id), 'state', 'deps_left')
   if j[1] ~= S_PENDING or tonumber(j[2] or '0') < 1 then
     fail('job ' .. id .. ' waits for dependencies but is ' .. tostring(j[1]) .. ' with '
       .. tostring(j[2]) .. ' left')
   end
 end
-if queued ~= redis.call('ZCARD', k_state(S_PENDING)) then
+if queued ~= rcall('ZCARD', k_state(S_PENDING)) then
   fail(queued .. ' jobs queued or waiting for dependencies but '
-    .. redis.call('ZCARD', k_state(S_PENDING)) .. ' pending')
+    .. rcall('ZCARD', k_state(S_PENDING)) .. ' pending')
 end
 local held, active = {}, {}
 for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
-  for _, id in ipairs(redis.call('ZRANGE', k_state(state), 0, -1)) do
-    local j = redis.call('HMGET', k_job(id), 'queue', 'cpu', 'mem', 'ngpu', 'array')
+  for _, id in ipairs(rcall('ZRANGE', k_state(state), 0, -1)) do
+    local j = rcall('HMGET', k_job(id), 'queue', 'cpu', 'mem', 'ngpu', 'array')
     if j[5] then active[j[5]] = (active[j[5]] or 0) + 1 end
     local q = j[1] or DEFAULT_QUEUE
     for i, dim in ipairs({ 'cpu', 'mem', 'gpu' }) do
@@ -91,7 +91,7 @@ for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
     end
   end
 end
-local recorded = redis.call('HGETALL', K_QUEUES_HELD)
+local recorded = rcall('HGETALL', K_QUEUES_HELD)
 local seen = {}
 for i = 1, #recorded, 2 do
   local field, n = recorded[i], tonumber(recorded[i + 1])
@@ -107,7 +107,7 @@ for field, n in pairs(held) do
 end
 -- The arrays with tasks under way count them (those without any, checked when they have).
 for aid, n in pairs(active) do
-  local recorded = tonumber(redis.call('HGET', k_array(aid), 'active') or '0')
+  local recorded = tonumber(rcall('HGET', k_array(aid), 'active') or '0')
   if recorded ~= n then
     fail('array ' .. aid .. ' counts ' .. recorded .. ' tasks under way but has ' .. n)
   end

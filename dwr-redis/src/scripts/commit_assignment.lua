@@ -8,7 +8,7 @@ local id, ex = ARGV[2], ARGV[3]
 local now = now_ms()
 local jk, xk = k_job(id), k_exec(ex)
 
-local j = redis.call('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt', 'retry_at',
+local j = rcall('HMGET', jk, 'state', 'cpu', 'mem', 'ngpu', 'seq', 'attempt', 'retry_at',
   'queue', 'deps_left', 'array')
 local state = j[1]
 if not state then return { 'job_not_found' } end
@@ -16,7 +16,7 @@ if not can_become(state, S_ASSIGNED) then return { 'not_pending', state } end
 if num(j[9] or '0') > 0 then return { 'blocked' } end
 local ak = j[10] and k_array(j[10])
 if ak then
-  local a = redis.call('HMGET', ak, 'active', 'parallelism')
+  local a = rcall('HMGET', ak, 'active', 'parallelism')
   if a[2] and tonumber(a[1] or '0') >= tonumber(a[2]) then return { 'array_full', j[10] } end
 end
 
@@ -26,7 +26,7 @@ end
 -- changes within the call, and counted() adds the allocations of its earlier commits.
 local x = EXECUTORS_READ[ex]
 if not x then
-  x = redis.call('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',
+  x = rcall('HMGET', xk, 'last_heartbeat', 'cpu_total', 'mem_total', 'gpu_total',
     'ip', 'lease_ms', 'cpu_alloc', 'mem_alloc', 'gpu_alloc')
   if x[1] then
     x.alive = now - tonumber(x[1]) <= tonumber(x[6] or DEFAULT_LEASE_MS)
@@ -51,7 +51,7 @@ if ngpu > total[3] - alloc[3] then return { 'no_room', 'gpu' } end
 if ARGV[6] ~= '' or ARGV[7] ~= '' or ARGV[8] ~= '' then
   local q = j[8] or DEFAULT_QUEUE
   local fields = held_fields(q)
-  local read = redis.call('HMGET', K_QUEUES_HELD, unpack(fields))
+  local read = rcall('HMGET', K_QUEUES_HELD, unpack(fields))
   local held = counted(K_QUEUES_HELD, fields,
     { tonumber(read[1] or '0'), tonumber(read[2] or '0'), tonumber(read[3] or '0') })
   for i, part in ipairs({ { 'cpu', cpu }, { 'memory', mem }, { 'gpu', ngpu } }) do
@@ -66,8 +66,8 @@ local gk = k_exec_gpus(ex)
 local seen = {}
 for i = 9, #ARGV do
   local uuid = ARGV[i]
-  if seen[uuid] or redis.call('HEXISTS', xk, 'dev:' .. uuid) == 0
-      or redis.call('HEXISTS', gk, uuid) == 1 then
+  if seen[uuid] or rcall('HEXISTS', xk, 'dev:' .. uuid) == 0
+      or rcall('HEXISTS', gk, uuid) == 1 then
     return { 'gpu_unavailable', uuid }
   end
   seen[uuid] = true
@@ -79,18 +79,18 @@ count(xk, 'mem_alloc', mem)
 count(xk, 'gpu_alloc', ngpu)
 exec_changed(ex)
 for i = 9, #ARGV do
-  redis.call('HSET', gk, ARGV[i], id)
+  rcall('HSET', gk, ARGV[i], id)
 end
 hold(j[8], 1, cpu, mem, ngpu)
-if ak then redis.call('HINCRBY', ak, 'active', 1) end
+if ak then rcall('HINCRBY', ak, 'active', 1) end
 append_at_end('SADD', k_exec_jobs(ex), id)
 local ip = x[5] or ''
 -- Each commit is the job's next attempt: what every later write of its executor names.
 local attempt = int(num(j[6] or '0') + 1)
-redis.call('HSET', jk, 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids',
+rcall('HSET', jk, 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids',
   ARGV[4], 'assigned_at', now_s(), 'attempt', attempt)
 -- A retried job's backoff is over. (The scheduler's copy in the event may still carry it.)
-if j[7] then redis.call('HDEL', jk, 'retry_at') end
+if j[7] then rcall('HDEL', jk, 'retry_at') end
 move_state(id, state, S_ASSIGNED, j[5], nil, j[8])
 -- The event carries the job hash as a JSON array of fields and values, so that the
 -- executor need not read the job back: 'assigned <id> <json>'. With the scheduler's copy
@@ -102,7 +102,7 @@ local snapshot = ARGV[5]
 if snapshot == '-' then
   -- The scheduler's copy is a placement view: the event carries the hash read back, and
   -- the reply is the IP (the scheduler has what it needs of the job).
-  local hash = cjson.encode(redis.call('HGETALL', jk))
+  local hash = cjson.encode(rcall('HGETALL', jk))
   append_at_end('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. hash)
   return { 'ok', ip, now_s() }
 end
@@ -115,6 +115,6 @@ if snapshot ~= '' then
     .. '","attempt","' .. attempt .. '"]')
   return { 'ok', ip, now_s() }
 end
-local hash = redis.call('HGETALL', jk)
+local hash = rcall('HGETALL', jk)
 append_at_end('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. cjson.encode(hash))
 return { 'ok', hash }

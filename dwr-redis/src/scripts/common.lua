@@ -4,6 +4,16 @@
 -- HOLDS_RESOURCES, CAN_BECOME) is generated from dwr_core::JobState by scripts.rs: no
 -- script spells a state by hand.
 
+-- The globals the scripts use most, as locals taken once per call (begin_call): every use
+-- of a global goes through the protected globals' __index (two table look-ups), and a job's
+-- steps make a dozen calls and more. Not at load: a function library's code runs then
+-- without redis.call (and the other globals). runtime_globals() is defined before the
+-- locals, so that its names are the globals.
+local function runtime_globals()
+  return redis.call, tonumber, ipairs, unpack, pcall, type, tostring, string.format
+end
+local rcall, tonumber, ipairs, unpack, pcall, type, tostring, str_format
+
 -- The message of an error pcall caught: a string (Redis 7.0), or a table with `err`.
 local function error_message(r)
   if type(r) == 'table' and r.err then return r.err end
@@ -23,16 +33,16 @@ local function unavailable(message)
   return false
 end
 
--- redis.call(command, key, items...) for a list of any length (`key` nil: the items
+-- rcall(command, key, items...) for a list of any length (`key` nil: the items
 -- alone): unpack() is bounded by the Lua stack, so in slices of 1,000 (even, so that
 -- score and member pairs stay whole).
 local function call_with_all(command, key, items)
   for from = 1, #items, 1000 do
     local to = math.min(from + 999, #items)
     if key then
-      redis.call(command, key, unpack(items, from, to))
+      rcall(command, key, unpack(items, from, to))
     else
-      redis.call(command, unpack(items, from, to))
+      rcall(command, unpack(items, from, to))
     end
   end
 end
@@ -69,7 +79,7 @@ end
 local NOW, NOW_S = nil, nil
 local function now_ms()
   if not NOW then
-    local t = redis.call('TIME')
+    local t = rcall('TIME')
     local ms = math.floor(tonumber(t[2]) / 1000)
     NOW = tonumber(t[1]) * 1000 + ms
     NOW_S = t[1] .. string.format('%03d', ms)
@@ -105,7 +115,7 @@ local function json_string(s)
 end
 
 -- An integral number as the string Redis stores ('%d': no printf of a double).
-local function int(n) return string.format('%d', n) end
+local function int(n) return str_format('%d', n) end
 
 -- The lease of an executor registered by a version that did not record one: 3 x 30 s.
 local DEFAULT_LEASE_MS = 90000
@@ -139,10 +149,10 @@ local ANY_QUEUED = nil
 local function wake_for_room()
   if WOKEN then return end
   if ANY_QUEUED == nil then
-    ANY_QUEUED = redis.call('ZCARD', K_QUEUE) > 0
+    ANY_QUEUED = rcall('ZCARD', K_QUEUE) > 0
     if not ANY_QUEUED then
-      for _, q in ipairs(redis.call('SMEMBERS', K_QUEUES)) do
-        if redis.call('ZCARD', k_queue(q)) > 0 then
+      for _, q in ipairs(rcall('SMEMBERS', K_QUEUES)) do
+        if rcall('ZCARD', k_queue(q)) > 0 then
           ANY_QUEUED = true
           break
         end
@@ -158,12 +168,12 @@ end
 -- channel and publish_log() sends nothing (at the end of every job, a command saved).
 local PATTERNS = nil
 local function patterns_subscribed()
-  if PATTERNS == nil then PATTERNS = redis.call('PUBSUB', 'NUMPAT') > 0 end
+  if PATTERNS == nil then PATTERNS = rcall('PUBSUB', 'NUMPAT') > 0 end
   return PATTERNS
 end
 -- Tells the followers of job `id`'s log that `what` happened ('lines', 'end', 'purged').
 local function publish_log(id, what)
-  if patterns_subscribed() then redis.call('PUBLISH', ch_logs(id), what) end
+  if patterns_subscribed() then rcall('PUBLISH', ch_logs(id), what) end
 end
 
 -- The changes this call made, for live views (GET /events): published once at the end of
@@ -175,7 +185,7 @@ end
 local CHANGES, CHANGES_WANTED = {}, nil
 local function changed(...)
   if CHANGES_WANTED == nil then
-    CHANGES_WANTED = redis.call('PUBSUB', 'NUMSUB', CH_CHANGES)[2] > 0
+    CHANGES_WANTED = rcall('PUBSUB', 'NUMSUB', CH_CHANGES)[2] > 0
       or patterns_subscribed()
   end
   if CHANGES_WANTED then CHANGES[#CHANGES + 1] = table.concat({ ... }, ' ') end
@@ -291,7 +301,7 @@ end
 local SEQ_AT, SEQ_READ = nil, nil
 local function next_seq()
   if not SEQ_AT then
-    SEQ_AT = tonumber(redis.call('GET', K_SEQ) or '0')
+    SEQ_AT = tonumber(rcall('GET', K_SEQ) or '0')
     SEQ_READ = SEQ_AT
   end
   SEQ_AT = SEQ_AT + 1
@@ -304,18 +314,18 @@ end
 local function flush_deferred()
   for _, key in ipairs(COUNTED_KEYS) do
     for field, n in pairs(COUNTS[key]) do
-      if n ~= 0 then redis.call('HINCRBY', key, field, int(n)) end
+      if n ~= 0 then rcall('HINCRBY', key, field, int(n)) end
     end
   end
   COUNTS, COUNTED_KEYS = {}, {}
   if EXEC_CHANGED_LIST[1] then
-    local seq = int(redis.call('INCR', K_EXECUTORS_SEQ))
+    local seq = int(rcall('INCR', K_EXECUTORS_SEQ))
     local args = {}
     for _, ex in ipairs(EXEC_CHANGED_LIST) do
       args[#args + 1] = seq
       args[#args + 1] = ex
     end
-    redis.call('ZADD', K_EXECUTORS_CHANGED, unpack(args))
+    rcall('ZADD', K_EXECUTORS_CHANGED, unpack(args))
     EXEC_CHANGED, EXEC_CHANGED_LIST = {}, {}
   end
   for _, key in ipairs(APPENDED_KEYS) do
@@ -339,7 +349,7 @@ local function flush_deferred()
     call_with_all('ZADD', key, scored)
   end
   INDEXED, INDEXED_KEYS = {}, {}
-  if SEQ_AT and SEQ_AT ~= SEQ_READ then redis.call('SET', K_SEQ, int(SEQ_AT)) end
+  if SEQ_AT and SEQ_AT ~= SEQ_READ then rcall('SET', K_SEQ, int(SEQ_AT)) end
   SEQ_AT, SEQ_READ = nil, nil
 end
 
@@ -399,9 +409,9 @@ end
 local FINISH_FIELDS = { 'state', 'executor', 'cpu', 'mem', 'ngpu', 'seq', 'abort', 'log_total',
   'attempt', 'queue', 'has_dependents', 'array' }
 local function job_for_finish(id)
-  local j = redis.call('HMGET', k_job(id), unpack(FINISH_FIELDS))
+  local j = rcall('HMGET', k_job(id), unpack(FINISH_FIELDS))
   if j[1] and (j[1] == S_PENDING or j[7] or j[9] ~= '1' or j[5] ~= '0') then
-    local r = redis.call('HMGET', k_job(id), 'gpu_ids', 'exit_code', 'reason', 'retry_at',
+    local r = rcall('HMGET', k_job(id), 'gpu_ids', 'exit_code', 'reason', 'retry_at',
       'deps_left')
     j[13], j[14], j[15], j[16], j[17] = r[1], r[2], r[3], r[4], r[5]
   end
@@ -412,7 +422,7 @@ end
 -- started_at (23), the queue key a retry re-enters the queue with (24), and how many
 -- attempts ended in a preemption (25).
 local function with_retry_fields(id, j)
-  local r = redis.call('HMGET', k_job(id), 'max_retries', 'retry_ms', 'retry_on', 'attempts',
+  local r = rcall('HMGET', k_job(id), 'max_retries', 'retry_ms', 'retry_on', 'attempts',
     'executor_ip', 'started_at', 'qk', 'preemptions')
   j[18], j[19], j[20], j[21], j[22], j[23], j[24], j[25] =
     r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]
@@ -422,12 +432,12 @@ end
 -- Whether job or array `dep` ended, and then whether it succeeded (an array: every task
 -- did). Returns nil while it has not ended.
 local function dependency_end(dep)
-  local state = redis.call('HGET', k_job(dep), 'state')
+  local state = rcall('HGET', k_job(dep), 'state')
   if state then
     if TERMINAL[state] then return true, state == S_SUCCEEDED end
     return nil
   end
-  local a = redis.call('HMGET', k_array(dep), 'count', 'done', 'not_ok')
+  local a = rcall('HMGET', k_array(dep), 'count', 'done', 'not_ok')
   if a[1] and tonumber(a[2] or '0') >= tonumber(a[1]) then
     return true, tonumber(a[3] or '0') == 0
   end
@@ -436,13 +446,13 @@ end
 
 -- Whether job or array `dep` exists.
 local function dependency_exists(dep)
-  return redis.call('EXISTS', k_job(dep)) == 1 or redis.call('EXISTS', k_array(dep)) == 1
+  return rcall('EXISTS', k_job(dep)) == 1 or rcall('EXISTS', k_array(dep)) == 1
 end
 
 -- The id an idempotency key ('' for none) names already, if any.
 local function idempotent(key)
   if key == '' then return nil end
-  return redis.call('GET', k_idem(key))
+  return rcall('GET', k_idem(key))
 end
 
 -- The dependencies a comma-separated list names, or nil and the first that is neither a
@@ -480,9 +490,9 @@ end
 local function release(id, j)
   local ex = j[2]
   if not ex then return end
-  if redis.call('SREM', k_exec_jobs(ex), id) == 0 then return end
+  if rcall('SREM', k_exec_jobs(ex), id) == 0 then return end
   hold(j[10], -1, j[3], j[4], j[5])
-  if j[12] then redis.call('HINCRBY', k_array(j[12]), 'active', -1) end
+  if j[12] then rcall('HINCRBY', k_array(j[12]), 'active', -1) end
   local xk = k_exec(ex)
   exec_changed(ex)
   count(xk, 'cpu_alloc', -num(j[3]))
@@ -492,8 +502,8 @@ local function release(id, j)
     count(xk, 'gpu_alloc', -ngpu)
     local gk = k_exec_gpus(ex)
     for _, uuid in ipairs(cjson.decode(j[13])) do
-      if redis.call('HGET', gk, uuid) == id then
-        redis.call('HDEL', gk, uuid)
+      if rcall('HGET', gk, uuid) == id then
+        rcall('HDEL', gk, uuid)
       end
     end
   end
@@ -532,8 +542,8 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
     set[#set + 1] = 'reason'
     set[#set + 1] = reason
   end
-  redis.call('HSET', jk, unpack(set))
-  if #del > 0 then redis.call('HDEL', jk, unpack(del)) end
+  rcall('HSET', jk, unpack(set))
+  if #del > 0 then rcall('HDEL', jk, unpack(del)) end
   move_state(id, j[1], to, j[6], nil, j[10])
   -- A list, not a sorted set by time: appending is O(1), and purge.lua takes jobs from
   -- its head while they are due. Appended at the end of the call (flush_deferred).
@@ -541,7 +551,7 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
   -- A job without log_total has no log list (append_logs writes both), so nothing to
   -- expire; lines appended after this set the TTL themselves.
   local ttl = num(log_ttl)
-  if ttl > 0 and j[8] then redis.call('EXPIRE', k_logs(id), ttl) end
+  if ttl > 0 and j[8] then rcall('EXPIRE', k_logs(id), ttl) end
   wake_for_room()
   publish_log(id, 'end')
 end
@@ -556,9 +566,9 @@ local function ended(id, j, to)
   if j[11] then nodes[1] = { id, ok } end
   if j[12] then
     local ak = k_array(j[12])
-    local done = redis.call('HINCRBY', ak, 'done', 1)
-    if not ok then redis.call('HINCRBY', ak, 'not_ok', 1) end
-    local a = redis.call('HMGET', ak, 'count', 'not_ok', 'has_dependents')
+    local done = rcall('HINCRBY', ak, 'done', 1)
+    if not ok then rcall('HINCRBY', ak, 'not_ok', 1) end
+    local a = rcall('HMGET', ak, 'count', 'not_ok', 'has_dependents')
     if a[3] and done >= tonumber(a[1]) then
       nodes[#nodes + 1] = { j[12], tonumber(a[2] or '0') == 0 }
     end
@@ -574,16 +584,16 @@ local function release_dependents(work, now, log_ttl)
   while #work > 0 do
     local node, node_ok = unpack(table.remove(work))
     local dk = k_dependents(node)
-    for _, d in ipairs(redis.call('SMEMBERS', dk)) do
-      local w = redis.call('HMGET', k_job(d), 'state', 'deps_left', 'deps_not_ok', 'dependency',
+    for _, d in ipairs(rcall('SMEMBERS', dk)) do
+      local w = rcall('HMGET', k_job(d), 'state', 'deps_left', 'deps_not_ok', 'dependency',
         'seq', 'qk', 'queue')
       if w[1] == S_PENDING and tonumber(w[2] or '0') > 0 then
         local verdict, a, b = dep_verdict(w[4] or 'afterok', tonumber(w[2]),
           tonumber(w[3] or '0'), node, node_ok)
         if verdict == 'wait' then
-          redis.call('HSET', k_job(d), 'deps_left', a, 'deps_not_ok', b)
+          rcall('HSET', k_job(d), 'deps_left', a, 'deps_not_ok', b)
         elseif verdict == 'ready' then
-          redis.call('HSET', k_job(d), 'deps_left', 0, 'ready_at', now_s())
+          rcall('HSET', k_job(d), 'deps_left', 0, 'ready_at', now_s())
           index_remove(K_BLOCKED, d)
           index_add(k_queue(w[7]), d, w[6] or int(queue_key(w[5], DEFAULT_PRIORITY)))
           wake()
@@ -594,7 +604,7 @@ local function release_dependents(work, now, log_ttl)
         end
       end
     end
-    redis.call('DEL', dk)
+    rcall('DEL', dk)
   end
 end
 
@@ -618,11 +628,11 @@ local function store_job(id, priority, queue, kind, deps, fields, view, now)
   -- The number, not its string: tonumber() of a number costs nothing.
   local seq, qk = int(n), int(queue_key(n, priority))
   -- No updated_at: it is the creation time (see now_s()).
-  redis.call('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), unpack(fields))
-  if view then redis.call('SADD', K_WITH_VIEW, id) end
+  rcall('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), unpack(fields))
+  if view then rcall('SADD', K_WITH_VIEW, id) end
   index_add(k_state(S_PENDING), id, seq)
   changed('s', id, queue ~= '' and queue or DEFAULT_QUEUE)
-  if queue ~= '' then redis.call('SADD', K_QUEUES, queue) end
+  if queue ~= '' then rcall('SADD', K_QUEUES, queue) end
   wake()
   if #deps == 0 then
     index_add(k_queue(queue), id, qk)
@@ -646,23 +656,23 @@ local function store_job(id, priority, queue, kind, deps, fields, view, now)
       open[#open + 1] = dep
     end
   end
-  redis.call('HSET', jk, 'dependency', kind)
+  rcall('HSET', jk, 'dependency', kind)
   if never then
     finish_job(id, job_for_finish(id), S_FAILED, '', never, '0', now, '0')
     return 'failed', never
   end
   if left == 0 then
-    redis.call('HSET', jk, 'ready_at', now_s())
+    rcall('HSET', jk, 'ready_at', now_s())
     index_add(k_queue(queue), id, qk)
     return 'ready'
   end
-  redis.call('HSET', jk, 'deps_left', left, 'deps_not_ok', not_ok)
+  rcall('HSET', jk, 'deps_left', left, 'deps_not_ok', not_ok)
   index_add(K_BLOCKED, id, seq)
   for _, dep in ipairs(open) do
-    redis.call('SADD', k_dependents(dep), id)
+    rcall('SADD', k_dependents(dep), id)
     local target = k_job(dep)
-    if redis.call('EXISTS', target) == 0 then target = k_array(dep) end
-    redis.call('HSET', target, 'has_dependents', '1')
+    if rcall('EXISTS', target) == 0 then target = k_array(dep) end
+    rcall('HSET', target, 'has_dependents', '1')
   end
   return 'blocked', left, not_ok
 end
@@ -692,10 +702,10 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
     if exit_code ~= nil and exit_code ~= '' then record.exit_code = tonumber(exit_code) end
     attempts[#attempts + 1] = record
     release(id, j)
-    redis.call('HSET', jk, 'state', S_PENDING, 'updated_at', now_s(), 'attempts',
+    rcall('HSET', jk, 'state', S_PENDING, 'updated_at', now_s(), 'attempts',
       cjson.encode(attempts), 'gpu_ids', '[]', 'oom', '0')
-    redis.call('HINCRBY', jk, 'preemptions', 1)
-    redis.call('HDEL', jk, 'abort', 'retry_at', 'executor', 'executor_ip', 'assigned_at',
+    rcall('HINCRBY', jk, 'preemptions', 1)
+    rcall('HDEL', jk, 'abort', 'retry_at', 'executor', 'executor_ip', 'assigned_at',
       'started_at', 'exit_code')
     move_state(id, state, S_PENDING, j[6], j[24], j[10])
     wake()
@@ -732,8 +742,8 @@ local function end_attempt(id, j, to, exit_code, reason, oom, now, log_ttl, caus
         set[#set + 1] = 'reason'
         set[#set + 1] = reason
       end
-      redis.call('HSET', jk, unpack(set))
-      redis.call('HDEL', jk, 'executor', 'executor_ip', 'assigned_at', 'started_at', 'exit_code')
+      rcall('HSET', jk, unpack(set))
+      rcall('HDEL', jk, 'executor', 'executor_ip', 'assigned_at', 'started_at', 'exit_code')
       move_state(id, state, S_PENDING, j[6], j[24], j[10])
       wake()
       return 'retry'
@@ -746,9 +756,9 @@ end
 -- An executor as three parts: its hash, its GPU holders, its job ids.
 local function executor_reply(ex)
   return {
-    redis.call('HGETALL', k_exec(ex)),
-    redis.call('HGETALL', k_exec_gpus(ex)),
-    redis.call('SMEMBERS', k_exec_jobs(ex)),
+    rcall('HGETALL', k_exec(ex)),
+    rcall('HGETALL', k_exec_gpus(ex)),
+    rcall('SMEMBERS', k_exec_jobs(ex)),
   }
 end
 
@@ -757,6 +767,7 @@ end
 -- (scripts.rs) share these variables from one call to the next, so every piece of state
 -- above is named here.
 local function begin_call(prefix)
+  rcall, tonumber, ipairs, unpack, pcall, type, tostring, str_format = runtime_globals()
   set_prefix(prefix)
   NOW, NOW_S = nil, nil
   WOKEN, ANY_QUEUED = false, nil

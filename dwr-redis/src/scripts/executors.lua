@@ -14,35 +14,35 @@ local none = {}
 
 local function snapshot(ex)
   if whole then
-    if redis.call('EXISTS', k_exec(ex)) == 0 then return nil end
+    if rcall('EXISTS', k_exec(ex)) == 0 then return nil end
     return executor_reply(ex)
   end
-  local values = redis.call('HMGET', k_exec(ex), unpack(fields))
+  local values = rcall('HMGET', k_exec(ex), unpack(fields))
   if not values[1] then return nil end
   local hash = {}
   for i, name in ipairs(fields) do
     hash[#hash + 1] = name
     hash[#hash + 1] = values[i]
   end
-  return { hash, redis.call('HGETALL', k_exec_gpus(ex)), none }
+  return { hash, rcall('HGETALL', k_exec_gpus(ex)), none }
 end
 
 local out, ids = {}, nil
 if ARGV[2] ~= '' then
   ids = { ARGV[2] }
 elseif not whole then
-  local seq = tonumber(redis.call('GET', K_EXECUTORS_SEQ) or '0')
+  local seq = tonumber(rcall('GET', K_EXECUTORS_SEQ) or '0')
   local since = tonumber(ARGV[4] or '')
-  out = { seq, redis.call('SCARD', K_EXECUTORS) }
+  out = { seq, rcall('SCARD', K_EXECUTORS) }
   if since and since <= seq then
     out[3] = 'delta'
-    ids = redis.call('ZRANGEBYSCORE', K_EXECUTORS_CHANGED, '(' .. since, '+inf')
+    ids = rcall('ZRANGEBYSCORE', K_EXECUTORS_CHANGED, '(' .. since, '+inf')
   else
     out[3] = 'full'
   end
 end
 if not ids then
-  ids = redis.call('SMEMBERS', K_EXECUTORS)
+  ids = rcall('SMEMBERS', K_EXECUTORS)
 end
 table.sort(ids)
 for _, ex in ipairs(ids) do

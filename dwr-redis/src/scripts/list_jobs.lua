@@ -15,11 +15,11 @@ local function page_of_all()
   for i, state in ipairs(STATES) do
     local key = k_state(state)
     keys[i] = key
-    local n = redis.call('ZCARD', key)
+    local n = rcall('ZCARD', key)
     if n > 0 then
       total = total + n
-      local first = tonumber(redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
-      local last = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
+      local first = tonumber(rcall('ZRANGE', key, 0, 0, 'WITHSCORES')[2])
+      local last = tonumber(rcall('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
       if not low or first < low then low = first end
       if not high or last > high then high = last end
     end
@@ -30,9 +30,9 @@ local function page_of_all()
     local n = 0
     for _, key in ipairs(keys) do
       if rev then
-        n = n + redis.call('ZCOUNT', key, seq, '+inf')
+        n = n + rcall('ZCOUNT', key, seq, '+inf')
       else
-        n = n + redis.call('ZCOUNT', key, '-inf', seq)
+        n = n + rcall('ZCOUNT', key, '-inf', seq)
       end
     end
     return n
@@ -60,9 +60,9 @@ local function page_of_all()
   for _, key in ipairs(keys) do
     local part
     if rev then
-      part = redis.call('ZREVRANGEBYSCORE', key, from, to, 'WITHSCORES')
+      part = rcall('ZREVRANGEBYSCORE', key, from, to, 'WITHSCORES')
     else
-      part = redis.call('ZRANGEBYSCORE', key, from, to, 'WITHSCORES')
+      part = rcall('ZRANGEBYSCORE', key, from, to, 'WITHSCORES')
     end
     for i = 1, #part, 2 do
       found[#found + 1] = { tonumber(part[i + 1]), part[i] }
@@ -83,15 +83,15 @@ if ARGV[2] == 'all' then
 else
   local key = k_state(ARGV[2])
   if rev then
-    ids = redis.call('ZREVRANGE', key, offset, offset + limit - 1)
+    ids = rcall('ZREVRANGE', key, offset, offset + limit - 1)
   else
-    ids = redis.call('ZRANGE', key, offset, offset + limit - 1)
+    ids = rcall('ZRANGE', key, offset, offset + limit - 1)
   end
 end
 local out = {}
 for _, id in ipairs(ids) do
   -- An index entry without its hash (deleted by hand) is skipped, not returned empty.
-  local job = redis.call('HGETALL', k_job(id))
+  local job = rcall('HGETALL', k_job(id))
   if #job > 0 then out[#out + 1] = job end
 end
 return out

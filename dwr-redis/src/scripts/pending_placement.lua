@@ -6,35 +6,35 @@
 -- (jobs.rs), which costs the server a fraction of moving every field through Lua and back.
 -- ARGV: prefix, limit per queue (> 0). Returns { id, qk, place, id, qk, place, ... }.
 local limit = tonumber(ARGV[2])
-local queues = redis.call('SMEMBERS', K_QUEUES)
+local queues = rcall('SMEMBERS', K_QUEUES)
 table.sort(queues)
 table.insert(queues, 1, DEFAULT_QUEUE)
 -- Pending jobs stored before the queues existed join the default one at their sequence
 -- and the default priority (once: afterwards the queues and the jobs waiting for their
 -- dependencies hold exactly the pending jobs).
-local queued = redis.call('ZCARD', K_BLOCKED)
-for _, q in ipairs(queues) do queued = queued + redis.call('ZCARD', k_queue(q)) end
-if queued < redis.call('ZCARD', k_state(S_PENDING)) then
-  local pending = redis.call('ZRANGE', k_state(S_PENDING), 0, -1, 'WITHSCORES')
+local queued = rcall('ZCARD', K_BLOCKED)
+for _, q in ipairs(queues) do queued = queued + rcall('ZCARD', k_queue(q)) end
+if queued < rcall('ZCARD', k_state(S_PENDING)) then
+  local pending = rcall('ZRANGE', k_state(S_PENDING), 0, -1, 'WITHSCORES')
   for i = 1, #pending, 2 do
     local id = pending[i]
-    if not redis.call('ZSCORE', k_queue(redis.call('HGET', k_job(id), 'queue')), id)
-        and not redis.call('ZSCORE', K_BLOCKED, id) then
-      redis.call('ZADD', K_QUEUE, queue_key(pending[i + 1], DEFAULT_PRIORITY), id)
+    if not rcall('ZSCORE', k_queue(rcall('HGET', k_job(id), 'queue')), id)
+        and not rcall('ZSCORE', K_BLOCKED, id) then
+      rcall('ZADD', K_QUEUE, queue_key(pending[i + 1], DEFAULT_PRIORITY), id)
     end
   end
 end
 -- Which heads have a placement view: asked of K_WITH_VIEW, and not at all while no job has
 -- one (a spec over 1 KiB is rare). SISMEMBER, not SMISMEMBER: Redis 6.0 has no SMISMEMBER.
-local views = redis.call('SCARD', K_WITH_VIEW) > 0
+local views = rcall('SCARD', K_WITH_VIEW) > 0
 local out = {}
 for _, q in ipairs(queues) do
-  local head = redis.call('ZRANGE', k_queue(q), 0, limit - 1, 'WITHSCORES')
+  local head = rcall('ZRANGE', k_queue(q), 0, limit - 1, 'WITHSCORES')
   for n = 1, #head, 2 do
     local id = head[n]
     out[#out + 1] = id
     out[#out + 1] = head[n + 1]
-    out[#out + 1] = views and redis.call('SISMEMBER', K_WITH_VIEW, id) == 1 and '1' or '0'
+    out[#out + 1] = views and rcall('SISMEMBER', K_WITH_VIEW, id) == 1 and '1' or '0'
   end
 end
 return out

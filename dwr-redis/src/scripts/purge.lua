@@ -34,14 +34,14 @@ local function delete(id, state, array)
 end
 
 -- Earlier versions also kept an index of all jobs, which nothing reads any more.
-redis.call('UNLINK', K_ALL_LEGACY)
+rcall('UNLINK', K_ALL_LEGACY)
 
 -- Jobs finished under an earlier version, indexed in a sorted set by finish time.
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_FINISHED_LEGACY, '-inf', before,
+for _, id in ipairs(rcall('ZRANGEBYSCORE', K_FINISHED_LEGACY, '-inf', before,
   'LIMIT', 0, batch)) do
-  redis.call('ZREM', K_FINISHED_LEGACY, id)
+  rcall('ZREM', K_FINISHED_LEGACY, id)
   taken = taken + 1
-  local j = redis.call('HMGET', k_job(id), 'state', 'array')
+  local j = rcall('HMGET', k_job(id), 'state', 'array')
   if j[1] then delete(id, j[1], j[2]) end
 end
 
@@ -51,11 +51,11 @@ end
 -- than one behind it holds that one back until it is due itself).
 -- The head is read once and what was taken of it trimmed once.
 local excess = 0
-if keep >= 0 then excess = redis.call('LLEN', K_FINISH_ORDER) - keep end
+if keep >= 0 then excess = rcall('LLEN', K_FINISH_ORDER) - keep end
 local popped = 0
 if taken < batch then
-  for _, id in ipairs(redis.call('LRANGE', K_FINISH_ORDER, 0, batch - taken - 1)) do
-    local j = redis.call('HMGET', k_job(id), 'state', 'finished_at', 'array')
+  for _, id in ipairs(rcall('LRANGE', K_FINISH_ORDER, 0, batch - taken - 1)) do
+    local j = rcall('HMGET', k_job(id), 'state', 'finished_at', 'array')
     if excess <= 0 and j[1] and tonumber(j[2] or '0') > before then break end
     excess = excess - 1
     popped = popped + 1
@@ -64,13 +64,13 @@ if taken < batch then
     if j[1] then delete(id, j[1], j[3]) end
   end
 end
-if popped > 0 then redis.call('LTRIM', K_FINISH_ORDER, popped, -1) end
+if popped > 0 then rcall('LTRIM', K_FINISH_ORDER, popped, -1) end
 -- Each array once per call. An array whose record is gone (deleted by hand) is not made
 -- again by the count.
 for _, array in ipairs(arrays) do
   local ak = k_array(array)
-  local count = redis.call('HGET', ak, 'count')
-  if count and redis.call('HINCRBY', ak, 'purged', purged[array]) >= tonumber(count) then
+  local count = rcall('HGET', ak, 'count')
+  if count and rcall('HINCRBY', ak, 'purged', purged[array]) >= tonumber(count) then
     doomed[#doomed + 1] = ak
     doomed[#doomed + 1] = k_array_tasks(array)
     doomed[#doomed + 1] = k_dependents(array)
@@ -78,7 +78,7 @@ for _, array in ipairs(arrays) do
 end
 call_with_all('DEL', nil, doomed)
 -- A job stored with a placement view leaves K_WITH_VIEW (asked only while it has members).
-if ids[1] and redis.call('SCARD', K_WITH_VIEW) > 0 then
+if ids[1] and rcall('SCARD', K_WITH_VIEW) > 0 then
   call_with_all('SREM', K_WITH_VIEW, ids)
 end
 return { deleted, taken == batch and 1 or 0 }

@@ -4,19 +4,19 @@
 -- now, by Redis TIME.
 local ex, now = ARGV[2], now_ms()
 local xk = k_exec(ex)
-if redis.call('EXISTS', xk) == 1 then
-  for _, field in ipairs(redis.call('HKEYS', xk)) do
-    if string.sub(field, 1, 4) == 'dev:' then redis.call('HDEL', xk, field) end
+if rcall('EXISTS', xk) == 1 then
+  for _, field in ipairs(rcall('HKEYS', xk)) do
+    if string.sub(field, 1, 4) == 'dev:' then rcall('HDEL', xk, field) end
   end
 else
-  redis.call('HSET', xk, 'cpu_alloc', 0, 'mem_alloc', 0, 'gpu_alloc', 0, 'registered_at', now_s())
+  rcall('HSET', xk, 'cpu_alloc', 0, 'mem_alloc', 0, 'gpu_alloc', 0, 'registered_at', now_s())
 end
-redis.call('HSET', xk, 'reg', ARGV[3], 'ip', ARGV[4], 'cpu_total', ARGV[5],
+rcall('HSET', xk, 'reg', ARGV[3], 'ip', ARGV[4], 'cpu_total', ARGV[5],
   'mem_total', ARGV[6], 'gpu_total', ARGV[7], 'lease_ms', ARGV[8], 'last_heartbeat', now_s())
 for i = 9, #ARGV do
-  redis.call('HSET', xk, 'dev:' .. ARGV[i], '1')
+  rcall('HSET', xk, 'dev:' .. ARGV[i], '1')
 end
-redis.call('SADD', K_EXECUTORS, ex)
+rcall('SADD', K_EXECUTORS, ex)
 exec_changed(ex)
 changed('x+', ex)
 wake()

@@ -11,10 +11,10 @@ if TERMINAL[state] then return { 'terminal', state } end
 if state == S_PENDING and cause == 'preempted' then return { 'invalid', state } end
 if state == S_PENDING then
   finish_job(id, j, to, '', reason, '0', now, ARGV[6])
-  return { 'aborted', redis.call('HGETALL', jk) }
+  return { 'aborted', rcall('HGETALL', jk) }
 end
-redis.call('HSET', jk, 'abort', cause, 'updated_at', now_s())
-if ARGV[7] ~= '' then redis.call('HSET', jk, 'reason', ARGV[7]) end
-if j[2] then redis.call('RPUSH', k_events(j[2]), 'abort ' .. id .. ' ' .. cause) end
+rcall('HSET', jk, 'abort', cause, 'updated_at', now_s())
+if ARGV[7] ~= '' then rcall('HSET', jk, 'reason', ARGV[7]) end
+if j[2] then rcall('RPUSH', k_events(j[2]), 'abort ' .. id .. ' ' .. cause) end
 changed('a', id, cause == 'preempted' and '1' or '0')
-return { 'signalled', redis.call('HGETALL', jk) }
+return { 'signalled', rcall('HGETALL', jk) }

@@ -16,10 +16,10 @@ local deps, unknown = dependencies(ARGV[9])
 if not deps then return { 'unknown_dependency', unknown } end
 -- HSETNX checks that the id is free and creates the hash in one key look-up (every job
 -- hash has its `id`).
-if redis.call('HSETNX', k_job(id), 'id', id) == 0 then
+if rcall('HSETNX', k_job(id), 'id', id) == 0 then
   return { 'job_exists' }
 end
-if key ~= '' then redis.call('SET', k_idem(key), id, 'PX', ARGV[5]) end
+if key ~= '' then rcall('SET', k_idem(key), id, 'PX', ARGV[5]) end
 local now = now_ms()
 local said, a, b = store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, { unpack(ARGV, 10) },
   ARGV[3] == '1', now)

@@ -13,7 +13,7 @@ if not deps then return { 'unknown_dependency', unknown } end
 local tasks = {}
 for task in string.gmatch(ARGV[10], '[^,]+') do tasks[#tasks + 1] = task end
 local function taken(id)
-  return redis.call('EXISTS', k_job(id)) == 1 or redis.call('EXISTS', k_array(id)) == 1
+  return rcall('EXISTS', k_job(id)) == 1 or rcall('EXISTS', k_array(id)) == 1
 end
 if taken(aid) then return { 'job_exists', aid } end
 for _, id in ipairs(tasks) do
@@ -25,9 +25,9 @@ if ARGV[3] ~= '' then
   record[#record + 1] = 'parallelism'
   record[#record + 1] = ARGV[3]
 end
-redis.call('HSET', k_array(aid), unpack(record))
+rcall('HSET', k_array(aid), unpack(record))
 call_with_all('RPUSH', k_array_tasks(aid), tasks)
-if key ~= '' then redis.call('SET', k_idem(key), aid, 'PX', ARGV[5]) end
+if key ~= '' then rcall('SET', k_idem(key), aid, 'PX', ARGV[5]) end
 local template = { unpack(ARGV, 11) }
 local n = #template
 local view = false
