@@ -41,12 +41,12 @@ pub(super) async fn submit(
         joined(&mut spec.depends_on.iter()),
         joined(&mut new.tasks.iter()),
     ];
-    // A task's hash as a template: what every task shares (the script adds each one's id,
-    // times, array and index).
+    // A task's hash as a template: what every task shares (the script adds the state and
+    // each one's id, times, array and index).
     let template = Job::new(new.id, spec.clone(), Timestamp::default());
     for (field, value) in job_fields(&template)?
         .into_iter()
-        .filter(|(field, _)| !matches!(*field, "id" | "created_at" | "updated_at"))
+        .filter(|(field, _)| !matches!(*field, "id" | "state" | "created_at" | "updated_at"))
     {
         args.push(field.to_owned());
         args.push(value);

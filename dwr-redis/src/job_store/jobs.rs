@@ -50,10 +50,10 @@ pub(super) async fn submit(
             .collect::<Vec<_>>()
             .join(","),
     ];
-    // The script writes the id and stamps the creation time itself.
+    // The script writes the id and the state and stamps the creation time itself.
     for (field, value) in fields
         .into_iter()
-        .filter(|(field, _)| !matches!(*field, "id" | "created_at" | "updated_at"))
+        .filter(|(field, _)| !matches!(*field, "id" | "state" | "created_at" | "updated_at"))
     {
         args.push(field.to_owned());
         args.push(value);

@@ -457,7 +457,9 @@ end
 
 -- The dependencies a comma-separated list names, or nil and the first that is neither a
 -- job nor an array.
+local NO_DEPS = {}
 local function dependencies(csv)
+  if csv == '' then return NO_DEPS end
   local deps = {}
   for dep in string.gmatch(csv, '[^,]+') do
     if not dependency_exists(dep) then return nil, dep end
@@ -615,20 +617,22 @@ local function finish_job(id, j, to, exit_code, reason, oom, now, log_ttl)
   if j[11] or j[12] then release_dependents(ended(id, j, to), now, log_ttl) end
 end
 
--- Stores job `id` as submitted: its hash (`fields`, a flat list of field/value pairs, and
--- its id, sequence, queue key and creation time), K_WITH_VIEW when the fields hold a
+-- Stores job `id` as submitted: its hash (`fields` from index `from`, a flat list of
+-- field/value pairs, and its id, state, sequence, queue key and creation time), K_WITH_VIEW
+-- when the fields hold a
 -- placement view (`view`), its state's index, and its queue, or, with
 -- dependencies (`deps`, ids that exist, of type `kind`), K_BLOCKED and the dependents set
 -- of each dependency not ended. The caller checked that the id is free. Returns nil, or
 -- for a job with dependencies 'ready', 'blocked' with the counts left and not ok, or
 -- 'failed' with the reason (it is stored failed: those that ended say it can never run).
-local function store_job(id, priority, queue, kind, deps, fields, view, now)
+local function store_job(id, priority, queue, kind, deps, fields, from, view, now)
   local jk = k_job(id)
   local n = next_seq()
   -- The number, not its string: tonumber() of a number costs nothing.
   local seq, qk = int(n), int(queue_key(n, priority))
   -- No updated_at: it is the creation time (see now_s()).
-  rcall('HSET', jk, 'id', id, 'seq', seq, 'qk', qk, 'created_at', now_s(), unpack(fields))
+  rcall('HSET', jk, 'id', id, 'state', S_PENDING, 'seq', seq, 'qk', qk, 'created_at', now_s(),
+    unpack(fields, from))
   if view then rcall('SADD', K_WITH_VIEW, id) end
   index_add(k_state(S_PENDING), id, seq)
   changed('s', id, queue ~= '' and queue or DEFAULT_QUEUE)

@@ -2,8 +2,8 @@
 -- ARGV: prefix, job id, '1' when the fields hold a placement view (`place`, else ''),
 -- idempotency key ('' for none), its TTL (ms), priority, queue
 -- ('' for the default), dependency type and the ids it depends on (jobs or arrays),
--- comma-separated ('' for none), then field/value pairs of the job hash but its id and
--- times. See store_job: the job enters its queue, or, while dependencies have not ended,
+-- comma-separated ('' for none), then field/value pairs of the job hash but its id, state
+-- and times. See store_job: the job enters its queue, or, while dependencies have not ended,
 -- K_BLOCKED; one whose ended dependencies say it can never run is stored failed. The
 -- creation time is Redis TIME, whatever the caller's clock said; the reply carries it, then
 -- what store_job said of the dependencies. Under a key that names a job already, nothing is
@@ -21,8 +21,8 @@ if rcall('HSETNX', k_job(id), 'id', id) == 0 then
 end
 if key ~= '' then rcall('SET', k_idem(key), id, 'PX', ARGV[5]) end
 local now = now_ms()
-local said, a, b = store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, { unpack(ARGV, 10) },
-  ARGV[3] == '1', now)
+local said, a, b = store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, ARGV, 10, ARGV[3] == '1',
+  now)
 if said == 'blocked' then return { 'ok', now_s(), said, tostring(a), tostring(b) } end
 if said then return { 'ok', now_s(), said, a } end
 return { 'ok', now_s() }

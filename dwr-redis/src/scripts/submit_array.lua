@@ -2,7 +2,7 @@
 -- call. ARGV: prefix, array id, parallelism ('' for none), idempotency key ('' for none),
 -- its TTL (ms), priority, queue ('' for the default), dependency type, the ids the tasks
 -- depend on (comma-separated, '' for none), the task ids (comma-separated, in index order),
--- then field/value pairs of a task's hash but its id, times, array and index. Replies
+-- then field/value pairs of a task's hash but its id, state, times, array and index. Replies
 -- { 'ok', created_at } or { 'existing', array id } (the key names an array already),
 -- { 'unknown_dependency', id } or { 'job_exists', id } (nothing stored).
 local aid, key = ARGV[2], ARGV[4]
@@ -37,6 +37,6 @@ end
 for index, id in ipairs(tasks) do
   template[n + 1], template[n + 2] = 'array', aid
   template[n + 3], template[n + 4] = 'array_index', index - 1
-  store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, template, view, now)
+  store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, template, 1, view, now)
 end
 return { 'ok', now_s() }
