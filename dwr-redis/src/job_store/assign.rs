@@ -18,14 +18,20 @@ pub(super) fn args(assignment: &Assignment) -> Vec<String> {
         json_strings(&assignment.gpu_ids),
         snapshot_arg(assignment),
     ];
+    // The queue's quota in one argument: '' for none, else each limit or '-'.
     let quota = &assignment.quota;
-    for limit in [
+    let limits = [
         quota.cpu_millis,
         quota.memory_mib,
         quota.gpus.map(u64::from),
-    ] {
-        args.push(limit.map(|n| n.to_string()).unwrap_or_default());
-    }
+    ];
+    args.push(if limits.iter().all(Option::is_none) {
+        String::new()
+    } else {
+        limits
+            .map(|limit| limit.map_or_else(|| "-".to_owned(), |n| n.to_string()))
+            .join(" ")
+    });
     args.extend(assignment.gpu_ids.iter().cloned());
     args
 }

@@ -1,9 +1,10 @@
 -- commit_assignment.lua: checks and records one assignment, allocates, queues the event.
 -- ARGV: prefix, job id, executor id, gpu_ids as JSON, the job as the scheduler read it (the
 -- JSON array of its hash's fields and values, without the closing bracket), '-' when that
--- copy is a placement view, or ''; the quota of the job's queue on CPU, memory and GPUs
--- ('' for none on a dimension), then the GPU UUIDs. The executor must be alive by its own
--- lease and Redis TIME, and the queue stay within the quota.
+-- copy is a placement view, or ''; the quota of the job's queue ('' for none, else its
+-- limits on CPU, memory and GPUs separated by spaces, '-' for none on a dimension), then
+-- the GPU UUIDs. The executor must be alive by its own lease and Redis TIME, and the queue
+-- stay within the quota.
 local id, ex = ARGV[2], ARGV[3]
 local now = now_ms()
 local jk, xk = k_job(id), k_exec(ex)
@@ -39,7 +40,7 @@ if not x[1] then return { 'executor_gone' } end
 if not x.alive then return { 'executor_not_alive' } end
 
 local cpu, mem, ngpu = num(j[2]), num(j[3]), num(j[4])
-local given = #ARGV - 8
+local given = #ARGV - 6
 if given ~= ngpu then return { 'gpu_count_mismatch', tostring(given), tostring(ngpu) } end
 
 -- What the executor has allocated, with this call's earlier commits and releases.
@@ -48,15 +49,17 @@ if cpu > total[1] - alloc[1] then return { 'no_room', 'cpu' } end
 if mem > total[2] - alloc[2] then return { 'no_room', 'memory' } end
 if ngpu > total[3] - alloc[3] then return { 'no_room', 'gpu' } end
 
-if ARGV[6] ~= '' or ARGV[7] ~= '' or ARGV[8] ~= '' then
+if ARGV[6] ~= '' then
+  local limits = { string.match(ARGV[6], '^(%S+) (%S+) (%S+)$') }
+  if not limits[3] then error('commit_assignment: quota ' .. ARGV[6]) end
   local q = j[8] or DEFAULT_QUEUE
   local fields = held_fields(q)
   local read = rcall('HMGET', K_QUEUES_HELD, unpack(fields))
   local held = counted(K_QUEUES_HELD, fields,
     { tonumber(read[1] or '0'), tonumber(read[2] or '0'), tonumber(read[3] or '0') })
   for i, part in ipairs({ { 'cpu', cpu }, { 'memory', mem }, { 'gpu', ngpu } }) do
-    local limit = ARGV[5 + i]
-    if limit ~= '' and held[i] + part[2] > tonumber(limit) then
+    local limit = limits[i]
+    if limit ~= '-' and held[i] + part[2] > tonumber(limit) then
       return { 'quota', q, part[1] }
     end
   end
@@ -64,7 +67,7 @@ end
 
 local gk = k_exec_gpus(ex)
 local seen = {}
-for i = 9, #ARGV do
+for i = 7, #ARGV do
   local uuid = ARGV[i]
   if seen[uuid] or rcall('HEXISTS', xk, 'dev:' .. uuid) == 0
       or rcall('HEXISTS', gk, uuid) == 1 then
@@ -78,7 +81,7 @@ count(xk, 'cpu_alloc', cpu)
 count(xk, 'mem_alloc', mem)
 count(xk, 'gpu_alloc', ngpu)
 exec_changed(ex)
-for i = 9, #ARGV do
+for i = 7, #ARGV do
   rcall('HSET', gk, ARGV[i], id)
 end
 hold(j[8], 1, cpu, mem, ngpu)
