@@ -619,8 +619,7 @@ end
 
 -- Stores job `id` as submitted: its hash (`fields` from index `from`, a flat list of
 -- field/value pairs, and its id, state, sequence, queue key and creation time), K_WITH_VIEW
--- when the fields hold a
--- placement view (`view`), its state's index, and its queue, or, with
+-- when the fields hold a placement view (`view`), its state's index, and its queue, or, with
 -- dependencies (`deps`, ids that exist, of type `kind`), K_BLOCKED and the dependents set
 -- of each dependency not ended. The caller checked that the id is free. Returns nil, or
 -- for a job with dependencies 'ready', 'blocked' with the counts left and not ok, or
