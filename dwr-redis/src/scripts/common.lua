@@ -47,21 +47,27 @@ local function call_with_all(command, key, items)
   end
 end
 
+-- `f` with the results of the first 4,096 arguments kept (a library's tables live from one
+-- call to the next; for EVALSHA this is per call): for what costs more than a table read
+-- and takes few values. `f` runs at call time, so it may use the locals begin_call sets.
+local function memoized(f)
+  local kept, n = {}, 0
+  return function(s)
+    local v = kept[s]
+    if v ~= nil then return v end
+    v = f(s)
+    if v ~= nil and n < 4096 then
+      kept[s], n = v, n + 1
+    end
+    return v
+  end
+end
+
 -- tonumber(s): a string's number. tonumber() of a string runs the C library's strtod, some
 -- 3,000 instructions, more than a command; the numbers a job carries take few values
--- (sizes, counts, attempts, limits), so the first 4,096 strings seen keep their number
--- (a library's tables live from one call to the next; for EVALSHA this is per call).
--- Not for numbers unique to a job or an instant (sequence numbers, times).
-local NUMS, NUMS_N = {}, 0
-local function num(s)
-  local n = NUMS[s]
-  if n then return n end
-  n = tonumber(s)
-  if n and NUMS_N < 4096 then
-    NUMS[s], NUMS_N = n, NUMS_N + 1
-  end
-  return n
-end
+-- (sizes, counts, attempts, limits). Not for numbers unique to a job or an instant
+-- (sequence numbers, times).
+local num = memoized(function(s) return tonumber(s) end)
 
 -- Whether the lifecycle lets a job in state `from` go to `to`
 -- (dwr_core::JobState::can_become). An unknown state goes nowhere.
@@ -97,22 +103,11 @@ end
 
 -- String `s` as a JSON string: quoted as it is when nothing in it needs escaping (ids, IPs,
 -- an empty GPU list), through cjson otherwise. The strings quoted are few (executors,
--- their addresses, GPU lists) and the pattern test costs more than a command, so the first
--- 4,096 keep their quoted form, as num() keeps numbers.
-local JSON_STRINGS, JSON_STRINGS_N = {}, 0
-local function json_string(s)
-  local q = JSON_STRINGS[s]
-  if q then return q end
-  if string.find(s, '[%c"\\\128-\255]') then
-    q = cjson.encode(s)
-  else
-    q = '"' .. s .. '"'
-  end
-  if JSON_STRINGS_N < 4096 then
-    JSON_STRINGS[s], JSON_STRINGS_N = q, JSON_STRINGS_N + 1
-  end
-  return q
-end
+-- their addresses, GPU lists) and the pattern test costs more than a command.
+local json_string = memoized(function(s)
+  if string.find(s, '[%c"\\\128-\255]') then return cjson.encode(s) end
+  return '"' .. s .. '"'
+end)
 
 -- An integral number as the string Redis stores ('%d': no printf of a double).
 local function int(n) return str_format('%d', n) end
@@ -373,18 +368,8 @@ local function move_state(id, from, to, seq, qk, queue)
 end
 
 -- The fields of K_QUEUES_HELD for queue `q` (not nil): { q:cpu, q:mem, q:gpu }, built once
--- (a library keeps them from call to call; a few queues, but the table is emptied should
--- it ever hold a thousand).
-local HOLD_FIELDS, HOLD_FIELDS_N = {}, 0
-local function held_fields(q)
-  local f = HOLD_FIELDS[q]
-  if not f then
-    if HOLD_FIELDS_N >= 1000 then HOLD_FIELDS, HOLD_FIELDS_N = {}, 0 end
-    f = { q .. ':cpu', q .. ':mem', q .. ':gpu' }
-    HOLD_FIELDS[q], HOLD_FIELDS_N = f, HOLD_FIELDS_N + 1
-  end
-  return f
-end
+-- per queue name (read-only: callers share the table).
+local held_fields = memoized(function(q) return { q .. ':cpu', q .. ':mem', q .. ':gpu' } end)
 -- Adds `sign` (1 or -1) times cpu, mem and ngpu to what queue `queue` (nil: the default)
 -- holds (counted, written at the end of the call). Zero amounts are not written: a queue
 -- that never held a GPU has no gpu field.
@@ -409,10 +394,10 @@ end
 local FINISH_FIELDS = { 'state', 'executor', 'cpu', 'mem', 'ngpu', 'seq', 'abort', 'log_total',
   'attempt', 'queue', 'has_dependents', 'array' }
 local function job_for_finish(id)
-  local j = rcall('HMGET', k_job(id), unpack(FINISH_FIELDS))
+  local jk = k_job(id)
+  local j = rcall('HMGET', jk, unpack(FINISH_FIELDS))
   if j[1] and (j[1] == S_PENDING or j[7] or j[9] ~= '1' or j[5] ~= '0') then
-    local r = rcall('HMGET', k_job(id), 'gpu_ids', 'exit_code', 'reason', 'retry_at',
-      'deps_left')
+    local r = rcall('HMGET', jk, 'gpu_ids', 'exit_code', 'reason', 'retry_at', 'deps_left')
     j[13], j[14], j[15], j[16], j[17] = r[1], r[2], r[3], r[4], r[5]
   end
   return j
@@ -528,7 +513,8 @@ local function end_without_dependents(id, j, to, exit_code, reason, oom, now, lo
     set[#set + 1] = 'deps_left'
     set[#set + 1] = '0'
   end
-  -- Fields to clear, only those present (j[8..10]): usually none, and no HDEL.
+  -- Fields to clear, only those present (abort, retry_at, exit_code, reason): usually
+  -- none, and no HDEL.
   local del = {}
   if j[7] then del[1] = 'abort' end
   if j[16] then del[#del + 1] = 'retry_at' end
