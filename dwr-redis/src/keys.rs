@@ -14,7 +14,15 @@ pub const LOGS: &str = "job_logs:";
 
 // Suffixes appended to the configured prefix.
 const JOB: &str = "job:";
+/// `jobs:{state}`: the jobs in a state, by arrival sequence, for the states not under way.
+/// Earlier versions also kept `jobs:assigned` and `jobs:running`; a scheduling pass folds
+/// what they hold into [`UNDER_WAY`].
 const JOBS_BY_STATE: &str = "jobs:";
+/// The jobs assigned or running, by arrival sequence: one index for both, so that a start
+/// moves the job between no sorted sets (their hashes' `state` tells them apart).
+const UNDER_WAY: &str = "jobs:under_way";
+/// Counts no index gives: field `running` (the running jobs of [`UNDER_WAY`]).
+const JOB_COUNTS: &str = "jobs:counts";
 const FINISH_ORDER: &str = "jobs:finish_order";
 /// Pending jobs of the default queue in its order (scored by `JobSpec::queue_key`); those
 /// of queue `q` are under `jobs:queue:q`.
@@ -83,9 +91,31 @@ impl Keys {
         format!("{}{JOB}{id}", self.prefix)
     }
 
-    /// Sorted set of the jobs in `state`, scored by arrival sequence.
+    /// Sorted set of the jobs in `state`, scored by arrival sequence: for the states under
+    /// way ([`JobState::holds_resources`]), the one index of both ([`Self::under_way`]).
     pub fn jobs_in(&self, state: JobState) -> String {
+        if state.holds_resources() {
+            self.under_way()
+        } else {
+            self.legacy_jobs_in(state)
+        }
+    }
+
+    /// `jobs:{state}` for any state: for assigned and running, the sets of earlier
+    /// versions, which a scheduling pass folds into [`Self::under_way`].
+    pub fn legacy_jobs_in(&self, state: JobState) -> String {
         format!("{}{JOBS_BY_STATE}{}", self.prefix, state.as_str())
+    }
+
+    /// Sorted set of the assigned and running jobs, scored by arrival sequence.
+    pub fn under_way(&self) -> String {
+        self.k(UNDER_WAY)
+    }
+
+    /// Hash of the counts no index gives: `running`, the running jobs of
+    /// [`Self::under_way`] (the assigned ones are the rest).
+    pub fn job_counts(&self) -> String {
+        self.k(JOB_COUNTS)
     }
 
     /// Sorted set of the pending jobs of `queue` in its order (by `JobSpec::queue_key`).
@@ -254,6 +284,8 @@ pub(crate) fn lua_prelude() -> String {
         ("K_QUEUES", QUEUES),
         ("K_BLOCKED", BLOCKED),
         ("K_WITH_VIEW", WITH_VIEW),
+        ("K_UNDER_WAY", UNDER_WAY),
+        ("K_JOB_COUNTS", JOB_COUNTS),
         ("K_QUEUES_HELD", QUEUES_HELD),
         ("K_FINISHED_LEGACY", JOBS_FINISHED_LEGACY),
         ("K_ALL_LEGACY", JOBS_ALL_LEGACY),
@@ -326,6 +358,9 @@ mod tests {
         let id: JobId = "6f1c1d4e-8d3b-4c55-9d0e-0a3c2b1f9e77".parse().unwrap();
         assert_eq!(keys.job(id), format!("t1:job:{id}"));
         assert_eq!(keys.jobs_in(JobState::Pending), "t1:jobs:pending");
+        assert_eq!(keys.jobs_in(JobState::Running), "t1:jobs:under_way");
+        assert_eq!(keys.jobs_in(JobState::Assigned), keys.under_way());
+        assert_eq!(keys.legacy_jobs_in(JobState::Running), "t1:jobs:running");
         assert_eq!(keys.logs(id), format!("job_logs:{id}"));
         assert_eq!(
             keys.executor_events(&ExecutorId::new("e1")),

@@ -98,7 +98,9 @@
 //! | `{p}seq` | string (counter) | `submit` (`INCR`: arrival sequence) | never |
 //! | `{p}job:{job_id}` | hash: `id`, `spec` (JSON of the `JobSpec`), `place` (JSON of its placement view, only beside a spec over 1 KiB: what a scheduling pass reads), `state`, `seq`, `cpu`, `mem`, `ngpu`, `gpu_ids` (JSON; absent: none), `executor`, `executor_ip`, `exit_code`, `reason`, `oom` (absent: not killed), `abort`, `created_at`, `updated_at` (written only by a change that stamps no other time; read as the latest of `created_at`, `ready_at`, `assigned_at`, `started_at`, `finished_at` and itself), `assigned_at`, `started_at`, `finished_at` (ms, Redis `TIME`), `log_total` (lines ever appended: follower offsets stay valid after trimming), `log_bytes` (bytes kept, against [`RedisConfig::log_max_bytes`]), `log_cut_bytes` / `log_cut_lines` (dropped past it), `attempt`, `attempts` (JSON of the ended attempts), `retry_at` (ms, while pending for a retry), and with retries `max_retries`, `retry_ms`, `retry_on` | every job transition | deleted by `purge_finished` |
 //! | `{p}idempotency:{key}` | string: the id of the job submitted under an `Idempotency-Key` | `submit` with a key (`SET PX`) | after 24 h |
-//! | `{p}jobs:{state}` | sorted set per state: job id, score = sequence; every job is in exactly one, and listing all jobs reads the six (`list_jobs.lua`) | every transition | members move or are purged |
+//! | `{p}jobs:{state}` | sorted set per state not under way (`pending`, `succeeded`, `failed`, `aborted`): job id, score = sequence; every job is in exactly one of these or `jobs:under_way`, and listing all jobs reads the five (`list_jobs.lua`). Earlier versions also kept `jobs:assigned` and `jobs:running`: a scheduling pass folds them into `jobs:under_way` and deletes them | every transition but a start | members move or are purged |
+//! | `{p}jobs:under_way` | sorted set of the assigned and running jobs: job id, score = sequence. One index for both states, so that a start moves a job between no sorted sets; listing one of the two reads it and the jobs' `state` | commit, end, retry | members move |
+//! | `{p}jobs:counts` | hash: `running`, how many of `jobs:under_way` are running (counts of jobs by state read it; the assigned are the rest) | start, end (`HINCRBY`, once per call) | never |
 //! | `{p}jobs:queue`, `{p}jobs:queue:{queue}` | sorted set of the pending jobs of the default queue (of queue `{queue}`) in its order: job id, score = `JobSpec::queue_key` (sequence less 1,000 per point of priority; the hash keeps it as `qk` for a retry to re-enter with, and the queue as `queue` when not the default). `pending_placement.lua` names the head of each (a pass then reads those hashes with plain `HGETALL`s, or `HMGET` of the fields a job is read from and `place`); pending jobs stored before it existed join the default queue at the default priority on the first pass | submit, leaving and re-entering pending | members leave with their pending state |
 //! | `{p}jobs:with_view` | set of the jobs stored with a placement view (`place`): a scheduling pass asks it which queued jobs to read as their view, and not at all while it is empty (a job stored with a view by an earlier version is read whole) | `submit`, `submit_array` (`SADD`) | members removed by purge |
 //! | `{p}queues` | set of the queue names besides `default` that jobs were submitted to | submit | never (a handful of names) |
@@ -118,6 +120,12 @@
 //! | `{p}log_events:{job_id}` | pub/sub channel | `append_logs`, terminal transitions and `purge` publish, while any client holds a pattern subscription (the log followers of a process share one `PSUBSCRIBE {p}log_events:*`; with none, nobody would hear it) | — |
 //!
 //! `LRANGE job_logs:<id> 0 -1` prints a job's log, as the original system documented.
+//!
+//! Upgrading from a version that kept `jobs:assigned` and `jobs:running`: stop its
+//! processes first. The first scheduling pass of this version moves what those sets hold
+//! into `jobs:under_way` and counts the running jobs from their hashes; a process of the
+//! earlier version still running would index the jobs it moves in the old sets again, and
+//! its ends of jobs this version started would leave them in `jobs:under_way` and counted.
 //!
 //! # Wake-ups
 //!

@@ -741,6 +741,222 @@ async fn pending_jobs_stored_before_the_queue_join_it_at_the_default_priority() 
     );
 }
 
+/// The jobs under way share one index: a start moves a job between no sorted sets, the
+/// running ones are counted beside it, and a page of either state reads past the jobs of
+/// the other, across the slices the listing reads the index in.
+#[tokio::test]
+async fn jobs_under_way_share_one_index_and_pages_of_each_state_read_through_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let keys = store.keys().clone();
+    let mut raw = server.client();
+    let ex = ExecutorId::new("big");
+    let reg = ExecutorRegistration::new(ex.clone(), "127.0.0.1", 1_000_000, 1_000_000, Vec::new());
+    store.register_executor(&reg).await.unwrap();
+    // 300 jobs under way, every third running: the running ones are spread over the
+    // listing's slices of 128.
+    let mut ids = Vec::new();
+    for _ in 0..300 {
+        ids.push(store.submit(job()).await.unwrap().id);
+    }
+    for id in &ids {
+        store
+            .commit_assignment(&Assignment::new(*id, ex.clone(), Vec::new()))
+            .await
+            .unwrap();
+    }
+    let running: Vec<JobId> = ids.iter().step_by(3).copied().collect();
+    for id in &running {
+        store.mark_running(*id, &ex, 1).await.unwrap();
+    }
+    let assigned: Vec<JobId> = ids
+        .iter()
+        .filter(|id| !running.contains(id))
+        .copied()
+        .collect();
+    let under_way: u64 = raw.zcard(keys.under_way()).unwrap();
+    assert_eq!(under_way, 300);
+    for state in [JobState::Assigned, JobState::Running] {
+        let legacy: bool = raw.exists(keys.legacy_jobs_in(state)).unwrap();
+        assert!(!legacy, "no {state} set of its own");
+    }
+    let counted: u64 = raw.hget(keys.job_counts(), "running").unwrap();
+    assert_eq!(counted, 100);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts[&JobState::Assigned], counts[&JobState::Running]),
+        (200, 100)
+    );
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    for (state, of_state) in [
+        (JobState::Assigned, &assigned),
+        (JobState::Running, &running),
+    ] {
+        let newest_first: Vec<JobId> = of_state.iter().rev().copied().collect();
+        let total = newest_first.len();
+        for (offset, limit) in [(0, 500), (0, 7), (90, 20), (127, 3), (150, 60), (195, 10)] {
+            let page = store
+                .jobs(&JobQuery {
+                    state: Some(state),
+                    offset,
+                    limit,
+                })
+                .await
+                .unwrap();
+            let got: Vec<JobId> = page.iter().map(|j| j.id).collect();
+            let want = &newest_first[offset.min(total)..(offset + limit).min(total)];
+            assert_eq!(got, want, "{state}: offset {offset}, limit {limit}");
+        }
+    }
+
+    // Ends from both states count the running ones down.
+    store
+        .finish(running[0], &Outcome::exited(0, false), Some(1))
+        .await
+        .unwrap();
+    store
+        .finish(assigned[0], &Outcome::failed("stopped"), Some(1))
+        .await
+        .unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts[&JobState::Assigned], counts[&JobState::Running]),
+        (199, 99)
+    );
+    store
+        .expire_executor(&ex, Expiry::Now, "gone")
+        .await
+        .unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts[&JobState::Assigned], counts[&JobState::Running]),
+        (0, 0)
+    );
+    let under_way: u64 = raw.zcard(keys.under_way()).unwrap();
+    assert_eq!(under_way, 0);
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // A running count tampered with is caught.
+    let _: i64 = raw.hincr(keys.job_counts(), "running", 1).unwrap();
+    let found = store.check_invariants().await.unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|v| v.contains("0 jobs running but 1 counted")),
+        "{found:?}"
+    );
+}
+
+/// Jobs under way as an earlier version indexed them (a sorted set each for assigned and
+/// running, no running count) join the one index at the next scheduling pass, counted by
+/// their states; a job of those sets no longer under way is dropped.
+#[tokio::test]
+async fn jobs_under_way_indexed_by_an_earlier_version_join_the_one_index_at_a_pass() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let keys = store.keys().clone();
+    let mut raw = server.client();
+    let ex = executor(&store, "e1").await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let id = store.submit(job()).await.unwrap().id;
+        store
+            .commit_assignment(&Assignment::new(id, ex.clone(), Vec::new()))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    store.mark_running(ids[1], &ex, 1).await.unwrap();
+    store.mark_running(ids[2], &ex, 1).await.unwrap();
+    // As an earlier version would have left them: ids[0] assigned, ids[1] and ids[2]
+    // running, and ids[3] in the running set although its hash says it succeeded.
+    let seq = |id: JobId| -> f64 { raw_seq(&server, &keys, id) };
+    let _: () = redis::pipe()
+        .del(keys.under_way())
+        .del(keys.job_counts())
+        .zadd(
+            keys.legacy_jobs_in(JobState::Assigned),
+            ids[0].to_string(),
+            seq(ids[0]),
+        )
+        .zadd(
+            keys.legacy_jobs_in(JobState::Running),
+            ids[1].to_string(),
+            seq(ids[1]),
+        )
+        .zadd(
+            keys.legacy_jobs_in(JobState::Running),
+            ids[2].to_string(),
+            seq(ids[2]),
+        )
+        .zadd(
+            keys.legacy_jobs_in(JobState::Running),
+            ids[3].to_string(),
+            seq(ids[3]),
+        )
+        .hset(keys.job(ids[3]), "state", JobState::Succeeded.as_str())
+        .query(&mut raw)
+        .unwrap();
+
+    store.pending_for_placement(10).await.unwrap();
+    let under_way: Vec<String> = raw.zrange(keys.under_way(), 0, -1).unwrap();
+    assert_eq!(
+        under_way,
+        [ids[0].to_string(), ids[1].to_string(), ids[2].to_string()]
+    );
+    for state in [JobState::Assigned, JobState::Running] {
+        let legacy: bool = raw.exists(keys.legacy_jobs_in(state)).unwrap();
+        assert!(!legacy, "the {state} set of the earlier version is deleted");
+    }
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts[&JobState::Assigned], counts[&JobState::Running]),
+        (1, 2)
+    );
+    let listed: Vec<JobId> = store
+        .jobs(&JobQuery {
+            state: Some(JobState::Running),
+            offset: 0,
+            limit: 10,
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(listed, [ids[2], ids[1]]);
+    // They carry on as any other: a start and ends count.
+    store.mark_running(ids[0], &ex, 1).await.unwrap();
+    for id in &ids[..3] {
+        store
+            .finish(*id, &Outcome::exited(0, false), Some(1))
+            .await
+            .unwrap();
+    }
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts[&JobState::Assigned], counts[&JobState::Running]),
+        (0, 0)
+    );
+}
+
+/// A job's arrival sequence as its hash holds it.
+fn raw_seq(server: &RedisServer, keys: &dwr_redis::Keys, id: JobId) -> f64 {
+    let seq: String = server.client().hget(keys.job(id), "seq").unwrap();
+    seq.parse().unwrap()
+}
+
 /// How many connections Redis has in pub/sub mode.
 fn pubsub_clients(raw: &mut redis::Connection) -> usize {
     let list: String = redis::cmd("CLIENT")

@@ -171,7 +171,8 @@ pub async fn jobs_are_listed_newest_first_with_paging(store: Arc<dyn JobStore>) 
 
 /// Every page of all jobs, at every offset and limit, is the slice of the arrival order
 /// (newest first) it names, whatever states the jobs are in, and with purged jobs
-/// between them: jobs move between states while the pages stay in arrival order.
+/// between them: jobs move between states while the pages stay in arrival order. So is
+/// every page of the jobs in one state.
 pub async fn all_jobs_page_in_arrival_order_across_states(store: Arc<dyn JobStore>) {
     let exec = register(&store, "e1", 100_000, 100_000, &[]).await;
     let mut submitted = Vec::new();
@@ -232,6 +233,36 @@ pub async fn all_jobs_page_in_arrival_order_across_states(store: Arc<dyn JobStor
             let page = ids(&store.jobs(&query(None, offset, limit)).await.expect("jobs"));
             let want = &newest_first[offset.min(total)..(offset + limit).min(total)];
             assert_eq!(page, want, "offset {offset}, limit {limit}");
+        }
+    }
+    // And the pages of each state: the slice of that state's jobs in the same order, the
+    // states under way (which a store may index together) too.
+    let state_of = [
+        JobState::Pending,
+        JobState::Assigned,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Aborted,
+    ];
+    for (n, state) in state_of.into_iter().enumerate() {
+        let of_state: Vec<JobId> = submitted
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 6 == n)
+            .map(|(_, id)| *id)
+            .rev()
+            .collect();
+        let total = of_state.len();
+        assert!(total >= 2, "{state}: {total} jobs");
+        for offset in 0..=total + 1 {
+            for limit in 1..=total + 1 {
+                let q = query(Some(state), offset, limit);
+                let page = store.jobs(&q).await.expect("jobs");
+                assert!(page.iter().all(|job| job.state == state), "{state}");
+                let want = &of_state[offset.min(total)..(offset + limit).min(total)];
+                assert_eq!(ids(&page), want, "{state}: offset {offset}, limit {limit}");
+            }
         }
     }
 }

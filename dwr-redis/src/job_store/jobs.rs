@@ -280,15 +280,34 @@ pub(super) async fn queue_usage(
     Ok(usage)
 }
 
-/// The size of every per-state index, in one pipelined round trip.
+/// How many jobs are in each state, in one pipelined round trip: the size of each state's
+/// index, and for the two states under way, which share one index, the running count
+/// beside it (the assigned jobs are the rest).
 pub(super) async fn counts(store: &RedisJobStore) -> Result<BTreeMap<JobState, u64>, StoreError> {
+    let keys = &store.inner.keys;
+    // Every state's index once: Assigned's is the one of both states under way.
+    let indexed: Vec<JobState> = JobState::ALL
+        .into_iter()
+        .filter(|state| *state != JobState::Running)
+        .collect();
     let mut pipe = redis::pipe();
-    for state in JobState::ALL {
-        pipe.zcard(store.inner.keys.jobs_in(state));
+    for state in &indexed {
+        pipe.zcard(keys.jobs_in(*state));
     }
-    let counts: Vec<u64> = pipe
+    pipe.hget(keys.job_counts(), "running");
+    let mut sizes: Vec<Option<i64>> = pipe
         .query_async(&mut store.conn())
         .await
         .map_err(|e| store_error("counts", e))?;
-    Ok(JobState::ALL.into_iter().zip(counts).collect())
+    let size = |n: Option<i64>| n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    let running = size(sizes.pop().flatten());
+    let mut counts: BTreeMap<JobState, u64> = indexed
+        .into_iter()
+        .zip(sizes)
+        .map(|(state, n)| (state, size(n)))
+        .collect();
+    let under_way = counts[&JobState::Assigned];
+    counts.insert(JobState::Assigned, under_way.saturating_sub(running));
+    counts.insert(JobState::Running, running);
+    Ok(counts)
 }

@@ -1,6 +1,7 @@
 -- check_invariants.lua: verifies the allocation invariants of every executor, that the
--- queues hold exactly the pending jobs and that what each queue holds is what its jobs hold, and returns one line per violation (empty when all
--- hold). Read-only; for tests and operators.
+-- jobs under way are held and counted, that the queues hold exactly the pending jobs and
+-- that what each queue holds is what its jobs hold, and returns one line per violation
+-- (empty when all hold). Read-only; for tests and operators.
 -- ARGV: prefix.
 local bad = {}
 local function fail(msg) bad[#bad + 1] = msg end
@@ -42,13 +43,21 @@ for _, ex in ipairs(rcall('SMEMBERS', K_EXECUTORS)) do
     end
   end
 end
-for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
-  for _, id in ipairs(rcall('ZRANGE', k_state(state), 0, -1)) do
-    local ex = rcall('HGET', k_job(id), 'executor')
-    if not ex or rcall('SISMEMBER', k_exec_jobs(ex), id) == 0 then
-      fail('job ' .. id .. ' is ' .. state .. ' but not held by executor ' .. tostring(ex))
-    end
+-- The jobs under way are held by their executors; K_JOB_COUNTS counts the running ones.
+local under_way, running = rcall('ZRANGE', K_UNDER_WAY, 0, -1), 0
+for _, id in ipairs(under_way) do
+  local j = rcall('HMGET', k_job(id), 'state', 'executor')
+  local state, ex = j[1], j[2]
+  if not HOLDS_RESOURCES[state] then
+    fail('job ' .. id .. ' is indexed as under way but is ' .. tostring(state))
+  elseif not ex or rcall('SISMEMBER', k_exec_jobs(ex), id) == 0 then
+    fail('job ' .. id .. ' is ' .. state .. ' but not held by executor ' .. tostring(ex))
   end
+  if state == S_RUNNING then running = running + 1 end
+end
+local counted_running = tonumber(rcall('HGET', K_JOB_COUNTS, 'running') or '0')
+if counted_running ~= running then
+  fail(running .. ' jobs running but ' .. counted_running .. ' counted')
 end
 -- The queues hold exactly the pending jobs, each in its own queue; what each queue holds
 -- is what its assigned and running jobs hold.
@@ -80,15 +89,13 @@ if queued ~= rcall('ZCARD', k_state(S_PENDING)) then
     .. rcall('ZCARD', k_state(S_PENDING)) .. ' pending')
 end
 local held, active = {}, {}
-for _, state in ipairs({ S_ASSIGNED, S_RUNNING }) do
-  for _, id in ipairs(rcall('ZRANGE', k_state(state), 0, -1)) do
-    local j = rcall('HMGET', k_job(id), 'queue', 'cpu', 'mem', 'ngpu', 'array')
-    if j[5] then active[j[5]] = (active[j[5]] or 0) + 1 end
-    local q = j[1] or DEFAULT_QUEUE
-    for i, dim in ipairs({ 'cpu', 'mem', 'gpu' }) do
-      local field = q .. ':' .. dim
-      held[field] = (held[field] or 0) + tonumber(j[i + 1])
-    end
+for _, id in ipairs(under_way) do
+  local j = rcall('HMGET', k_job(id), 'queue', 'cpu', 'mem', 'ngpu', 'array')
+  if j[5] then active[j[5]] = (active[j[5]] or 0) + 1 end
+  local q = j[1] or DEFAULT_QUEUE
+  for i, dim in ipairs({ 'cpu', 'mem', 'gpu' }) do
+    local field = q .. ':' .. dim
+    held[field] = (held[field] or 0) + tonumber(j[i + 1])
   end
 end
 local recorded = rcall('HGETALL', K_QUEUES_HELD)

@@ -261,7 +261,7 @@ local function append_at_end(command, key, item)
   k[#k + 1] = item
 end
 
--- Writes to the sorted sets that index jobs (the per-state sets, the queues, K_BLOCKED),
+-- Writes to the sorted sets that index jobs (the state indexes, the queues, K_BLOCKED),
 -- kept until the end of the call and sent as one ZREM and one ZADD per set (flush_deferred):
 -- a batch of 100 commits costs the pending set one ZREM, not 100. For each set and job the
 -- last write of the call wins, as it would have in Redis. No script reads these sets in a
@@ -353,13 +353,29 @@ local function queue_key(seq, priority)
   return tonumber(seq) - num(priority) * PRIORITY_AGING_JOBS
 end
 
--- Moves a job between the per-state sorted sets, keeping its arrival sequence `seq` as
--- score, and into or out of the pending jobs of its queue `queue` (k_queue: nil is the
--- default queue), scored by queue key `qk` (a job stored before priorities has none and
--- queues at the default priority).
+-- The sorted set that indexes the jobs in `state`, by arrival sequence: the jobs under way
+-- (assigned or running) share one, K_UNDER_WAY, so that a start moves a job between no
+-- sorted sets (K_JOB_COUNTS counts the running ones); every other state has its own.
+local function k_index(state)
+  if HOLDS_RESOURCES[state] then return K_UNDER_WAY end
+  return k_state(state)
+end
+
+-- Moves a job between the state indexes (k_index), keeping its arrival sequence `seq` as
+-- score, counts it in or out of the running jobs, and moves it into or out of the pending
+-- jobs of its queue `queue` (k_queue: nil is the default queue), scored by queue key `qk`
+-- (a job stored before priorities has none and queues at the default priority).
 local function move_state(id, from, to, seq, qk, queue)
-  index_remove(k_state(from), id)
-  index_add(k_state(to), id, seq)
+  local kf, kt = k_index(from), k_index(to)
+  if kf ~= kt then
+    index_remove(kf, id)
+    index_add(kt, id, seq)
+  end
+  if to == S_RUNNING then
+    count(K_JOB_COUNTS, 'running', 1)
+  elseif from == S_RUNNING then
+    count(K_JOB_COUNTS, 'running', -1)
+  end
   changed('j', id, from, to)
   if from == S_PENDING then index_remove(k_queue(queue), id) end
   if to == S_PENDING then

@@ -4,17 +4,23 @@
 local offset, limit, rev = tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5] == 'rev'
 
 -- There is no all-jobs index (it cost every submit and purge a write to the largest sorted
--- set): every job is in exactly one per-state set, scored by its arrival sequence, which
--- is unique, so a page of all jobs is the slice of ranks [offset, offset + limit) of the
--- union of those sets. The sequence numbers of the slice's first and last jobs are found
--- by bisection on how many jobs come up to a sequence number (one ZCOUNT per state,
--- O(log n)), then each set gives its part of the slice: O(log² n + limit) at any offset.
+-- set): every job is in exactly one state index (k_index: one per state, one for both
+-- states under way), scored by its arrival sequence, which is unique, so a page of all jobs
+-- is the slice of ranks [offset, offset + limit) of the union of those sets. The sequence
+-- numbers of the slice's first and last jobs are found by bisection on how many jobs come
+-- up to a sequence number (one ZCOUNT per index, O(log n)), then each set gives its part of
+-- the slice: O(log² n + limit) at any offset.
 local function page_of_all()
-  local keys, total = {}, 0
+  local keys, total, seen = {}, 0, {}
   local low, high
-  for i, state in ipairs(STATES) do
-    local key = k_state(state)
-    keys[i] = key
+  for _, state in ipairs(STATES) do
+    local key = k_index(state)
+    if not seen[key] then
+      seen[key] = true
+      keys[#keys + 1] = key
+    end
+  end
+  for _, key in ipairs(keys) do
     local n = rcall('ZCARD', key)
     if n > 0 then
       total = total + n
@@ -77,9 +83,39 @@ local function page_of_all()
   return ids
 end
 
+-- A page of the jobs in a state under way: those of K_UNDER_WAY whose hash says `state`, in
+-- page order, read a slice at a time. O(offset + limit) and the jobs of the other state
+-- passed over: the jobs under way are bounded by what the executors hold.
+local function page_under_way(state)
+  local ids, matched, from = {}, 0, 0
+  local slice = math.max(limit, 128)
+  while #ids < limit do
+    local part
+    if rev then
+      part = rcall('ZREVRANGE', K_UNDER_WAY, from, from + slice - 1)
+    else
+      part = rcall('ZRANGE', K_UNDER_WAY, from, from + slice - 1)
+    end
+    for _, id in ipairs(part) do
+      if rcall('HGET', k_job(id), 'state') == state then
+        matched = matched + 1
+        if matched > offset then
+          ids[#ids + 1] = id
+          if #ids == limit then break end
+        end
+      end
+    end
+    if #part < slice then break end
+    from = from + slice
+  end
+  return ids
+end
+
 local ids
 if ARGV[2] == 'all' then
   ids = page_of_all()
+elseif HOLDS_RESOURCES[ARGV[2]] then
+  ids = page_under_way(ARGV[2])
 else
   local key = k_state(ARGV[2])
   if rev then

@@ -24,6 +24,32 @@ if queued < rcall('ZCARD', k_state(S_PENDING)) then
     end
   end
 end
+-- Jobs under way indexed by an earlier version, in a sorted set each for assigned and
+-- running, join K_UNDER_WAY, and the running jobs are counted again from the states of all
+-- of them (once: one EXISTS a pass afterwards). A job of those sets or of K_UNDER_WAY no
+-- longer under way leaves them.
+local legacy = { k_state(S_ASSIGNED), k_state(S_RUNNING) }
+if rcall('EXISTS', legacy[1], legacy[2]) > 0 then
+  local seen, running = {}, 0
+  for _, key in ipairs({ K_UNDER_WAY, legacy[1], legacy[2] }) do
+    local members = rcall('ZRANGE', key, 0, -1, 'WITHSCORES')
+    for i = 1, #members, 2 do
+      local id = members[i]
+      if not seen[id] then
+        seen[id] = true
+        local state = rcall('HGET', k_job(id), 'state')
+        if not HOLDS_RESOURCES[state] then
+          rcall('ZREM', K_UNDER_WAY, id)
+        elseif key ~= K_UNDER_WAY then
+          rcall('ZADD', K_UNDER_WAY, members[i + 1], id)
+        end
+        if state == S_RUNNING then running = running + 1 end
+      end
+    end
+  end
+  rcall('DEL', legacy[1], legacy[2])
+  rcall('HSET', K_JOB_COUNTS, 'running', running)
+end
 -- Which heads have a placement view: asked of K_WITH_VIEW, and not at all while no job has
 -- one (a spec over 1 KiB is rare). SISMEMBER, not SMISMEMBER: Redis 6.0 has no SMISMEMBER.
 local views = rcall('SCARD', K_WITH_VIEW) > 0

@@ -19,7 +19,7 @@ local function delete(id, state, array)
   if gone[id] then return end
   gone[id] = true
   ids[#ids + 1] = id
-  index_remove(k_state(state), id)
+  index_remove(k_index(state), id)
   doomed[#doomed + 1] = k_job(id)
   doomed[#doomed + 1] = k_logs(id)
   publish_log(id, 'purged')
