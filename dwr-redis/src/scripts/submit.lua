@@ -14,11 +14,7 @@ local existing = idempotent(key)
 if existing then return { 'existing', existing } end
 local deps, unknown = dependencies(ARGV[9])
 if not deps then return { 'unknown_dependency', unknown } end
--- HSETNX checks that the id is free and creates the hash in one key look-up (every job
--- hash has its `id`).
-if rcall('HSETNX', k_job(id), 'id', id) == 0 then
-  return { 'job_exists' }
-end
+if rcall('EXISTS', k_job(id)) == 1 then return { 'job_exists' } end
 if key ~= '' then rcall('SET', k_idem(key), id, 'PX', ARGV[5]) end
 local now = now_ms()
 local said, a, b = store_job(id, ARGV[6], ARGV[7], ARGV[8], deps, ARGV, 10, ARGV[3] == '1',
