@@ -126,6 +126,9 @@
 //! into `jobs:under_way` and counts the running jobs from their hashes; a process of the
 //! earlier version still running would index the jobs it moves in the old sets again, and
 //! its ends of jobs this version started would leave them in `jobs:under_way` and counted.
+//! Nor could it read this version's specs, which leave out every default (`env`, `gpu`,
+//! regions, datacenters, timeouts, `volumes`) that it required. This version reads the
+//! jobs and events the earlier one wrote.
 //!
 //! # Wake-ups
 //!
