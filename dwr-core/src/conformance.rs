@@ -91,8 +91,8 @@ pub use queues::{
     each_queue_keeps_its_own_order, queue_usage_follows_assignments_and_ends,
 };
 pub use retries::{
-    a_failed_attempt_is_retried_by_its_policy, retries_follow_backoff_causes_aborts_and_expiry,
-    writes_from_a_stale_attempt_are_refused,
+    a_failed_attempt_is_retried_by_its_policy, a_pass_reads_a_requeued_job_as_it_is_now,
+    retries_follow_backoff_causes_aborts_and_expiry, writes_from_a_stale_attempt_are_refused,
 };
 
 use crate::error::{Rejection, StoreError};
@@ -152,6 +152,7 @@ macro_rules! __job_store_for_each_check {
             writes_from_a_stale_attempt_are_refused,
             a_failed_attempt_is_retried_by_its_policy,
             retries_follow_backoff_causes_aborts_and_expiry,
+            a_pass_reads_a_requeued_job_as_it_is_now,
             each_queue_keeps_its_own_order,
             queue_usage_follows_assignments_and_ends,
             commits_keep_the_queue_quota,

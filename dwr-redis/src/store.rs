@@ -13,7 +13,7 @@ use crate::batch::{Coalescer, Worker};
 use crate::config::RedisConfig;
 use crate::endpoint::Endpoint;
 use crate::error::{store_error, Error};
-use crate::job_store::PlacementCache;
+use crate::job_store::{PlacementCache, QueuedCache};
 use crate::keys::Keys;
 use crate::scripts::{Routine, Scripts};
 use crate::wait::{BlockingPool, ChangeListener, EventBuffer, LogWatch, WakeListener};
@@ -53,6 +53,8 @@ pub(crate) struct Inner {
     pub batchers: Batchers,
     /// The executors as this process's last scheduling pass read them.
     pub placement: tokio::sync::Mutex<Option<PlacementCache>>,
+    /// The queued jobs as this process's last scheduling pass read them.
+    pub queued: std::sync::Mutex<QueuedCache>,
 }
 
 /// One [`Coalescer`] per transition every job goes through.
@@ -156,6 +158,7 @@ impl RedisJobStore {
                 clock: std::sync::Mutex::new(None),
                 batchers,
                 placement: tokio::sync::Mutex::new(None),
+                queued: std::sync::Mutex::default(),
             }),
         })
     }

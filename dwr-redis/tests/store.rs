@@ -700,6 +700,47 @@ async fn a_pass_leaves_out_jobs_that_moved_on_after_their_queue_was_read() {
     assert!(queued.iter().all(|q| q.job.state == JobState::Pending));
 }
 
+/// A pass reads the hashes of only the queued jobs new since the last pass read the queue
+/// (a hash does not change while its job waits there), and all of them again once a job
+/// went back to a queue.
+#[tokio::test]
+async fn a_pass_reads_only_the_jobs_new_at_the_heads() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    let mut raw = server.client();
+    let hgetalls = || async {
+        let stats = store.command_stats().await.unwrap();
+        stats.calls.get("hgetall").copied().unwrap_or(0)
+    };
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(store.submit(job()).await.unwrap().id);
+    }
+    let pass = || async {
+        let before = hgetalls().await;
+        let queued = store.pending_for_placement(100).await.unwrap();
+        let read: Vec<JobId> = queued.iter().map(|q| q.job.id).collect();
+        (read, hgetalls().await - before)
+    };
+    assert_eq!(pass().await, (ids.clone(), 5));
+    assert_eq!(pass().await, (ids.clone(), 0), "none read again");
+    ids.push(store.submit(job()).await.unwrap().id);
+    assert_eq!(pass().await, (ids.clone(), 1), "the new one alone");
+    // One assigned leaves the queue and what the pass kept.
+    let ex = executor(&store, "e1").await;
+    store
+        .commit_assignment(&Assignment::new(ids[0], ex, Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(pass().await, (ids[1..].to_vec(), 0));
+    // A job back in a queue (a retry, a preemption) counts `requeued`: all read again.
+    let _: i64 = raw.hincr(store.keys().job_counts(), "requeued", 1).unwrap();
+    assert_eq!(pass().await, (ids[1..].to_vec(), 5));
+    assert_eq!(pass().await, (ids[1..].to_vec(), 0));
+}
+
 #[tokio::test]
 async fn pending_jobs_stored_before_the_queue_join_it_at_the_default_priority() {
     let Some(server) = RedisServer::start() else {

@@ -263,3 +263,73 @@ pub async fn retries_follow_backoff_causes_aborts_and_expiry(store: Arc<dyn JobS
     let aborted = job(&store, id).await;
     assert_eq!((aborted.state, aborted.retry_at), (JobState::Aborted, None));
 }
+
+/// The job with id `id` as a scheduling pass reads the queue now, if it is queued.
+async fn as_a_pass_reads_it(store: &Arc<dyn JobStore>, id: JobId) -> Option<crate::job::Job> {
+    store
+        .pending_for_placement(100)
+        .await
+        .expect("pending for placement")
+        .into_iter()
+        .find(|q| q.job.id == id)
+        .map(|q| q.job)
+}
+
+/// A scheduling pass reads a job that went back to its queue (a retry, a preemption) as it
+/// is now, not as an earlier pass read it before it left: a store may keep what its passes
+/// read of the queued jobs, which must not outlive the job's stay in its queue.
+pub async fn a_pass_reads_a_requeued_job_as_it_is_now(store: Arc<dyn JobStore>) {
+    let e1 = register(&store, "e1", 4000, 4096, &[]).await;
+    let id = submit_spec(
+        &store,
+        retrying(1, Duration::from_secs(3_600), &RetryCause::ALL),
+    )
+    .await;
+    // What a pass reads of a job changes as the job goes round (the spec, which it may
+    // read as its placement view, does not).
+    let round = |job: &crate::job::Job| {
+        (
+            job.attempt,
+            job.retry_at,
+            job.preemptions,
+            job.reason.clone(),
+            job.updated_at,
+        )
+    };
+    let first = as_a_pass_reads_it(&store, id).await.expect("queued");
+    assert_eq!((first.attempt, first.retry_at), (0, None));
+    // Read again with nothing changed: the same.
+    assert_eq!(as_a_pass_reads_it(&store, id).await, Some(first));
+
+    assign(&store, id, &e1, &[]).await;
+    store.mark_running(id, &e1, 1).await.expect("run");
+    let done = store
+        .finish(id, &Outcome::exited(3, false), Some(1))
+        .await
+        .expect("finish");
+    assert_eq!(done.state, JobState::Pending, "retried");
+    let retried = as_a_pass_reads_it(&store, id).await.expect("queued again");
+    assert_eq!(retried.attempt, 1);
+    assert!(retried.retry_at.is_some(), "waits for its backoff");
+    assert_eq!(round(&retried), round(&job(&store, id).await), "as stored");
+
+    // Preempted (its backoff cut short by committing it anyway): back again, changed again.
+    assign(&store, id, &e1, &[]).await;
+    store.mark_running(id, &e1, 2).await.expect("run");
+    store.preempt(id, JobId::new()).await.expect("preempt");
+    store
+        .finish(
+            id,
+            &AbortCause::Preempted.outcome().with_exit_code(Some(143)),
+            Some(2),
+        )
+        .await
+        .expect("finish");
+    let preempted = as_a_pass_reads_it(&store, id).await.expect("queued again");
+    assert_eq!((preempted.attempt, preempted.preemptions), (2, 1));
+    assert_eq!(
+        round(&preempted),
+        round(&job(&store, id).await),
+        "as stored"
+    );
+}

@@ -156,25 +156,41 @@ pub(super) async fn pending_for_placement(
     let reply = store
         .eval("pending_for_placement", script, vec![limit.to_string()])
         .await?;
-    let heads = array(&reply, SCRIPT)?;
-    if heads.len() % 3 != 0 {
+    let reply = array(&reply, SCRIPT)?;
+    if reply.len() % 3 != 1 {
         return Err(corrupt(
             SCRIPT,
-            format!("{} items, not triples", heads.len()),
+            format!("{} items, not a count and triples", reply.len()),
         ));
     }
+    let (requeued, heads) = (text_at(reply, 0, SCRIPT)?, &reply[1..]);
+    // The jobs the last pass read, while no job has gone back to a queue since: a job's hash
+    // does not change while it waits in its queue (it changes when it leaves).
+    let mut cached = {
+        let mut cache = lock(&store.inner.queued);
+        if cache.requeued.as_deref() == Some(requeued.as_str()) {
+            std::mem::take(&mut cache.jobs)
+        } else {
+            HashMap::new()
+        }
+    };
     let mut named = Vec::with_capacity(heads.len() / 3);
     let mut pipe = redis::pipe();
     for head in heads.chunks(3) {
-        let id = text_at(head, 0, SCRIPT)?;
+        let id: JobId = text_at(head, 0, SCRIPT)?
+            .parse()
+            .map_err(|e| corrupt_by(SCRIPT, e))?;
         let key = text_at(head, 1, SCRIPT)?
             .parse::<f64>()
-            .map_err(|_| corrupt(SCRIPT, "a queued job without its queue key"))?;
+            .map_err(|_| corrupt(SCRIPT, "a queued job without its queue key"))?
+            as i64;
         let place = text_at(head, 2, SCRIPT)? == "1";
-        let hash = store
-            .inner
-            .keys
-            .job(id.parse().map_err(|e| corrupt_by(SCRIPT, e))?);
+        let slot = (id, key, place);
+        if let Some(job) = cached.remove(&slot) {
+            named.push((slot, Some(job)));
+            continue;
+        }
+        let hash = store.inner.keys.job(id);
         if place {
             pipe.cmd("HMGET")
                 .arg(hash)
@@ -183,36 +199,72 @@ pub(super) async fn pending_for_placement(
         } else {
             pipe.cmd("HGETALL").arg(hash);
         }
-        named.push((key as i64, place));
+        named.push((slot, None));
     }
-    if named.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut conn = store.conn();
-    let read = pipe.query_async::<Vec<Value>>(&mut conn).await;
-    let hashes = store
-        .inner
-        .endpoint
-        .settle(&mut conn, read, false)
-        .await
-        .map_err(|e| store_error("pending_for_placement", e))?;
+    let hashes = if named.iter().any(|(_, job)| job.is_none()) {
+        let mut conn = store.conn();
+        let read = pipe.query_async::<Vec<Value>>(&mut conn).await;
+        store
+            .inner
+            .endpoint
+            .settle(&mut conn, read, false)
+            .await
+            .map_err(|e| store_error("pending_for_placement", e))?
+    } else {
+        Vec::new()
+    };
+    let mut hashes = hashes.iter();
     let mut queued = Vec::with_capacity(named.len());
-    for ((key, place), hash) in named.into_iter().zip(&hashes) {
-        let map = if place {
-            placement_view_map(hash, SCRIPT)?
-        } else {
-            flat_map(hash, SCRIPT)?
+    let mut kept = HashMap::with_capacity(named.len());
+    for (slot, job) in named {
+        let (_, key, place) = slot;
+        let job = match job {
+            Some(job) => job,
+            None => {
+                let hash = hashes
+                    .next()
+                    .ok_or_else(|| corrupt(SCRIPT, "fewer hashes than heads"))?;
+                let map = if place {
+                    placement_view_map(hash, SCRIPT)?
+                } else {
+                    flat_map(hash, SCRIPT)?
+                };
+                // Gone, or no longer pending, since the heads were read.
+                if map.get("state").map(String::as_str) != Some(JobState::Pending.as_str()) {
+                    continue;
+                }
+                job_from_map(&map)?
+            }
         };
-        // Gone, or no longer pending, since the heads were read.
-        if map.get("state").map(String::as_str) != Some(JobState::Pending.as_str()) {
-            continue;
-        }
-        queued.push(Queued {
-            key,
-            job: job_from_map(&map)?,
-        });
+        kept.insert(slot, job.clone());
+        queued.push(Queued { key, job });
     }
+    // What this pass read, under the count it was read with: the jobs no longer at the
+    // heads are forgotten, so the cache holds at most one pass's jobs.
+    *lock(&store.inner.queued) = QueuedCache {
+        requeued: Some(requeued),
+        jobs: kept,
+    };
     Ok(queued)
+}
+
+/// The queued jobs the last scheduling pass of this process read, by id, queue key and
+/// whether read as the placement view, with the count of jobs gone back to a queue
+/// (`jobs:counts` `requeued`) they were read under. A job's hash does not change while it
+/// waits in its queue: it leaves it to be assigned or to end, and comes back (a retry, a
+/// preemption) only through a move that counts `requeued`. So while the count holds, a pass
+/// reads only the jobs new at the heads, not every job waiting (at 10,000 waiting jobs that
+/// do not fit, 10,000 hashes a pass).
+#[derive(Debug, Default)]
+pub(crate) struct QueuedCache {
+    requeued: Option<String>,
+    jobs: HashMap<(JobId, i64, bool), Job>,
+}
+
+fn lock(cache: &std::sync::Mutex<QueuedCache>) -> std::sync::MutexGuard<'_, QueuedCache> {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The job's rank in its queue (`ZRANK`): its queue read first, with whether it exists.

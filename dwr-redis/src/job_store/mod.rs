@@ -30,6 +30,7 @@ use crate::error::store_error;
 use crate::store::RedisJobStore;
 pub(crate) use changes::parse_change;
 pub(crate) use executors::PlacementCache;
+pub(crate) use jobs::QueuedCache;
 
 /// How long [`JobStore::now`] carries a reading of Redis `TIME` forward before it reads
 /// it again.

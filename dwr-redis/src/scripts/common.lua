@@ -380,6 +380,9 @@ local function move_state(id, from, to, seq, qk, queue)
   if from == S_PENDING then index_remove(k_queue(queue), id) end
   if to == S_PENDING then
     index_add(k_queue(queue), id, qk or int(queue_key(seq, DEFAULT_PRIORITY)))
+    -- Back to its queue, changed (a retry, a preemption): the schedulers' copies of queued
+    -- jobs (pending_placement) are read again.
+    count(K_JOB_COUNTS, 'requeued', 1)
   end
 end
 

@@ -4,7 +4,9 @@
 -- (as scored) and whether it has a placement view beside a large spec (`place`, and a
 -- member of K_WITH_VIEW: '1' or '0'); the caller reads the hashes with plain commands
 -- (jobs.rs), which costs the server a fraction of moving every field through Lua and back.
--- ARGV: prefix, limit per queue (> 0). Returns { id, qk, place, id, qk, place, ... }.
+-- ARGV: prefix, limit per queue (> 0). Returns { requeued, id, qk, place, id, qk, place,
+-- ... }: first how many times a job went back to a queue (K_JOB_COUNTS `requeued`, which
+-- tells the caller whether the hashes it read of queued jobs still hold), then the heads.
 local limit = tonumber(ARGV[2])
 local queues = rcall('SMEMBERS', K_QUEUES)
 table.sort(queues)
@@ -53,7 +55,7 @@ end
 -- Which heads have a placement view: asked of K_WITH_VIEW, and not at all while no job has
 -- one (a spec over 1 KiB is rare). SISMEMBER, not SMISMEMBER: Redis 6.0 has no SMISMEMBER.
 local views = rcall('SCARD', K_WITH_VIEW) > 0
-local out = {}
+local out = { rcall('HGET', K_JOB_COUNTS, 'requeued') or '0' }
 for _, q in ipairs(queues) do
   local head = rcall('ZRANGE', k_queue(q), 0, limit - 1, 'WITHSCORES')
   for n = 1, #head, 2 do
