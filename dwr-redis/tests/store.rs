@@ -582,7 +582,6 @@ async fn a_new_jobs_hash_holds_no_defaults() {
             "id",
             "mem",
             "ngpu",
-            "qk",
             "seq",
             "spec",
             "state"
@@ -592,6 +591,31 @@ async fn a_new_jobs_hash_holds_no_defaults() {
     let read = store.job(submitted.id).await.unwrap();
     assert_eq!(read.updated_at, read.created_at);
     assert_eq!(read, submitted);
+    // Its queue key only away from the default priority; GPU ids only with GPUs.
+    let urgent = Job {
+        spec: JobSpec {
+            priority: 90,
+            ..job().spec
+        },
+        ..job()
+    };
+    let urgent = store.submit(urgent).await.unwrap().id;
+    let qk: Option<String> = server
+        .client()
+        .hget(store.keys().job(urgent), "qk")
+        .unwrap();
+    assert_eq!(qk.as_deref(), Some("-89998"), "sequence 2 less 90,000");
+    let ex = executor(&store, "e1").await;
+    let assigned = store
+        .commit_assignment(&Assignment::new(submitted.id, ex, Vec::new()))
+        .await
+        .unwrap();
+    assert!(assigned.gpu_ids.is_empty());
+    let gpu_ids: bool = server
+        .client()
+        .hexists(store.keys().job(submitted.id), "gpu_ids")
+        .unwrap();
+    assert!(!gpu_ids, "no gpu_ids without GPUs");
 }
 
 #[tokio::test]

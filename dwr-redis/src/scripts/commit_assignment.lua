@@ -90,8 +90,16 @@ append_at_end('SADD', k_exec_jobs(ex), id)
 local ip = x[5] or ''
 -- Each commit is the job's next attempt: what every later write of its executor names.
 local attempt = int(num(j[6] or '0') + 1)
-rcall('HSET', jk, 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids',
-  ARGV[4], 'assigned_at', now_s(), 'attempt', attempt)
+-- No GPUs, no `gpu_ids` (read as none): a job holds none until a commit gives it some, and
+-- every end of an attempt that goes back to pending writes it empty.
+local gpus = ARGV[4] ~= '[]'
+if gpus then
+  rcall('HSET', jk, 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids',
+    ARGV[4], 'assigned_at', now_s(), 'attempt', attempt)
+else
+  rcall('HSET', jk, 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'assigned_at',
+    now_s(), 'attempt', attempt)
+end
 -- A retried job's backoff is over. (The scheduler's copy in the event may still carry it.)
 if j[7] then rcall('HDEL', jk, 'retry_at') end
 move_state(id, state, S_ASSIGNED, j[5], nil, j[8])
@@ -114,7 +122,7 @@ if snapshot ~= '' then
   -- made, not a table encoded and cut).
   append_at_end('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',"state","'
     .. S_ASSIGNED .. '","executor",' .. json_string(ex) .. ',"executor_ip",' .. json_string(ip)
-    .. ',"gpu_ids",' .. json_string(ARGV[4]) .. ',"assigned_at","' .. now_s()
+    .. (gpus and ',"gpu_ids",' .. json_string(ARGV[4]) or '') .. ',"assigned_at","' .. now_s()
     .. '","attempt","' .. attempt .. '"]')
   return { 'ok', ip, now_s() }
 end

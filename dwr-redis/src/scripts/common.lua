@@ -634,9 +634,16 @@ local function store_job(id, priority, queue, kind, deps, fields, from, view, no
   local n = next_seq()
   -- The number, not its string: tonumber() of a number costs nothing.
   local seq, qk = int(n), int(queue_key(n, priority))
-  -- No updated_at: it is the creation time (see now_s()).
-  rcall('HSET', jk, 'id', id, 'state', S_PENDING, 'seq', seq, 'qk', qk, 'created_at', now_s(),
-    unpack(fields, from))
+  -- No updated_at: it is the creation time (see now_s()). No queue key at the default
+  -- priority: every reader of `qk` takes its absence for the default's (move_state,
+  -- release_dependents).
+  if num(priority) == DEFAULT_PRIORITY then
+    rcall('HSET', jk, 'id', id, 'state', S_PENDING, 'seq', seq, 'created_at', now_s(),
+      unpack(fields, from))
+  else
+    rcall('HSET', jk, 'id', id, 'state', S_PENDING, 'seq', seq, 'qk', qk, 'created_at',
+      now_s(), unpack(fields, from))
+  end
   if view then rcall('SADD', K_WITH_VIEW, id) end
   index_add(k_state(S_PENDING), id, seq)
   changed('s', id, queue ~= '' and queue or DEFAULT_QUEUE)
