@@ -236,16 +236,9 @@ pub async fn all_jobs_page_in_arrival_order_across_states(store: Arc<dyn JobStor
         }
     }
     // And the pages of each state: the slice of that state's jobs in the same order, the
-    // states under way (which a store may index together) too.
-    let state_of = [
-        JobState::Pending,
-        JobState::Assigned,
-        JobState::Running,
-        JobState::Succeeded,
-        JobState::Failed,
-        JobState::Aborted,
-    ];
-    for (n, state) in state_of.into_iter().enumerate() {
+    // states under way (which a store may index together) too. Job `i` is in state
+    // `JobState::ALL[i % 6]`, the lifecycle order the match above follows.
+    for (n, state) in JobState::ALL.into_iter().enumerate() {
         let of_state: Vec<JobId> = submitted
             .iter()
             .enumerate()
