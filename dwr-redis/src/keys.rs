@@ -21,7 +21,8 @@ const JOBS_BY_STATE: &str = "jobs:";
 /// The jobs assigned or running, by arrival sequence: one index for both, so that a start
 /// moves the job between no sorted sets (their hashes' `state` tells them apart).
 const UNDER_WAY: &str = "jobs:under_way";
-/// Counts no index gives: field `running` (the running jobs of [`UNDER_WAY`]).
+/// Counts no index gives: `running` (the running jobs of [`UNDER_WAY`]) and `requeued` (how
+/// many times a job went back to a queue).
 const JOB_COUNTS: &str = "jobs:counts";
 const FINISH_ORDER: &str = "jobs:finish_order";
 /// Pending jobs of the default queue in its order (scored by `JobSpec::queue_key`); those
@@ -97,13 +98,14 @@ impl Keys {
         if state.holds_resources() {
             self.under_way()
         } else {
-            self.legacy_jobs_in(state)
+            self.state_set(state)
         }
     }
 
-    /// `jobs:{state}` for any state: for assigned and running, the sets of earlier
-    /// versions, which a scheduling pass folds into [`Self::under_way`].
-    pub fn legacy_jobs_in(&self, state: JobState) -> String {
+    /// `jobs:{state}` for any state: the index of a state not under way; for assigned and
+    /// running, the sets of earlier versions, which a scheduling pass folds into
+    /// [`Self::under_way`].
+    pub fn state_set(&self, state: JobState) -> String {
         format!("{}{JOBS_BY_STATE}{}", self.prefix, state.as_str())
     }
 
@@ -113,7 +115,9 @@ impl Keys {
     }
 
     /// Hash of the counts no index gives: `running`, the running jobs of
-    /// [`Self::under_way`] (the assigned ones are the rest).
+    /// [`Self::under_way`] (the assigned ones are the rest), and `requeued`, how many times a
+    /// job went back to a queue (a scheduling pass's read of the queued jobs holds until it
+    /// moves).
     pub fn job_counts(&self) -> String {
         self.k(JOB_COUNTS)
     }
@@ -360,7 +364,7 @@ mod tests {
         assert_eq!(keys.jobs_in(JobState::Pending), "t1:jobs:pending");
         assert_eq!(keys.jobs_in(JobState::Running), "t1:jobs:under_way");
         assert_eq!(keys.jobs_in(JobState::Assigned), keys.under_way());
-        assert_eq!(keys.legacy_jobs_in(JobState::Running), "t1:jobs:running");
+        assert_eq!(keys.state_set(JobState::Running), "t1:jobs:running");
         assert_eq!(keys.logs(id), format!("job_logs:{id}"));
         assert_eq!(
             keys.executor_events(&ExecutorId::new("e1")),

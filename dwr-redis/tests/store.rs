@@ -844,7 +844,7 @@ async fn jobs_under_way_share_one_index_and_pages_of_each_state_read_through_it(
     let under_way: u64 = raw.zcard(keys.under_way()).unwrap();
     assert_eq!(under_way, 300);
     for state in [JobState::Assigned, JobState::Running] {
-        let legacy: bool = raw.exists(keys.legacy_jobs_in(state)).unwrap();
+        let legacy: bool = raw.exists(keys.state_set(state)).unwrap();
         assert!(!legacy, "no {state} set of its own");
     }
     let counted: u64 = raw.hget(keys.job_counts(), "running").unwrap();
@@ -951,22 +951,22 @@ async fn jobs_under_way_indexed_by_an_earlier_version_join_the_one_index_at_a_pa
         .del(keys.under_way())
         .del(keys.job_counts())
         .zadd(
-            keys.legacy_jobs_in(JobState::Assigned),
+            keys.state_set(JobState::Assigned),
             ids[0].to_string(),
             seq(ids[0]),
         )
         .zadd(
-            keys.legacy_jobs_in(JobState::Running),
+            keys.state_set(JobState::Running),
             ids[1].to_string(),
             seq(ids[1]),
         )
         .zadd(
-            keys.legacy_jobs_in(JobState::Running),
+            keys.state_set(JobState::Running),
             ids[2].to_string(),
             seq(ids[2]),
         )
         .zadd(
-            keys.legacy_jobs_in(JobState::Running),
+            keys.state_set(JobState::Running),
             ids[3].to_string(),
             seq(ids[3]),
         )
@@ -981,7 +981,7 @@ async fn jobs_under_way_indexed_by_an_earlier_version_join_the_one_index_at_a_pa
         [ids[0].to_string(), ids[1].to_string(), ids[2].to_string()]
     );
     for state in [JobState::Assigned, JobState::Running] {
-        let legacy: bool = raw.exists(keys.legacy_jobs_in(state)).unwrap();
+        let legacy: bool = raw.exists(keys.state_set(state)).unwrap();
         assert!(!legacy, "the {state} set of the earlier version is deleted");
     }
     let counts = store.counts().await.unwrap();
