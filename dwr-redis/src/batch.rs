@@ -9,9 +9,13 @@
 //! Alone, an operation goes out at once as the plain script, exactly as without batching;
 //! under load, the operations that arrive while one call is in flight share the next one.
 //!
-//! The batch form (see [`batch_form`]) runs the plain script's body once per operation,
-//! inside `pcall`, in queue order: every operation is still checked and applied atomically,
-//! sees the effects of the ones before it, and gets the reply it would have got alone.
+//! The batch form (see [`batch_form`]) holds the bodies of every script of [`Batched`] and
+//! runs each operation's, inside `pcall`, in queue order: every operation is still checked
+//! and applied atomically, sees the effects of the ones before it, and gets the reply it
+//! would have got alone. One coalescer may carry operations of several scripts (the store
+//! sends a job's transitions through one): a call then carries whatever is queued of any of
+//! them, and its fixed price (the call, the clock, the counters and executors it writes
+//! back) is shared by all.
 //!
 //! An operation once queued is sent even if its caller stops waiting, as a request already
 //! written to the connection would be; callers treat a lost answer as "maybe applied"
@@ -47,8 +51,10 @@ const SCRIPT_ERROR: &str = "script_error";
 /// what it wrote before stays, as Redis keeps a script's writes) and schedulers are woken
 /// if it asked for it (`wake()`).
 ///
-/// `run_batch(op, ARGV)` runs it once per operation of a batch. The batch's `ARGV` is the
-/// key prefix followed by, for each operation, its argument count and its arguments (the
+/// `run_batch(ops, ARGV)` runs the body of each operation of a batch (`ops[n]`, the body of
+/// script number `n` of [`Batched`]). The batch's `ARGV` is the key prefix followed by, for
+/// each operation, its argument count times 8 plus its script's number (one argument: each
+/// costs the server about as much as a small command's own work), then its arguments (the
 /// prefix is not repeated); the reply is the operations' replies as one flat array (each
 /// its item count, then its items: see [`unflatten`]), an error raised by one operation
 /// becoming `{"script_error", message}` in its place. The writes
@@ -78,7 +84,7 @@ local function run_single(op, ARGV)
   end
   return r
 end
-local function run_batch(op, argv)
+local function run_batch(ops, argv)
   begin_call(argv[1])
   -- The replies, flat: each operation's item count, then its items. A table per
   -- operation cost the server some 5,000 instructions to send: it probes every table for
@@ -88,7 +94,10 @@ local function run_batch(op, argv)
   local a, used = {{ argv[1] }}, 1
   local last = #argv
   while i <= last do
-    local n = num(argv[i])
+    -- The operation's script and argument count, in one number: count * 8 + script.
+    local code = num(argv[i])
+    local script = code % 8
+    local op, n = ops[script], (code - script) / 8
     for j = 1, n do a[j + 1] = argv[i + j] end
     for j = n + 2, used do a[j] = nil end
     used = n + 1
@@ -138,42 +147,105 @@ pub(crate) fn single_form(head: &str, body: &str) -> String {
     )
 }
 
-/// The batch form of a script's `body`, sent with `EVALSHA` for several operations: the
-/// same as [`single_form`], ending in `run_batch`.
-pub(crate) fn batch_form(head: &str, body: &str) -> String {
+/// The scripts with a batch form, numbered from 1 in this order in it (`BATCHED` in Lua):
+/// the transitions every job goes through, and its log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Batched {
+    Submit,
+    CommitAssignment,
+    MarkRunning,
+    Finish,
+    AppendLogs,
+}
+
+impl Batched {
+    /// Every one, in their order.
+    pub const ALL: [Self; 5] = [
+        Self::Submit,
+        Self::CommitAssignment,
+        Self::MarkRunning,
+        Self::Finish,
+        Self::AppendLogs,
+    ];
+
+    /// The script's name (as in `scripts.rs`), which errors name as the operation.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Submit => "submit",
+            Self::CommitAssignment => "commit_assignment",
+            Self::MarkRunning => "mark_running",
+            Self::Finish => "finish",
+            Self::AppendLogs => "append_logs",
+        }
+    }
+
+    /// The one named `name`, if that script has a batch form.
+    pub fn of(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|b| b.name() == name)
+    }
+
+    /// Its place in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Its number in the batch form (`BATCHED[n]`), from 1; below 8, as the batch's
+    /// arguments give it with the operation's argument count.
+    pub fn number(self) -> usize {
+        self.index() + 1
+    }
+}
+
+/// Lua that defines `BATCHED`, the table of the bodies of [`Batched`] by number, from the
+/// body of each (`bodies`, in [`Batched::ALL`]'s order).
+pub(crate) fn batched_table(bodies: &[&str]) -> String {
+    let mut lua = String::from("local BATCHED = {}\n");
+    for (n, body) in bodies.iter().enumerate() {
+        lua.push_str(&format!(
+            "do\n{}BATCHED[{}] = __op\nend\n",
+            body_function(body),
+            n + 1
+        ));
+    }
+    lua
+}
+
+/// The batch form, sent with `EVALSHA` for several operations (of one script or several):
+/// the same as [`single_form`] with the body of every script of [`Batched`] (`bodies`, in
+/// that order), ending in `run_batch`.
+pub(crate) fn batch_form(head: &str, bodies: &[&str]) -> String {
     format!(
-        "{head}{}{}return run_batch(__op, ARGV)\n",
+        "{head}{}{}return run_batch(BATCHED, ARGV)\n",
         runners(),
-        body_function(body)
+        batched_table(bodies)
     )
 }
 
-/// A queued operation: its arguments (after the prefix) and where its reply goes.
+/// A queued operation: its script, its arguments (after the prefix) and where its reply
+/// goes.
 struct Op {
+    script: Batched,
     args: Vec<String>,
     reply: oneshot::Sender<Result<Value, StoreError>>,
 }
 
-/// Coalesces concurrent calls of one script (see the module docs). Dropping it ends its
-/// task once the queue is drained.
+/// Coalesces concurrent calls of the scripts of [`Batched`] (see the module docs). Dropping
+/// it ends its task once the queue is drained.
 pub(crate) struct Coalescer {
-    operation: &'static str,
     queue: mpsc::UnboundedSender<Op>,
 }
 
 /// What the task of a [`Coalescer`] needs.
 pub(crate) struct Worker {
-    /// A name for errors.
-    pub operation: &'static str,
     /// Where the calls go out (the shared connection), and the replicas to wait for.
     pub endpoint: Arc<Endpoint>,
     /// Whether a call waits for the replicas (`WAIT`) before its callers get their replies.
     pub waits: bool,
     /// The key prefix, the first argument of every call.
     pub prefix: String,
-    /// The script sent for a lone operation.
-    pub single: Routine,
-    /// The [`batch_form`] of the same body, sent for several.
+    /// The script sent for a lone operation of each of [`Batched::ALL`], in that order.
+    pub singles: Vec<Routine>,
+    /// The [`batch_form`], sent for several.
     pub batch: Routine,
     /// Counts one per call sent.
     pub requests: Arc<AtomicU64>,
@@ -182,47 +254,64 @@ pub(crate) struct Worker {
 impl Coalescer {
     /// Starts the task of `worker`. Must be called inside a Tokio runtime.
     pub fn start(worker: Worker) -> Self {
+        assert_eq!(
+            worker.singles.len(),
+            Batched::ALL.len(),
+            "a lone form per script"
+        );
         let (queue, rx) = mpsc::unbounded_channel();
-        let operation = worker.operation;
         tokio::spawn(worker.run(rx));
-        Self { operation, queue }
+        Self { queue }
     }
 
-    /// Runs the script with `args` (after the prefix), alone or in a batch, and returns
-    /// its reply.
-    pub async fn call(&self, args: Vec<String>) -> Result<Value, StoreError> {
+    /// Runs `script` with `args` (after the prefix), alone or in a batch, and returns its
+    /// reply.
+    pub async fn call(&self, script: Batched, args: Vec<String>) -> Result<Value, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Op { args, reply })
-            .map_err(|_| self.gone())?;
-        answer.await.map_err(|_| self.gone())?
+            .send(Op {
+                script,
+                args,
+                reply,
+            })
+            .map_err(|_| gone(script))?;
+        answer.await.map_err(|_| gone(script))?
     }
 
-    /// Runs the script once per element of `calls`, queued together and in this order
-    /// (so they share batch calls), and returns the replies in the same order.
-    pub async fn call_many(&self, calls: Vec<Vec<String>>) -> Vec<Result<Value, StoreError>> {
+    /// Runs `script` once per element of `calls`, queued together and in this order (so
+    /// they share batch calls), and returns the replies in the same order.
+    pub async fn call_many(
+        &self,
+        script: Batched,
+        calls: Vec<Vec<String>>,
+    ) -> Vec<Result<Value, StoreError>> {
         let answers: Vec<_> = calls
             .into_iter()
             .map(|args| {
                 let (reply, answer) = oneshot::channel();
                 // An operation the task can no longer take is dropped with its sender: its
                 // answer then reads as gone.
-                let _ = self.queue.send(Op { args, reply });
+                let _ = self.queue.send(Op {
+                    script,
+                    args,
+                    reply,
+                });
                 answer
             })
             .collect();
         let mut replies = Vec::with_capacity(answers.len());
         for answer in answers {
-            replies.push(answer.await.unwrap_or_else(|_| Err(self.gone())));
+            replies.push(answer.await.unwrap_or_else(|_| Err(gone(script))));
         }
         replies
     }
+}
 
-    fn gone(&self) -> StoreError {
-        StoreError::Unavailable {
-            operation: self.operation,
-            source: "the store's batching task has stopped (its runtime shut down)".into(),
-        }
+/// The error of an operation of `script` that the batching task can no longer take.
+fn gone(script: Batched) -> StoreError {
+    StoreError::Unavailable {
+        operation: script.name(),
+        source: "the store's batching task has stopped (its runtime shut down)".into(),
     }
 }
 
@@ -253,17 +342,21 @@ impl Worker {
             args.push(self.prefix.as_str());
             args.extend(op.args.iter().map(String::as_str));
             let mut conn = self.endpoint.conn();
-            let reply = self.single.invoke(&mut conn, &args).await;
+            let single = &self.singles[op.script.index()];
+            let reply = single.invoke(&mut conn, &args).await;
             let reply = self.endpoint.settle(&mut conn, reply, self.waits).await;
             let _ = op
                 .reply
-                .send(reply.map_err(|e| store_error(self.operation, e)));
+                .send(reply.map_err(|e| store_error(op.script.name(), e)));
             return;
         }
-        let counts: Vec<String> = ops.iter().map(|op| op.args.len().to_string()).collect();
+        let codes: Vec<String> = ops
+            .iter()
+            .map(|op| (op.args.len() * 8 + op.script.number()).to_string())
+            .collect();
         let mut args = vec![self.prefix.as_str()];
-        for (op, count) in ops.iter().zip(&counts) {
-            args.push(count);
+        for (op, code) in ops.iter().zip(&codes) {
+            args.push(code);
             args.extend(op.args.iter().map(String::as_str));
         }
         let mut conn = self.endpoint.conn();
@@ -272,39 +365,39 @@ impl Worker {
         match reply.map(|flat| unflatten(flat, ops.len())) {
             Ok(Ok(replies)) => {
                 for (op, value) in ops.drain(..).zip(replies) {
-                    let _ = op.reply.send(self.unwrap_one(value));
+                    let _ = op.reply.send(unwrap_one(op.script, value));
                 }
             }
             Ok(Err(why)) => {
                 for op in ops.drain(..) {
-                    let _ = op.reply.send(Err(corrupt(self.operation, why.clone())));
+                    let _ = op.reply.send(Err(corrupt(op.script.name(), why.clone())));
                 }
             }
             Err(e) => {
                 let e = Arc::new(e);
                 for op in ops.drain(..) {
-                    let _ = op.reply.send(Err(fan_out(self.operation, &e)));
+                    let _ = op.reply.send(Err(fan_out(op.script.name(), &e)));
                 }
             }
         }
     }
+}
 
-    /// One operation's reply out of a batch: an error its script raised becomes the error
-    /// the plain script would have failed with.
-    fn unwrap_one(&self, value: Value) -> Result<Value, StoreError> {
-        if let Value::Array(items) = &value {
-            if let [Value::BulkString(status), message] = items.as_slice() {
-                if status == SCRIPT_ERROR.as_bytes() {
-                    let message: String = redis::from_redis_value_ref(message).unwrap_or_default();
-                    return Err(corrupt(
-                        format!("reply to {}", self.operation),
-                        format!("script error: {message}"),
-                    ));
-                }
+/// The reply of one operation of `script` out of a batch: an error its script raised
+/// becomes the error the plain script would have failed with.
+fn unwrap_one(script: Batched, value: Value) -> Result<Value, StoreError> {
+    if let Value::Array(items) = &value {
+        if let [Value::BulkString(status), message] = items.as_slice() {
+            if status == SCRIPT_ERROR.as_bytes() {
+                let message: String = redis::from_redis_value_ref(message).unwrap_or_default();
+                return Err(corrupt(
+                    format!("reply to {}", script.name()),
+                    format!("script error: {message}"),
+                ));
             }
         }
-        Ok(value)
     }
+    Ok(value)
 }
 
 /// The replies of a batch of `ops` operations out of `run_batch`'s flat answer: for each,
@@ -417,6 +510,7 @@ mod tests {
     fn op(args: usize) -> Op {
         let (reply, _) = oneshot::channel();
         Op {
+            script: Batched::Finish,
             args: vec![String::new(); args],
             reply,
         }
@@ -490,14 +584,38 @@ mod tests {
     }
 
     #[test]
+    fn each_script_with_a_batch_form_has_its_number_and_name() {
+        for (i, script) in Batched::ALL.into_iter().enumerate() {
+            assert_eq!(script.index(), i);
+            assert_eq!(script.number(), i + 1);
+            assert!(
+                script.number() < 8,
+                "a number below 8, in the low bits of its code"
+            );
+            assert_eq!(Batched::of(script.name()), Some(script));
+        }
+        assert_eq!(Batched::of("purge"), None);
+    }
+
+    #[test]
     fn the_batch_form_runs_the_body_per_operation_and_wakes_and_tells_once() {
-        let script = batch_form("local WOKEN = false\n", "return { ARGV[2] }");
-        assert!(script.contains("local function __op(ARGV)\nreturn { ARGV[2] }\nend"));
-        assert!(script.ends_with("return run_batch(__op, ARGV)\n"));
+        let script = batch_form(
+            "local WOKEN = false\n",
+            &["return { ARGV[2] }", "return { 'second' }"],
+        );
+        // Each body a function of its ARGV, numbered in the order given.
+        assert!(script.contains(
+            "do\nlocal function __op(ARGV)\nreturn { ARGV[2] }\nend\nBATCHED[1] = __op\nend\n"
+        ));
+        assert!(script.contains(
+            "do\nlocal function __op(ARGV)\nreturn { 'second' }\nend\nBATCHED[2] = __op\nend\n"
+        ));
+        assert!(script.ends_with("return run_batch(BATCHED, ARGV)\n"));
         // The body runs per operation inside the loop; the end of the call (the one
         // wake-up and message of changes) after it.
         let batch = &script[script.find("local function run_batch").unwrap()..];
         let (inside, after) = batch.split_at(batch.find("  end\n  end_call()").unwrap());
+        assert!(inside.contains("local op, n = ops[script], (code - script) / 8"));
         assert!(inside.contains("pcall(op, a)"));
         assert!(!inside.contains("end_call()"));
         assert_eq!(after.matches("end_call()").count(), 1);

@@ -35,11 +35,13 @@
 //! # Group commit
 //!
 //! The transitions every job goes through (`submit`, `commit_assignment`, `mark_running`,
-//! `finish`, `append_logs`) also have a *batch form*: the same script body run once per
-//! operation, in order, inside one script call. Each store handle runs one small task per
-//! transition that sends what callers have queued: an operation alone goes out at once as
+//! `finish`) and its log lines (`append_logs`) also have a *batch form*: one script holding
+//! their bodies, each operation's run once, in order, inside one script call. Each store
+//! handle runs two small tasks that send what callers have queued, one for the transitions
+//! of every kind together and one for log lines: an operation alone goes out at once as
 //! the plain script; operations that arrive while a call is in flight share the next call
-//! (at most 128). Each operation is still checked and applied atomically, sees the effects
+//! (at most 128), whatever their kind (a scheduler's submits and commits, an executor's
+//! starts and ends). Each operation is still checked and applied atomically, sees the effects
 //! of those before it, and gets its own reply; one whose script raises an error gets that
 //! error and the others are unaffected. The scheduler hands a whole pass's placements over
 //! at once ([`JobStore::commit_assignments`](dwr_core::JobStore::commit_assignments)).

@@ -1,8 +1,9 @@
 //! The Lua scripts, loaded from `scripts/*.lua` with `include_str!` and prefixed with the
 //! key prelude of [`keys`](crate::keys), the job lifecycle generated from [`JobState`]
 //! ([`lifecycle_prelude`]), the shared helpers and the [`runners`] of a body. The
-//! transitions a job goes through under load also have a batch form ([`batch_form`]),
-//! which the store's [`Coalescer`](crate::batch::Coalescer)s send.
+//! transitions a job goes through under load (and its log lines, [`Batched`]) also have
+//! one batch form ([`batch_form`]), which the store's
+//! [`Coalescer`](crate::batch::Coalescer)s send.
 //!
 //! On Redis 7 and later every script is a function of one library ([`Library`]), loaded
 //! when a store connects to a server that lacks it (`FUNCTION LIST`, then `FUNCTION LOAD`)
@@ -22,7 +23,7 @@ use dwr_core::JobState;
 use redis::aio::ConnectionManager;
 use redis::{FromRedisValue, RedisError, RedisResult, Script, Value};
 
-use crate::batch::{batch_form, body_function, runners, single_form};
+use crate::batch::{batch_form, body_function, runners, single_form, Batched};
 use crate::keys::lua_prelude;
 
 const COMMON: &str = include_str!("scripts/common.lua");
@@ -44,124 +45,91 @@ enum Flags {
     Frees,
 }
 
-/// Every script: its name, its body, how it may run, and whether it has a batch form.
-const SCRIPTS: [(&str, &str, Flags, bool); 18] = [
-    (
-        "submit",
-        include_str!("scripts/submit.lua"),
-        Flags::Writes,
-        true,
-    ),
+/// Every script: its name, its body and how it may run. Those of [`Batched`] also have the
+/// batch form.
+const SCRIPTS: [(&str, &str, Flags); 18] = [
+    ("submit", include_str!("scripts/submit.lua"), Flags::Writes),
     (
         "commit_assignment",
         include_str!("scripts/commit_assignment.lua"),
         Flags::Writes,
-        true,
     ),
     (
         "mark_running",
         include_str!("scripts/mark_running.lua"),
         Flags::Writes,
-        true,
     ),
-    (
-        "finish",
-        include_str!("scripts/finish.lua"),
-        Flags::Writes,
-        true,
-    ),
+    ("finish", include_str!("scripts/finish.lua"), Flags::Writes),
     (
         "request_abort",
         include_str!("scripts/request_abort.lua"),
         Flags::Writes,
-        false,
     ),
     (
         "expire_executor",
         include_str!("scripts/expire_executor.lua"),
         Flags::Writes,
-        false,
     ),
     (
         "register_executor",
         include_str!("scripts/register_executor.lua"),
         Flags::Writes,
-        false,
     ),
     (
         "heartbeat",
         include_str!("scripts/heartbeat.lua"),
         Flags::Writes,
-        false,
     ),
     (
         "append_logs",
         include_str!("scripts/append_logs.lua"),
         Flags::Writes,
-        true,
     ),
     (
         "read_logs",
         include_str!("scripts/read_logs.lua"),
         Flags::Reads,
-        false,
     ),
     (
         "list_jobs",
         include_str!("scripts/list_jobs.lua"),
         Flags::Reads,
-        false,
     ),
     (
         "pending_placement",
         include_str!("scripts/pending_placement.lua"),
         Flags::Writes,
-        false,
     ),
     (
         "queue_usage",
         include_str!("scripts/queue_usage.lua"),
         Flags::Reads,
-        false,
     ),
     (
         "submit_array",
         include_str!("scripts/submit_array.lua"),
         Flags::Writes,
-        false,
     ),
-    (
-        "array",
-        include_str!("scripts/array.lua"),
-        Flags::Reads,
-        false,
-    ),
+    ("array", include_str!("scripts/array.lua"), Flags::Reads),
     (
         "executors",
         include_str!("scripts/executors.lua"),
         Flags::Reads,
-        false,
     ),
-    (
-        "purge",
-        include_str!("scripts/purge.lua"),
-        Flags::Frees,
-        false,
-    ),
+    ("purge", include_str!("scripts/purge.lua"), Flags::Frees),
     (
         "check_invariants",
         include_str!("scripts/check_invariants.lua"),
         Flags::Reads,
-        false,
     ),
 ];
 
 /// Where the library's name goes in its code until the code's hash is known.
 const LIBRARY_NAME: &str = "__DWR_LIBRARY__";
 
-/// The store's function library: every script of [`SCRIPTS`] (and the batch forms) as a
-/// function named `<library>_<script>` (`<library>_<script>_batch`), after one copy of the
-/// prelude, the helpers and the runners.
+/// The store's function library: every script of [`SCRIPTS`] as a function named
+/// `<library>_<script>`, and the batch form of those of [`Batched`] as `<library>_batch`,
+/// after one copy of the prelude, the helpers and the runners.
 #[derive(Debug)]
 pub(crate) struct Library {
     /// `dwr_` and the first 16 hex digits of the SHA-1 of its code.
@@ -179,8 +147,13 @@ pub(crate) struct Library {
 
 impl Library {
     fn new(head: &str) -> Self {
-        let mut code = format!("#!lua name={LIBRARY_NAME}\n{head}{}", runners());
-        for (name, body, flags, batched) in SCRIPTS {
+        // The bodies of the scripts with a batch form are also kept in BATCHED, by number,
+        // for the one batch function.
+        let mut code = format!(
+            "#!lua name={LIBRARY_NAME}\n{head}{}local BATCHED = {{}}\n",
+            runners()
+        );
+        for (name, body, flags) in SCRIPTS {
             let flags = match flags {
                 Flags::Writes => "{}",
                 Flags::Reads => "{ 'no-writes' }",
@@ -195,11 +168,15 @@ impl Library {
                 ));
             };
             register("", "run_single");
-            if batched {
-                register("_batch", "run_batch");
+            if let Some(batched) = Batched::of(name) {
+                code.push_str(&format!("BATCHED[{}] = __op\n", batched.number()));
             }
             code.push_str("end\n");
         }
+        code.push_str(&format!(
+            "redis.register_function{{ function_name = '{LIBRARY_NAME}_batch', \
+             callback = function(_, args) return run_batch(BATCHED, args) end, flags = {{}} }}\n"
+        ));
         let name = format!("dwr_{}", &Script::new(&code).get_hash()[..16]);
         Self {
             code: code.replace(LIBRARY_NAME, &name),
@@ -414,21 +391,11 @@ pub(crate) struct Scripts {
     pub executors: Routine,
     pub purge: Routine,
     pub check_invariants: Routine,
-    /// Batch forms of the transitions every job goes through.
-    pub batch: BatchScripts,
+    /// The batch form of every script of [`Batched`].
+    pub batch: Routine,
     /// The `EVALSHA` text of every script above, for loading them on a server without
     /// functions.
     pub texts: Vec<Script>,
-}
-
-/// The batch forms (see [`batch_form`]) of the per-job transitions.
-#[derive(Debug)]
-pub(crate) struct BatchScripts {
-    pub submit: Routine,
-    pub commit_assignment: Routine,
-    pub mark_running: Routine,
-    pub finish: Routine,
-    pub append_logs: Routine,
 }
 
 impl Scripts {
@@ -437,55 +404,61 @@ impl Scripts {
         let head = head();
         let library = Arc::new(Library::new(&head));
         let mut texts = Vec::new();
-        let mut routine = |name: &str, batched: bool| {
-            let (_, body, _, _) = SCRIPTS
+        let body = |name: &str| {
+            let (_, body, _) = SCRIPTS
                 .into_iter()
                 .find(|(script, ..)| *script == name)
                 .expect("a script of SCRIPTS");
-            let (text, suffix) = if batched {
-                (batch_form(&head, body), "_batch")
-            } else {
-                (single_form(&head, body), "")
-            };
+            body
+        };
+        let mut routine = |name: &str, text: String| {
             let script = Script::new(&text);
             texts.push(script.clone());
             Routine {
                 script,
-                function: format!("{}_{name}{suffix}", library.name()),
+                function: format!("{}_{name}", library.name()),
                 library: library.clone(),
             }
         };
+        let bodies = Batched::ALL.map(|b| body(b.name()));
+        let batch = routine("batch", batch_form(&head, &bodies));
+        let mut single = |name: &str| routine(name, single_form(&head, body(name)));
         let mut scripts = Self {
-            submit: routine("submit", false),
-            commit_assignment: routine("commit_assignment", false),
-            mark_running: routine("mark_running", false),
-            finish: routine("finish", false),
-            request_abort: routine("request_abort", false),
-            expire_executor: routine("expire_executor", false),
-            register_executor: routine("register_executor", false),
-            heartbeat: routine("heartbeat", false),
-            append_logs: routine("append_logs", false),
-            read_logs: routine("read_logs", false),
-            list_jobs: routine("list_jobs", false),
-            pending_placement: routine("pending_placement", false),
-            queue_usage: routine("queue_usage", false),
-            submit_array: routine("submit_array", false),
-            array: routine("array", false),
-            executors: routine("executors", false),
-            purge: routine("purge", false),
-            check_invariants: routine("check_invariants", false),
-            batch: BatchScripts {
-                submit: routine("submit", true),
-                commit_assignment: routine("commit_assignment", true),
-                mark_running: routine("mark_running", true),
-                finish: routine("finish", true),
-                append_logs: routine("append_logs", true),
-            },
+            submit: single("submit"),
+            commit_assignment: single("commit_assignment"),
+            mark_running: single("mark_running"),
+            finish: single("finish"),
+            request_abort: single("request_abort"),
+            expire_executor: single("expire_executor"),
+            register_executor: single("register_executor"),
+            heartbeat: single("heartbeat"),
+            append_logs: single("append_logs"),
+            read_logs: single("read_logs"),
+            list_jobs: single("list_jobs"),
+            pending_placement: single("pending_placement"),
+            queue_usage: single("queue_usage"),
+            submit_array: single("submit_array"),
+            array: single("array"),
+            executors: single("executors"),
+            purge: single("purge"),
+            check_invariants: single("check_invariants"),
+            batch,
             library,
             texts: Vec::new(),
         };
         scripts.texts = texts;
         scripts
+    }
+
+    /// The script sent for a lone operation of `script`.
+    pub fn single(&self, script: Batched) -> &Routine {
+        match script {
+            Batched::Submit => &self.submit,
+            Batched::CommitAssignment => &self.commit_assignment,
+            Batched::MarkRunning => &self.mark_running,
+            Batched::Finish => &self.finish,
+            Batched::AppendLogs => &self.append_logs,
+        }
     }
 }
 

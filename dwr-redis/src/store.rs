@@ -9,7 +9,7 @@ use dwr_core::StoreError;
 use redis::aio::ConnectionManager;
 use redis::Value;
 
-use crate::batch::{Coalescer, Worker};
+use crate::batch::{Batched, Coalescer, Worker};
 use crate::config::RedisConfig;
 use crate::endpoint::Endpoint;
 use crate::error::{store_error, Error};
@@ -57,13 +57,14 @@ pub(crate) struct Inner {
     pub queued: std::sync::Mutex<QueuedCache>,
 }
 
-/// One [`Coalescer`] per transition every job goes through.
+/// The store's two [`Coalescer`]s.
 pub(crate) struct Batchers {
-    pub submit: Coalescer,
-    pub commit_assignment: Coalescer,
-    pub mark_running: Coalescer,
-    pub finish: Coalescer,
-    pub append_logs: Coalescer,
+    /// The transitions every job goes through (submit, commit, start, end): whatever of
+    /// them is queued goes out as one call, so that a scheduler's submits and commits, an
+    /// executor's starts and ends, share each call's fixed price.
+    pub transitions: Coalescer,
+    /// Log lines: not waited for (see below), and a batch of them may be large.
+    pub logs: Coalescer,
 }
 
 impl fmt::Debug for RedisJobStore {
@@ -96,35 +97,21 @@ impl RedisJobStore {
         let requests = Arc::new(AtomicU64::new(0));
         // Log lines are not waited for: a failover may lose the last ones, never a change
         // of state.
-        let batcher = |operation, single: &Routine, batch: &Routine| {
+        let batcher = |waits| {
             Coalescer::start(Worker {
-                operation,
-                waits: operation != "append_logs",
+                waits,
                 endpoint: endpoint.clone(),
                 prefix: keys.prefix().to_owned(),
-                single: single.clone(),
-                batch: batch.clone(),
+                singles: Batched::ALL
+                    .map(|script| scripts.single(script).clone())
+                    .to_vec(),
+                batch: scripts.batch.clone(),
                 requests: requests.clone(),
             })
         };
         let batchers = Batchers {
-            submit: batcher("submit", &scripts.submit, &scripts.batch.submit),
-            commit_assignment: batcher(
-                "commit_assignment",
-                &scripts.commit_assignment,
-                &scripts.batch.commit_assignment,
-            ),
-            mark_running: batcher(
-                "mark_running",
-                &scripts.mark_running,
-                &scripts.batch.mark_running,
-            ),
-            finish: batcher("finish", &scripts.finish, &scripts.batch.finish),
-            append_logs: batcher(
-                "append_logs",
-                &scripts.append_logs,
-                &scripts.batch.append_logs,
-            ),
+            transitions: batcher(true),
+            logs: batcher(false),
         };
         let blocking = BlockingPool::new(endpoint.clone(), config.connect_timeout);
         let wake = WakeListener::new(

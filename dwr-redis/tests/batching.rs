@@ -152,6 +152,81 @@ async fn concurrent_transitions_share_script_calls() {
     assert!(held.jobs.is_empty(), "{:?}", held.jobs);
 }
 
+/// Job `id` committed to `ex` and marked running.
+async fn running(store: &RedisJobStore, ex: &ExecutorId, id: JobId) {
+    store.commit_assignment(&assign(id, ex)).await.unwrap();
+    store.mark_running(id, ex, 1).await.unwrap();
+}
+
+// The transitions of a job share one queue, whatever their kind: queued together, an end, a
+// commit, a submit and a start go out as one call, applied in queue order, each seeing the
+// ones before it. One thread, so that all four are queued before the batching task runs.
+#[tokio::test(flavor = "current_thread")]
+async fn transitions_of_every_kind_share_one_call_in_queue_order() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let store = server.store().await;
+    // Room for one of the jobs at a time.
+    let ex = executor(&store, "one-at-a-time", 1_000).await;
+    let ended = store.submit(job(800)).await.unwrap().id;
+    let next = store.submit(job(800)).await.unwrap().id;
+    running(&store, &ex, ended).await;
+    let sent = store.requests_sent();
+    let calls = script_calls(&server);
+
+    // The end first: the commit after it in the same call finds the room it gave back, and
+    // the start after the commit finds the job assigned.
+    let new = job(100);
+    let new_id = new.id;
+    let (exited, commit) = (Outcome::exited(0, false), assign(next, &ex));
+    let (finished, committed, submitted, started) = futures::join!(
+        store.finish(ended, &exited, Some(1)),
+        store.commit_assignment(&commit),
+        store.submit(new),
+        store.mark_running(next, &ex, 1),
+    );
+    assert_eq!(
+        store.requests_sent() - sent,
+        1,
+        "one request for four operations"
+    );
+    assert_eq!(script_calls(&server) - calls, 1, "one script call");
+    assert_eq!(finished.unwrap().state, JobState::Succeeded);
+    assert_eq!(committed.unwrap().state, JobState::Assigned);
+    assert_eq!(submitted.unwrap().id, new_id);
+    started.unwrap();
+    assert_eq!(store.job(next).await.unwrap().state, JobState::Running);
+    assert_eq!(store.job(new_id).await.unwrap().state, JobState::Pending);
+
+    // The other way round: a commit queued before the end that would give it room finds
+    // none, and the end still applies.
+    let last = store.submit(job(800)).await.unwrap().id;
+    let commit = assign(last, &ex);
+    let (committed, finished) = futures::join!(
+        store.commit_assignment(&commit),
+        store.finish(next, &exited, Some(1)),
+    );
+    assert!(
+        matches!(
+            committed,
+            Err(StoreError::Rejected {
+                reason: Rejection::NoRoom {
+                    dimension: Dimension::Cpu
+                },
+                ..
+            })
+        ),
+        "{committed:?}"
+    );
+    assert_eq!(finished.unwrap().state, JobState::Succeeded);
+    assert_eq!(store.job(last).await.unwrap().state, JobState::Pending);
+    assert_eq!(
+        store.check_invariants().await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
 #[tokio::test]
 async fn commits_of_one_batch_see_each_other() {
     let Some(server) = RedisServer::start() else {

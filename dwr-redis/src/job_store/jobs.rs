@@ -7,6 +7,7 @@ use std::time::Duration;
 use dwr_core::{Job, JobId, JobState, QueueUsage, Queued, StoreError, Submission, DEFAULT_QUEUE};
 use redis::{AsyncCommands, Value};
 
+use crate::batch::Batched;
 use crate::codec::{
     array, flat_map, job_fields, job_from_map, job_id_at, jobs_from, millis_at, placement_view_map,
     status_reply, strings, text_at, unexpected, PLACEMENT_FIELDS,
@@ -58,7 +59,12 @@ pub(super) async fn submit(
         args.push(field.to_owned());
         args.push(value);
     }
-    let reply = store.inner.batchers.submit.call(args).await?;
+    let reply = store
+        .inner
+        .batchers
+        .transitions
+        .call(Batched::Submit, args)
+        .await?;
     let (status, rest) = status_reply(&reply, "submit")?;
     match status.as_str() {
         "ok" => {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use dwr_core::{JobId, JobState, StoreError};
 
 use super::timed_out;
+use crate::batch::Batched;
 use crate::codec::{array, ok_or_refusal, state_at, strings, text_at};
 use crate::store::RedisJobStore;
 
@@ -27,7 +28,12 @@ pub(super) async fn append(
     args.push(store.log_ttl_secs());
     args.push(config.log_max_bytes.to_string());
     args.extend(lines.iter().cloned());
-    let reply = store.inner.batchers.append_logs.call(args).await?;
+    let reply = store
+        .inner
+        .batchers
+        .logs
+        .call(Batched::AppendLogs, args)
+        .await?;
     ok_or_refusal(&reply, "append_logs", "append logs", id, attempt)
 }
 

@@ -25,6 +25,7 @@ use dwr_core::{
     JobStore, NewArray, Outcome, QueueUsage, Queued, StoreError, Submission, Timestamp,
 };
 
+use crate::batch::Batched;
 use crate::codec::unexpected;
 use crate::error::store_error;
 use crate::store::RedisJobStore;
@@ -140,13 +141,23 @@ impl JobStore for RedisJobStore {
 
     async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError> {
         let args = assign::args(assignment);
-        let reply = self.inner.batchers.commit_assignment.call(args).await?;
+        let reply = self
+            .inner
+            .batchers
+            .transitions
+            .call(Batched::CommitAssignment, args)
+            .await?;
         assign::reply(assignment, &reply)
     }
 
     async fn commit_assignments(&self, assignments: &[Assignment]) -> Vec<Result<Job, StoreError>> {
         let args = assignments.iter().map(assign::args).collect();
-        let replies = self.inner.batchers.commit_assignment.call_many(args).await;
+        let replies = self
+            .inner
+            .batchers
+            .transitions
+            .call_many(Batched::CommitAssignment, args)
+            .await;
         assignments
             .iter()
             .zip(replies)

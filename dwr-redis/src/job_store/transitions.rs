@@ -7,6 +7,7 @@ use dwr_core::{
     AbortCause, AbortRequested, ExecutorId, Finished, Job, JobId, JobState, Outcome, StoreError,
 };
 
+use crate::batch::Batched;
 use crate::codec::{abort_cause_str, job_at, ok_or_refusal, refusal, state_at, status_reply};
 use crate::error::corrupt;
 use crate::store::RedisJobStore;
@@ -19,7 +20,12 @@ pub(super) async fn mark_running(
     attempt: u32,
 ) -> Result<(), StoreError> {
     let args = vec![id.to_string(), executor.to_string(), attempt.to_string()];
-    let reply = store.inner.batchers.mark_running.call(args).await?;
+    let reply = store
+        .inner
+        .batchers
+        .transitions
+        .call(Batched::MarkRunning, args)
+        .await?;
     ok_or_refusal(&reply, "mark_running", "mark running", id, Some(attempt))
 }
 
@@ -44,7 +50,12 @@ pub(super) async fn finish(
             .map(|c| c.as_str().to_owned())
             .unwrap_or_default(),
     ];
-    let reply = store.inner.batchers.finish.call(args).await?;
+    let reply = store
+        .inner
+        .batchers
+        .transitions
+        .call(Batched::Finish, args)
+        .await?;
     let (status, rest) = status_reply(&reply, "finish")?;
     let (state, changed) = match status.as_str() {
         "ok" => (outcome.state, true),
