@@ -15,7 +15,6 @@ pub(super) fn args(assignment: &Assignment) -> Vec<String> {
     let mut args = vec![
         assignment.job.to_string(),
         assignment.executor.to_string(),
-        json_strings(&assignment.gpu_ids),
         snapshot_arg(assignment),
     ];
     // The queue's quota in one argument: '' for none, else each limit or '-'.
@@ -25,14 +24,24 @@ pub(super) fn args(assignment: &Assignment) -> Vec<String> {
         quota.memory_mib,
         quota.gpus.map(u64::from),
     ];
-    args.push(if limits.iter().all(Option::is_none) {
+    let quota = if limits.iter().all(Option::is_none) {
         String::new()
     } else {
         limits
             .map(|limit| limit.map_or_else(|| "-".to_owned(), |n| n.to_string()))
             .join(" ")
-    });
-    args.extend(assignment.gpu_ids.iter().cloned());
+    };
+    // The quota and the GPUs only when there are any (each argument costs the server about
+    // as much as a small command's own work).
+    if assignment.gpu_ids.is_empty() {
+        if !quota.is_empty() {
+            args.push(quota);
+        }
+    } else {
+        args.push(quota);
+        args.push(json_strings(&assignment.gpu_ids));
+        args.extend(assignment.gpu_ids.iter().cloned());
+    }
     args
 }
 
@@ -144,5 +153,33 @@ fn dimension_at(rest: &[redis::Value], i: usize) -> Result<Dimension, StoreError
         "memory" => Ok(Dimension::Memory),
         "gpu" => Ok(Dimension::Gpu),
         other => Err(unexpected(SCRIPT, other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dwr_core::{ExecutorId, JobId, Quota};
+
+    #[test]
+    fn a_commit_sends_a_quota_and_gpus_only_when_it_has_them() {
+        let (job, ex) = (JobId::new(), ExecutorId::new("x"));
+        let plain = Assignment::new(job, ex.clone(), Vec::new());
+        assert_eq!(args(&plain), [job.to_string(), "x".into(), String::new()]);
+        let quota = Quota {
+            cpu_millis: Some(2_000),
+            ..Quota::default()
+        };
+        let limited = Assignment {
+            quota,
+            ..plain.clone()
+        };
+        assert_eq!(&args(&limited)[3..], ["2000 - -"]);
+        let gpus = vec!["GPU-a".to_owned(), "GPU-b".to_owned()];
+        let with_gpus = Assignment::new(job, ex, gpus);
+        assert_eq!(
+            &args(&with_gpus)[3..],
+            ["", r#"["GPU-a","GPU-b"]"#, "GPU-a", "GPU-b"]
+        );
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use dwr_core::spec::DEFAULT_PRIORITY;
 use dwr_core::{Job, JobId, JobState, QueueUsage, Queued, StoreError, Submission, DEFAULT_QUEUE};
 use redis::{AsyncCommands, Value};
 
@@ -15,25 +16,29 @@ use crate::codec::{
 use crate::error::{corrupt, corrupt_by, store_error};
 use crate::store::RedisJobStore;
 
-/// `submit.lua`: stores `job`, under an idempotency key when given (see
-/// [`JobStore::submit_idempotent`](dwr_core::JobStore::submit_idempotent)).
-pub(super) async fn submit(
-    store: &RedisJobStore,
-    mut job: Job,
-    key: Option<(&str, Duration)>,
-) -> Result<Submission, StoreError> {
-    if job.state != JobState::Pending {
-        return Err(StoreError::InvalidTransition {
-            id: job.id,
-            state: job.state,
-            action: "submit",
-        });
-    }
+/// The arguments of `submit.lua` (see there) for `job`, under idempotency key `key` when
+/// given.
+fn submit_args(job: &Job, key: Option<(&str, Duration)>) -> Result<Vec<String>, StoreError> {
     let (key, ttl) = key.unwrap_or(("", Duration::ZERO));
-    let fields = job_fields(&job)?;
+    let mut fields = job_fields(job)?;
     let view = fields.iter().any(|(field, _)| *field == "place");
-    let mut args = vec![
-        job.id.to_string(),
+    let mut take = |name: &str| {
+        fields
+            .iter()
+            .position(|(field, _)| *field == name)
+            .map(|at| fields.remove(at).1)
+            .ok_or_else(|| corrupt("submit", format!("no {name} among the job's fields")))
+    };
+    // The fields every job has, by position; the script writes the id and the state and
+    // stamps the creation time itself.
+    let mut args = vec![job.id.to_string()];
+    for name in ["spec", "cpu", "mem", "ngpu"] {
+        args.push(take(name)?);
+    }
+    fields.retain(|(field, _)| !matches!(*field, "id" | "state" | "created_at" | "updated_at"));
+    // The rest only for a job that has any of it: a plain job is five arguments (each
+    // costs the server about as much as a small command's own work).
+    let options = [
         if view { "1" } else { "" }.to_owned(),
         key.to_owned(),
         ttl.as_millis().max(1).to_string(),
@@ -51,14 +56,37 @@ pub(super) async fn submit(
             .collect::<Vec<_>>()
             .join(","),
     ];
-    // The script writes the id and the state and stamps the creation time itself.
-    for (field, value) in fields
-        .into_iter()
-        .filter(|(field, _)| !matches!(*field, "id" | "state" | "created_at" | "updated_at"))
-    {
-        args.push(field.to_owned());
-        args.push(value);
+    let plain = !view
+        && key.is_empty()
+        && job.spec.priority == DEFAULT_PRIORITY
+        && job.spec.queue == DEFAULT_QUEUE
+        && job.spec.depends_on.is_empty()
+        && fields.is_empty();
+    if !plain {
+        args.extend(options);
+        for (field, value) in fields {
+            args.push(field.to_owned());
+            args.push(value);
+        }
     }
+    Ok(args)
+}
+
+/// `submit.lua`: stores `job`, under an idempotency key when given (see
+/// [`JobStore::submit_idempotent`](dwr_core::JobStore::submit_idempotent)).
+pub(super) async fn submit(
+    store: &RedisJobStore,
+    mut job: Job,
+    key: Option<(&str, Duration)>,
+) -> Result<Submission, StoreError> {
+    if job.state != JobState::Pending {
+        return Err(StoreError::InvalidTransition {
+            id: job.id,
+            state: job.state,
+            action: "submit",
+        });
+    }
+    let args = submit_args(&job, key)?;
     let reply = store
         .inner
         .batchers
@@ -368,4 +396,52 @@ pub(super) async fn counts(store: &RedisJobStore) -> Result<BTreeMap<JobState, u
     counts.insert(JobState::Assigned, under_way.saturating_sub(running));
     counts.insert(JobState::Running, running);
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dwr_core::{JobSpec, Timestamp};
+
+    fn job(spec: impl FnOnce(&mut JobSpec)) -> Job {
+        let mut s = JobSpec::new("img", vec!["true".into()], 500, 64);
+        spec(&mut s);
+        Job::new(JobId::new(), s, Timestamp::now())
+    }
+
+    #[test]
+    fn a_plain_job_is_sent_as_its_id_spec_and_resources_alone() {
+        let plain = job(|_| {});
+        let args = submit_args(&plain, None).unwrap();
+        let spec = serde_json::to_string(&plain.spec).unwrap();
+        assert_eq!(
+            args,
+            [
+                plain.id.to_string(),
+                spec,
+                "500".into(),
+                "64".into(),
+                "0".into()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_job_with_anything_more_sends_every_option_then_its_other_fields() {
+        let at = |args: &[String], i: usize| args[i].clone();
+        // Options by position after the five: view, key, TTL, priority, queue, dependency
+        // type, dependencies.
+        let urgent = submit_args(&job(|s| s.priority = 90), None).unwrap();
+        assert_eq!(urgent.len(), 12);
+        assert_eq!(at(&urgent, 8), "90");
+        let keyed = submit_args(&job(|_| {}), Some(("k", Duration::from_secs(2)))).unwrap();
+        assert_eq!((at(&keyed, 6), at(&keyed, 7)), ("k".into(), "2000".into()));
+        let queued = submit_args(&job(|s| s.queue = "batch".into()), None).unwrap();
+        assert_eq!(at(&queued, 9), "batch");
+        assert_eq!(&queued[12..], ["queue", "batch"]);
+        let retried = submit_args(&job(|s| s.retry.max_retries = 2), None).unwrap();
+        assert_eq!(at(&retried, 8), DEFAULT_PRIORITY.to_string());
+        assert_eq!(at(&retried, 12), "max_retries");
+        assert_eq!(at(&retried, 13), "2");
+    }
 }

@@ -37,19 +37,7 @@ pub(super) async fn finish(
     outcome: &Outcome,
     attempt: Option<u32>,
 ) -> Result<Finished, StoreError> {
-    let args = vec![
-        id.to_string(),
-        outcome.state.as_str().to_owned(),
-        outcome.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-        outcome.reason.clone().unwrap_or_default(),
-        if outcome.oom_killed { "1" } else { "0" }.to_owned(),
-        attempt.map(|a| a.to_string()).unwrap_or_default(),
-        store.log_ttl_secs(),
-        outcome
-            .cause
-            .map(|c| c.as_str().to_owned())
-            .unwrap_or_default(),
-    ];
+    let args = finish_args(id, outcome, attempt, store.log_ttl_secs());
     let reply = store
         .inner
         .batchers
@@ -64,6 +52,40 @@ pub(super) async fn finish(
         other => return Err(refusal("finish", "finish", id, attempt, other, rest)),
     };
     Ok(Finished { state, changed })
+}
+
+/// The arguments of `finish.lua` (see there) for ending `id`'s attempt with `outcome`.
+fn finish_args(
+    id: JobId,
+    outcome: &Outcome,
+    attempt: Option<u32>,
+    log_ttl_secs: String,
+) -> Vec<String> {
+    let mut args = vec![
+        id.to_string(),
+        outcome.state.as_str().to_owned(),
+        outcome.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+        attempt.map(|a| a.to_string()).unwrap_or_default(),
+        log_ttl_secs,
+    ];
+    // The reason, the OOM flag and the retry cause, each with its default, go only up to
+    // the last that is not its default: a job that exited of itself sends none of them
+    // (each argument costs the server about as much as a small command's own work).
+    let optional = [
+        (outcome.reason.as_deref().unwrap_or_default(), ""),
+        (if outcome.oom_killed { "1" } else { "0" }, "0"),
+        (outcome.cause.map(|c| c.as_str()).unwrap_or_default(), ""),
+    ];
+    let given = optional
+        .iter()
+        .rposition(|(value, default)| value != default)
+        .map_or(0, |last| last + 1);
+    args.extend(
+        optional[..given]
+            .iter()
+            .map(|(value, _)| (*value).to_owned()),
+    );
+    args
 }
 
 /// Asks the executor of a job under way to stop it for job `by`.
@@ -122,5 +144,41 @@ async fn abort(
             };
             Err(refusal("request_abort", action, id, None, other, rest))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dwr_core::RetryCause;
+
+    /// What follows the five arguments always sent.
+    fn optional(outcome: Outcome) -> Vec<String> {
+        let args = finish_args(JobId::new(), &outcome, Some(2), "3600".to_owned());
+        assert_eq!(&args[1..5], [outcome.state.as_str(), "0", "2", "3600"]);
+        args[5..].to_vec()
+    }
+
+    #[test]
+    fn an_end_sends_its_reason_oom_flag_and_cause_up_to_the_last_not_left_at_its_default() {
+        assert!(optional(Outcome::exited(0, false)).is_empty());
+        let none = Outcome::failed("").with_exit_code(Some(0));
+        assert!(optional(none.clone()).is_empty());
+        // A reason alone; a reason that reads as a default elsewhere is still sent.
+        let said = Outcome::failed("why").with_exit_code(Some(0));
+        assert_eq!(optional(said), ["why"]);
+        let zero = Outcome::failed("0").with_exit_code(Some(0));
+        assert_eq!(optional(zero), ["0"]);
+        // The OOM flag sends the reason before it, left empty.
+        let oom = Outcome {
+            oom_killed: true,
+            ..none.clone()
+        };
+        assert_eq!(optional(oom), ["", "1"]);
+        // A cause sends all three.
+        assert_eq!(
+            optional(none.because(RetryCause::StartFailed)),
+            ["", "0", RetryCause::StartFailed.as_str()]
+        );
     }
 }

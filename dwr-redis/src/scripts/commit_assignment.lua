@@ -1,11 +1,13 @@
 -- commit_assignment.lua: checks and records one assignment, allocates, queues the event.
--- ARGV: prefix, job id, executor id, gpu_ids as JSON, the job as the scheduler read it (the
--- JSON array of its hash's fields and values, without the closing bracket), '-' when that
--- copy is a placement view, or ''; the quota of the job's queue ('' for none, else its
--- limits on CPU, memory and GPUs separated by spaces, '-' for none on a dimension), then
--- the GPU UUIDs. The executor must be alive by its own lease and Redis TIME, and the queue
--- stay within the quota.
+-- ARGV: prefix, job id, executor id, the job as the scheduler read it (the JSON array of its
+-- hash's fields and values, without the closing bracket), '-' when that copy is a placement
+-- view, or ''; then, left out when there is no quota and no GPU: the quota of the job's
+-- queue ('' for none, else its limits on CPU, memory and GPUs separated by spaces, '-' for
+-- none on a dimension); then, only with GPUs, their UUIDs as a JSON array and each UUID.
+-- The executor must be alive by its own lease and Redis TIME, and the queue stay within
+-- the quota.
 local id, ex = ARGV[2], ARGV[3]
+local quota, gpu_ids = ARGV[5] or '', ARGV[6] or '[]'
 local now = now_ms()
 local jk, xk = k_job(id), k_exec(ex)
 
@@ -40,7 +42,7 @@ if not x[1] then return { 'executor_gone' } end
 if not x.alive then return { 'executor_not_alive' } end
 
 local cpu, mem, ngpu = num(j[2]), num(j[3]), num(j[4])
-local given = #ARGV - 6
+local given = #ARGV > 6 and #ARGV - 6 or 0
 if given ~= ngpu then return { 'gpu_count_mismatch', tostring(given), tostring(ngpu) } end
 
 -- What the executor has allocated, with this call's earlier commits and releases.
@@ -49,9 +51,9 @@ if cpu > total[1] - alloc[1] then return { 'no_room', 'cpu' } end
 if mem > total[2] - alloc[2] then return { 'no_room', 'memory' } end
 if ngpu > total[3] - alloc[3] then return { 'no_room', 'gpu' } end
 
-if ARGV[6] ~= '' then
-  local limits = { string.match(ARGV[6], '^(%S+) (%S+) (%S+)$') }
-  if not limits[3] then error('commit_assignment: quota ' .. ARGV[6]) end
+if quota ~= '' then
+  local limits = { string.match(quota, '^(%S+) (%S+) (%S+)$') }
+  if not limits[3] then error('commit_assignment: quota ' .. quota) end
   local q = j[8] or DEFAULT_QUEUE
   local fields = held_fields(q)
   local read = rcall('HMGET', K_QUEUES_HELD, unpack(fields))
@@ -92,10 +94,10 @@ local ip = x[5] or ''
 local attempt = int(num(j[6] or '0') + 1)
 -- No GPUs, no `gpu_ids` (read as none): a job holds none until a commit gives it some, and
 -- every end of an attempt that goes back to pending writes it empty.
-local gpus = ARGV[4] ~= '[]'
+local gpus = gpu_ids ~= '[]'
 if gpus then
   rcall('HSET', jk, 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'gpu_ids',
-    ARGV[4], 'assigned_at', now_s(), 'attempt', attempt)
+    gpu_ids, 'assigned_at', now_s(), 'attempt', attempt)
 else
   rcall('HSET', jk, 'state', S_ASSIGNED, 'executor', ex, 'executor_ip', ip, 'assigned_at',
     now_s(), 'attempt', attempt)
@@ -109,7 +111,7 @@ move_state(id, state, S_ASSIGNED, j[5], nil, j[8])
 -- field wins), and the reply is the IP; without, the hash is read back and is the reply.
 -- The event and the job's place in the executor's job set are written at the end of the
 -- call (append_at_end), one RPUSH and one SADD per executor for a batch.
-local snapshot = ARGV[5]
+local snapshot = ARGV[4]
 if snapshot == '-' then
   -- The scheduler's copy is a placement view: the event carries the hash read back, and
   -- the reply is the IP (the scheduler has what it needs of the job).
@@ -122,7 +124,7 @@ if snapshot ~= '' then
   -- made, not a table encoded and cut).
   append_at_end('RPUSH', k_events(ex), 'assigned ' .. id .. ' ' .. snapshot .. ',"state","'
     .. S_ASSIGNED .. '","executor",' .. json_string(ex) .. ',"executor_ip",' .. json_string(ip)
-    .. (gpus and ',"gpu_ids",' .. json_string(ARGV[4]) or '') .. ',"assigned_at","' .. now_s()
+    .. (gpus and ',"gpu_ids",' .. json_string(gpu_ids) or '') .. ',"assigned_at","' .. now_s()
     .. '","attempt","' .. attempt .. '"]')
   return { 'ok', ip, now_s() }
 end
