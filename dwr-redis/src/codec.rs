@@ -32,7 +32,6 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         ("state", job.state.as_str().to_owned()),
         ("cpu", job.spec.cpu_millis.to_string()),
         ("mem", job.spec.memory_mib.to_string()),
-        ("ngpu", job.spec.gpu.count.to_string()),
         ("created_at", job.created_at.millis().to_string()),
     ];
     let mut opt = |name: &'static str, value: Option<String>| {
@@ -41,7 +40,12 @@ pub(crate) fn job_fields(job: &Job) -> Result<Vec<(&'static str, String)>, Store
         }
     };
     // What a new job has is not written (every field is an argument through Lua and a field
-    // of the hash read at each step); job_from_map reads its absence as the same.
+    // of the hash read at each step); job_from_map reads its absence as the same, and the
+    // scripts read no `ngpu` as none.
+    opt(
+        "ngpu",
+        (job.spec.gpu.count > 0).then(|| job.spec.gpu.count.to_string()),
+    );
     opt(
         "gpu_ids",
         (!job.gpu_ids.is_empty()).then(|| json_strings(&job.gpu_ids)),

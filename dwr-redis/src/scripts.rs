@@ -341,9 +341,10 @@ fn lifecycle_prelude() -> String {
         }
     };
     let mut out = format!(
-        "local PRIORITY_AGING_JOBS = {}\nlocal DEFAULT_PRIORITY = {}\n",
+        "local PRIORITY_AGING_JOBS = {}\nlocal DEFAULT_PRIORITY = {}\nlocal DEFAULT_LOG_TTL_S = '{}'\n",
         dwr_core::spec::PRIORITY_AGING_JOBS,
-        dwr_core::spec::DEFAULT_PRIORITY
+        dwr_core::spec::DEFAULT_PRIORITY,
+        crate::config::DEFAULT_LOG_TTL.as_secs()
     );
     for state in JobState::ALL {
         out.push_str(&format!("local {} = '{state}'\n", lua_constant(state)));

@@ -576,18 +576,19 @@ async fn a_new_jobs_hash_holds_no_defaults() {
     fields.sort_unstable();
     assert_eq!(
         fields,
-        [
-            "cpu",
-            "created_at",
-            "id",
-            "mem",
-            "ngpu",
-            "seq",
-            "spec",
-            "state"
-        ]
+        ["cpu", "created_at", "id", "mem", "seq", "spec", "state"]
     );
     assert_eq!(hash["id"], submitted.id.to_string());
+    // A GPU count only with GPUs.
+    let mut gpus = job();
+    gpus.spec.gpu.count = 2;
+    let gpus = store.submit(gpus).await.unwrap();
+    let ngpu: Option<String> = server
+        .client()
+        .hget(store.keys().job(gpus.id), "ngpu")
+        .unwrap();
+    assert_eq!(ngpu.as_deref(), Some("2"));
+    assert_eq!(store.job(gpus.id).await.unwrap(), gpus);
     let read = store.job(submitted.id).await.unwrap();
     assert_eq!(read.updated_at, read.created_at);
     assert_eq!(read, submitted);
@@ -604,7 +605,7 @@ async fn a_new_jobs_hash_holds_no_defaults() {
         .client()
         .hget(store.keys().job(urgent), "qk")
         .unwrap();
-    assert_eq!(qk.as_deref(), Some("-89998"), "sequence 2 less 90,000");
+    assert_eq!(qk.as_deref(), Some("-89997"), "sequence 3 less 90,000");
     let ex = executor(&store, "e1").await;
     let assigned = store
         .commit_assignment(&Assignment::new(submitted.id, ex, Vec::new()))

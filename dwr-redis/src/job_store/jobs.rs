@@ -29,15 +29,21 @@ fn submit_args(job: &Job, key: Option<(&str, Duration)>) -> Result<Vec<String>, 
             .map(|at| fields.remove(at).1)
             .ok_or_else(|| corrupt("submit", format!("no {name} among the job's fields")))
     };
-    // The fields every job has, by position; the script writes the id and the state and
-    // stamps the creation time itself.
+    // The fields every job has, by position, and its GPU count; the script writes the id
+    // and the state and stamps the creation time itself.
     let mut args = vec![job.id.to_string()];
-    for name in ["spec", "cpu", "mem", "ngpu"] {
+    for name in ["spec", "cpu", "mem"] {
         args.push(take(name)?);
     }
-    fields.retain(|(field, _)| !matches!(*field, "id" | "state" | "created_at" | "updated_at"));
-    // The rest only for a job that has any of it: a plain job is five arguments (each
-    // costs the server about as much as a small command's own work).
+    let ngpu = job.spec.gpu.count.to_string();
+    fields.retain(|(field, _)| {
+        !matches!(
+            *field,
+            "id" | "state" | "created_at" | "updated_at" | "ngpu"
+        )
+    });
+    // The rest only for a job that has any of it: a plain job without GPUs is four
+    // arguments (each costs the server about as much as a small command's own work).
     let options = [
         if view { "1" } else { "" }.to_owned(),
         key.to_owned(),
@@ -62,6 +68,9 @@ fn submit_args(job: &Job, key: Option<(&str, Duration)>) -> Result<Vec<String>, 
         && job.spec.queue == DEFAULT_QUEUE
         && job.spec.depends_on.is_empty()
         && fields.is_empty();
+    if !plain || job.spec.gpu.count > 0 {
+        args.push(ngpu);
+    }
     if !plain {
         args.extend(options);
         for (field, value) in fields {
@@ -416,14 +425,13 @@ mod tests {
         let spec = serde_json::to_string(&plain.spec).unwrap();
         assert_eq!(
             args,
-            [
-                plain.id.to_string(),
-                spec,
-                "500".into(),
-                "64".into(),
-                "0".into()
-            ]
+            [plain.id.to_string(), spec, "500".into(), "64".into()]
         );
+        // Its GPU count when it has GPUs.
+        let gpus = job(|s| s.gpu.count = 2);
+        let args = submit_args(&gpus, None).unwrap();
+        assert_eq!(args.len(), 5);
+        assert_eq!(args[4], "2");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use dwr_core::{
 
 use crate::batch::Batched;
 use crate::codec::{abort_cause_str, job_at, ok_or_refusal, refusal, state_at, status_reply};
+use crate::config::DEFAULT_LOG_TTL;
 use crate::error::corrupt;
 use crate::store::RedisJobStore;
 
@@ -66,12 +67,14 @@ fn finish_args(
         outcome.state.as_str().to_owned(),
         outcome.exit_code.map(|c| c.to_string()).unwrap_or_default(),
         attempt.map(|a| a.to_string()).unwrap_or_default(),
-        log_ttl_secs,
     ];
-    // The reason, the OOM flag and the retry cause, each with its default, go only up to
-    // the last that is not its default: a job that exited of itself sends none of them
-    // (each argument costs the server about as much as a small command's own work).
+    // The log TTL, the reason, the OOM flag and the retry cause, each with its default, go
+    // only up to the last that is not its default: a job that exited of itself, under the
+    // default TTL, sends none of them (each argument costs the server about as much as a
+    // small command's own work).
+    let default_ttl = DEFAULT_LOG_TTL.as_secs().to_string();
     let optional = [
+        (log_ttl_secs.as_str(), default_ttl.as_str()),
         (outcome.reason.as_deref().unwrap_or_default(), ""),
         (if outcome.oom_killed { "1" } else { "0" }, "0"),
         (outcome.cause.map(|c| c.as_str()).unwrap_or_default(), ""),
@@ -152,16 +155,35 @@ mod tests {
     use super::*;
     use dwr_core::RetryCause;
 
-    /// What follows the five arguments always sent.
+    /// What follows the four arguments always sent, under the default log TTL.
     fn optional(outcome: Outcome) -> Vec<String> {
-        let args = finish_args(JobId::new(), &outcome, Some(2), "3600".to_owned());
-        assert_eq!(&args[1..5], [outcome.state.as_str(), "0", "2", "3600"]);
-        args[5..].to_vec()
+        let ttl = DEFAULT_LOG_TTL.as_secs().to_string();
+        let args = finish_args(JobId::new(), &outcome, Some(2), ttl.clone());
+        assert_eq!(&args[1..4], [outcome.state.as_str(), "0", "2"]);
+        let rest = &args[4..];
+        if !rest.is_empty() {
+            assert_eq!(rest[0], ttl, "the TTL first when anything follows");
+        }
+        rest.iter().skip(1).cloned().collect()
     }
 
     #[test]
     fn an_end_sends_its_reason_oom_flag_and_cause_up_to_the_last_not_left_at_its_default() {
-        assert!(optional(Outcome::exited(0, false)).is_empty());
+        let exited = Outcome::exited(0, false);
+        assert_eq!(
+            finish_args(
+                JobId::new(),
+                &exited,
+                Some(2),
+                DEFAULT_LOG_TTL.as_secs().to_string()
+            )
+            .len(),
+            4
+        );
+        // Another TTL than the default is sent, and nothing after it.
+        let short = finish_args(JobId::new(), &exited, Some(2), "60".to_owned());
+        assert_eq!(&short[4..], ["60"]);
+        assert!(optional(exited).is_empty());
         let none = Outcome::failed("").with_exit_code(Some(0));
         assert!(optional(none.clone()).is_empty());
         // A reason alone; a reason that reads as a default elsewhere is still sent.

@@ -17,7 +17,7 @@ for _, ex in ipairs(rcall('SMEMBERS', K_EXECUTORS)) do
     elseif j[2] ~= ex then
       fail(ex .. ': holds job ' .. id .. ' assigned to ' .. tostring(j[2]))
     else
-      cpu = cpu + tonumber(j[3]); mem = mem + tonumber(j[4]); ngpu = ngpu + tonumber(j[5])
+      cpu = cpu + tonumber(j[3]); mem = mem + tonumber(j[4]); ngpu = ngpu + tonumber(j[5] or '0')
     end
   end
   if cpu ~= tonumber(x[4]) or mem ~= tonumber(x[5]) or ngpu ~= tonumber(x[6]) then
@@ -95,7 +95,7 @@ for _, id in ipairs(under_way) do
   local q = j[1] or DEFAULT_QUEUE
   for i, dim in ipairs({ 'cpu', 'mem', 'gpu' }) do
     local field = q .. ':' .. dim
-    held[field] = (held[field] or 0) + tonumber(j[i + 1])
+    held[field] = (held[field] or 0) + tonumber(j[i + 1] or '0')
   end
 end
 local recorded = rcall('HGETALL', K_QUEUES_HELD)

@@ -41,7 +41,7 @@ end
 if not x[1] then return { 'executor_gone' } end
 if not x.alive then return { 'executor_not_alive' } end
 
-local cpu, mem, ngpu = num(j[2]), num(j[3]), num(j[4])
+local cpu, mem, ngpu = num(j[2]), num(j[3]), num(j[4] or '0')
 local given = #ARGV > 6 and #ARGV - 6 or 0
 if given ~= ngpu then return { 'gpu_count_mismatch', tostring(given), tostring(ngpu) } end
 

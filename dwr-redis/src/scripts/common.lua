@@ -400,7 +400,7 @@ local function hold(queue, sign, cpu, mem, ngpu)
 end
 
 -- What a terminal transition needs of a job, by position: state (1), executor (2), cpu (3),
--- mem (4), ngpu (5), seq (6), abort (7), log_total (8: set once the job has log lines),
+-- mem (4), ngpu (5, nil for none), seq (6), abort (7), log_total (8: set once the job has log lines),
 -- attempt (9), the queue (10, nil for the default), whether jobs wait on it (11) and the
 -- array it is a task of (12), in one HMGET. Then what only some jobs carry: gpu_ids (13),
 -- exit_code (14), reason (15), retry_at (16) and the dependencies not ended yet (17), read
@@ -415,7 +415,7 @@ local FINISH_FIELDS = { 'state', 'executor', 'cpu', 'mem', 'ngpu', 'seq', 'abort
 local function job_for_finish(id)
   local jk = k_job(id)
   local j = rcall('HMGET', jk, unpack(FINISH_FIELDS))
-  if j[1] and (j[1] == S_PENDING or j[7] or j[9] ~= '1' or j[5] ~= '0') then
+  if j[1] and (j[1] == S_PENDING or j[7] or j[9] ~= '1' or (j[5] and j[5] ~= '0')) then
     local r = rcall('HMGET', jk, 'gpu_ids', 'exit_code', 'reason', 'retry_at', 'deps_left')
     j[13], j[14], j[15], j[16], j[17] = r[1], r[2], r[3], r[4], r[5]
   end
@@ -497,13 +497,13 @@ local function release(id, j)
   local ex = j[2]
   if not ex then return end
   if rcall('SREM', k_exec_jobs(ex), id) == 0 then return end
-  hold(j[10], -1, j[3], j[4], j[5])
+  hold(j[10], -1, j[3], j[4], j[5] or '0')
   if j[12] then rcall('HINCRBY', k_array(j[12]), 'active', -1) end
   local xk = k_exec(ex)
   exec_changed(ex)
   count(xk, 'cpu_alloc', -num(j[3]))
   count(xk, 'mem_alloc', -num(j[4]))
-  local ngpu = num(j[5])
+  local ngpu = num(j[5] or '0')
   if ngpu > 0 then
     count(xk, 'gpu_alloc', -ngpu)
     local gk = k_exec_gpus(ex)

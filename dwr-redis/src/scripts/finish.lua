@@ -1,7 +1,8 @@
 -- finish.lua: moves a job to a terminal state and releases what it held, once. Idempotent.
 -- ARGV: prefix, job id, terminal state, exit code or '', attempt (an executor's report; ''
--- for none), log TTL (s, 0 = none), then, each left out when it and those after it are their
--- default: reason ('' for none), oom ('0'/'1'), retry cause ('' for none).
+-- for none), then, each left out when it and those after it are their default: log TTL (s,
+-- 0 = none; DEFAULT_LOG_TTL_S), reason ('' for none), oom ('0'/'1'), retry cause ('' for
+-- none).
 -- A failed attempt its retry policy covers sends the job back to pending: { 'retry' }.
 local id, to = ARGV[2], ARGV[3]
 local j = job_for_finish(id)
@@ -20,8 +21,8 @@ end
 if TERMINAL[state] then return { 'unchanged', state } end
 -- Only to an end: `running` is a legal move from `assigned`, but not one a finish makes.
 if not TERMINAL[to] or not can_become(state, to) then return { 'invalid', state } end
-if end_attempt(id, j, to, ARGV[4], ARGV[7] or '', ARGV[8] or '0', now_ms(), ARGV[6],
-    ARGV[9] or '') == 'retry' then
+if end_attempt(id, j, to, ARGV[4], ARGV[7] or '', ARGV[8] or '0', now_ms(),
+    ARGV[6] or DEFAULT_LOG_TTL_S, ARGV[9] or '') == 'retry' then
   return { 'retry' }
 end
 return { 'ok' }

@@ -1,7 +1,7 @@
 -- submit.lua: stores a new pending job and wakes schedulers.
--- ARGV: prefix, job id, the hash's spec, cpu, mem and ngpu; then, left out for a job that
--- has none of them (a job with no key, view, priority, queue, dependency or other field):
--- '1' when the fields hold a placement view (`place`, else ''), idempotency key ('' for
+-- ARGV: prefix, job id, the hash's spec, cpu and mem; the GPU count (left out, or '0', for
+-- none: the hash then has no ngpu); then, left out for a job that has none of them (a job
+-- with no key, view, priority, queue, dependency or other field): '1' when the fields hold a placement view (`place`, else ''), idempotency key ('' for
 -- none), its TTL (ms), priority, queue ('' for the default), dependency type and the ids it
 -- depends on (jobs or arrays), comma-separated ('' for none), then field/value pairs of the
 -- job hash but its id, state and times. See store_job: the job enters its queue, or, while
@@ -18,8 +18,12 @@ if not deps then return { 'unknown_dependency', unknown } end
 if rcall('EXISTS', k_job(id)) == 1 then return { 'job_exists' } end
 if key ~= '' then rcall('SET', k_idem(key), id, 'PX', ARGV[9]) end
 local now = now_ms()
-local fields = { 'spec', ARGV[3], 'cpu', ARGV[4], 'mem', ARGV[5], 'ngpu', ARGV[6] }
-for i = 14, #ARGV do fields[i - 5] = ARGV[i] end
+local fields = { 'spec', ARGV[3], 'cpu', ARGV[4], 'mem', ARGV[5] }
+local ngpu = ARGV[6]
+if ngpu and ngpu ~= '0' then
+  fields[7], fields[8] = 'ngpu', ngpu
+end
+for i = 14, #ARGV do fields[#fields + 1] = ARGV[i] end
 local said, a, b = store_job(id, ARGV[10] or DEFAULT_PRIORITY, ARGV[11] or '',
   ARGV[12] or 'afterok', deps, fields, 1, ARGV[7] == '1', now)
 if said == 'blocked' then return { 'ok', now_s(), said, tostring(a), tostring(b) } end
