@@ -21,6 +21,7 @@ fn in_memory(jobs: usize, job_ms: u64, retention_secs: Option<f64>) -> BenchArgs
         job_ms,
         retention_secs,
         arrays: None,
+        after_phase: None,
     }
 }
 
@@ -107,6 +108,34 @@ async fn over_redis_the_load_tool_measures_a_job_against_both_baselines() {
             "{report:?}"
         );
     }
+}
+
+/// `--after-phase` runs its command at the end of each phase, named, in order; a command
+/// that fails fails the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_runs_after_each_phase_and_its_failure_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("phases");
+    let report = run_bench(BenchArgs {
+        after_phase: Some(format!("echo \"$1\" >> '{}'", log.display())),
+        ..in_memory(50, 0, None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.succeeded, 50);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "setup\nbaseline\nunpipelined_baseline\njobs\n"
+    );
+    let failed = run_bench(BenchArgs {
+        after_phase: Some("exit 3".to_owned()),
+        ..in_memory(50, 0, None)
+    })
+    .await;
+    assert!(
+        matches!(&failed, Err(e) if e.to_string().contains("after phase setup")),
+        "{failed:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

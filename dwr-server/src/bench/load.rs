@@ -80,6 +80,12 @@ pub struct BenchArgs {
     /// once), then as arrays of this many tasks, and compare the rates (nothing runs them).
     #[arg(long, value_name = "TASKS")]
     pub arrays: Option<usize>,
+    /// A shell command run at the end of each phase of the run, with the phase's name as
+    /// `$1`: `setup` (executors registered), `baseline`, `unpipelined_baseline`, `jobs` (the
+    /// measured window). Under Callgrind, `callgrind_control -d "$1"` counts the server's
+    /// instructions in each (BENCHMARKS.md).
+    #[arg(long, value_name = "COMMAND")]
+    pub after_phase: Option<String>,
 }
 
 /// The figures of one run; printed as the last line, as JSON.
@@ -196,8 +202,11 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
                 (Arc::new(redis.clone()), Arc::new(watch), Some(redis))
             }
         };
+    // With the fake runtime, the tool counts the jobs that ended by its removals (see
+    // `submit_closed_loop`).
+    let fake = Arc::new(FakeRuntime::new().recording_specs(false));
     let runtime: Arc<dyn ContainerRuntime> = match args.runtime {
-        RuntimeKind::Fake => Arc::new(FakeRuntime::new().recording_specs(false)),
+        RuntimeKind::Fake => fake.clone(),
         RuntimeKind::Docker => Arc::new(
             DockerRuntime::connect(DockerConfig::from_env().map_err(BenchError::DockerConfig)?)
                 .await
@@ -250,17 +259,20 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
         }));
     }
     wait_for_executors(&*watch, args.executors).await?;
+    after_phase(&args, "setup")?;
 
     // The baselines first, on the same server and at the same concurrency: pipelined over
     // the store's connection, then unpipelined (a connection per task).
     let (baseline_evals_per_second, redis_cpu_us_per_baseline_eval) =
         baseline(redis.as_ref(), args.concurrency, BaselineClients::Shared).await?;
+    after_phase(&args, "baseline")?;
     let (unpipelined_baseline_evals_per_second, redis_cpu_us_per_unpipelined_eval) = baseline(
         redis.as_ref(),
         args.concurrency,
         BaselineClients::OwnConnection,
     )
     .await?;
+    after_phase(&args, "unpipelined_baseline")?;
     let cpu_before = redis_cpu(redis.as_ref()).await?;
     let commands_before = redis_counters(redis.as_ref()).await?;
     let (rss_start_mib, _) = rss_mib();
@@ -293,7 +305,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     // stays flat however many jobs it pushes through.
     let (submitted, paired_ids, baseline) = match args.runtime {
         RuntimeKind::Fake => (
-            submit_closed_loop(&scheduler, &*watch, &spec, args.jobs, concurrency).await?,
+            submit_closed_loop(&scheduler, &*watch, &fake, &spec, args.jobs, concurrency).await?,
             Vec::new(),
             None,
         ),
@@ -313,6 +325,7 @@ pub async fn run_bench(args: BenchArgs) -> Result<BenchReport, BenchError> {
     let wall = started.elapsed().as_secs_f64();
     let commands_after = redis_counters(redis.as_ref()).await?;
     let cpu_after = redis_cpu(redis.as_ref()).await?;
+    after_phase(&args, "jobs")?;
     stop_tx.send_replace(true);
     let (rss_samples_mib, redis_samples) = sampler.await.unwrap_or_default();
     let (_, rss_peak_mib) = rss_mib();
@@ -591,6 +604,7 @@ async fn wait_for_executors(store: &dyn JobStore, n: usize) -> Result<(), BenchE
 async fn submit_closed_loop(
     scheduler: &Scheduler,
     store: &dyn JobStore,
+    runtime: &FakeRuntime,
     spec: &JobSpec,
     jobs: usize,
     in_flight: usize,
@@ -619,27 +633,23 @@ async fn submit_closed_loop(
             check_submission(done)?;
             submitted_ok += 1;
         }
-        // Give back one permit per job that reached a terminal state: those still stored,
-        // and those the retention deleted (read first: a job deleted between the two reads
-        // is counted at the next round, never twice).
-        let deleted = scheduler.metrics().retention_deleted as usize;
-        let counts = store.counts().await.map_err(BenchError::Store)?;
-        let done = deleted
-            + counts
-                .iter()
-                .filter(|(state, _)| state.is_terminal())
-                .map(|(_, n)| *n as usize)
-                .sum::<usize>();
-        if done > released {
-            permits.add_permits(done - released);
-            released = done;
+        // Give back one permit per job that ended, counted by the containers removed: an
+        // agent removes a job's container once the store recorded its end, so the count
+        // never runs ahead of the store's. Counted in the process, not asked of the store:
+        // the tool's own reads (one every millisecond) would count in the server's CPU per
+        // job, which is the system's alone.
+        let ended = usize::try_from(runtime.removed_count()).unwrap_or(usize::MAX);
+        if ended > released {
+            permits.add_permits(ended - released);
+            released = ended;
         }
-        if done >= jobs {
+        if ended >= jobs && jobs_ended(scheduler, store).await? >= jobs {
             break;
         }
-        if done > progress.0 {
-            progress = (done, Instant::now());
+        if ended > progress.0 {
+            progress = (ended, Instant::now());
         } else if progress.1.elapsed() > Duration::from_secs(60) {
+            let counts = store.counts().await.map_err(BenchError::Store)?;
             return Err(BenchError::Stalled(format!(
                 "no progress for 60 s: {counts:?}"
             )));
@@ -651,6 +661,39 @@ async fn submit_closed_loop(
         submitted_ok += 1;
     }
     Ok(submitted_ok)
+}
+
+/// Jobs the store holds in a terminal state, and those the retention deleted (read first:
+/// a job deleted between the two reads is counted at the next read, never twice).
+async fn jobs_ended(scheduler: &Scheduler, store: &dyn JobStore) -> Result<usize, BenchError> {
+    let deleted = scheduler.metrics().retention_deleted as usize;
+    let counts = store.counts().await.map_err(BenchError::Store)?;
+    Ok(deleted
+        + counts
+            .iter()
+            .filter(|(state, _)| state.is_terminal())
+            .map(|(_, n)| *n as usize)
+            .sum::<usize>())
+}
+
+/// Runs `--after-phase`, if given, for the phase `name`.
+fn after_phase(args: &BenchArgs, name: &str) -> Result<(), BenchError> {
+    let Some(command) = &args.after_phase else {
+        return Ok(());
+    };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .arg("sh")
+        .arg(name)
+        .status()
+        .map_err(|e| BenchError::Config(format!("--after-phase could not run: {e}")))?;
+    if !status.success() {
+        return Err(BenchError::Config(format!(
+            "--after-phase failed after phase {name}: {status}"
+        )));
+    }
+    Ok(())
 }
 
 /// Fails the run if a finished submission task failed.
