@@ -191,7 +191,7 @@
 //! `tests/batching.rs` pins 300 concurrent jobs through every stage in three calls
 //! (batches of 128, 128 and 44), and `dwr bench --store redis` (8 executors, 256 jobs in
 //! flight), which counts every request at the client ([`RedisJobStore::requests_sent`]),
-//! measures about 0.2 round trips per job (BENCHMARKS.md). `cargo run --release -p dwr-redis --example
+//! measures about 0.15 round trips per job (BENCHMARKS.md). `cargo run --release -p dwr-redis --example
 //! transition_cost` prints the server CPU each transition costs.
 
 // The test harness shared with the integration tests names the crate.
