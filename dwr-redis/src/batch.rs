@@ -244,7 +244,7 @@ pub(crate) struct Worker {
     /// The key prefix, the first argument of every call.
     pub prefix: String,
     /// The script sent for a lone operation of each of [`Batched::ALL`], in that order.
-    pub singles: Vec<Routine>,
+    pub singles: [Routine; Batched::ALL.len()],
     /// The [`batch_form`], sent for several.
     pub batch: Routine,
     /// Counts one per call sent.
@@ -254,11 +254,6 @@ pub(crate) struct Worker {
 impl Coalescer {
     /// Starts the task of `worker`. Must be called inside a Tokio runtime.
     pub fn start(worker: Worker) -> Self {
-        assert_eq!(
-            worker.singles.len(),
-            Batched::ALL.len(),
-            "a lone form per script"
-        );
         let (queue, rx) = mpsc::unbounded_channel();
         tokio::spawn(worker.run(rx));
         Self { queue }

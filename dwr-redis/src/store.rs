@@ -102,9 +102,7 @@ impl RedisJobStore {
                 waits,
                 endpoint: endpoint.clone(),
                 prefix: keys.prefix().to_owned(),
-                singles: Batched::ALL
-                    .map(|script| scripts.single(script).clone())
-                    .to_vec(),
+                singles: Batched::ALL.map(|script| scripts.single(script).clone()),
                 batch: scripts.batch.clone(),
                 requests: requests.clone(),
             })
