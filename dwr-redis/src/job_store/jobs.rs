@@ -96,12 +96,7 @@ pub(super) async fn submit(
         });
     }
     let args = submit_args(&job, key)?;
-    let reply = store
-        .inner
-        .batchers
-        .transitions
-        .call(Batched::Submit, args)
-        .await?;
+    let reply = store.batched(Batched::Submit, args).await?;
     let (status, rest) = status_reply(&reply, "submit")?;
     match status.as_str() {
         "ok" => {

@@ -28,12 +28,7 @@ pub(super) async fn append(
     args.push(store.log_ttl_secs());
     args.push(config.log_max_bytes.to_string());
     args.extend(lines.iter().cloned());
-    let reply = store
-        .inner
-        .batchers
-        .logs
-        .call(Batched::AppendLogs, args)
-        .await?;
+    let reply = store.batched(Batched::AppendLogs, args).await?;
     ok_or_refusal(&reply, "append_logs", "append logs", id, attempt)
 }
 

@@ -52,6 +52,21 @@ impl RedisJobStore {
     fn log_ttl_secs(&self) -> String {
         self.inner.config.log_ttl.as_secs().to_string()
     }
+
+    /// Runs `script` with `args` through its batching task: log lines through their own,
+    /// every transition through the one they share.
+    async fn batched(
+        &self,
+        script: Batched,
+        args: Vec<String>,
+    ) -> Result<redis::Value, StoreError> {
+        let batchers = &self.inner.batchers;
+        let lane = match script {
+            Batched::AppendLogs => &batchers.logs,
+            _ => &batchers.transitions,
+        };
+        lane.call(script, args).await
+    }
 }
 
 #[async_trait]
@@ -141,12 +156,7 @@ impl JobStore for RedisJobStore {
 
     async fn commit_assignment(&self, assignment: &Assignment) -> Result<Job, StoreError> {
         let args = assign::args(assignment);
-        let reply = self
-            .inner
-            .batchers
-            .transitions
-            .call(Batched::CommitAssignment, args)
-            .await?;
+        let reply = self.batched(Batched::CommitAssignment, args).await?;
         assign::reply(assignment, &reply)
     }
 

@@ -21,12 +21,7 @@ pub(super) async fn mark_running(
     attempt: u32,
 ) -> Result<(), StoreError> {
     let args = vec![id.to_string(), executor.to_string(), attempt.to_string()];
-    let reply = store
-        .inner
-        .batchers
-        .transitions
-        .call(Batched::MarkRunning, args)
-        .await?;
+    let reply = store.batched(Batched::MarkRunning, args).await?;
     ok_or_refusal(&reply, "mark_running", "mark running", id, Some(attempt))
 }
 
@@ -39,12 +34,7 @@ pub(super) async fn finish(
     attempt: Option<u32>,
 ) -> Result<Finished, StoreError> {
     let args = finish_args(id, outcome, attempt, store.log_ttl_secs());
-    let reply = store
-        .inner
-        .batchers
-        .transitions
-        .call(Batched::Finish, args)
-        .await?;
+    let reply = store.batched(Batched::Finish, args).await?;
     let (status, rest) = status_reply(&reply, "finish")?;
     let (state, changed) = match status.as_str() {
         "ok" => (outcome.state, true),
