@@ -152,6 +152,30 @@ async fn concurrent_transitions_share_script_calls() {
     assert!(held.jobs.is_empty(), "{:?}", held.jobs);
 }
 
+/// An executor with room for one 800-millicore job at a time, and two such jobs submitted.
+async fn two_jobs_with_room_for_one(
+    store: &RedisJobStore,
+    name: &str,
+) -> (ExecutorId, JobId, JobId) {
+    let ex = executor(store, name, 1_000).await;
+    let a = store.submit(job(800)).await.unwrap().id;
+    let b = store.submit(job(800)).await.unwrap().id;
+    (ex, a, b)
+}
+
+/// Whether `result` is a commit refused for want of CPU.
+fn no_room_for_cpu<T>(result: &Result<T, StoreError>) -> bool {
+    matches!(
+        result,
+        Err(StoreError::Rejected {
+            reason: Rejection::NoRoom {
+                dimension: Dimension::Cpu
+            },
+            ..
+        })
+    )
+}
+
 /// Job `id` committed to `ex` and marked running.
 async fn running(store: &RedisJobStore, ex: &ExecutorId, id: JobId) {
     store.commit_assignment(&assign(id, ex)).await.unwrap();
@@ -167,10 +191,7 @@ async fn transitions_of_every_kind_share_one_call_in_queue_order() {
         return;
     };
     let store = server.store().await;
-    // Room for one of the jobs at a time.
-    let ex = executor(&store, "one-at-a-time", 1_000).await;
-    let ended = store.submit(job(800)).await.unwrap().id;
-    let next = store.submit(job(800)).await.unwrap().id;
+    let (ex, ended, next) = two_jobs_with_room_for_one(&store, "one-at-a-time").await;
     running(&store, &ex, ended).await;
     let sent = store.requests_sent();
     let calls = script_calls(&server);
@@ -207,18 +228,7 @@ async fn transitions_of_every_kind_share_one_call_in_queue_order() {
         store.commit_assignment(&commit),
         store.finish(next, &exited, Some(1)),
     );
-    assert!(
-        matches!(
-            committed,
-            Err(StoreError::Rejected {
-                reason: Rejection::NoRoom {
-                    dimension: Dimension::Cpu
-                },
-                ..
-            })
-        ),
-        "{committed:?}"
-    );
+    assert!(no_room_for_cpu(&committed), "{committed:?}");
     assert_eq!(finished.unwrap().state, JobState::Succeeded);
     assert_eq!(store.job(last).await.unwrap().state, JobState::Pending);
     assert_eq!(
@@ -233,27 +243,12 @@ async fn commits_of_one_batch_see_each_other() {
         return;
     };
     let store = server.store().await;
-    // Room for one of the two.
-    let ex = executor(&store, "small", 1_000).await;
-    let ia = store.submit(job(800)).await.unwrap().id;
-    let ib = store.submit(job(800)).await.unwrap().id;
+    let (ex, ia, ib) = two_jobs_with_room_for_one(&store, "small").await;
     let results = store
         .commit_assignments(&[assign(ia, &ex), assign(ib, &ex)])
         .await;
     assert_eq!(results[0].as_ref().unwrap().state, JobState::Assigned);
-    assert!(
-        matches!(
-            &results[1],
-            Err(StoreError::Rejected {
-                reason: Rejection::NoRoom {
-                    dimension: Dimension::Cpu
-                },
-                ..
-            })
-        ),
-        "{:?}",
-        results[1]
-    );
+    assert!(no_room_for_cpu(&results[1]), "{:?}", results[1]);
     assert_eq!(store.job(ib).await.unwrap().state, JobState::Pending);
     assert_eq!(
         store.check_invariants().await.unwrap(),

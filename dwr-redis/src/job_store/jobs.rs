@@ -35,7 +35,6 @@ fn submit_args(job: &Job, key: Option<(&str, Duration)>) -> Result<Vec<String>, 
     for name in ["spec", "cpu", "mem"] {
         args.push(take(name)?);
     }
-    let ngpu = job.spec.gpu.count.to_string();
     fields.retain(|(field, _)| {
         !matches!(
             *field,
@@ -44,7 +43,20 @@ fn submit_args(job: &Job, key: Option<(&str, Duration)>) -> Result<Vec<String>, 
     });
     // The rest only for a job that has any of it: a plain job without GPUs is four
     // arguments (each costs the server about as much as a small command's own work).
-    let options = [
+    let plain = !view
+        && key.is_empty()
+        && job.spec.priority == DEFAULT_PRIORITY
+        && job.spec.queue == DEFAULT_QUEUE
+        && job.spec.depends_on.is_empty()
+        && fields.is_empty();
+    if plain {
+        if job.spec.gpu.count > 0 {
+            args.push(job.spec.gpu.count.to_string());
+        }
+        return Ok(args);
+    }
+    args.extend([
+        job.spec.gpu.count.to_string(),
         if view { "1" } else { "" }.to_owned(),
         key.to_owned(),
         ttl.as_millis().max(1).to_string(),
@@ -61,22 +73,10 @@ fn submit_args(job: &Job, key: Option<(&str, Duration)>) -> Result<Vec<String>, 
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(","),
-    ];
-    let plain = !view
-        && key.is_empty()
-        && job.spec.priority == DEFAULT_PRIORITY
-        && job.spec.queue == DEFAULT_QUEUE
-        && job.spec.depends_on.is_empty()
-        && fields.is_empty();
-    if !plain || job.spec.gpu.count > 0 {
-        args.push(ngpu);
-    }
-    if !plain {
-        args.extend(options);
-        for (field, value) in fields {
-            args.push(field.to_owned());
-            args.push(value);
-        }
+    ]);
+    for (field, value) in fields {
+        args.push(field.to_owned());
+        args.push(value);
     }
     Ok(args)
 }

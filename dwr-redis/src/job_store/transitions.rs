@@ -2,6 +2,8 @@
 //! (`mark_running.lua`), it finishes (`finish.lua`), or an abort is requested
 //! (`request_abort.lua`).
 
+use std::sync::LazyLock;
+
 use dwr_core::job::preempted_by;
 use dwr_core::{
     AbortCause, AbortRequested, ExecutorId, Finished, Job, JobId, JobState, Outcome, StoreError,
@@ -62,9 +64,9 @@ fn finish_args(
     // only up to the last that is not its default: a job that exited of itself, under the
     // default TTL, sends none of them (each argument costs the server about as much as a
     // small command's own work).
-    let default_ttl = DEFAULT_LOG_TTL.as_secs().to_string();
+    static DEFAULT_TTL: LazyLock<String> = LazyLock::new(|| DEFAULT_LOG_TTL.as_secs().to_string());
     let optional = [
-        (log_ttl_secs.as_str(), default_ttl.as_str()),
+        (log_ttl_secs.as_str(), DEFAULT_TTL.as_str()),
         (outcome.reason.as_deref().unwrap_or_default(), ""),
         (if outcome.oom_killed { "1" } else { "0" }, "0"),
         (outcome.cause.map(|c| c.as_str()).unwrap_or_default(), ""),
